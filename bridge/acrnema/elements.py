@@ -1,0 +1,608 @@
+"""Presentation layer: the ACR-NEMA / DICOM data element codec.
+
+Implements the element encoding of ACR-NEMA 300 (1985, 1988) as it survives in DICOM
+PS3.5 section 7: a 16-bit group, a 16-bit element, a 32-bit length and an even-length
+value, with no VR on the wire (implicit VR), in either byte order. The same walker also
+reads headerless DICOM data sets in explicit VR (either byte order) and Part 10 files.
+
+Design:
+
+* :func:`decode` walks the bytes itself, so every structural defect (a length past the
+  end, an odd or absurd length, garbage) becomes a :class:`~bridge.errors.ConversionError`
+  naming the source, the tag and the byte offset, and memory stays bounded by the input
+  size: nothing is allocated from a length field before it is checked against the bytes
+  that are really there.
+* VRs of implicit elements come from pydicom's dictionary plus :data:`ACR_NEMA_VR`, the
+  retired ACR-NEMA elements whose VR differs or is ambiguous there.
+* Values are then handed to pydicom as raw elements, so pydicom parses strings and numbers;
+  binary values are byte-swapped according to the byte order, strings never are.
+  ``OW`` values of big-endian inputs are swapped to little-endian order here, so every
+  decoded data set holds its words in little-endian order whatever the input was.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pydicom import config as pydicom_config
+from pydicom.datadict import dictionary_description, dictionary_VR, get_entry
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.tag import Tag
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from bridge.errors import ConversionError
+
+__all__ = [
+    "ACR_NEMA_VR",
+    "EXPLICIT_BE",
+    "EXPLICIT_LE",
+    "IMPLICIT_BE",
+    "IMPLICIT_LE",
+    "ByteOrder",
+    "Decoded",
+    "RawElement",
+    "Syntax",
+    "decode",
+    "detect_syntax",
+    "encode",
+    "format_tag",
+    "vr_for",
+]
+
+UNDEFINED = 0xFFFFFFFF
+ITEM = 0xFFFEE000
+ITEM_DELIM = 0xFFFEE00D
+SEQ_DELIM = 0xFFFEE0DD
+MAX_DEPTH = 32
+
+# Explicit VRs whose length field is 32 bits, after two reserved bytes.
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+VALID_VRS = frozenset(
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    "UN UR US UT UV".split()
+)
+STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+
+# Retired ACR-NEMA elements whose VR is missing, ambiguous or different in pydicom's
+# dictionary. Sources: DCMTK's ACR/NEMA dictionary (acrnema.dic) and PS3.6-2008; see
+# docs/conversion.md. "xs" means US or SS, chosen by Pixel Representation.
+ACR_NEMA_VR: dict[int, str] = {
+    0x00000200: "LO",  # Initiator (logical address)
+    0x00000300: "LO",  # Receiver (logical address)
+    0x00000400: "LO",  # Find Location
+    0x00004000: "LO",  # Dialog Receiver (AT in PS3.7-2008, a string in practice)
+    0x00004010: "LO",  # Terminal Type
+    0x00005110: "LO",  # Display Format
+    0x00005120: "LO",  # Page Position ID
+    0x00080010: "LO",  # Recognition Code: 'ACR-NEMA 2.0' and LIBIDO strings exceed CS/SH
+    0x00080040: "US",  # Data Set Type
+    0x00280005: "US",  # Image Dimensions
+    0x00280040: "CS",  # Image Format
+    0x00280060: "CS",  # Compression Code
+    0x00280104: "xs",  # Smallest Valid Pixel Value
+    0x00280105: "xs",  # Largest Valid Pixel Value
+    0x00280200: "US",  # Image Location
+    0x00281100: "xs",  # Gray Lookup Table Descriptor
+    0x00281200: "xs",  # Gray Lookup Table Data
+}
+
+
+class ByteOrder(enum.StrEnum):
+    """The ``--byte-order`` choice: detect, or force one byte order."""
+
+    AUTO = "auto"
+    LITTLE = "little"
+    BIG = "big"
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """How elements are encoded: VR on the wire or not, and the byte order."""
+
+    implicit_vr: bool
+    little_endian: bool
+
+    @property
+    def name(self) -> str:
+        vr = "implicit" if self.implicit_vr else "explicit"
+        order = "little" if self.little_endian else "big"
+        return f"{vr} VR {order} endian"
+
+    @property
+    def prefix(self) -> str:
+        return "<" if self.little_endian else ">"
+
+
+IMPLICIT_LE = Syntax(implicit_vr=True, little_endian=True)
+IMPLICIT_BE = Syntax(implicit_vr=True, little_endian=False)
+EXPLICIT_LE = Syntax(implicit_vr=False, little_endian=True)
+EXPLICIT_BE = Syntax(implicit_vr=False, little_endian=False)
+
+_TS_SYNTAX = {
+    ImplicitVRLittleEndian: IMPLICIT_LE,
+    ExplicitVRLittleEndian: EXPLICIT_LE,
+    ExplicitVRBigEndian: EXPLICIT_BE,
+}
+
+
+@dataclass(frozen=True)
+class RawElement:
+    """One top-level element as found in the input.
+
+    ``offset`` is where the element's tag starts in the input; ``value`` holds the value
+    bytes as they were on the wire (for an undefined length, the items without the
+    closing delimiter).
+    """
+
+    tag: int
+    vr: str
+    offset: int
+    length: int
+    value: bytes
+
+    @property
+    def header_size(self) -> int:
+        return self.value_offset - self.offset
+
+    value_offset: int = 0
+    end: int = 0
+
+
+@dataclass
+class Decoded:
+    """The result of :func:`decode`: the data set and how it was found."""
+
+    source: str
+    syntax: Syntax
+    dataset: Dataset
+    elements: list[RawElement]
+    file_meta: FileMetaDataset | None = None
+    preamble: bool = False
+    start: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def recognition_code(self) -> str:
+        value = self.dataset.get(0x00080010)
+        return str(value.value).strip() if value is not None else ""
+
+    @property
+    def kind(self) -> str:
+        """A short human description: ACR-NEMA version, or headerless or Part 10 DICOM."""
+        code = self.recognition_code
+        if code.upper().startswith("ACR-NEMA") or code.upper().startswith("ACRNEMA"):
+            return code
+        if self.preamble:
+            return "DICOM Part 10"
+        if self.file_meta is not None:
+            return "DICOM (meta, no preamble)"
+        if 0x00080016 in self.dataset:
+            return "headerless DICOM"
+        return "ACR-NEMA (no Recognition Code)"
+
+
+def format_tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def vr_for(tag: int, pixel_representation: int = 0) -> str:
+    """The VR to read an implicit element with: ACR-NEMA table, then pydicom's dictionary."""
+    group, elem = tag >> 16, tag & 0xFFFF
+    if elem == 0x0000:
+        return "UL"
+    vr = ACR_NEMA_VR.get(tag)
+    if vr is None:
+        if group & 1:
+            return "LO" if 0x0010 <= elem <= 0x00FF else "UN"
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return "UN"
+    if vr in ("xs", "US or SS", "US or SS or OW"):
+        return "SS" if pixel_representation == 1 else "US"
+    if vr in ("OB or OW", "US or OW", "ox"):
+        return "OW"
+    if vr not in VALID_VRS:
+        return "UN"
+    return vr
+
+
+class _Walker:
+    """Walks elements over a byte buffer, checking every length against the bytes."""
+
+    def __init__(self, data: bytes, syntax: Syntax, source: str) -> None:
+        self.data = data
+        self.syntax = syntax
+        self.source = source
+        self._u16 = struct.Struct(syntax.prefix + "H")
+        self._u32 = struct.Struct(syntax.prefix + "L")
+        self._tag = struct.Struct(syntax.prefix + "HH")
+        self.pixel_representation = 0
+
+    def error(self, reason: str, tag: int | None, offset: int) -> ConversionError:
+        return ConversionError(reason, source=self.source, tag=tag, offset=offset)
+
+    def header(self, pos: int, end: int) -> tuple[int, str, int, int]:
+        """Read one element header at ``pos``: (tag, vr, length, value offset)."""
+        if pos + 8 > end:
+            raise self.error(f"{end - pos} stray bytes where an element header should be", None, pos)
+        group, elem = self._tag.unpack_from(self.data, pos)
+        tag = group << 16 | elem
+        if group == 0xFFFE:  # item and delimiters never carry a VR
+            return tag, "", self._u32.unpack_from(self.data, pos + 4)[0], pos + 8
+        if self.syntax.implicit_vr:
+            length = self._u32.unpack_from(self.data, pos + 4)[0]
+            return tag, vr_for(tag, self.pixel_representation), length, pos + 8
+        raw_vr = self.data[pos + 4 : pos + 6]
+        vr = raw_vr.decode("latin-1")
+        if vr not in VALID_VRS:
+            raise self.error(f"invalid explicit VR {raw_vr!r}", tag, pos)
+        if vr in LONG_VRS:
+            if pos + 12 > end:
+                raise self.error("element header cut off by the end of the data", tag, pos)
+            return tag, vr, self._u32.unpack_from(self.data, pos + 8)[0], pos + 12
+        return tag, vr, self._u16.unpack_from(self.data, pos + 6)[0], pos + 8
+
+    def elements(self, pos: int, end: int, depth: int = 0) -> Iterator[RawElement]:
+        """Yield the elements of one data set between ``pos`` and ``end``.
+
+        Stops early, without yielding it, at an item delimiter (the end of an
+        undefined-length item); the caller learns where from the last ``end``.
+        """
+        previous = -1
+        while pos < end:
+            tag, vr, length, value_pos = self.header(pos, end)
+            if tag == ITEM_DELIM:
+                return
+            if tag >> 16 == 0xFFFE:
+                raise self.error("item or delimiter tag outside a sequence", tag, pos)
+            if tag <= previous:
+                # Out of order or repeated: tolerated by the walker, reported by decode().
+                pass
+            previous = tag
+            if length == UNDEFINED:
+                if vr not in ("SQ", "UN", "OB", "OW") and not self.syntax.implicit_vr:
+                    raise self.error(f"undefined length on a {vr} element", tag, pos)
+                if self.syntax.implicit_vr and vr not in ("SQ", "OW", "OB"):
+                    vr = "SQ"  # an implicit undefined-length element can only be a sequence
+                value_end, next_pos = self.undefined(value_pos, end, tag, depth)
+                yield RawElement(tag, vr, pos, length, self.data[value_pos:value_end], value_pos, next_pos)
+                pos = next_pos
+                continue
+            if length & 1:
+                raise self.error(f"odd value length {length}", tag, pos)
+            if length > end - value_pos:
+                raise self.error(
+                    f"value length {length} runs past the end of the data "
+                    f"({end - value_pos} bytes left)",
+                    tag,
+                    pos,
+                )
+            value = self.data[value_pos : value_pos + length]
+            if tag == 0x00280103 and length == 2:
+                self.pixel_representation = self._u16.unpack(value)[0]
+            if vr == "SQ" and length:
+                self.items(value_pos, value_pos + length, tag, depth)
+            yield RawElement(tag, vr, pos, length, value, value_pos, value_pos + length)
+            pos = value_pos + length
+
+    def items(self, pos: int, end: int, tag: int, depth: int) -> int:
+        """Check the items of a sequence value; return where the sequence ends.
+
+        For an undefined length, ``end`` is the end of the enclosing data and the
+        sequence ends after its delimiter; the returned position is that delimiter's.
+        """
+        if depth >= MAX_DEPTH:
+            raise self.error(f"sequences nested deeper than {MAX_DEPTH}", tag, pos)
+        while pos < end:
+            item_tag, _, length, value_pos = self.header(pos, end)
+            if item_tag == SEQ_DELIM:
+                return pos
+            if item_tag != ITEM:
+                raise self.error(f"expected an item in the sequence, found {format_tag(item_tag)}", tag, pos)
+            if length == UNDEFINED:
+                last = value_pos
+                for element in self.elements(value_pos, end, depth + 1):
+                    last = element.end
+                # elements() stopped at the item delimiter or at the end of the data
+                if last + 8 > end or self._tag.unpack_from(self.data, last) != (0xFFFE, 0xE00D):
+                    raise self.error("undefined-length item without an item delimiter", tag, last)
+                pos = last + 8
+            else:
+                if length > end - value_pos or length & 1:
+                    raise self.error(f"item length {length} does not fit the sequence", tag, pos)
+                for _ in self.elements(value_pos, value_pos + length, depth + 1):
+                    pass
+                pos = value_pos + length
+        return pos
+
+    def undefined(self, pos: int, end: int, tag: int, depth: int) -> tuple[int, int]:
+        """Find the end of an undefined-length value: (value end, next element)."""
+        delim = self.items(pos, end, tag, depth)
+        if delim + 8 > end or self._tag.unpack_from(self.data, delim) != (0xFFFE, 0xE0DD):
+            raise self.error("undefined-length value without a sequence delimiter", tag, pos)
+        return delim, delim + 8
+
+
+def _plausible(data: bytes, start: int, syntax: Syntax, limit: int = 48) -> int:
+    """Score a candidate syntax: elements read in ascending order before a failure."""
+    walker = _Walker(data, syntax, "<probe>")
+    score = 0
+    previous = -1
+    try:
+        for element in walker.elements(start, len(data)):
+            group = element.tag >> 16
+            if element.tag <= previous or group == 0 or (group > 0x7FFF and group != 0xFFFE):
+                if group == 0 and previous < 0:
+                    pass  # a command group 0000 may open an ACR-NEMA message
+                else:
+                    return score
+            previous = element.tag
+            score += 1
+            if score >= limit:
+                return score + 1
+    except ConversionError:
+        return score
+    return score + 1  # walked the whole input cleanly
+
+
+def detect_syntax(data: bytes, start: int = 0, byte_order: ByteOrder = ByteOrder.AUTO) -> Syntax:
+    """Guess how a headerless data set is encoded.
+
+    Each candidate is walked over the first elements; the one that reads the most
+    elements in ascending tag order wins. Explicit VR is preferred on a tie, since a
+    valid two-letter VR in the right place is a strong signal.
+    """
+    candidates = [EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE, IMPLICIT_BE]
+    if byte_order is ByteOrder.LITTLE:
+        candidates = [EXPLICIT_LE, IMPLICIT_LE]
+    elif byte_order is ByteOrder.BIG:
+        candidates = [EXPLICIT_BE, IMPLICIT_BE]
+    best, best_score = candidates[0], -1
+    for syntax in candidates:
+        score = _plausible(data, start, syntax)
+        if score > best_score:
+            best, best_score = syntax, score
+    return best
+
+
+def _to_dataset(
+    walker: _Walker, elements: list[RawElement], notes: list[str]
+) -> Dataset:
+    syntax = walker.syntax
+    raw: dict[Tag, RawDataElement] = {}
+    for element in elements:
+        tag = Tag(element.tag)
+        if tag in raw:
+            notes.append(f"{format_tag(element.tag)} appears twice; the first value is kept")
+            continue
+        value = element.value
+        if not syntax.little_endian and element.vr == "OW" and len(value) % 2 == 0:
+            value = _swap16(value)
+        raw[tag] = RawDataElement(
+            tag,
+            element.vr,
+            element.length,
+            value,
+            element.value_offset,
+            syntax.implicit_vr,
+            syntax.little_endian,
+            True,
+            False,
+        )
+    dataset = Dataset()
+    dataset.set_original_encoding(syntax.implicit_vr, syntax.little_endian, "iso8859")
+    # Convert every element now, so a malformed value is a ConversionError here and not
+    # an exception somewhere later in the converter.
+    previous = pydicom_config.settings.reading_validation_mode
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    try:
+        for tag, element in raw.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    converted = convert_raw_data_element(element, encoding="iso8859", ds=dataset)
+            except Exception as exc:  # pydicom raises many kinds; all mean "bad value"
+                raise walker.error(
+                    f"cannot decode the {element.VR} value: {exc}", int(tag), element.value_tell
+                ) from exc
+            dataset[tag] = converted
+    finally:
+        pydicom_config.settings.reading_validation_mode = previous
+    return dataset
+
+
+def _swap16(value: bytes) -> bytes:
+    swapped = bytearray(value)
+    swapped[0::2], swapped[1::2] = value[1::2], value[0::2]
+    return bytes(swapped)
+
+
+def _check_lengths(walker: _Walker, elements: list[RawElement], data_end: int, notes: list[str]) -> None:
+    """Check group lengths and Length to End; a mismatch is a warning."""
+    by_group: dict[int, list[RawElement]] = {}
+    for element in elements:
+        by_group.setdefault(element.tag >> 16, []).append(element)
+    unpack = walker._u32.unpack
+    for group, members in by_group.items():
+        head = members[0]
+        if head.tag & 0xFFFF == 0 and head.length == 4:
+            declared = unpack(head.value)[0]
+            actual = members[-1].end - head.end
+            if declared != actual:
+                notes.append(
+                    f"group length {format_tag(head.tag)} says {declared} bytes, "
+                    f"the group holds {actual}"
+                )
+        for element in members:
+            if element.tag in (0x00000001, 0x00080001) and element.length == 4:
+                declared = unpack(element.value)[0]
+                actual = data_end - element.end
+                if declared != actual:
+                    notes.append(
+                        f"Length to End {format_tag(element.tag)} says {declared} bytes, "
+                        f"{actual} follow it"
+                    )
+        if group == 0x0008:
+            continue
+    previous = -1
+    for element in elements:
+        if element.tag <= previous:
+            notes.append(f"{format_tag(element.tag)} at offset {element.offset} is out of tag order")
+        previous = element.tag
+
+
+def decode(
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    byte_order: ByteOrder | str = ByteOrder.AUTO,
+) -> Decoded:
+    """Decode an ACR-NEMA 1.0/2.0 data set, a headerless DICOM data set or a Part 10 file.
+
+    Raises :class:`ConversionError` for anything that is not a readable data set; no
+    other exception escapes.
+    """
+    order = ByteOrder(byte_order)
+    data = bytes(data)
+    if len(data) < 8:
+        raise ConversionError(f"only {len(data)} bytes: not a data set", source=source, offset=0)
+    preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    start = 132 if preamble else (4 if data[:4] == b"DICM" else 0)
+    file_meta: FileMetaDataset | None = None
+    notes: list[str] = []
+    syntax: Syntax
+    if preamble or data[start : start + 2] == b"\x02\x00":
+        meta_walker = _Walker(data, EXPLICIT_LE, source)
+        meta_elements: list[RawElement] = []
+        pos = start
+        while pos + 8 <= len(data):
+            group = struct.unpack_from("<H", data, pos)[0]
+            if group != 0x0002:
+                break
+            element = next(meta_walker.elements(pos, len(data)))
+            meta_elements.append(element)
+            pos = element.end
+        if meta_elements:
+            file_meta = FileMetaDataset(_to_dataset(meta_walker, meta_elements, notes))
+            start = pos
+            ts = file_meta.get("TransferSyntaxUID")
+            if ts is None:
+                notes.append("file meta has no Transfer Syntax UID; syntax detected instead")
+                syntax = detect_syntax(data, start, order)
+            elif ts == DeflatedExplicitVRLittleEndian:
+                raise ConversionError("deflated transfer syntax is not supported", source=source)
+            elif ts in _TS_SYNTAX:
+                syntax = _TS_SYNTAX[ts]
+            elif ts.is_transfer_syntax:
+                syntax = Syntax(ts.is_implicit_VR, ts.is_little_endian)
+            else:
+                raise ConversionError(f"unknown transfer syntax {ts}", source=source, offset=start)
+        else:
+            syntax = detect_syntax(data, start, order)
+    else:
+        syntax = detect_syntax(data, start, order)
+    walker = _Walker(data, syntax, source)
+    elements = list(walker.elements(start, len(data)))
+    if not elements:
+        raise ConversionError("no data elements", source=source, offset=start)
+    if not _looks_like_dataset(elements):
+        raise ConversionError(
+            f"not an ACR-NEMA or DICOM data set (first tag {format_tag(elements[0].tag)})",
+            source=source,
+            tag=elements[0].tag,
+            offset=start,
+        )
+    _check_lengths(walker, elements, len(data), notes)
+    dataset = _to_dataset(walker, elements, notes)
+    return Decoded(source, syntax, dataset, elements, file_meta, preamble, start, notes)
+
+
+def _looks_like_dataset(elements: list[RawElement]) -> bool:
+    """Reject inputs that walked by chance: most tags must be known or group lengths."""
+    known = 0
+    for element in elements[:64]:
+        group = element.tag >> 16
+        if element.tag & 0xFFFF == 0 or group & 1:
+            known += 1
+            continue
+        try:
+            get_entry(element.tag)
+            known += 1
+        except KeyError:
+            if element.tag in ACR_NEMA_VR:
+                known += 1
+    checked = min(len(elements), 64)
+    return known * 2 > checked and any(e.tag >> 16 in (0x0008, 0x0010, 0x0020, 0x0028, 0x7FE0, 0x0000) for e in elements)
+
+
+def describe(tag: int) -> str:
+    """The keyword-free name of a tag, or a generic one for unknown and private tags."""
+    if tag & 0xFFFF == 0:
+        return "Group Length"
+    if (tag >> 16) & 1:
+        return "Private Creator" if 0x10 <= tag & 0xFFFF <= 0xFF else "Private tag"
+    try:
+        return str(dictionary_description(tag))
+    except KeyError:
+        return "Unknown tag"
+
+
+def encode(dataset: Dataset, syntax: Syntax = IMPLICIT_LE, *, group_lengths: bool = True) -> bytes:
+    """Encode a data set without preamble or meta, as ACR-NEMA equipment wrote it.
+
+    Group lengths are written first in each group when ``group_lengths`` is true; an
+    existing (0008,0001) Length to End is rewritten with the right value. ``OW``
+    values are taken to be in little-endian order and swapped for big-endian output.
+    """
+    groups: dict[int, list[bytes]] = {}
+    lte_group: int | None = None
+    for element in sorted(dataset, key=lambda e: int(e.tag)):
+        tag = int(element.tag)
+        if tag & 0xFFFF == 0:
+            continue
+        if tag == 0x00080001:
+            lte_group = 0x0008
+            continue
+        groups.setdefault(tag >> 16, []).append(_encode_element(element, syntax))
+    pack = struct.Struct(syntax.prefix + "HHL")
+    out: list[bytes] = []
+    for group in sorted(groups):
+        body = b"".join(groups[group])
+        head = b""
+        if group == lte_group:
+            head = b"LTE"  # placeholder, filled in below
+        if group_lengths:
+            size = len(body) + (12 if head else 0)
+            gl = _encode_element(DataElement(group << 16, "UL", size), syntax)
+            out.append(gl)
+        if head:
+            out.append(head)
+        out.append(body)
+    if lte_group is not None:
+        index = out.index(b"LTE")
+        after = sum(len(part) for part in out[index + 1 :])
+        out[index] = pack.pack(0x0008, 0x0001, 4) + struct.pack(syntax.prefix + "L", after)
+    return b"".join(out)
+
+
+def _encode_element(element: DataElement, syntax: Syntax) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian = syntax.little_endian
+    fp.is_implicit_VR = syntax.implicit_vr
+    if not syntax.little_endian and element.VR == "OW" and isinstance(element.value, bytes):
+        element = DataElement(element.tag, "OW", _swap16(element.value))
+    write_data_element(fp, element)
+    return bytes(fp.getvalue())
