@@ -16,8 +16,12 @@ Design:
   retired ACR-NEMA elements whose VR differs or is ambiguous there.
 * Values are then handed to pydicom as raw elements, so pydicom parses strings and numbers;
   binary values are byte-swapped according to the byte order, strings never are.
-  ``OW`` values of big-endian inputs are swapped to little-endian order here, so every
-  decoded data set holds its words in little-endian order whatever the input was.
+  ``OW`` values (and the other word VRs ``OF``, ``OL``, ``OD``, ``OV``) of big-endian
+  inputs are swapped to little-endian order here, so every decoded data set holds its
+  words in little-endian order whatever the input was; :func:`encode` swaps them back.
+  (Values nested in sequences are left as pydicom reads them; ACR-NEMA has no sequences.)
+* Undefined lengths follow PS3.5 7.5: sequences of items, encapsulated ``OB``/``OW``
+  fragments, and explicit ``UN`` values, which hold an implicit VR little endian sequence.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import enum
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pydicom import config as pydicom_config
@@ -34,9 +38,9 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
+    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -70,10 +74,20 @@ MAX_DEPTH = 32
 # Explicit VRs whose length field is 32 bits, after two reserved bytes.
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 VALID_VRS = frozenset(
-    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
-    "UN UR US UT UV".split()
+    {
+        *("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT"),
+        *("OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST"),
+        *("SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"),
+    }
 )
-STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+STRING_VRS = frozenset(
+    {
+        *("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT"),
+        *("PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"),
+    }
+)
+# Binary VRs pydicom keeps as bytes, by word size: swapped here for big-endian data.
+WORD_VRS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 # Retired ACR-NEMA elements whose VR is missing, ambiguous or different in pydicom's
 # dictionary. Sources: DCMTK's ACR/NEMA dictionary (acrnema.dic) and PS3.6-2008; see
@@ -141,9 +155,10 @@ _TS_SYNTAX = {
 class RawElement:
     """One top-level element as found in the input.
 
-    ``offset`` is where the element's tag starts in the input; ``value`` holds the value
+    ``offset`` is where the element's tag starts in the input, ``value_offset`` where its
+    value starts and ``end`` where the next element starts; ``value`` holds the value
     bytes as they were on the wire (for an undefined length, the items without the
-    closing delimiter).
+    closing delimiter, and ``length`` is 0xFFFFFFFF).
     """
 
     tag: int
@@ -151,13 +166,12 @@ class RawElement:
     offset: int
     length: int
     value: bytes
+    value_offset: int = 0
+    end: int = 0
 
     @property
     def header_size(self) -> int:
         return self.value_offset - self.offset
-
-    value_offset: int = 0
-    end: int = 0
 
 
 @dataclass
@@ -234,13 +248,31 @@ class _Walker:
     def error(self, reason: str, tag: int | None, offset: int) -> ConversionError:
         return ConversionError(reason, source=self.source, tag=tag, offset=offset)
 
+    def tag_at(self, pos: int) -> int:
+        group, elem = self._tag.unpack_from(self.data, pos)
+        return int(group << 16 | elem)
+
     def header(self, pos: int, end: int) -> tuple[int, str, int, int]:
         """Read one element header at ``pos``: (tag, vr, length, value offset)."""
-        if pos + 8 > end:
-            raise self.error(f"{end - pos} stray bytes where an element header should be", None, pos)
-        group, elem = self._tag.unpack_from(self.data, pos)
-        tag = group << 16 | elem
-        if group == 0xFFFE:  # item and delimiters never carry a VR
+        size = 8
+        if pos + 4 > end:
+            raise self.error(
+                f"element header cut off by the end of the data ({end - pos} of {size} bytes)",
+                None,
+                pos,
+            )
+        tag = self.tag_at(pos)
+        if not self.syntax.implicit_vr and tag >> 16 != 0xFFFE and pos + 6 <= end:
+            raw_vr = self.data[pos + 4 : pos + 6]
+            if raw_vr.decode("latin-1") in LONG_VRS:
+                size = 12
+        if pos + size > end:
+            raise self.error(
+                f"element header cut off by the end of the data ({end - pos} of {size} bytes)",
+                tag,
+                pos,
+            )
+        if tag >> 16 == 0xFFFE:  # item and delimiters never carry a VR
             return tag, "", self._u32.unpack_from(self.data, pos + 4)[0], pos + 8
         if self.syntax.implicit_vr:
             length = self._u32.unpack_from(self.data, pos + 4)[0]
@@ -250,35 +282,30 @@ class _Walker:
         if vr not in VALID_VRS:
             raise self.error(f"invalid explicit VR {raw_vr!r}", tag, pos)
         if vr in LONG_VRS:
-            if pos + 12 > end:
-                raise self.error("element header cut off by the end of the data", tag, pos)
             return tag, vr, self._u32.unpack_from(self.data, pos + 8)[0], pos + 12
         return tag, vr, self._u16.unpack_from(self.data, pos + 6)[0], pos + 8
 
-    def elements(self, pos: int, end: int, depth: int = 0) -> Iterator[RawElement]:
+    def elements(
+        self, pos: int, end: int, depth: int = 0, *, in_item: bool = False
+    ) -> Iterator[RawElement]:
         """Yield the elements of one data set between ``pos`` and ``end``.
 
-        Stops early, without yielding it, at an item delimiter (the end of an
-        undefined-length item); the caller learns where from the last ``end``.
+        Inside an undefined-length item (``in_item``) it stops early, without yielding
+        it, at the item delimiter; the caller finds it at the last ``end``. Anywhere
+        else an item or delimiter tag is an error.
         """
-        previous = -1
         while pos < end:
             tag, vr, length, value_pos = self.header(pos, end)
-            if tag == ITEM_DELIM:
+            if tag == ITEM_DELIM and in_item:
                 return
             if tag >> 16 == 0xFFFE:
                 raise self.error("item or delimiter tag outside a sequence", tag, pos)
-            if tag <= previous:
-                # Out of order or repeated: tolerated by the walker, reported by decode().
-                pass
-            previous = tag
             if length == UNDEFINED:
-                if vr not in ("SQ", "UN", "OB", "OW") and not self.syntax.implicit_vr:
-                    raise self.error(f"undefined length on a {vr} element", tag, pos)
-                if self.syntax.implicit_vr and vr not in ("SQ", "OW", "OB"):
+                if self.syntax.implicit_vr and vr not in ("OB", "OW"):
                     vr = "SQ"  # an implicit undefined-length element can only be a sequence
-                value_end, next_pos = self.undefined(value_pos, end, tag, depth)
-                yield RawElement(tag, vr, pos, length, self.data[value_pos:value_end], value_pos, next_pos)
+                value_end, next_pos = self.undefined(tag, vr, value_pos, end, depth)
+                value = self.data[value_pos:value_end]
+                yield RawElement(tag, vr, pos, length, value, value_pos, next_pos)
                 pos = next_pos
                 continue
             if length & 1:
@@ -298,11 +325,27 @@ class _Walker:
             yield RawElement(tag, vr, pos, length, value, value_pos, value_pos + length)
             pos = value_pos + length
 
+    def undefined(self, tag: int, vr: str, pos: int, end: int, depth: int) -> tuple[int, int]:
+        """Find the end of an undefined-length value: (value end, next element)."""
+        if vr in ("OB", "OW"):
+            delim = self.fragments(pos, end, tag)
+        elif vr == "UN" and not self.syntax.implicit_vr:
+            # PS3.5 6.2.2: an undefined-length UN value is an implicit VR LE sequence.
+            delim = _Walker(self.data, IMPLICIT_LE, self.source).items(pos, end, tag, depth)
+        elif vr == "SQ":
+            delim = self.items(pos, end, tag, depth)
+        else:
+            raise self.error(f"undefined length on a {vr} element", tag, pos)
+        if delim + 8 > end or self.tag_at(delim) != SEQ_DELIM:
+            raise self.error("undefined-length value without a sequence delimiter", tag, pos)
+        return delim, delim + 8
+
     def items(self, pos: int, end: int, tag: int, depth: int) -> int:
         """Check the items of a sequence value; return where the sequence ends.
 
         For an undefined length, ``end`` is the end of the enclosing data and the
-        sequence ends after its delimiter; the returned position is that delimiter's.
+        sequence ends at its delimiter, whose position is returned; the caller checks
+        that it is there.
         """
         if depth >= MAX_DEPTH:
             raise self.error(f"sequences nested deeper than {MAX_DEPTH}", tag, pos)
@@ -311,13 +354,15 @@ class _Walker:
             if item_tag == SEQ_DELIM:
                 return pos
             if item_tag != ITEM:
-                raise self.error(f"expected an item in the sequence, found {format_tag(item_tag)}", tag, pos)
+                raise self.error(
+                    f"expected an item in the sequence, found {format_tag(item_tag)}", tag, pos
+                )
             if length == UNDEFINED:
                 last = value_pos
-                for element in self.elements(value_pos, end, depth + 1):
+                for element in self.elements(value_pos, end, depth + 1, in_item=True):
                     last = element.end
                 # elements() stopped at the item delimiter or at the end of the data
-                if last + 8 > end or self._tag.unpack_from(self.data, last) != (0xFFFE, 0xE00D):
+                if last + 8 > end or self.tag_at(last) != ITEM_DELIM:
                     raise self.error("undefined-length item without an item delimiter", tag, last)
                 pos = last + 8
             else:
@@ -328,49 +373,57 @@ class _Walker:
                 pos = value_pos + length
         return pos
 
-    def undefined(self, pos: int, end: int, tag: int, depth: int) -> tuple[int, int]:
-        """Find the end of an undefined-length value: (value end, next element)."""
-        delim = self.items(pos, end, tag, depth)
-        if delim + 8 > end or self._tag.unpack_from(self.data, delim) != (0xFFFE, 0xE0DD):
-            raise self.error("undefined-length value without a sequence delimiter", tag, pos)
-        return delim, delim + 8
+    def fragments(self, pos: int, end: int, tag: int) -> int:
+        """Check encapsulated fragments (PS3.5 A.4); return where the delimiter is."""
+        while pos < end:
+            item_tag, _, length, value_pos = self.header(pos, end)
+            if item_tag == SEQ_DELIM:
+                return pos
+            if item_tag != ITEM or length == UNDEFINED:
+                raise self.error(f"bad fragment {format_tag(item_tag)} in pixel data", tag, pos)
+            if length > end - value_pos or length & 1:
+                raise self.error(f"fragment length {length} does not fit the data", tag, pos)
+            pos = value_pos + length
+        return pos
 
 
-def _plausible(data: bytes, start: int, syntax: Syntax, limit: int = 48) -> int:
-    """Score a candidate syntax: elements read in ascending order before a failure."""
+def _plausible(data: bytes, start: int, syntax: Syntax, limit: int = 48) -> tuple[int, int]:
+    """Score a candidate syntax: (elements read in ascending order before a failure, of
+    which known tags); a clean walk to the end of the input counts one more element."""
     walker = _Walker(data, syntax, "<probe>")
-    score = 0
+    score = known = 0
     previous = -1
     try:
         for element in walker.elements(start, len(data)):
-            group = element.tag >> 16
-            if element.tag <= previous or group == 0 or (group > 0x7FFF and group != 0xFFFE):
-                if group == 0 and previous < 0:
-                    pass  # a command group 0000 may open an ACR-NEMA message
-                else:
-                    return score
+            if element.tag <= previous or element.tag >> 16 > 0x7FFF:
+                return score, known
             previous = element.tag
             score += 1
+            known += _is_known(element.tag)
             if score >= limit:
-                return score + 1
+                break
     except ConversionError:
-        return score
-    return score + 1  # walked the whole input cleanly
+        return score, known
+    return score + 1, known  # walked the whole input, or enough of it, cleanly
 
 
-def detect_syntax(data: bytes, start: int = 0, byte_order: ByteOrder = ByteOrder.AUTO) -> Syntax:
+def detect_syntax(
+    data: bytes, start: int = 0, byte_order: ByteOrder | str = ByteOrder.AUTO
+) -> Syntax:
     """Guess how a headerless data set is encoded.
 
     Each candidate is walked over the first elements; the one that reads the most
-    elements in ascending tag order wins. Explicit VR is preferred on a tie, since a
-    valid two-letter VR in the right place is a strong signal.
+    elements in ascending tag order wins, then the one that reads more known tags.
+    Explicit VR is preferred on a full tie, since a valid two-letter VR in the right
+    place is a strong signal. ``byte_order`` restricts the candidates to one order.
     """
+    order = ByteOrder(byte_order)
     candidates = [EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE, IMPLICIT_BE]
-    if byte_order is ByteOrder.LITTLE:
+    if order == ByteOrder.LITTLE:
         candidates = [EXPLICIT_LE, IMPLICIT_LE]
-    elif byte_order is ByteOrder.BIG:
+    elif order == ByteOrder.BIG:
         candidates = [EXPLICIT_BE, IMPLICIT_BE]
-    best, best_score = candidates[0], -1
+    best, best_score = candidates[0], (-1, -1)
     for syntax in candidates:
         score = _plausible(data, start, syntax)
         if score > best_score:
@@ -378,45 +431,51 @@ def detect_syntax(data: bytes, start: int = 0, byte_order: ByteOrder = ByteOrder
     return best
 
 
-def _to_dataset(
-    walker: _Walker, elements: list[RawElement], notes: list[str]
-) -> Dataset:
+def _to_dataset(walker: _Walker, elements: list[RawElement], notes: list[str]) -> Dataset:
     syntax = walker.syntax
-    raw: dict[Tag, RawDataElement] = {}
+    raw: dict[BaseTag, RawDataElement] = {}
     for element in elements:
         tag = Tag(element.tag)
         if tag in raw:
             notes.append(f"{format_tag(element.tag)} appears twice; the first value is kept")
             continue
-        value = element.value
-        if not syntax.little_endian and element.vr == "OW" and len(value) % 2 == 0:
-            value = _swap16(value)
+        vr, value = element.vr, element.value
+        implicit, little = syntax.implicit_vr, syntax.little_endian
+        if element.length == UNDEFINED:
+            if vr == "UN":
+                vr, implicit, little = "SQ", True, True
+        elif not little and vr in WORD_VRS:
+            value = _swap(value, WORD_VRS[vr])
         raw[tag] = RawDataElement(
             tag,
-            element.vr,
+            vr,
             element.length,
             value,
             element.value_offset,
-            syntax.implicit_vr,
-            syntax.little_endian,
-            True,
-            False,
+            is_implicit_VR=implicit,
+            is_little_endian=little,
         )
     dataset = Dataset()
     dataset.set_original_encoding(syntax.implicit_vr, syntax.little_endian, "iso8859")
-    # Convert every element now, so a malformed value is a ConversionError here and not
-    # an exception somewhere later in the converter.
+    # Convert every element now, items of sequences included, so a malformed value is a
+    # ConversionError here and not an exception somewhere later in the converter.
     previous = pydicom_config.settings.reading_validation_mode
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     try:
-        for tag, element in raw.items():
+        for tag, raw_element in raw.items():
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    converted = convert_raw_data_element(element, encoding="iso8859", ds=dataset)
+                    converted = convert_raw_data_element(
+                        raw_element, encoding="iso8859", ds=dataset
+                    )
+                    if converted.VR == "SQ":
+                        _convert_items(converted.value)
             except Exception as exc:  # pydicom raises many kinds; all mean "bad value"
                 raise walker.error(
-                    f"cannot decode the {element.VR} value: {exc}", int(tag), element.value_tell
+                    f"cannot decode the {raw_element.VR} value: {exc}",
+                    int(tag),
+                    raw_element.value_tell,
                 ) from exc
             dataset[tag] = converted
     finally:
@@ -424,19 +483,34 @@ def _to_dataset(
     return dataset
 
 
-def _swap16(value: bytes) -> bytes:
+def _convert_items(items: Iterable[Dataset]) -> None:
+    """Turn the raw elements pydicom leaves in sequence items into data elements."""
+    for item in items:
+        for element in item:  # iterating a Dataset converts its raw elements
+            if element.VR == "SQ":
+                _convert_items(element.value)
+
+
+def _swap(value: bytes, size: int) -> bytes:
+    """Reverse the bytes of each ``size``-byte word; a ragged tail is left as it is."""
+    if size == 1 or len(value) < size:
+        return value
     swapped = bytearray(value)
-    swapped[0::2], swapped[1::2] = value[1::2], value[0::2]
+    whole = len(value) - len(value) % size
+    for i in range(size):
+        swapped[i:whole:size] = value[size - 1 - i : whole : size]
     return bytes(swapped)
 
 
-def _check_lengths(walker: _Walker, elements: list[RawElement], data_end: int, notes: list[str]) -> None:
-    """Check group lengths and Length to End; a mismatch is a warning."""
+def _check_lengths(
+    walker: _Walker, elements: list[RawElement], data_end: int, notes: list[str]
+) -> None:
+    """Check group lengths, Length to End and tag order; a mismatch is a warning."""
     by_group: dict[int, list[RawElement]] = {}
     for element in elements:
         by_group.setdefault(element.tag >> 16, []).append(element)
     unpack = walker._u32.unpack
-    for group, members in by_group.items():
+    for members in by_group.values():
         head = members[0]
         if head.tag & 0xFFFF == 0 and head.length == 4:
             declared = unpack(head.value)[0]
@@ -455,12 +529,12 @@ def _check_lengths(walker: _Walker, elements: list[RawElement], data_end: int, n
                         f"Length to End {format_tag(element.tag)} says {declared} bytes, "
                         f"{actual} follow it"
                     )
-        if group == 0x0008:
-            continue
     previous = -1
     for element in elements:
         if element.tag <= previous:
-            notes.append(f"{format_tag(element.tag)} at offset {element.offset} is out of tag order")
+            notes.append(
+                f"{format_tag(element.tag)} at offset {element.offset} is out of tag order"
+            )
         previous = element.tag
 
 
@@ -498,18 +572,7 @@ def decode(
         if meta_elements:
             file_meta = FileMetaDataset(_to_dataset(meta_walker, meta_elements, notes))
             start = pos
-            ts = file_meta.get("TransferSyntaxUID")
-            if ts is None:
-                notes.append("file meta has no Transfer Syntax UID; syntax detected instead")
-                syntax = detect_syntax(data, start, order)
-            elif ts == DeflatedExplicitVRLittleEndian:
-                raise ConversionError("deflated transfer syntax is not supported", source=source)
-            elif ts in _TS_SYNTAX:
-                syntax = _TS_SYNTAX[ts]
-            elif ts.is_transfer_syntax:
-                syntax = Syntax(ts.is_implicit_VR, ts.is_little_endian)
-            else:
-                raise ConversionError(f"unknown transfer syntax {ts}", source=source, offset=start)
+            syntax = _meta_syntax(file_meta, meta_elements, data, order, notes, source)
         else:
             syntax = detect_syntax(data, start, order)
     else:
@@ -530,22 +593,57 @@ def decode(
     return Decoded(source, syntax, dataset, elements, file_meta, preamble, start, notes)
 
 
+def _meta_syntax(
+    file_meta: FileMetaDataset,
+    meta_elements: list[RawElement],
+    data: bytes,
+    order: ByteOrder,
+    notes: list[str],
+    source: str,
+) -> Syntax:
+    """The syntax of the data set after a file meta: its Transfer Syntax UID says."""
+    start = meta_elements[-1].end
+    element = file_meta.get(0x00020010)
+    if element is None:
+        notes.append("file meta has no Transfer Syntax UID; syntax detected instead")
+        return detect_syntax(data, start, order)
+    offset = next(e.offset for e in meta_elements if e.tag == 0x00020010)
+    value = element.value
+    if isinstance(value, str):
+        ts = UID(value.rstrip("\0 "))
+        if ts in _TS_SYNTAX:
+            return _TS_SYNTAX[ts]
+        if not ts.is_transfer_syntax:
+            reason = f"unknown transfer syntax {ts!r}"
+        elif ts.is_deflated:
+            reason = f"deflated transfer syntax {ts} is not supported"
+        else:
+            return Syntax(ts.is_implicit_VR, ts.is_little_endian)
+    else:
+        reason = f"Transfer Syntax UID {value!r} is not one UID"
+    raise ConversionError(reason, source=source, tag=0x00020010, offset=offset)
+
+
 def _looks_like_dataset(elements: list[RawElement]) -> bool:
-    """Reject inputs that walked by chance: most tags must be known or group lengths."""
-    known = 0
-    for element in elements[:64]:
-        group = element.tag >> 16
-        if element.tag & 0xFFFF == 0 or group & 1:
-            known += 1
-            continue
-        try:
-            get_entry(element.tag)
-            known += 1
-        except KeyError:
-            if element.tag in ACR_NEMA_VR:
-                known += 1
+    """Reject inputs that walked by chance: most tags must be known or group lengths,
+    and some element other than a group length must be in a group every image has."""
+    known = sum(_is_known(element.tag) for element in elements[:64])
     checked = min(len(elements), 64)
-    return known * 2 > checked and any(e.tag >> 16 in (0x0008, 0x0010, 0x0020, 0x0028, 0x7FE0, 0x0000) for e in elements)
+    return known * 2 > checked and any(
+        e.tag & 0xFFFF and e.tag >> 16 in (0x0000, 0x0008, 0x0010, 0x0020, 0x0028, 0x7FE0)
+        for e in elements
+    )
+
+
+def _is_known(tag: int) -> bool:
+    """A group length, a private tag, or a tag in pydicom's or our ACR-NEMA dictionary."""
+    if tag & 0xFFFF == 0 or (tag >> 16) & 1 or tag in ACR_NEMA_VR:
+        return True
+    try:
+        get_entry(tag)
+    except KeyError:
+        return False
+    return True
 
 
 def describe(tag: int) -> str:
@@ -565,44 +663,39 @@ def encode(dataset: Dataset, syntax: Syntax = IMPLICIT_LE, *, group_lengths: boo
 
     Group lengths are written first in each group when ``group_lengths`` is true; an
     existing (0008,0001) Length to End is rewritten with the right value. ``OW``
-    values are taken to be in little-endian order and swapped for big-endian output.
+    values (and the other word VRs) are taken to be in little-endian order and swapped
+    for big-endian output.
     """
     groups: dict[int, list[bytes]] = {}
-    lte_group: int | None = None
-    for element in sorted(dataset, key=lambda e: int(e.tag)):
+    length_to_end = False
+    for element in dataset:
         tag = int(element.tag)
-        if tag & 0xFFFF == 0:
-            continue
         if tag == 0x00080001:
-            lte_group = 0x0008
-            continue
-        groups.setdefault(tag >> 16, []).append(_encode_element(element, syntax))
-    pack = struct.Struct(syntax.prefix + "HHL")
-    out: list[bytes] = []
-    for group in sorted(groups):
+            length_to_end = True
+        elif tag & 0xFFFF:  # group lengths are recomputed
+            groups.setdefault(tag >> 16, []).append(_encode_element(element, syntax))
+    if length_to_end:
+        groups.setdefault(0x0008, [])
+    # Last group first, so the Length to End knows how many bytes follow it.
+    blocks: list[bytes] = []
+    after = 0
+    for group in sorted(groups, reverse=True):
         body = b"".join(groups[group])
-        head = b""
-        if group == lte_group:
-            head = b"LTE"  # placeholder, filled in below
+        if group == 0x0008 and length_to_end:
+            body = _encode_element(DataElement(0x00080001, "UL", after + len(body)), syntax) + body
         if group_lengths:
-            size = len(body) + (12 if head else 0)
-            gl = _encode_element(DataElement(group << 16, "UL", size), syntax)
-            out.append(gl)
-        if head:
-            out.append(head)
-        out.append(body)
-    if lte_group is not None:
-        index = out.index(b"LTE")
-        after = sum(len(part) for part in out[index + 1 :])
-        out[index] = pack.pack(0x0008, 0x0001, 4) + struct.pack(syntax.prefix + "L", after)
-    return b"".join(out)
+            body = _encode_element(DataElement(group << 16, "UL", len(body)), syntax) + body
+        blocks.append(body)
+        after += len(body)
+    return b"".join(reversed(blocks))
 
 
 def _encode_element(element: DataElement, syntax: Syntax) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian = syntax.little_endian
     fp.is_implicit_VR = syntax.implicit_vr
-    if not syntax.little_endian and element.VR == "OW" and isinstance(element.value, bytes):
-        element = DataElement(element.tag, "OW", _swap16(element.value))
+    size = WORD_VRS.get(element.VR)
+    if size and not syntax.little_endian and isinstance(element.value, bytes):
+        element = DataElement(element.tag, element.VR, _swap(element.value, size))
     write_data_element(fp, element)
     return bytes(fp.getvalue())

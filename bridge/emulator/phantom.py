@@ -63,7 +63,11 @@ def phantom_dataset(spec: PhantomSpec) -> Dataset:
     ds.add_new(0x00080022, "DA", spec.study_date)
     ds.add_new(0x00080023, "DA", spec.study_date)
     ds.add_new(0x00080030, "TM", spec.study_time)
-    ds.add_new(0x00080032, "TM", f"09:{13 + spec.slice_index // 60 % 40:02d}:{spec.slice_index % 60:02d}.250000")
+    ds.add_new(
+        0x00080032,
+        "TM",
+        f"09:{13 + spec.slice_index // 60 % 40:02d}:{spec.slice_index % 60:02d}.250000",
+    )
     ds.add_new(0x00080040, "US", 0)
     ds.add_new(0x00080041, "LO", "IMA SEQ")
     ds.add_new(0x00080060, "CS", spec.modality)
@@ -87,11 +91,13 @@ def phantom_dataset(spec: PhantomSpec) -> Dataset:
     ds.add_new(0x00200012, "IS", "1")
     ds.add_new(0x00200013, "IS", str(spec.slice_index + 1))
     ds.add_new(0x00200020, "CS", ["L", "P"])
+    ds.add_new(0x00200030, "DS", [f"{-125.0:.6E}", f"{-125.0:.6E}", f"{z:.6E}"])
     ds.add_new(
-        0x00200030, "DS", [f"{-125.0:.6E}", f"{-125.0:.6E}", f"{z:.6E}"]
+        0x00200035,
+        "DS",
+        ["1.000000E+00", "0.000000E+00", "0.000000E+00"] * 1
+        + ["0.000000E+00", "1.000000E+00", "0.000000E+00"],
     )
-    ds.add_new(0x00200035, "DS", ["1.000000E+00", "0.000000E+00", "0.000000E+00"] * 1
-               + ["0.000000E+00", "1.000000E+00", "0.000000E+00"])
     ds.add_new(0x00200050, "DS", f"{z:.6E}")
     ds.add_new(0x00200070, "LO", "PLANAR")
     ds.add_new(0x00280005, "US", 2)

@@ -1,0 +1,939 @@
+"""ACR-NEMA data set to valid DICOM: the conversion of one input.
+
+:func:`convert` is pure: bytes in, DICOM data sets (with file meta) and warnings out. The
+rules, element by element, are in docs/conversion.md; this module follows its order:
+
+1. decode (bridge.acrnema.elements), 2. sort elements into kept, mapped, retired and
+nonconforming, 3. normalise values, 4. pixels, 5. SOP class, geometry and identity,
+6. the IOD's Type 1 and Type 2 attributes, 7. provenance and Original Attributes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydicom.datadict import dictionary_is_retired, dictionary_keyword, get_entry
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, ExplicitVRLittleEndian
+
+from bridge import __version__
+from bridge.acrnema.elements import ByteOrder, Decoded, decode, format_tag
+from bridge.convert import geometry, uids
+from bridge.convert.pixels import Pixels, decode_native
+from bridge.convert.values import fix_value
+from bridge.errors import ConversionError
+
+__all__ = [
+    "CT_IMAGE",
+    "MR_IMAGE",
+    "SECONDARY_CAPTURE",
+    "ConversionResult",
+    "ConvertOptions",
+    "PatientIdPolicy",
+    "convert",
+]
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+SOP_NAMES = {
+    CT_IMAGE: "CT Image Storage",
+    MR_IMAGE: "MR Image Storage",
+    SECONDARY_CAPTURE: "Secondary Capture Image Storage",
+}
+
+MODIFYING_SYSTEM = f"acrnema-bridge {__version__}"
+GENERATED_ISSUER = "ACRNEMA-BRIDGE GENERATED"
+
+STRING_VRS = frozenset(
+    [
+        "AE",
+        "AS",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "ST",
+        "TM",
+        "UC",
+        "UI",
+        "UR",
+        "UT",
+    ]
+)
+_BINARY_VRS = frozenset(
+    [
+        "AT",
+        "FD",
+        "FL",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "SL",
+        "SQ",
+        "SS",
+        "SV",
+        "UL",
+        "UN",
+        "US",
+        "UV",
+    ]
+)
+
+# Attributes each IOD needs, as (keyword, type). Type 1 attributes the converter must
+# produce itself are checked separately; Type 2 ones are added empty when unknown.
+_COMMON_TYPE2 = [
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "SeriesNumber",
+    "Laterality",
+    "Manufacturer",
+    "InstanceNumber",
+]
+_TYPE2 = {
+    CT_IMAGE: [
+        *_COMMON_TYPE2,
+        "PatientPosition",
+        "PositionReferenceIndicator",
+        "SliceThickness",
+        "KVP",
+        "AcquisitionNumber",
+    ],
+    MR_IMAGE: [
+        *_COMMON_TYPE2,
+        "PatientPosition",
+        "PositionReferenceIndicator",
+        "SliceThickness",
+        "ScanOptions",
+        "MRAcquisitionType",
+        "EchoTime",
+        "EchoTrainLength",
+    ],
+    SECONDARY_CAPTURE: [*_COMMON_TYPE2, "PatientOrientation"],
+    "1.2.840.10008.5.1.4.1.1.1": [*_COMMON_TYPE2, "PatientOrientation"],  # CR
+    "1.2.840.10008.5.1.4.1.1.128": [*_COMMON_TYPE2, "PatientOrientation"],  # PET
+}
+_RT_TYPE2 = ["OperatorsName"]  # RT Series module
+# Empty top-level sequences of these Type 3 attributes are removed (an empty Type 3
+# sequence is invalid: it must be absent or have items).
+_TYPE3_SEQUENCES = [
+    "ReferencedStudySequence",
+    "ReferencedPatientSequence",
+    "ReferencedImageSequence",
+    "ReferencedPerformedProcedureStepSequence",
+    "RequestAttributesSequence",
+    "ProcedureCodeSequence",
+    "AnatomicRegionSequence",
+]
+
+# ACR-NEMA retired elements that have a DICOM home; the rest go to Original Attributes.
+_RETIRED_USED = {
+    0x00200030,  # Image Position -> Image Position (Patient)
+    0x00200035,  # Image Orientation -> Image Orientation (Patient)
+    0x00200050,  # Location -> Slice Location
+    0x00280005,  # Image Dimensions -> frames
+    0x00280012,  # Planes -> frames
+    0x00280200,  # Image Location -> which group holds the pixels
+    0x00080010,  # Recognition Code -> provenance
+    0x00280050,  # Manipulated Image -> Image Type DERIVED
+    0x00084000,  # Identifying Comments -> Image Comments
+    0x00184000,  # Acquisition Comments -> Image Comments
+    0x00284000,  # Image Presentation Comments -> Image Comments
+}
+_STRUCTURAL = {0x00000001, 0x00080001}  # Length to End: framing only, dropped like group lengths
+
+_ENUMERATED = {
+    0x00100040: {"M", "F", "O"},  # Patient's Sex
+    0x00200060: {"R", "L"},  # Laterality
+    0x00185100: set(geometry.POSITIONS)
+    | {"LFP", "LFS", "RFP", "RFS", "AFDR", "AFDL", "PFDR", "PFDL"},
+}
+_MR_SEQUENCES = (("EP", "EP"), ("IR", "IR"), ("SE", "SE"), ("FE", "GR"), ("GR", "GR"), ("RM", "RM"))
+
+
+class PatientIdPolicy(enum.StrEnum):
+    """How a missing Patient ID is generated (docs/conversion.md, "Patient ID")."""
+
+    STUDY = "study"  # from name, birth date and the study: one patient never spans studies
+    NAME = "name"  # from name and birth date only: merges same-named patients
+    SOURCE = "source"  # from the source bytes: one ID per file
+    NONE = "none"  # leave it empty (Type 2)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Settings of one conversion."""
+
+    byte_order: ByteOrder = ByteOrder.AUTO
+    patient_id: PatientIdPolicy = PatientIdPolicy.STUDY
+    issuer_of_generated_id: str = GENERATED_ISSUER
+
+
+@dataclass
+class ConversionResult:
+    """The DICOM objects made from one input, and what was done to get them."""
+
+    source: str
+    datasets: list[Dataset]
+    warnings: list[str] = field(default_factory=list)
+    kind: str = ""
+
+
+@dataclass
+class _Work:
+    """Mutable state of one conversion."""
+
+    source: str
+    decoded: Decoded
+    options: ConvertOptions
+    key: str
+    out: Dataset = field(default_factory=Dataset)
+    retired: list[DataElement] = field(default_factory=list)
+    nonconforming: list[tuple[int, str, bytes]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        self.notes.append(text)
+
+    def keep_original(self, element: DataElement, reason: str) -> None:
+        """Record an element's original value for the Original Attributes Sequence."""
+        raw = _raw_value(element)
+        valid = element.VR not in STRING_VRS or all(
+            not (fix := fix_value(v, element.VR)).changed and fix.value is not None
+            for v in _texts(element)
+        )
+        if valid and element.VR != "UN":
+            self.retired.append(element)
+        else:
+            self.nonconforming.append((int(element.tag), element.VR, raw))
+        self.warn(f"{format_tag(int(element.tag))} {_name(element)}: {reason}")
+
+
+def _name(element: DataElement) -> str:
+    try:
+        return str(get_entry(int(element.tag))[2])
+    except KeyError:
+        return "private or unknown element"
+
+
+def _texts(element: DataElement) -> list[str]:
+    value = element.value
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) if v is not None else "" for v in value]
+    return [str(value)]
+
+
+def _raw_value(element: DataElement) -> bytes:
+    value = element.value
+    if isinstance(value, bytes):
+        raw = value
+    elif element.VR in STRING_VRS or isinstance(value, str):
+        raw = "\\".join(_texts(element)).encode("latin-1", "replace")
+    else:
+        raw = str(value).encode("latin-1", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def convert(
+    data: bytes, *, source: str = "<bytes>", options: ConvertOptions | None = None
+) -> ConversionResult:
+    """Convert one ACR-NEMA or headerless DICOM input into DICOM data sets.
+
+    Raises :class:`ConversionError` when the input cannot be made into valid DICOM.
+    """
+    options = options or ConvertOptions()
+    decoded = decode(data, source=source, byte_order=options.byte_order)
+    work = _Work(source, decoded, options, uids.content_key(data))
+    work.notes.extend(decoded.warnings)
+    try:
+        datasets = _convert(work)
+    except ConversionError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise ConversionError(f"cannot convert: {exc}", source=source) from exc
+    return ConversionResult(source, datasets, work.notes, decoded.kind)
+
+
+def _convert(work: _Work) -> list[Dataset]:
+    src = work.decoded.dataset
+    legacy = "SOPClassUID" not in src
+    _sort_elements(work, src)
+    _normalise(work, work.out)
+    out = work.out
+    pixel_frames = _pixels(work, src) if _has_pixels(src) else None
+    if legacy:
+        sop_class = _choose_sop_class(work)
+    else:
+        sop_class = str(src.SOPClassUID)
+        for keyword in ("SOPClassUID",):
+            out[keyword] = src[keyword]
+    out.SOPClassUID = sop_class
+    _study_date(work)
+    _identity(work)
+    _repair_structure(work)
+    _complete_iod(work, sop_class, legacy)
+    _window(work)
+    if pixel_frames is None or not legacy:
+        return [_instance(work, pixel_frames, None, 1)]
+    frames = pixel_frames.array.shape[0]
+    return [_instance(work, pixel_frames, index, frames) for index in range(frames)]
+
+
+def _has_pixels(src: Dataset) -> bool:
+    group = _pixel_group(src)
+    return (group << 16 | 0x0010) in src
+
+
+def _pixel_group(src: Dataset) -> int:
+    location = src.get(0x00280200)
+    if (
+        location is not None
+        and isinstance(location.value, int)
+        and 0x7F00 <= location.value <= 0x7FFF
+    ):
+        return int(location.value)
+    return 0x7FE0
+
+
+def _sort_elements(work: _Work, src: Dataset) -> None:
+    """Keep, map or set aside every top-level element of the source."""
+    creators = {
+        (int(e.tag) >> 16, int(e.tag) & 0xFF)
+        for e in src
+        if (int(e.tag) >> 16) & 1 and 0x10 <= int(e.tag) & 0xFFFF <= 0xFF
+    }
+    pixel_group = _pixel_group(src)
+    for element in src:
+        tag = int(element.tag)
+        group, elem = tag >> 16, tag & 0xFFFF
+        if elem == 0 or tag in _STRUCTURAL:
+            continue  # group lengths and Length to End: framing, recomputed by the writer
+        if group == pixel_group and elem == 0x0010:
+            continue  # pixels: handled by _pixels
+        if 0x6000 <= group <= 0x601E and not group & 1 and elem in (0x0100, 0x0102, 0x0110, 0x0200):
+            if elem in (0x0110, 0x0200):
+                work.keep_original(element, "ACR-NEMA overlay element, no DICOM home")
+            continue  # bits allocated / position: rewritten by _pixels
+        if group & 1:
+            if 0x10 <= elem <= 0xFF or (group, elem >> 8) in creators:
+                work.out[tag] = element
+            else:
+                work.keep_original(element, "private element without a private creator")
+            continue
+        if group in (0x0000, 0x0002) or (group >= 0x7F00 and group != 0x7FE0):
+            work.keep_original(element, "command or variable-pixel element in a data set")
+            continue
+        try:
+            retired = dictionary_is_retired(tag)
+        except KeyError:
+            work.keep_original(element, "element not in the DICOM dictionary")
+            continue
+        if tag in _RETIRED_USED:
+            work.keep_original(element, "ACR-NEMA element, mapped to its DICOM home")
+            continue
+        if retired:
+            work.keep_original(element, "retired ACR-NEMA element without a DICOM home")
+            continue
+        work.out[tag] = element
+
+
+def _normalise(work: _Work, ds: Dataset) -> None:
+    """Normalise every string value; repair what can be repaired, set aside the rest."""
+    for element in list(ds):
+        tag = int(element.tag)
+        if element.VR == "SQ":
+            for item in element.value:
+                _normalise_item(work, item)
+            continue
+        if element.VR not in STRING_VRS or element.value is None:
+            continue
+        texts = _texts(element)
+        while texts and texts[-1].strip(" \x00") == "":
+            texts.pop()  # trailing backslashes
+        fixed: list[str] = []
+        broken = lossy = notable = False
+        for text in texts:
+            fix = fix_value(text, element.VR)
+            if fix.value is None:
+                broken = True
+                break
+            lossy |= fix.lossy
+            notable |= fix.notable
+            fixed.append(fix.value)
+        allowed = _ENUMERATED.get(tag)
+        if not broken and allowed is not None and any(v not in allowed for v in fixed if v):
+            broken = True
+        if broken:
+            work.keep_original(element, f"invalid value {element.value!r} removed, left empty")
+            ds[tag] = DataElement(tag, element.VR, None)
+            continue
+        if lossy:
+            work.keep_original(element, f"value {element.value!r} shortened or rounded to {fixed}")
+        elif notable:
+            work.warn(f"{format_tag(tag)} {_name(element)}: {element.value!r} rewritten as {fixed}")
+        value: str | list[str] | None = None
+        if len(fixed) == 1:
+            value = fixed[0]
+        elif fixed:
+            value = fixed
+        ds[tag] = DataElement(tag, element.VR, value)
+
+
+def _normalise_item(work: _Work, item: Dataset) -> None:
+    # Items of headerless DICOM inputs: same rules, recorded under the top-level notes.
+    _normalise(work, item)
+
+
+def _pixels(work: _Work, src: Dataset) -> Pixels:
+    group = _pixel_group(src)
+    tag = group << 16 | 0x0010
+    if group != 0x7FE0:
+        work.warn(
+            f"pixel data read from group {group:04X} (Image Location), written to (7FE0,0010)"
+        )
+    data = src[tag].value
+    if not isinstance(data, bytes):
+        raise ConversionError("pixel data is not native", source=work.source, tag=tag)
+    rows, columns = int(src.get("Rows", 0) or 0), int(src.get("Columns", 0) or 0)
+    if not rows or not columns:
+        raise ConversionError("Rows or Columns missing or zero", source=work.source, tag=0x00280010)
+    code = work.decoded.recognition_code.upper()
+    if code.startswith("ACRNEMA_LIBIDO"):
+        rows, columns = columns, rows
+        work.warn("LIBIDO file: Rows and Columns swapped back")
+    samples = int(src.get("SamplesPerPixel", 1) or 1)
+    frames = 1
+    dims = src.get(0x00280005)
+    planes = src.get(0x00280012)
+    if dims is not None and dims.value == 3 and planes is not None and planes.value:
+        frames = int(planes.value)
+    elif "NumberOfFrames" in src and src.NumberOfFrames:
+        frames = int(src.NumberOfFrames)
+    bits_stored = src.get("BitsStored")
+    bits_allocated = src.get("BitsAllocated")
+    ba = int(bits_allocated) if bits_allocated is not None else None
+    bs = int(bits_stored) if bits_stored is not None else None
+    if ba is None and bs is None:
+        raise ConversionError(
+            "neither Bits Allocated nor Bits Stored", source=work.source, tag=0x00280100
+        )
+    if ba is None:
+        assert bs is not None
+        ba = (bs + 7) // 8 * 8
+        work.warn(f"Bits Allocated missing: {ba} derived from Bits Stored")
+    if bs is None or bs > ba or bs < 1:
+        work.warn(f"Bits Stored {bs} inconsistent with Bits Allocated {ba}: set to {ba}")
+        bs = ba
+    hb_value = src.get("HighBit")
+    hb = int(hb_value) if hb_value is not None else bs - 1
+    if hb >= ba or hb < bs - 1:
+        work.warn(f"High Bit {hb} inconsistent: set to {bs - 1}")
+        hb = bs - 1
+    pr = int(src.get("PixelRepresentation", 0) or 0)
+    overlay_bits = {}
+    for g in range(0x6000, 0x6020, 2):
+        oba, pos = src.get((g, 0x0100)), src.get((g, 0x0102))
+        if oba is not None and pos is not None and oba.value == ba and pos.value is not None:
+            overlay_bits[g] = int(pos.value)
+    try:
+        pixels = decode_native(
+            data,
+            rows=rows,
+            columns=columns,
+            frames=frames,
+            samples=samples,
+            bits_allocated=ba,
+            bits_stored=bs,
+            high_bit=hb,
+            pixel_representation=pr,
+            overlay_bits=overlay_bits,
+        )
+    except ValueError as exc:
+        raise ConversionError(
+            str(exc), source=work.source, tag=tag, offset=_offset(work, tag)
+        ) from exc
+    work.notes.extend(pixels.notes)
+    out = work.out
+    out.Rows, out.Columns = rows, columns
+    out.SamplesPerPixel = samples
+    if "PhotometricInterpretation" not in out or not out.PhotometricInterpretation:
+        out.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
+    if samples > 1 and "PlanarConfiguration" not in out:
+        out.PlanarConfiguration = 0
+    out.BitsAllocated = pixels.bits_allocated
+    out.BitsStored = pixels.bits_stored
+    out.HighBit = pixels.high_bit
+    out.PixelRepresentation = pixels.pixel_representation
+    for name in ("SmallestImagePixelValue", "LargestImagePixelValue"):
+        if name in out:
+            del out[name]
+            work.warn(f"{name} dropped: recomputed range may differ after bit changes")
+    for overlay in pixels.overlays:
+        g = overlay.group
+        out.add_new((g, 0x0010), "US", rows)
+        out.add_new((g, 0x0011), "US", columns)
+        if (g, 0x0040) not in out or not out[(g, 0x0040)].value:
+            out.add_new((g, 0x0040), "CS", "G")
+        if (g, 0x0050) not in out or not out[(g, 0x0050)].value:
+            out.add_new((g, 0x0050), "SS", [1, 1])
+        out.add_new((g, 0x0100), "US", 1)
+        out.add_new((g, 0x0102), "US", 0)
+        out.add_new((g, 0x3000), "OW", overlay.data)
+    for g in range(0x6000, 0x6020, 2):
+        if g not in {o.group for o in pixels.overlays}:
+            for elem in (0x0010, 0x0011, 0x0040, 0x0050, 0x3000):
+                if (g, elem) in out and (g, 0x3000) not in out:
+                    work.keep_original(out[(g, elem)], "overlay without overlay data")
+                    del out[(g, elem)]
+    return pixels
+
+
+def _offset(work: _Work, tag: int) -> int | None:
+    for element in work.decoded.elements:
+        if element.tag == tag:
+            return element.offset
+    return None
+
+
+def _choose_sop_class(work: _Work) -> str:
+    out = work.out
+    modality = str(out.get("Modality") or "").strip()
+    if not modality:
+        out.Modality = "OT"
+        work.warn("Modality missing: OT")
+        return SECONDARY_CAPTURE
+    _geometry(work)
+    missing = [
+        k
+        for k in ("PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient")
+        if not out.get(k)
+    ]
+    if modality in ("CT", "MR") and "PixelData" not in out and "Rows" not in out:
+        missing.append("PixelData")
+    if modality in ("CT", "MR") and missing:
+        work.warn(f"{modality} without {', '.join(missing)}: stored as Secondary Capture")
+        return SECONDARY_CAPTURE
+    if modality == "CT":
+        return CT_IMAGE
+    if modality == "MR":
+        sequence = _mr_scanning_sequence(work)
+        if sequence is None:
+            work.warn("MR without a recognisable Scanning Sequence: stored as Secondary Capture")
+            return SECONDARY_CAPTURE
+        return MR_IMAGE
+    return SECONDARY_CAPTURE
+
+
+def _mr_scanning_sequence(work: _Work) -> list[str] | None:
+    out = work.out
+    value = out.get("ScanningSequence")
+    given = (
+        [str(v) for v in value]
+        if isinstance(value, (list, MultiValue))
+        else ([str(value)] if value else [])
+    )
+    allowed = {"SE", "IR", "GR", "EP", "RM"}
+    if given and all(v in allowed for v in given):
+        return given
+    original = work.decoded.dataset.get(0x00180020)
+    text = " ".join(given) or (str(original.value) if original is not None else "")
+    found = [code for word, code in _MR_SEQUENCES if word in text.upper()]
+    if not found:
+        return None
+    found = list(dict.fromkeys(found))
+    if given:
+        work.keep_original(out["ScanningSequence"], f"Scanning Sequence {text!r} mapped to {found}")
+    out.ScanningSequence = found
+    return found
+
+
+def _geometry(work: _Work) -> None:
+    """Image Position / Orientation (Patient) from the gantry-relative ACR-NEMA elements."""
+    out, src = work.out, work.decoded.dataset
+    if "SliceLocation" not in out and 0x00200050 in src:
+        location = fix_value(str(src[0x00200050].value), "DS").value
+        if location:
+            out.SliceLocation = location
+    if out.get("ImagePositionPatient") and out.get("ImageOrientationPatient"):
+        return
+    position, orientation = src.get(0x00200030), src.get(0x00200035)
+    if position is None or orientation is None:
+        return
+    try:
+        pos = np.array([float(str(v)) for v in position.value], dtype=float)
+        ori = np.array([float(str(v)) for v in orientation.value], dtype=float)
+    except (TypeError, ValueError):
+        work.warn("Image Position / Orientation unreadable: geometry left out")
+        return
+    if pos.shape != (3,) or ori.shape != (6,):
+        work.warn("Image Position / Orientation have the wrong number of values")
+        return
+    stated_position = src.get(0x00185100)
+    word = str(stated_position.value or "").strip() if stated_position is not None else ""
+    candidates = geometry.posture_candidates(word) if word else ["HFS", "FFS"]
+    if word and not candidates:
+        work.warn(f"Patient Position {word!r} not understood: geometry left out")
+        return
+    stated = (
+        [str(v).strip().upper() for v in (src.get(0x00200020).value or [])]
+        if 0x00200020 in src
+        else []
+    )
+    chosen, confirmed = candidates[0], False
+    for code in candidates:
+        m = geometry.patient_matrix(code)
+        letters = geometry.orientation_letters(np.concatenate([m @ ori[:3], m @ ori[3:]]))
+        if len(stated) == 2 and [s[:1] for s in stated] == list(letters):
+            chosen, confirmed = code, True
+            break
+    m = geometry.patient_matrix(chosen)
+    new_pos = m @ pos
+    new_ori = np.concatenate([m @ ori[:3], m @ ori[3:]])
+    out.ImagePositionPatient = [_ds(v) for v in new_pos]
+    out.ImageOrientationPatient = [_ds(v) for v in new_ori]
+    if confirmed:
+        out.PatientPosition = chosen
+        work.warn(
+            f"geometry: patient position {chosen} "
+            f"(from {word or 'default'} and Patient Orientation)"
+        )
+    else:
+        work.warn(
+            f"geometry: patient position {chosen} assumed (head first unless stated); "
+            "Patient Position left empty"
+        )
+
+
+def _ds(value: float) -> str:
+    fixed = fix_value(repr(float(value) + 0.0), "DS").value
+    return fixed if fixed is not None else "0"
+
+
+def _study_key(work: _Work) -> tuple[str, ...]:
+    out = work.out
+    who = str(out.get("PatientID") or "") or str(out.get("PatientName") or "")
+    study = (who, str(out.get("StudyID") or ""), str(out.get("StudyDate") or ""))
+    if not any(study):
+        return ("source", work.key)
+    if not study[2] and not study[1]:
+        return (*study, str(out.get("StudyTime") or ""), work.key)
+    return study
+
+
+def _identity(work: _Work) -> None:
+    """Patient ID, Study / Series / Frame of Reference UIDs."""
+    out, options = work.out, work.options
+    if not out.get("PatientID") and options.patient_id is not PatientIdPolicy.NONE:
+        name = str(out.get("PatientName") or "")
+        birth = str(out.get("PatientBirthDate") or "")
+        if options.patient_id is PatientIdPolicy.SOURCE:
+            basis: tuple[str, ...] = ("source", work.key)
+        elif options.patient_id is PatientIdPolicy.NAME:
+            basis = (name, birth)
+        else:
+            basis = (name, birth, *_study_key(work))
+        out.PatientID = "ANB" + uids.derived_uid("patient", *basis).split(".")[-1][:16]
+        out.IssuerOfPatientID = options.issuer_of_generated_id
+        work.warn(
+            f"Patient ID missing: generated {out.PatientID} ({options.patient_id.value} policy)"
+        )
+    study_key = _study_key(work)
+    if not out.get("StudyInstanceUID"):
+        out.StudyInstanceUID = uids.derived_uid("study", *study_key)
+    series_parts = (
+        *study_key,
+        str(out.get("Modality") or ""),
+        str(out.get("SeriesNumber") or ""),
+        str(out.get("SeriesDescription") or ""),
+    )
+    if not out.get("SeriesInstanceUID"):
+        out.SeriesInstanceUID = uids.derived_uid("series", *series_parts)
+    if "ImagePositionPatient" in out and not out.get("FrameOfReferenceUID"):
+        out.FrameOfReferenceUID = uids.derived_uid("frame-of-reference", *series_parts)
+
+
+def _study_date(work: _Work) -> None:
+    """A missing Study Date / Time is taken from the series, acquisition or content ones."""
+    out = work.out
+    for target, sources in (
+        ("StudyDate", ("SeriesDate", "AcquisitionDate", "ContentDate")),
+        ("StudyTime", ("SeriesTime", "AcquisitionTime", "ContentTime")),
+    ):
+        if out.get(target):
+            continue
+        found = next((k for k in sources if out.get(k)), None)
+        if found is not None:
+            setattr(out, target, out.get(found))
+            work.warn(f"{target} missing: taken from {found}")
+
+
+def _repair_structure(work: _Work) -> None:
+    """Repairs that apply to every input, headerless DICOM included."""
+    out = work.out
+    # UIDs of different levels must differ; the lower level is made anew.
+    levels = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID")
+    for i, lower in enumerate(levels[1:], 1):
+        if lower not in out or not out.get(lower):
+            continue
+        for upper in levels[:i]:
+            if out.get(upper) and str(out.get(lower)) == str(out.get(upper)):
+                work.keep_original(out[lower], f"same UID as {upper}: made anew")
+                out[lower].value = uids.derived_uid(lower, work.key, str(out.get(upper)))
+                break
+    if "ImageType" in out and out.ImageType and not isinstance(out.ImageType, (list, MultiValue)):
+        words = str(out.ImageType).split()
+        if len(words) > 1 and words[0] in ("ORIGINAL", "DERIVED"):
+            work.keep_original(out["ImageType"], f"one value with spaces, split into {words}")
+            out.ImageType = words
+    ratio = out.get("PixelAspectRatio")
+    if ratio is not None:
+        values = list(ratio) if isinstance(ratio, (list, MultiValue)) else [ratio]
+        if len(values) != 2 or values[0] == values[1] or out.get("PixelSpacing"):
+            work.keep_original(
+                out["PixelAspectRatio"], "not allowed with Pixel Spacing, 1:1 or not two values"
+            )
+            del out.PixelAspectRatio
+    if "PatientOrientationCodeSequence" in out and out.get("PatientPosition") is not None:
+        work.keep_original(
+            out["PatientPosition"], "not allowed with Patient Orientation Code Sequence"
+        )
+        del out.PatientPosition
+    for keyword in _TYPE3_SEQUENCES:
+        if keyword in out and out[keyword].VR == "SQ" and len(out[keyword].value) == 0:
+            del out[keyword]
+            work.warn(f"empty {keyword} removed")
+
+
+def _complete_iod(work: _Work, sop_class: str, legacy: bool) -> None:
+    """Type 1 values the converter knows, and every missing Type 2 attribute, empty."""
+    out, src = work.out, work.decoded.dataset
+    if not out.get("StudyID"):
+        out.StudyID = "ANB" + str(int(str(out.StudyInstanceUID).split(".")[-1]) % 10**9)
+        work.warn(f"Study ID missing: generated {out.StudyID} from the study")
+    type2 = list(_TYPE2.get(sop_class, _COMMON_TYPE2))
+    if str(out.get("Modality") or "").startswith("RT"):
+        type2 += _RT_TYPE2
+    if "PixelData" not in out and "Rows" not in out:
+        type2 = [
+            k for k in type2 if k not in ("Laterality", "PatientOrientation", "InstanceNumber")
+        ]
+    if out.get("BodyPartExamined"):
+        # Laterality is Type 2C on a paired body part; with a body part named, an empty
+        # Laterality would claim a paired part, so it is left out.
+        type2 = [k for k in type2 if k != "Laterality"]
+        if "Laterality" in out and not out.Laterality:
+            del out.Laterality
+    if sop_class == MR_IMAGE:
+        sequence = [
+            str(v)
+            for v in (
+                out.ScanningSequence
+                if isinstance(out.get("ScanningSequence"), (list, MultiValue))
+                else [out.get("ScanningSequence")]
+            )
+        ]
+        if "IR" not in sequence and out.get("InversionTime") is not None:
+            work.keep_original(out["InversionTime"], "only allowed for inversion recovery")
+            del out.InversionTime
+    if not legacy:
+        for keyword in type2:
+            if keyword not in out:
+                setattr(out, keyword, None)
+        return
+    derived = 0x00280050 in src or 0x00203401 in src
+    if not out.get("ImageType"):
+        kind = (
+            ["DERIVED", "SECONDARY"]
+            if derived or sop_class == SECONDARY_CAPTURE
+            else ["ORIGINAL", "PRIMARY"]
+        )
+        if sop_class == CT_IMAGE:
+            kind.append("AXIAL")
+        elif sop_class == MR_IMAGE:
+            kind.append("OTHER")
+        out.ImageType = kind
+    if sop_class == CT_IMAGE and not (out.get("RescaleIntercept") and out.get("RescaleSlope")):
+        out.RescaleIntercept, out.RescaleSlope = "0", "1"
+        work.warn("CT without Rescale Intercept/Slope: 0 and 1 assumed")
+    if sop_class == MR_IMAGE:
+        if not out.get("SequenceVariant"):
+            out.SequenceVariant = "NONE"
+            work.warn("MR Sequence Variant unknown: NONE (the defined term for no variant)")
+        sequence = [
+            str(v)
+            for v in (
+                out.ScanningSequence
+                if isinstance(out.ScanningSequence, (list, MultiValue))
+                else [out.ScanningSequence]
+            )
+        ]
+        if "EP" not in sequence and "RM" not in sequence and "RepetitionTime" not in out:
+            out.RepetitionTime = None
+        if "IR" in sequence and "InversionTime" not in out:
+            out.InversionTime = None
+    if sop_class == SECONDARY_CAPTURE and not out.get("Modality"):
+        out.Modality = "OT"
+    for keyword in type2:
+        if keyword not in out:
+            setattr(out, keyword, None)
+    if (
+        sop_class in (CT_IMAGE, MR_IMAGE)
+        and "PatientOrientation" in out
+        and not out.PatientOrientation
+    ):
+        del out.PatientOrientation
+    out.ConversionType = "DI"
+
+
+def _window(work: _Work) -> None:
+    """Zero-length or unpaired Window Center / Width are removed."""
+    out = work.out
+    center, width = out.get("WindowCenter"), out.get("WindowWidth")
+    if center is None and width is None:
+        return
+    centers = (
+        list(center)
+        if isinstance(center, (list, MultiValue))
+        else ([center] if center not in (None, "") else [])
+    )
+    widths = (
+        list(width)
+        if isinstance(width, (list, MultiValue))
+        else ([width] if width not in (None, "") else [])
+    )
+    n = min(len(centers), len(widths))
+    if n == 0:
+        for keyword in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation"):
+            if keyword in out:
+                del out[keyword]
+        work.warn("empty or unpaired Window Center/Width removed")
+        return
+    if len(centers) != len(widths):
+        work.warn("Window Center/Width counts differ: extra values dropped")
+    out.WindowCenter = centers[:n] if n > 1 else centers[0]
+    out.WindowWidth = widths[:n] if n > 1 else widths[0]
+
+
+def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int) -> Dataset:
+    """One output object: plane ``index`` of a multi-plane image, or all frames (None)."""
+    ds = Dataset()
+    ds.update(work.out)
+    if pixels is not None:
+        frame = pixels.array if index is None else pixels.array[index]
+        ds.PixelData = np.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OB" if pixels.bits_allocated == 8 else "OW"
+    index = index or 0
+    if not ds.get("SOPInstanceUID"):
+        ds.SOPInstanceUID = uids.derived_uid("instance", work.key, index)
+    elif frames > 1:
+        ds.SOPInstanceUID = uids.derived_uid("instance", str(ds.SOPInstanceUID), index)
+    if frames > 1:
+        _plane_position(work, ds, index)
+    comments = [
+        str(work.decoded.dataset[t].value)
+        for t in (0x00084000, 0x00184000, 0x00284000)
+        if t in work.decoded.dataset and work.decoded.dataset[t].value
+    ]
+    if comments and not ds.get("ImageComments"):
+        ds.ImageComments = fix_value(" / ".join(comments), "LT").value
+    _provenance(work, ds)
+    ds.file_meta = _file_meta(ds)
+    return ds
+
+
+def _plane_position(work: _Work, ds: Dataset, index: int) -> None:
+    """Plane ``index`` of a multi-plane image: its own number and position."""
+    base = int(ds.get("InstanceNumber") or 0) if str(ds.get("InstanceNumber") or "").strip() else 0
+    ds.InstanceNumber = str(base * 1000 + index + 1) if base else str(index + 1)
+    if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
+        spacing = float(ds.get("SpacingBetweenSlices") or ds.get("SliceThickness") or 0) or 1.0
+        ori = np.array([float(v) for v in ds.ImageOrientationPatient])
+        normal = np.cross(ori[:3], ori[3:])
+        pos = np.array([float(v) for v in ds.ImagePositionPatient]) + index * spacing * normal
+        ds.ImagePositionPatient = [_ds(v) for v in pos]
+
+
+def _provenance(work: _Work, ds: Dataset) -> None:
+    decoded = work.decoded
+    what = f"Converted from {decoded.kind} ({decoded.syntax.name}) by {MODIFYING_SYSTEM}"
+    if decoded.kind.startswith("ACR-NEMA") or "SOPClassUID" not in decoded.dataset:
+        what += "; values normalised to DICOM, retired elements in Original Attributes Sequence"
+    ds.DerivationDescription = fix_value(what, "ST").value
+    ds.ConversionType = ds.get("ConversionType") or "DI"
+    if work.retired or work.nonconforming:
+        ds.OriginalAttributesSequence = Sequence(list(_original_attributes(work)))
+
+
+def _original_attributes(work: _Work) -> Iterable[Dataset]:
+    """One item for the retired elements (COERCE), one per nonconforming value (CORRECT).
+
+    PS3.3 C.12.1 allows one item in Modified Attributes Sequence and one in Nonconforming
+    Modified Attributes Sequence per Original Attributes item, hence one item each.
+    """
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S+0000")
+    source = fix_value(f"{work.decoded.kind} input", "LO").value
+
+    def item(reason: str, modified: Dataset) -> Dataset:
+        entry = Dataset()
+        entry.AttributeModificationDateTime = now
+        entry.ModifyingSystem = MODIFYING_SYSTEM
+        entry.SourceOfPreviousValues = source
+        entry.ReasonForTheAttributeModification = reason
+        entry.ModifiedAttributesSequence = Sequence([modified])
+        return entry
+
+    if work.retired:
+        modified = Dataset()
+        for element in work.retired:
+            modified[element.tag] = element
+        yield item("COERCE", modified)
+    for tag, vr, raw in work.nonconforming:
+        entry = item("CORRECT", Dataset())
+        value = Dataset()
+        value.SelectorAttribute = tag
+        value.SelectorAttributeVR = vr if vr in STRING_VRS or vr in _BINARY_VRS else "UN"
+        value.NonconformingDataElementValue = raw
+        entry.NonconformingModifiedAttributesSequence = Sequence([value])
+        yield entry
+
+
+def _file_meta(ds: Dataset) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID(uids.IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+def keyword_of(tag: int) -> str:
+    """The pydicom keyword of a tag, or its tag text."""
+    try:
+        return str(dictionary_keyword(tag))
+    except KeyError:
+        return format_tag(tag)

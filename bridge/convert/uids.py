@@ -1,0 +1,30 @@
+"""Deterministic UIDs derived from the source content.
+
+Every UID the converter creates is a ``2.25`` UID (PS3.5 B.2): the decimal form of a
+name-based (SHA-1, version 5) UUID whose name is a kind plus a key made from the source.
+The same input therefore gives the same UIDs on every run and on every machine, and a
+re-send after a crash is the same instance to a PACS, not a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+__all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "content_key", "derived_uid"]
+
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:acrnema-bridge:uids")
+
+IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(_NAMESPACE, 'implementation-class').int}"
+IMPLEMENTATION_VERSION_NAME = "ACRNEMA_BRG_010"
+
+
+def content_key(data: bytes) -> str:
+    """A hex digest that identifies the source bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def derived_uid(kind: str, *parts: object) -> str:
+    """A 2.25 UID for ``kind`` (study, series, instance, ...) and the key ``parts``."""
+    name = kind + "\x1f" + "\x1f".join(str(p) for p in parts)
+    return f"2.25.{uuid.uuid5(_NAMESPACE, name).int}"
