@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pydicom import config as pydicom_config
-from pydicom.datadict import dictionary_description, dictionary_VR, get_entry
+from pydicom.datadict import dictionary_description, dictionary_has_tag, dictionary_VR, get_entry
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -388,8 +388,8 @@ class _Walker:
 
 
 def _plausible(data: bytes, start: int, syntax: Syntax, limit: int = 48) -> tuple[int, int]:
-    """Score a candidate syntax: (elements read in ascending order before a failure, of
-    which known tags); a clean walk to the end of the input counts one more element."""
+    """Score a candidate syntax: (elements read in ascending order before a failure, how
+    many of them the standard names); a clean walk to the end counts one more element."""
     walker = _Walker(data, syntax, "<probe>")
     score = known = 0
     previous = -1
@@ -399,7 +399,7 @@ def _plausible(data: bytes, start: int, syntax: Syntax, limit: int = 48) -> tupl
                 return score, known
             previous = element.tag
             score += 1
-            known += _is_known(element.tag)
+            known += _is_named(element.tag)
             if score >= limit:
                 break
     except ConversionError:
@@ -413,7 +413,7 @@ def detect_syntax(
     """Guess how a headerless data set is encoded.
 
     Each candidate is walked over the first elements; the one that reads the most
-    elements in ascending tag order wins, then the one that reads more known tags.
+    elements in ascending tag order wins, then the one that reads more named tags.
     Explicit VR is preferred on a full tie, since a valid two-letter VR in the right
     place is a strong signal. ``byte_order`` restricts the candidates to one order.
     """
@@ -624,15 +624,24 @@ def _meta_syntax(
     raise ConversionError(reason, source=source, tag=0x00020010, offset=offset)
 
 
+# Groups that nearly every ACR-NEMA or DICOM data set has elements in.
+_COMMON_GROUPS = frozenset({0x0000, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028, 0x7FE0})
+
+
 def _looks_like_dataset(elements: list[RawElement]) -> bool:
     """Reject inputs that walked by chance: most tags must be known or group lengths,
     and some element other than a group length must be in a group every image has."""
     known = sum(_is_known(element.tag) for element in elements[:64])
     checked = min(len(elements), 64)
     return known * 2 > checked and any(
-        e.tag & 0xFFFF and e.tag >> 16 in (0x0000, 0x0008, 0x0010, 0x0020, 0x0028, 0x7FE0)
-        for e in elements
+        e.tag & 0xFFFF and e.tag >> 16 in _COMMON_GROUPS for e in elements
     )
+
+
+def _is_named(tag: int) -> bool:
+    """An element the standard names: in pydicom's dictionary (not a repeater range, which
+    matches byte-swapped tags too easily) or in the ACR-NEMA table; no group length."""
+    return bool(tag & 0xFFFF) and (tag in ACR_NEMA_VR or dictionary_has_tag(tag))
 
 
 def _is_known(tag: int) -> bool:

@@ -10,6 +10,7 @@ nonconforming, 3. normalise values, 4. pixels, 5. SOP class, geometry and identi
 
 from __future__ import annotations
 
+import copy
 import datetime
 import enum
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from bridge import __version__
 from bridge.acrnema.elements import ByteOrder, Decoded, decode, format_tag
 from bridge.convert import geometry, uids
 from bridge.convert.pixels import Pixels, decode_native
-from bridge.convert.values import fix_value
+from bridge.convert.values import fix_value, is_valid
 from bridge.errors import ConversionError
 
 __all__ = [
@@ -190,6 +191,10 @@ class ConvertOptions:
     patient_id: PatientIdPolicy = PatientIdPolicy.STUDY
     issuer_of_generated_id: str = GENERATED_ISSUER
 
+    def __post_init__(self) -> None:  # accept the plain strings of the CLI and TOML
+        object.__setattr__(self, "byte_order", ByteOrder(self.byte_order))
+        object.__setattr__(self, "patient_id", PatientIdPolicy(self.patient_id))
+
 
 @dataclass
 class ConversionResult:
@@ -221,8 +226,7 @@ class _Work:
         """Record an element's original value for the Original Attributes Sequence."""
         raw = _raw_value(element)
         valid = element.VR not in STRING_VRS or all(
-            not (fix := fix_value(v, element.VR)).changed and fix.value is not None
-            for v in _texts(element)
+            is_valid(v, element.VR) for v in _texts(element)
         )
         if valid and element.VR != "UN":
             self.retired.append(element)
@@ -840,8 +844,7 @@ def _window(work: _Work) -> None:
 
 def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int) -> Dataset:
     """One output object: plane ``index`` of a multi-plane image, or all frames (None)."""
-    ds = Dataset()
-    ds.update(work.out)
+    ds = copy.deepcopy(work.out) if frames > 1 else work.out
     if pixels is not None:
         frame = pixels.array if index is None else pixels.array[index]
         ds.PixelData = np.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<")).tobytes()

@@ -25,6 +25,7 @@ __all__ = [
     "fix_tm",
     "fix_ui",
     "fix_value",
+    "is_valid",
 ]
 
 # Maximum value lengths of PS3.5 table 6.2-1 (characters; PN per component group).
@@ -176,6 +177,30 @@ def fix_text(text: str, vr: str) -> Fix:
     if limit is not None and len(value) > limit:
         return Fix(value[:limit].rstrip(" "), True, True)
     return Fix(value, value != text)
+
+
+_DS = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_IS = re.compile(r"^[+-]?\d+$")
+
+
+def is_valid(text: str, vr: str) -> bool:
+    """Whether one value is already valid DICOM for its VR (PS3.5 6.2), as it stands."""
+    value = text.strip(" ")
+    if "\x00" in text:
+        return False
+    if vr == "DS":
+        return value == "" or (len(value) <= 16 and bool(_DS.match(value)))
+    if vr == "IS":
+        return value == "" or (
+            len(value) <= 12 and bool(_IS.match(value)) and -(2**31) <= int(value) < 2**31
+        )
+    if vr in ("DA", "TM", "UI"):
+        fix = _FIXERS[vr](text)
+        return fix.value is not None and fix.value == value
+    if vr == "CS":
+        return len(value) <= 16 and bool(_CS_ALLOWED.match(value))
+    limit = MAX_LENGTH.get(vr)
+    return limit is None or len(value) <= limit
 
 
 _FIXERS = {"DA": fix_da, "TM": fix_tm, "IS": fix_is, "DS": fix_ds, "CS": fix_cs, "UI": fix_ui}
