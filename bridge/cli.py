@@ -135,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose < 2:
+        # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         if args.command == "convert":
             return _convert(args, parser)

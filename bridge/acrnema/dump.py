@@ -41,18 +41,16 @@ def _lines(ds: Dataset, lengths: dict[int, int], width: int, depth: int) -> Iter
                 yield f"{indent}  item {n}"
                 yield from _lines(item, {}, width, depth + 2)
             continue
-        if length is None:
-            length = _length(element.value)
+        shown = str(length) if length is not None else _length(element.value)
         value = _value(element.value, width)
-        yield f"{indent}{format_tag(tag)} {element.VR:2} {length:>8}  {describe(tag)}  {value}"
+        yield f"{indent}{format_tag(tag)} {element.VR:2} {shown:>8}  {describe(tag)}  {value}"
 
 
-def _length(value: object) -> int:
-    if isinstance(value, bytes):
-        return len(value)
-    if value is None:
-        return 0
-    return len(str(value))
+def _length(value: object) -> str:
+    """The value length where the input's own is not known (items, file meta)."""
+    if isinstance(value, (bytes, str)):
+        return str(len(value) + len(value) % 2)
+    return "0" if value is None else "-"
 
 
 def _value(value: object, width: int) -> str:

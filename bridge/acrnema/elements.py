@@ -610,7 +610,7 @@ def _meta_syntax(
     offset = next(e.offset for e in meta_elements if e.tag == 0x00020010)
     value = element.value
     if isinstance(value, str):
-        ts = UID(value.rstrip("\0 "))
+        ts = UID(value.rstrip("\0 "), validation_mode=pydicom_config.IGNORE)
         if ts in _TS_SYNTAX:
             return _TS_SYNTAX[ts]
         if not ts.is_transfer_syntax:

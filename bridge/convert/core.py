@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydicom.datadict import dictionary_is_retired, dictionary_keyword, get_entry
+from pydicom.datadict import dictionary_is_retired, dictionary_keyword, dictionary_VR, get_entry
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -225,6 +225,7 @@ class _Work:
     def keep_original(self, element: DataElement, reason: str) -> None:
         """Record an element's original value for the Original Attributes Sequence."""
         raw = _raw_value(element)
+        element = _dictionary_vr(element)
         valid = element.VR not in STRING_VRS or all(
             is_valid(v, element.VR) for v in _texts(element)
         )
@@ -233,6 +234,23 @@ class _Work:
         else:
             self.nonconforming.append((int(element.tag), element.VR, raw))
         self.warn(f"{format_tag(int(element.tag))} {_name(element)}: {reason}")
+
+
+def _dictionary_vr(element: DataElement) -> DataElement:
+    """The element with its DICOM dictionary VR when its value is valid for it.
+
+    The ACR-NEMA table reads a few strings with a wider VR (Recognition Code as LO); kept
+    in Original Attributes they should carry the VR DICOM expects.
+    """
+    try:
+        expected = dictionary_VR(int(element.tag))
+    except KeyError:
+        return element
+    if expected == element.VR or expected not in STRING_VRS or element.VR not in STRING_VRS:
+        return element
+    if all(is_valid(v, expected) for v in _texts(element)):
+        return DataElement(element.tag, expected, element.value)
+    return element
 
 
 def _name(element: DataElement) -> str:

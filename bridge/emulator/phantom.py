@@ -15,6 +15,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from bridge.acrnema.elements import IMPLICIT_LE, Syntax, encode
+from bridge.lenient import lenient
 
 __all__ = ["PhantomSpec", "phantom_dataset", "phantom_file", "phantom_pixels"]
 
@@ -55,6 +56,11 @@ def phantom_pixels(spec: PhantomSpec) -> np.ndarray:
 
 def phantom_dataset(spec: PhantomSpec) -> Dataset:
     """The ACR-NEMA 2.0 data set of one phantom slice (pixels included)."""
+    with lenient():
+        return _phantom_dataset(spec)
+
+
+def _phantom_dataset(spec: PhantomSpec) -> Dataset:
     ds = Dataset()
     z = 40.0 + 5.0 * spec.slice_index
     spacing = 250.0 / spec.columns
@@ -121,4 +127,6 @@ def phantom_dataset(spec: PhantomSpec) -> Dataset:
 
 def phantom_file(spec: PhantomSpec, syntax: Syntax = IMPLICIT_LE) -> bytes:
     """One phantom slice as the bytes of an ACR-NEMA 2.0 file."""
-    return encode(phantom_dataset(spec), syntax)
+    dataset = phantom_dataset(spec)
+    with lenient():
+        return encode(dataset, syntax)
