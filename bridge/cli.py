@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         if args.command == "convert":
-            return _convert(args, parser)
+            return _convert(args)
         if args.command == "dump":
             return _dump(args)
         if args.command == "demo":
@@ -187,15 +187,15 @@ class _Progress:
             self.stream.write("\n")
 
 
-def _convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+def _convert(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        parser.print_usage(sys.stderr)
-        print(
-            f"acrnema-bridge convert: no such file or folder: {', '.join(missing)}", file=sys.stderr
-        )
+    problem = None
+    if args.jobs < 1:
+        problem = "--jobs must be at least 1"
+    elif missing:
+        problem = f"no such file or folder: {', '.join(missing)}"
+    if problem:
+        print(f"acrnema-bridge convert: error: {problem}", file=sys.stderr)
         return 2
     options = ConvertOptions(
         byte_order=ByteOrder(args.byte_order), patient_id=PatientIdPolicy(args.patient_id)
