@@ -9,6 +9,8 @@ import numpy as np
 import peers
 import pytest
 from acrnema_writer import encode, header, pack_cells
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
@@ -366,3 +368,53 @@ def test_corpus_big_endian_twin_made_by_medcon_has_equal_pixels(
     twin = Path(corpus_file("d01")).read_bytes()  # type: ignore[operator]
     expected = np.frombuffer(decode(twin).dataset.PixelData, "<u2").reshape(512, 512)
     np.testing.assert_array_equal(ds.pixel_array, expected)
+
+
+# ---------------------------------------------------------------- robustness
+
+
+_SEED = encode(
+    header(rows=4, columns=4)
+    + [(0x00280005, "u", 2), (0x60000100, "u", 16), (0x60000102, "u", 15)]
+    + [(0x7FE00010, "b", bytes(range(32)))]
+)
+
+
+@settings(
+    max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_SEED) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    cut=st.integers(0, len(_SEED)),
+)
+def test_mutated_inputs_give_converted_objects_or_conversion_errors(
+    edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(_SEED)
+    for index, value in edits:
+        data[index] = value
+    try:
+        result = convert(bytes(data[: max(cut, 8)]), source="fuzz.acr")
+    except ConversionError as exc:
+        assert "fuzz.acr" in str(exc)
+    else:
+        for ds in result.datasets:
+            assert ds.SOPInstanceUID and ds.file_meta.TransferSyntaxUID
+
+
+def test_acr_nema_compressed_pixels_are_refused_clearly() -> None:
+    elements = header() + [(0x00280060, "s", "DPCM"), (0x7FE00010, "b", b"\x00" * 128)]
+    with pytest.raises(ConversionError, match="Compression Code 'DPCM'"):
+        convert(encode(elements), source="c.acr")
+
+
+def test_signed_pixels_keep_their_sign(tmp_path: Path) -> None:
+    values = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
+    cells = values.astype(np.uint16) & 0x0FFF  # 12 bits stored, two's complement
+    elements = [e for e in header(rows=1, columns=4) if e[0] != 0x00280103]
+    elements += [(0x00280103, "u", 1), (0x7FE00010, "b", cells.astype("<u2").tobytes())]
+    [path] = convert_and_save(encode(elements), tmp_path)
+    ds = assert_valid(path)
+    np.testing.assert_array_equal(ds.pixel_array, values)

@@ -169,6 +169,9 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     except OSError as exc:
         entry.error = f"{source}: cannot write output: {exc}"
         return entry
+    except Exception as exc:  # a bug must cost one file, never the batch
+        entry.error = f"{source}: internal error, please report: {exc!r}"
+        return entry
     relative = [str(Path(p).relative_to(out)) for p in entry.outputs]
     index.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=index.parent)

@@ -295,7 +295,8 @@ def convert(
         datasets = _convert(work)
     except ConversionError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+        # A value of an unexpected type or range deep in a malformed header.
         raise ConversionError(f"cannot convert: {exc}", source=source) from exc
     return ConversionResult(source, datasets, work.notes, decoded.kind)
 
@@ -303,6 +304,19 @@ def convert(
 def _convert(work: _Work) -> list[Dataset]:
     src = work.decoded.dataset
     legacy = "SOPClassUID" not in src
+    meta = work.decoded.file_meta
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        raise ConversionError(
+            f"compressed transfer syntax {syntax.name} is not supported", source=work.source
+        )
+    compression = str(src.get(0x00280060).value or "").strip() if 0x00280060 in src else ""
+    if compression and compression.upper() != "NONE":
+        raise ConversionError(
+            f"ACR-NEMA compressed pixel data (Compression Code {compression!r}) is not supported",
+            source=work.source,
+            tag=0x00280060,
+        )
     _sort_elements(work, src)
     _normalise(work, work.out)
     out = work.out
