@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import enum
 import struct
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -47,6 +46,7 @@ from pydicom.uid import (
 )
 
 from bridge.errors import ConversionError
+from bridge.lenient import lenient
 
 __all__ = [
     "ACR_NEMA_VR",
@@ -59,6 +59,7 @@ __all__ = [
     "RawElement",
     "Syntax",
     "decode",
+    "describe",
     "detect_syntax",
     "encode",
     "format_tag",
@@ -78,12 +79,6 @@ VALID_VRS = frozenset(
         *("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT"),
         *("OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST"),
         *("SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"),
-    }
-)
-STRING_VRS = frozenset(
-    {
-        *("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT"),
-        *("PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"),
     }
 )
 # Binary VRs pydicom keeps as bytes, by word size: swapped here for big-endian data.
@@ -459,18 +454,12 @@ def _to_dataset(walker: _Walker, elements: list[RawElement], notes: list[str]) -
     dataset.set_original_encoding(syntax.implicit_vr, syntax.little_endian, "iso8859")
     # Convert every element now, items of sequences included, so a malformed value is a
     # ConversionError here and not an exception somewhere later in the converter.
-    previous = pydicom_config.settings.reading_validation_mode
-    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    try:
+    with lenient():  # ACR-NEMA value forms are expected here, not worth a warning
         for tag, raw_element in raw.items():
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    converted = convert_raw_data_element(
-                        raw_element, encoding="iso8859", ds=dataset
-                    )
-                    if converted.VR == "SQ":
-                        _convert_items(converted.value)
+                converted = convert_raw_data_element(raw_element, encoding="iso8859", ds=dataset)
+                if converted.VR == "SQ":
+                    _convert_items(converted.value)
             except Exception as exc:  # pydicom raises many kinds; all mean "bad value"
                 raise walker.error(
                     f"cannot decode the {raw_element.VR} value: {exc}",
@@ -478,8 +467,6 @@ def _to_dataset(walker: _Walker, elements: list[RawElement], notes: list[str]) -
                     raw_element.value_tell,
                 ) from exc
             dataset[tag] = converted
-    finally:
-        pydicom_config.settings.reading_validation_mode = previous
     return dataset
 
 
@@ -493,7 +480,7 @@ def _convert_items(items: Iterable[Dataset]) -> None:
 
 def _swap(value: bytes, size: int) -> bytes:
     """Reverse the bytes of each ``size``-byte word; a ragged tail is left as it is."""
-    if size == 1 or len(value) < size:
+    if len(value) < size:
         return value
     swapped = bytearray(value)
     whole = len(value) - len(value) % size
@@ -546,8 +533,12 @@ def decode(
 ) -> Decoded:
     """Decode an ACR-NEMA 1.0/2.0 data set, a headerless DICOM data set or a Part 10 file.
 
+    ``byte_order`` limits syntax detection to one byte order; a file meta's Transfer
+    Syntax UID, when there is one, decides instead.
+
     Raises :class:`ConversionError` for anything that is not a readable data set; no
-    other exception escapes.
+    other exception escapes for any ``data``. (An unknown ``byte_order`` is the
+    caller's mistake: ValueError.)
     """
     order = ByteOrder(byte_order)
     data = bytes(data)
