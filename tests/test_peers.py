@@ -11,8 +11,6 @@ and forwards its output to both peers; it skips until ``bridge.cli`` exists.
 from __future__ import annotations
 
 import errno
-import importlib
-import importlib.util
 import ipaddress
 import os
 import socket
@@ -25,6 +23,8 @@ from pathlib import Path
 import peers
 import pytest
 from pydicom import dcmread
+
+from bridge.cli import main
 
 # ----------------------------------------------------------------- policy (no peers)
 
@@ -270,17 +270,10 @@ def test_stopped_server_leaves_no_process_or_port(tmp_path: Path, loopback_shim:
 
 # ------------------------------------------------- converter acceptance (bridge.cli)
 #
-# These run the real CLI on corpus files and forward every output object to both peers.
-# They skip while bridge.cli does not exist (the converter is written in parallel).
+# These run the real CLI on the corpus's image files (ACR-NEMA 1.0 and 2.0, and the
+# headerless transitional ones) and forward every output object to both peers.
 
-ACCEPTANCE_INPUTS = ("r01", "d01", "m01")
-
-
-def _cli_main() -> Callable[[list[str]], int]:
-    if importlib.util.find_spec("bridge.cli") is None:
-        pytest.skip("bridge.cli does not exist yet: converter acceptance tests wait for it")
-    main: Callable[[list[str]], int] = importlib.import_module("bridge.cli").main
-    return main
+ACCEPTANCE_INPUTS = ("r01", "d01", "m01", "m02", "r02", "r03", "r04")
 
 
 def _is_part10(path: Path) -> bool:
@@ -299,7 +292,6 @@ def converted(
     Outputs are found by content (``DICM`` at offset 128), not by name: the converter
     names them like media file IDs (``PT.../ST.../SE.../IM...``), with no extension.
     """
-    main = _cli_main()
     sources = [corpus_file(prefix) for prefix in ACCEPTANCE_INPUTS]
     out = tmp_path_factory.mktemp("converted")
     status = main(["convert", *map(str, sources), "--out", str(out)])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import io
 import json
 import os
 import struct
@@ -98,10 +99,12 @@ def _file_id(prefix: str, key: str) -> str:
 
 def _write_atomic(path: Path, ds: Dataset) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # pydicom writes element by element: one write() is cheaper
+    ds.save_as(buffer, enforce_file_format=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fp:
-            ds.save_as(fp, enforce_file_format=True)
+            fp.write(buffer.getbuffer())
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(tmp, path)
