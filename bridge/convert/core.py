@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydicom.datadict import dictionary_is_retired, dictionary_keyword, dictionary_VR, get_entry
+from pydicom.datadict import dictionary_is_retired, dictionary_VR, get_entry
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -44,75 +44,20 @@ __all__ = [
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-SOP_NAMES = {
-    CT_IMAGE: "CT Image Storage",
-    MR_IMAGE: "MR Image Storage",
-    SECONDARY_CAPTURE: "Secondary Capture Image Storage",
-}
 
 MODIFYING_SYSTEM = f"acrnema-bridge {__version__}"
 GENERATED_ISSUER = "ACRNEMA-BRIDGE GENERATED"
 
-STRING_VRS = frozenset(
-    [
-        "AE",
-        "AS",
-        "CS",
-        "DA",
-        "DS",
-        "DT",
-        "IS",
-        "LO",
-        "LT",
-        "PN",
-        "SH",
-        "ST",
-        "TM",
-        "UC",
-        "UI",
-        "UR",
-        "UT",
-    ]
-)
-_BINARY_VRS = frozenset(
-    [
-        "AT",
-        "FD",
-        "FL",
-        "OB",
-        "OD",
-        "OF",
-        "OL",
-        "OV",
-        "OW",
-        "SL",
-        "SQ",
-        "SS",
-        "SV",
-        "UL",
-        "UN",
-        "US",
-        "UV",
-    ]
-)
+STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+_BINARY_VRS = frozenset("AT FD FL OB OD OF OL OV OW SL SQ SS SV UL UN US UV".split())
 
 # Attributes each IOD needs, as (keyword, type). Type 1 attributes the converter must
 # produce itself are checked separately; Type 2 ones are added empty when unknown.
-_COMMON_TYPE2 = [
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-    "SeriesNumber",
-    "Laterality",
-    "Manufacturer",
-    "InstanceNumber",
-]
+_COMMON_TYPE2 = (
+    "PatientName PatientID PatientBirthDate PatientSex StudyDate StudyTime "
+    "ReferringPhysicianName StudyID AccessionNumber SeriesNumber Laterality Manufacturer "
+    "InstanceNumber"
+).split()
 _TYPE2 = {
     CT_IMAGE: [
         *_COMMON_TYPE2,
@@ -321,12 +266,7 @@ def _convert(work: _Work) -> list[Dataset]:
     _normalise(work, work.out)
     out = work.out
     pixel_frames = _pixels(work, src) if _has_pixels(src) else None
-    if legacy:
-        sop_class = _choose_sop_class(work)
-    else:
-        sop_class = str(src.SOPClassUID)
-        for keyword in ("SOPClassUID",):
-            out[keyword] = src[keyword]
+    sop_class = _choose_sop_class(work) if legacy else str(src.SOPClassUID)
     out.SOPClassUID = sop_class
     _study_date(work)
     _identity(work)
@@ -370,10 +310,9 @@ def _sort_elements(work: _Work, src: Dataset) -> None:
             continue  # group lengths and Length to End: framing, recomputed by the writer
         if group == pixel_group and elem == 0x0010:
             continue  # pixels: handled by _pixels
-        if 0x6000 <= group <= 0x601E and not group & 1 and elem in (0x0100, 0x0102, 0x0110, 0x0200):
-            if elem in (0x0110, 0x0200):
-                work.keep_original(element, "ACR-NEMA overlay element, no DICOM home")
-            continue  # bits allocated / position: rewritten by _pixels
+        if 0x6000 <= group <= 0x601E and not group & 1 and elem in (0x0110, 0x0200):
+            work.keep_original(element, "ACR-NEMA overlay element, no DICOM home")
+            continue
         if group & 1:
             if 0x10 <= elem <= 0xFF or (group, elem >> 8) in creators:
                 work.out[tag] = element
@@ -402,8 +341,8 @@ def _normalise(work: _Work, ds: Dataset) -> None:
     for element in list(ds):
         tag = int(element.tag)
         if element.VR == "SQ":
-            for item in element.value:
-                _normalise_item(work, item)
+            for item in element.value:  # items of headerless DICOM inputs: same rules
+                _normalise(work, item)
             continue
         if element.VR not in STRING_VRS or element.value is None:
             continue
@@ -437,11 +376,6 @@ def _normalise(work: _Work, ds: Dataset) -> None:
         elif fixed:
             value = fixed
         ds[tag] = DataElement(tag, element.VR, value)
-
-
-def _normalise_item(work: _Work, item: Dataset) -> None:
-    # Items of headerless DICOM inputs: same rules, recorded under the top-level notes.
-    _normalise(work, item)
 
 
 def _pixels(work: _Work, src: Dataset) -> Pixels:
@@ -541,7 +475,7 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
         out.add_new((g, 0x3000), "OW", overlay.data)
     for g in range(0x6000, 0x6020, 2):
         if g not in {o.group for o in pixels.overlays}:
-            for elem in (0x0010, 0x0011, 0x0040, 0x0050, 0x3000):
+            for elem in (0x0010, 0x0011, 0x0040, 0x0050, 0x0100, 0x0102):
                 if (g, elem) in out and (g, 0x3000) not in out:
                     work.keep_original(out[(g, elem)], "overlay without overlay data")
                     del out[(g, elem)]
@@ -964,11 +898,3 @@ def _file_meta(ds: Dataset) -> FileMetaDataset:
     meta.ImplementationClassUID = UID(uids.IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
     return meta
-
-
-def keyword_of(tag: int) -> str:
-    """The pydicom keyword of a tag, or its tag text."""
-    try:
-        return str(dictionary_keyword(tag))
-    except KeyError:
-        return format_tag(tag)
