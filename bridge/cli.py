@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge import __version__
-from bridge.acrnema.dump import dump_file
 from bridge.acrnema.elements import ByteOrder
 from bridge.convert.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
 from bridge.convert.core import ConvertOptions, PatientIdPolicy
@@ -243,6 +242,8 @@ def _write_json(path: Path, payload: object) -> None:
 
 
 def _dump(args: argparse.Namespace) -> int:
+    from bridge.acrnema.dump import dump_file
+
     status = 0
     for path in args.paths:
         try:
@@ -265,6 +266,7 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from bridge.acrnema.dump import dump_file
     from bridge.acrnema.elements import IMPLICIT_BE, IMPLICIT_LE
     from bridge.emulator.phantom import PhantomSpec, phantom_file
 

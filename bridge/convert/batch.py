@@ -31,7 +31,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from bridge.convert.core import ConvertOptions, convert
+from bridge.convert.uids import content_key
 from bridge.errors import BridgeError, ConversionError
+from bridge.lenient import lenient
 
 __all__ = ["ReportEntry", "iter_inputs", "looks_like_dataset", "run_batch", "write_dicomdir"]
 
@@ -143,7 +145,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     except OSError as exc:
         entry.error = f"{source}: cannot read: {exc.strerror or exc}"
         return entry
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content_key(data)
     index = out / INDEX_DIR / f"{digest}.json"
     if not overwrite and index.exists():
         try:
@@ -160,11 +162,12 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
         entry.warnings = ["not an ACR-NEMA or DICOM data set"]
         return entry
     try:
-        result = convert(data, source=str(source), options=options)
+        result = convert(data, source=str(source), options=options, key=digest)
         entry.warnings = result.warnings
         for ds in result.datasets:
             path = _place(out, ds)
-            _write_atomic(path, ds)
+            with lenient():
+                _write_atomic(path, ds)
             entry.outputs.append(str(path))
     except BridgeError as exc:
         entry.error = str(exc)
@@ -185,8 +188,10 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     return entry
 
 
-def _convert_one(args: tuple[Path, Path, ConvertOptions, bool]) -> ReportEntry:
-    return convert_file(*args)
+def _convert_chunk(
+    paths: list[Path], out: Path, options: ConvertOptions, overwrite: bool
+) -> list[ReportEntry]:
+    return [convert_file(path, out, options, overwrite) for path in paths]
 
 
 def run_batch(
@@ -198,32 +203,41 @@ def run_batch(
     overwrite: bool = False,
     progress: Callable[[ReportEntry, int, int], None] | None = None,
 ) -> list[ReportEntry]:
-    """Convert every input; the report keeps the order of ``inputs``."""
+    """Convert every input; the report keeps the order of ``inputs``.
+
+    With ``jobs`` > 1 the inputs go to worker processes in small chunks (a few files
+    each), so the parent wakes up per chunk rather than per file.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    work = [(path, out, options, overwrite) for path in inputs]
-    results: list[ReportEntry | None] = [None] * len(work)
-    done = 0
-    if jobs <= 1 or len(work) <= 1:
-        for i, item in enumerate(work):
-            results[i] = _convert_one(item)
-            done += 1
+    total = len(inputs)
+    results: list[ReportEntry] = []
+    if jobs <= 1 or total <= 1:
+        for path in inputs:
+            results.append(convert_file(path, out, options, overwrite))
             if progress:
-                progress(results[i], done, len(work))  # type: ignore[arg-type]
-    else:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_convert_one, item): i for i, item in enumerate(work)}
-            for future in concurrent.futures.as_completed(futures):
-                i = futures[future]
-                try:
-                    results[i] = future.result()
-                except Exception as exc:  # a worker died: report it, keep going
-                    results[i] = ReportEntry(
-                        str(work[i][0]), "failed", error=f"worker failed: {exc!r}"
-                    )
+                progress(results[-1], len(results), total)
+        return results
+    size = max(1, min(8, total // (jobs * 8)))
+    chunks = [inputs[i : i + size] for i in range(0, total, size)]
+    by_chunk: list[list[ReportEntry]] = [[] for _ in chunks]
+    done = 0
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(_convert_chunk, chunk, out, options, overwrite): n
+            for n, chunk in enumerate(chunks)
+        }
+        for future in concurrent.futures.as_completed(futures):
+            n = futures[future]
+            try:
+                by_chunk[n] = future.result()
+            except Exception as exc:  # a worker died: report its files, keep going
+                reason = f"worker process failed: {exc!r}"
+                by_chunk[n] = [ReportEntry(str(p), "failed", error=reason) for p in chunks[n]]
+            for entry in by_chunk[n]:
                 done += 1
                 if progress:
-                    progress(results[i], done, len(work))  # type: ignore[arg-type]
-    return [r for r in results if r is not None]
+                    progress(entry, done, total)
+    return [entry for chunk in by_chunk for entry in chunk]
 
 
 def write_dicomdir(out: Path) -> tuple[int, list[str]]:

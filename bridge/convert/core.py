@@ -30,6 +30,7 @@ from bridge.convert import geometry, uids
 from bridge.convert.pixels import Pixels, decode_native
 from bridge.convert.values import fix_value, is_valid
 from bridge.errors import ConversionError
+from bridge.lenient import lenient
 
 __all__ = [
     "CT_IMAGE",
@@ -226,18 +227,24 @@ def _raw_value(element: DataElement) -> bytes:
 
 
 def convert(
-    data: bytes, *, source: str = "<bytes>", options: ConvertOptions | None = None
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    options: ConvertOptions | None = None,
+    key: str | None = None,
 ) -> ConversionResult:
     """Convert one ACR-NEMA or headerless DICOM input into DICOM data sets.
 
+    ``key`` is :func:`bridge.convert.uids.content_key` of ``data`` when the caller has it.
     Raises :class:`ConversionError` when the input cannot be made into valid DICOM.
     """
     options = options or ConvertOptions()
     decoded = decode(data, source=source, byte_order=options.byte_order)
-    work = _Work(source, decoded, options, uids.content_key(data))
+    work = _Work(source, decoded, options, key or uids.content_key(data))
     work.notes.extend(decoded.warnings)
     try:
-        datasets = _convert(work)
+        with lenient():  # values are made valid here; pydicom's checks would only repeat it
+            datasets = _convert(work)
     except ConversionError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
@@ -813,7 +820,7 @@ def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int
     ds = copy.deepcopy(work.out) if frames > 1 else work.out
     if pixels is not None:
         frame = pixels.array if index is None else pixels.array[index]
-        ds.PixelData = np.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<")).tobytes()
+        ds.PixelData = frame.astype(frame.dtype.newbyteorder("<"), copy=False).tobytes()
         ds["PixelData"].VR = "OB" if pixels.bits_allocated == 8 else "OW"
     index = index or 0
     if not ds.get("SOPInstanceUID"):

@@ -99,7 +99,7 @@ def decode_native(
         if len(data) > needed + 1:
             notes.append(f"pixel data has {len(data) - needed} bytes beyond the image; dropped")
         dtype = {1: "<u1", 2: "<u2", 4: "<u4"}[itemsize]
-        cells = np.frombuffer(data, dtype=dtype, count=count).copy()
+        cells = np.frombuffer(data, dtype=dtype, count=count)  # a view: copied on first change
     elif 1 <= bits_allocated < 16:
         cells = unpack_cells(data, bits_allocated, count)
         notes.append(f"unpacked {bits_allocated}-bit packed pixel cells to 16 bits")
@@ -112,7 +112,7 @@ def decode_native(
         if high_bit < bit < bits_allocated and samples == 1:
             plane = ((cells >> bit) & 1).astype(bool).reshape(frames, rows, columns)[0]
             overlays.append(Overlay(group, bit, pack_overlay(plane)))
-            cells &= ~np.array(1 << bit, dtype=cells.dtype)
+            cells = cells & ~np.array(1 << bit, dtype=cells.dtype)
             notes.append(f"extracted overlay {group:04X} from pixel bit {bit}")
 
     shift = high_bit + 1 - bits_stored
@@ -121,12 +121,11 @@ def decode_native(
         notes.append(f"shifted pixel values down by {shift} bits (High Bit {high_bit})")
     used_mask = (1 << bits_stored) - 1
     if bits_stored < bits_allocated:
-        extra = cells & ~np.array(used_mask, dtype=cells.dtype)
-        if pixel_representation == 0 and extra.any():
+        if pixel_representation == 0 and cells.max() > used_mask:
             notes.append("cleared pixel bits above High Bit that no overlay describes")
-            cells &= np.array(used_mask, dtype=cells.dtype)
+            cells = cells & np.array(used_mask, dtype=cells.dtype)
         elif pixel_representation == 1:
-            cells &= np.array(used_mask, dtype=cells.dtype)
+            cells = cells & np.array(used_mask, dtype=cells.dtype)
             sign = 1 << (bits_stored - 1)
             cells = (cells ^ sign) - sign  # sign-extend two's complement in bits_stored bits
     shape: tuple[int, ...] = (
@@ -134,11 +133,11 @@ def decode_native(
     )
     array = cells.reshape(shape)
     if bits_allocated == 8:
-        out = array.astype(np.uint8)
+        out = array.astype(np.uint8, copy=False)
     elif pixel_representation == 1 and bits_allocated == 16:
-        out = array.astype(np.uint16).view(np.int16)
+        out = array.astype(np.uint16, copy=False).view(np.int16)
     else:
-        out = array.astype(np.uint16) if bits_allocated == 16 else array
+        out = array.astype(np.uint16, copy=False) if bits_allocated == 16 else array
     return Pixels(
         out,
         bits_allocated,
