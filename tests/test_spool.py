@@ -166,7 +166,7 @@ def test_full_disk_is_a_clear_error_and_damages_nothing(small_disk: Path) -> Non
     spool = Spool(small_disk / "spool", reserve_bytes=100_000)
     spool.register([A])
     kept = spool.put(payload(1, 300_000), info(1))
-    with pytest.raises(SpoolError, match="no space left|disk is full"):
+    with pytest.raises(SpoolError, match=r"no space left|disk is full"):
         for n in range(2, 10):
             spool.put(payload(n, 300_000), info(n))
     assert list((small_disk / "spool" / "tmp").iterdir()) == []
@@ -182,7 +182,7 @@ def test_full_disk_is_a_clear_error_and_damages_nothing(small_disk: Path) -> Non
 def test_full_disk_without_reserve_still_fails_cleanly(small_disk: Path) -> None:
     spool = Spool(small_disk / "spool", reserve_bytes=0)
     spool.register([A])
-    with pytest.raises(SpoolError, match="no space left|disk is full"):
+    with pytest.raises(SpoolError, match=r"no space left|disk is full"):
         for n in range(1, 10):
             spool.put(payload(n, 300_000), info(n))
     assert list((small_disk / "spool" / "tmp").iterdir()) == []
@@ -196,7 +196,7 @@ def test_read_only_spool_is_a_clear_error_and_damages_nothing(small_disk: Path) 
     spool.close()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     try:
-        with pytest.raises(SpoolError, match="read-only|readonly|unable to open"):
+        with pytest.raises(SpoolError, match=r"read-only|readonly|unable to open"):
             Spool(root, reserve_bytes=0).put(payload(2), info(2))
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
