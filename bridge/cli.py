@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bridge import __version__
+from bridge import __version__, cli_forward
 from bridge.acrnema.elements import ByteOrder
 from bridge.convert.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
 from bridge.convert.core import ConvertOptions, PatientIdPolicy
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ConfigError
 
 __all__ = ["main"]
 
@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML configuration (default: $BRIDGE_CONFIG)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -106,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "--width", type=int, default=64, help="longest value shown (default %(default)s)"
     )
 
+    cli_forward.add_commands(sub)
     demo = sub.add_parser(
         "demo",
         help="run the main job on embedded defaults",
@@ -144,6 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dump(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command in cli_forward.COMMANDS:
+            return cli_forward.run_command(args)
+    except ConfigError as exc:
+        print(f"acrnema-bridge: configuration: {exc}", file=sys.stderr)
+        return 2
     except BridgeError as exc:
         print(f"acrnema-bridge: {exc}", file=sys.stderr)
         return 1

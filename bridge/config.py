@@ -18,6 +18,8 @@ The TOML file (``--config FILE`` or ``$BRIDGE_CONFIG``)::
     backoff_cap = 30.0          # retries never wait longer than this
     max_attempts = 0            # quarantine after this many attempts; 0 = never
     tcp_tuning = true           # TCP_NODELAY and TCP_QUICKACK (docs/forwarding.md)
+    commitment_port = 0         # where N-EVENT-REPORTs arrive on a new association; 0 = none
+    commitment_timeout = 60.0   # how long to wait for a Storage Commitment report
 
     [[destination]]
     ae_title = "PACS"
@@ -82,6 +84,8 @@ class ForwardConfig:
     backoff_cap: float = 30.0
     max_attempts: int = 0
     tcp_tuning: bool = True
+    commitment_port: int = 0
+    commitment_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

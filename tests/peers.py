@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -443,7 +443,14 @@ class StoreSCPPeer:
         self.process.stop()
 
 
-def start_storescp(workdir: Path, shim: Path, ae_title: str = "STORESCP") -> StoreSCPPeer:
+def start_storescp(
+    workdir: Path,
+    shim: Path,
+    ae_title: str = "STORESCP",
+    *,
+    port: int | None = None,
+    extra: Sequence[str] = (),
+) -> StoreSCPPeer:
     """Start ``storescp`` on 127.0.0.1 and a free port, writing into ``workdir/received``.
 
     Options: the default transfer syntax set (explicit VR LE/BE and implicit VR LE: all
@@ -456,9 +463,10 @@ def start_storescp(workdir: Path, shim: Path, ae_title: str = "STORESCP") -> Sto
     tool = require_tool("storescp")
     out_dir = workdir / "received"
     out_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port() if port is None else port
     argv = [
         tool,
+        *extra,
         "--verbose",
         "--aetitle",
         ae_title,
@@ -536,7 +544,12 @@ class OrthancPeer:
         self.process.stop()
 
 
-def start_orthanc(workdir: Path, shim: Path, ae_title: str = "ORTHANC") -> OrthancPeer:
+def start_orthanc(
+    workdir: Path,
+    shim: Path,
+    ae_title: str = "ORTHANC",
+    modalities: dict[str, Any] | None = None,
+) -> OrthancPeer:
     """Start Orthanc with a fresh database in ``workdir`` and wait for its REST API.
 
     Orthanc 1.10 options: storage and index in ``workdir``; free DICOM and HTTP ports;
@@ -544,6 +557,9 @@ def start_orthanc(workdir: Path, shim: Path, ae_title: str = "ORTHANC") -> Ortha
     ``DicomCheckCalledAet: false`` and ``DicomAlwaysAllowStore: true`` so any SCU may
     store; ``UnknownSopClassAccepted: false`` (the default, stated) so a private SOP
     Class is refused; no plugins, Lua, WebDAV or explorer; jobs not persisted.
+    ``modalities`` becomes ``DicomModalities`` (default none), e.g. ``{"bridge":
+    {"AET": "ACRNEMA_BRIDGE", "Host": "127.0.0.1", "Port": 11113}}``: Orthanc sends a
+    storage commitment report only to a modality declared there, on a new association.
     """
     tool = require_tool("Orthanc")
     storage = workdir / "storage"
@@ -570,7 +586,7 @@ def start_orthanc(workdir: Path, shim: Path, ae_title: str = "ORTHANC") -> Ortha
         "DicomAlwaysAllowStore": True,
         "UnknownSopClassAccepted": False,
         "DicomScpTimeout": NETWORK_TIMEOUT_S,
-        "DicomModalities": {},
+        "DicomModalities": modalities or {},
         "OrthancPeers": {},
         "Plugins": [],
         "LuaScripts": [],

@@ -1,0 +1,439 @@
+"""The store-and-forward commands of ``acrnema-bridge``: spool, forward, send, echo, config.
+
+Part of the command line (see :mod:`bridge.cli`): argument definitions and handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge.config import Config, load
+from bridge.errors import ConfigError
+from bridge.spool.store import STATES, Job, Spool
+
+if TYPE_CHECKING:  # the network stack is imported by the commands that use it
+    from bridge.forward.runner import RetryPolicy
+    from bridge.forward.scu import Destination, TlsSettings
+    from bridge.forward.status import Result
+
+__all__ = ["add_commands", "run_command"]
+
+COMMANDS = ("spool", "forward", "send", "echo", "config")
+
+
+def _spool_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spool",
+        type=Path,
+        metavar="DIR",
+        help="spool folder (default: from the config, or ./spool)",
+    )
+
+
+def _forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--dest",
+        action="append",
+        metavar="AE@HOST:PORT",
+        required=required,
+        help="a destination; repeat for several (default: the config file's destinations)",
+    )
+    parser.add_argument("--calling-ae", metavar="AE", help="our AE title (default ACRNEMA_BRIDGE)")
+    parser.add_argument(
+        "--max-pdu", type=int, metavar="BYTES", help="maximum PDU we receive; 0 = unlimited"
+    )
+    parser.add_argument(
+        "--backoff-cap", type=float, metavar="S", help="longest wait between retries (default 30)"
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, metavar="N", help="quarantine after N attempts (default: never)"
+    )
+    parser.add_argument(
+        "--commitment", action="store_true", help="require Storage Commitment from --dest"
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="CA certificates: use TLS to --dest"
+    )
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="our TLS certificate")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="our TLS private key")
+    parser.add_argument(
+        "--no-tcp-tuning", action="store_true", help="leave Nagle's algorithm and delayed ACKs on"
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    spool = sub.add_parser(
+        "spool",
+        help="add to, inspect and manage the durable spool",
+        description=(
+            "The spool holds every object until each destination has accepted it. 'add' "
+            "ingests DICOM files as they are and converts ACR-NEMA files on the way in; an "
+            "object is stored once its file and row are on disk."
+        ),
+    )
+    spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
+    add = spool_sub.add_parser(
+        "add",
+        help="ingest files or folders",
+        description="Ingest files or folders (walked recursively).",
+    )
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _spool_option(add)
+    lst = spool_sub.add_parser("list", help="one line per object and destination")
+    lst.add_argument("--state", choices=STATES, help="only deliveries in this state")
+    lst.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
+    lst.add_argument("--json", action="store_true", help="JSON instead of text")
+    _spool_option(lst)
+    stats = spool_sub.add_parser("stats", help="counts per destination and state")
+    stats.add_argument("--json", action="store_true", help="JSON instead of text")
+    _spool_option(stats)
+    retry = spool_sub.add_parser("retry", help="move quarantined objects back to ready")
+    retry.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
+    _spool_option(retry)
+    purge = spool_sub.add_parser(
+        "purge",
+        help="remove delivered objects past retention",
+        description="Remove the files of delivered objects older than the retention period.",
+    )
+    purge.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="instead of the configured retention"
+    )
+    purge.add_argument(
+        "--failed", action="store_true", help="also remove quarantined objects (they are lost)"
+    )
+    _spool_option(purge)
+
+    forward = sub.add_parser(
+        "forward",
+        help="deliver the spool to DICOM destinations (C-STORE)",
+        description=(
+            "Deliver every spooled object to every destination, reusing associations, retrying "
+            "transient failures with exponential backoff and quarantining permanent ones. "
+            "Without --until-empty it runs until SIGINT or SIGTERM. Exit status: 0 when the "
+            "queue is empty (or on a clean stop), 1 when objects were quarantined or remain."
+        ),
+    )
+    _forward_options(forward, required=False)
+    forward.add_argument(
+        "--until-empty", action="store_true", help="stop once every object is delivered"
+    )
+    forward.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
+    _spool_option(forward)
+
+    send = sub.add_parser(
+        "send",
+        help="spool files and deliver them now (spool add + forward --until-empty)",
+        description="Spool files or folders and deliver them, with a progress bar.",
+    )
+    send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _forward_options(send, required=False)
+    send.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
+    _spool_option(send)
+
+    ech = sub.add_parser("echo", help="C-ECHO a DICOM node and print the round trip")
+    ech.add_argument("dest", metavar="AE@HOST:PORT")
+    ech.add_argument("--calling-ae", metavar="AE", help="our AE title (default ACRNEMA_BRIDGE)")
+    ech.add_argument("--count", type=int, default=1, metavar="N", help="echo N times (default 1)")
+    ech.add_argument("--tls-ca", type=Path, metavar="FILE")
+    ech.add_argument("--tls-cert", type=Path, metavar="FILE")
+    ech.add_argument("--tls-key", type=Path, metavar="FILE")
+
+    cfg = sub.add_parser("config", help="show the effective configuration")
+    cfg.add_argument("action", choices=["show"])
+
+
+def _spool(args: argparse.Namespace, config: Config) -> Spool:
+    path = args.spool if getattr(args, "spool", None) is not None else config.spool.path
+    return Spool(path, retention_days=config.spool.retention_days)
+
+
+def _tls(args: argparse.Namespace) -> TlsSettings | None:
+    from bridge.forward.scu import TlsSettings
+
+    if getattr(args, "tls_ca", None) is None:
+        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+            raise ConfigError("--tls-cert and --tls-key need --tls-ca")
+        return None
+    return TlsSettings(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+def _destinations(args: argparse.Namespace, config: Config) -> list[Destination]:
+    """The destinations of --dest (with the flags), or else of the configuration."""
+    from bridge.forward.scu import Destination, TlsSettings
+
+    f = config.forward
+    calling_ae = getattr(args, "calling_ae", None) or f.calling_ae
+    max_pdu = f.max_pdu if getattr(args, "max_pdu", None) is None else int(args.max_pdu)
+    tuning = f.tcp_tuning and not getattr(args, "no_tcp_tuning", False)
+
+    def build(
+        text: str,
+        ae_title: str,
+        host: str,
+        port: int,
+        tls: TlsSettings | None,
+        commitment: bool,
+        modalities: frozenset[str] | None,
+    ) -> Destination:
+        try:
+            return Destination(
+                ae_title,
+                host,
+                port,
+                calling_ae=calling_ae,
+                max_pdu=max_pdu,
+                connect_timeout=f.connect_timeout,
+                acse_timeout=f.acse_timeout,
+                dimse_timeout=f.dimse_timeout,
+                network_timeout=f.network_timeout,
+                idle_timeout=f.idle_timeout,
+                tls=tls,
+                commitment=commitment,
+                modalities=modalities,
+                tcp_tuning=tuning,
+                commitment_port=f.commitment_port,
+                commitment_timeout=f.commitment_timeout,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"destination {text}: {exc}") from exc
+
+    if getattr(args, "dest", None):
+        out = []
+        for text in args.dest:
+            try:
+                parsed = Destination.parse(text)
+            except ValueError as exc:
+                raise ConfigError(f"--dest {text!r}: {exc}") from exc
+            commitment = bool(getattr(args, "commitment", False))
+            out.append(
+                build(text, parsed.ae_title, parsed.host, parsed.port, _tls(args), commitment, None)
+            )
+        return out
+    if not config.destinations:
+        raise ConfigError(
+            "no destination: give --dest AE@HOST:PORT or [[destination]] in the config"
+        )
+    return [
+        build(
+            d.name,
+            d.ae_title,
+            d.host,
+            d.port,
+            TlsSettings(d.tls_ca_file, d.tls_cert_file, d.tls_key_file) if d.tls_ca_file else None,
+            d.commitment,
+            frozenset(d.modalities) if d.modalities else None,
+        )
+        for d in config.destinations
+    ]
+
+
+def _policy(args: argparse.Namespace, config: Config) -> RetryPolicy:
+    from bridge.forward.runner import RetryPolicy
+
+    f = config.forward
+    cap = f.backoff_cap if getattr(args, "backoff_cap", None) is None else args.backoff_cap
+    attempts = f.max_attempts if getattr(args, "max_attempts", None) is None else args.max_attempts
+    if cap <= 0 or attempts < 0:
+        raise ConfigError("--backoff-cap must be positive and --max-attempts not negative")
+    return RetryPolicy(base=min(f.backoff_base, cap), cap=cap, max_attempts=attempts)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, for a clean stop."""
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        print(f"\nacrnema-bridge: {signal.Signals(signum).name}: stopping", file=sys.stderr)
+        stop.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for sig in previous:
+            signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        if in_main:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.delivered = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, destination: str, job: Job, result: Result) -> None:
+        from bridge.forward.status import Outcome
+
+        with self.lock:
+            if result.outcome is Outcome.DONE:
+                self.delivered += 1
+            elif result.outcome is Outcome.FAIL:
+                self.failed += 1
+                print(
+                    f"\nquarantined for {destination}: "
+                    f"{job.info.source or job.info.sop_instance_uid}: {result.reason}",
+                    file=sys.stderr,
+                )
+            if self.enabled:
+                rate = self.delivered / max(time.monotonic() - self.start, 1e-6)
+                sys.stderr.write(
+                    f"\r[{self.delivered + self.failed}/{self.total}] delivered {self.delivered}, "
+                    f"quarantined {self.failed}  {rate:.1f} objects/s "
+                )
+                sys.stderr.flush()
+
+
+def _add(spool: Spool, paths: list[Path]) -> int:
+    from bridge.convert.batch import iter_inputs
+    from bridge.spool.ingest import ingest_file
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(
+            f"acrnema-bridge: error: no such file or folder: {', '.join(missing)}", file=sys.stderr
+        )
+        return 2
+    counts = {"spooled": 0, "skipped": 0, "failed": 0}
+    objects = 0
+    for path in iter_inputs(paths, exclude=spool.root):
+        result = ingest_file(spool, path)
+        counts[result.status] += 1
+        objects += len(result.object_ids)
+        if result.status == "failed":
+            print(f"failed: {result.error}", file=sys.stderr)
+    print(
+        f"{counts['spooled']} files spooled ({objects} objects), {counts['skipped']} skipped, "
+        f"{counts['failed']} failed -> {spool.root}",
+        file=sys.stderr,
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _forward(
+    spool: Spool, args: argparse.Namespace, config: Config, *, until_empty: bool, progress: bool
+) -> int:
+    from bridge.forward.runner import Forwarder
+
+    destinations = _destinations(args, config)
+    policy = _policy(args, config)
+    names = [d.name for d in destinations]
+    spool.register(names)
+    total = sum(spool.counts(n)["ready"] + spool.counts(n)["in_flight"] for n in names)
+    reporter = _Progress(total) if progress else None
+    forwarder = Forwarder(spool, destinations, policy=policy, on_result=reporter)
+    with _stop_on_signals() as stop:
+        summary = forwarder.run(stop, until_empty=until_empty, timeout=args.timeout)
+    if reporter is not None and reporter.enabled:
+        sys.stderr.write("\n")
+    remaining = {n: spool.counts(n) for n in names}
+    for name in names:
+        c = remaining[name]
+        print(
+            f"{name}: delivered {summary.delivered.get(name, 0)} now; "
+            f"waiting {c['ready'] + c['in_flight']}, "
+            f"quarantined {c['failed']}, done {c['done']}",
+            file=sys.stderr,
+        )
+    left = any(c["ready"] or c["in_flight"] or c["failed"] for c in remaining.values())
+    if stop.is_set() and not until_empty:
+        return 0  # the service was told to stop: a clean stop
+    return 1 if left else 0
+
+
+def _list(spool: Spool, args: argparse.Namespace) -> int:
+    rows = spool.deliveries(state=args.state, destination=args.dest)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=2))
+        return 0
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.received))
+        error = f"  {r.last_error}" if r.last_error else ""
+        print(
+            f"{r.object_id:6d} {r.state:9} {r.attempts:3d} {r.destination}  "
+            f"{r.modality or '-':3} {when}  {r.sop_instance_uid}{error}"
+        )
+    print(f"{len(rows)} deliveries", file=sys.stderr)
+    return 0
+
+
+def _stats(spool: Spool, args: argparse.Namespace) -> int:
+    stats = spool.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(
+        f"spool {spool.root}: {stats['objects']} objects, "
+        f"{stats['stored']} stored ({stats['bytes']} bytes)"
+    )
+    oldest = stats["oldest_waiting_s"]
+    if oldest is not None:
+        print(f"oldest waiting: {oldest:.0f} s")
+    per = stats["destinations"]
+    assert isinstance(per, dict)
+    for name, counts in sorted(per.items()):
+        print(f"  {name}: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = load(getattr(args, "config", None))
+    if args.command == "config":
+        print(json.dumps(config.as_dict(), indent=2))
+        return 0
+    if args.command == "echo":
+        from bridge.forward.scu import Destination, echo
+
+        calling = args.calling_ae or config.forward.calling_ae
+        try:
+            destination = Destination.parse(args.dest, calling_ae=calling, tls=_tls(args))
+        except ValueError as exc:
+            raise ConfigError(f"{args.dest!r}: {exc}") from exc
+        for _ in range(max(1, args.count)):
+            rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
+            print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
+        return 0
+    spool = _spool(args, config)
+    try:
+        if args.command == "spool":
+            action = args.spool_command
+            if action == "add":
+                return _add(spool, args.paths)
+            if action == "list":
+                return _list(spool, args)
+            if action == "stats":
+                return _stats(spool, args)
+            if action == "retry":
+                print(f"{spool.retry_failed(args.dest)} deliveries back to ready", file=sys.stderr)
+                return 0
+            if action == "purge":
+                removed = spool.purge(older_than_days=args.older_than, failed=args.failed)
+                print(f"{removed} objects removed", file=sys.stderr)
+                return 0
+        if args.command == "forward":
+            return _forward(spool, args, config, until_empty=args.until_empty, progress=False)
+        if args.command == "send":
+            _destinations(args, config)  # a bad --dest is a usage error before anything is spooled
+            status = _add(spool, args.paths)
+            if status == 2:
+                return status
+            return max(status, _forward(spool, args, config, until_empty=True, progress=True))
+    finally:
+        spool.close()
+    return 2

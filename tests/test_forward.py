@@ -1,0 +1,275 @@
+"""Store and forward end to end, against real DCMTK storescp servers on 127.0.0.1.
+
+The reliability cases of the forwarding issue: crashes (kill -9) while delivering, a
+destination that is down and then comes back, a poison object, two destinations with one
+down; and the commands spool / forward / send / echo / config.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import peers
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from bridge.cli import main
+from bridge.emulator.phantom import PhantomSpec, phantom_file
+from bridge.forward.runner import Forwarder, RetryPolicy
+from bridge.forward.scu import Destination
+from bridge.spool.ingest import ingest_file
+from bridge.spool.store import Spool
+
+PRIVATE_SOP_CLASS = "1.3.6.1.4.1.99999.1.1"  # no PACS knows it: refused
+
+
+def make_sources(folder: Path, count: int, size: int = 128) -> list[Path]:
+    """ACR-NEMA 2.0 CT slices of one study, as a scanner wrote them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        spec = PhantomSpec(rows=size, columns=size, slice_index=i, slices=count)
+        path = folder / f"slice{i:03d}.acr"
+        path.write_bytes(phantom_file(spec))
+        paths.append(path)
+    return paths
+
+
+def fill_spool(spool: Spool, folder: Path, count: int, size: int = 128) -> set[str]:
+    uids = set()
+    for path in make_sources(folder, count, size):
+        [object_id] = ingest_file(spool, path).object_ids
+        uids.add(str(dcmread(spool_path(spool, object_id), stop_before_pixels=True).SOPInstanceUID))
+    return uids
+
+
+def spool_path(spool: Spool, object_id: int) -> Path:
+    return spool.root / "objects" / f"{object_id % 256:02x}" / f"{object_id}.dcm"
+
+
+def private_object(path: Path) -> str:
+    """A Part 10 object of a SOP class no receiver supports."""
+    ds = Dataset()
+    ds.SOPClassUID = PRIVATE_SOP_CLASS
+    ds.SOPInstanceUID = "2.25.1234567890"
+    ds.PatientName = "POISON^OBJECT"
+    ds.PatientID = "P1"
+    ds.Modality = "OT"
+    ds.StudyInstanceUID = "2.25.11"
+    ds.SeriesInstanceUID = "2.25.12"
+    ds.file_meta = Dataset()  # type: ignore[assignment]
+    ds.file_meta.MediaStorageSOPClassUID = PRIVATE_SOP_CLASS
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return str(ds.SOPInstanceUID)
+
+
+def dest(server: peers.StoreSCPPeer) -> Destination:
+    return Destination(server.ae_title, server.host, server.port)
+
+
+def run_forwarder(spool: Spool, destinations: list[Destination], **kw: object) -> Forwarder:
+    forwarder = Forwarder(spool, destinations, policy=kw.pop("policy", RetryPolicy(cap=2.0)))  # type: ignore[arg-type]
+    forwarder.run(threading.Event(), **kw)  # type: ignore[arg-type]
+    return forwarder
+
+
+# ------------------------------------------------------------------ reliability
+
+
+@pytest.mark.slow
+def test_kill_9_while_delivering_loses_nothing(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    uids = fill_spool(spool, tmp_path / "src", 60, size=512)
+    spool.close()
+    argv = [
+        sys.executable, "-m", "bridge.cli", "forward", "--spool", str(tmp_path / "spool"),
+        "--dest", f"{storescp.ae_title}@{storescp.host}:{storescp.port}",
+        "--until-empty", "--backoff-cap", "1", "--timeout", "60",
+    ]  # fmt: skip
+    rng = random.Random(60)
+
+    def arrived() -> int:  # storescp names files by SOP Instance UID: one per object
+        return len(list(storescp.out_dir.glob("*.dcm")))
+
+    kills = 0
+    for _ in range(5):
+        # kill at a random point: after a random number of new arrivals, mid-batch, so
+        # some objects reached the PACS but were never marked done in the spool
+        target = arrived() + rng.randint(1, 12)
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline and arrived() < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.01))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=30)
+    assert kills == 5, "the forwarder finished before it could be killed: use more objects"
+    assert arrived() < 60
+    final = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert final.returncode == 0, final.stderr
+    assert set(storescp.received()) == uids
+    counts = Spool(tmp_path / "spool").counts()
+    assert counts == {"ready": 0, "in_flight": 0, "done": 60, "failed": 0}
+
+
+def test_destination_down_then_up_is_served_within_the_backoff_cap(
+    tmp_path: Path, loopback_shim: Path
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    uids = fill_spool(spool, tmp_path / "src", 5)
+    port = peers.free_port()
+    target = Destination("LATE", "127.0.0.1", port)
+    forwarder = Forwarder(spool, [target], policy=RetryPolicy(base=0.5, cap=2.0))
+    finished: list[float] = []
+
+    def forward() -> None:
+        forwarder.run(threading.Event(), until_empty=True, timeout=60)
+        finished.append(time.monotonic())
+
+    # The forwarder runs in a thread; the server is started from this (main) thread,
+    # since the peer helpers tie a server's life to the thread that started it.
+    runner = threading.Thread(target=forward)
+    runner.start()
+    server = None
+    try:
+        time.sleep(2.5)
+        assert not finished
+        server = peers.start_storescp(tmp_path / "late", loopback_shim, "LATE", port=port)
+        came_up = time.monotonic()
+        runner.join(timeout=30)
+        assert finished, "the forwarder did not finish after the destination came back"
+        assert forwarder.summary.retried.get(target.name, 0) >= 1  # it really was down
+        assert set(server.received()) == uids
+        assert finished[0] - came_up < 2.0 + 1.5  # the cap, plus time to deliver
+        assert spool.counts(target.name)["done"] == 5
+    finally:
+        runner.join()
+        if server is not None:
+            server.stop()
+
+
+def test_poison_object_is_quarantined_and_the_rest_flows(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    uids = fill_spool(spool, tmp_path / "src", 4)
+    poison = tmp_path / "poison.dcm"
+    private_object(poison)
+    assert ingest_file(spool, poison).status == "spooled"
+    forwarder = run_forwarder(spool, [dest(storescp)], until_empty=True, timeout=60)
+    name = dest(storescp).name
+    assert set(storescp.received()) == uids
+    assert forwarder.summary.quarantined == {name: 1}
+    [failed] = spool.deliveries(state="failed")
+    assert failed.sop_instance_uid == "2.25.1234567890"
+    assert PRIVATE_SOP_CLASS in (failed.last_error or "") or "SOP Class" in (
+        failed.last_error or ""
+    )
+    assert spool.counts(name) == {"ready": 0, "in_flight": 0, "done": 4, "failed": 1}
+
+
+def test_two_destinations_one_down_the_other_keeps_receiving(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    uids = fill_spool(spool, tmp_path / "src", 6)
+    down = Destination("DOWN", "127.0.0.1", peers.free_port())
+    run_forwarder(spool, [dest(storescp), down], timeout=4.0)
+    assert set(storescp.received()) == uids
+    assert spool.counts(dest(storescp).name)["done"] == 6
+    waiting = spool.counts(down.name)
+    assert waiting["failed"] == 0 and waiting["ready"] + waiting["in_flight"] == 6
+    [job] = spool.claim(down.name, now=time.time() + 3600, limit=1)
+    assert job.path.exists()  # kept for the destination that has not got it
+
+
+# ------------------------------------------------------------------ commands
+
+
+def test_send_delivers_and_reports(
+    tmp_path: Path, storescp: peers.StoreSCPPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sources = make_sources(tmp_path / "src", 3)
+    target = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    status = main(
+        ["send", str(tmp_path / "src"), "--dest", target, "--spool", str(tmp_path / "sp")]
+    )
+    assert status == 0
+    assert len(storescp.received()) == len(sources)
+    err = capsys.readouterr().err
+    assert "3 files spooled" in err and f"{target}: delivered 3" in err
+
+
+def test_spool_commands_list_stats_retry_purge(
+    tmp_path: Path, storescp: peers.StoreSCPPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sp = ["--spool", str(tmp_path / "sp")]
+    make_sources(tmp_path / "src", 2)
+    private_object(tmp_path / "src" / "poison.dcm")
+    assert main(["spool", "add", str(tmp_path / "src"), *sp]) == 0
+    target = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    assert main(["forward", "--dest", target, "--until-empty", *sp]) == 1  # one quarantined
+    capsys.readouterr()
+    assert main(["spool", "list", "--state", "failed", "--json", *sp]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["destination"] == target and row["state"] == "failed"
+    assert main(["spool", "stats", "--json", *sp]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["destinations"][target] == {"ready": 0, "in_flight": 0, "done": 2, "failed": 1}
+    assert main(["spool", "retry", *sp]) == 0
+    assert main(["spool", "stats", "--json", *sp]) == 0
+    assert json.loads(capsys.readouterr().out)["destinations"][target]["ready"] == 1
+    assert main(["spool", "purge", "--failed", *sp]) == 0  # nothing failed any more: no-op
+    assert main(["spool", "stats", "--json", *sp]) == 0
+    assert json.loads(capsys.readouterr().out)["stored"] == 1
+
+
+def test_echo_prints_the_round_trip(
+    storescp: peers.StoreSCPPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["echo", f"{storescp.ae_title}@{storescp.host}:{storescp.port}"]) == 0
+    assert "round trip" in capsys.readouterr().out
+    down = f"NOBODY@127.0.0.1:{peers.free_port()}"
+    assert main(["echo", down]) == 1
+
+
+def test_config_file_env_and_flags_combine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text(
+        '[spool]\npath = "/srv/spool"\n[forward]\nbackoff_cap = 12\n'
+        '[[destination]]\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 11112\n'
+        'modalities = ["CT"]\n'
+    )
+    monkeypatch.setenv("BRIDGE_CALLING_AE", "SCANNER_GW")
+    assert main(["--config", str(cfg), "config", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["spool"]["path"] == "/srv/spool"
+    assert (
+        shown["forward"]["backoff_cap"] == 12.0 and shown["forward"]["calling_ae"] == "SCANNER_GW"
+    )
+    assert shown["destination"][0]["modalities"] == ["CT"]
+    cfg.write_text("[forward]\nbackoff_cap = 'soon'\n")
+    assert main(["--config", str(cfg), "config", "show"]) == 2
+    assert "backoff_cap" in capsys.readouterr().err
+
+
+def test_bad_destination_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["forward", "--dest", "nonsense", "--spool", str(tmp_path / "sp")]) == 2
+    assert main(["send", str(tmp_path), "--dest", "PACS@host:notaport"]) == 2
