@@ -236,6 +236,18 @@ def _destinations(args: argparse.Namespace, config: Config) -> list[Destination]
     ]
 
 
+def _check_destinations(destinations: list[Destination]) -> None:
+    """Fail early on settings that would only fail inside a forwarder thread (TLS files)."""
+    from bridge.forward.status import ForwardError
+
+    for destination in destinations:
+        if destination.tls is not None:
+            try:
+                destination.tls.context()
+            except ForwardError as exc:
+                raise ConfigError(f"destination {destination.name}: {exc}") from exc
+
+
 def _policy(args: argparse.Namespace, config: Config) -> RetryPolicy:
     from bridge.forward.runner import RetryPolicy
 
@@ -351,6 +363,10 @@ def _forward(
             f"quarantined {c['failed']}, done {c['done']}",
             file=sys.stderr,
         )
+    for name, error in summary.errors.items():
+        print(f"{name}: not served: {error}", file=sys.stderr)
+    if summary.errors:
+        return 1
     left = any(c["ready"] or c["in_flight"] or c["failed"] for c in remaining.values())
     if stop.is_set() and not until_empty:
         return 0  # the service was told to stop: a clean stop
@@ -409,6 +425,8 @@ def run_command(args: argparse.Namespace) -> int:
             rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
             print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
         return 0
+    if args.command in ("forward", "send"):
+        _check_destinations(_destinations(args, config))  # usage errors before any spooling
     spool = _spool(args, config)
     try:
         if args.command == "spool":
@@ -429,7 +447,6 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "forward":
             return _forward(spool, args, config, until_empty=args.until_empty, progress=False)
         if args.command == "send":
-            _destinations(args, config)  # a bad --dest is a usage error before anything is spooled
             status = _add(spool, args.paths)
             if status == 2:
                 return status

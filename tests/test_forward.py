@@ -155,7 +155,8 @@ def test_destination_down_then_up_is_served_within_the_backoff_cap(
         assert finished, "the forwarder did not finish after the destination came back"
         assert forwarder.summary.retried.get(target.name, 0) >= 1  # it really was down
         assert set(server.received()) == uids
-        assert finished[0] - came_up < 2.0 + 1.5  # the cap, plus time to deliver
+        # served within the cap (2 s), plus slack for delivery on a busy machine
+        assert finished[0] - came_up < 2.0 + 4.0
         assert spool.counts(target.name)["done"] == 5
     finally:
         runner.join()
@@ -272,4 +273,6 @@ def test_config_file_env_and_flags_combine(
 
 def test_bad_destination_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["forward", "--dest", "nonsense", "--spool", str(tmp_path / "sp")]) == 2
-    assert main(["send", str(tmp_path), "--dest", "PACS@host:notaport"]) == 2
+    sp = tmp_path / "never"
+    assert main(["send", str(tmp_path), "--dest", "PACS@host:notaport", "--spool", str(sp)]) == 2
+    assert not sp.exists()  # a usage error is found before anything is spooled

@@ -383,6 +383,7 @@ def scripted_scp() -> Iterator[ScriptedSCP]:
         return int(wanted)
 
     ae = AE(ae_title="SCRIPTED")
+    ae.require_called_aet = True  # any other called AE title is rejected
     ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
     port = peers.free_port()
     server = ae.start_server(
@@ -421,6 +422,17 @@ def test_statuses_and_a_hung_response(scripted_scp: ScriptedSCP, tmp_path: Path)
         scripted_scp.release.set()
         assert sender.send(items[6:])[0].ok  # a new association
         assert sender.associations_opened == 2
+
+
+def test_rejected_association_is_a_retry(scripted_scp: ScriptedSCP, tmp_path: Path) -> None:
+    dest = Destination("WRONG_AE", peers.LOOPBACK, scripted_scp.port)
+    with Sender(dest) as sender:
+        results = sender.send(cts(tmp_path, 2))
+    assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY]
+    assert results[0].reason.startswith(f"association rejected by {dest.name} (Rejected Perm")
+    assert "alled AE title not recognised" in results[0].reason
+    with pytest.raises(ForwardError, match="association rejected"):
+        echo(dest)
 
 
 # ------------------------------------------------------- Orthanc: storage commitment

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bridge.errors import BridgeError
 from bridge.forward.scu import Destination, Item, Sender
 from bridge.forward.status import Outcome, Result
 from bridge.spool.store import Job, Spool
@@ -56,6 +57,7 @@ class RunSummary:
     delivered: dict[str, int] = field(default_factory=dict)
     retried: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 class Forwarder:
@@ -122,7 +124,13 @@ class Forwarder:
         deadline: float | None,
     ) -> None:
         name = destination.name
-        sender = self.sender_factory(destination)
+        try:
+            sender = self.sender_factory(destination)
+        except BridgeError as exc:  # e.g. unusable TLS files: nothing can be sent there
+            log.error("%s: cannot send: %s", name, exc)
+            with self._lock:
+                self.summary.errors[name] = str(exc)
+            return
         try:
             while not stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
