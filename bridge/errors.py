@@ -6,7 +6,7 @@ exceptions (pydicom, OS errors) are wrapped at the boundary with ``raise ... fro
 
 from __future__ import annotations
 
-__all__ = ["BridgeError", "ConfigError", "ConversionError"]
+__all__ = ["BridgeError", "ConfigError", "ConversionError", "ForwardError"]
 
 
 class BridgeError(Exception):
@@ -42,3 +42,7 @@ class ConversionError(BridgeError):
         if offset is not None:
             where.append(f"offset {offset}")
         super().__init__(f"{', '.join(where)}: {reason}")
+
+
+class ForwardError(BridgeError):
+    """A forwarding operation (C-ECHO, association, listener) failed as a whole."""

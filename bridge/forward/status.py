@@ -70,13 +70,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bridge.errors import BridgeError
+from bridge.errors import ForwardError
 
 __all__ = ["ForwardError", "Outcome", "Result", "classify_status", "describe_status"]
-
-
-class ForwardError(BridgeError):
-    """A forwarding operation (C-ECHO, association, listener) failed as a whole."""
 
 
 class Outcome(enum.Enum):

@@ -1,0 +1,405 @@
+"""Forwarding speed: acrnema-bridge against DCMTK storescu, into DCMTK storescp.
+
+Usage: ``python bench/forward.py [--count N] [--keep DIR]`` (results: docs/benchmarks.md).
+
+Generates N 512x512 CT objects once (phantom ACR-NEMA slices converted by the bridge and
+written as DICOM Part 10, explicit VR little endian), then sends that same folder, in one
+run, under two receiver settings:
+
+1. **as shipped**: ``storescp`` and ``storescu`` with Nagle's algorithm on (DCMTK's
+   default: no ``TCP_NODELAY`` in the environment). Goal: ours >= 5x ``storescu``.
+2. **TCP_NODELAY=1**: the environment variable DCMTK reads to turn Nagle off, given to
+   ``storescp`` and ``storescu``. Goal: ours >= 0.5x ``storescu``.
+
+For each setting and each tool a fresh ``storescp`` is started with the test suite's
+options (``tests/peers.py``: 127.0.0.1 only through an LD_PRELOAD shim, a free port,
+every object stored into its own folder, its own process group, killed afterwards), and
+
+- ours: ``acrnema-bridge spool add FOLDER --spool S`` (not part of the forwarding time,
+  but timed as the spool's ingest rate, fsync included), then the timed
+  ``acrnema-bridge forward --dest STORESCP@127.0.0.1:PORT --spool S --until-empty``;
+- DCMTK: the timed ``storescu -aet DCMSCU -aec STORESCP 127.0.0.1 PORT FILE...``.
+
+Every command is timed on the wall clock (``time.perf_counter``) including process
+start-up, which is part of the real cost of both tools, after a ``sync`` (so that earlier
+runs' write-back stays out of it). ``forward`` is then run once more on the empty spool:
+our fixed cost, printed for reading only. After each run the files in the receiver's
+folder are counted; a run that did not deliver all N objects, or a tool that fails, makes
+the script exit with status 1 (2 on a usage error). ``BRIDGE_*`` variables are removed
+from the environment, so ours runs on its defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pydicom
+import pynetdicom
+from pydicom.uid import ExplicitVRLittleEndian
+
+from bridge import __version__
+from bridge.convert.core import convert
+from bridge.emulator.phantom import PhantomSpec, phantom_file
+from bridge.spool.ingest import dataset_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+RECEIVER_AE = "STORESCP"
+SCU_AE = "DCMSCU"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A receiver setting: the environment DCMTK's processes get, and our goal in it."""
+
+    name: str
+    env: dict[str, str]  # added to the environment of storescp and storescu
+    goal: float  # ours must send at least this many times as many objects/s as storescu
+
+
+SETTINGS = (
+    Setting("as shipped (Nagle on)", {}, 5.0),
+    Setting("TCP_NODELAY=1 (Nagle off)", {"TCP_NODELAY": "1"}, 0.5),
+)
+
+
+class BenchError(Exception):
+    """A tool failed or an object did not arrive; the figures of this run are not valid."""
+
+
+@dataclass
+class Run:
+    """One timed delivery of the whole folder by one tool into a fresh storescp."""
+
+    setting: Setting
+    tool: str
+    objects: int
+    size: int  # bytes of the Part 10 files sent
+    seconds: float
+    load: float  # 1-minute load average just before the run
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds
+
+    @property
+    def mb_rate(self) -> float:
+        return self.size / 1e6 / self.seconds
+
+
+@dataclass
+class Ingest:
+    """One timed ``spool add`` of the whole folder."""
+
+    objects: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds
+
+
+def _load1() -> float:
+    return os.getloadavg()[0]
+
+
+def _peers() -> ModuleType:
+    """``tests/peers.py``: the loopback shim and the storescp the test suite uses."""
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    return importlib.import_module("peers")
+
+
+def _dcmtk(name: str) -> str:
+    """DCMTK's ``name``, skipping this virtualenv (pynetdicom installs apps named alike)."""
+    venv_bin = Path(sys.prefix).resolve() / "bin" if sys.prefix != sys.base_prefix else None
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or (venv_bin is not None and Path(directory).resolve() == venv_bin):
+            continue
+        found = shutil.which(name, path=directory)
+        if found is not None:
+            return found
+    raise BenchError(f"{name} not found on PATH (Debian package dcmtk)")
+
+
+def _ours_command() -> list[str]:
+    script = Path(sys.executable).parent / "acrnema-bridge"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "bridge.cli"]
+
+
+def _environment(setting: Setting) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    env = {k: v for k, v in env.items() if not k.startswith("BRIDGE_")}
+    env.update(setting.env)
+    return env
+
+
+@contextlib.contextmanager
+def _patched_environ(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` inside the block (storescp copies it when it starts)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _generate(folder: Path, count: int) -> tuple[list[Path], int]:
+    """Convert ``count`` phantom slices and write them as Part 10 files; (paths, bytes)."""
+    folder.mkdir(parents=True)
+    paths, size = [], 0
+    for i in range(count):
+        name = f"ct{i + 1:04d}"
+        result = convert(phantom_file(PhantomSpec(slice_index=i, slices=count)), source=name)
+        (ds,) = result.datasets
+        if ds.file_meta.TransferSyntaxUID != ExplicitVRLittleEndian:
+            raise BenchError(f"{name}: converted to {ds.file_meta.TransferSyntaxUID}")
+        data = dataset_bytes(ds)
+        path = folder / f"{name}.dcm"
+        path.write_bytes(data)
+        paths.append(path)
+        size += len(data)
+    return paths, size
+
+
+def _run(command: list[str], env: dict[str, str], cwd: Path, what: str) -> float:
+    """Run ``command`` to its end; its wall-clock seconds. A failure raises BenchError.
+
+    Dirty pages of earlier runs (about 100 MB a run) are written out first, so that their
+    write-back does not fall into this run's time.
+    """
+    os.sync()
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"{what}: {exc}") from exc
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip()[-2000:]
+        raise BenchError(f"{what} exited with status {done.returncode}:\n{output}")
+    return seconds
+
+
+def _received(receiver: Any, expected: int, what: str) -> None:
+    """Fail loudly unless the receiver's folder holds ``expected`` files."""
+    files = sum(1 for p in receiver.out_dir.iterdir() if p.is_file())
+    if files != expected:
+        log = receiver.process.log_tail()
+        raise BenchError(f"{what}: storescp stored {files} of {expected} objects:\n{log}")
+
+
+@contextlib.contextmanager
+def _storescp(work: Path, shim: Path, setting: Setting) -> Iterator[Any]:
+    """A fresh storescp in ``work`` with the setting's environment; stopped on exit."""
+    peers = _peers()
+    try:
+        with _patched_environ(_environment(setting)):
+            receiver = peers.start_storescp(work, shim, RECEIVER_AE)
+    except peers.PeerError as exc:
+        raise BenchError(str(exc)) from exc
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def _run_ours(
+    setting: Setting, folder: Path, paths: list[Path], size: int, work: Path, shim: Path
+) -> tuple[Run, Ingest, float]:
+    """(forward run, spool add run, seconds of a forward with nothing to send)."""
+    env = _environment(setting)
+    work.mkdir()
+    spool = work / "spool"
+    ours = _ours_command()
+    seconds = _run(
+        [*ours, "spool", "add", str(folder), "--spool", str(spool)], env, work, "spool add"
+    )
+    ingest = Ingest(len(paths), seconds)
+    with _storescp(work, shim, setting) as receiver:
+        dest = f"{RECEIVER_AE}@{receiver.host}:{receiver.port}"
+        command = [*ours, "forward", "--dest", dest, "--spool", str(spool), "--until-empty"]
+        load = _load1()
+        seconds = _run(command, env, work, "acrnema-bridge forward")
+        _received(receiver, len(paths), f"acrnema-bridge, {setting.name}")
+        # The same command again on the now empty spool: start-up and spool bookkeeping.
+        fixed = _run(command, env, work, "acrnema-bridge forward (empty spool)")
+    return Run(setting, "acrnema-bridge", len(paths), size, seconds, load), ingest, fixed
+
+
+def _run_storescu(setting: Setting, paths: list[Path], size: int, work: Path, shim: Path) -> Run:
+    env = _environment(setting)
+    work.mkdir()
+    with _storescp(work, shim, setting) as receiver:
+        command = [_dcmtk("storescu"), "-aet", SCU_AE, "-aec", RECEIVER_AE]
+        command += [receiver.host, str(receiver.port)]
+        command += [str(p) for p in paths]
+        load = _load1()
+        seconds = _run(command, env, work, "storescu")
+        _received(receiver, len(paths), f"storescu, {setting.name}")
+    return Run(setting, "storescu", len(paths), size, seconds, load)
+
+
+def _version(command: list[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError:
+        return "?"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _commit() -> str:
+    """The checked-out commit, and whether bridge/ differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bridge"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.splitlines()
+    except OSError:
+        return "? (no git)"
+    state = f"{len(changed)} local changes in bridge/" if changed else "bridge/ unchanged"
+    return f"{head or '?'} ({state})"
+
+
+def _print_machine(storescu: str) -> None:
+    print(f"machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()}")
+    print(
+        f"python {platform.python_version()}, pydicom {pydicom.__version__}, "
+        f"pynetdicom {pynetdicom.__version__}, acrnema-bridge {__version__} at {_commit()}"
+    )
+    print(_version([storescu, "--version"]).strip("$ "))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average before the runs: {load} (other work on the machine skews wall clock)")
+
+
+def _print_results(runs: list[Run], ingests: list[Ingest], fixed: list[float]) -> None:
+    print()
+    print(
+        f"{'setting':<26} {'tool':<15} {'objects':>7} {'seconds':>8} {'objects/s':>9} "
+        f"{'MB/s':>7} {'load1':>5}"
+    )
+    for run in runs:
+        print(
+            f"{run.setting.name:<26} {run.tool:<15} {run.objects:>7} {run.seconds:>8.2f} "
+            f"{run.rate:>9.1f} {run.mb_rate:>7.1f} {run.load:>5.2f}"
+        )
+    print("(MB = 10^6 bytes of Part 10 files; every run delivered every object)")
+    print()
+    for setting in SETTINGS:
+        ours, peer = (r for r in runs if r.setting is setting)
+        ratio = ours.rate / peer.rate
+        verdict = "met" if ratio >= setting.goal else "NOT met"
+        print(
+            f"{setting.name}: ours / storescu = {ratio:.2f}x (goal >= {setting.goal:g}x: {verdict})"
+        )
+    rates = ", ".join(f"{i.rate:.0f}" for i in ingests)
+    print(f"spool add (fsync per object, process start-up included): {rates} objects/s")
+    times = ", ".join(f"{s:.2f}" for s in fixed)
+    print(f"acrnema-bridge forward with nothing to send (start-up, spool): {times} s")
+    for setting, empty in zip(SETTINGS, fixed, strict=True):
+        ours, peer = (r for r in runs if r.setting is setting)
+        rate = ours.objects / (ours.seconds - empty) if ours.seconds > empty else float("inf")
+        print(
+            f"{setting.name}: ours without that start-up {rate:.1f} objects/s, "
+            f"{rate / peer.rate:.2f}x storescu (for reading only; the goal counts start-up)"
+        )
+
+
+def _work_dir(keep: Path | None) -> Path:
+    if keep is None:
+        return Path(tempfile.mkdtemp(prefix="acrnema-bench-"))
+    if keep.exists() and any(keep.iterdir()):
+        raise BenchError(f"--keep {keep}: folder is not empty")
+    keep.mkdir(parents=True, exist_ok=True)
+    return keep
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=200, help="objects (default %(default)s)")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="work in DIR (new or empty) and keep it"
+    )
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    try:
+        storescu = _dcmtk("storescu")
+        _dcmtk("storescp")
+        if shutil.which("cc") is None or shutil.which("timeout") is None:
+            raise BenchError("cc and timeout are needed to confine storescp to loopback")
+        work = _work_dir(args.keep)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    _print_machine(storescu)
+    try:
+        shim = _peers().build_loopback_shim(work)
+        folder = work / "objects"
+        print(f"generating {args.count} CT objects (512x512, explicit VR LE) in {folder}")
+        paths, size = _generate(folder, args.count)
+        runs, ingests, fixed = [], [], []
+        for n, setting in enumerate(SETTINGS, 1):
+            print(f"{setting.name}: acrnema-bridge spool add + forward ...", flush=True)
+            run, ingest, empty = _run_ours(setting, folder, paths, size, work / f"{n}-ours", shim)
+            runs.append(run)
+            ingests.append(ingest)
+            fixed.append(empty)
+            print(f"{setting.name}: storescu ...", flush=True)
+            runs.append(_run_storescu(setting, paths, size, work / f"{n}-storescu", shim))
+        _print_results(runs, ingests, fixed)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
