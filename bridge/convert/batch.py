@@ -99,20 +99,25 @@ def _file_id(prefix: str, key: str) -> str:
     return prefix + hashlib.sha1(key.encode()).hexdigest()[:6].upper()
 
 
-def _write_atomic(path: Path, ds: Dataset) -> None:
+def _replace_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write ``path`` as a whole or not at all: temporary file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()  # pydicom writes element by element: one write() is cheaper
-    ds.save_as(buffer, enforce_file_format=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fp:
-            fp.write(buffer.getbuffer())
+            fp.write(data)
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_atomic(path: Path, ds: Dataset) -> None:
+    buffer = io.BytesIO()  # pydicom writes element by element: one write() is cheaper
+    ds.save_as(buffer, enforce_file_format=True)
+    _replace_atomic(path, buffer.getbuffer())
 
 
 def _place(out: Path, ds: Dataset) -> Path:
@@ -279,15 +284,7 @@ def write_dicomdir(out: Path) -> tuple[int, list[str]]:
         placed[str(instance.SOPInstanceUID)] = list(path.relative_to(out).parts)
     for instance in fs:
         instance.node._record.ReferencedFileID = placed[str(instance.SOPInstanceUID)]
-    target = out / "DICOMDIR"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=out)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fs._write_dicomdir(DicomFileLike(fp))
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    fs._write_dicomdir(DicomFileLike(buffer))
+    _replace_atomic(out / "DICOMDIR", buffer.getbuffer())
     return len(placed), left_out

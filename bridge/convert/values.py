@@ -104,16 +104,22 @@ def fix_tm(text: str) -> Fix:
     return Fix(out, out != text)
 
 
+def _number(value: str) -> float | None:
+    """The finite number a numeric string holds, or None."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def fix_is(text: str) -> Fix:
     """Integer strings: exponent forms and leading zeros are rewritten, fractions rounded."""
     value = _strip(text)
     if value == "":
         return Fix("", value != text)
-    try:
-        number = float(value)
-    except ValueError:
-        return Fix(None)
-    if not math.isfinite(number):
+    number = _number(value)
+    if number is None:
         return Fix(None)
     integer = round(number)
     if not -(2**31) <= integer <= 2**31 - 1:
@@ -129,11 +135,8 @@ def fix_ds(text: str) -> Fix:
     value = _strip(text)
     if value == "":
         return Fix("", value != text)
-    try:
-        number = float(value)
-    except ValueError:
-        return Fix(None)
-    if not math.isfinite(number):
+    number = _number(value)
+    if number is None:
         return Fix(None)
     if number == int(number) and abs(number) < 1e15:
         out = str(int(number))
