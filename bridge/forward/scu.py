@@ -79,6 +79,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext, build_context
 
 from bridge.convert.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from bridge.forward import fastpath
 from bridge.forward.status import (
     ForwardError,
     Outcome,
@@ -498,6 +499,10 @@ class Sender:
     """
 
     chunked_send: bool = True
+    #: Send a stored file as pre-built P-DATA PDUs (bridge.forward.fastpath) when the
+    #: accepted context has the file's own transfer syntax.
+    fast_send: bool = True
+    fast_sends: int = 0
     """Send files without decoding when the transfer syntax allows (module docstring)."""
 
     def __init__(self, destination: Destination) -> None:
@@ -587,7 +592,10 @@ class Sender:
             self._associate(items[index:])
         negotiated = self._negotiated
         sop_class, syntax = item.sop_class_uid, item.transfer_syntax
-        if negotiated.context(sop_class, syntax) is not None:
+        context = negotiated.context(sop_class, syntax)
+        if context is not None:
+            if self.fast_send and self._fast_ok():
+                return self._fast_store(item, int(context.context_id or 0))
             return self._store(item, raw=self.chunked_send)
         if not UID(syntax).is_compressed and negotiated.native_context(sop_class) is not None:
             return self._store(item, raw=False)
@@ -645,6 +653,42 @@ class Sender:
     def _next_message_id(self) -> int:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
+
+    def _fast_ok(self) -> bool:
+        problems = fastpath.hook_problems(self._assoc)
+        if problems:
+            LOGGER.warning("fast send path off (pynetdicom changed): %s", "; ".join(problems))
+            type(self).fast_send = False
+        return not problems
+
+    def _fast_store(self, item: Item, context_id: int) -> Result:
+        try:
+            data = item.path.read_bytes()
+        except OSError as exc:
+            return Result(Outcome.FAIL, None, f"cannot read {item.path}: {exc}")
+        try:
+            status = fastpath.send_store(
+                self._assoc,
+                context_id,
+                data,
+                item.sop_class_uid,
+                item.sop_instance_uid,
+                self._next_message_id(),
+            )
+        except ValueError as exc:  # not a Part 10 file we can slice: nothing was sent
+            return Result(Outcome.FAIL, None, f"cannot send {item.path.name}: {exc}")
+        except OSError as exc:
+            raise _Lost(f"association with {self.destination.name} lost: {exc}") from exc
+        if status is None:
+            raise _Lost(
+                f"no C-STORE response from {self.destination.name} "
+                f"(DIMSE timeout {self.destination.dimse_timeout:g} s or association lost)"
+            )
+        self.fast_sends += 1
+        result = classify_status(status)
+        if result.status != 0x0000:
+            LOGGER.info("%s: %s for %s", self.destination.name, result.reason, item.path.name)
+        return result
 
     def _store(self, item: Item, *, raw: bool) -> Result:
         assoc = self._assoc
