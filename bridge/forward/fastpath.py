@@ -21,7 +21,9 @@ fails if they change; at run time the Sender then falls back to ``send_c_store``
 * ``Association.dul.socket.socket``: the connected socket, written only by this thread
   while the association is in data transfer (the DUL thread only reads then);
 * ``Association.acceptor.maximum_length``: the peer's Maximum Length Received;
-* ``Association._handle_no_response()``: what ``send_c_store`` does on a timeout.
+* ``Association._handle_no_response()``: what ``send_c_store`` does on a timeout;
+* ``DULServiceProvider._run_loop_delay``: the DUL loop's idle sleep, shortened while a
+  batch is sent (:func:`pause`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ __all__ = [
     "command_set",
     "dataset_offset",
     "hook_problems",
+    "pause",
     "pdata_pdus",
+    "resume",
     "send_store",
 ]
 
@@ -137,6 +141,7 @@ def hook_problems(assoc: Any | None = None) -> list[str]:
             "_is_paused",
             "dimse",
             "dul.socket.socket",
+            "dul._run_loop_delay",
             "acceptor.maximum_length",
         ):
             target: Any = assoc
@@ -167,20 +172,44 @@ def send_store(
         context_id, command_set(sop_class, sop_instance, message_id), command=True, max_pdu=max_pdu
     )
     pieces += pdata_pdus(context_id, memoryview(data)[offset:], command=False, max_pdu=max_pdu)
-    # Pause the reactor, as pynetdicom's send_c_store does, so the response stays on the
-    # DIMSE queue for us.
+    pause(assoc)
+    assoc.dul.socket.socket.sendall(b"".join(pieces))
+    while True:
+        _context, response = assoc.dimse.get_msg(block=True)
+        if response is None:
+            resume(assoc)
+            assoc._handle_no_response()
+            return None
+        if getattr(response, "MessageIDBeingRespondedTo", None) == message_id:
+            status = getattr(response, "Status", None)
+            return None if status is None else int(status)
+
+
+_FAST_POLL = 0.0001  # seconds: the DUL loop's idle sleep while a batch is being sent
+
+
+def pause(assoc: Any) -> None:
+    """Pause the association's reactor (as ``send_c_store`` does), and poll the socket
+    faster, until :func:`resume`: the responses stay on the DIMSE queue for us.
+
+    Pausing once per batch instead of once per object saves the reactor's 1 ms poll, and
+    the faster DUL poll the 1 ms it may take to notice each response.
+    """
+    if not assoc._reactor_checkpoint.is_set() and assoc._is_paused:
+        return
     assoc._reactor_checkpoint.clear()
-    try:
-        while not assoc._is_paused:
-            time.sleep(0.0001)
-        assoc.dul.socket.socket.sendall(b"".join(pieces))
-        while True:
-            _context, response = assoc.dimse.get_msg(block=True)
-            if response is None:
-                assoc._handle_no_response()
-                return None
-            if getattr(response, "MessageIDBeingRespondedTo", None) == message_id:
-                status = getattr(response, "Status", None)
-                return None if status is None else int(status)
-    finally:
-        assoc._reactor_checkpoint.set()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    dul = assoc.dul
+    if not hasattr(dul, "_bridge_delay"):
+        dul._bridge_delay = dul._run_loop_delay
+        dul._run_loop_delay = _FAST_POLL
+
+
+def resume(assoc: Any) -> None:
+    """Undo :func:`pause` (harmless when not paused)."""
+    dul = assoc.dul
+    if hasattr(dul, "_bridge_delay"):
+        dul._run_loop_delay = dul._bridge_delay
+        del dul._bridge_delay
+    assoc._reactor_checkpoint.set()

@@ -69,7 +69,7 @@ class Forwarder:
         destinations: Sequence[Destination],
         *,
         policy: RetryPolicy | None = None,
-        batch: int = 16,
+        batch: int = 64,
         sender_factory: Callable[[Destination], Sender] = Sender,
         on_result: Callable[[str, Job, Result], None] | None = None,
     ) -> None:

@@ -560,8 +560,12 @@ class Sender:
                 self._known.setdefault(item.sop_class_uid, [])
         results: list[Result | None] = [None] * len(items)
         try:
-            for index in range(len(items)):
-                results[index] = self._send_one(items, index)
+            try:
+                for index in range(len(items)):
+                    results[index] = self._send_one(items, index)
+            finally:
+                if self._assoc is not None and self.fast_send:
+                    fastpath.resume(self._assoc)  # the fast path pauses once per batch
             if self.destination.commitment:
                 self._commit_stored(items, results)
         except _Lost as lost:
