@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_PDU",
+    "build_request",
     "command_set",
     "dataset_offset",
+    "exchange",
     "hook_problems",
     "pause",
     "pdata_pdus",
@@ -153,27 +156,36 @@ def hook_problems(assoc: Any | None = None) -> list[str]:
     return problems
 
 
-def send_store(
-    assoc: Any,
-    context_id: int,
-    data: bytes,
-    sop_class: str,
-    sop_instance: str,
-    message_id: int,
-) -> int | None:
-    """Send one C-STORE-RQ from a Part 10 file's bytes; return the status, None if none.
-
-    ``None`` means no response within the DIMSE timeout or a lost association; the
-    caller treats the association as unusable.
-    """
+def build_request(
+    assoc: Any, context_id: int, data: bytes, sop_class: str, sop_instance: str, message_id: int
+) -> bytes:
+    """The bytes of one C-STORE-RQ (command and data set PDUs) from a Part 10 file."""
     max_pdu = int(assoc.acceptor.maximum_length or 0)
     offset = dataset_offset(data)
     pieces = pdata_pdus(
         context_id, command_set(sop_class, sop_instance, message_id), command=True, max_pdu=max_pdu
     )
     pieces += pdata_pdus(context_id, memoryview(data)[offset:], command=False, max_pdu=max_pdu)
+    return b"".join(pieces)
+
+
+def exchange(
+    assoc: Any,
+    request: bytes,
+    message_id: int,
+    while_waiting: Callable[[], None] | None = None,
+) -> int | None:
+    """Send a request built by :func:`build_request`; return the response status.
+
+    ``while_waiting`` runs after the request is sent and before the response is awaited,
+    so the next request can be prepared while the receiver stores this one. ``None``
+    means no response within the DIMSE timeout or a lost association; the caller treats
+    the association as unusable.
+    """
     pause(assoc)
-    assoc.dul.socket.socket.sendall(b"".join(pieces))
+    assoc.dul.socket.socket.sendall(request)
+    if while_waiting is not None:
+        while_waiting()
     while True:
         _context, response = assoc.dimse.get_msg(block=True)
         if response is None:
@@ -183,6 +195,19 @@ def send_store(
         if getattr(response, "MessageIDBeingRespondedTo", None) == message_id:
             status = getattr(response, "Status", None)
             return None if status is None else int(status)
+
+
+def send_store(
+    assoc: Any,
+    context_id: int,
+    data: bytes,
+    sop_class: str,
+    sop_instance: str,
+    message_id: int,
+) -> int | None:
+    """Send one C-STORE-RQ from a Part 10 file's bytes; return the status, None if none."""
+    request = build_request(assoc, context_id, data, sop_class, sop_instance, message_id)
+    return exchange(assoc, request, message_id)
 
 
 _FAST_POLL = 0.0001  # seconds: the DUL loop's idle sleep while a batch is being sent

@@ -515,6 +515,7 @@ class Sender:
         self._negotiated = _Negotiated()
         self._known: dict[str, list[str]] = {}  # SOP Class -> other transfer syntaxes seen
         self._message_id = 0
+        self._prepared: tuple[Path, int, bytes] | None = None
         self._last_used = time.monotonic()
         self._listening = False
         self.associations_opened = 0
@@ -599,7 +600,8 @@ class Sender:
         context = negotiated.context(sop_class, syntax)
         if context is not None:
             if self.fast_send and self._fast_ok():
-                return self._fast_store(item, int(context.context_id or 0))
+                following = items[index + 1] if index + 1 < len(items) else None
+                return self._fast_store(item, int(context.context_id or 0), following)
             return self._store(item, raw=self.chunked_send)
         if not UID(syntax).is_compressed and negotiated.native_context(sop_class) is not None:
             return self._store(item, raw=False)
@@ -638,6 +640,7 @@ class Sender:
         assoc, failure = _request(self._ae, destination, contexts, self._tls_args)
         self.associations_opened += 1
         self._message_id = 0
+        self._prepared = None
         self._negotiated = _Negotiated(proposed, list(assoc.accepted_contexts))
         if assoc.is_established:
             self._assoc = assoc
@@ -665,22 +668,43 @@ class Sender:
             type(self).fast_send = False
         return not problems
 
-    def _fast_store(self, item: Item, context_id: int) -> Result:
+    def _request(self, item: Item, context_id: int) -> tuple[int, bytes]:
+        """(message ID, request bytes) for ``item``: prepared earlier, or made now."""
+        prepared = self._prepared
+        self._prepared = None
+        if prepared is not None and prepared[0] == item.path:
+            return prepared[1], prepared[2]
+        data = item.path.read_bytes()
+        message_id = self._next_message_id()
+        request = fastpath.build_request(
+            self._assoc, context_id, data, item.sop_class_uid, item.sop_instance_uid, message_id
+        )
+        return message_id, request
+
+    def _prepare(self, item: Item | None) -> None:
+        """Read and build ``item``'s request while the receiver stores the previous one."""
+        if item is None:
+            return
+        context = self._negotiated.context(item.sop_class_uid, item.transfer_syntax)
+        if context is None:
+            return
         try:
-            data = item.path.read_bytes()
+            message_id, request = self._request(item, int(context.context_id or 0))
+        except (OSError, ValueError):
+            return  # the item's own turn will report it
+        self._prepared = (item.path, message_id, request)
+
+    def _fast_store(self, item: Item, context_id: int, following: Item | None) -> Result:
+        try:
+            message_id, request = self._request(item, context_id)
         except OSError as exc:
             return Result(Outcome.FAIL, None, f"cannot read {item.path}: {exc}")
-        try:
-            status = fastpath.send_store(
-                self._assoc,
-                context_id,
-                data,
-                item.sop_class_uid,
-                item.sop_instance_uid,
-                self._next_message_id(),
-            )
         except ValueError as exc:  # not a Part 10 file we can slice: nothing was sent
             return Result(Outcome.FAIL, None, f"cannot send {item.path.name}: {exc}")
+        try:
+            status = fastpath.exchange(
+                self._assoc, request, message_id, lambda: self._prepare(following)
+            )
         except OSError as exc:
             raise _Lost(f"association with {self.destination.name} lost: {exc}") from exc
         if status is None:
