@@ -122,6 +122,6 @@ def test_sequence_numbers_wrap_safely_when_one_frame_is_lost_again_and_again() -
     # while an older frame with the same number is still in flight.
     params = DatalinkParams(max_payload_words=4, sequence_bits=4, window=7)
     message = np.random.default_rng(9).bytes(8 * 600)  # 600 frames, 37 wraps
-    received, events, sender = run(message, Wire(flip=2e-2, drop=1e-2, seed=11), params)
+    received, _, sender = run(message, Wire(flip=2e-2, drop=1e-2, seed=11), params)
     assert received == message
     assert sender.retransmissions > 0
