@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bridge import __version__, cli_forward
+from bridge import __version__, cli_forward, cli_profile
 from bridge.acrnema.elements import ByteOrder
 from bridge.convert.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
 from bridge.convert.core import ConvertOptions, PatientIdPolicy
@@ -110,20 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     cli_forward.add_commands(sub)
-    prof = sub.add_parser(
-        "profile",
-        help="show or check a link profile (docs/link-profile.md)",
-        description=(
-            "The link profile holds every parameter of the 50-pin link that the standard "
-            "would fix: pins, parity, byte order, frames, CRC, timeouts, command codes. The "
-            "built-in reference profile is our reconstruction; a TOML file overrides any part."
-        ),
-    )
-    prof_sub = prof.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
-    show = prof_sub.add_parser("show", help="print the effective profile as TOML")
-    show.add_argument("file", nargs="?", type=Path, help="profile file (default: reference)")
-    check = prof_sub.add_parser("check", help="validate a profile file")
-    check.add_argument("file", type=Path)
+    cli_profile.add_commands(sub)
     demo = sub.add_parser(
         "demo",
         help="run the main job on embedded defaults",
@@ -162,8 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dump(args)
         if args.command == "demo":
             return _demo(args)
-        if args.command == "profile":
-            return _profile(args)
+        if args.command in cli_profile.COMMANDS:
+            return cli_profile.run_command(args)
         if args.command in cli_forward.COMMANDS:
             return cli_forward.run_command(args)
     except ConfigError as exc:
@@ -264,21 +251,6 @@ def _write_json(path: Path, payload: object) -> None:
         json.dump(payload, fp, indent=2)
         fp.write("\n")
     os.replace(tmp, path)
-
-
-def _profile(args: argparse.Namespace) -> int:
-    from bridge.profile import load_profile, to_toml
-
-    try:
-        profile = load_profile(args.file)
-    except ConfigError as exc:
-        print(f"acrnema-bridge profile: {exc}", file=sys.stderr)
-        return 1
-    if args.profile_command == "show":
-        sys.stdout.write(to_toml(profile))
-    else:
-        print(f"{args.file}: ok (profile {profile.name!r})")
-    return 0
 
 
 def _dump(args: argparse.Namespace) -> int:

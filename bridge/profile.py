@@ -2,114 +2,182 @@
 
 The physical, data link, transport and session layers of ACR-NEMA 300 are not publicly
 documented (``shared/reference/acrnema-standard.md``, sections 1-3). The project defines
-a *reference profile*, its own reconstruction, rule by rule in ``docs/link-profile.md``;
-this module holds its parameters. A site fits the bridge to what its scanner really does
-with a TOML profile file that overrides any subset of them::
+a *reference profile*, its own reconstruction, rule by rule in ``docs/link-profile.md``
+(each rule tagged sourced, inferred or chosen); this module holds its parameters, one
+frozen dataclass per layer. A site fits the bridge to what its scanner really does with a
+TOML profile file that overrides any subset of them::
 
+    name = "ct-room-2"
     [physical]
     parity = "even"
     [datalink]
     max_payload_words = 512
     [application.commands]
-    store = [0x0001, 0x8001]
+    echo = [0x0031, 0x8031]
 
-:func:`load_profile` merges such a file over :data:`REFERENCE` and validates the result
-(a :class:`~bridge.errors.ConfigError` names the key); :func:`to_toml` writes a profile
-back out (``acrnema-bridge profile show``).
+:func:`load_profile` merges such a file over :data:`REFERENCE` (tables such as
+``physical.pins`` or ``application.commands`` key by key) and validates the result; a
+:class:`ProfileError` (a :class:`~bridge.errors.ConfigError`) lists every problem, each
+naming its key. :func:`to_toml` writes a whole profile back out, so that loading its
+output gives the same profile (``acrnema-bridge profile show``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from bridge.errors import ConfigError
 
 __all__ = [
+    "LINE_NAMES",
+    "MAX_SEGMENTS",
     "REFERENCE",
     "Application",
     "Datalink",
     "Physical",
     "Profile",
+    "ProfileError",
     "Session",
     "Transport",
     "load_profile",
     "profile_from_mapping",
     "to_toml",
+    "validate",
 ]
 
+Pair = tuple[int, int]
+
+DATA_LINES = tuple(f"D{i}" for i in range(16))
+# The lines of the reference profile, pair n (1-25) carrying LINE_NAMES[n - 1].
 LINE_NAMES = (
-    *(f"D{i}" for i in range(16)),
-    "PARITY",
-    "REQ",
-    "ACK",
-    "DIR",
-    "READY_A",
-    "READY_B",
-    "PERR",
-    "SPARE1",
-    "SPARE2",
+    *DATA_LINES,
+    "PARITY",  # odd parity over D0-D15, driven with the data
+    "REQ",  # sender: data and parity are valid
+    "ACK",  # receiver: word taken (or refused, with PERR)
+    "DIR",  # bus direction: asserted while side A owns D0-D15, PARITY and REQ
+    "READY_A",  # side A (the initiator, normally the scanner) is powered and initialised
+    "READY_B",  # side B (the responder, normally the bridge) is powered and initialised
+    "PERR",  # receiver, with ACK: the word it took had bad parity
+    "BREQ",  # side B asks side A for the bus (DIR is driven by side A only)
+    "SPARE",
 )
+CONTROL_LINES = ("REQ", "ACK", "DIR", "READY_A", "READY_B", "BREQ")
+PARITY_LINES = ("PARITY", "PERR")  # required unless parity is "none"
 
 
-def _reference_pins() -> dict[str, tuple[int, int]]:
+def _freeze(obj: object, *names: str) -> None:
+    """Make the mapping fields ``names`` of a frozen dataclass read-only copies."""
+    for name in names:
+        object.__setattr__(obj, name, MappingProxyType(dict(getattr(obj, name))))
+
+
+def _reference_pins() -> Mapping[str, Pair]:
     """Pair n (1-25) on pins 2n-1 (+) and 2n (-), lines in the order of LINE_NAMES."""
     return {name: (2 * n - 1, 2 * n) for n, name in enumerate(LINE_NAMES, 1)}
 
 
 @dataclass(frozen=True)
 class Physical:
-    """Lines, polarities, parity and word byte order (docs/link-profile.md, section 1)."""
+    """Lines, polarities, parity, handshake timing, word byte order (link-profile.md §1)."""
 
-    pins: dict[str, tuple[int, int]] = field(default_factory=_reference_pins)
-    active_low: tuple[str, ...] = ()
+    pins: Mapping[str, Pair] = field(default_factory=_reference_pins)  # line: (+, -) pins
+    active_low: tuple[str, ...] = ()  # lines asserted by driving + below -
     parity: str = "odd"  # odd | even | none
-    text_byte_order: str = "big"  # first character of a pair on D15-D8
-    binary_byte_order: str = "little"  # low word first for 32-bit values
-    handshake_timeout_ms: float = 100.0
-    setup_ns: int = 100
-    hold_ns: int = 100
+    text_byte_order: str = "big"  # "big": the first character of a pair on D15-D8
+    binary_byte_order: str = "big"  # "big": 32-bit values high word first
+    setup_ns: int = 100  # data and parity stable before REQ is asserted
+    hold_ns: int = 100  # data and parity held after ACK is seen
+    turnaround_ns: int = 1000  # bus handed over: the new owner waits this before driving
+    handshake_timeout_ms: float = 100.0  # an edge not answered within this: timeout
+
+    def __post_init__(self) -> None:
+        _freeze(self, "pins")
+
+
+def _reference_frame_types() -> Mapping[str, int]:
+    return {"data": 1, "ack": 2, "nak": 3}
 
 
 @dataclass(frozen=True)
 class Datalink:
-    """Frames, CRC, acknowledgement and retransmission (section 2)."""
+    """Frames, CRC, acknowledgement and retransmission (link-profile.md §2).
+
+    Frame: start word; header word ``type << 12 | sequence`` (bits 8-11 zero); payload
+    word count; payload; CRC-16 over the header, count and payload words.
+    """
 
     start_word: int = 0xA5C3
+    frame_types: Mapping[str, int] = field(default_factory=_reference_frame_types)  # 1-15
+    sequence_bits: int = 8  # low bits of the header word, at most 8
     max_payload_words: int = 256
-    crc: str = "crc-16/ccitt-false"
+    crc: str = "crc-16/ccitt-false"  # polynomial 0x1021, as binascii.crc_hqx computes
     crc_init: int = 0xFFFF
-    sequence_bits: int = 8
-    window: int = 8
-    ack_timeout_ms: float = 50.0
-    retry_limit: int = 8
+    window: int = 8  # DATA frames sent and not yet acknowledged, at most
+    ack_timeout_ms: float = 50.0  # no ACK within this: send the frame again
+    retry_limit: int = 8  # retransmissions of one frame before the link has failed
+
+    def __post_init__(self) -> None:
+        _freeze(self, "frame_types")
+
+
+MAX_SEGMENTS = 1 << 15  # the segment index of a packet header has 15 bits
 
 
 @dataclass(frozen=True)
 class Transport:
-    """Packets carrying message segments, and reassembly (section 3)."""
+    """Packets carrying message segments, and reassembly (link-profile.md §3).
 
-    max_segment_bytes: int = 65536
-    max_message_bytes: int = 512 << 20
-    reassembly_timeout_s: float = 30.0
+    Packet: message ID word; ``last << 15 | segment index`` word; segment length in
+    bytes (two words, in ``physical.binary_byte_order``); the segment, padded to words.
+    """
+
+    max_segment_bytes: int = 65536  # message bytes in one packet
+    max_message_bytes: int = 512 << 20  # a longer message is refused, not reassembled
+    reassembly_timeout_s: float = 30.0  # an incomplete message older than this is dropped
+
+
+def _reference_pdu_types() -> Mapping[str, int]:
+    return {
+        "connect": 1,
+        "accept": 2,
+        "reject": 3,
+        "data": 4,
+        "release": 5,
+        "release_reply": 6,
+        "abort": 7,
+    }
 
 
 @dataclass(frozen=True)
 class Session:
-    """Connect, accept, reject, release, abort (section 4)."""
+    """Connect, accept, reject, release, abort; logical addresses (link-profile.md §4).
 
-    address_length: int = 16
-    connect_timeout_s: float = 10.0
-    release_timeout_s: float = 10.0
-    idle_timeout_s: float = 300.0
+    Every transport message starts with a session PDU type word; a ``data`` PDU carries
+    one application message (command group 0000, then the data set if any).
+    """
+
+    pdu_types: Mapping[str, int] = field(default_factory=_reference_pdu_types)
+    address_length: int = 16  # characters of a logical address (an AE title has 16)
+    connect_timeout_s: float = 10.0  # CONNECT sent, no ACCEPT or REJECT within this: abort
+    release_timeout_s: float = 10.0  # RELEASE sent, no reply within this: abort
+    abort_quiet_s: float = 1.0  # after an ABORT, ignore the link this long before a CONNECT
+    idle_timeout_s: float = 300.0  # no traffic on a connection this long: release it
+
+    def __post_init__(self) -> None:
+        _freeze(self, "pdu_types")
 
 
-def _reference_commands() -> dict[str, tuple[int, int]]:
-    # DICOM-compatible codes (request, response); C-CANCEL has no response.
+def _reference_commands() -> Mapping[str, Pair]:
+    # DICOM-compatible codes (request, response); 0 = no response (C-CANCEL has none).
     return {
         "store": (0x0001, 0x8001),
         "get": (0x0010, 0x8010),
@@ -119,31 +187,35 @@ def _reference_commands() -> dict[str, tuple[int, int]]:
     }
 
 
-def _reference_statuses() -> dict[str, int]:
+def _reference_statuses() -> Mapping[str, int]:
     return {
         "success": 0x0000,
         "cancel": 0xFE00,
         "pending": 0xFF00,
         "out_of_resources": 0xA700,
-        "cannot_understand": 0xC000,
         "not_stored": 0xA900,
+        "cannot_understand": 0xC000,
     }
 
 
 @dataclass(frozen=True)
 class Application:
-    """The command table, Data Set Type values and status codes (section 5)."""
+    """Command table, Data Set Type values, status codes (link-profile.md §5)."""
 
-    commands: dict[str, tuple[int, int]] = field(default_factory=_reference_commands)
-    statuses: dict[str, int] = field(default_factory=_reference_statuses)
-    data_set_none: int = 0x0101
-    data_set_present: int = 0x0000
-    recognition_code: str = "ACR-NEMA 2.0"
+    commands: Mapping[str, Pair] = field(default_factory=_reference_commands)
+    statuses: Mapping[str, int] = field(default_factory=_reference_statuses)
+    data_set_none: int = 0x0101  # (0000,0800): no data set follows
+    data_set_identifier: int = 0x0102  # (0000,0800): an identifier follows (find, get)
+    data_set_present: int = 0x0000  # (0000,0800) we send when a data set follows
+    recognition_code: str = "ACR-NEMA 2.0"  # (0000,0010) of messages we send
+
+    def __post_init__(self) -> None:
+        _freeze(self, "commands", "statuses")
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A whole link profile."""
+    """A whole link profile, one part per layer."""
 
     name: str = "reference"
     physical: Physical = field(default_factory=Physical)
@@ -162,199 +234,318 @@ _SECTIONS: dict[str, type] = {
     "session": Session,
     "application": Application,
 }
+# fields written in hexadecimal by to_toml (codes rather than quantities)
+_HEX = {"start_word", "crc_init", "commands", "statuses"} | {
+    f.name for f in dataclasses.fields(Application) if f.name.startswith("data_set_")
+}
 
 
-def _coerce(where: str, default: Any, value: Any) -> Any:
-    """``value`` converted to the type of ``default``, or a ConfigError naming ``where``."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
+class ProfileError(ConfigError):
+    """A profile that cannot be used; ``problems`` names the key of each problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _Invalid(Exception):
+    """A value of the wrong type (internal: becomes one problem of a ProfileError)."""
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against (and converted to) the type ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise _Invalid(f"{where}: expected an integer, got {value!r}")
         return value
-    if isinstance(default, float):
+    if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise _Invalid(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise _Invalid(f"{where}: expected a finite number, got {value!r}")
         return float(value)
-    if isinstance(default, str):
+    if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise _Invalid(f"{where}: expected a string, got {value!r}")
         return value
-    if isinstance(default, tuple):
+    if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
-    if isinstance(default, dict):
+            raise _Invalid(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise _Invalid(f"{where}: expected a list of {len(args)}, got {list(value)!r}")
+        return tuple(
+            _coerce(h, item, f"{where}[{i}]")
+            for i, (h, item) in enumerate(zip(args, value, strict=True))
+        )
+    if origin is Mapping:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        merged = dict(default)
-        sample = next(iter(default.values())) if default else None
-        for key, item in value.items():
-            merged[key] = _coerce(f"{where}.{key}", merged.get(key, sample), item)
-        return merged
-    raise ConfigError(f"{where}: unsupported setting")
+            raise _Invalid(f"{where}: expected a table, got {value!r}")
+        return {key: _coerce(args[1], item, f"{where}.{key}") for key, item in value.items()}
+    raise TypeError(f"no coercion for {hint!r}")  # a programming error, not a user's
 
 
 def profile_from_mapping(data: Mapping[str, Any], *, source: str = "<profile>") -> Profile:
-    """A profile from parsed TOML: the reference with ``data`` merged over it, validated."""
-    unknown = set(data) - set(_SECTIONS) - {"name"}
+    """A profile from parsed TOML: the reference with ``data`` merged over it, validated.
+
+    Scalars and lists replace the reference value; tables (``physical.pins``,
+    ``datalink.frame_types``, ``application.commands``, ``application.statuses``) are
+    merged key by key. Raises :class:`ProfileError` listing every problem.
+    """
+    problems: list[str] = []
+    unknown = sorted(set(data) - set(_SECTIONS) - {"name"})
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
+        problems.append(f"unknown section(s) {', '.join(unknown)}")
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         base = getattr(REFERENCE, name)
         given = data.get(name, {})
         if not isinstance(given, Mapping):
-            raise ConfigError(f"{source}: [{name}] must be a table")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        extra = set(given) - fields
+            problems.append(f"{name}: must be a table, got {given!r}")
+            given = {}
+        hints = typing.get_type_hints(cls)
+        extra = sorted(set(given) - set(hints))
         if extra:
-            raise ConfigError(f"{source}: [{name}] unknown key(s) {', '.join(sorted(extra))}")
-        values = {
-            key: _coerce(f"{source}: {name}.{key}", getattr(base, key), value)
-            for key, value in given.items()
-        }
+            problems.append(f"{name}: unknown key(s) {', '.join(extra)}")
+        values: dict[str, Any] = {}
+        for key in hints.keys() & given.keys():
+            try:
+                value = _coerce(hints[key], given[key], f"{name}.{key}")
+            except _Invalid as exc:
+                problems.append(str(exc))
+                continue
+            if isinstance(value, dict):
+                value = {**getattr(base, key), **value}
+            values[key] = value
         sections[name] = dataclasses.replace(base, **values)
-    profile_name = data.get("name", "custom" if data else "reference")
+    profile_name = data.get("name", "custom" if data else REFERENCE.name)
     if not isinstance(profile_name, str):
-        raise ConfigError(f"{source}: name must be a string")
+        problems.append(f"name: expected a string, got {profile_name!r}")
+        profile_name = "custom"
+    if problems:  # type errors first: checking the merged values would only repeat them
+        raise ProfileError(source, problems)
     profile = Profile(name=profile_name, **sections)
     problems = validate(profile)
     if problems:
-        raise ConfigError(f"{source}: " + "; ".join(problems))
+        raise ProfileError(source, problems)
     return profile
 
 
-def validate(profile: Profile) -> list[str]:
-    """Every inconsistency of ``profile``, each naming its key; empty when valid."""
-    problems: list[str] = []
-    ph, dl, tr, se, ap = (
-        profile.physical,
-        profile.datalink,
-        profile.transport,
-        profile.session,
-        profile.application,
-    )
-    data_lines = [f"D{i}" for i in range(16)]
-    missing = [n for n in (*data_lines, "PARITY", "REQ", "ACK") if n not in ph.pins]
+def _within(problems: list[str], key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        problems.append(f"{key}: {low:g} to {high:g}, got {value!r}")
+
+
+def _validate_physical(ph: Physical, problems: list[str]) -> None:
+    required = list(DATA_LINES) + list(CONTROL_LINES)
+    if ph.parity != "none":
+        required += PARITY_LINES
+    missing = [n for n in required if n not in ph.pins]
     if missing:
-        problems.append(f"physical.pins: missing {', '.join(missing)}")
+        problems.append(f"physical.pins: missing line(s) {', '.join(missing)}")
     used: dict[int, str] = {}
     for name, pair in ph.pins.items():
-        if len(pair) != 2 or any(not 1 <= p <= 50 for p in pair) or pair[0] == pair[1]:
-            problems.append(f"physical.pins.{name}: two different pins 1-50, got {list(pair)}")
+        key = f"physical.pins.{name}"
+        if re.fullmatch(r"D\d+", name) and name not in DATA_LINES:
+            problems.append(f"{key}: the data lines are D0-D15 (16 lines)")
+        if not all(1 <= p <= 50 for p in pair) or pair[0] == pair[1]:
+            problems.append(f"{key}: a pair of two different pins 1-50, got {list(pair)}")
             continue
         for pin in pair:
             if pin in used:
-                problems.append(f"physical.pins.{name}: pin {pin} already used by {used[pin]}")
+                problems.append(f"{key}: pin {pin} is already used by {used[pin]}")
             used[pin] = name
-    if len(ph.pins) > 25:
-        problems.append(f"physical.pins: {len(ph.pins)} lines, the connector has 25 pairs")
     for name in ph.active_low:
         if name not in ph.pins:
             problems.append(f"physical.active_low: {name} is not a line of physical.pins")
+    if len(set(ph.active_low)) != len(ph.active_low):
+        problems.append("physical.active_low: a line is listed twice")
     if ph.parity not in ("odd", "even", "none"):
         problems.append(f"physical.parity: odd, even or none, got {ph.parity!r}")
     for key in ("text_byte_order", "binary_byte_order"):
         if getattr(ph, key) not in ("big", "little"):
             problems.append(f"physical.{key}: big or little, got {getattr(ph, key)!r}")
-    for key in ("handshake_timeout_ms", "setup_ns", "hold_ns"):
-        if getattr(ph, key) <= 0:
-            problems.append(f"physical.{key}: must be positive")
-    if not 0 <= dl.start_word <= 0xFFFF:
-        problems.append("datalink.start_word: a 16-bit value")
-    if not 1 <= dl.max_payload_words <= 65535:
-        problems.append("datalink.max_payload_words: 1 to 65535")
+    _within(problems, "physical.setup_ns", ph.setup_ns, 1, 1_000_000)
+    _within(problems, "physical.hold_ns", ph.hold_ns, 1, 1_000_000)
+    _within(problems, "physical.turnaround_ns", ph.turnaround_ns, 1, 1_000_000)
+    _within(problems, "physical.handshake_timeout_ms", ph.handshake_timeout_ms, 0.001, 3.6e6)
+
+
+def _validate_datalink(dl: Datalink, problems: list[str]) -> None:
+    _within(problems, "datalink.start_word", dl.start_word, 0, 0xFFFF)
+    kinds = set(_reference_frame_types())
+    if set(dl.frame_types) != kinds:
+        problems.append(f"datalink.frame_types: exactly {', '.join(sorted(kinds))}")
+    for kind, code in dl.frame_types.items():
+        _within(problems, f"datalink.frame_types.{kind}", code, 1, 15)
+    if len(set(dl.frame_types.values())) != len(dl.frame_types):
+        problems.append("datalink.frame_types: two frame types share a code")
+    _within(problems, "datalink.sequence_bits", dl.sequence_bits, 2, 8)
+    if 2 <= dl.sequence_bits <= 8:
+        _within(problems, "datalink.window", dl.window, 1, 2 ** (dl.sequence_bits - 1) - 1)
+    _within(problems, "datalink.max_payload_words", dl.max_payload_words, 1, 0xFFFF)
     if dl.crc != "crc-16/ccitt-false":
         problems.append(f"datalink.crc: only crc-16/ccitt-false is implemented, got {dl.crc!r}")
-    if not 0 <= dl.crc_init <= 0xFFFF:
-        problems.append("datalink.crc_init: a 16-bit value")
-    if not 2 <= dl.sequence_bits <= 16:
-        problems.append("datalink.sequence_bits: 2 to 16")
-    elif not 1 <= dl.window < 2 ** (dl.sequence_bits - 1):
-        problems.append(f"datalink.window: 1 to {2 ** (dl.sequence_bits - 1) - 1} for these bits")
-    if dl.ack_timeout_ms <= 0 or dl.retry_limit < 1:
-        problems.append("datalink.ack_timeout_ms must be positive, retry_limit at least 1")
-    if tr.max_segment_bytes < 2 or tr.max_segment_bytes % 2:
-        problems.append("transport.max_segment_bytes: an even number of at least 2")
+    _within(problems, "datalink.crc_init", dl.crc_init, 0, 0xFFFF)
+    _within(problems, "datalink.ack_timeout_ms", dl.ack_timeout_ms, 0.001, 3.6e6)
+    _within(problems, "datalink.retry_limit", dl.retry_limit, 1, 1000)
+
+
+def _validate_transport(tr: Transport, problems: list[str]) -> None:
+    if tr.max_segment_bytes % 2:
+        problems.append("transport.max_segment_bytes: must be even (whole words)")
+    _within(problems, "transport.max_segment_bytes", tr.max_segment_bytes, 2, 2**32 - 2)
+    _within(problems, "transport.max_message_bytes", tr.max_message_bytes, 2, 2**32 - 2)
     if tr.max_message_bytes < tr.max_segment_bytes:
-        problems.append("transport.max_message_bytes: at least max_segment_bytes")
-    if tr.reassembly_timeout_s <= 0:
-        problems.append("transport.reassembly_timeout_s: must be positive")
-    if not 1 <= se.address_length <= 64:
-        problems.append("session.address_length: 1 to 64")
-    for key in ("connect_timeout_s", "release_timeout_s", "idle_timeout_s"):
-        if getattr(se, key) <= 0:
-            problems.append(f"session.{key}: must be positive")
+        problems.append("transport.max_message_bytes: at least transport.max_segment_bytes")
+    elif tr.max_message_bytes > MAX_SEGMENTS * tr.max_segment_bytes:
+        problems.append(
+            f"transport.max_message_bytes: more than {MAX_SEGMENTS} segments "
+            f"(15-bit segment index) of transport.max_segment_bytes"
+        )
+    _within(problems, "transport.reassembly_timeout_s", tr.reassembly_timeout_s, 0.001, 86400)
+
+
+def _validate_session(se: Session, problems: list[str]) -> None:
+    kinds = set(_reference_pdu_types())
+    if set(se.pdu_types) != kinds:
+        problems.append(f"session.pdu_types: exactly {', '.join(sorted(kinds))}")
+    for kind, code in se.pdu_types.items():
+        _within(problems, f"session.pdu_types.{kind}", code, 1, 0xFFFF)
+    if len(set(se.pdu_types.values())) != len(se.pdu_types):
+        problems.append("session.pdu_types: two PDU types share a code")
+    _within(problems, "session.address_length", se.address_length, 1, 64)
+    for key in ("connect_timeout_s", "release_timeout_s", "abort_quiet_s", "idle_timeout_s"):
+        _within(problems, f"session.{key}", getattr(se, key), 0.001, 86400)
+
+
+def _validate_application(ap: Application, problems: list[str]) -> None:
     codes: dict[int, str] = {}
-    for name, pair in ap.commands.items():
-        if len(pair) != 2 or not all(0 <= c <= 0xFFFF for c in pair):
-            problems.append(f"application.commands.{name}: [request, response] 16-bit codes")
+    for name, (request, response) in ap.commands.items():
+        key = f"application.commands.{name}"
+        if not 1 <= request <= 0x7FFF:
+            problems.append(f"{key}: request code 0x0001 to 0x7FFF, got {request:#06x}")
             continue
-        request, response = pair
-        if response and response != request | 0x8000:
+        if response not in (0, request | 0x8000):
             problems.append(
-                f"application.commands.{name}: response {response:#06x} is not "
+                f"{key}: response {response:#06x} is neither 0 (none) nor "
                 f"request | 0x8000 ({request | 0x8000:#06x})"
             )
-        for code in (c for c in pair if c):
+        for code in (request, response) if response else (request,):
             if code in codes:
-                problems.append(f"application.commands.{name}: code {code:#06x} also {codes[code]}")
+                problems.append(f"{key}: code {code:#06x} is also {codes[code]}")
             codes[code] = name
     for name in ("store", "echo"):
         if name not in ap.commands:
             problems.append(f"application.commands: {name} is required")
+    if "success" not in ap.statuses:
+        problems.append("application.statuses: success is required")
+    seen: dict[int, str] = {}
     for name, code in ap.statuses.items():
-        if not 0 <= code <= 0xFFFF:
-            problems.append(f"application.statuses.{name}: a 16-bit value")
-    if ap.data_set_none == ap.data_set_present:
-        problems.append("application.data_set_none: must differ from data_set_present")
+        _within(problems, f"application.statuses.{name}", code, 0, 0xFFFF)
+        if code in seen:
+            problems.append(f"application.statuses.{name}: code {code:#06x} is also {seen[code]}")
+        seen[code] = name
+    data_set = {
+        key: getattr(ap, key)
+        for key in ("data_set_none", "data_set_identifier", "data_set_present")
+    }
+    for key, code in data_set.items():
+        _within(problems, f"application.{key}", code, 0, 0xFFFF)
+    if len(set(data_set.values())) != len(data_set):
+        problems.append("application.data_set_present: the data set types must differ")
+    if not re.fullmatch(r"[ -~]{1,16}", ap.recognition_code):
+        problems.append("application.recognition_code: 1 to 16 printable ASCII characters")
+
+
+def validate(profile: Profile) -> list[str]:
+    """Every inconsistency of ``profile``, each naming its key; empty when valid."""
+    problems: list[str] = []
+    if not profile.name:
+        problems.append("name: must not be empty")
+    _validate_physical(profile.physical, problems)
+    _validate_datalink(profile.datalink, problems)
+    _validate_transport(profile.transport, problems)
+    _validate_session(profile.session, problems)
+    _validate_application(profile.application, problems)
     return problems
 
 
-def load_profile(path: Path | None) -> Profile:
-    """The reference profile, or ``path``'s TOML merged over it."""
+def load_profile(path: str | Path | None = None) -> Profile:
+    """The reference profile (``path`` None), or the TOML file ``path`` merged over it."""
     if path is None:
         return REFERENCE
+    path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return profile_from_mapping(data, source=str(path))
 
 
-def _toml_value(value: Any) -> str:
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
+_ESCAPES["\r"] = "\\r"
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_value(value: Any, *, hex_ints: bool = False) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return f"0x{value:04X}" if value > 0xFF else str(value)
+        return f"0x{value:04X}" if hex_ints and value >= 0 else str(value)
     if isinstance(value, float):
-        return repr(value)
+        return repr(value)  # the shortest text that reads back as the same float
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(value)
     if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(value)
+        return "[" + ", ".join(_toml_value(v, hex_ints=hex_ints) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def to_toml(profile: Profile) -> str:
-    """The profile as TOML; ``load`` of the result gives the same profile."""
-    lines = [f"name = {_toml_value(profile.name)}"]
+    """The whole profile as TOML; :func:`load_profile` of the result gives ``profile``."""
+    lines = [
+        "# acrnema-bridge link profile. The reference profile is the project's own",
+        "# reconstruction of the ACR-NEMA 300 link, not the standard's text:",
+        "# see docs/link-profile.md for each rule and whether it is sourced or chosen.",
+        f"name = {_toml_string(profile.name)}",
+    ]
     for name in _SECTIONS:
         section = getattr(profile, name)
-        tables: list[tuple[str, dict[str, Any]]] = []
+        tables: list[tuple[str, Mapping[str, Any]]] = []
         lines += ["", f"[{name}]"]
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            if isinstance(value, dict):
+            if isinstance(value, Mapping):
                 tables.append((f.name, value))
             else:
-                lines.append(f"{f.name} = {_toml_value(value)}")
+                lines.append(f"{f.name} = {_toml_value(value, hex_ints=f.name in _HEX)}")
         for table, items in tables:
             lines += ["", f"[{name}.{table}]"]
-            lines += [f"{key} = {_toml_value(v)}" for key, v in items.items()]
+            lines += [
+                f"{_toml_key(key)} = {_toml_value(v, hex_ints=table in _HEX)}"
+                for key, v in items.items()
+            ]
     return "\n".join(lines) + "\n"

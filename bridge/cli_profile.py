@@ -1,0 +1,66 @@
+"""The link profile commands of ``acrnema-bridge``: ``profile show`` and ``profile check``.
+
+Part of the command line (see :mod:`bridge.cli`): :func:`add_commands` adds the
+arguments to the top-level subparsers, :func:`run_command` runs a parsed command. The
+profile itself is :mod:`bridge.profile`; its rules are in ``docs/link-profile.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bridge.errors import ConfigError
+from bridge.profile import ProfileError, load_profile, to_toml
+
+__all__ = ["COMMANDS", "add_commands", "run_command"]
+
+COMMANDS = ("profile",)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``profile show [FILE]`` and ``profile check FILE`` to the subparsers ``sub``."""
+    prof = sub.add_parser(
+        "profile",
+        help="show or check a link profile (docs/link-profile.md)",
+        description=(
+            "The link profile holds every parameter of the 50-pin link that the standard "
+            "would fix: pins, polarities, parity, byte order, frames, CRC, timeouts, command "
+            "codes. The built-in reference profile is the project's own reconstruction, not "
+            "the ACR-NEMA 300 text; a TOML file overrides any part of it."
+        ),
+    )
+    actions = prof.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    show = actions.add_parser(
+        "show",
+        help="print the effective profile as TOML",
+        description="Print the reference profile, or FILE merged over it, as a whole TOML file.",
+    )
+    show.add_argument("file", nargs="?", type=Path, help="profile file (default: the reference)")
+    check = actions.add_parser(
+        "check",
+        help="validate a profile file",
+        description="Validate FILE merged over the reference profile: exit 0 and print "
+        "'ok', or exit 1 and print each problem with its key.",
+    )
+    check.add_argument("file", type=Path, help="profile file")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``profile show`` or ``profile check``; the exit status."""
+    try:
+        profile = load_profile(args.file)
+    except ProfileError as exc:
+        print(f"{exc.source}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"acrnema-bridge profile: {exc}", file=sys.stderr)
+        return 1
+    if args.profile_command == "show":
+        sys.stdout.write(to_toml(profile))
+    else:
+        print(f"{args.file}: ok (profile {profile.name!r})")
+    return 0
