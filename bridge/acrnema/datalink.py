@@ -4,7 +4,16 @@ Sans-I/O (STYLE rule 1): one :class:`DataLink` per end of the link, for the brid
 the emulator alike. Payload bytes go in with :meth:`DataLink.send`, words to put on the
 wire come out of :meth:`DataLink.transmit`, words off the wire go in with
 :meth:`DataLink.receive`, and time is passed in (:meth:`handle_timer`,
-:meth:`next_deadline`). No sockets, threads or sleeps.
+:meth:`next_deadline`). No sockets, threads or sleeps. Frames are encoded and decoded by
+:mod:`bridge.acrnema.framing`, which documents the layout::
+
+    0xA5C3 | type << 12 | seq | word count | payload words | CRC-16/CCITT-FALSE
+
+with the CRC over the header and payload words (most significant byte first) and the
+parity line of :mod:`bridge.acrnema.physical` on every word; a parity error in any word
+or a CRC mismatch damages the frame, and the decoder hunts for the next start word.
+Each end keeps the headers of its last :data:`HISTORY_FRAMES` frames in
+:attr:`DataLink.history` for error reports (never payload bytes).
 
 Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
 
@@ -14,34 +23,63 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
 * the receiver ACKs every good DATA frame by number (also a duplicate, whose ACK may have
   been lost), NAKs a damaged frame whose number it could read, buffers frames that
   arrive ahead of a gap, and delivers payloads in order, exactly once;
-* the sender retransmits a frame at once on a NAK, and when it is not ACKed within
-  ``ack_timeout``; after ``retry_limit`` retransmissions of one frame the link has failed
-  (:class:`LinkFailed`), and the layer then refuses to work (:class:`LinkProtocolError`).
+* retransmission is *selective*: the sender resends only the frame that was NAKed or
+  whose ACK is overdue (``ack_timeout``), never the whole window; after
+  ``retry_limit`` retransmissions of one frame the link has failed (:class:`LinkFailed`),
+  and the layer then refuses further work (:class:`LinkProtocolError`).
+
+The rules are two state tables, ``(state, input) -> (action, next state)``, from which the
+docs' diagrams are generated (:func:`state_diagram`): :data:`LINK_TABLE` for the link
+as a whole and :data:`FRAME_TABLE` for each DATA frame in the sender's window. A pair
+missing from a table is a protocol error.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType, encode_frame
-from bridge.acrnema.physical import Words, parity_bits
+from bridge.acrnema.physical import ParityLine, WordBuffer, Words, parity_bits
 from bridge.errors import BridgeError
 
 __all__ = [
+    "FRAME_TABLE",
+    "LINK_TABLE",
     "DataLink",
     "DataReceived",
     "DatalinkParams",
+    "Event",
+    "FrameInput",
+    "FrameRecord",
+    "FrameState",
     "LinkFailed",
+    "LinkInput",
     "LinkProtocolError",
+    "LinkState",
+    "state_diagram",
 ]
 
 
+log = logging.getLogger(__name__)
+
+HISTORY_FRAMES = 64  # frames each end remembers for error reports
+
+
 class LinkProtocolError(BridgeError):
-    """The data link cannot go on (its retry limit was used up, or it was misused)."""
+    """A protocol layer cannot go on: misused here (local) or broken by the peer (remote)."""
+
+    def __init__(self, reason: str, *, layer: str = "datalink", remote: bool = False) -> None:
+        self.reason = reason
+        self.layer = layer
+        self.remote = remote
+        super().__init__(f"{layer} ({'remote' if remote else 'local'}): {reason}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +94,15 @@ class DatalinkParams:
     start_word: int = 0xA5C3
     crc_init: int = 0xFFFF
     parity: str = "odd"
+
+    def __post_init__(self) -> None:
+        modulo = 1 << self.sequence_bits
+        if not 1 <= self.window < modulo // 2:
+            raise ValueError(f"window {self.window} must be 1 to {modulo // 2 - 1}")
+        if not 1 <= self.max_payload_words <= 0xFFFF:
+            raise ValueError(f"max_payload_words {self.max_payload_words}: 1 to 65535")
+        if self.ack_timeout <= 0 or self.retry_limit < 0:
+            raise ValueError("ack_timeout must be positive and retry_limit not negative")
 
 
 @dataclass(frozen=True)
@@ -76,12 +123,94 @@ class LinkFailed:
 Event = DataReceived | LinkFailed
 
 
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame in :attr:`DataLink.history`: headers only, never payload bytes."""
+
+    at: float
+    direction: str  # "out" or "in"
+    kind: str  # DATA, ACK, NAK or DAMAGED
+    sequence: int | None
+    words: int
+    note: str = ""
+
+
+# ---------------------------------------------------------------------- state tables
+
+
+class LinkState(enum.Enum):
+    OPEN = "open"
+    FAILED = "failed"
+
+
+class LinkInput(enum.Enum):
+    SEND = "send"  # send(): payload from the layer above
+    TRANSMIT = "transmit"  # transmit(): the wire can take words
+    WORDS = "words"  # receive(): words off the wire
+    TIMER = "timer"  # handle_timer(): time has passed
+    GIVE_UP = "give up"  # a frame used up its retries
+
+
+class FrameState(enum.Enum):
+    UNSENT = "unsent"  # framed, waiting for transmit() (first time or again)
+    WAIT_ACK = "wait ack"  # on the wire, its ACK timer running
+    DONE = "done"  # acknowledged, out of the window
+
+
+class FrameInput(enum.Enum):
+    TRANSMIT = "transmit"
+    ACK = "ack"
+    NAK = "nak"
+    TIMEOUT = "timeout"
+
+
+LINK_TABLE: Mapping[tuple[LinkState, LinkInput], tuple[str, LinkState]] = {
+    (LinkState.OPEN, LinkInput.SEND): ("queue payload", LinkState.OPEN),
+    (LinkState.OPEN, LinkInput.TRANSMIT): ("frame and put on wire", LinkState.OPEN),
+    (LinkState.OPEN, LinkInput.WORDS): ("decode, ACK/NAK, deliver", LinkState.OPEN),
+    (LinkState.OPEN, LinkInput.TIMER): ("time out overdue frames", LinkState.OPEN),
+    (LinkState.OPEN, LinkInput.GIVE_UP): ("report LinkFailed", LinkState.FAILED),
+    (LinkState.FAILED, LinkInput.TRANSMIT): ("stay silent", LinkState.FAILED),
+}
+"""The link as a whole; a failed link only answers ``transmit()`` (with nothing)."""
+
+FRAME_TABLE: Mapping[tuple[FrameState, FrameInput], tuple[str, FrameState]] = {
+    (FrameState.UNSENT, FrameInput.TRANSMIT): ("put on wire, start timer", FrameState.WAIT_ACK),
+    (FrameState.UNSENT, FrameInput.ACK): ("release", FrameState.DONE),
+    (FrameState.UNSENT, FrameInput.NAK): ("ignore", FrameState.UNSENT),
+    (FrameState.WAIT_ACK, FrameInput.ACK): ("release", FrameState.DONE),
+    (FrameState.WAIT_ACK, FrameInput.NAK): ("resend", FrameState.UNSENT),
+    (FrameState.WAIT_ACK, FrameInput.TIMEOUT): ("resend", FrameState.UNSENT),
+    (FrameState.DONE, FrameInput.ACK): ("ignore", FrameState.DONE),
+    (FrameState.DONE, FrameInput.NAK): ("ignore", FrameState.DONE),
+}
+"""One DATA frame in the sender's window. ``resend`` past the retry limit gives up the
+link instead. ACK and NAK for a number not in the window (an ACK of an earlier copy, a
+NAK of a damaged ACK frame) meet a frame in ``DONE`` and are ignored."""
+
+
+def state_diagram(table: Mapping[tuple[enum.Enum, enum.Enum], tuple[str, enum.Enum]]) -> str:
+    """A Mermaid ``stateDiagram-v2`` of a state table, for docs/link-profile.md."""
+    lines = ["stateDiagram-v2"]
+    for (state, cause), (action, target) in table.items():
+        lines.append(f"    {state.name} --> {target.name}: {cause.value} / {action}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- the layer
+
+
 @dataclass
 class _Outstanding:
     sequence: int
     words: Words
-    sent_at: float | None = None
+    state: FrameState = FrameState.UNSENT
+    sent_at: float = 0.0
     retries: int = 0
+
+
+_FEED_FRAMES = 4  # largest frames handed to the decoder at once (see receive())
+_DONE = _Outstanding(-1, np.zeros(0, dtype=np.uint16), FrameState.DONE)
 
 
 @dataclass
@@ -89,27 +218,62 @@ class DataLink:
     """One end of the data link."""
 
     params: DatalinkParams = field(default_factory=DatalinkParams)
-    failed: bool = False
 
     def __post_init__(self) -> None:
         p = self.params
+        self.state = LinkState.OPEN
         self._modulo = 1 << p.sequence_bits
-        if not 1 <= p.window < self._modulo // 2:
-            raise ValueError(f"window {p.window} must be 1 to {self._modulo // 2 - 1}")
         self._decoder = FrameDecoder(p.max_payload_words, p.start_word, p.crc_init, p.parity)
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
         self._flight: dict[int, _Outstanding] = {}  # sequence -> frame in the window
         self._next_seq = 0
         self._expected = 0  # next sequence number the receiver delivers
         self._ahead: dict[int, bytes] = {}  # frames received beyond a gap
-        self._control: list[Words] = []  # ACK and NAK frames to send
+        self._control: list[tuple[FrameType, int]] = []  # ACK and NAK frames to send
+        self.history: deque[FrameRecord] = deque(maxlen=HISTORY_FRAMES)
+        self._replies: dict[tuple[FrameType, int], Words] = {}
         self.retransmissions = 0
+        self.damaged_frames = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.state is LinkState.FAILED
+
+    def _enter(self, cause: LinkInput) -> None:
+        """Apply ``cause`` to the link's table; a pair not in it is a local error."""
+        try:
+            self.state = LINK_TABLE[self.state, cause][1]
+        except KeyError:
+            raise LinkProtocolError(f"{cause.value} while the link is {self.state.value}") from None
+
+    def _step(self, frame: _Outstanding, cause: FrameInput, now: float) -> list[Event]:
+        """Apply ``cause`` to one frame's table."""
+        try:
+            action, target = FRAME_TABLE[frame.state, cause]
+        except KeyError:
+            raise LinkProtocolError(
+                f"frame {frame.sequence}: {cause.value} while {frame.state.value}"
+            ) from None
+        if action == "resend" and frame.retries >= self.params.retry_limit:
+            self._enter(LinkInput.GIVE_UP)
+            failed = LinkFailed(frame.sequence, f"no ACK after {frame.retries} retransmissions")
+            log.info("data link failed: frame %d, %s", failed.sequence, failed.reason)
+            return [failed]
+        frame.state = target
+        if action == "put on wire, start timer":
+            frame.sent_at = now
+        elif action == "resend":
+            frame.retries += 1
+            self.retransmissions += 1
+        elif action == "release":
+            del self._flight[frame.sequence]
+        return []
 
     # ------------------------------------------------------------------ sending
 
     def send(self, payload: bytes) -> None:
         """Queue payload bytes (an odd length is padded with one zero byte)."""
-        self._check()
+        self._enter(LinkInput.SEND)
         size = self.params.max_payload_words * 2
         for start in range(0, len(payload), size):
             self._queue.append(payload[start : start + size])
@@ -118,9 +282,23 @@ class DataLink:
         p = self.params
         return encode_frame(kind, sequence, payload, start_word=p.start_word, crc_init=p.crc_init)
 
-    def transmit(self, now: float) -> tuple[Words, npt.NDArray[np.uint8]]:
-        """Words (and their parity line) to put on the wire now."""
-        out: list[Words] = list(self._control)
+    def _reply(self, kind: FrameType, sequence: int) -> Words:
+        """An ACK or NAK frame; there are only 2 x 2^sequence_bits of them, encoded once."""
+        words = self._replies.get((kind, sequence))
+        if words is None:
+            words = self._replies[kind, sequence] = self._frame(kind, sequence)
+        return words
+
+    def transmit(self, now: float) -> WordBuffer:
+        """Words (and their parity line) to put on the wire now: ACK/NAK first, then
+        new frames while the window allows, then frames to resend."""
+        self._enter(LinkInput.TRANSMIT)
+        if self.failed:
+            return WordBuffer(np.zeros(0, dtype=np.uint16), np.zeros(0, dtype=np.uint8))
+        out: list[Words] = []
+        for kind, sequence in self._control:
+            out.append(self._reply(kind, sequence))
+            self.history.append(FrameRecord(now, "out", kind.name, sequence, len(out[-1])))
         self._control.clear()
         while self._queue and self._span() < self.params.window:
             sequence = self._next_seq
@@ -128,11 +306,15 @@ class DataLink:
             words = self._frame(FrameType.DATA, sequence, self._queue.popleft())
             self._flight[sequence] = _Outstanding(sequence, words)
         for frame in self._flight.values():
-            if frame.sent_at is None:
-                frame.sent_at = now
+            if frame.state is FrameState.UNSENT:
+                self._step(frame, FrameInput.TRANSMIT, now)
                 out.append(frame.words)
+                note = f"resend {frame.retries}" if frame.retries else ""
+                self.history.append(
+                    FrameRecord(now, "out", "DATA", frame.sequence, len(frame.words), note)
+                )
         words = np.concatenate(out) if out else np.zeros(0, dtype=np.uint16)
-        return words, parity_bits(words, self.params.parity)
+        return WordBuffer(words, parity_bits(words, self.params.parity))
 
     def _span(self) -> int:
         """Frames from the oldest unacknowledged one to the next new one.
@@ -155,27 +337,51 @@ class DataLink:
     def receive(
         self, words: npt.ArrayLike, parity_line: npt.ArrayLike | None, now: float
     ) -> list[Event]:
-        """Words off the wire; returns payloads delivered in order."""
-        self._check()
+        """Words off the wire, split anywhere; returns payloads delivered in order.
+
+        Without ``parity_line`` the words are taken to carry correct parity.
+        """
+        self._enter(LinkInput.WORDS)
+        words = np.asarray(words, dtype=np.uint16)
+        line = parity_bits(words, self.params.parity) if parity_line is None else parity_line
+        line = np.asarray(line, dtype=np.uint8)
+        if line.shape != words.shape:
+            raise LinkProtocolError(f"{line.size} parity bits for {words.size} words")
+        events: list[Event] = []
+        # the decoder scans what it holds once per frame: feed it a few frames at a time,
+        # so that a large read costs linear, not quadratic, time
+        step = _FEED_FRAMES * (self.params.max_payload_words + 4)
+        for start in range(0, len(words), step):
+            events += self._decode(words[start : start + step], line[start : start + step], now)
+            if self.failed:
+                break
+        return events
+
+    def _decode(self, words: Words, parity_line: ParityLine, now: float) -> list[Event]:
         events: list[Event] = []
         for item in self._decoder.feed(words, parity_line):
             if isinstance(item, FrameDamaged):
+                self.damaged_frames += 1
+                self.history.append(
+                    FrameRecord(now, "in", "DAMAGED", item.sequence, 0, item.reason)
+                )
+                log.debug("damaged frame (sequence %s): %s", item.sequence, item.reason)
                 if item.sequence is not None:
-                    self._control.append(self._frame(FrameType.NAK, item.sequence))
+                    self._control.append((FrameType.NAK, item.sequence))
                 continue
-            events += self._on_frame(item, now)
+            size = len(item.payload) // 2 + 4
+            self.history.append(FrameRecord(now, "in", item.type.name, item.sequence, size))
+            if item.type is FrameType.DATA:
+                events += self._on_data(item)
+            else:
+                cause = FrameInput.ACK if item.type is FrameType.ACK else FrameInput.NAK
+                events += self._step(self._flight.get(item.sequence, _DONE), cause, now)
+                if self.failed:
+                    break
         return events
 
-    def _on_frame(self, frame: Frame, now: float) -> list[Event]:
-        if frame.type is FrameType.ACK:
-            self._flight.pop(frame.sequence, None)
-            return []
-        if frame.type is FrameType.NAK:
-            outstanding = self._flight.get(frame.sequence)
-            if outstanding is not None:
-                return self._retransmit(outstanding)
-            return []
-        self._control.append(self._frame(FrameType.ACK, frame.sequence))
+    def _on_data(self, frame: Frame) -> list[Event]:
+        self._control.append((FrameType.ACK, frame.sequence))
         distance = (frame.sequence - self._expected) % self._modulo
         if distance >= self._modulo // 2:
             return []  # a duplicate of a delivered frame: its ACK went out again
@@ -188,31 +394,24 @@ class DataLink:
 
     # ------------------------------------------------------------------ time
 
-    def _retransmit(self, frame: _Outstanding) -> list[Event]:
-        if frame.retries >= self.params.retry_limit:
-            self.failed = True
-            return [LinkFailed(frame.sequence, f"no ACK after {frame.retries} retransmissions")]
-        frame.retries += 1
-        frame.sent_at = None  # transmit() sends it again
-        self.retransmissions += 1
-        return []
-
     def handle_timer(self, now: float) -> list[Event]:
-        """Retransmit frames whose ACK is overdue; LinkFailed past the retry limit."""
-        self._check()
+        """Resend frames whose ACK is overdue; LinkFailed past the retry limit."""
+        self._enter(LinkInput.TIMER)
         events: list[Event] = []
         for frame in list(self._flight.values()):
-            if frame.sent_at is not None and now - frame.sent_at >= self.params.ack_timeout:
-                events += self._retransmit(frame)
+            overdue = now >= frame.sent_at + self.params.ack_timeout  # as next_deadline()
+            if frame.state is FrameState.WAIT_ACK and overdue:
+                events += self._step(frame, FrameInput.TIMEOUT, now)
                 if self.failed:
                     break
         return events
 
     def next_deadline(self) -> float | None:
-        """When :meth:`handle_timer` must next be called, if anything waits for an ACK."""
-        times = [f.sent_at for f in self._flight.values() if f.sent_at is not None]
-        return min(times) + self.params.ack_timeout if times else None
+        """When :meth:`handle_timer` must next be called, if anything waits for an ACK.
 
-    def _check(self) -> None:
+        Frames waiting to be resent have no deadline: call :meth:`transmit` first.
+        """
         if self.failed:
-            raise LinkProtocolError("data link: the link has failed (retry limit used up)")
+            return None
+        times = [f.sent_at for f in self._flight.values() if f.state is FrameState.WAIT_ACK]
+        return min(times) + self.params.ack_timeout if times else None

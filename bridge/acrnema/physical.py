@@ -6,52 +6,104 @@ sense are chosen). This module converts between bytes and words and computes and
 parity, over whole buffers with numpy: nothing here is done per word in Python.
 
 Byte order: ``"big"`` puts the first byte of each pair on D15-D8 (the reference
-profile's choice for text), ``"little"`` on D7-D0.
+profile's choice for text), ``"little"`` on D7-D0. Parity: ``"odd"`` (the reference
+profile: the 17 bits of a word and its parity line hold an odd number of ones, so an
+all-idle bus is never a valid word), ``"even"`` or ``"none"``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Words", "bad_parity", "bytes_from_words", "parity_bits", "words_from_bytes"]
+__all__ = [
+    "BYTE_ORDERS",
+    "PARITIES",
+    "ParityLine",
+    "PhysicalParams",
+    "WordBuffer",
+    "Words",
+    "bad_parity",
+    "bytes_from_words",
+    "parity_bits",
+    "words_from_bytes",
+]
 
 Words = npt.NDArray[np.uint16]
+ParityLine = npt.NDArray[np.uint8]
 
-# parity of every byte value: 1 where the number of set bits is odd
-_BYTE_PARITY = np.array([bin(v).count("1") & 1 for v in range(256)], dtype=np.uint8)
+BYTE_ORDERS = ("big", "little")
+PARITIES = ("odd", "even", "none")
+
+# the parity line of every word value (64 KiB each): one table look-up a word
+_EVEN: ParityLine = np.zeros(1 << 16, dtype=np.uint8)
+for _bit in range(16):
+    _EVEN ^= ((np.arange(1 << 16) >> _bit) & 1).astype(np.uint8)
+_ODD: ParityLine = _EVEN ^ np.uint8(1)
+_TABLES = {"odd": _ODD, "even": _EVEN}
+
+
+@dataclass(frozen=True)
+class PhysicalParams:
+    """The word model's part of the profile (bridge.profile.Physical maps onto it)."""
+
+    parity: str = "odd"
+    byte_order: str = "big"
+
+    def __post_init__(self) -> None:
+        _check_parity_name(self.parity)
+        _dtype(self.byte_order)
+
+
+class WordBuffer(NamedTuple):
+    """Words and the parity line that goes with each, as they travel on the wire."""
+
+    words: Words
+    parity: ParityLine
+
+
+def _dtype(byte_order: str) -> str:
+    if byte_order == "big":
+        return ">u2"
+    if byte_order == "little":
+        return "<u2"
+    raise ValueError(f"byte order {byte_order!r}: big or little")
+
+
+def _check_parity_name(parity: str) -> None:
+    if parity not in PARITIES:
+        raise ValueError(f"parity {parity!r}: odd, even or none")
 
 
 def words_from_bytes(data: bytes | bytearray | memoryview, byte_order: str = "big") -> Words:
     """Bytes as 16-bit words; an odd-length input is padded with one zero byte."""
+    dtype = _dtype(byte_order)
     raw = bytes(data)
     if len(raw) % 2:
         raw += b"\x00"
-    dtype = ">u2" if byte_order == "big" else "<u2"
     return np.frombuffer(raw, dtype=dtype).astype(np.uint16)
 
 
-def bytes_from_words(words: Words, byte_order: str = "big") -> bytes:
+def bytes_from_words(words: npt.ArrayLike, byte_order: str = "big") -> bytes:
     """The bytes carried by ``words`` (the inverse of :func:`words_from_bytes`)."""
-    dtype = ">u2" if byte_order == "big" else "<u2"
-    return np.asarray(words, dtype=np.uint16).astype(dtype).tobytes()
+    return np.asarray(words, dtype=np.uint16).astype(_dtype(byte_order)).tobytes()
 
 
-def parity_bits(words: Words, parity: str = "odd") -> npt.NDArray[np.uint8]:
+def parity_bits(words: npt.ArrayLike, parity: str = "odd") -> ParityLine:
     """The parity line's value for each word: odd parity makes the 17 bits' count odd."""
+    _check_parity_name(parity)
     words = np.asarray(words, dtype=np.uint16)
-    ones: npt.NDArray[np.uint8] = _BYTE_PARITY[words & 0xFF] ^ _BYTE_PARITY[words >> 8]
-    if parity == "odd":
-        return ones ^ np.uint8(1)
-    if parity == "even":
-        return ones
     if parity == "none":
         return np.zeros(len(words), dtype=np.uint8)
-    raise ValueError(f"parity {parity!r}: odd, even or none")
+    line: ParityLine = _TABLES[parity][words]
+    return line
 
 
 def bad_parity(
-    words: Words, parity_line: npt.ArrayLike, parity: str = "odd"
+    words: npt.ArrayLike, parity_line: npt.ArrayLike, parity: str = "odd"
 ) -> npt.NDArray[np.intp]:
     """Indices of the words whose parity line does not match (empty with parity none)."""
     if parity == "none":
