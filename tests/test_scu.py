@@ -7,6 +7,7 @@ speed against storescp as shipped).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import socket
@@ -26,7 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 
-from bridge.forward import tcp
+from bridge.forward import fastpath, tcp
 from bridge.forward.scu import MAX_CONTEXTS, Destination, Item, Sender, TlsSettings, echo
 from bridge.forward.status import ForwardError, Outcome, classify_status, describe_status
 
@@ -313,6 +314,7 @@ def test_implicit_only_destination_gets_decoded_objects(
         with Sender(Destination(scp.ae_title, scp.host, scp.port)) as sender:
             results = sender.send(items)
         assert all(r.ok for r in results), results
+        assert sender.fast_sends == 0  # the file's syntax was not accepted: pynetdicom's path
         received = scp.received()
         assert set(received) == {i.sop_instance_uid for i in items}
         arrived = dcmread(received[items[0].sop_instance_uid])
@@ -343,6 +345,7 @@ def test_tls_with_storescp(tmp_path: Path, loopback_shim: Path) -> None:
         assert echo(dest) > 0
         with Sender(dest) as sender:
             assert all(r.ok for r in sender.send(items))
+            assert sender.fast_sends == 0  # TLS: only the DUL thread touches the SSL object
             live = sender._assoc.dul.socket.socket
             assert live.version() in ("TLSv1.2", "TLSv1.3")
             assert live.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
@@ -530,6 +533,109 @@ def test_commitment_listener_port_in_use_is_a_retry(tmp_path: Path) -> None:
             [result] = sender.commit(items)
     assert result.outcome is Outcome.RETRY
     assert "cannot listen for storage commitment reports" in result.reason
+
+
+# ------------------------------------------------------------------ fast send path
+
+STORESCP_MAX_PDU = 16384  # DCMTK storescp's default --max-pdu
+"""What storescp as shipped accepts: each P-DATA-TF carries at most 16384 - 6 data bytes."""
+
+
+def data_set(path: Path) -> bytes:
+    """The bytes of a Part 10 file after its File Meta Information."""
+    raw = path.read_bytes()
+    return raw[fastpath.dataset_offset(raw) :]
+
+
+def write_ct_of_length(path: Path, length_multiple: int, *, size: int = 64) -> Item:
+    """A CT whose data set is an exact multiple of ``length_multiple`` bytes (private
+    OB padding), so its last P-DATA fragment is full."""
+    write_ct(path, size=size)
+    ds = dcmread(path)
+    ds.add_new(0x00091010, "LO", "ACRNEMA BRIDGE TEST")
+    ds.add_new(0x00091000, "OB", b"")
+    ds.save_as(path, enforce_file_format=True)
+    ds[0x00091000].value = bytes(-len(data_set(path)) % length_multiple)
+    ds.save_as(path, enforce_file_format=True)
+    assert len(data_set(path)) % length_multiple == 0
+    return Item.from_file(path)
+
+
+def test_fast_path_delivers_identical_data_sets(
+    storescp: peers.StoreSCPPeer, tmp_path: Path
+) -> None:
+    step = STORESCP_MAX_PDU - 6
+    items = [
+        write_ct(tmp_path / "big.dcm", size=512),  # 32+ PDUs, the last one partial
+        write_ct(tmp_path / "tiny.dcm", size=4),  # less than one PDU
+        write_ct_of_length(tmp_path / "exact1.dcm", step, size=8),  # exactly one PDU
+        write_ct_of_length(tmp_path / "exact.dcm", step, size=200),  # last PDU full
+    ]
+    assert len(data_set(items[0].path)) % step != 0
+    with Sender(Destination(storescp.ae_title, storescp.host, storescp.port)) as sender:
+        results = sender.send(items)
+        assert sender._assoc.acceptor.maximum_length == STORESCP_MAX_PDU
+        assert sender.fast_sends == len(items)  # no object took pynetdicom's path
+    assert all(r.ok and r.status == 0 for r in results), results
+    received = storescp.received()
+    for item in items:
+        got = received[item.sop_instance_uid]
+        assert data_set(got) == data_set(item.path), item.path.name
+        meta = dcmread(got).file_meta
+        assert meta.MediaStorageSOPClassUID == item.sop_class_uid
+        assert meta.TransferSyntaxUID == item.transfer_syntax
+
+
+def test_fast_path_falls_back_once_when_pynetdicom_changes(
+    storescp: peers.StoreSCPPeer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(Sender, "fast_send", True)  # restored afterwards: it is switched off
+    monkeypatch.setattr(
+        fastpath, "hook_problems", lambda assoc=None: ["Association._is_paused is missing"]
+    )
+    items = cts(tmp_path, 3)
+    dest = Destination(storescp.ae_title, storescp.host, storescp.port)
+    with caplog.at_level(logging.WARNING, logger="bridge.forward.scu"):
+        with Sender(dest) as sender:
+            results = sender.send(items[:2])
+        with Sender(dest) as other:
+            results += other.send(items[2:])
+    assert all(r.ok for r in results), results
+    assert sender.fast_sends == other.fast_sends == 0
+    assert Sender.fast_send is False
+    assert caplog.text.count("fast send path off") == 1
+    received = storescp.received()
+    assert all(data_set(received[i.sop_instance_uid]) == data_set(i.path) for i in items)
+
+
+def test_fast_path_internals_behave_as_relied_on() -> None:
+    """What bridge.forward.fastpath assumes of pynetdicom 3.0.x beyond the names that
+    ``fastpath.hook_problems`` checks at run time: how the pause handshake, the DIMSE
+    queue and the DUL's poll delay work. If this fails, re-read fastpath against the
+    installed pynetdicom before changing the test."""
+    from pynetdicom.association import Association
+    from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.dul import DULServiceProvider
+
+    assert fastpath.hook_problems() == []
+    reactor = inspect.getsource(Association._run_reactor)
+    # the reactor parks on the checkpoint (so it cannot take our response off the queue)
+    # and only then takes messages off the DIMSE queue
+    paused = reactor.index("self._is_paused = True")
+    assert paused < reactor.index("self._reactor_checkpoint.wait()")
+    assert reactor.index("self._reactor_checkpoint.wait()") < reactor.index("self.dimse.get_msg(")
+    # send_c_store pauses the same way
+    store = inspect.getsource(Association.send_c_store)
+    assert "self._reactor_checkpoint.clear()" in store and "while not self._is_paused" in store
+    # get_msg(block=True) waits at most the DIMSE timeout; (None, None) when nothing came
+    get_msg = inspect.getsource(DIMSEServiceProvider.get_msg)
+    assert "self.msg_queue.get(block=block, timeout=self.dimse_timeout)" in get_msg
+    assert "return None, None" in get_msg
+    # the DUL's idle sleep is read on each pass of its loop
+    assert "time.sleep(self._run_loop_delay)" in inspect.getsource(DULServiceProvider.run_reactor)
 
 
 # --------------------------------------------------------------------- TCP adapter

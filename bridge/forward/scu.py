@@ -32,6 +32,13 @@ negotiate, keeps one association per destination open, and turns every outcome i
   median of 3): 254 objects/s raw, 200 decoded; with the tuning off both stall at
   about 15 (see :mod:`bridge.forward.tcp`). Raw sending also keeps memory flat for
   large objects.
+* **Fast path** (:attr:`Sender.fast_send`, on by default): a raw-sendable object on an
+  association without TLS goes out as pre-built P-DATA PDUs in one ``sendall()``, the
+  next one read while the receiver stores the current one (:mod:`bridge.forward.fastpath`
+  names the pynetdicom internals it uses). :attr:`Sender.fast_sends` counts them. If
+  ``fastpath.hook_problems`` finds one missing, a warning is logged once and every
+  Sender uses the path above. Over TLS the path above is always used: only pynetdicom's
+  DUL thread may touch the SSL object while it reads from it.
 * **Outcomes without a status.** A SOP Class the destination refused (no accepted
   context) -> FAIL "SOP Class ... not accepted by AE@HOST:PORT"; an encapsulated
   transfer syntax it refused -> FAIL; an unreadable file -> FAIL. Association refused,
@@ -599,7 +606,10 @@ class Sender:
         sop_class, syntax = item.sop_class_uid, item.transfer_syntax
         context = negotiated.context(sop_class, syntax)
         if context is not None:
-            if self.fast_send and self._fast_ok():
+            # Not over TLS: the DUL thread reads the association's SSL object while the
+            # fast path writes it, and OpenSSL does not allow one SSL object to be used
+            # from two threads at once; pynetdicom's own path writes from its DUL thread.
+            if self.fast_send and self._tls_args is None and self._fast_ok():
                 following = items[index + 1] if index + 1 < len(items) else None
                 return self._fast_store(item, int(context.context_id or 0), following)
             return self._store(item, raw=self.chunked_send)
