@@ -28,11 +28,12 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import BenchError, cpu_model, tool_version, work_dir
 
 from bridge import __version__
 from bridge.emulator.phantom import PhantomSpec, phantom_file
@@ -43,10 +44,6 @@ PEERS = {  # name -> (command for one file, Debian package)
     "gdcmconv": (["gdcmconv", "-w", "-i", "{src}", "-o", "{dst}"], "libgdcm-tools"),
     "dcmconv": (["dcmconv", "{src}", "{dst}"], "dcmtk"),
 }
-
-
-class BenchError(Exception):
-    """A tool failed to run; the figures of this run are not valid."""
 
 
 @dataclass
@@ -175,32 +172,13 @@ def _validate(run: Run, validator: str) -> None:
     run.examples = seen[:3]
 
 
-def _version(command: list[str]) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "?"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def _print_machine(peers: list[str], validator: str | None) -> None:
-    print(f"machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()}")
+    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()}")
     print(f"python {platform.python_version()}, acrnema-bridge {__version__}")
     if "gdcmconv" in peers:
-        print(_version(["gdcmconv", "--version"]))
+        print(tool_version(["gdcmconv", "--version"]))
     if "dcmconv" in peers:
-        print(_version(["dcmconv", "--version"]))
+        print(tool_version(["dcmconv", "--version"]))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average before the runs: {load} (other work on the machine skews wall clock)")
     print(f"validator: {validator or 'dciodvfy not installed (Debian package dicom3tools)'}")
@@ -252,16 +230,6 @@ def _print_results(runs: list[Run], sample: list[int]) -> None:
             print("dciodvfy: ours passes where every peer does not")
 
 
-def _work_dir(keep: Path | None) -> Path:
-    if keep is None:
-        return Path(tempfile.mkdtemp(prefix="acrnema-bench-"))
-    if keep.exists() and any(keep.iterdir()):
-        # A re-run into old outputs would time acrnema-bridge skipping converted inputs.
-        raise BenchError(f"--keep {keep}: folder is not empty")
-    keep.mkdir(parents=True, exist_ok=True)
-    return keep
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=120, help="slices (default %(default)s)")
@@ -278,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     validator = shutil.which("dciodvfy")
     _print_machine(peers, validator)
     try:
-        work = _work_dir(args.keep)
+        work = work_dir(args.keep)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

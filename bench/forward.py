@@ -39,7 +39,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from typing import Any
 
 import pydicom
 import pynetdicom
+from common import BenchError, cpu_model, tool_version, work_dir
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge import __version__
@@ -74,10 +74,6 @@ SETTINGS = (
     Setting("as shipped (Nagle on)", {}, 5.0),
     Setting("TCP_NODELAY=1 (Nagle off)", {"TCP_NODELAY": "1"}, 0.5),
 )
-
-
-class BenchError(Exception):
-    """A tool failed or an object did not arrive; the figures of this run are not valid."""
 
 
 @dataclass
@@ -261,25 +257,6 @@ def _run_storescu(setting: Setting, paths: list[Path], size: int, work: Path, sh
     return Run(setting, "storescu", len(paths), size, seconds, load)
 
 
-def _version(command: list[str]) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "?"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def _commit() -> str:
     """The checked-out commit, and whether bridge/ differs from it."""
     try:
@@ -304,12 +281,12 @@ def _commit() -> str:
 
 
 def _print_machine(storescu: str) -> None:
-    print(f"machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.system()}")
+    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()}")
     print(
         f"python {platform.python_version()}, pydicom {pydicom.__version__}, "
         f"pynetdicom {pynetdicom.__version__}, acrnema-bridge {__version__} at {_commit()}"
     )
-    print(_version([storescu, "--version"]).strip("$ "))
+    print(tool_version([storescu, "--version"]).strip("$ "))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average before the runs: {load} (other work on the machine skews wall clock)")
 
@@ -347,15 +324,6 @@ def _print_results(runs: list[Run], ingests: list[Ingest], fixed: list[float]) -
         )
 
 
-def _work_dir(keep: Path | None) -> Path:
-    if keep is None:
-        return Path(tempfile.mkdtemp(prefix="acrnema-bench-"))
-    if keep.exists() and any(keep.iterdir()):
-        raise BenchError(f"--keep {keep}: folder is not empty")
-    keep.mkdir(parents=True, exist_ok=True)
-    return keep
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=200, help="objects (default %(default)s)")
@@ -370,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _dcmtk("storescp")
         if shutil.which("cc") is None or shutil.which("timeout") is None:
             raise BenchError("cc and timeout are needed to confine storescp to loopback")
-        work = _work_dir(args.keep)
+        work = work_dir(args.keep)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
