@@ -45,10 +45,35 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "'ok', or exit 1 and print each problem with its key.",
     )
     check.add_argument("file", type=Path, help="profile file")
+    actions.add_parser(
+        "diagrams",
+        help="print the state diagrams of the link layers (Mermaid), from their tables",
+        description="Print the state diagrams of docs/link-profile.md, generated from the state "
+        "tables in the code (data link: link and frame; session).",
+    )
+
+
+def diagrams() -> str:
+    """The Markdown block of docs/link-profile.md with every state diagram, generated."""
+    from bridge.acrnema.datalink import FRAME_TABLE, LINK_TABLE, state_diagram
+    from bridge.acrnema.session import SESSION_TABLE
+
+    parts = [
+        ("Data link, the link as a whole (`datalink.LINK_TABLE`)", LINK_TABLE),
+        ("Data link, each DATA frame in the sender's window (`datalink.FRAME_TABLE`)", FRAME_TABLE),
+        ("Session (`session.SESSION_TABLE`)", SESSION_TABLE),
+    ]
+    out = []
+    for title, table in parts:
+        out += [f"#### {title}", "", "```mermaid", state_diagram(table), "```", ""]  # type: ignore[arg-type]
+    return "\n".join(out)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run ``profile show`` or ``profile check``; the exit status."""
+    """Run ``profile show``, ``profile check`` or ``profile diagrams``; the exit status."""
+    if args.profile_command == "diagrams":
+        sys.stdout.write(diagrams())
+        return 0
     try:
         profile = load_profile(args.file)
     except ProfileError as exc:

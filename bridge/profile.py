@@ -368,6 +368,11 @@ def _validate_physical(ph: Physical, problems: list[str]) -> None:
     for key in ("text_byte_order", "binary_byte_order"):
         if getattr(ph, key) not in ("big", "little"):
             problems.append(f"physical.{key}: big or little, got {getattr(ph, key)!r}")
+    if ph.text_byte_order != ph.binary_byte_order:
+        problems.append(
+            "physical.text_byte_order: must equal physical.binary_byte_order (mixed orders "
+            "would swap only the text values, which is not implemented)"
+        )
     _within(problems, "physical.setup_ns", ph.setup_ns, 1, 1_000_000)
     _within(problems, "physical.hold_ns", ph.hold_ns, 1, 1_000_000)
     _within(problems, "physical.turnaround_ns", ph.turnaround_ns, 1, 1_000_000)

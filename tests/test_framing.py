@@ -58,13 +58,13 @@ def test_damage_is_reported_and_the_next_frame_still_arrives() -> None:
     flipped = first.copy()
     flipped[4] ^= 0x0010  # a payload bit, with parity recomputed: only the CRC can tell
     events = FrameDecoder().feed(np.concatenate([flipped, second]))
-    assert events[0] == FrameDamaged("CRC mismatch", 1)
+    assert events[0] == FrameDamaged("CRC mismatch", 1, FrameType.DATA)
     assert events[-1] == Frame(FrameType.DATA, 2, b"ok")
     stream = np.concatenate([first, second])
     line = parity_bits(stream, "odd")
     line[3] ^= 1  # a parity error on the wire
     events = FrameDecoder().feed(stream, line)
-    assert events[0] == FrameDamaged("parity error in word 3", 1)
+    assert events[0] == FrameDamaged("parity error in word 3", 1, FrameType.DATA)
     assert events[-1] == Frame(FrameType.DATA, 2, b"ok")
 
 

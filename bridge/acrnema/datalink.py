@@ -21,7 +21,7 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
   modulo 2^``sequence_bits``; a new frame is sent only while it is fewer than ``window``
   numbers after the oldest unacknowledged one;
 * the receiver ACKs every good DATA frame by number (also a duplicate, whose ACK may have
-  been lost), NAKs a damaged frame whose number it could read, buffers frames that
+  been lost), NAKs a damaged DATA frame whose number it could read, buffers frames that
   arrive ahead of a gap, and delivers payloads in order, exactly once;
 * retransmission is *selective*: the sender resends only the frame that was NAKed or
   whose ACK is overdue (``ack_timeout``), never the whole window; after
@@ -94,6 +94,7 @@ class DatalinkParams:
     start_word: int = 0xA5C3
     crc_init: int = 0xFFFF
     parity: str = "odd"
+    frame_codes: tuple[int, int, int] = (1, 2, 3)  # type codes of DATA, ACK, NAK
 
     def __post_init__(self) -> None:
         modulo = 1 << self.sequence_bits
@@ -209,7 +210,6 @@ class _Outstanding:
     retries: int = 0
 
 
-_FEED_FRAMES = 4  # largest frames handed to the decoder at once (see receive())
 _DONE = _Outstanding(-1, np.zeros(0, dtype=np.uint16), FrameState.DONE)
 
 
@@ -223,7 +223,10 @@ class DataLink:
         p = self.params
         self.state = LinkState.OPEN
         self._modulo = 1 << p.sequence_bits
-        self._decoder = FrameDecoder(p.max_payload_words, p.start_word, p.crc_init, p.parity)
+        self._codes = dict(zip(FrameType, p.frame_codes, strict=True))
+        self._decoder = FrameDecoder(
+            p.max_payload_words, p.start_word, p.crc_init, p.parity, self._codes
+        )
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
         self._flight: dict[int, _Outstanding] = {}  # sequence -> frame in the window
         self._next_seq = 0
@@ -280,7 +283,9 @@ class DataLink:
 
     def _frame(self, kind: FrameType, sequence: int, payload: bytes = b"") -> Words:
         p = self.params
-        return encode_frame(kind, sequence, payload, start_word=p.start_word, crc_init=p.crc_init)
+        return encode_frame(
+            kind, sequence, payload, start_word=p.start_word, crc_init=p.crc_init, codes=self._codes
+        )
 
     def _reply(self, kind: FrameType, sequence: int) -> Words:
         """An ACK or NAK frame; there are only 2 x 2^sequence_bits of them, encoded once."""
@@ -347,15 +352,7 @@ class DataLink:
         line = np.asarray(line, dtype=np.uint8)
         if line.shape != words.shape:
             raise LinkProtocolError(f"{line.size} parity bits for {words.size} words")
-        events: list[Event] = []
-        # the decoder scans what it holds once per frame: feed it a few frames at a time,
-        # so that a large read costs linear, not quadratic, time
-        step = _FEED_FRAMES * (self.params.max_payload_words + 4)
-        for start in range(0, len(words), step):
-            events += self._decode(words[start : start + step], line[start : start + step], now)
-            if self.failed:
-                break
-        return events
+        return self._decode(words, line, now)
 
     def _decode(self, words: Words, parity_line: ParityLine, now: float) -> list[Event]:
         events: list[Event] = []
@@ -366,7 +363,7 @@ class DataLink:
                     FrameRecord(now, "in", "DAMAGED", item.sequence, 0, item.reason)
                 )
                 log.debug("damaged frame (sequence %s): %s", item.sequence, item.reason)
-                if item.sequence is not None:
+                if item.sequence is not None and item.kind is FrameType.DATA:
                     self._control.append((FrameType.NAK, item.sequence))
                 continue
             size = len(item.payload) // 2 + 4

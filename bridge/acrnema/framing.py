@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import binascii
 import enum
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,10 +59,7 @@ class FrameDamaged:
 
     reason: str
     sequence: int | None = None
-
-
-def _crc(words: Words, init: int) -> int:
-    return binascii.crc_hqx(np.asarray(words, dtype=">u2").tobytes(), init)
+    kind: FrameType | None = None  # as its header said, when the header could be read
 
 
 def encode_frame(
@@ -70,27 +69,43 @@ def encode_frame(
     *,
     start_word: int = 0xA5C3,
     crc_init: int = 0xFFFF,
+    codes: Mapping[FrameType, int] | None = None,
 ) -> Words:
-    """The words of one frame (payload padded to whole words with a zero byte)."""
+    """The words of one frame (payload padded to whole words with a zero byte).
+
+    ``codes`` gives the type code of each frame type (the profile's
+    ``datalink.frame_types``); by default the reference codes, DATA 1, ACK 2, NAK 3.
+    """
     if len(payload) % 2:
         payload += b"\x00"
-    body = np.frombuffer(payload, dtype=">u2").astype(np.uint16)
-    header = np.array([int(kind) << 12 | (sequence & 0xFF), len(body)], dtype=np.uint16)
-    covered = np.concatenate([header, body])
-    crc = np.array([_crc(covered, crc_init)], dtype=np.uint16)
-    return np.concatenate([np.array([start_word], dtype=np.uint16), covered, crc])
+    code = int(kind) if codes is None else codes[kind]
+    covered = struct.pack(">HH", code << 12 | (sequence & 0xFF), len(payload) // 2) + payload
+    crc = binascii.crc_hqx(covered, crc_init)
+    raw = struct.pack(">H", start_word) + covered + struct.pack(">H", crc)
+    return np.frombuffer(raw, dtype=">u2").astype(np.uint16)
 
 
 @dataclass
 class FrameDecoder:
-    """Turns a stream of words (and their parity line) into frames and damage reports."""
+    """Turns a stream of words (and their parity line) into frames and damage reports.
+
+    Each call works on the held and new words as one buffer: one byte string for the CRC
+    and payload slices, one parity check over all words, one search for start words, and
+    per frame only a header read and a CRC (``binascii.crc_hqx``): linear in the input,
+    however it is split.
+    """
 
     max_payload_words: int = 256
     start_word: int = 0xA5C3
     crc_init: int = 0xFFFF
     parity: str = "odd"
+    codes: Mapping[FrameType, int] | None = None  # as encode_frame()
     _words: Words = field(default_factory=lambda: np.zeros(0, dtype=np.uint16))
     _parity: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+
+    def __post_init__(self) -> None:
+        codes = self.codes or {kind: int(kind) for kind in FrameType}
+        self._kinds = {code: kind for kind, code in codes.items()}
 
     def feed(
         self, words: npt.ArrayLike, parity_line: npt.ArrayLike | None = None
@@ -101,43 +116,57 @@ class FrameDecoder:
         """
         new = np.asarray(words, dtype=np.uint16)
         line = parity_bits(new, self.parity) if parity_line is None else parity_line
-        self._words = np.concatenate([self._words, new])
-        self._parity = np.concatenate([self._parity, np.asarray(line, dtype=np.uint8)])
+        line = np.asarray(line, dtype=np.uint8)
+        if len(self._words):
+            buf = np.concatenate([self._words, new])
+            par = np.concatenate([self._parity, line])
+        else:
+            buf, par = new, line
+        n = len(buf)
+        raw = buf.astype(">u2").tobytes()
+        if self.parity == "none":
+            bad_before = None
+        else:  # bad_before[i]: words with a parity error among the first i
+            mask = parity_bits(buf, self.parity) != par
+            bad_before = np.concatenate([[0], np.cumsum(mask)]) if mask.any() else None
+        starts = np.flatnonzero(buf == self.start_word)
         events: list[Frame | FrameDamaged] = []
+        pos = 0
         while True:
-            starts = np.flatnonzero(self._words == self.start_word)
-            if len(starts) == 0:
-                self._drop(len(self._words))
-                return events
-            self._drop(int(starts[0]))
-            if len(self._words) < HEADER_WORDS:
-                return events
-            head, count = int(self._words[1]), int(self._words[2])
-            kind, sequence = head >> 12, head & 0xFF
-            if kind not in (1, 2, 3) or head & 0x0F00 or count > self.max_payload_words:
+            # hunt: the first start word at or after pos
+            i = int(np.searchsorted(starts, pos))
+            if i == len(starts):
+                pos = n
+                break
+            pos = int(starts[i])
+            if n - pos < HEADER_WORDS:
+                break
+            head, count = struct.unpack_from(">HH", raw, 2 * pos + 2)
+            kind, sequence = self._kinds.get(head >> 12), head & 0xFF
+            if kind is None or head & 0x0F00 or count > self.max_payload_words:
                 events.append(FrameDamaged("unreadable frame header"))
-                self._drop(1)  # hunt for the next start word
+                pos += 1  # hunt for the next start word
                 continue
             total = HEADER_WORDS + count + 1
-            if len(self._words) < total:
-                return events
-            frame = self._words[:total]
-            bad = bad_parity(frame, self._parity[:total], self.parity)
-            if len(bad):
-                events.append(FrameDamaged(f"parity error in word {int(bad[0])}", sequence))
-                self._drop(1)
+            if n - pos < total:
+                break
+            end = pos + total
+            if bad_before is not None and bad_before[end] != bad_before[pos]:
+                bad = bad_parity(buf[pos:end], par[pos:end], self.parity)
+                first = int(bad[0])
+                events.append(FrameDamaged(f"parity error in word {first}", sequence, kind))
+                pos += 1
                 continue
-            if _crc(frame[1:-1], self.crc_init) != int(frame[-1]):
-                events.append(FrameDamaged("CRC mismatch", sequence))
-                self._drop(1)
+            crc = struct.unpack_from(">H", raw, 2 * end - 2)[0]
+            if binascii.crc_hqx(raw[2 * pos + 2 : 2 * end - 2], self.crc_init) != crc:
+                events.append(FrameDamaged("CRC mismatch", sequence, kind))
+                pos += 1
                 continue
-            payload = frame[HEADER_WORDS:-1].astype(">u2").tobytes()
-            events.append(Frame(FrameType(kind), sequence, payload))
-            self._drop(total)
-
-    def _drop(self, count: int) -> None:
-        self._words = self._words[count:]
-        self._parity = self._parity[count:]
+            events.append(Frame(kind, sequence, raw[2 * (pos + HEADER_WORDS) : 2 * end - 2]))
+            pos = end
+        self._words = buf[pos:]
+        self._parity = par[pos:]
+        return events
 
     @property
     def pending_words(self) -> int:

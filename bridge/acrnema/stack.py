@@ -1,0 +1,334 @@
+"""The link stack: physical words up to application messages, one object per link end.
+
+:class:`LinkStack` composes the layers of the reference profile (docs/link-profile.md)
+for one end of the 50-pin link, the bridge's or the emulator's alike::
+
+    application   bridge.acrnema.commands   Message <-> command group + data set bytes
+    session       bridge.acrnema.session    CONNECT / ACCEPT / DATA / RELEASE / ABORT PDUs
+    transport     bridge.acrnema.transport  PDUs <-> packets (segments, reassembly)
+    data link     bridge.acrnema.datalink   packets <-> CRC frames, ACK/NAK, retransmission
+    physical      bridge.acrnema.physical   frames <-> 16-bit words with a parity line
+
+It is sans-I/O like each layer: words off the wire go in with :meth:`LinkStack.receive`,
+words for the wire come out of :meth:`LinkStack.transmit`, the user's calls
+(:meth:`connect`, :meth:`send`, ...) queue PDUs, and time is passed in
+(:meth:`handle_timer`, :meth:`next_deadline`). Every parameter comes from a
+:class:`~bridge.profile.Profile` (milliseconds in the profile become seconds here).
+
+A data link failure (a frame unacknowledged ``retry_limit`` times) leaves the stack
+unusable: it reports :class:`LinkDown` and the owner of the port drops READY, waits
+``session.abort_quiet_s``, and calls :meth:`reset` (:mod:`bridge.endpoint` does this).
+Both ends then start again from sequence number 0: that is how the reference profile
+re-synchronises (section 1.2: a READY line that drops means that side is gone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from bridge.acrnema import datalink as dl
+from bridge.acrnema.commands import CommandTable, Message, decode_message, encode_message
+from bridge.acrnema.datalink import DataLink, DatalinkParams, LinkProtocolError
+from bridge.acrnema.physical import WordBuffer
+from bridge.acrnema.session import (
+    Aborted,
+    Connected,
+    ConnectRequested,
+    DataIndication,
+    Rejected,
+    Released,
+    Session,
+    SessionEvent,
+    SessionParams,
+)
+from bridge.acrnema.transport import (
+    MessageReceived,
+    MessageRefused,
+    ReassemblyTimedOut,
+    Transport,
+    TransportError,
+    TransportParams,
+)
+from bridge.profile import REFERENCE, Profile
+
+__all__ = [
+    "Aborted",
+    "ConnectRequested",
+    "Connected",
+    "LinkDown",
+    "LinkStack",
+    "MessageArrived",
+    "MessageLost",
+    "MessageUnreadable",
+    "Rejected",
+    "Released",
+    "StackEvent",
+    "layer_params",
+]
+
+
+@dataclass(frozen=True)
+class MessageArrived:
+    """An application message arrived whole on the open connection."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageUnreadable:
+    """A message that cannot be taken: too large, or its command group is malformed.
+
+    ``message`` holds what could be read of it (the command group and the start of the
+    data set) when that much was readable, so that the application can answer it.
+    """
+
+    reason: str
+    message: Message | None = None
+    too_large: bool = False
+
+
+@dataclass(frozen=True)
+class MessageLost:
+    """Part of a message arrived and the rest never will (broken packet order, timeout)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    """The data link gave up on a frame: the link must be reset (see the module doc)."""
+
+    reason: str
+
+
+StackEvent = SessionEvent | MessageArrived | MessageUnreadable | MessageLost | LinkDown
+
+
+def layer_params(
+    profile: Profile,
+) -> tuple[DatalinkParams, TransportParams, SessionParams, CommandTable]:
+    """Each layer's parameters from a profile (times in seconds)."""
+    ph, d, t, s, a = (
+        profile.physical,
+        profile.datalink,
+        profile.transport,
+        profile.session,
+        profile.application,
+    )
+    codes = d.frame_types
+    datalink = DatalinkParams(
+        max_payload_words=d.max_payload_words,
+        sequence_bits=d.sequence_bits,
+        window=d.window,
+        ack_timeout=d.ack_timeout_ms / 1000,
+        retry_limit=d.retry_limit,
+        start_word=d.start_word,
+        crc_init=d.crc_init,
+        parity=ph.parity,
+        frame_codes=(codes["data"], codes["ack"], codes["nak"]),
+    )
+    transport = TransportParams(
+        max_segment_bytes=t.max_segment_bytes,
+        max_message_bytes=t.max_message_bytes,
+        reassembly_timeout=t.reassembly_timeout_s,
+        binary_byte_order=ph.binary_byte_order,
+    )
+    session = SessionParams(
+        pdu_types=s.pdu_types,
+        address_length=s.address_length,
+        connect_timeout=s.connect_timeout_s,
+        release_timeout=s.release_timeout_s,
+        abort_quiet=s.abort_quiet_s,
+        idle_timeout=s.idle_timeout_s,
+    )
+    table = CommandTable(
+        commands=a.commands,
+        statuses=a.statuses,
+        data_set_none=a.data_set_none,
+        data_set_identifier=a.data_set_identifier,
+        data_set_present=a.data_set_present,
+        recognition_code=a.recognition_code,
+    )
+    return datalink, transport, session, table
+
+
+def _swap_words(data: bytes) -> bytes:
+    """Each byte pair swapped (an odd length padded): little-endian words <-> big."""
+    if len(data) % 2:
+        data += b"\x00"
+    return np.frombuffer(data, dtype="<u2").astype(">u2").tobytes()
+
+
+class LinkStack:
+    """One end of the link, all layers."""
+
+    def __init__(self, profile: Profile = REFERENCE) -> None:
+        self.profile = profile
+        self._dl_params, self._tr_params, self._se_params, self.commands = layer_params(profile)
+        self._order = profile.physical.binary_byte_order
+        self.reset()
+
+    def reset(self) -> None:
+        """Start again from nothing: new sequence numbers, no partial message, no session."""
+        self.datalink = DataLink(self._dl_params)
+        self.transport = Transport(self._tr_params)
+        self.session = Session(self._se_params)
+        self.down = False
+        self._next_message_id = 1
+
+    # ------------------------------------------------------------------ user calls
+
+    def _up(self) -> None:
+        if self.down:
+            raise LinkProtocolError("the link is down: reset() first", layer="stack")
+
+    def _put(self, pdu: bytes | None) -> None:
+        if pdu is not None:
+            self.datalink.send(self.transport.packets(pdu)[1])
+
+    def connect(self, calling: str, called: str, now: float) -> None:
+        self._up()
+        self._put(self.session.connect(calling, called, now))
+
+    def accept(self, now: float) -> None:
+        self._up()
+        self._put(self.session.accept(now))
+
+    def reject(self, reason: int, now: float) -> None:
+        self._up()
+        self._put(self.session.reject(reason, now))
+
+    def release(self, now: float) -> None:
+        self._up()
+        self._put(self.session.release(now))
+
+    def abort(self, reason: int, now: float) -> None:
+        pdu = self.session.abort(reason, now)
+        if not self.down:
+            self._put(pdu)
+
+    def next_message_id(self) -> int:
+        """A Message ID (0000,0110) for a new request, 1 to 65535."""
+        value = self._next_message_id
+        self._next_message_id = value % 0xFFFF + 1
+        return value
+
+    def send(self, message: Message, now: float) -> None:
+        """Send an application message on the open connection."""
+        self._up()
+        data = encode_message(message, self._order)
+        if self._order == "little":
+            data = _swap_words(data)
+        self._put(self.session.send(data, now))
+
+    # ------------------------------------------------------------------ the wire
+
+    def transmit(self, now: float) -> WordBuffer:
+        """Words to put on the wire now."""
+        return self.datalink.transmit(now)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be sent or acknowledged."""
+        return self.datalink.idle
+
+    @property
+    def receiving(self) -> bool:
+        """Part of a message has arrived."""
+        return self.transport.receiving
+
+    def receive(
+        self, words: npt.ArrayLike, parity_line: npt.ArrayLike | None, now: float
+    ) -> list[StackEvent]:
+        """Words off the wire; the events they complete."""
+        if self.down:
+            return []
+        events: list[StackEvent] = []
+        for item in self.datalink.receive(words, parity_line, now):
+            if isinstance(item, dl.LinkFailed):
+                events += self._link_failed(item, now)
+                break
+            for event in self.transport.receive(item.data, now):
+                events += self._transport_event(event, now)
+        return events
+
+    def _link_failed(self, failed: dl.LinkFailed, now: float) -> list[StackEvent]:
+        self.down = True
+        self.transport.reset()
+        reason = f"data link failed: frame {failed.sequence}, {failed.reason}"
+        return [*self.session.link_lost(now), LinkDown(reason)]
+
+    def _transport_event(self, event: object, now: float) -> list[StackEvent]:
+        if isinstance(event, MessageReceived):
+            session_events, replies = self.session.receive(event.data, now)
+            for pdu in replies:
+                self._put(pdu)
+            out: list[StackEvent] = []
+            for item in session_events:
+                out.append(self._message(item.data) if isinstance(item, DataIndication) else item)
+            return out
+        if isinstance(event, MessageRefused):
+            head = event.first_segment
+            message = None
+            if head[:2] == self._pdu_code("data"):
+                message = self._readable(head[2:])
+            limit = self._tr_params.max_message_bytes
+            return [MessageUnreadable(f"message over {limit} bytes refused", message, True)]
+        if isinstance(event, ReassemblyTimedOut):
+            return [MessageLost(f"message {event.message_id}: reassembly timed out")]
+        if isinstance(event, TransportError):
+            return [MessageLost(event.reason)]
+        raise AssertionError(f"unknown transport event {event!r}")
+
+    def _pdu_code(self, name: str) -> bytes:
+        return self._se_params.pdu_types[name].to_bytes(2, "big")
+
+    def _decode(self, data: bytes) -> Message:
+        if self._order == "little":
+            data = _swap_words(data)
+        return decode_message(data, self._order)
+
+    def _readable(self, data: bytes) -> Message | None:
+        try:
+            return self._decode(data)
+        except LinkProtocolError:
+            return None
+
+    def _message(self, data: bytes) -> StackEvent:
+        try:
+            return MessageArrived(self._decode(data))
+        except LinkProtocolError as exc:
+            return MessageUnreadable(exc.reason)
+
+    # ------------------------------------------------------------------ time
+
+    def handle_timer(self, now: float) -> list[StackEvent]:
+        if self.down:
+            return []
+        events: list[StackEvent] = []
+        for item in self.datalink.handle_timer(now):
+            if isinstance(item, dl.LinkFailed):
+                return self._link_failed(item, now)
+        for event in self.transport.handle_timer(now):
+            events += self._transport_event(event, now)
+        session_events, pdus = self.session.handle_timer(now)
+        for pdu in pdus:
+            self._put(pdu)
+        return events + list(session_events)
+
+    def next_deadline(self) -> float | None:
+        if self.down:
+            return None
+        times = [
+            t
+            for t in (
+                self.datalink.next_deadline(),
+                self.transport.next_deadline(),
+                self.session.next_deadline(),
+            )
+            if t is not None
+        ]
+        return min(times) if times else None

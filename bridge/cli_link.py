@@ -1,0 +1,246 @@
+"""The link commands of ``acrnema-bridge``: ``run`` (the service) and ``emulate``.
+
+Part of the command line (see :mod:`bridge.cli`). ``run`` is :class:`bridge.service.Bridge`
+on a port; ``emulate`` plays the other end of the link (a scanner sending images, or a
+receiver writing what it gets) with optional fault injection. Both take the link
+profile from ``--profile FILE`` (default: the built-in reference profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from bridge.errors import ConfigError
+
+__all__ = ["COMMANDS", "add_commands", "run_command"]
+
+COMMANDS = ("run", "emulate")
+
+log = logging.getLogger("bridge.cli")
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bridge import cli_forward
+
+    run = sub.add_parser(
+        "run",
+        help="the service: receive over the link, convert, spool, forward to DICOM",
+        description=(
+            "Receive images over the ACR-NEMA link on --port, convert each to DICOM, store it "
+            "durably in the spool, and only then answer the scanner with success; forward the "
+            "spool to every --dest (or the config's destinations). An image that cannot be "
+            "converted or spooled is answered with a failure status, so the scanner keeps it. "
+            "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
+            "never half-stored. Logs go to stderr; no patient data is logged above DEBUG "
+            "(-vv). Port URLs: loop://NAME, tcp://HOST:PORT, tcp-listen://HOST:PORT, "
+            "serial://DEVICE, rs485://DEVICE, spy+URL (docs/ports.md)."
+        ),
+    )
+    run.add_argument("--port", required=True, metavar="URL", help="the link port")
+    run.add_argument(
+        "--profile", type=Path, metavar="FILE", help="link profile (default: the reference)"
+    )
+    run.add_argument("--ae-title", default="ACRNEMA_BRIDGE", help="our logical address on the link")
+    cli_forward._spool_option(run)
+    cli_forward._forward_options(run, required=False)
+
+    emu = sub.add_parser(
+        "emulate",
+        help="play a scanner or a receiver on the other end of the link",
+        description=(
+            "Emulate the equipment on the other end of the link. --role scanner (default) "
+            "sends each image as a store request and waits for each response; an image that "
+            "fails is resent up to --attempts times and each failure is reported; exit status "
+            "0 only when every image was stored with success. Images come from --images "
+            "(ACR-NEMA files or folders of them, either byte order) or --phantom N (generated "
+            "CT/MR slices with ACR-NEMA 2.0 headers). --role receiver accepts store requests "
+            "and writes what arrives, as ACR-NEMA files, to --out. --faults injects faults on "
+            "this end's port, in both directions: a comma-separated list of flip=RATE (a bit "
+            "flipped per word), drop=RATE (words lost), stall=SECONDS (this side stops "
+            "answering once, after at=WORDS words), disconnect=AFTER_WORDS (the link breaks "
+            "once), seed=N; for example --faults flip=1e-4,seed=7."
+        ),
+    )
+    emu.add_argument("--port", required=True, metavar="URL", help="the link port")
+    emu.add_argument("--role", choices=["scanner", "receiver"], default="scanner")
+    source = emu.add_mutually_exclusive_group()
+    source.add_argument("--images", nargs="+", type=Path, metavar="PATH", help="images to send")
+    source.add_argument("--phantom", type=int, metavar="N", help="send N generated slices")
+    emu.add_argument("--modality", choices=["CT", "MR"], default="CT", help="phantom modality")
+    emu.add_argument("--size", type=int, default=512, help="phantom matrix size (default 512)")
+    emu.add_argument("--faults", metavar="SPEC", help="fault injection (see above)")
+    emu.add_argument(
+        "--profile", type=Path, metavar="FILE", help="link profile (default: the reference)"
+    )
+    emu.add_argument("--attempts", type=int, default=3, help="tries per image (default 3)")
+    emu.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each response"
+    )
+    emu.add_argument("--ae-title", default="SCANNER", help="our logical address")
+    emu.add_argument("--called", default="ACRNEMA_BRIDGE", help="the other end's address")
+    emu.add_argument("--out", type=Path, metavar="DIR", help="receiver: where to write images")
+    emu.add_argument(
+        "--count", type=int, metavar="N", help="receiver: stop after N images (default: never)"
+    )
+
+
+def _open(url: str, faults: str | None = None):  # type: ignore[no-untyped-def]
+    from bridge.ports import open_port
+    from bridge.ports.faults import FaultSpec, FaultyPort
+
+    spec = FaultSpec.parse(faults) if faults else None
+    port = open_port(url)
+    return FaultyPort(port, spec) if spec is not None else port
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from bridge.profile import load_profile
+
+    profile = load_profile(args.profile)
+    if args.command == "run":
+        return _run(args, profile)
+    return _emulate(args, profile)
+
+
+def _run(args: argparse.Namespace, profile: object) -> int:
+    from bridge.cli_forward import _check_destinations, _destinations, _policy, _stop_on_signals
+    from bridge.config import load
+    from bridge.service import Bridge
+    from bridge.spool.store import Spool
+
+    config = load(getattr(args, "config", None))
+    destinations = _destinations(args, config) if (args.dest or config.destinations) else []
+    _check_destinations(destinations)
+    if not destinations:
+        log.warning("no destination: images are spooled, not forwarded (give --dest)")
+    spool_path = args.spool if args.spool is not None else config.spool.path
+    spool = Spool(spool_path, retention_days=config.spool.retention_days)
+    port = _open(args.port)
+    bridge = Bridge(
+        port,
+        spool,
+        destinations,
+        profile=profile,  # type: ignore[arg-type]
+        ae_title=args.ae_title,
+        policy=_policy(args, config),
+    )
+    log.warning("serving the link on %s; spool %s", args.port, spool.root)
+    try:
+        with _stop_on_signals() as stop:
+            bridge.run(stop)
+    finally:
+        port.close()
+        spool.close()
+    s = bridge.stats
+    print(
+        f"run: {s.images} images stored ({s.objects} objects), {s.failed} refused, "
+        f"{bridge.responder.stats.lost} lost in transit; spool {spool_path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _emulate(args: argparse.Namespace, profile: object) -> int:
+    from bridge.emulator.scanner import (
+        Image,
+        ImageResult,
+        Scanner,
+        load_images,
+        phantom_images,
+    )
+    from bridge.endpoint import Endpoint
+    from bridge.errors import ConversionError
+    from bridge.profile import Profile
+
+    assert isinstance(profile, Profile)
+    order = profile.physical.binary_byte_order
+    if args.role == "receiver":
+        if args.out is None:
+            raise ConfigError("--role receiver needs --out DIR")
+        return _receive(args, profile)
+    images: list[Image] = []
+    unreadable = 0
+    if args.images:
+        for item in load_images(args.images, byte_order=order):
+            if isinstance(item, ConversionError):
+                unreadable += 1
+                print(f"emulate: skipped {item}", file=sys.stderr)
+            else:
+                images.append(item)
+    else:
+        images = phantom_images(
+            args.phantom or 10, modality=args.modality, rows=args.size, byte_order=order
+        )
+    if not images:
+        print("emulate: no images to send", file=sys.stderr)
+        return 1
+    port = _open(args.port, args.faults)
+    endpoint = Endpoint(port, profile)
+    scanner = Scanner(
+        endpoint,
+        calling=args.ae_title,
+        called=args.called,
+        attempts=args.attempts,
+        response_timeout=args.timeout,
+    )
+    total = len(images)
+    done = [0]
+
+    def progress(r: ImageResult) -> None:
+        done[0] += 1
+        state = "stored" if r.ok else "FAILED"
+        print(
+            f"[{done[0]}/{total}] {r.name}: {state} after {r.attempts} attempt(s), "
+            f"{r.seconds:.2f} s",
+            file=sys.stderr,
+        )
+        for error in r.errors:
+            print(f"    {error}", file=sys.stderr)
+
+    start = time.monotonic()
+    try:
+        results = scanner.send(images, progress)
+        scanner.close()
+    finally:
+        port.close()
+    elapsed = time.monotonic() - start
+    ok = sum(r.ok for r in results)
+    sent = sum(r.size for r in results if r.ok)
+    print(
+        f"emulate: {ok} of {total} images stored, {total - ok} failed, {unreadable} unreadable; "
+        f"{sent / 1e6:.1f} MB in {elapsed:.2f} s ({sent / max(elapsed, 1e-9) / 1e6:.2f} MB/s); "
+        f"link resets {endpoint.resets}",
+        file=sys.stderr,
+    )
+    stats = getattr(port, "stats", None)
+    if stats:
+        print(f"emulate: faults injected: {stats}", file=sys.stderr)
+    return 0 if ok == total and not unreadable else 1
+
+
+def _receive(args: argparse.Namespace, profile: object) -> int:
+    from bridge.cli_forward import _stop_on_signals
+    from bridge.emulator.receiver import FolderWriter
+    from bridge.endpoint import Endpoint, Responder
+    from bridge.profile import Profile
+
+    assert isinstance(profile, Profile)
+    port = _open(args.port, args.faults)
+    writer = FolderWriter(args.out)
+    responder = Responder(Endpoint(port, profile), writer, ae_title=args.ae_title)
+    limit = args.count
+
+    def enough() -> bool:
+        return limit is not None and writer.count >= limit
+
+    try:
+        with _stop_on_signals() as stop:
+            responder.serve(stop, until=enough)
+    finally:
+        port.close()
+    print(f"emulate: received {writer.count} images into {args.out}", file=sys.stderr)
+    return 0

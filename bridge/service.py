@@ -1,0 +1,139 @@
+"""The bridge service: link in, DICOM out, nothing lost (``acrnema-bridge run``).
+
+    port -> Endpoint (link stack) -> store request -> convert -> spool commit -> answer
+                                                          spool -> Forwarder -> PACS
+
+The scanner's store request is answered only after every DICOM object made from its
+image is durable in the spool (:meth:`bridge.spool.store.Spool.put` returns after the
+file, its folder and the database row are on disk). Conversion happens before that
+answer, so an image that cannot be made into valid DICOM, or that the spool cannot
+take, is answered with a failure status and the scanner keeps it:
+
+* a conversion failure -> ``cannot_understand`` (C000H) with the reason;
+* the spool refuses (disk nearly full, read-only) -> ``out_of_resources`` (A700H).
+
+This is the first of the two designs ARCHITECTURE.md weighs (the other spools the raw
+message and converts later, and could then no longer tell the scanner); the measured
+cost is in docs/benchmarks.md ("Link"). Forwarding runs in its own threads (one per
+destination, :class:`bridge.forward.runner.Forwarder`) from the same spool, so a PACS
+that is down never slows the link.
+
+No patient data is logged above DEBUG: INFO lines name the message ID, the object count
+and sizes and times only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bridge.acrnema.commands import Message
+from bridge.acrnema.elements import ByteOrder
+from bridge.convert.core import ConvertOptions, convert
+from bridge.endpoint import Answer, Endpoint, Responder
+from bridge.errors import BridgeError, ConversionError
+from bridge.forward.runner import Forwarder, RetryPolicy
+from bridge.forward.scu import Destination
+from bridge.ports.base import WordPort
+from bridge.profile import REFERENCE, Profile
+from bridge.spool.ingest import dataset_bytes, object_info
+from bridge.spool.store import Spool, SpoolError
+
+__all__ = ["Bridge", "BridgeStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BridgeStats:
+    """What the service did with store requests."""
+
+    images: int = 0
+    objects: int = 0
+    failed: int = 0
+    bytes_in: int = 0
+    commit_seconds: list[float] = field(default_factory=list)  # last word -> spool commit
+
+
+class Bridge:
+    """The service: a :class:`Responder` whose store handler converts and spools."""
+
+    def __init__(
+        self,
+        port: WordPort,
+        spool: Spool,
+        destinations: Sequence[Destination] = (),
+        *,
+        profile: Profile = REFERENCE,
+        options: ConvertOptions | None = None,
+        ae_title: str = "ACRNEMA_BRIDGE",
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.spool = spool
+        self.destinations = list(destinations)
+        self.profile = profile
+        order = profile.physical.binary_byte_order
+        self.options = options or ConvertOptions(byte_order=ByteOrder(order))
+        self.endpoint = Endpoint(port, profile)
+        self.responder = Responder(self.endpoint, self._store, ae_title=ae_title)
+        self.forwarder = Forwarder(spool, self.destinations, policy=policy)
+        self.stats = BridgeStats()
+        self._lock = threading.Lock()
+
+    def _store(self, message: Message) -> Answer:
+        arrived = time.monotonic()
+        number = message.command.message_id
+        source = f"link message {number} from {message.command.initiator or '?'}"
+        self.stats.bytes_in += len(message.data)
+        try:
+            result = convert(message.data, source=source, options=self.options)
+            ids = [
+                self.spool.put(dataset_bytes(ds), object_info(ds, source)) for ds in result.datasets
+            ]
+        except ConversionError as exc:
+            self.stats.failed += 1
+            log.warning("message %d not stored: cannot convert: %s", number, exc.reason)
+            return Answer("cannot_understand", f"cannot convert: {exc.reason}")
+        except SpoolError as exc:
+            self.stats.failed += 1
+            log.error("message %d not stored: spool: %s", number, exc)
+            return Answer("out_of_resources", f"spool: {exc}")
+        except BridgeError as exc:
+            self.stats.failed += 1
+            log.error("message %d not stored: %s", number, exc)
+            return Answer("cannot_understand", str(exc))
+        took = time.monotonic() - arrived
+        with self._lock:
+            self.stats.images += 1
+            self.stats.objects += len(ids)
+            self.stats.commit_seconds.append(took)
+        log.info(
+            "message %d stored: %d object(s), %d bytes, spooled %.1f ms after its last word",
+            number,
+            len(ids),
+            len(message.data),
+            took * 1000,
+        )
+        for warning in result.warnings:
+            log.debug("message %d: %s", number, warning)
+        return Answer("success")
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve the link and forward until ``stop`` is set; returns when both ended."""
+        self.spool.recover()
+        forward_stop = threading.Event()
+        forwarder = None
+        if self.destinations:
+            forwarder = threading.Thread(
+                target=self.forwarder.run, args=(forward_stop,), name="forwarder"
+            )
+            forwarder.start()
+        try:
+            self.responder.serve(stop)
+        finally:
+            forward_stop.set()
+            if forwarder is not None:
+                forwarder.join()
