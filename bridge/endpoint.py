@@ -97,7 +97,7 @@ class Endpoint:
 
     def _lost(self, reason: str) -> list[StackEvent]:
         log.warning("link down: %s", reason)
-        events: list[StackEvent] = list(self.stack.session.link_lost(self.clock()))
+        events: list[StackEvent] = list(self.stack.session.link_lost(self.clock(), reason))
         self.stack.reset()
         self.resets += 1
         return [*events, LinkDown(reason)]

@@ -135,11 +135,20 @@ def test_dump_reports_bad_files_and_goes_on(
     assert "Rows" in captured.out
 
 
-def test_demo_converts_a_generated_study_without_errors(
+def test_archive_demo_converts_a_generated_study_without_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     peers.require_tool("dciodvfy")
-    assert main(["demo", "--out", str(tmp_path), "--slices", "4"]) == 0
+    assert main(["demo", "--archive", "--out", str(tmp_path), "--slices", "4"]) == 0
     out = capsys.readouterr().out
     assert "dciodvfy: 0 errors in 4 files" in out
     assert (tmp_path / "dicom" / "DICOMDIR").is_file()
+
+
+def test_demo_runs_the_link_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--slices", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "images sent over the link:       4 of 4" in out
+    assert "images received by the store:    4" in out
+    assert "pixel-identical to the source:   4" in out
+    assert len(list((tmp_path / "pacs").glob("*.dcm"))) == 4

@@ -272,11 +272,18 @@ def test_application_message_with_trailing_data_set() -> None:
     assert decode_message(raw + b"\x08\x00\x10\x00", "big").data == b"\x08\x00\x10\x00"
 
 
+def test_application_group_length_ends_the_command_even_before_group_0000_data() -> None:
+    raw = bytes.fromhex(MESSAGES[0]["bytes"])
+    junk = bytes(16)  # a "data set" that starts like command elements
+    assert decode_message(raw + junk, "big").data == junk
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (b"", "no Command Field"),
-        (bytes.fromhex("00000100000000ff0001"), "runs past the message end"),
+        (bytes.fromhex("00000100000000ff0001"), "runs past the command group"),
+        (bytes.fromhex("0000000000000004000000ff"), "Group Length 255 runs past"),
         (bytes.fromhex("0000011000000002000100000100000000020001"), "out of order"),
         (bytes.fromhex("000001000000000100"), "1 bytes, not 2"),
     ],

@@ -195,14 +195,20 @@ def decode_message(data: bytes, byte_order: str = "big") -> Message:
     pos = 0
     values: dict[int, bytes] = {}
     previous = -1
-    while pos + 8 <= len(data):
+    end = len(data)
+    if len(data) >= 12 and struct.unpack_from(order + "HHI", data) == (0, 0, 4):
+        # (0000,0000) Command Group Length: where the command ends and the data set starts
+        end = 12 + struct.unpack_from(order + "I", data, 8)[0]
+        if end > len(data):
+            raise error(f"Command Group Length {end - 12} runs past the message end")
+    while pos + 8 <= end:
         group, element, length = struct.unpack_from(order + "HHI", data, pos)
         if group != 0:
             break
         if element <= previous:
             raise error(f"command element (0000,{element:04X}) out of order at byte {pos}")
-        if pos + 8 + length > len(data):
-            raise error(f"command element (0000,{element:04X}) runs past the message end")
+        if pos + 8 + length > end:
+            raise error(f"command element (0000,{element:04X}) runs past the command group")
         values[element] = data[pos + 8 : pos + 8 + length]
         previous = element
         pos += 8 + length

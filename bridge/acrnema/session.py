@@ -272,13 +272,13 @@ class Session:
         self.state = SessionState.QUIET
         self._deadline = now + self.params.abort_quiet
 
-    def link_lost(self, now: float) -> list[SessionEvent]:
+    def link_lost(self, now: float, reason: str = "the link went down") -> list[SessionEvent]:
         """The link under the session went down: an open connection is aborted."""
         if self.state in (SessionState.IDLE, SessionState.QUIET):
             return []
         self.state = SessionState.IDLE
         self._deadline = None
-        return [Aborted(3, remote=False, detail="the link went down")]
+        return [Aborted(3, remote=False, detail=reason)]
 
     @property
     def is_open(self) -> bool:

@@ -259,7 +259,7 @@ class LinkStack:
         self.down = True
         self.transport.reset()
         reason = f"data link failed: frame {failed.sequence}, {failed.reason}"
-        return [*self.session.link_lost(now), LinkDown(reason)]
+        return [*self.session.link_lost(now, reason), LinkDown(reason)]
 
     def _transport_event(self, event: object, now: float) -> list[StackEvent]:
         if isinstance(event, MessageReceived):

@@ -192,6 +192,8 @@ class Scanner:
                     comment = f" ({command.error_comment})" if command.error_comment else ""
                     return f"store failed: {name} {command.status or 0:04X}H{comment}"
             if isinstance(event, Aborted):
+                if event.reason == 3:  # the link under the connection went down
+                    return f"link down: {event.detail}"
                 return f"connection aborted: {event.text}"
             if isinstance(event, LinkDown):
                 return f"link down: {event.reason}"
