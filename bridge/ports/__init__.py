@@ -1,0 +1,32 @@
+"""Ports: the only device I/O of acrnema-bridge, chosen by URL (docs/ports.md).
+
+``open_port(url)`` gives a :class:`~bridge.ports.base.WordPort` for ``loop://NAME``,
+``tcp://HOST:PORT``, ``tcp-listen://HOST:PORT``, ``serial://DEVICE``,
+``rs485://DEVICE``, ``ftdi://...``, ``pty://`` and ``spy+`` any of them; more come
+from the ``acrnema_bridge.ports`` entry points. Optional libraries (pyserial, pyftdi)
+are imported only when their port is opened.
+"""
+
+from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, PortUnavailableError, WordPort
+from bridge.ports.faults import FaultSpec, FaultSpecError, FaultyPort
+from bridge.ports.loop import LoopPort, loop_pair
+from bridge.ports.registry import available_schemes, open_port
+from bridge.ports.spy import SpyPort, format_trace, read_trace
+
+__all__ = [
+    "MAX_RECV_WORDS",
+    "FaultSpec",
+    "FaultSpecError",
+    "FaultyPort",
+    "LinkDown",
+    "LoopPort",
+    "PortError",
+    "PortUnavailableError",
+    "SpyPort",
+    "WordPort",
+    "available_schemes",
+    "format_trace",
+    "loop_pair",
+    "open_port",
+    "read_trace",
+]

@@ -1,0 +1,74 @@
+"""Small helpers on :class:`~bridge.acrnema.physical.WordBuffer` shared by the ports."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from bridge.acrnema.physical import WordBuffer
+
+__all__ = ["WordQueue", "as_buffer", "empty_buffer", "join_buffers"]
+
+
+def empty_buffer() -> WordBuffer:
+    """A buffer with no words."""
+    return WordBuffer(np.zeros(0, dtype=np.uint16), np.zeros(0, dtype=np.uint8))
+
+
+def as_buffer(buffer: WordBuffer) -> WordBuffer:
+    """``buffer`` with the dtypes every port uses (uint16 words, uint8 parity of 0/1)."""
+    words = np.asarray(buffer.words, dtype=np.uint16).reshape(-1)
+    parity = np.asarray(buffer.parity, dtype=np.uint8).reshape(-1)
+    if len(words) != len(parity):
+        raise ValueError(f"{len(words)} words but {len(parity)} parity bits")
+    return WordBuffer(words, parity)
+
+
+def join_buffers(buffers: list[WordBuffer]) -> WordBuffer:
+    """One buffer holding ``buffers`` in order."""
+    if not buffers:
+        return empty_buffer()
+    if len(buffers) == 1:
+        return buffers[0]
+    return WordBuffer(
+        np.concatenate([b.words for b in buffers]), np.concatenate([b.parity for b in buffers])
+    )
+
+
+class WordQueue:
+    """Words waiting to be returned by ``recv``, in order; not thread-safe."""
+
+    def __init__(self) -> None:
+        self._parts: deque[WordBuffer] = deque()
+        self.words = 0
+
+    def __len__(self) -> int:
+        return self.words
+
+    def put(self, buffer: WordBuffer) -> None:
+        if len(buffer.words):
+            self._parts.append(buffer)
+            self.words += len(buffer.words)
+
+    def take(self, limit: int) -> WordBuffer:
+        """Up to ``limit`` words from the front."""
+        taken: list[WordBuffer] = []
+        count = 0
+        while self._parts and count < limit:
+            part = self._parts.popleft()
+            room = limit - count
+            if len(part.words) > room:
+                self._parts.appendleft(WordBuffer(part.words[room:], part.parity[room:]))
+                part = WordBuffer(part.words[:room], part.parity[:room])
+            taken.append(part)
+            count += len(part.words)
+        self.words -= count
+        return join_buffers(taken)
+
+    def clear(self) -> int:
+        """Forget every word; how many there were."""
+        count = self.words
+        self._parts.clear()
+        self.words = 0
+        return count

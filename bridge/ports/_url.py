@@ -1,0 +1,63 @@
+"""Port URLs: ``scheme://location?name=value&...``, with options checked once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from bridge.ports.base import PortError
+
+__all__ = ["PortURL", "flag", "parse_url", "positive_int", "seconds"]
+
+
+@dataclass(frozen=True)
+class PortURL:
+    """A port URL taken apart; ``options`` holds converted values."""
+
+    url: str
+    scheme: str
+    location: str
+    options: dict[str, Any]
+
+
+def parse_url(url: str, scheme: str, options: Mapping[str, Callable[[str], Any]]) -> PortURL:
+    """Split ``url``; each option's text goes through its converter (a bad one: PortError)."""
+    head, sep, rest = url.partition("://")
+    if not sep or head != scheme:
+        raise PortError(f"{url}: not a {scheme}:// URL")
+    location, _, query = rest.partition("?")
+    values: dict[str, Any] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True):
+        if name not in options:
+            known = ", ".join(options) or "none"
+            raise PortError(f"{url}: unknown option {name!r} (known: {known})")
+        try:
+            values[name] = options[name](text)
+        except ValueError as exc:
+            raise PortError(f"{url}: option {name}={text!r}: {exc}") from exc
+    return PortURL(url, scheme, location, values)
+
+
+def seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("seconds, 0 or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("a whole number above 0")
+    return value
+
+
+def flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("1 or 0")

@@ -1,0 +1,234 @@
+"""``serial://``, ``rs485://`` and ``ftdi://``: the link over a serial device (pyserial).
+
+``serial://DEVICE?baud=N`` opens a serial device (``serial:///dev/ttyACM0``,
+``serial://COM3``, a pty's slave such as ``serial:///dev/pts/7``) through pyserial's
+``serial_for_url``. ``rs485://DEVICE?baud=N`` is the same with the kernel's RS-485 mode
+on (pyserial's ``RS485Settings``: RTS drives the transmitter while sending); a device
+that refuses the RS-485 ioctl (a pty does, and so do many USB RS-485 adapters, which
+switch direction in hardware) is used in plain mode after a warning in the log.
+``ftdi://...`` opens an FTDI UART through pyftdi's pyserial URL handler
+(``pyftdi.serialext``), for example ``ftdi://ftdi:232h/1?baud=3000000``; it cannot be
+tested without the hardware beyond the missing-library error.
+
+All three carry the *raw word stream* of :mod:`bridge.ports.wordstream` for now; the
+production path to the interface box will speak the interface-box protocol
+(``ports/box.py``, a later issue), which unlike the raw word stream survives a lost
+byte. pyserial (``pip install acrnema-bridge[serial]``) and pyftdi
+(``pip install acrnema-bridge[ftdi]``) are imported only when such a port is opened;
+without them opening one raises :class:`~bridge.ports.base.PortUnavailableError`.
+
+Options: ``baud`` (default 115200; a USB CDC device ignores it), ``rtscts`` (hardware
+flow control, 0 or 1, default 0), ``write_timeout`` (seconds without progress before
+the peer counts as gone, default 5). XON/XOFF is never used: the stream is binary.
+After the device is lost (unplugged, or the other end of a pty closed),
+:meth:`~bridge.ports.base.WordPort.wait_peer` tries to open it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import select
+import time
+from types import ModuleType
+from typing import Any
+
+from bridge.ports._url import flag, parse_url, positive_int, seconds
+from bridge.ports.base import PortError, PortUnavailableError
+from bridge.ports.wordstream import StreamWordPort
+
+__all__ = ["SerialPort", "open_ftdi", "open_rs485", "open_serial"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BAUD = 115200
+_WRITE_MAX = 1 << 16  # pyserial copies what it is given: hand it a slice at a time
+_POLL_S = 0.002
+_OPTIONS = {"baud": positive_int, "rtscts": flag, "write_timeout": seconds}
+
+
+def _pyserial() -> ModuleType:
+    try:
+        import serial
+    except ImportError as exc:
+        raise PortUnavailableError(
+            "serial ports need pyserial: pip install acrnema-bridge[serial]"
+        ) from exc
+    return serial
+
+
+class SerialPort(StreamWordPort):
+    """A serial device carrying the raw word stream."""
+
+    def __init__(
+        self,
+        url: str,
+        device: str,
+        *,
+        baud: int = DEFAULT_BAUD,
+        rs485: bool = False,
+        rtscts: bool = False,
+        write_timeout: float = 5.0,
+        opener: Any = None,
+    ) -> None:
+        super().__init__(url)
+        self._serial = _pyserial()
+        self.device = device
+        self.baud = baud
+        self.rs485 = rs485
+        self.rtscts = rtscts
+        self.write_timeout = write_timeout
+        self._opener = opener if opener is not None else self._serial.serial_for_url
+        self._rs485_warned = False
+        self._next_try = 0.0
+        self._ser: Any = None
+        self._fd: int | None = None
+        try:
+            self._open_device()
+        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+            raise PortError(f"{url}: cannot open {device}: {exc}") from exc
+        self._stream_up()
+
+    def _open_device(self) -> None:
+        ser = self._opener(
+            self.device,
+            baudrate=self.baud,
+            timeout=0,
+            write_timeout=0,
+            rtscts=self.rtscts,
+            do_not_open=True,
+        )
+        ser.open()
+        if self.rs485:
+            self._rs485_mode(ser)
+        try:
+            self._fd = ser.fileno()
+        except (AttributeError, OSError, ValueError, NotImplementedError):
+            self._fd = None  # pyftdi: no file descriptor; poll instead
+        self._ser = ser
+        log.info("%s: opened %s at %d baud", self.url, self.device, self.baud)
+
+    def _rs485_mode(self, ser: Any) -> None:
+        rs485 = importlib.import_module("serial.rs485")
+        try:
+            ser.rs485_mode = rs485.RS485Settings()
+        except (OSError, ValueError, NotImplementedError) as exc:
+            ser.rs485_mode = None
+            if not self._rs485_warned:
+                self._rs485_warned = True
+                log.warning(
+                    "%s: %s refuses RS-485 mode (%s): using it in plain mode",
+                    self.url,
+                    self.device,
+                    exc,
+                )
+
+    def _connect(self, timeout: float) -> bool:
+        if self._ser is not None:
+            return True
+        wait = self._next_try - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            if self._next_try > time.monotonic():
+                return False
+        try:
+            self._open_device()
+        except (OSError, ValueError) as exc:
+            self._next_try = time.monotonic() + 0.2
+            log.debug("%s: reopening %s: %s", self.url, self.device, exc)
+            return False
+        return True
+
+    def _read_some(self, max_bytes: int, timeout: float) -> bytes | None:
+        ser = self._ser
+        if ser is None:
+            raise OSError("device not open")
+        if timeout > 0 and not self._wait(ser, timeout, read=True):
+            return b""
+        return bytes(ser.read(max_bytes))
+
+    def _write_some(self, data: memoryview, timeout: float) -> int:
+        ser = self._ser
+        if ser is None:
+            raise OSError("device not open")
+        try:
+            written = ser.write(data[:_WRITE_MAX])
+        except self._serial.SerialTimeoutException:
+            written = 0  # nothing went: the output buffer is full
+        if written:
+            return int(written)
+        self._wait(ser, timeout, read=False)
+        return 0
+
+    def _wait(self, ser: Any, timeout: float, *, read: bool) -> bool:
+        """Wait until the device can be read (or written); False after ``timeout``."""
+        if self._fd is not None:
+            fds = [self._fd]
+            ready = (
+                select.select(fds, [], [], timeout) if read else select.select([], fds, [], timeout)
+            )
+            return bool(ready[0] or ready[1])
+        deadline = time.monotonic() + timeout
+        while read and not ser.in_waiting:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+        if not read:
+            time.sleep(min(timeout, _POLL_S))
+        return True
+
+    def _disconnect(self) -> None:
+        ser, self._ser = self._ser, None
+        self._fd = None
+        if ser is not None:
+            ser.close()
+
+    def _release(self) -> None:
+        self._disconnect()
+
+
+def _open(url: str, scheme: str, rs485: bool) -> SerialPort:
+    parsed = parse_url(url, scheme, _OPTIONS)
+    if not parsed.location:
+        raise PortError(f"{url}: give a device, as in {scheme}:///dev/ttyUSB0")
+    options = parsed.options
+    return SerialPort(
+        url,
+        parsed.location,
+        baud=options.get("baud", DEFAULT_BAUD),
+        rs485=rs485,
+        rtscts=options.get("rtscts", False),
+        write_timeout=options.get("write_timeout", 5.0),
+    )
+
+
+def open_serial(url: str) -> SerialPort:
+    """Open ``serial://DEVICE[?baud=N&rtscts=0|1&write_timeout=S]``."""
+    return _open(url, "serial", rs485=False)
+
+
+def open_rs485(url: str) -> SerialPort:
+    """Open ``rs485://DEVICE[?baud=N&...]``: RS-485 mode where the device allows it."""
+    return _open(url, "rs485", rs485=True)
+
+
+def open_ftdi(url: str) -> SerialPort:
+    """Open ``ftdi://VENDOR:PRODUCT/INTERFACE[?baud=N&...]`` through pyftdi."""
+    _pyserial()
+    try:
+        serialext = importlib.import_module("pyftdi.serialext")
+    except ImportError as exc:
+        raise PortUnavailableError(
+            f"{url}: FTDI ports need pyftdi: pip install acrnema-bridge[ftdi]"
+        ) from exc
+    parsed = parse_url(url, "ftdi", _OPTIONS)
+    device = "ftdi://" + parsed.location
+    options = parsed.options
+    return SerialPort(
+        url,
+        device,
+        baud=options.get("baud", DEFAULT_BAUD),
+        rtscts=options.get("rtscts", False),
+        write_timeout=options.get("write_timeout", 5.0),
+        opener=serialext.serial_for_url,
+    )

@@ -1,0 +1,290 @@
+"""Fault injection: the spec's parser, the statistics of flips and drops, the stall, the
+disconnect, reproducibility, and FaultyPort over a loop:// pair."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from bridge.acrnema.physical import WordBuffer
+from bridge.ports import LinkDown, PortError, loop_pair
+from bridge.ports.faults import FaultInjector, FaultSpec, FaultSpecError, FaultyPort, hook
+from bridge.ports.loop import LoopPort
+
+MILLION = 1_000_000
+
+
+def words(count: int, seed: int = 0) -> WordBuffer:
+    rng = np.random.default_rng(seed)
+    return WordBuffer(
+        rng.integers(0, 1 << 16, count, dtype=np.uint16),
+        rng.integers(0, 2, count, dtype=np.uint8),
+    )
+
+
+def receive_all(port: LoopPort | FaultyPort, timeout: float = 0.2) -> np.ndarray:
+    """The words that arrive until none came for ``timeout``."""
+    parts = []
+    while len(buffer := port.recv(timeout).words):
+        parts.append(buffer)
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
+
+
+@pytest.fixture
+def link() -> Iterator[tuple[LoopPort, LoopPort]]:
+    a, b = loop_pair()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+# ----------------------------------------------------------------------- parsing
+
+
+def test_parse_everything() -> None:
+    spec = FaultSpec.parse("flip=1e-4, drop=1e-3,stall=2,disconnect=50000,seed=7,at=4096")
+    assert spec == FaultSpec(flip=1e-4, drop=1e-3, stall=2.0, disconnect=50000, seed=7, at=4096)
+    assert spec.active
+    assert FaultSpec.parse(str(spec)) == spec
+    assert FaultSpec.parse("unplug=0.25,disconnect=5e4").disconnect == 50000
+
+
+def test_parse_nothing() -> None:
+    assert FaultSpec.parse("") == FaultSpec()
+    assert FaultSpec.parse(" , ") == FaultSpec()
+    assert not FaultSpec().active
+    assert str(FaultSpec()) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("flap=1", "unknown name 'flap'"),
+        ("flip=often", "'often' is not a number"),
+        ("flip=2", "between 0 and 1"),
+        ("drop=-0.1", "between 0 and 1"),
+        ("stall=-1", "0 or more"),
+        ("stall=inf", "0 or more"),
+        ("disconnect=-5", "0 or more"),
+        ("disconnect=2.5", "not a whole number"),
+        ("seed=x", "not a whole number"),
+        ("flip", "NAME=VALUE"),
+        ("flip=", "NAME=VALUE"),
+        ("flip=0.1,flip=0.2", "given twice"),
+    ],
+)
+def test_parse_errors_name_the_item(text: str, message: str) -> None:
+    with pytest.raises(FaultSpecError, match=message) as info:
+        FaultSpec.parse(text)
+    assert isinstance(info.value, PortError) and isinstance(info.value, ValueError)
+    assert text.split(",")[-1].split("=")[0] in str(info.value)
+
+
+# -------------------------------------------------------------------- statistics
+
+
+def flipped(sent: WordBuffer, got: WordBuffer) -> tuple[np.ndarray, np.ndarray]:
+    """Per word: how many of the 17 lines changed, and (for one change) which line."""
+    diff_words = sent.words ^ got.words
+    diff_parity = (sent.parity ^ got.parity).astype(np.int64)
+    bits = np.unpackbits(diff_words.view(np.uint8)).reshape(-1, 16).sum(axis=1) + diff_parity
+    line = np.where(diff_parity == 1, 16, np.log2(np.maximum(diff_words, 1)).astype(np.int64))
+    return bits, line
+
+
+def test_flip_rate_and_one_bit_of_seventeen() -> None:
+    rate = 1e-2
+    injector = FaultInjector(FaultSpec(flip=rate, seed=3))
+    sent = words(MILLION, seed=1)
+    got = injector.apply(sent, "out")
+    bits, line = flipped(sent, got)
+    changed = np.flatnonzero(bits)
+    assert set(np.unique(bits[changed]).tolist()) == {1}  # exactly one line each
+    expected, sigma = MILLION * rate, np.sqrt(MILLION * rate * (1 - rate))
+    assert abs(len(changed) - expected) < 5 * sigma
+    assert injector.stats["flips"] == len(changed)
+    per_line = np.bincount(line[changed], minlength=17)
+    assert len(per_line) == 17
+    mean = len(changed) / 17
+    assert np.all(np.abs(per_line - mean) < 5 * np.sqrt(mean))  # uniform over the 17
+
+
+def test_small_flip_rate_on_a_million_words() -> None:
+    rate = 1e-4
+    injector = FaultInjector(FaultSpec(flip=rate, seed=4))
+    sent = words(MILLION, seed=2)
+    got = injector.apply(sent, "in")
+    bits, _ = flipped(sent, got)
+    assert abs(int(np.count_nonzero(bits)) - MILLION * rate) < 5 * np.sqrt(MILLION * rate)
+    assert np.all(bits <= 1)
+
+
+def test_drop_rate_keeps_order() -> None:
+    rate = 1e-2
+    injector = FaultInjector(FaultSpec(drop=rate, seed=5))
+    sent = WordBuffer(
+        np.arange(MILLION, dtype=np.int64).astype(np.uint16), np.zeros(MILLION, np.uint8)
+    )
+    got = injector.apply(sent, "out")
+    lost = MILLION - len(got.words)
+    assert abs(lost - MILLION * rate) < 5 * np.sqrt(MILLION * rate)
+    assert injector.stats["drops"] == lost
+    # what is left is the input with holes: consecutive words never go backwards by much
+    steps = np.diff(got.words).astype(np.uint16)  # modulo 2**16
+    assert np.all(steps >= 1) and np.all(steps < 20)
+
+
+def test_seeded_runs_repeat_and_directions_are_independent() -> None:
+    spec = FaultSpec(flip=1e-3, drop=1e-3, seed=7)
+    sent = words(100_000, seed=3)
+    first, second = FaultInjector(spec), FaultInjector(spec)
+    a = first.apply(sent, "out")
+    second.apply(words(5000, seed=9), "in")  # traffic the other way changes nothing
+    b = second.apply(sent, "out")
+    assert np.array_equal(a.words, b.words) and np.array_equal(a.parity, b.parity)
+    other = FaultInjector(FaultSpec(flip=1e-3, drop=1e-3, seed=8)).apply(sent, "out")
+    assert len(other.words) != len(a.words) or not np.array_equal(other.words, a.words)
+    assert first.stats["seed"] == 7
+
+
+def test_without_a_seed_one_is_drawn_and_kept() -> None:
+    injector = FaultInjector(FaultSpec(flip=1e-3))
+    assert isinstance(injector.stats["seed"], int)
+    replay = FaultInjector(FaultSpec(flip=1e-3, seed=injector.stats["seed"]))
+    sent = words(50_000)
+    assert np.array_equal(injector.apply(sent, "out").words, replay.apply(sent, "out").words)
+
+
+def test_the_input_buffer_is_not_changed() -> None:
+    sent = words(10_000, seed=4)
+    copy = WordBuffer(sent.words.copy(), sent.parity.copy())
+    FaultInjector(FaultSpec(flip=0.5, drop=0.5, seed=1)).apply(sent, "out")
+    assert np.array_equal(sent.words, copy.words) and np.array_equal(sent.parity, copy.parity)
+
+
+# ------------------------------------------------------------------------- stall
+
+
+def test_stall_discards_both_ways_for_its_time(link: tuple[LoopPort, LoopPort]) -> None:
+    a, b = link
+    faulty = FaultyPort(a, "stall=0.4,at=100")
+    faulty.send(words(60, seed=1))
+    b.send(words(30, seed=2))
+    assert len(faulty.recv(0.2).words) == 30
+    faulty.send(words(50, seed=3))  # words 90..139: the stall starts at word 100
+    assert len(receive_all(b)) == 60 + 10
+    start = time.monotonic()
+    b.send(words(20, seed=4))
+    assert len(faulty.recv(0.1).words) == 0  # the far side stopped answering
+    faulty.send(words(20, seed=5))
+    assert len(b.recv(0.1).words) == 0
+    while time.monotonic() - start < 0.45:
+        faulty.recv(0.05)
+    faulty.send(words(7, seed=6))
+    assert len(b.recv(0.5).words) == 7
+    b.send(words(8, seed=7))
+    assert len(faulty.recv(0.5).words) == 8
+    assert faulty.stats["stalls"] == 1
+    assert faulty.stats["stalled_words"] == 40 + 20 + 20
+
+
+def test_stall_via_a_loop_hook() -> None:
+    fault = hook("stall=0.3,at=10")
+    a, b = loop_pair(hook=fault)
+    try:
+        a.send(words(15))
+        assert len(b.recv(0.2).words) == 10
+        a.send(words(5))
+        assert len(b.recv(0.1).words) == 0
+        time.sleep(0.3)
+        a.send(words(5))
+        assert len(b.recv(0.2).words) == 5
+        assert fault.injector.stats["stalls"] == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_hook_refuses_disconnect() -> None:
+    with pytest.raises(FaultSpecError, match="FaultyPort"):
+        hook("disconnect=10")
+
+
+# -------------------------------------------------------------------- disconnect
+
+
+def test_disconnect_happens_once(link: tuple[LoopPort, LoopPort]) -> None:
+    a, b = link
+    faulty = FaultyPort(a, FaultSpec(disconnect=1000, unplug=0.3))
+    faulty.send(words(600, seed=1))
+    with pytest.raises(LinkDown, match="disconnected"):
+        faulty.send(words(600, seed=2))  # 400 pass, then the link breaks
+    assert faulty.stats["disconnects"] == 1
+    assert not faulty.peer_ready
+    with pytest.raises(LinkDown):
+        b.recv(0.5)  # the far side sees READY drop; the words in transit are gone
+    with pytest.raises(LinkDown, match="unplugged"):
+        faulty.send(words(5))
+    with pytest.raises(LinkDown, match="unplugged"):
+        faulty.recv(0.1)
+    start = time.monotonic()
+    assert faulty.wait_peer(2)
+    assert 0.1 < time.monotonic() - start < 1.5
+    assert b.wait_peer(1)
+    for seed in range(5):  # 2500 more words: no second disconnect
+        faulty.send(words(500, seed=seed))
+        assert len(receive_all(b)) == 500
+    assert faulty.stats["disconnects"] == 1
+
+
+def test_disconnect_on_the_receiving_side(link: tuple[LoopPort, LoopPort]) -> None:
+    a, b = link
+    faulty = FaultyPort(a, "disconnect=100,unplug=0.2")
+    b.send(words(150))
+    assert len(faulty.recv(0.5).words) == 100  # what came before the break arrives
+    with pytest.raises(LinkDown):
+        faulty.recv(0.1)
+    with pytest.raises(LinkDown):
+        b.send(words(1))
+    assert faulty.wait_peer(2) and b.wait_peer(1)
+
+
+# --------------------------------------------------------------- FaultyPort
+
+
+def test_faulty_port_flips_both_ways(link: tuple[LoopPort, LoopPort]) -> None:
+    a, b = link
+    faulty = FaultyPort(a, "flip=0.05,seed=11")
+    sent = words(20_000, seed=12)
+    faulty.send(sent)
+    got = b.recv(1)
+    out_flips = int(np.count_nonzero((sent.words != got.words) | (sent.parity != got.parity)))
+    b.send(sent)
+    got = faulty.recv(1)
+    in_flips = int(np.count_nonzero((sent.words != got.words) | (sent.parity != got.parity)))
+    for count in (out_flips, in_flips):
+        assert abs(count - 1000) < 5 * np.sqrt(1000)
+    assert faulty.stats["flips"] == out_flips + in_flips
+    assert faulty.stats["words"] == 40_000
+    assert faulty.url == a.url
+
+
+def test_faulty_port_without_faults_is_transparent(link: tuple[LoopPort, LoopPort]) -> None:
+    a, b = link
+    faulty = FaultyPort(a, FaultSpec())
+    faulty.send(words(100, seed=1))
+    got = b.recv(1)
+    assert np.array_equal(got.words, words(100, seed=1).words)
+    faulty.set_ready(False)
+    with pytest.raises(LinkDown):
+        b.recv(0.5)
+    faulty.set_ready(True)
+    assert b.wait_peer(1) and faulty.wait_peer(1) and faulty.peer_ready
+    faulty.close()
+    with pytest.raises(LinkDown):
+        b.recv(0.5)

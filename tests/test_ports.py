@@ -1,0 +1,796 @@
+"""Ports: one conformance suite over every port kind, then what is special to each.
+
+The conformance tests run on each kind in ``KINDS`` (python-can's back-to-back tests):
+``loop``, ``tcp`` (tcp-listen on 127.0.0.1 port 0 and tcp connect), ``serial`` and
+``rs485`` (a pty: ``pty://`` on the master, the slave opened through pyserial),
+``spy+loop`` and ``spy+tcp``. Every test fails if it leaves a file descriptor (socket,
+pty, device, trace file) or a ``loop://`` name open; conftest.py fails one that leaves
+a thread running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.acrnema.physical import WordBuffer
+from bridge.ports import (
+    MAX_RECV_WORDS,
+    LinkDown,
+    PortError,
+    PortUnavailableError,
+    WordPort,
+    available_schemes,
+    format_trace,
+    loop_pair,
+    open_port,
+    read_trace,
+    registry,
+)
+from bridge.ports import loop as loop_module
+from bridge.ports.spy import SpyPort, split_spy_url
+from bridge.ports.wordstream import (
+    LineState,
+    StreamWordPort,
+    WordStreamDecoder,
+    encode_line_state,
+    encode_words,
+)
+
+KINDS = ["loop", "tcp", "serial", "rs485", "spy+loop", "spy+tcp"]
+STREAM_KINDS = {"tcp", "serial", "rs485", "spy+tcp"}
+LINK_S = 5.0  # how long two sides may take to find each other
+
+
+def words(count: int, seed: int = 0) -> WordBuffer:
+    rng = np.random.default_rng(seed)
+    return WordBuffer(
+        rng.integers(0, 1 << 16, count, dtype=np.uint16),
+        rng.integers(0, 2, count, dtype=np.uint8),
+    )
+
+
+def same(a: WordBuffer, b: WordBuffer) -> bool:
+    return np.array_equal(a.words, b.words) and np.array_equal(a.parity, b.parity)
+
+
+def receive(port: WordPort, count: int, timeout: float = 10.0) -> tuple[WordBuffer, list[int]]:
+    """``count`` words from ``port`` and the sizes of the reads that brought them."""
+    parts: list[WordBuffer] = []
+    sizes: list[int] = []
+    got = 0
+    deadline = time.monotonic() + timeout
+    while got < count:
+        assert time.monotonic() < deadline, f"only {got} of {count} words arrived"
+        buffer = port.recv(0.5)
+        if len(buffer.words):
+            parts.append(buffer)
+            sizes.append(len(buffer.words))
+            got += len(buffer.words)
+    return (
+        WordBuffer(
+            np.concatenate([p.words for p in parts]), np.concatenate([p.parity for p in parts])
+        ),
+        sizes,
+    )
+
+
+def wait_both(a: WordPort, b: WordPort, timeout: float = LINK_S) -> None:
+    """Let two ends in one thread find each other (each answers only while it reads)."""
+    deadline = time.monotonic() + timeout
+    while not (a.peer_ready and b.peer_ready):
+        assert time.monotonic() < deadline, "the two ends did not find each other"
+        a.wait_peer(0.02)
+        b.wait_peer(0.02)
+
+
+def in_thread(action: Callable[[], Any]) -> Callable[[], None]:
+    """Start ``action`` in a thread; the returned function joins it and re-raises."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="test-peer")
+    thread.start()
+
+    def join() -> None:
+        thread.join(30)
+        assert not thread.is_alive(), "the peer thread hangs"
+        if errors:
+            raise errors[0]
+
+    return join
+
+
+def expect_down(action: Callable[[], Any]) -> None:
+    with pytest.raises(LinkDown):
+        action()
+
+
+# ------------------------------------------------------------------------ fixtures
+
+
+def _open_fds() -> set[int]:
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the directory listing's own descriptor
+        fds.add(int(name))
+    return fds
+
+
+@pytest.fixture(autouse=True)
+def no_port_leak() -> Iterator[None]:
+    """Fail a test that leaves a descriptor or a loop:// name open."""
+    fds = _open_fds() if os.path.isdir("/proc/self/fd") else None
+    names = set(loop_module.active_names())
+    yield
+    leaked_names = set(loop_module.active_names()) - names
+    assert not leaked_names, f"loop:// names left open: {sorted(leaked_names)}"
+    if fds is not None:
+        leaked = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in _open_fds() - fds}
+        assert not leaked, f"descriptors left open: {leaked}"
+
+
+@dataclass
+class Pair:
+    kind: str
+    a: WordPort
+    b: WordPort
+    traces: list[Path] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+
+_names = iter(range(1 << 30))
+
+
+def open_pair(kind: str, tmp_path: Path) -> Pair:
+    """Two connected ends of ``kind`` (A, B), not yet waited for."""
+    name = f"conformance-{next(_names)}"
+    if kind == "loop":
+        return Pair(kind, open_port(f"loop://{name}"), open_port(f"loop://{name}"))
+    if kind == "spy+loop":
+        trace = tmp_path / f"{name}.bin"
+        a = open_port(f"spy+loop://{name}?trace={trace}")
+        return Pair(kind, a, open_port(f"loop://{name}"), [trace])
+    if kind in ("tcp", "spy+tcp"):
+        if kind == "tcp":
+            a = open_port("tcp-listen://127.0.0.1:0")
+            address = a.address  # type: ignore[attr-defined]
+            traces = []
+        else:
+            trace = tmp_path / f"{name}.bin"
+            a = open_port(f"spy+tcp-listen://127.0.0.1:0?trace={trace}")
+            address = a.port.address  # type: ignore[attr-defined]
+            traces = [trace]
+        try:
+            b = open_port(f"tcp://127.0.0.1:{address[1]}")
+        except BaseException:
+            a.close()
+            raise
+        return Pair(kind, a, b, traces)
+    if kind in ("serial", "rs485"):
+        pytest.importorskip("serial")
+        master = open_port("pty://")
+        try:
+            device = master.device  # type: ignore[attr-defined]
+            return Pair(kind, open_port(f"{kind}://{device}?baud=115200"), master)
+        except BaseException:
+            master.close()
+            raise
+    raise AssertionError(kind)
+
+
+@pytest.fixture(params=KINDS)
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
+    link = open_pair(request.param, tmp_path)
+    try:
+        wait_both(link.a, link.b)
+        yield link
+    finally:
+        link.close()
+
+
+def listener_of(link: Pair) -> Any:
+    return link.a.port if isinstance(link.a, SpyPort) else link.a
+
+
+# --------------------------------------------------------------- conformance suite
+
+
+def test_small_transfer_both_ways(pair: Pair) -> None:
+    pair.a.send(words(10, seed=1))
+    got, _ = receive(pair.b, 10)
+    assert same(got, words(10, seed=1))
+    pair.b.send(words(3, seed=2))
+    pair.b.send(words(4, seed=3))
+    got, _ = receive(pair.a, 7)
+    first, second = words(3, seed=2), words(4, seed=3)
+    expected = WordBuffer(
+        np.concatenate([first.words, second.words]), np.concatenate([first.parity, second.parity])
+    )
+    assert same(got, expected)
+
+
+def test_large_transfer_in_order_split_reads(pair: Pair) -> None:
+    count = MAX_RECV_WORDS + 4096  # more than one recv may return
+    sent = words(count, seed=5)
+    join = in_thread(lambda: [pair.a.send(WordBuffer(w, p)) for w, p in _chunks(sent, 1 << 17)])
+    try:
+        got, sizes = receive(pair.b, count, timeout=30)
+    finally:
+        join()
+    assert same(got, sent)
+    assert max(sizes) <= MAX_RECV_WORDS
+
+
+def test_both_directions_at_once(pair: Pair) -> None:
+    count = 1 << 16
+    join_a = in_thread(lambda: pair.a.send(words(count, seed=7)))
+    join_b = in_thread(lambda: pair.b.send(words(count, seed=8)))
+    try:
+        got_b, _ = receive(pair.b, count)
+        got_a, _ = receive(pair.a, count)
+    finally:
+        join_a()
+        join_b()
+    assert same(got_b, words(count, seed=7))
+    assert same(got_a, words(count, seed=8))
+
+
+def _chunks(buffer: WordBuffer, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for start in range(0, len(buffer.words), size):
+        yield buffer.words[start : start + size], buffer.parity[start : start + size]
+
+
+def test_recv_timeout_returns_empty_in_time(pair: Pair) -> None:
+    start = time.monotonic()
+    buffer = pair.b.recv(0.2)
+    elapsed = time.monotonic() - start
+    assert len(buffer.words) == 0 and len(buffer.parity) == 0
+    assert 0.15 <= elapsed < 1.0
+    start = time.monotonic()
+    assert len(pair.a.recv(0).words) == 0
+    assert time.monotonic() - start < 0.5
+
+
+def test_empty_send_is_harmless(pair: Pair) -> None:
+    pair.a.send(words(0))
+    pair.a.send(words(2, seed=9))
+    got, _ = receive(pair.b, 2)
+    assert same(got, words(2, seed=9))
+
+
+def test_ready_drop_and_back(pair: Pair) -> None:
+    pair.a.set_ready(False)
+    expect_down(lambda: pair.b.recv(LINK_S))
+    assert not pair.b.peer_ready
+    expect_down(lambda: pair.b.send(words(4)))
+    expect_down(lambda: pair.b.recv(0.1))  # again on each call while the peer is down
+    expect_down(lambda: pair.a.send(words(4)))  # our own READY is down: nothing goes
+    assert not pair.b.wait_peer(0.1)
+    pair.a.set_ready(True)
+    wait_both(pair.a, pair.b)
+    pair.a.send(words(5, seed=11))
+    got, _ = receive(pair.b, 5)
+    assert same(got, words(5, seed=11))
+    pair.b.send(words(6, seed=12))
+    got, _ = receive(pair.a, 6)
+    assert same(got, words(6, seed=12))
+
+
+def test_short_drop_is_reported_once(pair: Pair) -> None:
+    pair.a.set_ready(False)
+    pair.a.set_ready(True)
+    expect_down(lambda: pair.b.recv(LINK_S))
+    wait_both(pair.a, pair.b)
+    pair.a.send(words(3, seed=13))
+    got, _ = receive(pair.b, 3)
+    assert same(got, words(3, seed=13))
+
+
+def test_close_is_seen_and_idempotent(pair: Pair) -> None:
+    pair.a.close()
+    expect_down(lambda: pair.b.recv(LINK_S))
+    expect_down(lambda: pair.b.send(words(2)))
+    assert not pair.b.peer_ready
+    assert not pair.b.wait_peer(0.3)
+    pair.a.close()
+    with pytest.raises(PortError) as info:
+        pair.a.send(words(2))
+    assert not isinstance(info.value, LinkDown)
+    with pytest.raises(PortError):
+        pair.a.recv(0.1)
+    pair.b.close()
+    pair.b.close()
+
+
+def test_context_manager_closes(pair: Pair) -> None:
+    with pair.b as port:
+        assert port is pair.b
+    expect_down(lambda: pair.a.recv(LINK_S))
+
+
+# ------------------------------------------------------------------ per kind
+
+
+@pytest.mark.parametrize("kind", ["loop", "spy+loop"])
+def test_words_in_transit_are_discarded_on_drop(kind: str, tmp_path: Path) -> None:
+    link = open_pair(kind, tmp_path)
+    try:
+        wait_both(link.a, link.b)
+        link.a.send(words(100))
+        link.a.set_ready(False)
+        expect_down(lambda: link.b.recv(0.1))
+        link.a.set_ready(True)
+        wait_both(link.a, link.b)
+        assert len(link.b.recv(0.1).words) == 0
+    finally:
+        link.close()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "spy+tcp"])
+def test_tcp_reconnects_after_the_listener_drops_the_connection(kind: str, tmp_path: Path) -> None:
+    link = open_pair(kind, tmp_path)
+    try:
+        wait_both(link.a, link.b)
+        listener_of(link).drop_connection()
+        expect_down(lambda: link.b.recv(LINK_S))
+        expect_down(lambda: link.a.recv(0.1))
+        wait_both(link.a, link.b)
+        link.b.send(words(8, seed=21))
+        got, _ = receive(link.a, 8)
+        assert same(got, words(8, seed=21))
+        link.a.send(words(9, seed=22))
+        got, _ = receive(link.b, 9)
+        assert same(got, words(9, seed=22))
+    finally:
+        link.close()
+
+
+def test_tcp_client_before_the_listener() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port_number = probe.getsockname()[1]
+    probe.close()
+    client = open_port(f"tcp://127.0.0.1:{port_number}?connect_timeout=0.2")
+    try:
+        assert not client.wait_peer(0.3)
+        expect_down(lambda: client.recv(0.1))
+        listener = open_port(f"tcp-listen://127.0.0.1:{port_number}")
+        try:
+            wait_both(client, listener)
+            client.send(words(4, seed=23))
+            got, _ = receive(listener, 4)
+            assert same(got, words(4, seed=23))
+        finally:
+            listener.close()
+    finally:
+        client.close()
+
+
+def test_tcp_listener_accepts_the_next_connection() -> None:
+    listener = open_port("tcp-listen://127.0.0.1:0")
+    address = listener.address  # type: ignore[attr-defined]
+    try:
+        first = open_port(f"tcp://127.0.0.1:{address[1]}")
+        wait_both(listener, first)
+        first.close()
+        expect_down(lambda: listener.recv(LINK_S))
+        second = open_port(f"tcp://127.0.0.1:{address[1]}")
+        try:
+            wait_both(listener, second)
+            second.send(words(3, seed=24))
+            got, _ = receive(listener, 3)
+            assert same(got, words(3, seed=24))
+        finally:
+            second.close()
+    finally:
+        listener.close()
+
+
+def test_tcp_urls() -> None:
+    with pytest.raises(PortError, match="HOST:PORT"):
+        open_port("tcp://127.0.0.1")
+    with pytest.raises(PortError, match="unknown option 'speed'"):
+        open_port("tcp://127.0.0.1:1?speed=3")
+    with pytest.raises(PortError, match="write_timeout"):
+        open_port("tcp-listen://127.0.0.1:0?write_timeout=-1")
+    with pytest.raises(PortError, match="cannot resolve"):
+        open_port("tcp://no-such-host.invalid:5104?connect_timeout=0.1")
+    listener = open_port("tcp-listen://127.0.0.1:0")
+    try:
+        taken = listener.address[1]  # type: ignore[attr-defined]
+        with pytest.raises(PortError, match="cannot listen"):
+            open_port(f"tcp-listen://127.0.0.1:{taken}")
+    finally:
+        listener.close()
+
+
+def test_a_peer_that_stops_reading_counts_as_gone() -> None:
+    listener = open_port("tcp-listen://127.0.0.1:0?write_timeout=0.3")
+    address = listener.address  # type: ignore[attr-defined]
+    client = open_port(f"tcp://127.0.0.1:{address[1]}")
+    try:
+        wait_both(listener, client)
+        start = time.monotonic()
+        with pytest.raises(LinkDown, match="stopped reading"):
+            for _ in range(200):  # far more than the socket buffers hold
+                listener.send(words(1 << 18))
+        assert time.monotonic() - start < 20
+        assert not listener.peer_ready
+    finally:
+        listener.close()
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["serial", "rs485"])
+def test_serial_end_reopens_and_finds_the_peer(kind: str, tmp_path: Path) -> None:
+    link = open_pair(kind, tmp_path)
+    try:
+        wait_both(link.a, link.b)
+        device = link.b.device  # type: ignore[attr-defined]
+        link.a.close()
+        expect_down(lambda: link.b.recv(LINK_S))
+        link.a = open_port(f"{kind}://{device}")
+        wait_both(link.a, link.b)
+        link.b.send(words(6, seed=31))
+        got, _ = receive(link.a, 6)
+        assert same(got, words(6, seed=31))
+    finally:
+        link.close()
+
+
+def test_serial_restart_without_dropping_ready_is_answered(tmp_path: Path) -> None:
+    """A peer that comes back without the other side having seen it go (power cut)."""
+    pytest.importorskip("serial")
+    master = open_port("pty://")
+    device = master.device  # type: ignore[attr-defined]
+    try:
+        first = open_port(f"serial://{device}")
+        wait_both(first, master)
+        first._closed = True  # type: ignore[attr-defined] # vanish without a goodbye
+        first._release()  # type: ignore[attr-defined]
+        second = open_port(f"serial://{device}")
+        try:
+            wait_both(second, master)
+            second.send(words(5, seed=32))
+            got, _ = receive(master, 5)
+            assert same(got, words(5, seed=32))
+        finally:
+            second.close()
+    finally:
+        master.close()
+
+
+def test_rs485_on_a_pty_falls_back_to_plain_mode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.ports.serial")
+    link = open_pair("rs485", tmp_path)
+    link.close()
+    assert "plain mode" in caplog.text
+
+
+def test_serial_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("serial")
+    with pytest.raises(PortError, match="cannot open"):
+        open_port(f"serial://{tmp_path}/no-such-device")
+    with pytest.raises(PortError, match="give a device"):
+        open_port("serial://")
+    with pytest.raises(PortError, match="baud"):
+        open_port(f"serial://{tmp_path}/x?baud=fast")
+    monkeypatch.setitem(sys.modules, "serial", None)  # pyserial not installed
+    with pytest.raises(PortUnavailableError, match=re.escape("acrnema-bridge[serial]")):
+        open_port("serial:///dev/ttyUSB0")
+    with pytest.raises(PortUnavailableError, match=re.escape("acrnema-bridge[serial]")):
+        open_port("rs485:///dev/ttyUSB0")
+
+
+def test_ftdi_without_pyftdi(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("serial")
+    monkeypatch.setitem(sys.modules, "pyftdi", None)
+    monkeypatch.setitem(sys.modules, "pyftdi.serialext", None)
+    with pytest.raises(PortUnavailableError, match=re.escape("acrnema-bridge[ftdi]")):
+        open_port("ftdi://ftdi:232h/1?baud=3000000")
+
+
+def test_pty_url() -> None:
+    with pytest.raises(PortError, match="serial://"):
+        open_port("pty:///dev/pts/3")
+
+
+# ------------------------------------------------------------------------ loop
+
+
+def test_loop_names() -> None:
+    a = open_port("loop://names")
+    b = open_port("loop://names")
+    try:
+        assert (a.end, b.end) == ("a", "b")  # type: ignore[attr-defined]
+        with pytest.raises(PortError, match="two ends"):
+            open_port("loop://names")
+        with pytest.raises(PortError, match="in use"):
+            loop_pair("names")
+    finally:
+        a.close()
+        assert "names" in loop_module.active_names()
+        b.close()
+    assert "names" not in loop_module.active_names()
+    with pytest.raises(PortError, match="give a name"):
+        open_port("loop://")
+    with pytest.raises(PortError, match="no options"):
+        open_port("loop://x?hook=1")
+
+
+def test_loop_hook_sees_every_buffer_with_its_direction() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def hook(buffer: WordBuffer, direction: str) -> WordBuffer:
+        seen.append((direction, len(buffer.words)))
+        return WordBuffer(buffer.words ^ np.uint16(1), buffer.parity)
+
+    a, b = loop_pair(hook=hook)
+    try:
+        a.send(words(4, seed=41))
+        b.send(words(2, seed=42))
+        got, _ = receive(b, 4)
+        assert np.array_equal(got.words, words(4, seed=41).words ^ 1)
+        receive(a, 2)
+        assert seen == [("a->b", 4), ("b->a", 2)]
+        a.hook = None
+        a.send(words(4, seed=41))
+        got, _ = receive(b, 4)
+        assert same(got, words(4, seed=41))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_loop_recv_wakes_up_when_the_peer_closes() -> None:
+    a, b = loop_pair()
+    try:
+        closer = threading.Timer(0.1, a.close)
+        closer.start()
+        start = time.monotonic()
+        expect_down(lambda: b.recv(5))
+        assert time.monotonic() - start < 2
+        closer.join()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_opening_loop_does_not_import_serial() -> None:
+    code = (
+        "import sys\n"
+        "from bridge.ports import open_port\n"
+        "a = open_port('loop://x'); b = open_port('loop://x'); a.close(); b.close()\n"
+        "assert 'serial' not in sys.modules, 'serial imported'\n"
+        "assert 'pyftdi' not in sys.modules, 'pyftdi imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -------------------------------------------------------------------- registry
+
+
+def test_available_schemes() -> None:
+    schemes = available_schemes()
+    for scheme in ("loop", "tcp", "tcp-listen", "serial", "rs485", "ftdi", "pty"):
+        assert scheme in schemes
+
+
+def test_unknown_scheme_lists_the_known_ones() -> None:
+    with pytest.raises(PortError, match=r"unknown port.*loop://.*tcp://") as info:
+        open_port("carrier-pigeon://home")
+    assert "spy+" in str(info.value)
+    with pytest.raises(PortError, match="unknown port"):
+        open_port("no-scheme-here")
+
+
+def fake_factory(url: str) -> WordPort:
+    a, b = loop_pair()
+    b.close()
+    a.url = url
+    return a
+
+
+def test_entry_points_add_schemes(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = EntryPoint("fake", f"{__name__}:fake_factory", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    assert "fake" in available_schemes()
+    port = open_port("fake://thing")
+    try:
+        assert port.url == "fake://thing"
+    finally:
+        port.close()
+
+
+def test_a_broken_entry_point_is_a_port_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = EntryPoint("tcp", "no.such.module:factory", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    with pytest.raises(PortError, match="cannot load"):
+        open_port("tcp://127.0.0.1:1")
+
+
+# ------------------------------------------------------------------------- spy
+
+
+def test_spy_records_the_traffic(tmp_path: Path) -> None:
+    trace = tmp_path / "t.bin"
+    a = open_port(f"spy+loop://spied?trace={trace}")
+    b = open_port("loop://spied")
+    try:
+        wait_both(a, b)
+        a.send(words(20, seed=51))
+        b.send(words(3, seed=52))
+        receive(a, 3)
+        b.set_ready(False)
+        expect_down(lambda: a.recv(0.1))
+    finally:
+        a.close()
+        b.close()
+    records = list(read_trace(trace))
+    data = [(r.direction, len(r.buffer.words)) for r in records if r.direction != "line"]
+    assert data == [("out", 20), ("in", 3)]
+    out = next(r for r in records if r.direction == "out")
+    assert same(out.buffer, words(20, seed=51))
+    lines = [r.line_state for r in records if r.direction == "line"]
+    assert lines[0] == (True, False, False)  # opened before its peer
+    assert (True, True, False) in lines
+    assert (True, False, True) in lines  # the peer dropped READY
+    assert lines[-1][0] is False  # closed
+    times = [r.time for r in records]
+    assert times == sorted(times)
+    text = list(format_trace(trace, words=2))
+    assert len(text) == len(records)
+    assert re.search(r"out\s+20\s+[0-9A-F]{4} [0-9A-F]{4} \.\.\.$", "\n".join(text), re.M)
+    assert any("ready=1 peer=0 link-down" in line for line in text)
+
+
+def test_spy_default_trace_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    a = open_port("spy+loop://default-trace")
+    a.close()
+    (found,) = tmp_path.glob("acrnema-trace-*.bin")
+    assert re.fullmatch(r"acrnema-trace-\d{8}-\d{6}\.bin", found.name)
+    assert [r.direction for r in read_trace(found)] == ["line", "line"]
+
+
+def test_spy_url_keeps_the_inner_options() -> None:
+    assert split_spy_url("spy+tcp://h:1?write_timeout=2&trace=x.bin") == (
+        "tcp://h:1?write_timeout=2",
+        "x.bin",
+    )
+    assert split_spy_url("spy+loop://a") == ("loop://a", None)
+    with pytest.raises(PortError):
+        split_spy_url("spy+")
+
+
+def test_read_trace_rejects_other_files_and_stops_at_a_cut(tmp_path: Path) -> None:
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"not a trace\n")
+    with pytest.raises(PortError, match="not an acrnema-bridge trace"):
+        list(read_trace(other))
+    trace = tmp_path / "cut.bin"
+    a, b = loop_pair()
+    spy = SpyPort(a, trace)
+    spy.send(words(10))
+    spy.close()
+    b.close()
+    whole = trace.read_bytes()
+    trace.write_bytes(whole[:-5])
+    assert [r.direction for r in read_trace(trace)] == ["line", "out"]
+
+
+# ------------------------------------------------------------------ wordstream
+
+
+def test_wordstream_unit_layout() -> None:
+    data = encode_words(
+        WordBuffer(np.array([0x1234, 0xFFFF], np.uint16), np.array([1, 0], np.uint8))
+    )
+    assert data == bytes([0x12, 0x34, 0x01, 0xFF, 0xFF, 0x00])
+    assert encode_line_state(True) == b"\x00\x00\x81"
+    assert encode_line_state(False, sees_ready=True) == b"\x00\x00\x82"
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 1)), max_size=200),
+    st.lists(st.integers(1, 7), min_size=1, max_size=20),
+)
+def test_wordstream_roundtrip_split_anywhere(units: list[tuple[int, int]], cuts: list[int]) -> None:
+    buffer = WordBuffer(
+        np.array([w for w, _ in units], np.uint16), np.array([p for _, p in units], np.uint8)
+    )
+    data = encode_words(buffer)
+    decoder = WordStreamDecoder()
+    out: list[WordBuffer] = []
+    position = 0
+    for cut in cuts * (len(data) // max(1, sum(cuts)) + 1):
+        events = decoder.feed(data[position : position + cut])
+        out += [e for e in events if isinstance(e, WordBuffer)]
+        position += cut
+        if position >= len(data):
+            break
+    got_words = np.concatenate([b.words for b in out]) if out else np.zeros(0, np.uint16)
+    got_parity = np.concatenate([b.parity for b in out]) if out else np.zeros(0, np.uint8)
+    assert np.array_equal(got_words, buffer.words)
+    assert np.array_equal(got_parity, buffer.parity)
+    assert decoder.pending_bytes == 0 and decoder.invalid == 0
+
+
+def test_wordstream_byte_by_byte_and_trailing_partial() -> None:
+    data = (
+        encode_words(words(3, seed=61))
+        + encode_line_state(True)
+        + encode_words(words(2, seed=62))
+        + b"\x12"
+    )
+    decoder = WordStreamDecoder()
+    events: list[WordBuffer | LineState] = []
+    for index in range(len(data)):
+        events += decoder.feed(data[index : index + 1])
+    assert decoder.pending_bytes == 1
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["WordBuffer"] * 3 + ["LineState"] + ["WordBuffer"] * 2
+    whole = WordStreamDecoder().feed(data)
+    assert [type(e).__name__ for e in whole] == ["WordBuffer", "LineState", "WordBuffer"]
+    assert same(whole[0], words(3, seed=61))  # type: ignore[arg-type]
+    assert whole[1] == LineState(ready=True, sees_ready=False)
+    assert same(whole[2], words(2, seed=62))  # type: ignore[arg-type]
+
+
+def test_wordstream_invalid_units_are_dropped_and_counted() -> None:
+    good = encode_words(words(4, seed=63))
+    bad = bytes([0x12, 0x34, 0x02, 0x00, 0x01, 0x81, 0xAB, 0xCD, 0xFF])  # 3 invalid units
+    decoder = WordStreamDecoder()
+    events = decoder.feed(good[:6] + bad + good[6:] + encode_line_state(False, True))
+    assert decoder.invalid == 3
+    assert len(events) == 2
+    assert same(events[0], words(4, seed=63))  # type: ignore[arg-type]
+    assert events[1] == LineState(ready=False, sees_ready=True)
+
+
+def test_wordstream_speed_is_well_above_the_link() -> None:
+    buffer = words(1 << 18)
+    decoder = WordStreamDecoder()
+    start = time.perf_counter()
+    for _ in range(10):
+        decoder.feed(encode_words(buffer))
+    rate = 2 * (1 << 18) * 10 / (time.perf_counter() - start) / 1e6
+    assert rate > 20, f"{rate:.0f} MB/s"  # the module docstring gives the real figure
+
+
+def test_stream_port_is_the_base_of_the_byte_stream_ports(tmp_path: Path) -> None:
+    link = open_pair("tcp", tmp_path)
+    try:
+        assert isinstance(link.a, StreamWordPort) and isinstance(link.b, StreamWordPort)
+    finally:
+        link.close()
