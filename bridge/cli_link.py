@@ -23,6 +23,12 @@ COMMANDS = ("run", "emulate")
 log = logging.getLogger("bridge.cli")
 
 
+def _gpio_note() -> str:
+    from bridge.ports.ftdi_gpio import RATE_NOTE
+
+    return RATE_NOTE.rstrip(". ")
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bridge import cli_forward
 
@@ -37,7 +43,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
             "never half-stored. Logs go to stderr; no patient data is logged above DEBUG "
             "(-vv). Port URLs: loop://NAME, tcp://HOST:PORT, tcp-listen://HOST:PORT, "
-            "serial://DEVICE, rs485://DEVICE, spy+URL (docs/ports.md)."
+            "serial://DEVICE, rs485://DEVICE, ftdi://DEVICE (FTDI UART), spy+URL "
+            "(docs/ports.md). " + _gpio_note() + "."
         ),
     )
     run.add_argument("--port", required=True, metavar="URL", help="the link port")

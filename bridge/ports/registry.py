@@ -33,6 +33,7 @@ BUILTIN = {
     "rs485": "bridge.ports.serial:open_rs485",
     "ftdi": "bridge.ports.serial:open_ftdi",
     "pty": "bridge.ports.pty:open_pty",
+    "ftdi-gpio": "bridge.ports.ftdi_gpio:open_ftdi_gpio",
 }
 
 Factory = Callable[[str], WordPort]
