@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean firmware
 
 venv: $(STAMP)
 
@@ -12,18 +12,26 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the PIO assembler and emulator of the firmware tests; --no-deps: the assembler's
+	# declared dependencies (Adafruit Blinka and its board drivers) are not used
+	$(BIN)/python -m pip install --quiet --no-deps \
+	    'rp2040-pio-emulator==0.88.0' 'adafruit-circuitpython-pioasm==1.3.8'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/acrnema-bridge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check bridge tests bench hwtests
+	$(BIN)/ruff format --check bridge tests bench hwtests
 	$(BIN)/mypy
 
-test: lint
+firmware: $(STAMP)
+	$(MAKE) -C firmware PYTHON=$(abspath $(BIN))/python test lib cross
+
+test: lint firmware
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	$(MAKE) -C firmware clean

@@ -8,7 +8,8 @@ parity, over whole buffers with numpy: nothing here is done per word in Python.
 Byte order: ``"big"`` puts the first byte of each pair on D15-D8 (the reference
 profile's choice for text), ``"little"`` on D7-D0. Parity: ``"odd"`` (the reference
 profile: the 17 bits of a word and its parity line hold an odd number of ones, so an
-all-idle bus is never a valid word), ``"even"`` or ``"none"``.
+all-zeros bus is never a valid word; an undriven bus read as all ones by fail-safe
+receivers would be, see docs/hardware.md section 3), ``"even"`` or ``"none"``.
 """
 
 from __future__ import annotations
