@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/acrnema-bridge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check bridge tests bench hwtests
+	$(BIN)/ruff format --check bridge tests bench hwtests
 	$(BIN)/mypy
 
 firmware: $(STAMP)
@@ -31,6 +31,7 @@ firmware: $(STAMP)
 
 test: lint firmware
 	$(BIN)/python -m pytest
+	BRIDGE_HW_EMULATED=1 $(BIN)/python -m pytest hwtests  # the bench suite, emulated box
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -44,7 +44,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "never half-stored. Logs go to stderr; no patient data is logged above DEBUG "
             "(-vv). Port URLs: loop://NAME, tcp://HOST:PORT, tcp-listen://HOST:PORT, "
             "serial://DEVICE, rs485://DEVICE, ftdi://DEVICE (FTDI UART), spy+URL "
-            "(docs/ports.md). " + _gpio_note() + "."
+            "(docs/ports.md); the interface box: box+serial:///dev/ttyACM0 (or box+rs485://, "
+            "box+ftdi://, box+tcp://), configured from --profile; when the box goes away the "
+            "link is down and the box is reopened every 0.2 s (docs/box-protocol.md). "
+            + _gpio_note()
+            + "."
         ),
     )
     run.add_argument("--port", required=True, metavar="URL", help="the link port")
@@ -95,12 +99,19 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
 
 
-def _open(url: str, faults: str | None = None):  # type: ignore[no-untyped-def]
-    from bridge.ports import open_port
+def _open(url: str, faults: str | None = None, profile: object = None):  # type: ignore[no-untyped-def]
+    """The port of ``url``; a ``box+`` port is configured from ``profile`` (--profile)."""
+    from bridge.ports import WordPort, open_port
     from bridge.ports.faults import FaultSpec, FaultyPort
 
     spec = FaultSpec.parse(faults) if faults else None
-    port = open_port(url)
+    port: WordPort
+    if profile is not None and url.startswith("box+"):
+        from bridge.ports.box import open_box
+
+        port = open_box(url, profile)  # type: ignore[arg-type]
+    else:
+        port = open_port(url)
     return FaultyPort(port, spec) if spec is not None else port
 
 
@@ -126,7 +137,7 @@ def _run(args: argparse.Namespace, profile: object) -> int:
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
     spool_path = args.spool if args.spool is not None else config.spool.path
     spool = Spool(spool_path, retention_days=config.spool.retention_days)
-    port = _open(args.port)
+    port = _open(args.port, profile=profile if args.profile is not None else None)
     bridge = Bridge(
         port,
         spool,
@@ -185,7 +196,7 @@ def _emulate(args: argparse.Namespace, profile: object) -> int:
     if not images:
         print("emulate: no images to send", file=sys.stderr)
         return 1
-    port = _open(args.port, args.faults)
+    port = _open(args.port, args.faults, profile if args.profile is not None else None)
     endpoint = Endpoint(port, profile)
     scanner = Scanner(
         endpoint,
@@ -236,7 +247,7 @@ def _receive(args: argparse.Namespace, profile: object) -> int:
     from bridge.profile import Profile
 
     assert isinstance(profile, Profile)
-    port = _open(args.port, args.faults)
+    port = _open(args.port, args.faults, profile if args.profile is not None else None)
     writer = FolderWriter(args.out)
     responder = Responder(Endpoint(port, profile), writer, ae_title=args.ae_title)
     limit = args.count

@@ -11,6 +11,11 @@ Losing the link, either way, ends in the same place: a fresh stack, an
 
 * the peer dropped READY or the connection went (the port raises
   :class:`bridge.ports.base.LinkDown`): reset, and wait for the peer to be READY again;
+* the peer was found not READY at the start of a poll and came back while we waited
+  (a drop the port had not reported yet is forgotten by ``wait_peer``, as the base rules
+  say): reset too if any word went either way since the stack last started, because
+  the peer started afresh (an interface box unplugged and plugged back while this side
+  was not polling: docs/box-protocol.md, section 10);
 * our data link gave up on a frame (retry limit): drop our READY for
   ``session.abort_quiet_s`` so that the peer resets too, discard whatever arrives in the
   meantime, reset, and raise READY again (docs/link-profile.md, section 1.2).
@@ -63,19 +68,25 @@ class Endpoint:
         self.words_out = 0
         self.resets = 0
         self._pending: list[StackEvent] = []  # events met by drain(), for the next poll()
+        self._used = False  # words went either way since the stack last started
 
     def flush(self) -> None:
         """Put on the wire whatever the stack has to send now."""
         buffer = self.stack.transmit(self.clock())
         if len(buffer.words):
+            self._used = True
             self.port.send(buffer)
             self.words_out += len(buffer.words)
 
     def poll(self, timeout: float) -> list[StackEvent]:
         """One turn of the loop, waiting at most ``timeout`` seconds for words."""
-        if not self.port.peer_ready and not self.port.wait_peer(timeout):
-            return []
         events, self._pending = self._pending, []
+        if not self.port.peer_ready:
+            if not self.port.wait_peer(timeout):
+                self._pending = events
+                return []
+            if self._used:  # the peer went and came back: it starts afresh, so do we
+                return events + self._lost("the peer's READY dropped and came back")
         try:
             self.flush()
             now = self.clock()
@@ -84,6 +95,7 @@ class Endpoint:
             buffer = self.port.recv(wait)
             now = self.clock()
             if len(buffer.words):
+                self._used = True
                 self.words_in += len(buffer.words)
                 events += self.stack.receive(buffer.words, buffer.parity, now)
             events += self.stack.handle_timer(now)
@@ -99,6 +111,7 @@ class Endpoint:
         log.warning("link down: %s", reason)
         events: list[StackEvent] = list(self.stack.session.link_lost(self.clock(), reason))
         self.stack.reset()
+        self._used = False
         self.resets += 1
         return [*events, LinkDown(reason)]
 
@@ -114,6 +127,7 @@ class Endpoint:
             except base.LinkDown:
                 time.sleep(min(left, 0.05))
         self.stack.reset()
+        self._used = False
         self.resets += 1
         self.port.set_ready(True)
 

@@ -3,13 +3,15 @@
 The conformance tests run on each kind in ``KINDS`` (python-can's back-to-back tests):
 ``loop``, ``tcp`` (tcp-listen on 127.0.0.1 port 0 and tcp connect), ``serial`` and
 ``rs485`` (a pty: ``pty://`` on the master, the slave opened through pyserial),
-``spy+loop`` and ``spy+tcp``. Every test fails if it leaves a file descriptor (socket,
-pty, device, trace file) or a ``loop://`` name open; conftest.py fails one that leaves
-a thread running.
+``spy+loop``, ``spy+tcp`` and ``box`` (``box+serial://`` over a pty to the emulated
+interface box, whose line side is ``loop://``: ``bridge.emulator.box.emulated_bench``).
+Every test fails if it leaves a file descriptor (socket, pty, device, trace file) or a
+``loop://`` name open; conftest.py fails one that leaves a thread running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -53,7 +55,7 @@ from bridge.ports.wordstream import (
     encode_words,
 )
 
-KINDS = ["loop", "tcp", "serial", "rs485", "spy+loop", "spy+tcp"]
+KINDS = ["loop", "tcp", "serial", "rs485", "spy+loop", "spy+tcp", "box"]
 STREAM_KINDS = {"tcp", "serial", "rs485", "spy+tcp"}
 LINK_S = 5.0  # how long two sides may take to find each other
 
@@ -160,10 +162,13 @@ class Pair:
     a: WordPort
     b: WordPort
     traces: list[Path] = field(default_factory=list)
+    cleanup: list[Callable[[], object]] = field(default_factory=list)
 
     def close(self) -> None:
         self.a.close()
         self.b.close()
+        for step in self.cleanup:
+            step()
 
 
 _names = iter(range(1 << 30))
@@ -194,6 +199,17 @@ def open_pair(kind: str, tmp_path: Path) -> Pair:
             a.close()
             raise
         return Pair(kind, a, b, traces)
+    if kind == "box":
+        pytest.importorskip("serial")
+        from bridge.emulator.box import emulated_bench
+
+        bench = contextlib.ExitStack()
+        url, peer = bench.enter_context(emulated_bench())
+        try:
+            return Pair(kind, open_port(url), peer, cleanup=[bench.close])
+        except BaseException:
+            bench.close()
+            raise
     if kind in ("serial", "rs485"):
         pytest.importorskip("serial")
         master = open_port("pty://")

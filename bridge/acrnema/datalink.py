@@ -22,7 +22,9 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
   numbers after the oldest unacknowledged one;
 * the receiver ACKs every good DATA frame by number (also a duplicate, whose ACK may have
   been lost), NAKs a damaged DATA frame whose number it could read, buffers frames that
-  arrive ahead of a gap, and delivers payloads in order, exactly once;
+  arrive ahead of a gap (within ``window`` numbers of the next one due; a frame beyond
+  that is a leftover of a reset link and is dropped unacknowledged), and delivers
+  payloads in order, exactly once;
 * retransmission is *selective*: the sender resends only the frame that was NAKed or
   whose ACK is overdue (``ack_timeout``), never the whole window; after
   ``retry_limit`` retransmissions of one frame the link has failed (:class:`LinkFailed`),
@@ -382,6 +384,11 @@ class DataLink:
         distance = (frame.sequence - self._expected) % self._modulo
         if distance >= self._modulo // 2:
             return []  # a duplicate of a delivered frame: its ACK went out again
+        if distance >= self.params.window:
+            # beyond the receive window: no sender that follows the rules sends it, so it
+            # is a leftover of a link that was reset; taking it could corrupt the stream
+            self._control.pop()
+            return []
         self._ahead.setdefault(frame.sequence, frame.payload)
         delivered: list[Event] = []
         while self._expected in self._ahead:

@@ -2,9 +2,10 @@
 
 ``open_port(url)`` gives a :class:`~bridge.ports.base.WordPort` for ``loop://NAME``,
 ``tcp://HOST:PORT``, ``tcp-listen://HOST:PORT``, ``serial://DEVICE``,
-``rs485://DEVICE``, ``ftdi://...``, ``pty://`` and ``spy+`` any of them; more come
-from the ``acrnema_bridge.ports`` entry points. Optional libraries (pyserial, pyftdi)
-are imported only when their port is opened.
+``rs485://DEVICE``, ``ftdi://...``, ``pty://``, the interface box as ``box+serial://``
+(``box+rs485://``, ``box+ftdi://``, ``box+tcp://``...) and ``spy+`` any of them; more
+come from the ``acrnema_bridge.ports`` entry points. Optional libraries (pyserial,
+pyftdi) are imported only when their port is opened.
 """
 
 from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, PortUnavailableError, WordPort

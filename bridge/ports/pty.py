@@ -7,7 +7,9 @@ does. :attr:`PtyPort.device` is the slave's path (logged at WARNING when opened,
 operator can find it). The port keeps the slave open itself, in raw mode, so the pty
 lives until this port closes, whoever opens and closes the slave in between; the peer is
 found through the raw word stream's line-state units
-(:mod:`bridge.ports.wordstream`), not through the pty's hang-up. Not on Windows.
+(:mod:`bridge.ports.wordstream`), not through the pty's hang-up. :class:`PtyStream` is
+the same pty as a plain byte stream (an emulated interface box serves the box protocol on
+it, :mod:`bridge.emulator.box`). Not on Windows.
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ import select
 
 from bridge.ports._url import parse_url, seconds
 from bridge.ports.base import PortError, PortUnavailableError
+from bridge.ports.bytestream import ByteStream
 from bridge.ports.wordstream import StreamWordPort
 
-__all__ = ["PtyPort", "open_pty"]
+__all__ = ["PtyPort", "PtyStream", "open_pty", "open_pty_stream"]
 
 log = logging.getLogger(__name__)
 
 _WRITE_MAX = 1 << 16
 
 
-class PtyPort(StreamWordPort):
-    """The master side of a new pty carrying the raw word stream."""
+class PtyStream(ByteStream):
+    """The master side of a new pty as a byte stream; the slave is :attr:`device`."""
 
     def __init__(self, url: str = "pty://", *, write_timeout: float = 5.0) -> None:
-        super().__init__(url)
+        self.url = url
         self.write_timeout = write_timeout
         try:
             import tty
@@ -51,13 +54,17 @@ class PtyPort(StreamWordPort):
             raise PortError(f"{url}: cannot set up the pty: {exc}") from exc
         self._master = master
         self._slave = slave
+        self._released = False
         log.warning("%s: the other end is %s", url, self.device)
-        self._stream_up()
 
-    def _connect(self, timeout: float) -> bool:
-        return True  # the pty lives as long as this port
+    @property
+    def connected(self) -> bool:
+        return not self._released
 
-    def _read_some(self, max_bytes: int, timeout: float) -> bytes | None:
+    def connect(self, timeout: float) -> bool:
+        return not self._released  # the pty lives as long as this stream
+
+    def read_some(self, max_bytes: int, timeout: float) -> bytes | None:
         try:
             return os.read(self._master, max_bytes) or None
         except BlockingIOError:
@@ -70,7 +77,7 @@ class PtyPort(StreamWordPort):
         except BlockingIOError:
             return b""
 
-    def _write_some(self, data: memoryview, timeout: float) -> int:
+    def write_some(self, data: memoryview, timeout: float) -> int:
         try:
             return os.write(self._master, data[:_WRITE_MAX])
         except BlockingIOError:
@@ -78,17 +85,38 @@ class PtyPort(StreamWordPort):
         select.select([], [self._master], [], timeout)
         return 0
 
-    def _disconnect(self) -> None:
-        pass  # nothing to drop: the pty stays until close
+    def disconnect(self) -> None:
+        pass  # nothing to drop: the pty stays until release
 
-    def _release(self) -> None:
-        os.close(self._master)
-        os.close(self._slave)
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            os.close(self._master)
+            os.close(self._slave)
+
+
+class PtyPort(StreamWordPort):
+    """The master side of a new pty carrying the raw word stream."""
+
+    def __init__(self, url: str = "pty://", *, write_timeout: float = 5.0) -> None:
+        stream = PtyStream(url, write_timeout=write_timeout)
+        self.device = stream.device
+        super().__init__(url, stream)
+
+
+def _pty_options(url: str) -> float:
+    parsed = parse_url(url, "pty", {"write_timeout": seconds})
+    if parsed.location:
+        raise PortError(f"{url}: pty:// creates a new pty; open an existing one as serial://")
+    write_timeout: float = parsed.options.get("write_timeout", 5.0)
+    return write_timeout
 
 
 def open_pty(url: str) -> PtyPort:
     """Open ``pty://[?write_timeout=S]``: a new pty (the slave's path is ``.device``)."""
-    parsed = parse_url(url, "pty", {"write_timeout": seconds})
-    if parsed.location:
-        raise PortError(f"{url}: pty:// creates a new pty; open an existing one as serial://")
-    return PtyPort(url, write_timeout=parsed.options.get("write_timeout", 5.0))
+    return PtyPort(url, write_timeout=_pty_options(url))
+
+
+def open_pty_stream(url: str) -> PtyStream:
+    """The byte stream of ``pty://`` (an emulated box's end; the host opens ``.device``)."""
+    return PtyStream(url, write_timeout=_pty_options(url))

@@ -10,12 +10,14 @@ switch direction in hardware) is used in plain mode after a warning in the log.
 (``pyftdi.serialext``), for example ``ftdi://ftdi:232h/1?baud=3000000``; it cannot be
 tested without the hardware beyond the missing-library error.
 
-All three carry the *raw word stream* of :mod:`bridge.ports.wordstream` for now; the
-production path to the interface box will speak the interface-box protocol
-(``ports/box.py``, a later issue), which unlike the raw word stream survives a lost
-byte. pyserial (``pip install acrnema-bridge[serial]``) and pyftdi
-(``pip install acrnema-bridge[ftdi]``) are imported only when such a port is opened;
-without them opening one raises :class:`~bridge.ports.base.PortUnavailableError`.
+All three carry the *raw word stream* of :mod:`bridge.ports.wordstream`; the same
+devices opened as ``box+serial://``, ``box+rs485://`` or ``box+ftdi://`` speak the
+interface-box protocol instead (:mod:`bridge.ports.box`), which unlike the raw word
+stream survives a lost byte. :class:`SerialStream` is the device as a plain byte stream,
+shared by both (``open_serial_stream`` and the others). pyserial
+(``pip install acrnema-bridge[serial]``) and pyftdi (``pip install acrnema-bridge[ftdi]``)
+are imported only when such a port is opened; without them opening one raises
+:class:`~bridge.ports.base.PortUnavailableError`.
 
 Options: ``baud`` (default 115200; a USB CDC device ignores it), ``rtscts`` (hardware
 flow control, 0 or 1, default 0), ``write_timeout`` (seconds without progress before
@@ -35,15 +37,26 @@ from typing import Any
 
 from bridge.ports._url import flag, parse_url, positive_int, seconds
 from bridge.ports.base import PortError, PortUnavailableError
+from bridge.ports.bytestream import ByteStream
 from bridge.ports.wordstream import StreamWordPort
 
-__all__ = ["SerialPort", "open_ftdi", "open_rs485", "open_serial"]
+__all__ = [
+    "SerialPort",
+    "SerialStream",
+    "open_ftdi",
+    "open_ftdi_stream",
+    "open_rs485",
+    "open_rs485_stream",
+    "open_serial",
+    "open_serial_stream",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BAUD = 115200
 _WRITE_MAX = 1 << 16  # pyserial copies what it is given: hand it a slice at a time
 _POLL_S = 0.002
+RETRY_S = 0.2  # a device that failed to open is tried again after this long
 _OPTIONS = {"baud": positive_int, "rtscts": flag, "write_timeout": seconds}
 
 
@@ -57,8 +70,8 @@ def _pyserial() -> ModuleType:
     return serial
 
 
-class SerialPort(StreamWordPort):
-    """A serial device carrying the raw word stream."""
+class SerialStream(ByteStream):
+    """A serial device as a byte stream (pyserial); reopened by :meth:`connect`."""
 
     def __init__(
         self,
@@ -71,8 +84,8 @@ class SerialPort(StreamWordPort):
         write_timeout: float = 5.0,
         opener: Any = None,
     ) -> None:
-        super().__init__(url)
         self._serial = _pyserial()
+        self.url = url
         self.device = device
         self.baud = baud
         self.rs485 = rs485
@@ -87,7 +100,6 @@ class SerialPort(StreamWordPort):
             self._open_device()
         except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
             raise PortError(f"{url}: cannot open {device}: {exc}") from exc
-        self._stream_up()
 
     def _open_device(self) -> None:
         ser = self._opener(
@@ -123,7 +135,11 @@ class SerialPort(StreamWordPort):
                     exc,
                 )
 
-    def _connect(self, timeout: float) -> bool:
+    @property
+    def connected(self) -> bool:
+        return self._ser is not None
+
+    def connect(self, timeout: float) -> bool:
         if self._ser is not None:
             return True
         wait = self._next_try - time.monotonic()
@@ -134,12 +150,12 @@ class SerialPort(StreamWordPort):
         try:
             self._open_device()
         except (OSError, ValueError) as exc:
-            self._next_try = time.monotonic() + 0.2
+            self._next_try = time.monotonic() + RETRY_S
             log.debug("%s: reopening %s: %s", self.url, self.device, exc)
             return False
         return True
 
-    def _read_some(self, max_bytes: int, timeout: float) -> bytes | None:
+    def read_some(self, max_bytes: int, timeout: float) -> bytes | None:
         ser = self._ser
         if ser is None:
             raise OSError("device not open")
@@ -147,17 +163,20 @@ class SerialPort(StreamWordPort):
             return b""
         return bytes(ser.read(max_bytes))
 
-    def _write_some(self, data: memoryview, timeout: float) -> int:
+    def write_some(self, data: memoryview, timeout: float) -> int:
         ser = self._ser
         if ser is None:
             raise OSError("device not open")
+        if self._fd is not None and not self._wait(ser, timeout, read=False):
+            return 0  # no room: pyserial's non-blocking write would spin until there is
         try:
             written = ser.write(data[:_WRITE_MAX])
         except self._serial.SerialTimeoutException:
             written = 0  # nothing went: the output buffer is full
         if written:
             return int(written)
-        self._wait(ser, timeout, read=False)
+        if self._fd is None:
+            self._wait(ser, timeout, read=False)
         return 0
 
     def _wait(self, ser: Any, timeout: float, *, read: bool) -> bool:
@@ -177,43 +196,60 @@ class SerialPort(StreamWordPort):
             time.sleep(min(timeout, _POLL_S))
         return True
 
-    def _disconnect(self) -> None:
+    def disconnect(self) -> None:
         ser, self._ser = self._ser, None
         self._fd = None
         if ser is not None:
             ser.close()
 
-    def _release(self) -> None:
-        self._disconnect()
+    def release(self) -> None:
+        self.disconnect()
 
 
-def _open(url: str, scheme: str, rs485: bool) -> SerialPort:
+class SerialPort(StreamWordPort):
+    """A serial device carrying the raw word stream."""
+
+    def __init__(
+        self,
+        url: str,
+        device: str,
+        *,
+        baud: int = DEFAULT_BAUD,
+        rs485: bool = False,
+        rtscts: bool = False,
+        write_timeout: float = 5.0,
+        opener: Any = None,
+    ) -> None:
+        stream = SerialStream(
+            url,
+            device,
+            baud=baud,
+            rs485=rs485,
+            rtscts=rtscts,
+            write_timeout=write_timeout,
+            opener=opener,
+        )
+        self.device = device
+        self.baud = baud
+        self.rs485 = rs485
+        self.rtscts = rtscts
+        super().__init__(url, stream)
+
+
+def _settings(url: str, scheme: str) -> tuple[str, dict[str, Any]]:
     parsed = parse_url(url, scheme, _OPTIONS)
-    if not parsed.location:
+    if scheme != "ftdi" and not parsed.location:
         raise PortError(f"{url}: give a device, as in {scheme}:///dev/ttyUSB0")
     options = parsed.options
-    return SerialPort(
-        url,
-        parsed.location,
-        baud=options.get("baud", DEFAULT_BAUD),
-        rs485=rs485,
-        rtscts=options.get("rtscts", False),
-        write_timeout=options.get("write_timeout", 5.0),
-    )
+    settings = {
+        "baud": options.get("baud", DEFAULT_BAUD),
+        "rtscts": options.get("rtscts", False),
+        "write_timeout": options.get("write_timeout", 5.0),
+    }
+    return parsed.location, settings
 
 
-def open_serial(url: str) -> SerialPort:
-    """Open ``serial://DEVICE[?baud=N&rtscts=0|1&write_timeout=S]``."""
-    return _open(url, "serial", rs485=False)
-
-
-def open_rs485(url: str) -> SerialPort:
-    """Open ``rs485://DEVICE[?baud=N&...]``: RS-485 mode where the device allows it."""
-    return _open(url, "rs485", rs485=True)
-
-
-def open_ftdi(url: str) -> SerialPort:
-    """Open ``ftdi://VENDOR:PRODUCT/INTERFACE[?baud=N&...]`` through pyftdi."""
+def _ftdi_opener(url: str) -> Any:
     _pyserial()
     try:
         serialext = importlib.import_module("pyftdi.serialext")
@@ -221,14 +257,42 @@ def open_ftdi(url: str) -> SerialPort:
         raise PortUnavailableError(
             f"{url}: FTDI ports need pyftdi: pip install acrnema-bridge[ftdi]"
         ) from exc
-    parsed = parse_url(url, "ftdi", _OPTIONS)
-    device = "ftdi://" + parsed.location
-    options = parsed.options
-    return SerialPort(
-        url,
-        device,
-        baud=options.get("baud", DEFAULT_BAUD),
-        rtscts=options.get("rtscts", False),
-        write_timeout=options.get("write_timeout", 5.0),
-        opener=serialext.serial_for_url,
-    )
+    return serialext.serial_for_url
+
+
+def open_serial(url: str) -> SerialPort:
+    """Open ``serial://DEVICE[?baud=N&rtscts=0|1&write_timeout=S]``."""
+    device, settings = _settings(url, "serial")
+    return SerialPort(url, device, **settings)
+
+
+def open_rs485(url: str) -> SerialPort:
+    """Open ``rs485://DEVICE[?baud=N&...]``: RS-485 mode where the device allows it."""
+    device, settings = _settings(url, "rs485")
+    return SerialPort(url, device, rs485=True, **settings)
+
+
+def open_ftdi(url: str) -> SerialPort:
+    """Open ``ftdi://VENDOR:PRODUCT/INTERFACE[?baud=N&...]`` through pyftdi."""
+    opener = _ftdi_opener(url)
+    location, settings = _settings(url, "ftdi")
+    return SerialPort(url, "ftdi://" + location, opener=opener, **settings)
+
+
+def open_serial_stream(url: str) -> SerialStream:
+    """The byte stream of ``serial://DEVICE[?...]`` (for ``box+serial://``)."""
+    device, settings = _settings(url, "serial")
+    return SerialStream(url, device, **settings)
+
+
+def open_rs485_stream(url: str) -> SerialStream:
+    """The byte stream of ``rs485://DEVICE[?...]`` (for ``box+rs485://``)."""
+    device, settings = _settings(url, "rs485")
+    return SerialStream(url, device, rs485=True, **settings)
+
+
+def open_ftdi_stream(url: str) -> SerialStream:
+    """The byte stream of ``ftdi://...`` (for ``box+ftdi://``)."""
+    opener = _ftdi_opener(url)
+    location, settings = _settings(url, "ftdi")
+    return SerialStream(url, "ftdi://" + location, opener=opener, **settings)

@@ -2,7 +2,9 @@
 
 For an emulator in another process or on another bench PC (ARCHITECTURE.md). Both carry
 the raw word stream of :mod:`bridge.ports.wordstream`, with Nagle's algorithm off
-(``TCP_NODELAY``), and start no thread.
+(``TCP_NODELAY``), and start no thread; :class:`TcpStream` and :class:`TcpListenStream`
+are the same connections as plain byte streams (``box+tcp://`` speaks the interface-box
+protocol over one, to a box or an emulated box in another process).
 
 ``tcp://HOST:PORT`` connects when opened; a refused or failed first attempt is not an
 error (the peer may start later): :meth:`~bridge.ports.base.WordPort.wait_peer`
@@ -28,9 +30,19 @@ from urllib.parse import urlsplit
 
 from bridge.ports._url import parse_url, seconds
 from bridge.ports.base import PortError
+from bridge.ports.bytestream import ByteStream
 from bridge.ports.wordstream import StreamWordPort
 
-__all__ = ["TcpListenPort", "TcpPort", "open_tcp", "open_tcp_listen"]
+__all__ = [
+    "TcpListenPort",
+    "TcpListenStream",
+    "TcpPort",
+    "TcpStream",
+    "open_tcp",
+    "open_tcp_listen",
+    "open_tcp_listen_stream",
+    "open_tcp_stream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +61,24 @@ def _host_port(url: str, location: str) -> tuple[str, int]:
     return host, port
 
 
-class _SocketPort(StreamWordPort):
-    """A stream port over one connected socket at a time."""
+class _SocketStream(ByteStream):
+    """One connected socket at a time."""
 
     def __init__(self, url: str, write_timeout: float) -> None:
-        super().__init__(url)
+        self.url = url
         self.write_timeout = write_timeout
         self._sock: socket.socket | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
 
     def _use(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         self._sock = sock
 
-    def _read_some(self, max_bytes: int, timeout: float) -> bytes | None:
+    def read_some(self, max_bytes: int, timeout: float) -> bytes | None:
         sock = self._sock
         if sock is None:
             raise OSError("no connection")
@@ -78,7 +94,7 @@ class _SocketPort(StreamWordPort):
                 return b""
         return data if data else None
 
-    def _write_some(self, data: memoryview, timeout: float) -> int:
+    def write_some(self, data: memoryview, timeout: float) -> int:
         sock = self._sock
         if sock is None:
             raise OSError("no connection")
@@ -94,20 +110,20 @@ class _SocketPort(StreamWordPort):
         except BlockingIOError:
             return 0
 
-    def _abort_stream(self) -> None:
+    def abort(self) -> None:
         sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def _disconnect(self) -> None:
+    def disconnect(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
 
 
-class TcpPort(_SocketPort):
-    """``tcp://HOST:PORT``: connects, and reconnects in ``wait_peer``."""
+class TcpStream(_SocketStream):
+    """``tcp://HOST:PORT`` as a byte stream: connects, and reconnects in :meth:`connect`."""
 
     def __init__(
         self, url: str, host: str, port: int, *, connect_timeout: float, write_timeout: float
@@ -121,12 +137,10 @@ class TcpPort(_SocketPort):
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise PortError(f"{url}: cannot resolve {host}: {exc}") from exc
-        if self._connect(connect_timeout):
-            self._stream_up()
-        else:
+        if not self.connect(connect_timeout):
             log.info("%s: not connected yet; waiting for the peer retries", url)
 
-    def _connect(self, timeout: float) -> bool:
+    def connect(self, timeout: float) -> bool:
         if self._sock is not None:
             return True
         wait = self._next_try - time.monotonic()
@@ -144,14 +158,14 @@ class TcpPort(_SocketPort):
         log.info("%s: connected", self.url)
         return True
 
-    def _release(self) -> None:
-        self._disconnect()
+    def release(self) -> None:
+        self.disconnect()
 
 
-class TcpListenPort(_SocketPort):
-    """``tcp-listen://HOST:PORT``: one accepted connection at a time."""
+class TcpListenStream(_SocketStream):
+    """``tcp-listen://HOST:PORT`` as a byte stream: one accepted connection at a time."""
 
-    _connect_in_recv = True
+    accept_in_recv = True
 
     def __init__(self, url: str, host: str, port: int, *, write_timeout: float) -> None:
         super().__init__(url, write_timeout)
@@ -165,7 +179,7 @@ class TcpListenPort(_SocketPort):
         self.address: tuple[str, int] = (str(name[0]), int(name[1]))
         log.info("%s: listening on %s:%d", url, *self.address)
 
-    def _connect(self, timeout: float) -> bool:
+    def connect(self, timeout: float) -> bool:
         if self._sock is not None:
             return True
         readable, _, _ = select.select([self._listener], [], [], timeout)
@@ -179,9 +193,53 @@ class TcpListenPort(_SocketPort):
         log.info("%s: accepted a connection from %s", self.url, peer)
         return True
 
-    def _release(self) -> None:
-        self._disconnect()
+    def release(self) -> None:
+        self.disconnect()
         self._listener.close()
+
+
+class TcpPort(StreamWordPort):
+    """``tcp://HOST:PORT``: connects, and reconnects in ``wait_peer``."""
+
+    def __init__(
+        self, url: str, host: str, port: int, *, connect_timeout: float, write_timeout: float
+    ) -> None:
+        stream = TcpStream(
+            url, host, port, connect_timeout=connect_timeout, write_timeout=write_timeout
+        )
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        super().__init__(url, stream)
+
+
+class TcpListenPort(StreamWordPort):
+    """``tcp-listen://HOST:PORT``: one accepted connection at a time."""
+
+    def __init__(self, url: str, host: str, port: int, *, write_timeout: float) -> None:
+        stream = TcpListenStream(url, host, port, write_timeout=write_timeout)
+        self.address: tuple[str, int] = stream.address
+        super().__init__(url, stream)
+
+
+def open_tcp_stream(url: str) -> TcpStream:
+    """The byte stream of ``tcp://HOST:PORT[?...]`` (for ``box+tcp://``)."""
+    parsed = parse_url(url, "tcp", {"connect_timeout": seconds, "write_timeout": seconds})
+    host, port = _host_port(url, parsed.location)
+    return TcpStream(
+        url,
+        host,
+        port,
+        connect_timeout=parsed.options.get("connect_timeout", 3.0),
+        write_timeout=parsed.options.get("write_timeout", 5.0),
+    )
+
+
+def open_tcp_listen_stream(url: str) -> TcpListenStream:
+    """The byte stream of ``tcp-listen://HOST:PORT[?...]`` (port 0: any free port)."""
+    parsed = parse_url(url, "tcp-listen", {"write_timeout": seconds})
+    host, port = _host_port(url, parsed.location)
+    return TcpListenStream(url, host, port, write_timeout=parsed.options.get("write_timeout", 5.0))
 
 
 def open_tcp(url: str) -> TcpPort:

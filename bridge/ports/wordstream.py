@@ -21,7 +21,7 @@ carries the right ``s`` bit.
 
 The encoding has no resynchronisation: it relies on a byte stream that loses and adds
 nothing (TCP, a pty, a clean USB CDC link). A real serial line to the interface box uses
-the interface-box protocol (ARCHITECTURE.md, ``ports/box.py``, a later issue), not this;
+the interface-box protocol (``box+`` URLs, :mod:`bridge.ports.box`), not this;
 over a noisy UART a lost byte would make everything after it unreadable (invalid units
 and wrong words).
 
@@ -30,7 +30,8 @@ and wrong words).
 450 to 1300 MB/s of words (2 bytes a word) on the 2-core development box, varying from
 run to run with the state of the memory allocator (``python -m bridge.ports.wordstream``
 measures it); the aim was 50 MB/s. :class:`StreamWordPort` implements
-the rules of :mod:`bridge.ports.base` over an abstract byte stream; it starts no thread.
+the rules of :mod:`bridge.ports.base` over a :class:`~bridge.ports.bytestream.ByteStream`
+(each byte-stream module has its stream class); it starts no thread.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import contextlib
 import logging
 import threading
 import time
-from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,7 @@ import numpy as np
 from bridge.acrnema.physical import WordBuffer
 from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
 from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, WordPort
+from bridge.ports.bytestream import ByteStream
 
 __all__ = [
     "ANNOUNCE_INTERVAL_S",
@@ -144,27 +145,22 @@ class WordStreamDecoder:
 class StreamWordPort(WordPort):
     """The rules of :mod:`bridge.ports.base` over a byte stream, without a thread.
 
-    A subclass provides the stream: :meth:`_connect` (make one available: open,
-    connect or accept), :meth:`_read_some`, :meth:`_write_some`, :meth:`_abort_stream`
-    (wake up and fail whoever waits on it, from any thread), :meth:`_disconnect`
-    (release the current stream) and :meth:`_release` (release everything); a subclass
-    that has a stream once constructed calls :meth:`_stream_up` last. Reads and
-    writes may happen in two threads at once (one receiving, one sending). Errors from
-    these methods (``OSError`` and ``ValueError``, which covers
-    ``serial.SerialException``) mean the stream is lost: :class:`LinkDown`.
+    The stream is a :class:`~bridge.ports.bytestream.ByteStream` (a device, a TCP
+    connection or listener, a pty); a subclass makes one and passes it in, and the port
+    announces itself on it at once if it is connected. Reads and writes may happen in two
+    threads at once (one receiving, one sending). Errors from the stream (``OSError`` and
+    ``ValueError``, which covers ``serial.SerialException``) mean it is lost:
+    :class:`LinkDown`.
     """
 
-    #: seconds without progress after which a write gives up and the peer counts as gone
-    write_timeout: float = 5.0
-    #: whether recv may make a stream available (a listener accepts the next connection)
-    _connect_in_recv = False
     #: a slice of waiting: how quickly a reader notices close() from another thread
     _SLICE_S = 0.05
     _READ_BYTES = UNIT_BYTES * (1 << 18)
     _MAX_QUEUED = 4 * MAX_RECV_WORDS  # stop reading the stream when this many wait
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, stream: ByteStream) -> None:
         self.url = url
+        self.stream = stream
         self.decoder = WordStreamDecoder()
         self.discarded = 0  # words discarded: arrived while a READY line was down
         self._queue = WordQueue()
@@ -183,31 +179,42 @@ class StreamWordPort(WordPort):
         self._answer_due = False
         self._clear_queue = False
         self._last_announce = -1e9
+        if stream.connected:
+            self._stream_up()
 
-    # ------------------------------------------------------------ subclass interface
+    @property
+    def write_timeout(self) -> float:
+        """Seconds without progress after which a write gives up and the peer counts as
+        gone (the stream's ``write_timeout``)."""
+        return self.stream.write_timeout
 
-    @abstractmethod
+    @write_timeout.setter
+    def write_timeout(self, value: float) -> None:
+        self.stream.write_timeout = value
+
+    # ------------------------------------------------------------ the byte stream
+
+    @property
+    def _connect_in_recv(self) -> bool:
+        return self.stream.accept_in_recv
+
     def _connect(self, timeout: float) -> bool:
-        """Make a byte stream available within ``timeout``; True when there is one."""
+        return self.stream.connect(timeout)
 
-    @abstractmethod
     def _read_some(self, max_bytes: int, timeout: float) -> bytes | None:
-        """Up to ``max_bytes``, waiting at most ``timeout``: b"" for none, None at EOF."""
+        return self.stream.read_some(max_bytes, timeout)
 
-    @abstractmethod
     def _write_some(self, data: memoryview, timeout: float) -> int:
-        """Write a prefix of ``data``, waiting at most ``timeout``; how many bytes."""
+        return self.stream.write_some(data, timeout)
 
     def _abort_stream(self) -> None:
-        """Make pending reads and writes on the current stream return now."""
+        self.stream.abort()
 
-    @abstractmethod
     def _disconnect(self) -> None:
-        """Release the current stream (the port stays usable)."""
+        self.stream.disconnect()
 
-    @abstractmethod
     def _release(self) -> None:
-        """Release everything (called once, from close)."""
+        self.stream.release()
 
     # ------------------------------------------------------------------ WordPort API
 
