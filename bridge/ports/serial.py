@@ -209,30 +209,10 @@ class SerialStream(ByteStream):
 class SerialPort(StreamWordPort):
     """A serial device carrying the raw word stream."""
 
-    def __init__(
-        self,
-        url: str,
-        device: str,
-        *,
-        baud: int = DEFAULT_BAUD,
-        rs485: bool = False,
-        rtscts: bool = False,
-        write_timeout: float = 5.0,
-        opener: Any = None,
-    ) -> None:
-        stream = SerialStream(
-            url,
-            device,
-            baud=baud,
-            rs485=rs485,
-            rtscts=rtscts,
-            write_timeout=write_timeout,
-            opener=opener,
-        )
-        self.device = device
-        self.baud = baud
-        self.rs485 = rs485
-        self.rtscts = rtscts
+    def __init__(self, url: str, stream: SerialStream) -> None:
+        self.device = stream.device
+        self.baud = stream.baud
+        self.rs485 = stream.rs485
         super().__init__(url, stream)
 
 
@@ -262,21 +242,17 @@ def _ftdi_opener(url: str) -> Any:
 
 def open_serial(url: str) -> SerialPort:
     """Open ``serial://DEVICE[?baud=N&rtscts=0|1&write_timeout=S]``."""
-    device, settings = _settings(url, "serial")
-    return SerialPort(url, device, **settings)
+    return SerialPort(url, open_serial_stream(url))
 
 
 def open_rs485(url: str) -> SerialPort:
     """Open ``rs485://DEVICE[?baud=N&...]``: RS-485 mode where the device allows it."""
-    device, settings = _settings(url, "rs485")
-    return SerialPort(url, device, rs485=True, **settings)
+    return SerialPort(url, open_rs485_stream(url))
 
 
 def open_ftdi(url: str) -> SerialPort:
     """Open ``ftdi://VENDOR:PRODUCT/INTERFACE[?baud=N&...]`` through pyftdi."""
-    opener = _ftdi_opener(url)
-    location, settings = _settings(url, "ftdi")
-    return SerialPort(url, "ftdi://" + location, opener=opener, **settings)
+    return SerialPort(url, open_ftdi_stream(url))
 
 
 def open_serial_stream(url: str) -> SerialStream:
