@@ -102,6 +102,8 @@ class Job:
     path: Path
     info: ObjectInfo
     attempts: int
+    sha256: str = ""
+    """The object's sha256 as stored by :meth:`Spool.put` (hex), to check before sending."""
 
 
 @dataclass(frozen=True)
@@ -340,8 +342,8 @@ class Spool:
         """Move up to ``limit`` due deliveries of ``destination`` to ``in_flight``."""
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT d.object_id, d.attempts, o.file, o.sop_instance_uid, o.sop_class_uid, "
-                "o.transfer_syntax, o.modality, o.source FROM deliveries d "
+                "SELECT d.object_id, d.attempts, o.file, o.sha256, o.sop_instance_uid, "
+                "o.sop_class_uid, o.transfer_syntax, o.modality, o.source FROM deliveries d "
                 "JOIN objects o ON o.id = d.object_id "
                 "WHERE d.destination = ? AND d.state = 'ready' AND d.next_attempt <= ? "
                 "ORDER BY d.next_attempt, d.object_id LIMIT ?",
@@ -365,6 +367,7 @@ class Spool:
                     row["source"],
                 ),
                 int(row["attempts"]),
+                str(row["sha256"]),
             )
             for row in rows
         ]
