@@ -204,3 +204,37 @@ def test_read_only_spool_is_a_clear_error_and_damages_nothing(small_disk: Path) 
     [job] = reopened.claim(A, now=time.time())
     assert job.path.read_bytes() == payload(1)
     assert os.access(job.path, os.R_OK)
+
+
+def test_claimed_job_carries_sha256_and_lost_count(tmp_path: Path) -> None:
+    import hashlib
+
+    spool = Spool(tmp_path)
+    spool.register([A])
+    spool.put(payload(1), info(1))
+    [job] = spool.claim(A, now=0.0 + time.time())
+    assert job.sha256 == hashlib.sha256(payload(1)).hexdigest()
+    assert job.lost == 0
+    spool.retry(job, "association lost while sending", 0.0, lost=True)
+    [job] = spool.claim(A, now=time.time())
+    spool.retry(job, "association rejected", 0.0)
+    [job] = spool.claim(A, now=time.time())
+    assert (job.attempts, job.lost) == (2, 1)
+
+
+def test_spool_made_before_the_lost_column_opens(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "spool.db")
+    db.executescript(
+        "CREATE TABLE deliveries (object_id INTEGER NOT NULL, destination TEXT NOT NULL, "
+        "state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+        "next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT, updated REAL NOT NULL, "
+        "PRIMARY KEY (object_id, destination));"
+    )
+    db.close()
+    spool = Spool(tmp_path)
+    spool.register([A])
+    spool.put(payload(1), info(1))
+    [job] = spool.claim(A, now=time.time())
+    assert job.lost == 0

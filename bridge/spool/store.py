@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     destination TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('ready', 'in_flight', 'done', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL DEFAULT 0,
     last_error TEXT,
     updated REAL NOT NULL,
@@ -104,6 +105,8 @@ class Job:
     attempts: int
     sha256: str = ""
     """The object's sha256 as stored by :meth:`Spool.put` (hex), to check before sending."""
+    lost: int = 0
+    """Attempts of this delivery that ended with the association lost while it was sent."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,11 @@ class Spool:
         try:
             for folder in (self.root, self.root / "objects", self.root / "tmp"):
                 folder.mkdir(parents=True, exist_ok=True)
-            self._db().executescript(_SCHEMA)  # runs in a transaction of its own
+            db = self._db()
+            db.executescript(_SCHEMA)  # runs in a transaction of its own
+            columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+            if "lost" not in columns:  # a spool made before the column existed
+                db.execute("ALTER TABLE deliveries ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
         except OSError as exc:
             raise SpoolError(f"spool {self.root}: {_describe_os_error(exc)}") from exc
         except sqlite3.Error as exc:
@@ -342,7 +349,7 @@ class Spool:
         """Move up to ``limit`` due deliveries of ``destination`` to ``in_flight``."""
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT d.object_id, d.attempts, o.file, o.sha256, o.sop_instance_uid, "
+                "SELECT d.object_id, d.attempts, d.lost, o.file, o.sha256, o.sop_instance_uid, "
                 "o.sop_class_uid, o.transfer_syntax, o.modality, o.source FROM deliveries d "
                 "JOIN objects o ON o.id = d.object_id "
                 "WHERE d.destination = ? AND d.state = 'ready' AND d.next_attempt <= ? "
@@ -368,6 +375,7 @@ class Spool:
                 ),
                 int(row["attempts"]),
                 str(row["sha256"]),
+                int(row["lost"]),
             )
             for row in rows
         ]
@@ -386,14 +394,19 @@ class Spool:
         if self.retention_days <= 0:
             self._remove_delivered([j.object_id for j in jobs])
 
-    def retry(self, job: Job, reason: str, next_attempt: float) -> None:
-        """A transient failure: back to ``ready``, not before ``next_attempt``."""
+    def retry(self, job: Job, reason: str, next_attempt: float, *, lost: bool = False) -> None:
+        """A transient failure: back to ``ready``, not before ``next_attempt``.
+
+        ``lost`` says the association was lost while this object was being sent; such
+        attempts are counted apart (:attr:`Job.lost`), so that an object a receiver keeps
+        aborting on can be told from a receiver that is down.
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE deliveries SET state = 'ready', attempts = attempts + 1, "
-                "next_attempt = ?, last_error = ?, updated = ? "
+                "lost = lost + ?, next_attempt = ?, last_error = ?, updated = ? "
                 "WHERE object_id = ? AND destination = ?",
-                (next_attempt, reason, time.time(), job.object_id, job.destination),
+                (int(lost), next_attempt, reason, time.time(), job.object_id, job.destination),
             )
 
     def fail(self, job: Job, reason: str) -> None:
@@ -434,7 +447,8 @@ class Spool:
     def retry_failed(self, destination: str | None = None) -> int:
         """Move quarantined deliveries back to ``ready``; return how many."""
         query = (
-            "UPDATE deliveries SET state = 'ready', attempts = 0, next_attempt = 0, updated = ? "
+            "UPDATE deliveries SET state = 'ready', attempts = 0, lost = 0, next_attempt = 0, "
+            "updated = ? "
             "WHERE state = 'failed'"
         )
         params: tuple[object, ...] = (time.time(),)
