@@ -81,6 +81,8 @@ class Bridge:
         self.responder = Responder(self.endpoint, self._store, ae_title=ae_title)
         self.forwarder = Forwarder(spool, self.destinations, policy=policy)
         self.stats = BridgeStats()
+        self.failure: str | None = None
+        """Why the service stopped on its own (forwarding failed), or None."""
         self._lock = threading.Lock()
 
     def _store(self, message: Message) -> Answer:
@@ -105,6 +107,16 @@ class Bridge:
             self.stats.failed += 1
             log.error("message %d not stored: %s", number, exc)
             return Answer("cannot_understand", str(exc))
+        except MemoryError:
+            # an input that needs more memory than the machine has: refuse this one image,
+            # keep serving the others (the scanner keeps the image)
+            self.stats.failed += 1
+            log.error("message %d not stored: out of memory while converting it", number)
+            return Answer("out_of_resources", "not enough memory to convert the image")
+        except Exception as exc:  # a bug must cost one image, never the service
+            self.stats.failed += 1
+            log.exception("message %d not stored: internal error", number)
+            return Answer("cannot_understand", f"internal error: {type(exc).__name__}: {exc}")
         took = time.monotonic() - arrived
         with self._lock:
             self.stats.images += 1
@@ -122,13 +134,20 @@ class Bridge:
         return Answer("success")
 
     def run(self, stop: threading.Event) -> None:
-        """Serve the link and forward until ``stop`` is set; returns when both ended."""
+        """Serve the link and forward until ``stop`` is set; returns when both ended.
+
+        Forwarding is part of the promise made to the scanner. If it ends on its own (its
+        thread failed, or gave up), the service stops taking images: it sets ``stop``
+        itself, finishes as on a stop request, and :attr:`failure` says why, so
+        ``acrnema-bridge run`` exits non-zero and its supervisor restarts it.
+        """
+        self.failure = None
         self.spool.recover()
         forward_stop = threading.Event()
         forwarder = None
         if self.destinations:
             forwarder = threading.Thread(
-                target=self.forwarder.run, args=(forward_stop,), name="forwarder"
+                target=self._forward, args=(forward_stop, stop), name="forwarder"
             )
             forwarder.start()
         try:
@@ -137,3 +156,18 @@ class Bridge:
             forward_stop.set()
             if forwarder is not None:
                 forwarder.join()
+
+    def _forward(self, forward_stop: threading.Event, link_stop: threading.Event) -> None:
+        """The forwarder thread: a failure or an early end stops the link too."""
+        try:
+            self.forwarder.run(forward_stop)
+        except BaseException as exc:
+            self.failure = f"forwarding failed: {type(exc).__name__}: {exc}"
+            log.critical("%s; no more images are taken", self.failure, exc_info=True)
+        else:
+            if not forward_stop.is_set():
+                errors = "; ".join(f"{k}: {v}" for k, v in self.forwarder.summary.errors.items())
+                self.failure = "forwarding ended on its own" + (f" ({errors})" if errors else "")
+                log.critical("%s; no more images are taken", self.failure)
+        if self.failure is not None:
+            link_stop.set()

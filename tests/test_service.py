@@ -1,0 +1,178 @@
+"""The service's own promises (``acrnema-bridge run``, :mod:`bridge.service`).
+
+* One image can never take the service down: any exception while converting or spooling
+  it is answered to the scanner with a failure status, and the next image is served.
+* Forwarding that ends on its own stops the service (exit non-zero), instead of the
+  service acknowledging images that nothing will ever forward.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import peers
+import pytest
+
+from bridge import service as service_module
+from bridge.acrnema.elements import IMPLICIT_BE, encode
+from bridge.emulator.phantom import PhantomSpec, phantom_dataset
+from bridge.emulator.scanner import Image, Scanner, phantom_images
+from bridge.endpoint import Endpoint
+from bridge.forward.runner import RetryPolicy
+from bridge.forward.scu import Destination
+from bridge.lenient import lenient
+from bridge.ports import open_port
+from bridge.ports.loop import loop_pair
+from bridge.service import Bridge
+from bridge.spool.store import Spool
+
+
+def frame_bomb() -> Image:
+    """An image of 250 KB whose header claims two million frames of one 1-bit pixel.
+
+    Converted frame by frame as the header says, it needs tens of GB of memory.
+    """
+    ds = phantom_dataset(PhantomSpec(rows=64, columns=64))
+    ds.Rows = ds.Columns = 1
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    ds.NumberOfFrames = 2_000_000
+    ds.PixelData = bytes(2_000_000 // 8)
+    with lenient():
+        return Image("frame bomb", encode(ds, IMPLICIT_BE))
+
+
+def _serve(bridge: Bridge) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), name="bridge-under-test")
+    thread.start()
+    return stop, thread
+
+
+@pytest.fixture
+def loop_bridge(tmp_path: Path) -> Iterator[tuple[Bridge, Scanner]]:
+    scanner_port, bridge_port = loop_pair()
+    spool = Spool(tmp_path / "spool")
+    bridge = Bridge(bridge_port, spool)
+    stop, thread = _serve(bridge)
+    scanner = Scanner(Endpoint(scanner_port), attempts=1, response_timeout=30.0)
+    try:
+        yield bridge, scanner
+    finally:
+        scanner.close(timeout=2.0)
+        stop.set()
+        thread.join(timeout=30)
+        scanner_port.close()
+        bridge_port.close()
+        spool.close()
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (MemoryError(), "out_of_resources A700H"),
+        (AttributeError("'NoneType' object has no attribute 'x'"), "cannot_understand C000H"),
+        (RecursionError("maximum recursion depth exceeded"), "cannot_understand C000H"),
+    ],
+)
+def test_any_error_while_storing_costs_that_image_only(
+    loop_bridge: tuple[Bridge, Scanner],
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    status: str,
+) -> None:
+    bridge, scanner = loop_bridge
+    real_convert = service_module.convert
+    calls = []
+
+    def convert_failing_once(data: bytes, **kw: object) -> object:
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise error
+        return real_convert(data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "convert", convert_failing_once)
+    first, second = scanner.send(phantom_images(2, rows=64))
+    assert not first.ok and status in first.errors[0]
+    assert second.ok, second.errors
+    assert bridge.stats.failed == 1 and bridge.stats.images == 1
+
+
+def test_forwarding_that_ends_on_its_own_stops_the_service(tmp_path: Path) -> None:
+    scanner_port, bridge_port = loop_pair()
+    spool = Spool(tmp_path / "spool")
+    pacs = Destination("PACS", "127.0.0.1", peers.free_port())
+    bridge = Bridge(bridge_port, spool, [pacs], policy=RetryPolicy(base=0.1, cap=0.2))
+    died = threading.Event()
+
+    def forwarder_that_dies(stop: threading.Event, **kw: object) -> object:
+        died.set()
+        raise RuntimeError("database disk image is malformed")
+
+    bridge.forwarder.run = forwarder_that_dies  # type: ignore[method-assign]
+    stop, thread = _serve(bridge)
+    try:
+        assert died.wait(10)
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the service went on without its forwarder"
+        assert stop.is_set()
+        assert bridge.failure is not None and "malformed" in bridge.failure
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        scanner_port.close()
+        bridge_port.close()
+        spool.close()
+
+
+def _limit_memory(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_a_frame_bomb_is_refused_and_the_service_stays_up(tmp_path: Path) -> None:
+    """The run command under a 2 GiB address-space cap: the bomb costs one answer."""
+    port = peers.free_port()
+    spool_dir = tmp_path / "spool"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    service = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "run", "--port", f"tcp-listen://127.0.0.1:{port}"]
+        + ["--spool", str(spool_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: _limit_memory(2 << 30),
+    )
+    scanner_port = None
+    try:
+        deadline = time.monotonic() + 20
+        while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            assert service.poll() is None, service.communicate()[1]
+            time.sleep(0.05)
+        scanner_port = open_port(f"tcp://127.0.0.1:{port}")
+        scanner = Scanner(Endpoint(scanner_port), attempts=1, response_timeout=300.0)
+        bomb, good = scanner.send([frame_bomb(), *phantom_images(1, rows=64)])
+        scanner.close(timeout=2.0)
+        assert service.poll() is None, "the service died"
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=60)
+    finally:
+        if scanner_port is not None:
+            scanner_port.close()
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    assert not bomb.ok
+    assert good.ok, good.errors
+    assert service.returncode == 0, err
+    assert "Traceback" not in err
+    assert len(list((spool_dir / "objects").rglob("*.dcm"))) == 1
