@@ -41,7 +41,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "spool to every --dest (or the config's destinations). An image that cannot be "
             "converted or spooled is answered with a failure status, so the scanner keeps it. "
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
-            "never half-stored. Logs go to stderr; no patient data is logged above DEBUG "
+            "never half-stored (exit status 0). If forwarding fails for good, the service stops "
+            "taking images and exits with status 1, for its supervisor to restart it. Logs go "
+            "to stderr; no patient data is logged above DEBUG "
             "(-vv). Port URLs: loop://NAME, tcp://HOST:PORT, tcp-listen://HOST:PORT, "
             "serial://DEVICE, rs485://DEVICE, ftdi://DEVICE (FTDI UART), spy+URL "
             "(docs/ports.md); the interface box: box+serial:///dev/ttyACM0 (or box+rs485://, "
@@ -159,6 +161,9 @@ def _run(args: argparse.Namespace, profile: object) -> int:
         f"{bridge.responder.stats.lost} lost in transit; spool {spool_path}",
         file=sys.stderr,
     )
+    if bridge.failure is not None:
+        print(f"acrnema-bridge: run stopped: {bridge.failure}", file=sys.stderr)
+        return 1
     return 0
 
 
