@@ -17,7 +17,7 @@ from pathlib import Path
 import peers
 import pytest
 from pydicom import dcmread
-from test_spool_owner import A, cli, dest, finish, info, part10_files, reap, start
+from test_spool_owner import A, cli, dest, info, part10_files, reap, start
 
 from bridge.cli import main
 from bridge.spool.store import Spool, SpoolDamagedError, SpoolError
