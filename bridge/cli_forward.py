@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bridge.config import Config, load
 from bridge.errors import ConfigError
-from bridge.spool.store import STATES, Job, Spool
+from bridge.spool.store import STATES, Job, Spool, SpoolError
 
 if TYPE_CHECKING:  # the network stack is imported by the commands that use it
     from bridge.forward.runner import RetryPolicy
@@ -77,14 +77,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         description=(
             "The spool holds every object until each destination has accepted it. 'add' "
             "ingests DICOM files as they are and converts ACR-NEMA files on the way in; an "
-            "object is stored once its file and row are on disk."
+            "object is stored once its file and row are on disk. One process at a time owns "
+            "a spool (run, forward, send, spool rebuild: the lock file owner.lock names it); "
+            "add, list, stats, retry and purge work alongside it. A spool whose database is "
+            "missing or damaged refuses to start until 'spool rebuild' (docs/forwarding.md)."
         ),
     )
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
     add = spool_sub.add_parser(
         "add",
         help="ingest files or folders",
-        description="Ingest files or folders (walked recursively).",
+        description=(
+            "Ingest files or folders (walked recursively). A DICOM Part 10 file is checked as "
+            "'dump' reads it and refused with the reason if it is truncated or malformed; a "
+            "file whose identical content is already spooled is skipped ('already in the "
+            "spool'). A file that cannot be taken (bad, or the disk is full) is reported and "
+            "the batch goes on; exit status 1 if any failed."
+        ),
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     _spool_option(add)
@@ -111,6 +120,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "--failed", action="store_true", help="also remove quarantined objects (they are lost)"
     )
     _spool_option(purge)
+    rebuild = spool_sub.add_parser(
+        "rebuild",
+        help="make a new database from the object files (after damage)",
+        description=(
+            "Rebuild a spool whose database is missing or damaged: take the spool's lock, "
+            "move the old database files aside (spool.db.damaged-TIME, never deleted), "
+            "re-index every object file under objects/ (each Part 10 file carries its UIDs "
+            "and transfer syntax) and give each a ready delivery for every destination the "
+            "old database registered (if it can still be read) and every --dest (or the "
+            "config's destinations). Files that cannot be read go to lost+found/ and are "
+            "listed; exit status 1 if there were any. Deliveries already done are sent "
+            "again (the same SOP instances)."
+        ),
+    )
+    rebuild.add_argument(
+        "--dest", action="append", metavar="AE@HOST:PORT", help="a destination; repeat for several"
+    )
+    _spool_option(rebuild)
 
     forward = sub.add_parser(
         "forward",
@@ -151,9 +178,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     cfg.add_argument("action", choices=["show"])
 
 
-def _spool(args: argparse.Namespace, config: Config) -> Spool:
-    path = args.spool if getattr(args, "spool", None) is not None else config.spool.path
-    return Spool(path, retention_days=config.spool.retention_days)
+def _spool_path(args: argparse.Namespace, config: Config) -> Path:
+    return Path(args.spool if getattr(args, "spool", None) is not None else config.spool.path)
+
+
+def _spool(args: argparse.Namespace, config: Config, *, owner: str | None = None) -> Spool:
+    """The spool of --spool or the config; with ``owner``, its lock is taken first."""
+    return Spool(_spool_path(args, config), retention_days=config.spool.retention_days, owner=owner)
 
 
 def _tls(args: argparse.Namespace) -> TlsSettings | None:
@@ -314,7 +345,7 @@ class _Progress:
 
 def _add(spool: Spool, paths: list[Path]) -> int:
     from bridge.convert.batch import iter_inputs
-    from bridge.spool.ingest import ingest_file
+    from bridge.spool.ingest import IngestResult, ingest_file
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -324,18 +355,60 @@ def _add(spool: Spool, paths: list[Path]) -> int:
         return 2
     counts = {"spooled": 0, "skipped": 0, "failed": 0}
     objects = 0
+    failures: list[str] = []
     for path in iter_inputs(paths, exclude=spool.root):
-        result = ingest_file(spool, path)
+        try:
+            result = ingest_file(spool, path)
+        except SpoolError as exc:  # this file could not be stored; the next one may be
+            result = IngestResult(str(path), "failed", error=f"{path}: {exc}")
         counts[result.status] += 1
-        objects += len(result.object_ids)
+        objects += len(result.object_ids) - len(result.already)
         if result.status == "failed":
+            failures.append(result.error or str(path))
             print(f"failed: {result.error}", file=sys.stderr)
+        elif result.already and result.status == "skipped":
+            ids = ", ".join(str(n) for n in result.already)
+            print(f"skipped: {path}: already in the spool (object {ids})", file=sys.stderr)
     print(
         f"{counts['spooled']} files spooled ({objects} objects), {counts['skipped']} skipped, "
         f"{counts['failed']} failed -> {spool.root}",
         file=sys.stderr,
     )
+    if len(failures) > 1:
+        print("failed files:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+def _rebuild(args: argparse.Namespace, config: Config) -> int:
+    from bridge.spool.ingest import describe_object
+
+    named = (
+        [d.name for d in _destinations(args, config)] if (args.dest or config.destinations) else []
+    )
+    spool, report = Spool.rebuild(
+        _spool_path(args, config),
+        named,
+        describe_object,
+        command="acrnema-bridge spool rebuild",
+        retention_days=config.spool.retention_days,
+    )
+    spool.close()
+    aside = ", ".join(report.set_aside) or "nothing"
+    print(
+        f"spool rebuild: old database {report.old_database}; set aside: {aside}",
+        file=sys.stderr,
+    )
+    for name, reason in report.unreadable:
+        print(f"spool rebuild: cannot read {name}: {reason}", file=sys.stderr)
+    print(
+        f"spool rebuild: {report.objects} objects re-indexed, {len(report.unreadable)} "
+        f"unreadable (in {spool.root / 'lost+found'}); deliveries ready for: "
+        f"{', '.join(report.destinations) or 'no destination (give --dest)'}",
+        file=sys.stderr,
+    )
+    return 1 if report.unreadable else 0
 
 
 def _forward(
@@ -425,9 +498,13 @@ def run_command(args: argparse.Namespace) -> int:
             rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
             print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
         return 0
+    owner = None
     if args.command in ("forward", "send"):
         _check_destinations(_destinations(args, config))  # usage errors before any spooling
-    spool = _spool(args, config)
+        owner = f"acrnema-bridge {args.command}"  # refused at once if another process owns it
+    elif args.spool_command == "rebuild":
+        return _rebuild(args, config)
+    spool = _spool(args, config, owner=owner)
     try:
         if args.command == "spool":
             action = args.spool_command

@@ -138,7 +138,10 @@ def _run(args: argparse.Namespace, profile: object) -> int:
     if not destinations:
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
     spool_path = args.spool if args.spool is not None else config.spool.path
-    spool = Spool(spool_path, retention_days=config.spool.retention_days)
+    # the owner lock first: a second owner is refused before the port is opened
+    spool = Spool(
+        spool_path, retention_days=config.spool.retention_days, owner="acrnema-bridge run"
+    )
     port = _open(args.port, profile=profile if args.profile is not None else None)
     bridge = Bridge(
         port,

@@ -7,13 +7,28 @@ destination has accepted it (docs/forwarding.md).
 Layout of a spool folder::
 
     spool.db, spool.db-wal      SQLite database (WAL mode, synchronous=FULL)
+    owner.lock                  held (flock) by the one process that delivers and recovers
     objects/<ab>/<id>.dcm       one Part 10 file per object
-    tmp/                        files being written; emptied at start-up
+    tmp/                        files being written
+    lost+found/                 files recovery found and did not understand (never deleted)
 
-Durability of :meth:`Spool.put`: the file is written to ``tmp/``, fsync'd, renamed into
-``objects/``, the folder fsync'd, and only then is the row committed (a commit in WAL mode
-with synchronous=FULL is fsync'd). A crash before the commit leaves an orphan file, which
-start-up removes: the caller never got an answer for it.
+**One owner.** Delivering (claim, done, fail, retry) and recovery belong to one process
+at a time: the *owner*, which holds an exclusive ``flock`` on ``owner.lock`` for its life
+(its content names the pid, host, command and start time). A second owner is refused
+with :class:`SpoolBusyError` naming the first. :meth:`Spool.put` and the read-only
+queries work alongside an owner from any process.
+
+Durability of :meth:`Spool.put`: the file is written to ``tmp/`` under an exclusive
+``flock`` on its descriptor, fsync'd, hard-linked into ``objects/`` (never over an
+existing file), the folder fsync'd, the row committed (a commit in WAL mode with
+synchronous=FULL is fsync'd), and only then is the ``tmp/`` name removed and the flock
+released. So, for a file in ``objects/`` the database does not know:
+
+* locked: a put in progress; recovery leaves it alone;
+* two names (its ``tmp/`` twin still there): a put that died before its commit, nobody
+  was answered for it; recovery moves it to ``lost+found/``;
+* one name: it was committed once and the database lost its row (a lost ``-wal`` file, a
+  database restored from a copy): the spool refuses to start, ``spool rebuild`` mends it.
 
 Delivery state, one row per object and destination::
 
@@ -21,30 +36,53 @@ Delivery state, one row per object and destination::
       ^                 |  \\--fail--> failed (quarantine, with the reason)
       |                 \\--retry (next_attempt = now + backoff)--+
       +-------------------------------------------------------+
-    failed --retry_failed--> ready        in_flight --start-up--> ready
+    failed --retry_failed--> ready        in_flight --recover--> ready
+    ready --claim, file gone--> failed
 
-A done object's file is removed once every destination is done, unless retention keeps
-it for re-sending.
+``done``, ``fail`` and ``retry`` change only ``in_flight`` rows. A done object's file is
+removed once every destination is done, unless retention keeps it for re-sending.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
+import json
+import logging
 import os
+import re
+import socket
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import BridgeError
 
-__all__ = ["STATES", "Delivery", "Job", "ObjectInfo", "Spool", "SpoolError"]
+__all__ = [
+    "STATES",
+    "Delivery",
+    "Job",
+    "ObjectInfo",
+    "RebuildReport",
+    "Spool",
+    "SpoolBusyError",
+    "SpoolDamagedError",
+    "SpoolError",
+]
+
+log = logging.getLogger(__name__)
 
 STATES = ("ready", "in_flight", "done", "failed")
+LOCK_NAME = "owner.lock"
+LOST_FOUND = "lost+found"
+_OBJECT_NAME = re.compile(r"objects/([0-9a-f]{2})/([0-9]+)\.dcm")
+_LOW_SPACE = 1 << 20  # below this, a database I/O error is taken for a full disk
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -81,6 +119,14 @@ CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (destination, state, n
 
 class SpoolError(BridgeError):
     """The spool cannot take or give an object (disk full, read-only, corrupt database)."""
+
+
+class SpoolBusyError(SpoolError):
+    """Another process owns the spool (holds ``owner.lock``); the message names it."""
+
+
+class SpoolDamagedError(SpoolError):
+    """The database cannot be trusted with the objects on disk; ``spool rebuild`` mends it."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +171,21 @@ class Delivery:
     received: float
 
 
+@dataclass(frozen=True)
+class RebuildReport:
+    """What :meth:`Spool.rebuild` did."""
+
+    objects: int
+    """Object files re-indexed (each with a ready delivery per destination)."""
+    unreadable: tuple[tuple[str, str], ...]
+    """(file, reason) of every object file that could not be read: moved to lost+found/."""
+    destinations: tuple[str, ...]
+    set_aside: tuple[str, ...]
+    """Names the old database files were moved to (never deleted)."""
+    old_database: str
+    """``readable``, ``missing``, or why the old database could not be read."""
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -141,28 +202,201 @@ def _describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive flock on ``fd`` if nobody holds one; False if somebody does."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _default_command() -> str:
+    """What this process is, for the owner lock: the program and its command."""
+    words = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"]
+    words += [w for w in sys.argv[1:3] if not w.startswith("-")]
+    return " ".join(words)
+
+
+class _OwnerLock:
+    """The exclusive ``flock`` on ``owner.lock``, held until :meth:`release` or exit."""
+
+    def __init__(self, root: Path, command: str) -> None:
+        self.fd: int | None = None
+        path = root / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise SpoolError(f"spool {root}: {LOCK_NAME}: {_describe_os_error(exc)}") from exc
+        if not _try_lock(fd):
+            holder = self._holder(fd)
+            os.close(fd)
+            raise SpoolBusyError(f"spool {root} is in use by {holder}")
+        self.fd = fd
+        self.thread = threading.get_ident()
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        }
+        with contextlib.suppress(OSError):  # the lock counts, its content only informs
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            owner = {}
+        if not isinstance(owner, dict) or "pid" not in owner:
+            return "another process (it has not written its name yet)"
+        where = "" if owner.get("host") == socket.gethostname() else f" on {owner.get('host')}"
+        return (
+            f"pid {owner['pid']}{where} ({owner.get('command', '?')}, "
+            f"since {owner.get('since', '?')})"
+        )
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
 class Spool:
-    """A spool folder. Thread-safe: each thread gets its own SQLite connection."""
+    """A spool folder. Thread-safe: each thread gets its own SQLite connection.
+
+    ``owner`` (the command, e.g. ``"acrnema-bridge forward"``) takes the owner lock
+    before the database is opened and checks the database against ``objects/``: a busy
+    spool raises :class:`SpoolBusyError`, a damaged one :class:`SpoolDamagedError`.
+    Without it the spool can take objects and answer queries; :meth:`recover` takes the
+    lock itself.
+    """
+
+    _owner: _OwnerLock | None
 
     def __init__(
-        self, root: Path | str, *, retention_days: float = 0.0, reserve_bytes: int = 64 << 20
+        self,
+        root: Path | str,
+        *,
+        retention_days: float = 0.0,
+        reserve_bytes: int = 64 << 20,
+        owner: str | None = None,
     ) -> None:
-        self.root = Path(root)
+        self._setup(Path(root), retention_days, reserve_bytes)
+        if owner is not None:
+            self._owner = _OwnerLock(self.root, owner)
+        try:
+            self._open_database(fresh_ok=False)
+            if owner is not None:
+                self._check_database()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, root: Path, retention_days: float, reserve_bytes: int) -> None:
+        self.root = root
         self.retention_days = retention_days
         self.reserve_bytes = reserve_bytes
         self._local = threading.local()
+        self._owner = None
+        self._tmp_serial = 0
+        self._tmp_lock = threading.Lock()
         try:
             for folder in (self.root, self.root / "objects", self.root / "tmp"):
                 folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"spool {self.root}: {_describe_os_error(exc)}") from exc
+
+    def _damaged(self, problem: str) -> SpoolDamagedError:
+        return SpoolDamagedError(
+            f"spool {self.root}: {problem}; nothing was started or changed: run "
+            f"`acrnema-bridge spool rebuild --spool {self.root}` (it keeps the old database)"
+        )
+
+    def _object_files(self) -> Iterator[Path]:
+        """Every file under ``objects/`` (whatever its name), folder by folder."""
+        objects = self.root / "objects"
+        with contextlib.suppress(FileNotFoundError):
+            for folder in sorted(objects.iterdir()):
+                if not folder.is_dir():
+                    yield folder
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    yield from sorted(folder.iterdir())
+
+    def _open_database(self, *, fresh_ok: bool) -> None:
+        """Open (or create) the database; refuse a missing or empty one over objects."""
+        path = self.root / "spool.db"
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        holds_objects = next(self._object_files(), None) is not None
+        if size <= 0 and holds_objects and not fresh_ok:
+            what = "missing" if size < 0 else "empty (0 bytes)"
+            raise self._damaged(f"the database spool.db is {what} but objects/ holds files")
+        try:
             db = self._db()
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            if "objects" not in tables and holds_objects and not fresh_ok:
+                raise self._damaged(
+                    "the database spool.db holds no tables (its -wal file lost?) "
+                    "but objects/ holds files"
+                )
             db.executescript(_SCHEMA)  # runs in a transaction of its own
             columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
             if "lost" not in columns:  # a spool made before the column existed
                 db.execute("ALTER TABLE deliveries ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
         except OSError as exc:
             raise SpoolError(f"spool {self.root}: {_describe_os_error(exc)}") from exc
-        except sqlite3.Error as exc:
-            raise SpoolError(f"spool {self.root}: database: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._database_error(exc, holds_objects) from exc
+
+    def _database_error(self, exc: sqlite3.Error, holds_objects: bool = True) -> SpoolError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) and holds_objects:
+            return self._damaged(f"the database spool.db is damaged ({exc})")
+        return SpoolError(f"spool {self.root}: {self._db_problem(exc)}")
+
+    def _check_database(self) -> None:
+        """The owner's check: the database is whole and knows every committed object.
+
+        An object file with a single name that no row knows was committed once (a put
+        removes its ``tmp/`` name only after its commit): the database lost rows.
+        """
+        db = self._db()
+        try:
+            verdict = [r[0] for r in db.execute("PRAGMA quick_check")]
+            if verdict != ["ok"]:
+                raise self._damaged(f"the database spool.db fails its check ({verdict[0]})")
+            known = {r[0] for r in db.execute("SELECT file FROM objects WHERE file IS NOT NULL")}
+            forgotten = []
+            for path in self._object_files():
+                relative = path.relative_to(self.root).as_posix()
+                match = _OBJECT_NAME.fullmatch(relative)
+                if match is None or relative in known:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_nlink != 1:
+                        continue  # a put in progress or one that died: recovery's business
+                    row = db.execute(
+                        "SELECT file FROM objects WHERE id = ?", (int(match[2]),)
+                    ).fetchone()
+                    if row is None:  # read again: it may have been committed meanwhile
+                        forgotten.append(relative)
+        except sqlite3.DatabaseError as exc:
+            raise self._database_error(exc) from exc
+        if forgotten:
+            shown = ", ".join(forgotten[:3]) + (", ..." if len(forgotten) > 3 else "")
+            raise self._damaged(
+                f"the database spool.db does not know {len(forgotten)} object file(s) that "
+                f"were stored ({shown}): it lost rows (a lost -wal file?)"
+            )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -177,14 +411,30 @@ class Spool:
             self._local.db = db
         return db
 
+    def _db_problem(self, exc: sqlite3.Error) -> str:
+        """A database error in words; a full disk is called so, whatever SQLite says."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        full = code == sqlite3.SQLITE_FULL
+        if not full and code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+            with contextlib.suppress(OSError):
+                fs = os.statvfs(self.root)
+                full = fs.f_bavail * fs.f_frsize < _LOW_SPACE
+        if full:
+            return "no space left on the spool's disk"
+        return f"database: {exc}"
+
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; a database error becomes a :class:`SpoolError`."""
+    def _transaction(self, what: str | None = None) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; a database error becomes a :class:`SpoolError`.
+
+        ``what`` starts the error's message (default: the spool's folder).
+        """
+        what = what or f"spool {self.root}"
         try:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise SpoolError(f"spool {self.root}: database: {exc}") from exc
+            raise SpoolError(f"{what}: {self._db_problem(exc)}") from exc
         try:
             yield db
             db.execute("COMMIT")
@@ -192,46 +442,268 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise SpoolError(f"spool {self.root}: database: {exc}") from exc
+                raise SpoolError(f"{what}: {self._db_problem(exc)}") from exc
             raise
 
     def close(self) -> None:
-        """Close this thread's database connection."""
+        """Close this thread's database connection.
+
+        On the thread that took the owner lock, release it too (a forwarder thread
+        closing its own connection does not end the ownership).
+        """
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
+        owner = self._owner
+        if owner is not None and owner.thread == threading.get_ident():
+            owner.release()
+            self._owner = None
 
     def path_of(self, relative: str) -> Path:
         return self.root / relative
+
+    # ------------------------------------------------------------------ ownership
+
+    @property
+    def owned(self) -> bool:
+        """Whether this object holds the owner lock."""
+        return self._owner is not None
+
+    def acquire(self, command: str | None = None) -> None:
+        """Become the spool's owner (see the module docstring); idempotent.
+
+        Raises :class:`SpoolBusyError` when another process (or Spool object) owns it
+        and :class:`SpoolDamagedError` when the database is not fit to deliver from.
+        """
+        if self._owner is not None:
+            return
+        self._owner = _OwnerLock(self.root, command or _default_command())
+        try:
+            self._check_database()
+        except BaseException:
+            self._owner.release()
+            self._owner = None
+            raise
 
     # ------------------------------------------------------------------ start-up
 
     def recover(self) -> dict[str, int]:
         """Make the spool consistent after a crash; run once before forwarding.
 
-        Deliveries left ``in_flight`` go back to ``ready``; files being written when the
-        process died (``tmp/``) and object files without a row are removed (their put()
-        never returned, so nobody was told they were stored). Returns what was done.
+        Takes the owner lock if this object does not hold it yet. Object files no row
+        knows, of no put in progress, go to ``lost+found/`` with a WARNING (never
+        deleted); files of removals a crash interrupted (their row says removed) go;
+        ``tmp/`` files of dead writers go (nobody was answered for them); deliveries
+        left ``in_flight`` go back to ``ready``. Files a live writer holds are skipped.
         """
-        with self._transaction() as db:
-            requeued = db.execute(
-                "UPDATE deliveries SET state = 'ready', next_attempt = 0, updated = ? "
-                "WHERE state = 'in_flight'",
-                (time.time(),),
-            ).rowcount
-            known = {
-                row[0] for row in db.execute("SELECT file FROM objects WHERE file IS NOT NULL")
-            }
+        self.acquire()
+        lost_found, finished = self._sweep_objects()
+        stale = self._sweep_tmp()
+        requeued = 0
+        in_flight = (
+            self._db()
+            .execute("SELECT 1 FROM deliveries WHERE state = 'in_flight' LIMIT 1")
+            .fetchone()
+        )
+        if in_flight is not None:  # no write lock taken (nor waited for) without need
+            with self._transaction() as db:
+                requeued = db.execute(
+                    "UPDATE deliveries SET state = 'ready', next_attempt = 0, updated = ? "
+                    "WHERE state = 'in_flight'",
+                    (time.time(),),
+                ).rowcount
+        return {
+            "requeued": requeued,
+            "lost_found": lost_found,
+            "removed": finished,
+            "tmp_removed": stale,
+        }
+
+    def _sweep_objects(self) -> tuple[int, int]:
+        db = self._db()
+        known = {r[0] for r in db.execute("SELECT file FROM objects WHERE file IS NOT NULL")}
+        moved = finished = 0
+        for path in self._object_files():
+            relative = path.relative_to(self.root).as_posix()
+            if relative in known:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            try:
+                if not _try_lock(fd):
+                    log.debug("spool %s: %s is being written: left alone", self.root, relative)
+                    continue
+                match = _OBJECT_NAME.fullmatch(relative)
+                row = None
+                if match is not None:  # read again under the file's lock
+                    row = db.execute(
+                        "SELECT file FROM objects WHERE id = ?", (int(match[2]),)
+                    ).fetchone()
+                if row is not None and row[0] == relative:
+                    continue  # committed since the first read
+                if row is not None and row[0] is None and os.fstat(fd).st_nlink == 1:
+                    path.unlink()  # its row says removed: a removal a crash interrupted
+                    finished += 1
+                    continue
+                target = self._to_lost_found(path, relative)
+                log.warning(
+                    "spool %s: %s is not in the database: moved to %s (never deleted; "
+                    "`acrnema-bridge spool add` it if it is wanted)",
+                    self.root,
+                    relative,
+                    target.relative_to(self.root),
+                )
+                moved += 1
+            finally:
+                os.close(fd)
+        return moved, finished
+
+    def _to_lost_found(self, path: Path, relative: str) -> Path:
+        folder = self.root / LOST_FOUND
+        folder.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{relative.replace('/', '-')}"
+        target = folder / base
+        n = 0
+        while target.exists():
+            n += 1
+            target = folder / f"{base}.{n}"
+        os.rename(path, target)
+        _fsync_dir(folder)
+        return target
+
+    def _sweep_tmp(self) -> int:
         removed = 0
-        for tmp in (self.root / "tmp").iterdir():
-            tmp.unlink(missing_ok=True)
-            removed += 1
-        for path in (self.root / "objects").glob("*/*.dcm"):
-            if str(path.relative_to(self.root)) not in known:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return {"requeued": requeued, "orphans_removed": removed}
+        for path in sorted((self.root / "tmp").iterdir()):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            try:
+                if _try_lock(fd):  # no live writer: nobody was answered for it
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+    # ------------------------------------------------------------------ rebuild
+
+    @classmethod
+    def rebuild(
+        cls,
+        root: Path | str,
+        destinations: Iterable[str],
+        describe: Callable[[Path, bytes], ObjectInfo],
+        *,
+        command: str = "acrnema-bridge spool rebuild",
+        retention_days: float = 0.0,
+    ) -> tuple[Spool, RebuildReport]:
+        """Make a new database from the object files; return the spool (owned) and a report.
+
+        Takes the owner lock, moves the old database files aside (``spool.db.damaged-*``,
+        never deleted), reads the destinations it registered if it still can, and
+        indexes every ``objects/<ab>/<id>.dcm`` under its own id: ``describe(path, data)``
+        reads what the row needs from the file (raising for a file it cannot read, which
+        goes to ``lost+found/``). Every object gets a ready delivery for every destination
+        of the old database and of ``destinations``.
+        """
+        spool = cls.__new__(cls)
+        spool._setup(Path(root), retention_days, 64 << 20)
+        spool._owner = _OwnerLock(spool.root, command)
+        try:
+            old, state = spool._old_destinations()
+            aside = spool._set_aside()
+            spool._open_database(fresh_ok=True)
+            count, unreadable = spool._reindex(describe)
+            spool._sweep_tmp()
+            names = sorted(set(old) | set(destinations))
+            spool.register(names)
+        except BaseException:
+            spool.close()
+            raise
+        report = RebuildReport(count, tuple(unreadable), tuple(names), tuple(aside), state)
+        log.warning(
+            "spool %s rebuilt: %d objects re-indexed, %d unreadable (in %s/), old database %s",
+            spool.root,
+            count,
+            len(unreadable),
+            LOST_FOUND,
+            state,
+        )
+        return spool, report
+
+    def _old_destinations(self) -> tuple[list[str], str]:
+        path = self.root / "spool.db"
+        if not path.exists():
+            return [], "missing"
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                names = [r[0] for r in db.execute("SELECT name FROM destinations")]
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return [], f"unreadable ({exc})"
+        return names, "readable"
+
+    def _set_aside(self) -> list[str]:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = []
+        for suffix in ("", "-wal", "-shm"):  # SQLite finds the three by these names
+            source = self.root / f"spool.db{suffix}"
+            if source.exists():
+                target = self.root / f"spool.db.damaged-{stamp}{suffix}"
+                os.rename(source, target)
+                moved.append(target.name)
+        _fsync_dir(self.root)
+        return moved
+
+    def _reindex(
+        self, describe: Callable[[Path, bytes], ObjectInfo]
+    ) -> tuple[int, list[tuple[str, str]]]:
+        count = 0
+        unreadable: list[tuple[str, str]] = []
+        with self._transaction() as db:
+            for path in self._object_files():
+                relative = path.relative_to(self.root).as_posix()
+                match = _OBJECT_NAME.fullmatch(relative)
+                try:
+                    if match is None or int(match[2]) % 256 != int(match[1], 16):
+                        raise ValueError("not named objects/<ab>/<id>.dcm")
+                    with open(path, "rb") as fp:
+                        fcntl.flock(fp.fileno(), fcntl.LOCK_EX)  # a put in progress ends
+                        data = fp.read()
+                        received = os.fstat(fp.fileno()).st_mtime
+                    info = describe(path, data)
+                except (OSError, ValueError, BridgeError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    target = self._to_lost_found(path, relative)
+                    unreadable.append((relative, f"{reason or exc}; moved to {target.name}"))
+                    log.warning("spool %s: %s cannot be read: %s", self.root, relative, reason)
+                    continue
+                db.execute(
+                    "INSERT INTO objects (id, sop_instance_uid, sop_class_uid, transfer_syntax, "
+                    "modality, size, sha256, source, received, file) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        int(match[2]),
+                        info.sop_instance_uid,
+                        info.sop_class_uid,
+                        info.transfer_syntax,
+                        info.modality,
+                        len(data),
+                        hashlib.sha256(data).hexdigest(),
+                        info.source,
+                        received,
+                        relative,
+                    ),
+                )
+                count += 1
+        return count, unreadable
 
     # ------------------------------------------------------------------ destinations
 
@@ -267,29 +739,35 @@ class Spool:
         while the first copy is still spooled returns the first copy's id. Raises
         :class:`SpoolError` (disk full, read-only) and leaves the spool as it was.
         """
+        return self.add(data, info)[0]
+
+    def add(self, data: bytes, info: ObjectInfo) -> tuple[int, bool]:
+        """:meth:`put`, and whether the object is new (False: the same bytes are spooled)."""
         digest = hashlib.sha256(data).hexdigest()
-        existing = (
-            self._db()
-            .execute("SELECT id FROM objects WHERE sha256 = ? AND file IS NOT NULL", (digest,))
-            .fetchone()
-        )
+        try:
+            existing = (
+                self._db()
+                .execute("SELECT id FROM objects WHERE sha256 = ? AND file IS NOT NULL", (digest,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool {self.root}: {self._db_problem(exc)}") from exc
         if existing is not None:
-            return int(existing[0])
+            return int(existing[0]), False
         self._check_space(len(data), info)
-        tmp = self.root / "tmp" / f"{digest[:16]}.{os.getpid()}.{threading.get_ident()}"
+        what = f"cannot store {info.sop_instance_uid}"
         try:
-            with open(tmp, "wb") as fp:
-                fp.write(data)
-                fp.flush()
-                os.fsync(fp.fileno())
+            fd, tmp = self._locked_tmp(digest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise SpoolError(
-                f"cannot store {info.sop_instance_uid}: {_describe_os_error(exc)}"
-            ) from exc
-        now = time.time()
+            raise SpoolError(f"{what}: {_describe_os_error(exc)}") from exc
+        final: Path | None = None
         try:
-            with self._transaction() as db:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            now = time.time()
+            with self._transaction(what) as db:
                 cursor = db.execute(
                     "INSERT INTO objects (sop_instance_uid, sop_class_uid, transfer_syntax, "
                     "modality, size, sha256, source, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -306,25 +784,54 @@ class Spool:
                 )
                 object_id = int(cursor.lastrowid or 0)
                 relative = f"objects/{object_id % 256:02x}/{object_id}.dcm"
-                final = self.root / relative
-                final.parent.mkdir(exist_ok=True)
-                os.replace(tmp, final)
-                _fsync_dir(final.parent)
+                target = self.root / relative
+                target.parent.mkdir(exist_ok=True)
+                try:
+                    os.link(tmp, target)  # never over an existing file, unlike a rename
+                except FileExistsError:
+                    raise SpoolError(
+                        f"{what}: {relative} already exists and the database does not know "
+                        f"it; run `acrnema-bridge spool rebuild --spool {self.root}`"
+                    ) from None
+                final = target
+                _fsync_dir(target.parent)
                 db.execute("UPDATE objects SET file = ? WHERE id = ?", (relative, object_id))
                 db.execute(
                     "INSERT INTO deliveries (object_id, destination, state, updated) "
                     "SELECT ?, name, 'ready', ? FROM destinations",
                     (object_id, now),
                 )
+            final = None  # committed: the object is the spool's now
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise SpoolError(
-                f"cannot store {info.sop_instance_uid}: {_describe_os_error(exc)}"
-            ) from exc
+            raise SpoolError(f"{what}: {_describe_os_error(exc)}") from exc
         except sqlite3.Error as exc:
+            raise SpoolError(f"{what}: {self._db_problem(exc)}") from exc
+        finally:
+            if final is not None:  # linked but not committed: nobody is answered for it
+                final.unlink(missing_ok=True)
             tmp.unlink(missing_ok=True)
-            raise SpoolError(f"cannot store {info.sop_instance_uid}: database: {exc}") from exc
-        return object_id
+            os.close(fd)  # releases the flock: recovery may look at the file from now on
+        return object_id, True
+
+    def _locked_tmp(self, digest: str) -> tuple[int, Path]:
+        """Create a file in ``tmp/`` and hold an exclusive flock on it.
+
+        A recovery that took the file away between its creation and the flock (it could
+        not know a writer was about to lock it) is noticed, and another name is used.
+        """
+        while True:
+            with self._tmp_lock:
+                self._tmp_serial += 1
+                serial = self._tmp_serial
+            tmp = self.root / "tmp" / f"{digest[:16]}.{os.getpid()}.{serial}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                    return fd, tmp
+            except FileNotFoundError:
+                pass
+            os.close(fd)
 
     def _check_space(self, size: int, info: ObjectInfo) -> None:
         """Refuse an object that would eat into the reserve the database needs to work.
@@ -346,21 +853,46 @@ class Spool:
     # ------------------------------------------------------------------ delivery
 
     def claim(self, destination: str, *, now: float, limit: int = 16) -> list[Job]:
-        """Move up to ``limit`` due deliveries of ``destination`` to ``in_flight``."""
+        """Move up to ``limit`` due deliveries of ``destination`` to ``in_flight``.
+
+        A delivery whose object file is gone (purged, or missing from disk) is never
+        handed out: it is quarantined with the reason, and claiming goes on.
+        """
+        rows: list[sqlite3.Row] = []
+        gone: list[tuple[int, str]] = []
         with self._transaction() as db:
-            rows = db.execute(
-                "SELECT d.object_id, d.attempts, d.lost, o.file, o.sha256, o.sop_instance_uid, "
-                "o.sop_class_uid, o.transfer_syntax, o.modality, o.source FROM deliveries d "
-                "JOIN objects o ON o.id = d.object_id "
-                "WHERE d.destination = ? AND d.state = 'ready' AND d.next_attempt <= ? "
-                "ORDER BY d.next_attempt, d.object_id LIMIT ?",
-                (destination, now, limit),
-            ).fetchall()
-            db.executemany(
-                "UPDATE deliveries SET state = 'in_flight', updated = ? "
-                "WHERE object_id = ? AND destination = ?",
-                [(now, row["object_id"], destination) for row in rows],
-            )
+            while len(rows) < limit:
+                batch = db.execute(
+                    "SELECT d.object_id, d.attempts, d.lost, o.file, o.sha256, "
+                    "o.sop_instance_uid, o.sop_class_uid, o.transfer_syntax, o.modality, "
+                    "o.source FROM deliveries d JOIN objects o ON o.id = d.object_id "
+                    "WHERE d.destination = ? AND d.state = 'ready' AND d.next_attempt <= ? "
+                    "ORDER BY d.next_attempt, d.object_id LIMIT ?",
+                    (destination, now, limit - len(rows)),
+                ).fetchall()
+                if not batch:
+                    break
+                for row in batch:
+                    if row["file"] is None:
+                        reason = "its file was removed from the spool (purged) before delivery"
+                    elif not (self.root / row["file"]).is_file():
+                        reason = f"its file {row['file']} is missing from the spool"
+                    else:
+                        rows.append(row)
+                        db.execute(
+                            "UPDATE deliveries SET state = 'in_flight', updated = ? "
+                            "WHERE object_id = ? AND destination = ?",
+                            (now, row["object_id"], destination),
+                        )
+                        continue
+                    gone.append((int(row["object_id"]), reason))
+                    db.execute(
+                        "UPDATE deliveries SET state = 'failed', last_error = ?, updated = ? "
+                        "WHERE object_id = ? AND destination = ?",
+                        (reason, now, row["object_id"], destination),
+                    )
+        for object_id, reason in gone:
+            log.warning("%s: object %d quarantined: %s", destination, object_id, reason)
         return [
             Job(
                 int(row["object_id"]),
@@ -381,14 +913,18 @@ class Spool:
         ]
 
     def done(self, jobs: Sequence[Job], *, note: str | None = None) -> None:
-        """Mark deliveries done; remove files whose every delivery is done."""
+        """Mark deliveries done; remove files whose every delivery is done.
+
+        Like :meth:`fail` and :meth:`retry`, it changes only rows still ``in_flight``:
+        a worker whose claim a recovery took back cannot overwrite the row.
+        """
         if not jobs:
             return
         now = time.time()
         with self._transaction() as db:
             db.executemany(
                 "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = ?, "
-                "updated = ? WHERE object_id = ? AND destination = ?",
+                "updated = ? WHERE object_id = ? AND destination = ? AND state = 'in_flight'",
                 [(note, now, j.object_id, j.destination) for j in jobs],
             )
         if self.retention_days <= 0:
@@ -405,7 +941,7 @@ class Spool:
             db.execute(
                 "UPDATE deliveries SET state = 'ready', attempts = attempts + 1, "
                 "lost = lost + ?, next_attempt = ?, last_error = ?, updated = ? "
-                "WHERE object_id = ? AND destination = ?",
+                "WHERE object_id = ? AND destination = ? AND state = 'in_flight'",
                 (int(lost), next_attempt, reason, time.time(), job.object_id, job.destination),
             )
 
@@ -414,7 +950,8 @@ class Spool:
         with self._transaction() as db:
             db.execute(
                 "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, "
-                "last_error = ?, updated = ? WHERE object_id = ? AND destination = ?",
+                "last_error = ?, updated = ? WHERE object_id = ? AND destination = ? "
+                "AND state = 'in_flight'",
                 (reason, time.time(), job.object_id, job.destination),
             )
 
@@ -445,11 +982,15 @@ class Spool:
     # ------------------------------------------------------------------ operator
 
     def retry_failed(self, destination: str | None = None) -> int:
-        """Move quarantined deliveries back to ``ready``; return how many."""
+        """Move quarantined deliveries back to ``ready``; return how many.
+
+        Deliveries of purged objects (their file is gone) stay quarantined.
+        """
         query = (
             "UPDATE deliveries SET state = 'ready', attempts = 0, lost = 0, next_attempt = 0, "
             "updated = ? "
-            "WHERE state = 'failed'"
+            "WHERE state = 'failed' "
+            "AND object_id IN (SELECT id FROM objects WHERE file IS NOT NULL)"
         )
         params: tuple[object, ...] = (time.time(),)
         if destination is not None:
