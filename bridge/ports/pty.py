@@ -21,7 +21,7 @@ import select
 from bridge.ports._url import parse_url, seconds
 from bridge.ports.base import PortError, PortUnavailableError
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import StreamWordPort
+from bridge.ports.driver import StreamWordPort
 
 __all__ = ["PtyPort", "PtyStream", "open_pty", "open_pty_stream"]
 

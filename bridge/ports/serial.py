@@ -38,7 +38,7 @@ from typing import Any
 from bridge.ports._url import flag, parse_url, positive_int, seconds
 from bridge.ports.base import PortError, PortUnavailableError
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import StreamWordPort
+from bridge.ports.driver import StreamWordPort
 
 __all__ = [
     "SerialPort",

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from bridge.ports._url import parse_url, seconds
 from bridge.ports.base import PortError
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import StreamWordPort
+from bridge.ports.driver import StreamWordPort
 
 __all__ = [
     "TcpListenPort",
