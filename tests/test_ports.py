@@ -33,6 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.engine import PeerReady, WordsArrived
 from bridge.ports import (
     LinkDown,
     PortError,
@@ -46,14 +47,17 @@ from bridge.ports import (
     registry,
 )
 from bridge.ports import loop as loop_module
+from bridge.ports.bytestream import PipeStream, pipe_pair
+from bridge.ports.driver import StreamWordPort
 from bridge.ports.spy import SpyPort, split_spy_url
 from bridge.ports.wordstream import (
     LineState,
-    StreamWordPort,
     WordStreamDecoder,
+    WordStreamEngine,
     encode_line_state,
     encode_words,
 )
+from bridge.profile import REFERENCE
 from bridge.testing.feeding import check_feeding
 from bridge.testing.ports import (
     PortConformance,
@@ -540,6 +544,86 @@ def test_entry_points_add_schemes(monkeypatch: pytest.MonkeyPatch) -> None:
         port.close()
 
 
+_PIPES: dict[str, PipeStream] = {}
+
+
+def pipe_factory(url: str) -> PipeStream:
+    """A plug-in's byte-stream scheme: ``pipe://NAME``, one end of a pipe made by a test."""
+    return _PIPES.pop(url.partition("://")[2])
+
+
+@contextlib.contextmanager
+def plug_in_pipes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WordPort, WordPort]]:
+    entry = EntryPoint("pipe", f"{__name__}:pipe_factory", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    _PIPES["left"], _PIPES["right"] = pipe_pair(name="plug-in")
+    a = open_port("pipe://left")
+    try:
+        b = open_port("pipe://right")
+        try:
+            yield a, b
+        finally:
+            b.close()
+    finally:
+        a.close()
+
+
+def test_a_plug_in_byte_stream_carries_the_raw_word_stream_and_passes_the_kit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scheme whose factory gives a ByteStream gets the one driver, and the kit."""
+    with plug_in_pipes(monkeypatch) as (a, _):
+        assert isinstance(a, StreamWordPort) and a.url == "pipe://left"
+    check_port_pair(lambda: plug_in_pipes(monkeypatch))
+
+
+def test_open_port_passes_options_and_the_profile_to_the_factory() -> None:
+    seen: list[tuple[WordBuffer, str]] = []
+
+    def hook(buffer: WordBuffer, direction: str) -> WordBuffer:
+        seen.append((buffer, direction))
+        return buffer
+
+    a = open_port("loop://options", hook=hook)
+    b = open_port("loop://options", profile=REFERENCE)  # a port without a profile: ignored
+    try:
+        a.send(words(3, seed=71))
+        receive(b, 3)
+        assert [d for _, d in seen] == ["a->b"]
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(PortError, match="takes no option speed"):
+        open_port("loop://options", speed=3)
+    listener = open_port("tcp-listen://127.0.0.1:0", profile=REFERENCE)
+    listener.close()
+
+
+def test_the_old_factories_and_class_names_still_work() -> None:
+    from bridge.ports import pty, serial
+    from bridge.ports import socket as tcp
+
+    assert tcp.TcpPort is tcp.TcpListenPort is serial.SerialPort is pty.PtyPort
+    assert callable(serial.open_serial) and callable(serial.open_rs485)
+    assert callable(serial.open_ftdi) and callable(pty.open_pty) and callable(tcp.open_tcp)
+    listener = tcp.open_tcp_listen("tcp-listen://127.0.0.1:0")
+    try:
+        client = tcp.open_tcp(f"tcp://127.0.0.1:{listener.address[1]}")  # type: ignore[attr-defined]
+        try:
+            wait_both(listener, client)
+            assert isinstance(client, StreamWordPort)
+        finally:
+            client.close()
+    finally:
+        listener.close()
+
+
+def test_prefixes_are_not_schemes_of_their_own() -> None:
+    """box+ and spy+ compose with any scheme: no box+SCHEME entries are listed."""
+    assert not [s for s in available_schemes() if "+" in s]
+    assert set(registry.BYTE_STREAMS) == {"tcp", "tcp-listen", "serial", "rs485", "ftdi", "pty"}
+
+
 def test_a_broken_entry_point_is_a_port_error(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = EntryPoint("tcp", "no.such.module:factory", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
@@ -714,3 +798,41 @@ def test_stream_port_is_the_base_of_the_byte_stream_ports(tmp_path: Path) -> Non
         assert isinstance(link.a, StreamWordPort) and isinstance(link.b, StreamWordPort)
     finally:
         link.close()
+
+
+# ------------------------------------------------------------- the word stream engine
+
+
+def test_the_word_stream_engine_alone_greets_answers_announces_and_pads() -> None:
+    """Sans-I/O: the line-state rules, fed by hand with a made-up clock."""
+    engine = WordStreamEngine("test")
+    assert engine.receive(encode_line_state(True), 0.0) == []  # no stream: nothing
+    engine.connect(10.0)
+    assert engine.data_to_send() == encode_line_state(True, False)  # the greeting
+    assert engine.next_deadline() == pytest.approx(10.2)
+    assert engine.handle_timer(10.1) == [] and not engine.has_output
+    engine.handle_timer(10.25)  # announced again while the peer is not seen
+    assert engine.data_to_send() == encode_line_state(True, False)
+    events = engine.receive(encode_line_state(True, sees_ready=False), 10.3)
+    assert [type(e).__name__ for e in events] == ["PeerReady"] and engine.peer_ready
+    assert engine.data_to_send() == encode_line_state(True, True)  # it was wrong about us
+    assert engine.next_deadline() is None and engine.down_reason() is None
+    data = encode_words(words(4, seed=81))
+    events = engine.receive(data[:5], 10.4) + engine.receive(data[5:], 10.4)
+    got = [e.buffer for e in events if isinstance(e, WordsArrived)]
+    assert same(
+        WordBuffer(np.concatenate([g.words for g in got]), np.concatenate([g.parity for g in got])),
+        words(4, seed=81),
+    )
+    assert engine.send_words(words(2, seed=82)) == 2
+    assert engine.data_to_send() == encode_words(words(2, seed=82))
+    assert engine.write_stalled(5) == b"\xff\xff"  # 5 left: the unit cut short needs 2
+    engine.set_ready(False, 10.5)
+    assert engine.data_to_send() == encode_line_state(False, True)
+    assert engine.send_words(words(2)) == 0  # nothing goes while our READY is down
+    engine.receive(encode_words(words(3)), 10.6)
+    assert engine.discarded == 3 and engine.data_to_send() == encode_line_state(False, True)
+    events = engine.receive(encode_line_state(False, sees_ready=False), 10.7)
+    assert events == [PeerReady(False)] and engine.down_reason() == "the peer is not READY"
+    engine.disconnect()
+    assert not engine.has_output and engine.next_deadline() is None
