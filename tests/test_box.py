@@ -56,6 +56,7 @@ from bridge.ports.loop import loop_pair
 from bridge.profile import REFERENCE, profile_from_mapping
 from bridge.service import Bridge
 from bridge.spool.store import Spool
+from bridge.testing import ports as kit
 
 pytest.importorskip("serial")
 
@@ -71,17 +72,7 @@ def words(count: int, seed: int = 0, *, good_parity: bool = False) -> WordBuffer
 
 
 def receive(port: WordPort, count: int, timeout: float = 20.0) -> WordBuffer:
-    parts: list[WordBuffer] = []
-    got = 0
-    deadline = time.monotonic() + timeout
-    while got < count:
-        assert time.monotonic() < deadline, f"only {got} of {count} words arrived"
-        buffer = port.recv(0.2)
-        parts.append(buffer)
-        got += len(buffer.words)
-    return WordBuffer(
-        np.concatenate([p.words for p in parts]), np.concatenate([p.parity for p in parts])
-    )
+    return kit.receive(port, count, timeout)[0]
 
 
 def same(a: WordBuffer, b: WordBuffer) -> bool:
