@@ -36,6 +36,7 @@ from bridge.ports.base import WordPort
 from bridge.profile import Profile, load_profile
 from bridge.service import Bridge
 from bridge.spool.store import Spool
+from bridge.testing.ports import receive
 
 HW_URL, PEER_URL = os.environ.get("BRIDGE_HW_URL"), os.environ.get("BRIDGE_HW_PEER_URL")
 EMULATED = os.environ.get("BRIDGE_HW_EMULATED") == "1"
@@ -84,19 +85,9 @@ def words(count: int, seed: int = 0) -> WordBuffer:
 
 def receive_exactly(port: WordPort, count: int, timeout: float = 10.0) -> WordBuffer:
     """``count`` words from ``port``, failing on fewer within ``timeout`` or on more."""
-    parts: list[WordBuffer] = []
-    got = 0
-    deadline = time.monotonic() + timeout
-    while got < count:
-        assert time.monotonic() < deadline, f"only {got} of {count} words arrived"
-        buffer = port.recv(0.2)
-        if len(buffer.words):
-            parts.append(buffer)
-            got += len(buffer.words)
-    assert got == count, f"{got} words arrived, {count} were sent"
-    return WordBuffer(
-        np.concatenate([p.words for p in parts]), np.concatenate([p.parity for p in parts])
-    )
+    buffer, _ = receive(port, count, timeout)
+    assert len(buffer.words) == count, f"{len(buffer.words)} words arrived, {count} were sent"
+    return buffer
 
 
 def _operator(what: str) -> Callable[[], None]:

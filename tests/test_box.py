@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from bridge.emulator.store_scp import EmbeddedStore
 from bridge.endpoint import Endpoint
 from bridge.forward.runner import RetryPolicy
 from bridge.forward.scu import Destination
-from bridge.ports import LinkDown, PortError, PortUnavailableError, WordPort, open_port
+from bridge.ports import LinkDown, PortError, PortUnavailableError, WordPort, open_port, registry
 from bridge.ports import boxproto as bp
 from bridge.ports.box import (
     TRANSITIONS,
@@ -50,11 +51,12 @@ from bridge.ports.box import (
     open_box,
     split_box_url,
 )
-from bridge.ports.bytestream import pipe_pair
+from bridge.ports.bytestream import PipeStream, pipe_pair
 from bridge.ports.loop import loop_pair
 from bridge.profile import REFERENCE, profile_from_mapping
 from bridge.service import Bridge
 from bridge.spool.store import Spool
+from bridge.testing import ports as kit
 
 pytest.importorskip("serial")
 
@@ -70,17 +72,7 @@ def words(count: int, seed: int = 0, *, good_parity: bool = False) -> WordBuffer
 
 
 def receive(port: WordPort, count: int, timeout: float = 20.0) -> WordBuffer:
-    parts: list[WordBuffer] = []
-    got = 0
-    deadline = time.monotonic() + timeout
-    while got < count:
-        assert time.monotonic() < deadline, f"only {got} of {count} words arrived"
-        buffer = port.recv(0.2)
-        parts.append(buffer)
-        got += len(buffer.words)
-    return WordBuffer(
-        np.concatenate([p.words for p in parts]), np.concatenate([p.parity for p in parts])
-    )
+    return kit.receive(port, count, timeout)[0]
 
 
 def same(a: WordBuffer, b: WordBuffer) -> bool:
@@ -446,6 +438,54 @@ def test_the_profile_from_the_url_configures_the_box() -> None:
         assert port.host.configure.active_low == 1 << bp.LINES.index("REQ")
         with pytest.raises(PortError, match="a profile in the URL and another"):
             open_box(url, REFERENCE)
+
+
+def test_open_port_carries_the_profile_to_a_box_port() -> None:
+    """open_port(url, profile=...) configures the box, as --profile does."""
+    site = profile_from_mapping({"physical": {"parity": "even", "active_low": ["REQ"]}})
+    with emulated_bench(site) as (url, peer):
+        base, _, query = url.partition("?")
+        bare = base + "?" + "&".join(o for o in query.split("&") if not o.startswith("profile="))
+        with open_port(bare, profile=site) as port:
+            assert isinstance(port, BoxPort)
+            wait_both(port, peer)
+            assert port.host.configure.parity is bp.Parity.EVEN
+            assert port.host.configure.active_low == 1 << bp.LINES.index("REQ")
+        with pytest.raises(PortError, match="a profile in the URL and another"):
+            open_port(url, profile=REFERENCE)
+
+
+_PIPES: dict[str, PipeStream] = {}
+
+
+def pipe_factory(url: str) -> PipeStream:
+    """A plug-in's byte-stream scheme, ``pipe://NAME``."""
+    return _PIPES.pop(url.partition("://")[2].partition("?")[0])
+
+
+def test_box_prefix_composes_with_a_plug_in_byte_stream(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """box+ is handled once: any byte-stream scheme, a plug-in's too, and spy+ before it."""
+    entry = EntryPoint("pipe", f"{__name__}:pipe_factory", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    host_end, box_end = pipe_pair()
+    _PIPES["box"] = host_end
+    line, peer = loop_pair()
+    line.set_ready(False)
+    box = EmulatedBox(line, box_end).start()
+    try:
+        trace = tmp_path / "t.bin"
+        with open_port(f"spy+box+pipe://box?duplex=1&trace={trace}") as port:
+            wait_both(port, peer)
+            port.send(words(300, seed=6))
+            assert same(receive(peer, 300), words(300, seed=6))
+        assert box.error is None
+    finally:
+        box.stop()
+        box_end.release()
+        line.close()
+        peer.close()
 
 
 # --- the full path -------------------------------------------------------------------

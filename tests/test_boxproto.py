@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from bridge.acrnema.physical import parity_bits
 from bridge.ports import boxproto as bp
 from bridge.profile import REFERENCE, profile_from_mapping
+from bridge.testing.feeding import FEEDINGS, feed_as
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors" / "box"
@@ -157,28 +158,20 @@ def _observed(events: list[bp.Frame | bp.BadFrame], sized: list[Any]) -> list[An
     return out
 
 
-def _splits(data: bytes, rng: np.random.Generator) -> list[bytes]:
-    cuts = sorted(set(rng.integers(0, len(data) + 1, rng.integers(0, 12)).tolist()))
-    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-
-
 @pytest.mark.parametrize("case", STREAMS["cases"], ids=lambda c: c["name"])
-@pytest.mark.parametrize("feeding", ["whole", "byte by byte", "random pieces", "trailing"])
+@pytest.mark.parametrize("feeding", FEEDINGS)
 def test_stream_vectors(case: dict[str, Any], feeding: str) -> None:
     data = bytes.fromhex(case["input"])
     want = _expected(case)
-    decoder = bp.FrameDecoder(max_body=case["max_body"])
-    if feeding == "whole":
-        pieces = [data]
-    elif feeding == "byte by byte":
-        pieces = [data[i : i + 1] for i in range(len(data))]
-    elif feeding == "random pieces":
-        pieces = _splits(data, np.random.default_rng(len(data)))
-    else:  # the stream goes on: a partial frame after it changes nothing before it
-        pieces = [data + bytes.fromhex(BY_NAME["hello"]["wire"])[:-1]]
-    events: list[bp.Frame | bp.BadFrame] = []
-    for piece in pieces:
-        events += decoder.feed(piece)
+    # trailing: the stream goes on; a partial frame after it changes nothing before it
+    decoder, events = feed_as(
+        lambda: bp.FrameDecoder(max_body=case["max_body"]),
+        bp.FrameDecoder.feed,
+        data,
+        feeding,
+        seed=len(data),
+        trailing=bytes.fromhex(BY_NAME["hello"]["wire"])[:-1],
+    )
     assert _observed(events, want) == want
     assert len(events) == len(want)
     if feeding == "trailing" and data.endswith(b"\0"):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType, encode_frame
 from bridge.acrnema.physical import bad_parity, bytes_from_words, parity_bits, words_from_bytes
+from bridge.testing.feeding import check_feeding
 
 RNG = np.random.default_rng(8)
 
@@ -41,7 +42,14 @@ def test_frames_decode_whole_word_by_word_and_amid_garbage() -> None:
     expected = [
         Frame(FrameType.DATA, n, p + b"\x00" * (len(p) % 2)) for n, p in enumerate(payloads)
     ]
-    assert FrameDecoder().feed(stream) == expected
+    check_feeding(
+        FrameDecoder,
+        FrameDecoder.feed,
+        stream,
+        expected=expected,
+        trailing=frames(b"next")[:3],  # the start of the next frame: held back
+        held=lambda decoder: decoder.pending_words > 0,
+    )
     decoder = FrameDecoder()
     events = [e for w in stream for e in decoder.feed([w])]
     assert events == expected and decoder.pending_words == 0

@@ -1,6 +1,7 @@
 """Ports: one conformance suite over every port kind, then what is special to each.
 
-The conformance tests run on each kind in ``KINDS`` (python-can's back-to-back tests):
+The conformance suite is the shipped kit (``bridge.testing.ports``: ``PortConformance``,
+as plug-in authors and hwtests/ use it); here it runs on each kind in ``KINDS``:
 ``loop``, ``tcp`` (tcp-listen on 127.0.0.1 port 0 and tcp connect), ``serial`` and
 ``rs485`` (a pty: ``pty://`` on the master, the slave opened through pyserial),
 ``spy+loop``, ``spy+tcp`` and ``box`` (``box+serial://`` over a pty to the emulated
@@ -32,8 +33,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.engine import PeerReady, WordsArrived
 from bridge.ports import (
-    MAX_RECV_WORDS,
     LinkDown,
     PortError,
     PortUnavailableError,
@@ -46,82 +47,30 @@ from bridge.ports import (
     registry,
 )
 from bridge.ports import loop as loop_module
+from bridge.ports.bytestream import PipeStream, pipe_pair
+from bridge.ports.driver import StreamWordPort
 from bridge.ports.spy import SpyPort, split_spy_url
 from bridge.ports.wordstream import (
     LineState,
-    StreamWordPort,
     WordStreamDecoder,
+    WordStreamEngine,
     encode_line_state,
     encode_words,
+)
+from bridge.profile import REFERENCE
+from bridge.testing.feeding import check_feeding
+from bridge.testing.ports import (
+    PortConformance,
+    check_port_pair,
+    receive,
+    same,
+    wait_both,
+    words,
 )
 
 KINDS = ["loop", "tcp", "serial", "rs485", "spy+loop", "spy+tcp", "box"]
 STREAM_KINDS = {"tcp", "serial", "rs485", "spy+tcp"}
 LINK_S = 5.0  # how long two sides may take to find each other
-
-
-def words(count: int, seed: int = 0) -> WordBuffer:
-    rng = np.random.default_rng(seed)
-    return WordBuffer(
-        rng.integers(0, 1 << 16, count, dtype=np.uint16),
-        rng.integers(0, 2, count, dtype=np.uint8),
-    )
-
-
-def same(a: WordBuffer, b: WordBuffer) -> bool:
-    return np.array_equal(a.words, b.words) and np.array_equal(a.parity, b.parity)
-
-
-def receive(port: WordPort, count: int, timeout: float = 10.0) -> tuple[WordBuffer, list[int]]:
-    """``count`` words from ``port`` and the sizes of the reads that brought them."""
-    parts: list[WordBuffer] = []
-    sizes: list[int] = []
-    got = 0
-    deadline = time.monotonic() + timeout
-    while got < count:
-        assert time.monotonic() < deadline, f"only {got} of {count} words arrived"
-        buffer = port.recv(0.5)
-        if len(buffer.words):
-            parts.append(buffer)
-            sizes.append(len(buffer.words))
-            got += len(buffer.words)
-    return (
-        WordBuffer(
-            np.concatenate([p.words for p in parts]), np.concatenate([p.parity for p in parts])
-        ),
-        sizes,
-    )
-
-
-def wait_both(a: WordPort, b: WordPort, timeout: float = LINK_S) -> None:
-    """Let two ends in one thread find each other (each answers only while it reads)."""
-    deadline = time.monotonic() + timeout
-    while not (a.peer_ready and b.peer_ready):
-        assert time.monotonic() < deadline, "the two ends did not find each other"
-        a.wait_peer(0.02)
-        b.wait_peer(0.02)
-
-
-def in_thread(action: Callable[[], Any]) -> Callable[[], None]:
-    """Start ``action`` in a thread; the returned function joins it and re-raises."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            action()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="test-peer")
-    thread.start()
-
-    def join() -> None:
-        thread.join(30)
-        assert not thread.is_alive(), "the peer thread hangs"
-        if errors:
-            raise errors[0]
-
-    return join
 
 
 def expect_down(action: Callable[[], Any]) -> None:
@@ -222,16 +171,6 @@ def open_pair(kind: str, tmp_path: Path) -> Pair:
     raise AssertionError(kind)
 
 
-@pytest.fixture(params=KINDS)
-def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
-    link = open_pair(request.param, tmp_path)
-    try:
-        wait_both(link.a, link.b)
-        yield link
-    finally:
-        link.close()
-
-
 def listener_of(link: Pair) -> Any:
     return link.a.port if isinstance(link.a, SpyPort) else link.a
 
@@ -239,117 +178,74 @@ def listener_of(link: Pair) -> Any:
 # --------------------------------------------------------------- conformance suite
 
 
-def test_small_transfer_both_ways(pair: Pair) -> None:
-    pair.a.send(words(10, seed=1))
-    got, _ = receive(pair.b, 10)
-    assert same(got, words(10, seed=1))
-    pair.b.send(words(3, seed=2))
-    pair.b.send(words(4, seed=3))
-    got, _ = receive(pair.a, 7)
-    first, second = words(3, seed=2), words(4, seed=3)
-    expected = WordBuffer(
-        np.concatenate([first.words, second.words]), np.concatenate([first.parity, second.parity])
-    )
-    assert same(got, expected)
+class TestConformance(PortConformance):
+    """The shipped conformance kit (bridge.testing.ports) over every kind of port."""
+
+    @pytest.fixture(autouse=True, params=KINDS)
+    def _kind(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        self.kind, self.tmp_path = request.param, tmp_path
+
+    @contextlib.contextmanager
+    def open_pair(self) -> Iterator[tuple[WordPort, WordPort]]:
+        link = open_pair(self.kind, self.tmp_path)
+        try:
+            yield link.a, link.b
+        finally:
+            link.close()
 
 
-def test_large_transfer_in_order_split_reads(pair: Pair) -> None:
-    count = MAX_RECV_WORDS + 4096  # more than one recv may return
-    sent = words(count, seed=5)
-    join = in_thread(lambda: [pair.a.send(WordBuffer(w, p)) for w, p in _chunks(sent, 1 << 17)])
-    try:
-        got, sizes = receive(pair.b, count, timeout=30)
-    finally:
-        join()
-    assert same(got, sent)
-    assert max(sizes) <= MAX_RECV_WORDS
+def test_the_kit_runs_as_a_function_on_any_pair() -> None:
+    """check_port_pair: the same checks, called on a factory of pairs (no subclass)."""
+
+    @contextlib.contextmanager
+    def loop_ends() -> Iterator[tuple[WordPort, WordPort]]:
+        a, b = loop_pair()
+        try:
+            yield a, b
+        finally:
+            a.close()
+            b.close()
+
+    check_port_pair(loop_ends)
 
 
-def test_both_directions_at_once(pair: Pair) -> None:
-    count = 1 << 16
-    join_a = in_thread(lambda: pair.a.send(words(count, seed=7)))
-    join_b = in_thread(lambda: pair.b.send(words(count, seed=8)))
-    try:
-        got_b, _ = receive(pair.b, count)
-        got_a, _ = receive(pair.a, count)
-    finally:
-        join_a()
-        join_b()
-    assert same(got_b, words(count, seed=7))
-    assert same(got_a, words(count, seed=8))
+def test_the_kit_names_the_check_that_fails() -> None:
+    """A port that breaks a rule fails the kit, and the message names the rule."""
 
+    class Deaf(WordPort):  # loses every word it is given
+        def __init__(self, port: WordPort) -> None:
+            self.port = port
 
-def _chunks(buffer: WordBuffer, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for start in range(0, len(buffer.words), size):
-        yield buffer.words[start : start + size], buffer.parity[start : start + size]
+        def send(self, buffer: WordBuffer) -> None:
+            self.port.send(WordBuffer(buffer.words[:0], buffer.parity[:0]))
 
+        def recv(self, timeout: float) -> WordBuffer:
+            return self.port.recv(min(timeout, 0.05))
 
-def test_recv_timeout_returns_empty_in_time(pair: Pair) -> None:
-    start = time.monotonic()
-    buffer = pair.b.recv(0.2)
-    elapsed = time.monotonic() - start
-    assert len(buffer.words) == 0 and len(buffer.parity) == 0
-    assert 0.15 <= elapsed < 1.0
-    start = time.monotonic()
-    assert len(pair.a.recv(0).words) == 0
-    assert time.monotonic() - start < 0.5
+        def set_ready(self, ready: bool) -> None:
+            self.port.set_ready(ready)
 
+        @property
+        def peer_ready(self) -> bool:
+            return self.port.peer_ready
 
-def test_empty_send_is_harmless(pair: Pair) -> None:
-    pair.a.send(words(0))
-    pair.a.send(words(2, seed=9))
-    got, _ = receive(pair.b, 2)
-    assert same(got, words(2, seed=9))
+        def wait_peer(self, timeout: float) -> bool:
+            return self.port.wait_peer(timeout)
 
+        def close(self) -> None:
+            self.port.close()
 
-def test_ready_drop_and_back(pair: Pair) -> None:
-    pair.a.set_ready(False)
-    expect_down(lambda: pair.b.recv(LINK_S))
-    assert not pair.b.peer_ready
-    expect_down(lambda: pair.b.send(words(4)))
-    expect_down(lambda: pair.b.recv(0.1))  # again on each call while the peer is down
-    expect_down(lambda: pair.a.send(words(4)))  # our own READY is down: nothing goes
-    assert not pair.b.wait_peer(0.1)
-    pair.a.set_ready(True)
-    wait_both(pair.a, pair.b)
-    pair.a.send(words(5, seed=11))
-    got, _ = receive(pair.b, 5)
-    assert same(got, words(5, seed=11))
-    pair.b.send(words(6, seed=12))
-    got, _ = receive(pair.a, 6)
-    assert same(got, words(6, seed=12))
+    @contextlib.contextmanager
+    def deaf_ends() -> Iterator[tuple[WordPort, WordPort]]:
+        a, b = loop_pair()
+        try:
+            yield Deaf(a), b
+        finally:
+            a.close()
+            b.close()
 
-
-def test_short_drop_is_reported_once(pair: Pair) -> None:
-    pair.a.set_ready(False)
-    pair.a.set_ready(True)
-    expect_down(lambda: pair.b.recv(LINK_S))
-    wait_both(pair.a, pair.b)
-    pair.a.send(words(3, seed=13))
-    got, _ = receive(pair.b, 3)
-    assert same(got, words(3, seed=13))
-
-
-def test_close_is_seen_and_idempotent(pair: Pair) -> None:
-    pair.a.close()
-    expect_down(lambda: pair.b.recv(LINK_S))
-    expect_down(lambda: pair.b.send(words(2)))
-    assert not pair.b.peer_ready
-    assert not pair.b.wait_peer(0.3)
-    pair.a.close()
-    with pytest.raises(PortError) as info:
-        pair.a.send(words(2))
-    assert not isinstance(info.value, LinkDown)
-    with pytest.raises(PortError):
-        pair.a.recv(0.1)
-    pair.b.close()
-    pair.b.close()
-
-
-def test_context_manager_closes(pair: Pair) -> None:
-    with pair.b as port:
-        assert port is pair.b
-    expect_down(lambda: pair.a.recv(LINK_S))
+    with pytest.raises(AssertionError, match="check_small_transfer_both_ways: only 0 of 10"):
+        check_port_pair(deaf_ends)
 
 
 # ------------------------------------------------------------------ per kind
@@ -648,6 +544,86 @@ def test_entry_points_add_schemes(monkeypatch: pytest.MonkeyPatch) -> None:
         port.close()
 
 
+_PIPES: dict[str, PipeStream] = {}
+
+
+def pipe_factory(url: str) -> PipeStream:
+    """A plug-in's byte-stream scheme: ``pipe://NAME``, one end of a pipe made by a test."""
+    return _PIPES.pop(url.partition("://")[2])
+
+
+@contextlib.contextmanager
+def plug_in_pipes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WordPort, WordPort]]:
+    entry = EntryPoint("pipe", f"{__name__}:pipe_factory", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    _PIPES["left"], _PIPES["right"] = pipe_pair(name="plug-in")
+    a = open_port("pipe://left")
+    try:
+        b = open_port("pipe://right")
+        try:
+            yield a, b
+        finally:
+            b.close()
+    finally:
+        a.close()
+
+
+def test_a_plug_in_byte_stream_carries_the_raw_word_stream_and_passes_the_kit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scheme whose factory gives a ByteStream gets the one driver, and the kit."""
+    with plug_in_pipes(monkeypatch) as (a, _):
+        assert isinstance(a, StreamWordPort) and a.url == "pipe://left"
+    check_port_pair(lambda: plug_in_pipes(monkeypatch))
+
+
+def test_open_port_passes_options_and_the_profile_to_the_factory() -> None:
+    seen: list[tuple[WordBuffer, str]] = []
+
+    def hook(buffer: WordBuffer, direction: str) -> WordBuffer:
+        seen.append((buffer, direction))
+        return buffer
+
+    a = open_port("loop://options", hook=hook)
+    b = open_port("loop://options", profile=REFERENCE)  # a port without a profile: ignored
+    try:
+        a.send(words(3, seed=71))
+        receive(b, 3)
+        assert [d for _, d in seen] == ["a->b"]
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(PortError, match="takes no option speed"):
+        open_port("loop://options", speed=3)
+    listener = open_port("tcp-listen://127.0.0.1:0", profile=REFERENCE)
+    listener.close()
+
+
+def test_the_old_factories_and_class_names_still_work() -> None:
+    from bridge.ports import pty, serial
+    from bridge.ports import socket as tcp
+
+    assert tcp.TcpPort is tcp.TcpListenPort is serial.SerialPort is pty.PtyPort
+    assert callable(serial.open_serial) and callable(serial.open_rs485)
+    assert callable(serial.open_ftdi) and callable(pty.open_pty) and callable(tcp.open_tcp)
+    listener = tcp.open_tcp_listen("tcp-listen://127.0.0.1:0")
+    try:
+        client = tcp.open_tcp(f"tcp://127.0.0.1:{listener.address[1]}")  # type: ignore[attr-defined]
+        try:
+            wait_both(listener, client)
+            assert isinstance(client, StreamWordPort)
+        finally:
+            client.close()
+    finally:
+        listener.close()
+
+
+def test_prefixes_are_not_schemes_of_their_own() -> None:
+    """box+ and spy+ compose with any scheme: no box+SCHEME entries are listed."""
+    assert not [s for s in available_schemes() if "+" in s]
+    assert set(registry.BYTE_STREAMS) == {"tcp", "tcp-listen", "serial", "rs485", "ftdi", "pty"}
+
+
 def test_a_broken_entry_point_is_a_port_error(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = EntryPoint("tcp", "no.such.module:factory", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
@@ -762,25 +738,37 @@ def test_wordstream_roundtrip_split_anywhere(units: list[tuple[int, int]], cuts:
     assert decoder.pending_bytes == 0 and decoder.invalid == 0
 
 
-def test_wordstream_byte_by_byte_and_trailing_partial() -> None:
-    data = (
-        encode_words(words(3, seed=61))
-        + encode_line_state(True)
-        + encode_words(words(2, seed=62))
-        + b"\x12"
+def _merged(events: list[WordBuffer | LineState]) -> list[object]:
+    """Events with consecutive word buffers as one (feeding may split them anywhere)."""
+    out: list[object] = []
+    for event in events:
+        if isinstance(event, LineState):
+            out.append(event)
+            continue
+        units = tuple(zip(event.words.tolist(), event.parity.tolist(), strict=True))
+        if out and isinstance(out[-1], tuple):
+            out[-1] = out[-1] + units
+        else:
+            out.append(units)
+    return out
+
+
+def test_wordstream_fed_every_way_and_with_a_trailing_partial_unit() -> None:
+    data = encode_words(words(3, seed=61)) + encode_line_state(True) + encode_words(words(2, 62))
+    events = check_feeding(
+        WordStreamDecoder,
+        WordStreamDecoder.feed,
+        data,
+        trailing=b"\x12",
+        held=lambda decoder: decoder.pending_bytes == 1,
+        normalise=_merged,
     )
-    decoder = WordStreamDecoder()
-    events: list[WordBuffer | LineState] = []
-    for index in range(len(data)):
-        events += decoder.feed(data[index : index + 1])
-    assert decoder.pending_bytes == 1
-    kinds = [type(e).__name__ for e in events]
-    assert kinds == ["WordBuffer"] * 3 + ["LineState"] + ["WordBuffer"] * 2
     whole = WordStreamDecoder().feed(data)
     assert [type(e).__name__ for e in whole] == ["WordBuffer", "LineState", "WordBuffer"]
     assert same(whole[0], words(3, seed=61))  # type: ignore[arg-type]
     assert whole[1] == LineState(ready=True, sees_ready=False)
     assert same(whole[2], words(2, seed=62))  # type: ignore[arg-type]
+    assert events == _merged(whole)
 
 
 def test_wordstream_invalid_units_are_dropped_and_counted() -> None:
@@ -810,3 +798,41 @@ def test_stream_port_is_the_base_of_the_byte_stream_ports(tmp_path: Path) -> Non
         assert isinstance(link.a, StreamWordPort) and isinstance(link.b, StreamWordPort)
     finally:
         link.close()
+
+
+# ------------------------------------------------------------- the word stream engine
+
+
+def test_the_word_stream_engine_alone_greets_answers_announces_and_pads() -> None:
+    """Sans-I/O: the line-state rules, fed by hand with a made-up clock."""
+    engine = WordStreamEngine("test")
+    assert engine.receive(encode_line_state(True), 0.0) == []  # no stream: nothing
+    engine.connect(10.0)
+    assert engine.data_to_send() == encode_line_state(True, False)  # the greeting
+    assert engine.next_deadline() == pytest.approx(10.2)
+    assert engine.handle_timer(10.1) == [] and not engine.has_output
+    engine.handle_timer(10.25)  # announced again while the peer is not seen
+    assert engine.data_to_send() == encode_line_state(True, False)
+    events = engine.receive(encode_line_state(True, sees_ready=False), 10.3)
+    assert [type(e).__name__ for e in events] == ["PeerReady"] and engine.peer_ready
+    assert engine.data_to_send() == encode_line_state(True, True)  # it was wrong about us
+    assert engine.next_deadline() is None and engine.down_reason() is None
+    data = encode_words(words(4, seed=81))
+    events = engine.receive(data[:5], 10.4) + engine.receive(data[5:], 10.4)
+    got = [e.buffer for e in events if isinstance(e, WordsArrived)]
+    assert same(
+        WordBuffer(np.concatenate([g.words for g in got]), np.concatenate([g.parity for g in got])),
+        words(4, seed=81),
+    )
+    assert engine.send_words(words(2, seed=82)) == 2
+    assert engine.data_to_send() == encode_words(words(2, seed=82))
+    assert engine.write_stalled(5) == b"\xff\xff"  # 5 left: the unit cut short needs 2
+    engine.set_ready(False, 10.5)
+    assert engine.data_to_send() == encode_line_state(False, True)
+    assert engine.send_words(words(2)) == 0  # nothing goes while our READY is down
+    engine.receive(encode_words(words(3)), 10.6)
+    assert engine.discarded == 3 and engine.data_to_send() == encode_line_state(False, True)
+    events = engine.receive(encode_line_state(False, sees_ready=False), 10.7)
+    assert events == [PeerReady(False)] and engine.down_reason() == "the peer is not READY"
+    engine.disconnect()
+    assert not engine.has_output and engine.next_deadline() is None

@@ -48,9 +48,7 @@ from typing import Protocol
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer, bad_parity
-from bridge.ports._buffers import WordQueue, empty_buffer
-from bridge.ports.base import LinkDown, PortError, PortUnavailableError, WordPort
-from bridge.ports.boxproto import (
+from bridge.box.protocol import (
     LINES,
     MIN_BODY,
     PROTOCOL_VERSION,
@@ -86,6 +84,8 @@ from bridge.ports.boxproto import (
     max_words_for,
     position_delta,
 )
+from bridge.ports._buffers import WordQueue, empty_buffer
+from bridge.ports.base import LinkDown, PortError, PortUnavailableError, WordPort
 from bridge.ports.bytestream import ByteStream
 from bridge.ports.loop import loop_pair
 from bridge.profile import REFERENCE, Profile, to_toml

@@ -21,7 +21,7 @@ import select
 from bridge.ports._url import parse_url, seconds
 from bridge.ports.base import PortError, PortUnavailableError
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import StreamWordPort
+from bridge.ports.driver import StreamWordPort
 
 __all__ = ["PtyPort", "PtyStream", "open_pty", "open_pty_stream"]
 
@@ -95,13 +95,9 @@ class PtyStream(ByteStream):
             os.close(self._slave)
 
 
-class PtyPort(StreamWordPort):
-    """The master side of a new pty carrying the raw word stream."""
-
-    def __init__(self, url: str = "pty://", *, write_timeout: float = 5.0) -> None:
-        stream = PtyStream(url, write_timeout=write_timeout)
-        self.device = stream.device
-        super().__init__(url, stream)
+PtyPort = StreamWordPort
+"""The port of ``pty://``: the one :class:`StreamWordPort` (the old class name; the
+stream's ``device`` is the port's)."""
 
 
 def _pty_options(url: str) -> float:
@@ -112,9 +108,9 @@ def _pty_options(url: str) -> float:
     return write_timeout
 
 
-def open_pty(url: str) -> PtyPort:
-    """Open ``pty://[?write_timeout=S]``: a new pty (the slave's path is ``.device``)."""
-    return PtyPort(url, write_timeout=_pty_options(url))
+def open_pty(url: str) -> StreamWordPort:
+    """The port of ``pty://`` (the old factory; ``open_port`` does the same)."""
+    return StreamWordPort(url, open_pty_stream(url))
 
 
 def open_pty_stream(url: str) -> PtyStream:

@@ -1,35 +1,46 @@
 """Ports chosen by URL: ``open_port("tcp://127.0.0.1:5104")``.
 
-A scheme names a *factory*, ``factory(url: str) -> WordPort``, found in the entry
-point group ``acrnema_bridge.ports`` (pyproject.toml's
-``[project.entry-points."acrnema_bridge.ports"]``), so another package can add a port
-without touching this one (docs/ports.md). Our own schemes are also in a built-in
-table, used when the package metadata is not installed (running from a source tree);
-an entry point of the same name wins. ``spy+URL`` wraps any of them
-(:mod:`bridge.ports.spy`). A factory's module is imported only when its scheme is
-opened, so optional libraries (pyserial, pyftdi) load only for their ports.
+One table of schemes: each scheme names one *factory*, ``factory(url, **options)``,
+that returns either a :class:`~bridge.ports.base.WordPort` (``loop://``,
+``ftdi-gpio://``: the words move directly) or a
+:class:`~bridge.ports.bytestream.ByteStream` (``tcp://``, ``serial://``, a pty...: the
+raw word stream runs over it, :class:`bridge.ports.driver.StreamWordPort`). Our schemes
+are in :data:`BUILTIN`, the one table; other packages add schemes in the entry point
+group ``acrnema_bridge.ports`` (in their pyproject.toml,
+``[project.entry-points."acrnema_bridge.ports"]``), and an entry point of the same name
+wins (docs/ports.md, "Adding a port"). A factory's module
+is imported only when its scheme is opened, so optional libraries (pyserial, pyftdi)
+load only for their ports.
 
-:func:`open_byte_stream` opens the plain byte stream under a URL of the byte-stream
-schemes (:data:`BYTE_STREAMS`: serial, rs485, ftdi, tcp, tcp-listen, pty), with the same
-options as the port of that scheme; ``box+SCHEME://`` (:mod:`bridge.ports.box`) speaks
-the interface-box protocol over one, and the emulated box serves it on one.
+Prefixes compose with any scheme, each handled once here (:data:`PREFIXES`):
+``spy+URL`` traces any port (:mod:`bridge.ports.spy`); ``box+URL`` speaks the
+interface-box protocol over the byte stream of any byte-stream scheme
+(:mod:`bridge.ports.box`), a plug-in's too. They nest (``spy+box+serial://...``).
+
+:func:`open_port` takes typed settings beside the URL: ``profile`` (a link profile)
+reaches the ports that use one (``box+``, ``ftdi-gpio://``) and is ignored by the others;
+other keyword options go to the scheme's factory (a factory that does not take one is a
+:class:`~bridge.ports.base.PortError`).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
-from typing import cast
+from typing import Any
 
 from bridge.ports.base import PortError, WordPort
 from bridge.ports.bytestream import ByteStream
+from bridge.profile import Profile
 
 __all__ = [
     "BUILTIN",
     "BYTE_STREAMS",
     "ENTRY_POINT_GROUP",
+    "PREFIXES",
     "available_schemes",
     "open_byte_stream",
     "open_port",
@@ -40,39 +51,51 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "acrnema_bridge.ports"
 BUILTIN = {
     "loop": "bridge.ports.loop:open_loop",
-    "tcp": "bridge.ports.socket:open_tcp",
-    "tcp-listen": "bridge.ports.socket:open_tcp_listen",
-    "serial": "bridge.ports.serial:open_serial",
-    "rs485": "bridge.ports.serial:open_rs485",
-    "ftdi": "bridge.ports.serial:open_ftdi",
-    "pty": "bridge.ports.pty:open_pty",
-    "ftdi-gpio": "bridge.ports.ftdi_gpio:open_ftdi_gpio",
-    "box+serial": "bridge.ports.box:open_box",
-    "box+rs485": "bridge.ports.box:open_box",
-    "box+ftdi": "bridge.ports.box:open_box",
-    "box+tcp": "bridge.ports.box:open_box",
-    "box+tcp-listen": "bridge.ports.box:open_box",
-    "box+pty": "bridge.ports.box:open_box",
-}
-BYTE_STREAMS = {
+    "tcp": "bridge.ports.socket:open_tcp_stream",
+    "tcp-listen": "bridge.ports.socket:open_tcp_listen_stream",
     "serial": "bridge.ports.serial:open_serial_stream",
     "rs485": "bridge.ports.serial:open_rs485_stream",
     "ftdi": "bridge.ports.serial:open_ftdi_stream",
-    "tcp": "bridge.ports.socket:open_tcp_stream",
-    "tcp-listen": "bridge.ports.socket:open_tcp_listen_stream",
     "pty": "bridge.ports.pty:open_pty_stream",
+    "ftdi-gpio": "bridge.ports.ftdi_gpio:open_ftdi_gpio",
 }
-"""Byte streams by scheme (:func:`open_byte_stream`): what ``box+SCHEME://`` runs over."""
+"""Our schemes and their factories (``module:function``)."""
+BYTE_STREAMS = {scheme: target for scheme, target in BUILTIN.items() if "_stream" in target}
+"""Our schemes whose factory gives a byte stream (what ``box+SCHEME://`` runs over)."""
 
-Factory = Callable[[str], WordPort]
+Factory = Callable[..., WordPort | ByteStream]
+
+
+def _open_spy(url: str, profile: Profile | None, options: dict[str, Any]) -> WordPort:
+    from bridge.ports.spy import open_spy
+
+    return open_spy(url, lambda inner: open_port(inner, profile=profile, **options))
+
+
+def _open_box(url: str, profile: Profile | None, options: dict[str, Any]) -> WordPort:
+    from bridge.ports.box import open_box
+
+    if options:
+        raise PortError(f"{url}: box+ ports take no options {sorted(options)}")
+    return open_box(url, profile)
+
+
+PREFIXES: dict[str, Callable[[str, Profile | None, dict[str, Any]], WordPort]] = {
+    "spy+": _open_spy,
+    "box+": _open_box,
+}
+"""Prefixes that compose with any URL: ``prefix -> opener(url, profile, options)``."""
 
 
 def _entry_points() -> dict[str, str]:
+    """Other packages' schemes. Entries naming this package's own modules are skipped:
+    our schemes are :data:`BUILTIN` (metadata of an older install listed them too)."""
     try:
-        return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        found = entry_points(group=ENTRY_POINT_GROUP)
     except Exception as exc:  # broken metadata of some other package: use ours
         log.warning("cannot read the %s entry points: %s", ENTRY_POINT_GROUP, exc)
         return {}
+    return {ep.name: ep.value for ep in found if not ep.value.startswith("bridge.")}
 
 
 def _table() -> dict[str, str]:
@@ -80,8 +103,9 @@ def _table() -> dict[str, str]:
 
 
 def available_schemes() -> list[str]:
-    """The URL schemes :func:`open_port` knows (each also as ``spy+SCHEME``)."""
-    return sorted(_table())
+    """The URL schemes :func:`open_port` knows (each also after ``spy+``, and the byte
+    streams after ``box+``)."""
+    return sorted(name for name in _table() if not name.startswith(tuple(PREFIXES)))
 
 
 def _factory(scheme: str, target: str) -> Factory:
@@ -91,35 +115,72 @@ def _factory(scheme: str, target: str) -> Factory:
         factory = getattr(module, attr) if attr else module
     except (ImportError, AttributeError) as exc:
         raise PortError(f"{scheme}:// ports: cannot load {target}: {exc}") from exc
-    return cast(Factory, factory)
+    if not callable(factory):
+        raise PortError(f"{scheme}:// ports: {target} is not a function")
+    return factory  # type: ignore[no-any-return]
 
 
-def open_port(url: str) -> WordPort:
-    """Open the port ``url`` names (docs/ports.md lists the schemes and options)."""
-    if url.startswith("spy+"):
-        from bridge.ports.spy import open_spy
+def _call(
+    factory: Factory, target: str, url: str, profile: Profile | None, options: dict[str, Any]
+) -> object:
+    """``factory(url, **options)``, with ``profile`` if the factory takes one."""
+    kwargs = dict(options)
+    parameters: Mapping[str, inspect.Parameter]
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read: pass what was given
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if profile is not None and (takes_any or "profile" in parameters):
+        kwargs["profile"] = profile
+    unknown = [name for name in kwargs if not takes_any and name not in parameters]
+    if unknown:
+        raise PortError(f"{url}: {target} takes no option {', '.join(sorted(unknown))}")
+    return factory(url, **kwargs)
 
-        return open_spy(url, open_port)
+
+def _open_scheme(url: str, profile: Profile | None, options: dict[str, Any]) -> object:
     scheme, sep, _ = url.partition("://")
     table = _table()
     if not sep or scheme not in table:
-        known = ", ".join(f"{name}://" for name in sorted(table))
-        raise PortError(f"{url}: unknown port; known: {known}, and spy+ before any of them")
-    port = _factory(scheme, table[scheme])(url)
-    if not isinstance(port, WordPort):
-        raise PortError(f"{url}: {table[scheme]} did not return a WordPort")
-    return port
+        known = ", ".join(f"{name}://" for name in available_schemes())
+        prefixes = " and ".join(PREFIXES)
+        raise PortError(f"{url}: unknown port; known: {known}, and {prefixes} before them")
+    target = table[scheme]
+    return _call(_factory(scheme, target), target, url, profile, options)
+
+
+def open_port(url: str, *, profile: Profile | None = None, **options: Any) -> WordPort:
+    """Open the port ``url`` names (docs/ports.md lists the schemes and options).
+
+    ``profile``: the link profile, for the ports that use one (``box+``, ``ftdi-gpio://``;
+    a ``?profile=FILE`` in the URL must then be the same); ``options``: keyword options
+    for the scheme's factory (``hook=`` of ``loop://``, a plug-in's own).
+    """
+    for prefix, opener in PREFIXES.items():
+        if url.startswith(prefix):
+            return opener(url, profile, options)
+    made = _open_scheme(url, profile, options)
+    if isinstance(made, ByteStream):
+        from bridge.ports.driver import StreamWordPort
+
+        try:
+            return StreamWordPort(url, made)
+        except BaseException:
+            made.release()
+            raise
+    if not isinstance(made, WordPort):
+        raise PortError(f"{url}: the factory gave neither a WordPort nor a ByteStream")
+    return made
 
 
 def open_byte_stream(url: str) -> ByteStream:
     """The byte stream ``url`` names (``serial:///dev/ttyACM0``, ``tcp://HOST:PORT``...)."""
-    scheme, sep, _ = url.partition("://")
-    if not sep or scheme not in BYTE_STREAMS:
-        known = ", ".join(f"{name}://" for name in BYTE_STREAMS)
-        raise PortError(f"{url}: not a byte stream; known: {known}")
-    module_name, _, attr = BYTE_STREAMS[scheme].partition(":")
-    module = importlib.import_module(module_name)
-    stream = getattr(module, attr)(url)
-    if not isinstance(stream, ByteStream):  # pragma: no cover - our own table
-        raise PortError(f"{url}: {BYTE_STREAMS[scheme]} did not return a ByteStream")
-    return stream
+    scheme = url.partition("://")[0]
+    made = _open_scheme(url, None, {})
+    if isinstance(made, ByteStream):
+        return made
+    if isinstance(made, WordPort):  # a word link (loop://, ftdi-gpio://): not a stream
+        made.close()
+    known = ", ".join(f"{name}://" for name in BYTE_STREAMS)
+    raise PortError(f"{url}: {scheme}:// is not a byte stream; known: {known} (and plug-ins')")

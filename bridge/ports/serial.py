@@ -38,7 +38,7 @@ from typing import Any
 from bridge.ports._url import flag, parse_url, positive_int, seconds
 from bridge.ports.base import PortError, PortUnavailableError
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import StreamWordPort
+from bridge.ports.driver import StreamWordPort
 
 __all__ = [
     "SerialPort",
@@ -206,14 +206,10 @@ class SerialStream(ByteStream):
         self.disconnect()
 
 
-class SerialPort(StreamWordPort):
-    """A serial device carrying the raw word stream."""
-
-    def __init__(self, url: str, stream: SerialStream) -> None:
-        self.device = stream.device
-        self.baud = stream.baud
-        self.rs485 = stream.rs485
-        super().__init__(url, stream)
+SerialPort = StreamWordPort
+"""The port of ``serial://``, ``rs485://`` and ``ftdi://``: the one
+:class:`StreamWordPort` (the old class name; the stream's ``device``, ``baud`` and
+``rs485`` are the port's)."""
 
 
 def _settings(url: str, scheme: str) -> tuple[str, dict[str, Any]]:
@@ -240,19 +236,19 @@ def _ftdi_opener(url: str) -> Any:
     return serialext.serial_for_url
 
 
-def open_serial(url: str) -> SerialPort:
-    """Open ``serial://DEVICE[?baud=N&rtscts=0|1&write_timeout=S]``."""
-    return SerialPort(url, open_serial_stream(url))
+def open_serial(url: str) -> StreamWordPort:
+    """The port of ``serial://...`` (the old factory; ``open_port`` does the same)."""
+    return StreamWordPort(url, open_serial_stream(url))
 
 
-def open_rs485(url: str) -> SerialPort:
-    """Open ``rs485://DEVICE[?baud=N&...]``: RS-485 mode where the device allows it."""
-    return SerialPort(url, open_rs485_stream(url))
+def open_rs485(url: str) -> StreamWordPort:
+    """The port of ``rs485://...`` (the old factory; ``open_port`` does the same)."""
+    return StreamWordPort(url, open_rs485_stream(url))
 
 
-def open_ftdi(url: str) -> SerialPort:
-    """Open ``ftdi://VENDOR:PRODUCT/INTERFACE[?baud=N&...]`` through pyftdi."""
-    return SerialPort(url, open_ftdi_stream(url))
+def open_ftdi(url: str) -> StreamWordPort:
+    """The port of ``ftdi://...`` (the old factory; ``open_port`` does the same)."""
+    return StreamWordPort(url, open_ftdi_stream(url))
 
 
 def open_serial_stream(url: str) -> SerialStream:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from bridge.ports._url import parse_url, seconds
 from bridge.ports.base import PortError
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import StreamWordPort
+from bridge.ports.driver import StreamWordPort
 
 __all__ = [
     "TcpListenPort",
@@ -198,28 +198,9 @@ class TcpListenStream(_SocketStream):
         self._listener.close()
 
 
-class TcpPort(StreamWordPort):
-    """``tcp://HOST:PORT``: connects, and reconnects in ``wait_peer``."""
-
-    def __init__(
-        self, url: str, host: str, port: int, *, connect_timeout: float, write_timeout: float
-    ) -> None:
-        stream = TcpStream(
-            url, host, port, connect_timeout=connect_timeout, write_timeout=write_timeout
-        )
-        self.host = host
-        self.port = port
-        self.connect_timeout = connect_timeout
-        super().__init__(url, stream)
-
-
-class TcpListenPort(StreamWordPort):
-    """``tcp-listen://HOST:PORT``: one accepted connection at a time."""
-
-    def __init__(self, url: str, host: str, port: int, *, write_timeout: float) -> None:
-        stream = TcpListenStream(url, host, port, write_timeout=write_timeout)
-        self.address: tuple[str, int] = stream.address
-        super().__init__(url, stream)
+TcpPort = TcpListenPort = StreamWordPort
+"""The ports of ``tcp://`` and ``tcp-listen://``: the one :class:`StreamWordPort` (the old
+class names; the stream's ``address``, ``host`` and ``port`` are the port's)."""
 
 
 def open_tcp_stream(url: str) -> TcpStream:
@@ -242,21 +223,11 @@ def open_tcp_listen_stream(url: str) -> TcpListenStream:
     return TcpListenStream(url, host, port, write_timeout=parsed.options.get("write_timeout", 5.0))
 
 
-def open_tcp(url: str) -> TcpPort:
-    """Open ``tcp://HOST:PORT[?connect_timeout=S&write_timeout=S]``."""
-    parsed = parse_url(url, "tcp", {"connect_timeout": seconds, "write_timeout": seconds})
-    host, port = _host_port(url, parsed.location)
-    return TcpPort(
-        url,
-        host,
-        port,
-        connect_timeout=parsed.options.get("connect_timeout", 3.0),
-        write_timeout=parsed.options.get("write_timeout", 5.0),
-    )
+def open_tcp(url: str) -> StreamWordPort:
+    """The port of ``tcp://...`` (the old factory; ``open_port`` does the same)."""
+    return StreamWordPort(url, open_tcp_stream(url))
 
 
-def open_tcp_listen(url: str) -> TcpListenPort:
-    """Open ``tcp-listen://HOST:PORT[?write_timeout=S]`` (port 0: any free port)."""
-    parsed = parse_url(url, "tcp-listen", {"write_timeout": seconds})
-    host, port = _host_port(url, parsed.location)
-    return TcpListenPort(url, host, port, write_timeout=parsed.options.get("write_timeout", 5.0))
+def open_tcp_listen(url: str) -> StreamWordPort:
+    """The port of ``tcp-listen://...`` (the old factory; ``open_port`` does the same)."""
+    return StreamWordPort(url, open_tcp_listen_stream(url))

@@ -29,32 +29,32 @@ and wrong words).
 (no Python loop per word). Encode plus decode of 1 Mi words (3 MiB of stream) measured
 450 to 1300 MB/s of words (2 bytes a word) on the 2-core development box, varying from
 run to run with the state of the memory allocator (``python -m bridge.ports.wordstream``
-measures it); the aim was 50 MB/s. :class:`StreamWordPort` implements
-the rules of :mod:`bridge.ports.base` over a :class:`~bridge.ports.bytestream.ByteStream`
-(each byte-stream module has its stream class); it starts no thread.
+measures it); the aim was 50 MB/s. :class:`WordStreamEngine` is the encoding as a sans-I/O
+engine of the one shape (:mod:`bridge.engine`): no thread, no stream, no sleep (``time``
+is used only by the measurement below). The one threaded driver runs it over any
+:class:`~bridge.ports.bytestream.ByteStream`: :class:`bridge.ports.driver.StreamWordPort`
+(still importable from here) keeps the rules of :mod:`bridge.ports.base`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
-from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, WordPort
-from bridge.ports.bytestream import ByteStream
+from bridge.engine import PeerReady, WordsArrived
+from bridge.ports._buffers import as_buffer
+from bridge.ports.base import MAX_RECV_WORDS
 
 __all__ = [
     "ANNOUNCE_INTERVAL_S",
     "UNIT_BYTES",
     "LineState",
-    "StreamWordPort",
     "WordStreamDecoder",
+    "WordStreamEngine",
     "encode_line_state",
     "encode_words",
 ]
@@ -142,370 +142,148 @@ class WordStreamDecoder:
         return events
 
 
-class StreamWordPort(WordPort):
-    """The rules of :mod:`bridge.ports.base` over a byte stream, without a thread.
+class WordStreamEngine:
+    """The raw word stream as an engine of the one shape (:mod:`bridge.engine`), sans-I/O.
 
-    The stream is a :class:`~bridge.ports.bytestream.ByteStream` (a device, a TCP
-    connection or listener, a pty); a subclass makes one and passes it in, and the port
-    announces itself on it at once if it is connected. Reads and writes may happen in two
-    threads at once (one receiving, one sending). Errors from the stream (``OSError`` and
-    ``ValueError``, which covers ``serial.SerialException``) mean it is lost:
-    :class:`LinkDown`.
+    It keeps the line-state rules of the module doc: a line-state unit when a stream
+    starts (:meth:`connect`), on every READY change (:meth:`set_ready`), every
+    :data:`ANNOUNCE_INTERVAL_S` while the peer is not seen READY (:meth:`handle_timer`),
+    and in answer to a unit whose ``s`` bit is wrong about us (:meth:`receive`). Words
+    that arrive while a READY line is down are dropped and counted in :attr:`discarded`
+    (no side takes words then). :class:`bridge.ports.driver.StreamWordPort` runs it over
+    a byte stream.
     """
 
-    #: a slice of waiting: how quickly a reader notices close() from another thread
-    _SLICE_S = 0.05
-    _READ_BYTES = UNIT_BYTES * (1 << 18)
-    _MAX_QUEUED = 4 * MAX_RECV_WORDS  # stop reading the stream when this many wait
+    max_queued = 4 * MAX_RECV_WORDS  # the driver stops reading the stream beyond this
+    read_bytes = UNIT_BYTES * (1 << 18)
+    control_stall_s: float | None = _ANSWER_STALL_S  # a stalled peer misses an answer;
+    # the answer rule repairs that once it reads again
 
-    def __init__(self, url: str, stream: ByteStream) -> None:
-        self.url = url
-        self.stream = stream
+    def __init__(self, name: str = "wordstream") -> None:
+        self.name = name
         self.decoder = WordStreamDecoder()
-        self.discarded = 0  # words discarded: arrived while a READY line was down
-        self._queue = WordQueue()
-        self._read_lock = threading.Lock()  # the reading side: decoder, queue, stream
-        self._write_lock = threading.RLock()  # whole units go out together
-        self._state = threading.Lock()
-        self._ready = True
-        self._peer_ready = False
-        self._drop_unreported = False
-        self._connected = False
-        self._closed = False
-        self._gen = 0  # bumped each time a stream is lost
-        self._read_gen = 0  # the stream the decoder and the queue belong to
-        self._released_gen = 0
-        self._carry = b""
-        self._answer_due = False
-        self._clear_queue = False
+        self.ready = True
+        self.peer_ready = False
+        self.connected = False
+        self.discarded = 0
+        self._out = bytearray()
         self._last_announce = -1e9
-        if stream.connected:
-            self._stream_up()
 
-    @property
-    def write_timeout(self) -> float:
-        """Seconds without progress after which a write gives up and the peer counts as
-        gone (the stream's ``write_timeout``)."""
-        return self.stream.write_timeout
+    # ------------------------------------------------------------------ the stream
 
-    @write_timeout.setter
-    def write_timeout(self, value: float) -> None:
-        self.stream.write_timeout = value
+    def connect(self, now: float) -> None:
+        """A new stream: forget the old one, tell the peer our READY."""
+        self.disconnect()
+        self.connected = True
+        self._line_state(now)
 
-    # ------------------------------------------------------------ the byte stream
-
-    @property
-    def _connect_in_recv(self) -> bool:
-        return self.stream.accept_in_recv
-
-    def _connect(self, timeout: float) -> bool:
-        return self.stream.connect(timeout)
-
-    def _read_some(self, max_bytes: int, timeout: float) -> bytes | None:
-        return self.stream.read_some(max_bytes, timeout)
-
-    def _write_some(self, data: memoryview, timeout: float) -> int:
-        return self.stream.write_some(data, timeout)
-
-    def _abort_stream(self) -> None:
-        self.stream.abort()
-
-    def _disconnect(self) -> None:
-        self.stream.disconnect()
-
-    def _release(self) -> None:
-        self.stream.release()
-
-    # ------------------------------------------------------------------ WordPort API
-
-    @property
-    def peer_ready(self) -> bool:
-        return self._peer_ready and self._connected and not self._closed
-
-    @property
-    def connected(self) -> bool:
-        """Whether there is a byte stream now (a TCP connection, an open device)."""
-        return self._connected
-
-    def send(self, buffer: WordBuffer) -> None:
-        self._check_open()
-        if self._read_lock.acquire(blocking=False):  # learn of a dropped READY
-            try:
-                self._pump(0.0)
-            finally:
-                self._read_lock.release()
-        self._check_link()
-        buffer = as_buffer(buffer)
-        if not len(buffer.words):
-            return
-        gen = self._gen
-        with self._write_lock:
-            self._flush_answer(gen)
-            for start in range(0, len(buffer.words), _ENCODE_CHUNK):
-                part = WordBuffer(
-                    buffer.words[start : start + _ENCODE_CHUNK],
-                    buffer.parity[start : start + _ENCODE_CHUNK],
-                )
-                if not self._write_units(encode_words(part), gen, self.write_timeout):
-                    self._peer_gone(f"peer took nothing for {self.write_timeout:g} s")
-                    raise LinkDown(f"{self.url}: the peer stopped reading")
-
-    def recv(self, timeout: float) -> WordBuffer:
-        self._check_open()
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._read_lock:
-            self._pump(0.0)
-            while True:
-                self._check_link()
-                if len(self._queue):
-                    return self._queue.take(MAX_RECV_WORDS)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return empty_buffer()
-                self._pump(min(left, self._SLICE_S))
-                self._check_open()
-
-    def set_ready(self, ready: bool) -> None:
-        self._check_open()
-        with self._state:
-            self._ready = ready
-            if not ready:
-                self._clear_queue = True  # no side takes words while a READY line is down
-        gen = self._gen
-        if self._connected:
-            # LinkDown: the stream is gone; a new one starts with our state
-            with self._write_lock, contextlib.suppress(LinkDown):
-                self._write_line_state(gen)
-
-    def wait_peer(self, timeout: float) -> bool:
-        self._check_open()
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._read_lock:
-            while True:
-                self._check_open()
-                left = deadline - time.monotonic()
-                if not self._connected:
-                    self._reap()
-                    if self._try_connect(max(0.0, min(left, 1.0))):
-                        self._stream_up()
-                    elif left <= 0:
-                        return False
-                    continue
-                self._pump(0.0)
-                if self.peer_ready:
-                    self._drop_unreported = False
-                    return True
-                if left <= 0:
-                    return False
-                self._pump(min(left, self._SLICE_S))
-
-    def close(self) -> None:
-        with self._state:
-            if self._closed:
-                return
-            self._closed = True
-        if self._connected:  # say goodbye: the peer sees READY drop
-            try:
-                if self._write_lock.acquire(timeout=0.5):
-                    try:
-                        self._ready = False
-                        self._write_units(self._line_state(), self._gen, 0.2, closing=True)
-                    finally:
-                        self._write_lock.release()
-            except LinkDown:
-                pass
-        self._abort_stream()
-        with self._read_lock, self._write_lock:
-            self._connected = False
-            self._peer_ready = False
-            self._queue.clear()
-            try:
-                self._release()
-            except (OSError, ValueError) as exc:
-                log.debug("%s: closing: %s", self.url, exc)
-        log.debug("%s: closed", self.url)
-
-    def drop_connection(self) -> None:
-        """Drop the current byte stream (a TCP connection); the peer sees it lost."""
-        self._check_open()
-        self._lost("dropped on request")
-
-    # ------------------------------------------------------------------ helpers
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise PortError(f"{self.url}: the port is closed")
-
-    def _check_link(self) -> None:
-        if self._drop_unreported:
-            self._drop_unreported = False
-            raise LinkDown(f"{self.url}: the peer dropped READY")
-        if not self._ready:
-            raise LinkDown(f"{self.url}: this side's READY is dropped")
-        if not self._connected:
-            raise LinkDown(f"{self.url}: not connected")
-        if not self._peer_ready:
-            raise LinkDown(f"{self.url}: the peer is not READY")
-
-    def _line_state(self) -> bytes:
-        return encode_line_state(self._ready, self._peer_ready)
-
-    def _stream_up(self) -> None:
-        """A new stream: fresh decoder and queue, then tell the peer our READY."""
-        with self._state:
-            self._connected = True
-            self._peer_ready = False
-            self._read_gen = self._released_gen = self._gen
+    def disconnect(self) -> None:
+        """The stream is gone: a partial unit and unsent bytes go with it."""
+        self.connected = False
+        self.peer_ready = False
         self.decoder.reset()
-        self._queue.clear()
-        self._carry = b""
-        log.debug("%s: stream up", self.url)
-        with self._write_lock, contextlib.suppress(LinkDown):  # lost at once: wait_peer retries
-            self._write_line_state(self._gen)
+        self._out.clear()
 
-    def _lost(self, reason: str, exc: BaseException | None = None) -> None:
-        """The stream is gone (any thread); the reader releases it later."""
-        with self._state:
-            if not self._connected or self._closed:
-                return
-            self._connected = False
-            self._gen += 1
-            if self._peer_ready:
-                self._drop_unreported = True
-            self._peer_ready = False
-        log.info("%s: connection lost: %s", self.url, reason if exc is None else exc)
-        self._abort_stream()
+    def data_to_send(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
 
-    def _peer_gone(self, reason: str) -> None:
-        with self._state:
-            if self._peer_ready:
-                log.info("%s: %s", self.url, reason)
-            self._peer_ready = False
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out)
 
-    def _try_connect(self, timeout: float) -> bool:
-        """:meth:`_connect`, with a failure logged and counted as no stream yet."""
-        try:
-            return self._connect(timeout)
-        except (OSError, ValueError) as exc:
-            log.debug("%s: no stream: %s", self.url, exc)
-            time.sleep(min(timeout, self._SLICE_S))
-            return False
+    def _line_state(self, now: float) -> None:
+        self._last_announce = now
+        self._out += encode_line_state(self.ready, self.peer_ready)
 
-    def _reap(self) -> None:
-        """Release a lost stream (caller holds the read lock)."""
-        if self._released_gen != self._gen:
-            with self._write_lock:
-                self._released_gen = self._gen
-                try:
-                    self._disconnect()
-                except (OSError, ValueError) as exc:
-                    log.debug("%s: releasing the stream: %s", self.url, exc)
+    # ------------------------------------------------------------------ bytes in
 
-    def _pump(self, timeout: float) -> None:
-        """Read what arrives within ``timeout`` and act on it (caller holds the read lock)."""
-        if self._read_gen != self._gen:  # the stream went: what it brought is void
-            self._read_gen = self._gen
-            self.decoder.reset()
-            self._queue.clear()
-        if self._clear_queue:
-            self._clear_queue = False
-            self.discarded += self._queue.clear()
-        if not self._connected:
-            self._reap()
-            if not (self._connect_in_recv and self._try_connect(0.0)):
-                return
-            self._stream_up()
-        gen = self._gen
-        if not self._peer_ready and time.monotonic() - self._last_announce > ANNOUNCE_INTERVAL_S:
-            self._answer_due = True
-        wait = timeout
-        while len(self._queue) < self._MAX_QUEUED:
-            try:
-                data = self._read_some(self._READ_BYTES, wait)
-            except (OSError, ValueError) as exc:
-                self._lost("read failed", exc)
-                return
-            if data is None:
-                self._lost("end of stream")
-                return
-            if not data:
-                break
-            self._handle(self.decoder.feed(data))
-            wait = 0.0
-        if self._answer_due and self._write_lock.acquire(blocking=False):
-            try:
-                self._flush_answer(gen)
-            except LinkDown:
-                pass
-            finally:
-                self._write_lock.release()
-
-    def _handle(self, events: list[WordBuffer | LineState]) -> None:
-        for event in events:
-            if isinstance(event, LineState):
-                with self._state:
-                    if self._peer_ready and not event.ready:
-                        self._drop_unreported = True
-                        self.discarded += self._queue.clear()
-                        log.info("%s: the peer dropped READY", self.url)
-                    elif event.ready and not self._peer_ready:
-                        log.info("%s: the peer is READY", self.url)
-                    self._peer_ready = event.ready
-                    if event.sees_ready != self._ready:
-                        self._answer_due = True
-            elif self._ready and self._peer_ready:
-                self._queue.put(event)
+    def receive(
+        self, data: bytes | bytearray | memoryview, now: float
+    ) -> list[WordsArrived | PeerReady]:
+        """Decode ``data``: words (while both READY lines are up) and READY changes."""
+        if not self.connected or not len(data):
+            return []
+        events: list[WordsArrived | PeerReady] = []
+        answer = False
+        for item in self.decoder.feed(data):
+            if isinstance(item, LineState):
+                if item.ready != self.peer_ready:
+                    events.append(PeerReady(item.ready))
+                self.peer_ready = item.ready
+                answer |= item.sees_ready != self.ready
+            elif self.ready and self.peer_ready:
+                events.append(WordsArrived(item))
             else:  # no side takes words while a READY line is down
-                self.discarded += len(event.words)
-                if not self._ready:
-                    self._answer_due = True
+                self.discarded += len(item.words)
+                answer |= not self.ready
+        if answer:
+            self._line_state(now)
+        return events
 
-    def _flush_answer(self, gen: int) -> None:
-        """Send our line state if an answer or an announcement is due (write lock held)."""
-        if self._answer_due:
-            self._write_line_state(gen, stall_timeout=_ANSWER_STALL_S)
+    def handle_timer(self, now: float) -> list[WordsArrived | PeerReady]:
+        """Announce our line state again while the peer is not seen READY."""
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._line_state(now)
+        return []
 
-    def _write_line_state(self, gen: int, stall_timeout: float = 1.0) -> None:
-        """Send our line state (write lock held); a stalled peer misses it, and the
-        answer rule repairs that once it reads again."""
-        self._answer_due = False
-        self._last_announce = time.monotonic()
-        self._write_units(self._line_state(), gen, min(self.write_timeout, stall_timeout))
+    def next_deadline(self) -> float | None:
+        if not self.connected or self.peer_ready:
+            return None
+        return self._last_announce + ANNOUNCE_INTERVAL_S
 
-    def _write_units(
-        self, data: bytes, gen: int, stall_timeout: float, *, closing: bool = False
-    ) -> bool:
-        """Write ``data`` (whole units) after any carry; False if the stream stalled.
+    # ------------------------------------------------------------------ words, lines
 
-        The write lock is held. A unit cut short by a stall is completed with
-        :data:`_INVALID_FILL` bytes before the next write, so the receiver drops it as
-        invalid and the stream stays aligned.
-        """
-        if self._carry:
-            data = self._carry + data
-            self._carry = b""
-        view = memoryview(data)
-        done = 0
-        last_progress = time.monotonic()
-        while done < len(view):
-            if gen != self._gen or not self._connected:
-                raise LinkDown(f"{self.url}: the connection was lost")
-            if self._closed and not closing:
-                raise PortError(f"{self.url}: the port was closed")
-            try:
-                written = self._write_some(view[done:], self._SLICE_S)
-            except (OSError, ValueError) as exc:
-                self._lost("write failed", exc)
-                raise LinkDown(f"{self.url}: the connection was lost: {exc}") from exc
-            now = time.monotonic()
-            if written:
-                done += written
-                last_progress = now
-            elif now - last_progress > stall_timeout:
-                left = (len(view) - done) % UNIT_BYTES
-                self._carry = bytes([_INVALID_FILL]) * left
-                return False
-        return True
+    @property
+    def link_up(self) -> bool:
+        return self.connected and self.ready and self.peer_ready
+
+    def send_words(self, buffer: WordBuffer, *, boundary: bool = True) -> int:
+        """Encode up to :data:`_ENCODE_CHUNK` words of ``buffer`` (the temporary stays
+        small); how many. Nothing while the link is not up."""
+        if not self.link_up:
+            return 0
+        n = min(len(buffer.words), _ENCODE_CHUNK)
+        self._out += encode_words(WordBuffer(buffer.words[:n], buffer.parity[:n]))
+        return n
+
+    def consumed(self, count: int, now: float) -> None:
+        """Nothing to do: the raw word stream has no credit."""
+
+    def set_ready(self, ready: bool, now: float) -> None:
+        self.ready = ready
+        if self.connected:
+            self._line_state(now)
+
+    def goodbye(self, now: float) -> None:
+        """The port closes: the peer sees READY drop."""
+        if self.connected:
+            self.set_ready(False, now)
+
+    def peer_stalled(self) -> None:
+        if self.peer_ready:
+            log.info("%s: the peer took nothing for a whole write timeout", self.name)
+        self.peer_ready = False
+
+    def write_stalled(self, unwritten: int) -> bytes | None:
+        """The stream stays; a unit cut short is completed with :data:`_INVALID_FILL`
+        bytes before the next write, so the receiver drops it as invalid and the stream
+        stays aligned."""
+        return bytes([_INVALID_FILL]) * (unwritten % UNIT_BYTES)
+
+    def down_reason(self) -> str | None:
+        return None if self.peer_ready else "the peer is not READY"
+
+
+def __getattr__(name: str) -> object:
+    """``StreamWordPort`` lives in :mod:`bridge.ports.driver` now (this name still works)."""
+    if name == "StreamWordPort":
+        from bridge.ports.driver import StreamWordPort
+
+        return StreamWordPort
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _measure(words: int = 1 << 20, rounds: int = 20) -> float:
