@@ -6,7 +6,14 @@ exceptions (pydicom, OS errors) are wrapped at the boundary with ``raise ... fro
 
 from __future__ import annotations
 
-__all__ = ["BridgeError", "ConfigError", "ConversionError", "ForwardError"]
+__all__ = [
+    "BridgeError",
+    "ConfigError",
+    "ConversionError",
+    "ForwardError",
+    "PortError",
+    "PortUnavailableError",
+]
 
 
 class BridgeError(Exception):
@@ -46,3 +53,11 @@ class ConversionError(BridgeError):
 
 class ForwardError(BridgeError):
     """A forwarding operation (C-ECHO, association, listener) failed as a whole."""
+
+
+class PortError(BridgeError):
+    """A port that cannot be opened or used: bad URL, missing device, missing library."""
+
+
+class PortUnavailableError(PortError):
+    """A port whose library or device is missing (the message says what to install)."""

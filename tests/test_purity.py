@@ -18,8 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PURE = ["bridge/acrnema", "bridge/convert"]
-"""Packages that must stay pure (bridge/box, bridge/settings join when they exist)."""
+PURE = ["bridge/acrnema", "bridge/convert", "bridge/box", "bridge/engine.py"]
+"""Packages that must stay pure (bridge/settings joins when it exists).
+
+The raw word stream's engine (``bridge/ports/wordstream.py``) is pure code, but it lives in
+``bridge/ports``, whose package import starts the port machinery (threads): it joins the
+list when it moves out of ``ports/``."""
 
 NOT_YET_PURE = {
     # The batch runner of `acrnema-bridge convert` is not conversion: it runs a process pool
@@ -146,7 +150,8 @@ def closure(start: Path) -> dict[Path, list[Path]]:
 def _pure_modules() -> list[Path]:
     modules = []
     for package in PURE:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        where = ROOT / package
+        for path in [where] if where.suffix == ".py" else sorted(where.rglob("*.py")):
             if str(path.relative_to(ROOT)) not in NOT_YET_PURE:
                 modules.append(path)
     return modules
@@ -154,7 +159,9 @@ def _pure_modules() -> list[Path]:
 
 @pytest.mark.parametrize("package", PURE)
 def test_pure_package_exists(package: str) -> None:
-    assert (ROOT / package / "__init__.py").is_file(), f"{package} moved: update PURE"
+    where = ROOT / package
+    found = where.is_file() if where.suffix == ".py" else (where / "__init__.py").is_file()
+    assert found, f"{package} moved: update PURE"
 
 
 def test_pure_packages_do_no_io() -> None:

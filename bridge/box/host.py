@@ -60,7 +60,7 @@ from bridge.box.protocol import (
     words_messages,
 )
 from bridge.engine import PeerReady, StreamGone, WordsArrived
-from bridge.ports.base import PortError
+from bridge.errors import PortError
 from bridge.profile import REFERENCE, Physical, Profile
 
 __all__ = [

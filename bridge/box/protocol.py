@@ -37,7 +37,7 @@ from typing import ClassVar, Literal, overload
 import numpy as np
 
 from bridge.acrnema.physical import ParityLine, Words
-from bridge.ports.base import PortError
+from bridge.errors import PortError
 from bridge.profile import LINE_NAMES, Physical
 
 __all__ = [

@@ -47,20 +47,12 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.errors import BridgeError
+from bridge.errors import PortError, PortUnavailableError
 
 __all__ = ["MAX_RECV_WORDS", "LinkDown", "PortError", "PortUnavailableError", "WordPort"]
 
 MAX_RECV_WORDS = 1 << 20
 """The most words one :meth:`WordPort.recv` returns (memory stays bounded)."""
-
-
-class PortError(BridgeError):
-    """A port that cannot be opened or used: bad URL, missing device, missing library."""
-
-
-class PortUnavailableError(PortError):
-    """A port whose library or device is missing (the message says what to install)."""
 
 
 class LinkDown(PortError):
