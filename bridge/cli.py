@@ -21,9 +21,16 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge import __version__, cli_forward, cli_link, cli_profile
-from bridge.acrnema.elements import ByteOrder
+from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
 from bridge.convert.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
-from bridge.convert.core import ConvertOptions, PatientIdPolicy
+from bridge.convert.core import (
+    MAX_FRAMES,
+    MAX_OUTPUT_BYTES,
+    MAX_PIXEL_BYTES,
+    MIB,
+    ConvertOptions,
+    PatientIdPolicy,
+)
 from bridge.errors import BridgeError, ConfigError
 
 __all__ = ["main"]
@@ -101,6 +108,46 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     conv.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    limits = conv.add_argument_group(
+        "limits",
+        "What one input may cost; an input beyond a limit fails with the limit named "
+        "(docs/conversion.md, 'Limits'). Raise one only for a file known to need it.",
+    )
+    limits.add_argument(
+        "--max-frames",
+        type=int,
+        default=MAX_FRAMES,
+        metavar="N",
+        help="frames (planes) per input; each plane is one output file (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-pixel-mb",
+        type=int,
+        default=MAX_PIXEL_BYTES // MIB,
+        metavar="MB",
+        help="decoded pixel data per input, in MiB (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-output-mb",
+        type=int,
+        default=MAX_OUTPUT_BYTES // MIB,
+        metavar="MB",
+        help="output per input, in MiB; also the largest input read (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-elements",
+        type=int,
+        default=MAX_ELEMENTS,
+        metavar="N",
+        help="data elements per input, items of sequences included (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-values",
+        type=int,
+        default=MAX_VALUES,
+        metavar="N",
+        help="values of all elements of one input (default %(default)s)",
+    )
 
     dump = sub.add_parser(
         "dump",
@@ -236,15 +283,23 @@ class _Progress:
 def _convert(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     problem = None
-    if args.jobs < 1:
-        problem = "--jobs must be at least 1"
+    flags = ("jobs", "max_frames", "max_pixel_mb", "max_output_mb", "max_elements", "max_values")
+    small = [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name) < 1]
+    if small:
+        problem = f"{small[0]} must be at least 1"
     elif missing:
         problem = f"no such file or folder: {', '.join(missing)}"
     if problem:
         print(f"acrnema-bridge convert: error: {problem}", file=sys.stderr)
         return 2
     options = ConvertOptions(
-        byte_order=ByteOrder(args.byte_order), patient_id=PatientIdPolicy(args.patient_id)
+        byte_order=ByteOrder(args.byte_order),
+        patient_id=PatientIdPolicy(args.patient_id),
+        max_frames=args.max_frames,
+        max_pixel_bytes=args.max_pixel_mb * MIB,
+        max_output_bytes=args.max_output_mb * MIB,
+        max_elements=args.max_elements,
+        max_values=args.max_values,
     )
     inputs = list(iter_inputs(args.paths, exclude=args.out))
     progress = _Progress(sys.stderr, not args.quiet)

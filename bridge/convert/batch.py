@@ -30,7 +30,7 @@ from pydicom.datadict import get_entry
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from bridge.convert.core import ConvertOptions, convert
+from bridge.convert.core import ConvertOptions, check_input_size, convert
 from bridge.convert.uids import content_key
 from bridge.errors import BridgeError, ConversionError
 from bridge.lenient import lenient
@@ -146,7 +146,11 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     """Convert one input file; never raises for a bad input."""
     entry = ReportEntry(str(source), "failed")
     try:
+        check_input_size(source.stat().st_size, source=str(source), options=options)
         data = source.read_bytes()
+    except ConversionError as exc:
+        entry.error = str(exc)
+        return entry
     except OSError as exc:
         entry.error = f"{source}: cannot read: {exc.strerror or exc}"
         return entry
