@@ -218,3 +218,15 @@ def test_help_names_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for flag in ("--max-frames", "--max-output-mb", "--max-pixel-mb", "--max-elements"):
         assert flag in text
+
+
+def test_dump_refuses_an_elements_bomb_quickly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = [((0x0009 << 16) | elem, "b", b"") for elem in range(0x1000, 0x1000 + 20_000)]
+    source = tmp_path / "tiny.acr"
+    source.write_bytes(encode(header() + tiny, group_lengths=False))
+    assert main(["dump", str(source)]) == 1
+    captured = capsys.readouterr()
+    assert "more than 10000 data elements" in captured.err and str(source) in captured.err
+    assert captured.out == ""
