@@ -7,6 +7,7 @@ logging handlers. Exit status: 0 success, 1 some input failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -21,9 +22,16 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge import __version__, cli_forward, cli_link, cli_profile
-from bridge.acrnema.elements import ByteOrder
+from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
 from bridge.convert.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
-from bridge.convert.core import ConvertOptions, PatientIdPolicy
+from bridge.convert.core import (
+    MAX_FRAMES,
+    MAX_OUTPUT_BYTES,
+    MAX_PIXEL_BYTES,
+    MIB,
+    ConvertOptions,
+    PatientIdPolicy,
+)
 from bridge.errors import BridgeError, ConfigError
 
 __all__ = ["main"]
@@ -62,8 +70,11 @@ def _parser() -> argparse.ArgumentParser:
             "valid DICOM Part 10 files (explicit VR little endian), written to OUT as "
             "patient/study/series/instance. Folders are walked recursively; files that are not "
             "data sets are reported as skipped. A re-run skips inputs already converted. "
-            "Exit status: 0 when every input converted or was skipped, 1 when any failed, "
-            "2 on a usage error."
+            "A worker process that dies is replaced and its inputs are tried once more. When "
+            "OUT is full the batch stops, writes the report and DICOMDIR for what was done, "
+            "and reports the rest as pending: run the same command again after freeing space. "
+            "Exit status: 0 when every input converted or was skipped, 1 when any failed or "
+            "is pending, 2 on a usage error."
         ),
     )
     conv.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
@@ -101,6 +112,46 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     conv.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    limits = conv.add_argument_group(
+        "limits",
+        "What one input may cost; an input beyond a limit fails with the limit named "
+        "(docs/conversion.md, 'Limits'). Raise one only for a file known to need it.",
+    )
+    limits.add_argument(
+        "--max-frames",
+        type=int,
+        default=MAX_FRAMES,
+        metavar="N",
+        help="frames (planes) per input; each plane is one output file (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-pixel-mb",
+        type=int,
+        default=MAX_PIXEL_BYTES // MIB,
+        metavar="MB",
+        help="decoded pixel data per input, in MiB (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-output-mb",
+        type=int,
+        default=MAX_OUTPUT_BYTES // MIB,
+        metavar="MB",
+        help="output per input, in MiB; also the largest input read (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-elements",
+        type=int,
+        default=MAX_ELEMENTS,
+        metavar="N",
+        help="data elements per input, items of sequences included (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-values",
+        type=int,
+        default=MAX_VALUES,
+        metavar="N",
+        help="values of all elements of one input (default %(default)s)",
+    )
 
     dump = sub.add_parser(
         "dump",
@@ -207,7 +258,7 @@ class _Progress:
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled and stream.isatty()
-        self.counts = {"converted": 0, "skipped": 0, "failed": 0}
+        self.counts = {"converted": 0, "skipped": 0, "failed": 0, "pending": 0}
         self.start = time.monotonic()
 
     def __call__(self, entry: ReportEntry, done: int, total: int) -> None:
@@ -236,15 +287,23 @@ class _Progress:
 def _convert(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     problem = None
-    if args.jobs < 1:
-        problem = "--jobs must be at least 1"
+    flags = ("jobs", "max_frames", "max_pixel_mb", "max_output_mb", "max_elements", "max_values")
+    small = [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name) < 1]
+    if small:
+        problem = f"{small[0]} must be at least 1"
     elif missing:
         problem = f"no such file or folder: {', '.join(missing)}"
     if problem:
         print(f"acrnema-bridge convert: error: {problem}", file=sys.stderr)
         return 2
     options = ConvertOptions(
-        byte_order=ByteOrder(args.byte_order), patient_id=PatientIdPolicy(args.patient_id)
+        byte_order=ByteOrder(args.byte_order),
+        patient_id=PatientIdPolicy(args.patient_id),
+        max_frames=args.max_frames,
+        max_pixel_bytes=args.max_pixel_mb * MIB,
+        max_output_bytes=args.max_output_mb * MIB,
+        max_elements=args.max_elements,
+        max_values=args.max_values,
     )
     inputs = list(iter_inputs(args.paths, exclude=args.out))
     progress = _Progress(sys.stderr, not args.quiet)
@@ -259,33 +318,71 @@ def _convert(args: argparse.Namespace) -> int:
     )
     progress.finish()
     elapsed = time.monotonic() - started
+    counts = {status: 0 for status in ("converted", "skipped", "failed", "pending")}
+    for entry in entries:
+        counts[entry.status] += 1
+    status = 1 if counts["failed"] or counts["pending"] else 0
+    if any(e.no_space for e in entries):
+        # one line for the whole batch: the inputs are not at fault
+        print(
+            f"acrnema-bridge convert: no space left on {args.out}: stopped, "
+            f"{counts['pending']} input{'' if counts['pending'] == 1 else 's'} not converted; "
+            "free space and run the same command again to convert them",
+            file=sys.stderr,
+        )
     if args.report:
-        _write_json(args.report, [e.to_json() for e in entries])
+        try:
+            _write_json(args.report, [e.to_json() for e in entries])
+        except OSError as exc:
+            print(
+                f"acrnema-bridge convert: {_not_written(exc, 'report', args.report)}",
+                file=sys.stderr,
+            )
+            status = 1
     if args.dicomdir:
-        count, left_out = write_dicomdir(args.out)
-        for reason in left_out:
-            print(f"not in DICOMDIR: {reason}", file=sys.stderr)
-        if not args.quiet:
-            print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
-    counts = progress.counts
+        try:
+            count, left_out = write_dicomdir(args.out)
+        except OSError as exc:
+            print(
+                f"acrnema-bridge convert: {_not_written(exc, 'DICOMDIR', args.out / 'DICOMDIR')}",
+                file=sys.stderr,
+            )
+            status = 1
+        else:
+            for reason in left_out:
+                print(f"not in DICOMDIR: {reason}", file=sys.stderr)
+            if not args.quiet:
+                print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
     if not args.quiet:
         outputs = sum(len(e.outputs) for e in entries if e.status == "converted")
+        pending = f", {counts['pending']} pending" if counts["pending"] else ""
         print(
             f"{len(entries)} inputs: {counts['converted']} converted ({outputs} DICOM files), "
-            f"{counts['skipped']} skipped, {counts['failed']} failed "
+            f"{counts['skipped']} skipped, {counts['failed']} failed{pending} "
             f"in {elapsed:.1f} s -> {args.out}",
             file=sys.stderr,
         )
-    return 1 if counts["failed"] else 0
+    return status
+
+
+def _not_written(exc: OSError, what: str, path: Path) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left for the {what} {path}: not written"
+    return f"cannot write the {what} {path}: {exc.strerror or exc}: not written"
 
 
 def _write_json(path: Path, payload: object) -> None:
+    """Write ``path`` whole or not at all (no temporary file is left behind)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fp:
-        json.dump(payload, fp, indent=2)
-        fp.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fp:
+            json.dump(payload, fp, indent=2)
+            fp.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _dump(args: argparse.Namespace) -> int:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import peers
 import pytest
 from acrnema_writer import encode, header, pack_cells
+from capped import bridge_command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom import dcmread
@@ -103,6 +107,15 @@ def test_unpack_cells_matches_a_bit_by_bit_reference(bits: int) -> None:
     values = RNG.integers(0, 1 << bits, size=37, dtype=np.uint16)
     packed = pack_cells(values.tolist(), bits)
     np.testing.assert_array_equal(unpack_cells(packed, bits, 37), values)
+
+
+@pytest.mark.parametrize("bits", [1, 3, 10, 12])
+def test_unpack_cells_is_right_across_its_chunks(bits: int) -> None:
+    count = 2 * (1 << 18) + 13  # three chunks, the last one short
+    values = RNG.integers(0, 1 << bits, size=count, dtype=np.uint16)
+    stream = ((values[:, None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(-1)
+    packed = np.packbits(stream, bitorder="little").tobytes()
+    np.testing.assert_array_equal(unpack_cells(packed, bits, count), values)
 
 
 def test_overlay_in_high_bits_is_extracted_and_cleared(tmp_path: Path) -> None:
@@ -416,3 +429,67 @@ def test_signed_pixels_keep_their_sign(tmp_path: Path) -> None:
     [path] = convert_and_save(encode(elements), tmp_path)
     ds = assert_valid(path)
     np.testing.assert_array_equal(ds.pixel_array, values)
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def _part10(data: bytes, name: str) -> list[bytes]:
+    """The Part 10 bytes of every object converted from ``data``."""
+    files = []
+    for ds in convert(data, source=name).datasets:
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append(buffer.getvalue())
+    return files
+
+
+def _next_second() -> None:
+    """Sleep past the next change of the wall clock's second (and so of any time stamp)."""
+    time.sleep(1.05 - time.time() % 1)
+
+
+def test_the_same_input_gives_the_same_bytes_across_a_clock_change() -> None:
+    # retired elements and a value that cannot be repaired: Original Attributes items
+    elements = header(patient_id=None) + [(0x00280040, "s", "AXIAL"), (0x00100040, "s", "X")]
+    data = encode(elements + image(RNG.integers(0, 4096, size=(8, 8), dtype=np.uint16)))
+    first = _part10(data, "x.acr")
+    assert convert(data).datasets[0].OriginalAttributesSequence
+    _next_second()
+    assert _part10(data, "x.acr") == first
+
+
+@pytest.mark.parametrize("name", ["r01", "m01", "r02"])
+def test_corpus_files_convert_to_the_same_bytes_across_a_clock_change(
+    name: str, corpus_file: object
+) -> None:
+    data = Path(corpus_file(name)).read_bytes()  # type: ignore[operator]
+    first = _part10(data, name)
+    _next_second()
+    assert _part10(data, name) == first
+
+
+def test_separate_runs_write_identical_files(tmp_path: Path) -> None:
+    """Two `convert` processes, a second apart, other hash seeds and time zones."""
+    source = tmp_path / "src" / "x.acr"
+    source.parent.mkdir()
+    planes = RNG.integers(0, 4096, size=(2, 4, 4), dtype=np.uint16)
+    elements = header(rows=4, columns=4, patient_id=None) + [
+        (0x00280005, "u", 3),
+        (0x00280012, "u", 2),
+        (0x7FE00010, "b", planes.astype("<u2").tobytes()),
+    ]
+    source.write_bytes(encode(elements))
+    trees = []
+    for run, (seed, zone) in enumerate([("1", "UTC"), ("2", "Pacific/Auckland")]):
+        if run:
+            _next_second()
+        out = tmp_path / f"out{run}"
+        subprocess.run(
+            [*bridge_command(), "convert", str(source), "--out", str(out), "--quiet"],
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "TZ": zone},
+        )
+        files = sorted(p for p in out.rglob("IM*"))
+        trees.append({str(p.relative_to(out)): p.read_bytes() for p in files})
+    assert len(trees[0]) == 2 and trees[0] == trees[1]

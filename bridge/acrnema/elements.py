@@ -11,7 +11,11 @@ Design:
   end, an odd or absurd length, garbage) becomes a :class:`~bridge.errors.ConversionError`
   naming the source, the tag and the byte offset, and memory stays bounded by the input
   size: nothing is allocated from a length field before it is checked against the bytes
-  that are really there.
+  that are really there. The number of data elements (items of sequences included) and
+  of values is limited too (``max_elements``, ``max_values``): each element and value
+  becomes a Python object, so a small input of many tiny elements or one-letter values
+  could otherwise cost far more memory and time than its size (docs/conversion.md,
+  "Limits").
 * VRs of implicit elements come from pydicom's dictionary plus :data:`ACR_NEMA_VR`, the
   retired ACR-NEMA elements whose VR differs or is ambiguous there.
 * Values are then handed to pydicom as raw elements, so pydicom parses strings and numbers;
@@ -54,6 +58,8 @@ __all__ = [
     "EXPLICIT_LE",
     "IMPLICIT_BE",
     "IMPLICIT_LE",
+    "MAX_ELEMENTS",
+    "MAX_VALUES",
     "ByteOrder",
     "Decoded",
     "RawElement",
@@ -71,6 +77,12 @@ ITEM = 0xFFFEE000
 ITEM_DELIM = 0xFFFEE00D
 SEQ_DELIM = 0xFFFEE0DD
 MAX_DEPTH = 32
+MAX_ELEMENTS = 10_000
+"""Default limit on the data elements of one input, items of sequences included: the
+largest real headers we know have a few hundred (corpus r04: 164)."""
+MAX_VALUES = 1_000_000
+"""Default limit on the values of one input (a multi-valued element counts each value):
+enough for a 16-bit lookup table or long contours, and about 15 s of normalising."""
 
 # Explicit VRs whose length field is 32 bits, after two reserved bytes.
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
@@ -83,6 +95,10 @@ VALID_VRS = frozenset(
 )
 # Binary VRs pydicom keeps as bytes, by word size: swapped here for big-endian data.
 WORD_VRS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+# VRs whose values pydicom turns into one Python object each: strings split at
+# backslashes, and binary numbers by their size.
+_MULTI_STRING_VRS = frozenset("AE AS CS DA DS DT IS LO PN SH TM UC UI".split())
+_NUMBER_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "AT": 4, "FD": 8, "SV": 8, "UV": 8}
 
 # Retired ACR-NEMA elements whose VR is missing, ambiguous or different in pydicom's
 # dictionary. Sources: DCMTK's ACR/NEMA dictionary (acrnema.dic) and PS3.6-2008; see
@@ -228,13 +244,36 @@ def vr_for(tag: int, pixel_representation: int = 0) -> str:
     return vr
 
 
+@dataclass
+class _Budget:
+    """What one decode may still read: data elements and values (no limit for probes)."""
+
+    max_elements: int
+    max_values: int
+    elements: int = 0
+    values: int = 0
+
+
+def _value_count(data: bytes, vr: str, start: int, length: int) -> int:
+    """How many values (each a Python object once decoded) an element's bytes hold."""
+    if not length:
+        return 0
+    if vr in _MULTI_STRING_VRS:
+        return data.count(b"\\", start, start + length) + 1
+    size = _NUMBER_SIZES.get(vr)
+    return length // size if size else 1
+
+
 class _Walker:
     """Walks elements over a byte buffer, checking every length against the bytes."""
 
-    def __init__(self, data: bytes, syntax: Syntax, source: str) -> None:
+    def __init__(
+        self, data: bytes, syntax: Syntax, source: str, budget: _Budget | None = None
+    ) -> None:
         self.data = data
         self.syntax = syntax
         self.source = source
+        self.budget = budget
         self._u16 = struct.Struct(syntax.prefix + "H")
         self._u32 = struct.Struct(syntax.prefix + "L")
         self._tag = struct.Struct(syntax.prefix + "HH")
@@ -242,6 +281,31 @@ class _Walker:
 
     def error(self, reason: str, tag: int | None, offset: int) -> ConversionError:
         return ConversionError(reason, source=self.source, tag=tag, offset=offset)
+
+    def spend(self, tag: int, vr: str, value_pos: int, length: int, pos: int) -> None:
+        """Count one element and its values against the budget, before it is decoded."""
+        budget = self.budget
+        if budget is None:
+            return
+        budget.elements += 1
+        if budget.elements > budget.max_elements:
+            raise self.error(
+                f"more than {budget.max_elements} data elements "
+                "(the limit; convert --max-elements raises it)",
+                tag,
+                pos,
+            )
+        if length == UNDEFINED:
+            return
+        values = _value_count(self.data, vr, value_pos, length)
+        budget.values += values
+        if budget.values > budget.max_values:
+            raise self.error(
+                f"{values} values in this element, more than {budget.max_values} values "
+                "in the data set (the limit; convert --max-values raises it)",
+                tag,
+                pos,
+            )
 
     def tag_at(self, pos: int) -> int:
         group, elem = self._tag.unpack_from(self.data, pos)
@@ -298,6 +362,7 @@ class _Walker:
             if length == UNDEFINED:
                 if self.syntax.implicit_vr and vr not in ("OB", "OW"):
                     vr = "SQ"  # an implicit undefined-length element can only be a sequence
+                self.spend(tag, vr, value_pos, length, pos)
                 value_end, next_pos = self.undefined(tag, vr, value_pos, end, depth)
                 value = self.data[value_pos:value_end]
                 yield RawElement(tag, vr, pos, length, value, value_pos, next_pos)
@@ -312,6 +377,7 @@ class _Walker:
                     tag,
                     pos,
                 )
+            self.spend(tag, vr, value_pos, length, pos)
             value = self.data[value_pos : value_pos + length]
             if tag == 0x00280103 and length == 2:
                 self.pixel_representation = self._u16.unpack(value)[0]
@@ -326,7 +392,8 @@ class _Walker:
             delim = self.fragments(pos, end, tag)
         elif vr == "UN" and not self.syntax.implicit_vr:
             # PS3.5 6.2.2: an undefined-length UN value is an implicit VR LE sequence.
-            delim = _Walker(self.data, IMPLICIT_LE, self.source).items(pos, end, tag, depth)
+            inner = _Walker(self.data, IMPLICIT_LE, self.source, self.budget)
+            delim = inner.items(pos, end, tag, depth)
         elif vr == "SQ":
             delim = self.items(pos, end, tag, depth)
         else:
@@ -530,17 +597,22 @@ def decode(
     *,
     source: str = "<bytes>",
     byte_order: ByteOrder | str = ByteOrder.AUTO,
+    max_elements: int = MAX_ELEMENTS,
+    max_values: int = MAX_VALUES,
 ) -> Decoded:
     """Decode an ACR-NEMA 1.0/2.0 data set, a headerless DICOM data set or a Part 10 file.
 
     ``byte_order`` limits syntax detection to one byte order; a file meta's Transfer
-    Syntax UID, when there is one, decides instead.
+    Syntax UID, when there is one, decides instead. ``max_elements`` and ``max_values``
+    limit the data elements (file meta and items of sequences included) and the values
+    read; both are checked while walking, before any value is decoded.
 
     Raises :class:`ConversionError` for anything that is not a readable data set; no
     other exception escapes for any ``data``. (An unknown ``byte_order`` is the
     caller's mistake: ValueError.)
     """
     order = ByteOrder(byte_order)
+    budget = _Budget(max_elements, max_values)
     data = bytes(data)
     if len(data) < 8:
         raise ConversionError(f"only {len(data)} bytes: not a data set", source=source, offset=0)
@@ -550,7 +622,7 @@ def decode(
     notes: list[str] = []
     syntax: Syntax
     if preamble or data[start : start + 2] == b"\x02\x00":
-        meta_walker = _Walker(data, EXPLICIT_LE, source)
+        meta_walker = _Walker(data, EXPLICIT_LE, source, budget)
         meta_elements: list[RawElement] = []
         pos = start
         while pos + 8 <= len(data):
@@ -568,7 +640,7 @@ def decode(
             syntax = detect_syntax(data, start, order)
     else:
         syntax = detect_syntax(data, start, order)
-    walker = _Walker(data, syntax, source)
+    walker = _Walker(data, syntax, source, budget)
     elements = list(walker.elements(start, len(data)))
     if not elements:
         raise ConversionError("no data elements", source=source, offset=start)

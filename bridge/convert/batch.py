@@ -14,28 +14,46 @@ temporary file in the target folder, flushed to disk, then renamed.
 
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
+import errno
 import hashlib
 import io
 import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
 import os
+import signal
 import struct
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.datadict import get_entry
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from bridge.convert.core import ConvertOptions, convert
+from bridge.convert.core import ConvertOptions, check_input_size, convert
 from bridge.convert.uids import content_key
 from bridge.errors import BridgeError, ConversionError
 from bridge.lenient import lenient
 
-__all__ = ["ReportEntry", "iter_inputs", "looks_like_dataset", "run_batch", "write_dicomdir"]
+__all__ = [
+    "WORKER_DIED",
+    "ReportEntry",
+    "iter_inputs",
+    "looks_like_dataset",
+    "run_batch",
+    "write_dicomdir",
+]
+
+log = logging.getLogger(__name__)
 
 INDEX_DIR = Path(".acrnema-bridge") / "index"
 
@@ -45,13 +63,16 @@ class ReportEntry:
     """One line of the ``--report`` JSON: what happened to one input."""
 
     source: str
-    status: str  # converted | skipped | failed
+    status: str  # converted | skipped | failed | pending
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    no_space: bool = False  # stopped by a full output file system (not in the JSON)
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        entry = asdict(self)
+        del entry["no_space"]
+        return entry
 
 
 def iter_inputs(paths: Iterable[Path], exclude: Path | None = None) -> Iterator[Path]:
@@ -99,25 +120,37 @@ def _file_id(prefix: str, key: str) -> str:
     return prefix + hashlib.sha1(key.encode()).hexdigest()[:6].upper()
 
 
-def _replace_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write ``path`` as a whole or not at all: temporary file, fsync, rename."""
+def _replace_atomic(
+    path: Path, data: bytes | memoryview | Callable[[BinaryIO], None], *, sync: bool = True
+) -> None:
+    """Write ``path`` as a whole or not at all: temporary file, fsync, rename.
+
+    ``data`` is the bytes, or a function that writes them to the open file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
+        # pydicom writes element by element: a large buffer makes that a few write()s,
+        # while the pixel data, larger than the buffer, is written without a copy
+        with os.fdopen(fd, "wb", buffering=_WRITE_BUFFER) as fp:
+            if callable(data):
+                data(fp)
+            else:
+                fp.write(data)
             fp.flush()
-            os.fsync(fp.fileno())
+            if sync:
+                os.fsync(fp.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+_WRITE_BUFFER = 1 << 18
+
+
 def _write_atomic(path: Path, ds: Dataset) -> None:
-    buffer = io.BytesIO()  # pydicom writes element by element: one write() is cheaper
-    ds.save_as(buffer, enforce_file_format=True)
-    _replace_atomic(path, buffer.getbuffer())
+    _replace_atomic(path, lambda fp: ds.save_as(fp, enforce_file_format=True))
 
 
 def _place(out: Path, ds: Dataset) -> Path:
@@ -142,11 +175,36 @@ def _place(out: Path, ds: Dataset) -> Path:
     raise ConversionError(f"no free file name for instance {uid}", source=str(folder))
 
 
+def _root_os_error(exc: OSError) -> OSError:
+    """The OSError that started it: pydicom re-raises write errors as a new OSError
+    (``raise type(exc)(message) from exc``) without the errno, and with a traceback in
+    the message."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return cause
+        cause = cause.__cause__
+    return exc
+
+
+def _no_space(exc: OSError) -> bool:
+    return _root_os_error(exc).errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bool) -> ReportEntry:
-    """Convert one input file; never raises for a bad input."""
+    """Convert one input file; never raises for a bad input.
+
+    When the output file system is full the entry is ``pending`` with ``no_space`` set,
+    and the outputs this attempt wrote are removed again: the tree holds whole inputs
+    only, and a later run converts this input again.
+    """
     entry = ReportEntry(str(source), "failed")
     try:
+        check_input_size(source.stat().st_size, source=str(source), options=options)
         data = source.read_bytes()
+    except ConversionError as exc:
+        entry.error = str(exc)
+        return entry
     except OSError as exc:
         entry.error = f"{source}: cannot read: {exc.strerror or exc}"
         return entry
@@ -168,35 +226,34 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
         return entry
     try:
         result = convert(data, source=str(source), options=options, key=digest)
+        del data  # the datasets hold what is needed; the input can go before writing
         entry.warnings = result.warnings
         for ds in result.datasets:
             path = _place(out, ds)
             with lenient():
                 _write_atomic(path, ds)
             entry.outputs.append(str(path))
+        relative = [str(Path(p).relative_to(out)) for p in entry.outputs]
+        payload = json.dumps({"source": str(source), "outputs": relative}).encode()
+        _replace_atomic(index, payload, sync=False)
     except BridgeError as exc:
         entry.error = str(exc)
         return entry
     except OSError as exc:
-        entry.error = f"{source}: cannot write output: {exc}"
+        if _no_space(exc):
+            for written in entry.outputs:
+                Path(written).unlink(missing_ok=True)
+            entry.status, entry.outputs, entry.no_space = "pending", [], True
+            entry.error = f"{source}: not converted: no space left on {out}"
+        else:
+            root = _root_os_error(exc)
+            entry.error = f"{source}: cannot write output: {root.strerror or root}"
         return entry
     except Exception as exc:  # a bug must cost one file, never the batch
         entry.error = f"{source}: internal error, please report: {exc!r}"
         return entry
-    relative = [str(Path(p).relative_to(out)) for p in entry.outputs]
-    index.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=index.parent)
-    with os.fdopen(fd, "w") as fp:
-        json.dump({"source": str(source), "outputs": relative}, fp)
-    os.replace(tmp, index)
     entry.status = "converted"
     return entry
-
-
-def _convert_chunk(
-    paths: list[Path], out: Path, options: ConvertOptions, overwrite: bool
-) -> list[ReportEntry]:
-    return [convert_file(path, out, options, overwrite) for path in paths]
 
 
 def run_batch(
@@ -211,38 +268,211 @@ def run_batch(
     """Convert every input; the report keeps the order of ``inputs``.
 
     With ``jobs`` > 1 the inputs go to worker processes in small chunks (a few files
-    each), so the parent wakes up per chunk rather than per file.
+    each); each result comes back as soon as it is done. A worker that dies is replaced,
+    and the inputs it had in hand and had not finished are retried once, each alone; an
+    input whose worker dies again fails with :data:`WORKER_DIED`.
+
+    When the output file system is full, no further input is started; the inputs that
+    met the full disk and those never started are ``pending`` in the result, so a run
+    after space is freed converts them.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BridgeError(f"cannot create the output folder {out}: {exc.strerror}") from exc
     total = len(inputs)
-    results: list[ReportEntry] = []
+    entries: list[ReportEntry | None] = [None] * total
+    count = 0
+
+    def finish(index: int, entry: ReportEntry) -> bool:
+        """Record one result; False when the batch must stop (no space left)."""
+        nonlocal count
+        entries[index] = entry
+        count += 1
+        if progress:
+            progress(entry, count, total)
+        return not entry.no_space
+
     if jobs <= 1 or total <= 1:
-        for path in inputs:
-            results.append(convert_file(path, out, options, overwrite))
-            if progress:
-                progress(results[-1], len(results), total)
-        return results
-    size = max(1, min(8, total // (jobs * 8)))
-    chunks = [inputs[i : i + size] for i in range(0, total, size)]
-    by_chunk: list[list[ReportEntry]] = [[] for _ in chunks]
-    done = 0
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(_convert_chunk, chunk, out, options, overwrite): n
-            for n, chunk in enumerate(chunks)
-        }
-        for future in concurrent.futures.as_completed(futures):
-            n = futures[future]
+        for index, path in enumerate(inputs):
+            if not finish(index, convert_file(path, out, options, overwrite)):
+                break
+    else:
+        _Pool(inputs, out, options, overwrite, jobs, finish).run()
+    stopped = f"not attempted: the batch stopped, no space left on {out}"
+    return [
+        entry if entry is not None else ReportEntry(str(inputs[i]), "pending", error=stopped)
+        for i, entry in enumerate(entries)
+    ]
+
+
+WORKER_DIED = "worker process died while converting it"
+_PARENT_CHECK_S = 1.0  # how often an idle worker checks that the batch is still there
+
+
+def _worker(conn: Connection, out: Path, options: ConvertOptions, overwrite: bool) -> None:
+    """A worker process: convert the chunks it is sent, one result message per input."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
+    parent = os.getppid()
+    while True:
+        if not conn.poll(_PARENT_CHECK_S):
+            if os.getppid() != parent:
+                return  # the batch is gone: nobody to work for
+            continue
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        for index, path in chunk:
+            conn.send((index, convert_file(path, out, options, overwrite)))
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    in_hand: list[int] = field(default_factory=list)
+
+
+class _Pool:
+    """Worker processes, each with its own pipe, so the parent knows who holds what.
+
+    (concurrent.futures' pool cannot say which inputs a dead worker held: one death
+    breaks the whole pool and fails every pending input.)
+    """
+
+    def __init__(
+        self,
+        inputs: list[Path],
+        out: Path,
+        options: ConvertOptions,
+        overwrite: bool,
+        jobs: int,
+        finish: Callable[[int, ReportEntry], bool],
+    ) -> None:
+        self.inputs, self.out, self.options, self.overwrite = inputs, out, options, overwrite
+        self.jobs, self.finish = jobs, finish
+        size = max(1, min(8, len(inputs) // (jobs * 8)))
+        indices = list(range(len(inputs)))
+        self.queue = deque(indices[i : i + size] for i in range(0, len(indices), size))
+        self.deaths: dict[int, int] = {}
+        self.workers: list[_Worker] = []
+        self.stopping = False  # no space left: start nothing new
+        # fork: a worker starts in milliseconds with everything imported; the batch
+        # parent runs no other threads.
+        self.context = multiprocessing.get_context("fork")
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._feed()
+                busy = [w for w in self.workers if w.in_hand]
+                if not busy:
+                    return
+                waiting: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+                ready = set(multiprocessing.connection.wait(waiting))
+                for worker in busy:
+                    if worker.conn in ready or worker.process.sentinel in ready:
+                        self._collect(worker)
+        finally:
+            self._stop_all()
+
+    def _start(self) -> _Worker:
+        parent_end, child_end = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker,
+            args=(child_end, self.out, self.options, self.overwrite),
+            name="acrnema-bridge convert worker",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        self.workers.append(worker)
+        return worker
+
+    def _feed(self) -> None:
+        """Give every idle worker a chunk, starting workers as needed."""
+        for worker in list(self.workers):
+            if not worker.in_hand and not worker.process.is_alive():
+                self._forget(worker)  # died idle: nothing of ours lost
+        idle = [w for w in self.workers if not w.in_hand]
+        while self.queue and not self.stopping:
+            if not idle:
+                if len(self.workers) >= self.jobs:
+                    return
+                idle.append(self._start())
+            worker, chunk = idle.pop(), self.queue.popleft()
             try:
-                by_chunk[n] = future.result()
-            except Exception as exc:  # a worker died: report its files, keep going
-                reason = f"worker process failed: {exc!r}"
-                by_chunk[n] = [ReportEntry(str(p), "failed", error=reason) for p in chunks[n]]
-            for entry in by_chunk[n]:
-                done += 1
-                if progress:
-                    progress(entry, done, total)
-    return [entry for chunk in by_chunk for entry in chunk]
+                worker.conn.send([(i, self.inputs[i]) for i in chunk])
+            except OSError:  # died between the check and the send: the chunk never left
+                self.queue.appendleft(chunk)
+                self._forget(worker)
+                continue
+            worker.in_hand = list(chunk)
+
+    def _collect(self, worker: _Worker) -> None:
+        """Take the results a worker sent; if it died, retry or fail what it still held."""
+        while worker.in_hand:
+            try:
+                if not worker.conn.poll():
+                    break
+                index, entry = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            worker.in_hand.remove(index)
+            if not self.finish(index, entry):
+                self.stopping = True
+        if not worker.in_hand or worker.process.is_alive():
+            return
+        worker.process.join()
+        cause = _cause(worker.process.exitcode)
+        for index in worker.in_hand:
+            self.deaths[index] = self.deaths.get(index, 0) + 1
+            if self.deaths[index] > 1:
+                error = f"{self.inputs[index]}: {WORKER_DIED} ({cause}, also on the retry)"
+                if not self.finish(
+                    index, ReportEntry(str(self.inputs[index]), "failed", error=error)
+                ):
+                    self.stopping = True
+            else:
+                self.queue.appendleft([index])  # alone: a poison input costs only itself
+        log.warning(
+            "convert worker %d died (%s) holding %d inputs: retried once",
+            worker.process.pid,
+            cause,
+            len(worker.in_hand),
+        )
+        worker.in_hand = []
+        self._forget(worker)
+
+    def _forget(self, worker: _Worker) -> None:
+        worker.conn.close()
+        worker.process.join(timeout=5)
+        self.workers.remove(worker)
+
+    def _stop_all(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError):  # already gone
+                worker.conn.send(None)
+        for worker in self.workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self.workers.clear()
+
+
+def _cause(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"
 
 
 def write_dicomdir(out: Path) -> tuple[int, list[str]]:

@@ -6,12 +6,20 @@ rules, element by element, are in docs/conversion.md; this module follows its or
 1. decode (bridge.acrnema.elements), 2. sort elements into kept, mapped, retired and
 nonconforming, 3. normalise values, 4. pixels, 5. SOP class, geometry and identity,
 6. the IOD's Type 1 and Type 2 attributes, 7. provenance and Original Attributes.
+
+Two promises hold for every input (docs/conversion.md, "Limits" and "Provenance"):
+
+* **Bounded.** The work an input may cause is limited by :class:`ConvertOptions`: frames,
+  decoded pixel bytes, output bytes, data elements and values. Each limit is checked from
+  the header, before the memory it guards is allocated, and a violation is a
+  :class:`ConversionError` naming the input, the element and the limit.
+* **Deterministic.** The same input and options give the same bytes every time: UIDs are
+  derived from the content, and nothing in the data set comes from the clock.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +33,14 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from bridge import __version__
-from bridge.acrnema.elements import ByteOrder, Decoded, decode, format_tag
+from bridge.acrnema.elements import (
+    MAX_ELEMENTS,
+    MAX_VALUES,
+    ByteOrder,
+    Decoded,
+    decode,
+    format_tag,
+)
 from bridge.convert import geometry, uids
 from bridge.convert.pixels import Pixels, decode_native
 from bridge.convert.values import fix_value, is_valid
@@ -39,6 +54,7 @@ __all__ = [
     "ConversionResult",
     "ConvertOptions",
     "PatientIdPolicy",
+    "check_input_size",
     "convert",
 ]
 
@@ -47,6 +63,11 @@ MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 MODIFYING_SYSTEM = f"acrnema-bridge {__version__}"
+RULES_DATE = "20261206"
+"""Attribute Modification DateTime of every Original Attributes item: the date of the
+conversion rules of this version (named by Modifying System), not the wall clock, so
+that the same input always gives the same bytes. When an input was received or
+converted is recorded outside the data set (the spool's database, the file system)."""
 GENERATED_ISSUER = "ACRNEMA-BRIDGE GENERATED"
 
 STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
@@ -129,17 +150,74 @@ class PatientIdPolicy(enum.StrEnum):
     NONE = "none"  # leave it empty (Type 2)
 
 
+MIB = 1 << 20
+MAX_FRAMES = 1024
+MAX_PIXEL_BYTES = 256 * MIB
+MAX_OUTPUT_BYTES = 256 * MIB
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
-    """Settings of one conversion."""
+    """Settings of one conversion, with the limits that bound its memory and time.
+
+    The limits (docs/conversion.md, "Limits", says why these defaults):
+
+    ``max_frames``
+        frames (ACR-NEMA planes, or Number of Frames) of one input; each ACR-NEMA plane
+        becomes an output object of its own, so this also bounds the objects per input.
+    ``max_pixel_bytes``
+        the decoded pixel data of one input, all frames, after unpacking cells to 8 or
+        16 bits (a 1-bit input decodes to 16 times its size).
+    ``max_output_bytes``
+        the DICOM objects made from one input, estimated before they are made (pixels,
+        plus the source's header copied into every object); an input larger than this
+        is refused unread, since everything in it is kept in the output.
+    ``max_elements`` / ``max_values``
+        data elements (items of sequences included) and values of one input, each a
+        Python object once decoded.
+    """
 
     byte_order: ByteOrder = ByteOrder.AUTO
     patient_id: PatientIdPolicy = PatientIdPolicy.STUDY
     issuer_of_generated_id: str = GENERATED_ISSUER
+    max_frames: int = MAX_FRAMES
+    max_pixel_bytes: int = MAX_PIXEL_BYTES
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    max_elements: int = MAX_ELEMENTS
+    max_values: int = MAX_VALUES
 
     def __post_init__(self) -> None:  # accept the plain strings of the CLI and TOML
         object.__setattr__(self, "byte_order", ByteOrder(self.byte_order))
         object.__setattr__(self, "patient_id", PatientIdPolicy(self.patient_id))
+        for name in _LIMITS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+_LIMITS = ("max_frames", "max_pixel_bytes", "max_output_bytes", "max_elements", "max_values")
+
+
+def _mib(size: int) -> str:
+    """A byte count for a message: MiB when it is at least one, else bytes."""
+    if size < MIB:
+        return f"{size} bytes"
+    return f"{size // MIB} MiB" if size % MIB == 0 else f"{size / MIB:.1f} MiB"
+
+
+def check_input_size(size: int, *, source: str, options: ConvertOptions) -> None:
+    """Refuse an input larger than the output limit before it is read.
+
+    Everything in an input is kept in its output, so such an input cannot convert
+    within the limit; checking its size first keeps it out of memory altogether.
+    """
+    if size > options.max_output_bytes:
+        raise ConversionError(
+            f"the input is {_mib(size)}, more than the output limit of "
+            f"{_mib(options.max_output_bytes)} (everything in it is kept; "
+            "convert --max-output-mb raises the limit)",
+            source=source,
+        )
 
 
 @dataclass
@@ -239,7 +317,14 @@ def convert(
     Raises :class:`ConversionError` when the input cannot be made into valid DICOM.
     """
     options = options or ConvertOptions()
-    decoded = decode(data, source=source, byte_order=options.byte_order)
+    check_input_size(len(data), source=source, options=options)
+    decoded = decode(
+        data,
+        source=source,
+        byte_order=options.byte_order,
+        max_elements=options.max_elements,
+        max_values=options.max_values,
+    )
     work = _Work(source, decoded, options, key or uids.content_key(data))
     work.notes.extend(decoded.warnings)
     try:
@@ -403,13 +488,13 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
         rows, columns = columns, rows
         work.warn("LIBIDO file: Rows and Columns swapped back")
     samples = int(src.get("SamplesPerPixel", 1) or 1)
-    frames = 1
+    frames, frames_tag = 1, tag
     dims = src.get(0x00280005)
     planes = src.get(0x00280012)
     if dims is not None and dims.value == 3 and planes is not None and planes.value:
-        frames = int(planes.value)
+        frames, frames_tag = int(planes.value), 0x00280012
     elif "NumberOfFrames" in src and src.NumberOfFrames:
-        frames = int(src.NumberOfFrames)
+        frames, frames_tag = int(src.NumberOfFrames), 0x00280008
     bits_stored = src.get("BitsStored")
     bits_allocated = src.get("BitsAllocated")
     ba = int(bits_allocated) if bits_allocated is not None else None
@@ -431,6 +516,7 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
         work.warn(f"High Bit {hb} inconsistent: set to {bs - 1}")
         hb = bs - 1
     pr = int(src.get("PixelRepresentation", 0) or 0)
+    _check_size(work, tag, frames, frames_tag, rows * columns * samples, ba)
     overlay_bits = {}
     for g in range(0x6000, 0x6020, 2):
         oba, pos = src.get((g, 0x0100)), src.get((g, 0x0102))
@@ -487,6 +573,50 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
                     work.keep_original(out[(g, elem)], "overlay without overlay data")
                     del out[(g, elem)]
     return pixels
+
+
+def _check_size(work: _Work, tag: int, frames: int, frames_tag: int, cells: int, ba: int) -> None:
+    """Refuse, from the header alone, an image beyond the frame, pixel or output limits.
+
+    Nothing is decoded or copied before this: the pixel array and the output objects are
+    sized from Rows, Columns, Samples per Pixel, Bits Allocated and the frame count.
+    """
+    options, source = work.options, work.source
+    if frames < 1:
+        raise ConversionError(f"{frames} is not a number of frames", source=source, tag=frames_tag)
+    if frames > options.max_frames:
+        raise ConversionError(
+            f"{frames} frames, more than the limit of {options.max_frames} "
+            "(convert --max-frames raises it)",
+            source=source,
+            tag=frames_tag,
+        )
+    cell_bytes = ba // 8 if ba in (8, 16, 32) else 2  # packed cells are unpacked to 16 bits
+    pixel_bytes = cells * frames * cell_bytes
+    if pixel_bytes > options.max_pixel_bytes:
+        raise ConversionError(
+            f"the decoded pixel data would take {_mib(pixel_bytes)} ({frames} frames of "
+            f"{cells} cells of {cell_bytes * 8} bits), more than the limit of "
+            f"{_mib(options.max_pixel_bytes)} (convert --max-pixel-mb raises it)",
+            source=source,
+            tag=tag,
+        )
+    # Every ACR-NEMA plane becomes an object of its own that carries the whole header.
+    objects = frames if "SOPClassUID" not in work.decoded.dataset else 1
+    header = sum(e.end - e.offset for e in work.decoded.elements if e.tag != tag)
+    output = pixel_bytes + objects * header
+    if output > options.max_output_bytes:
+        parts = (
+            f"{objects} objects, each with a header of {_mib(header)}"
+            if objects > 1
+            else f"pixels and a header of {_mib(header)}"
+        )
+        raise ConversionError(
+            f"the output would take about {_mib(output)} ({parts}), more than the limit of "
+            f"{_mib(options.max_output_bytes)} (convert --max-output-mb raises it)",
+            source=source,
+            tag=frames_tag if objects > 1 else tag,
+        )
 
 
 def _offset(work: _Work, tag: int) -> int | None:
@@ -870,12 +1000,11 @@ def _original_attributes(work: _Work) -> Iterable[Dataset]:
     PS3.3 C.12.1 allows one item in Modified Attributes Sequence and one in Nonconforming
     Modified Attributes Sequence per Original Attributes item, hence one item each.
     """
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S+0000")
     source = fix_value(f"{work.decoded.kind} input", "LO").value
 
     def item(reason: str, modified: Dataset) -> Dataset:
         entry = Dataset()
-        entry.AttributeModificationDateTime = now
+        entry.AttributeModificationDateTime = RULES_DATE
         entry.ModifyingSystem = MODIFYING_SYSTEM
         entry.SourceOfPreviousValues = source
         entry.ReasonForTheAttributeModification = reason

@@ -43,24 +43,37 @@ class Pixels:
     notes: list[str] = field(default_factory=list)
 
 
+_CHUNK = 1 << 18  # cells unpacked at a time (a multiple of 8: each chunk starts on a byte)
+
+
 def unpack_cells(data: bytes, bits: int, count: int) -> npt.NDArray[np.uint16]:
-    """Unpack ``count`` cells of ``bits`` bits packed LSB first into uint16."""
+    """Unpack ``count`` cells of ``bits`` bits packed LSB first into uint16.
+
+    The result is the only array of the input's full size: bit-level work is done a
+    chunk at a time, so the memory beside it stays within a few MiB whatever ``count``.
+    """
     needed = (count * bits + 7) // 8
     if len(data) < needed:
         raise ValueError(f"{len(data)} bytes hold fewer than {count} cells of {bits} bits")
     raw = np.frombuffer(data, dtype=np.uint8, count=needed)
+    out = np.empty(count, dtype=np.uint16)
     if bits == 12:
         pairs = count // 2
-        triples = raw[: pairs * 3].reshape(pairs, 3).astype(np.uint16)
-        out = np.empty(count, dtype=np.uint16)
-        out[0 : pairs * 2 : 2] = triples[:, 0] | ((triples[:, 1] & 0x0F) << 8)
-        out[1 : pairs * 2 : 2] = (triples[:, 1] >> 4) | (triples[:, 2] << 4)
+        triples = raw[: pairs * 3].reshape(pairs, 3)
+        first, middle, last = (triples[:, i].astype(np.uint16) for i in range(3))
+        out[0 : pairs * 2 : 2] = first | ((middle & 0x0F) << 8)
+        out[1 : pairs * 2 : 2] = (middle >> 4) | (last << 4)
         if count % 2:
             out[-1] = raw[pairs * 3] | ((raw[pairs * 3 + 1] & 0x0F).astype(np.uint16) << 8)
         return out
-    bitstream = np.unpackbits(raw, bitorder="little")[: count * bits].reshape(count, bits)
     weights = (1 << np.arange(bits, dtype=np.uint32)).astype(np.uint32)
-    return (bitstream.astype(np.uint32) @ weights).astype(np.uint16)
+    for start in range(0, count, _CHUNK):
+        n = min(_CHUNK, count - start)
+        first_byte = start * bits // 8
+        chunk = raw[first_byte : first_byte + (n * bits + 7) // 8]
+        bitstream = np.unpackbits(chunk, bitorder="little")[: n * bits].reshape(n, bits)
+        out[start : start + n] = bitstream.astype(np.uint32) @ weights
+    return out
 
 
 def pack_overlay(plane: npt.NDArray[np.bool_]) -> bytes:
