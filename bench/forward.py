@@ -52,7 +52,7 @@ from common import BenchError, cpu_model, tool_version, work_dir
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge import __version__
-from bridge.convert.core import convert
+from bridge.dicom.core import convert
 from bridge.emulator.phantom import PhantomSpec, phantom_file
 from bridge.spool.ingest import dataset_bytes
 

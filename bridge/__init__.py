@@ -32,28 +32,26 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import BridgeError, ConfigError, ConversionError, ForwardError
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    ConversionError,
+    ForwardError,
+    PortError,
+    PortUnavailableError,
+)
 
 __version__ = "0.1.0"
-
-# ``bridge.convert`` is the function, but bridge/convert/ is also a package, and importing a
-# package's submodule sets the parent's attribute of that name to the submodule. So the
-# package (an empty __init__: cheap) is imported once here, its attribute dropped, and the
-# name left to the lazy table below; later imports of bridge.convert.* no longer touch it.
-# Renaming the package (bridge/dicom/, as ARCHITECTURE.md proposes) makes this go.
-importlib.import_module("bridge.convert")
-globals().pop("convert", None)
 
 if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type checkers
     from bridge.acrnema.commands import Message
     from bridge.acrnema.datalink import LinkProtocolError
     from bridge.acrnema.elements import ByteOrder
     from bridge.acrnema.stack import LinkStack
-    from bridge.convert.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
+    from bridge.dicom.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
     from bridge.endpoint import Answer, Endpoint, Responder
     from bridge.forward.runner import Forwarder, RetryPolicy, RunSummary
     from bridge.forward.scu import Destination, TlsSettings, echo
-    from bridge.ports.base import PortError, PortUnavailableError
     from bridge.ports.registry import open_port
     from bridge.profile import REFERENCE, Profile, ProfileError, load_profile
     from bridge.service import Bridge, BridgeStats
@@ -67,10 +65,10 @@ _LAZY = {
     "LinkProtocolError": "bridge.acrnema.datalink",
     "ByteOrder": "bridge.acrnema.elements",
     "LinkStack": "bridge.acrnema.stack",
-    "ConversionResult": "bridge.convert.core",
-    "ConvertOptions": "bridge.convert.core",
-    "PatientIdPolicy": "bridge.convert.core",
-    "convert": "bridge.convert.core",
+    "ConversionResult": "bridge.dicom.core",
+    "ConvertOptions": "bridge.dicom.core",
+    "PatientIdPolicy": "bridge.dicom.core",
+    "convert": "bridge.dicom.core",
     "Answer": "bridge.endpoint",
     "Endpoint": "bridge.endpoint",
     "Responder": "bridge.endpoint",
@@ -80,8 +78,6 @@ _LAZY = {
     "Destination": "bridge.forward.scu",
     "TlsSettings": "bridge.forward.scu",
     "echo": "bridge.forward.scu",
-    "PortError": "bridge.ports.base",
-    "PortUnavailableError": "bridge.ports.base",
     "open_port": "bridge.ports.registry",
     "REFERENCE": "bridge.profile",
     "Profile": "bridge.profile",

@@ -23,8 +23,8 @@ from typing import TextIO
 
 from bridge import __version__, cli_forward, cli_link, cli_profile
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
-from bridge.convert.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
-from bridge.convert.core import (
+from bridge.dicom.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
+from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,
     MAX_PIXEL_BYTES,

@@ -344,7 +344,7 @@ class _Progress:
 
 
 def _add(spool: Spool, paths: list[Path]) -> int:
-    from bridge.convert.batch import iter_inputs
+    from bridge.dicom.batch import iter_inputs
     from bridge.spool.ingest import IngestResult, ingest_file
 
     missing = [str(p) for p in paths if not p.exists()]

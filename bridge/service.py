@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from bridge.acrnema.commands import Message
 from bridge.acrnema.elements import ByteOrder
-from bridge.convert.core import ConvertOptions, convert
+from bridge.dicom.core import ConvertOptions, convert
 from bridge.endpoint import Answer, Endpoint, Responder
 from bridge.errors import BridgeError, ConversionError
 from bridge.forward.runner import Forwarder, RetryPolicy

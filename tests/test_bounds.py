@@ -21,7 +21,7 @@ from pydicom import dcmread
 
 from bridge.acrnema.elements import decode
 from bridge.cli import main
-from bridge.convert.core import ConvertOptions, convert
+from bridge.dicom.core import ConvertOptions, convert
 from bridge.errors import ConversionError
 
 CAP = 1024 * MIB  # address space of the child: a runaway allocation fails, it cannot swap

@@ -19,10 +19,10 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from bridge.acrnema.elements import decode
-from bridge.convert import geometry
-from bridge.convert.core import CT_IMAGE, MR_IMAGE, SECONDARY_CAPTURE, ConvertOptions, convert
-from bridge.convert.pixels import unpack_cells
-from bridge.convert.values import fix_da, fix_ds, fix_is, fix_tm
+from bridge.dicom import geometry
+from bridge.dicom.core import CT_IMAGE, MR_IMAGE, SECONDARY_CAPTURE, ConvertOptions, convert
+from bridge.dicom.pixels import unpack_cells
+from bridge.dicom.values import fix_da, fix_ds, fix_is, fix_tm
 from bridge.errors import ConversionError
 
 RNG = np.random.default_rng(1988)

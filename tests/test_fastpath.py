@@ -12,7 +12,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.filereader import read_dataset
 
-from bridge.convert.core import convert
+from bridge.dicom.core import convert
 from bridge.emulator.phantom import PhantomSpec, phantom_file
 from bridge.forward import fastpath
 from bridge.forward.scu import Destination, Item, Sender

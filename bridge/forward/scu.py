@@ -85,7 +85,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, gen
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext, build_context
 
-from bridge.convert.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from bridge.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from bridge.forward import fastpath
 from bridge.forward.status import (
     ForwardError,

@@ -54,7 +54,7 @@ Service Class C-STORE status table (PS3.4 B.2.3).
 Notes (decisions, not standard text):
 
 1. 0x0111 is a failure in PS3.7, but for a forwarder whose UIDs are deterministic
-   (``bridge/convert/uids.py``) a duplicate means an earlier attempt already arrived,
+   (``bridge/dicom/uids.py``) a duplicate means an earlier attempt already arrived,
    e.g. before a crash; Orthanc treats it the same way. Retrying cannot change it.
 2. 0x0110 "processing failure" says nothing about the cause; PACS return it for a
    locked database or a full disk as often as for a bad object. It is retried, so the

@@ -17,8 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from bridge.acrnema.elements import decode
-from bridge.convert.batch import looks_like_dataset
-from bridge.convert.core import ConvertOptions, convert
+from bridge.dicom.batch import looks_like_dataset
+from bridge.dicom.core import ConvertOptions, convert
 from bridge.errors import BridgeError, ConversionError
 from bridge.lenient import lenient
 from bridge.spool.store import ObjectInfo, Spool

@@ -41,9 +41,9 @@ from bridge.acrnema.elements import (
     decode,
     format_tag,
 )
-from bridge.convert import geometry, uids
-from bridge.convert.pixels import Pixels, decode_native
-from bridge.convert.values import fix_value, is_valid
+from bridge.dicom import geometry, uids
+from bridge.dicom.pixels import Pixels, decode_native
+from bridge.dicom.values import fix_value, is_valid
 from bridge.errors import ConversionError
 from bridge.lenient import lenient
 
@@ -313,7 +313,7 @@ def convert(
 ) -> ConversionResult:
     """Convert one ACR-NEMA or headerless DICOM input into DICOM data sets.
 
-    ``key`` is :func:`bridge.convert.uids.content_key` of ``data`` when the caller has it.
+    ``key`` is :func:`bridge.dicom.uids.content_key` of ``data`` when the caller has it.
     Raises :class:`ConversionError` when the input cannot be made into valid DICOM.
     """
     options = options or ConvertOptions()

@@ -39,8 +39,8 @@ from pydicom.datadict import get_entry
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from bridge.convert.core import ConvertOptions, check_input_size, convert
-from bridge.convert.uids import content_key
+from bridge.dicom.core import ConvertOptions, check_input_size, convert
+from bridge.dicom.uids import content_key
 from bridge.errors import BridgeError, ConversionError
 from bridge.lenient import lenient
 
