@@ -9,6 +9,7 @@ send / echo / config. The hostile-peer cases are in test_hostile_peer.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -29,6 +30,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from bridge.cli import main
 from bridge.convert.core import convert
 from bridge.emulator.phantom import PhantomSpec, phantom_file
+from bridge.forward import runner
 from bridge.forward.runner import Forwarder, ForwarderFailed, RetryPolicy
 from bridge.forward.scu import Destination, Sender
 from bridge.spool.ingest import dataset_bytes, ingest_file, object_info
@@ -459,3 +461,25 @@ def test_object_orthanc_aborts_on_is_quarantined_and_the_rest_arrive(
     assert set(orthanc.sop_instance_uids()) == uids
     assert_poison_quarantined(spool, target, poison)
     assert elapsed < 30
+
+
+def test_forward_exits_non_zero_when_a_worker_cannot_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sp = ["--spool", str(tmp_path / "sp")]
+    make_sources(tmp_path / "src", 1)
+    assert main(["spool", "add", str(tmp_path / "src"), *sp]) == 0
+
+    def locked(self: Spool, destination: str, *, now: float, limit: int = 16) -> list[Job]:
+        raise SpoolError(f"spool {self.root}: database: database is locked")
+
+    monkeypatch.setattr(Spool, "claim", locked)
+    quick = functools.partial(RetryPolicy, give_up_after=0.5)
+    monkeypatch.setattr(runner, "RetryPolicy", quick)  # the CLI takes it from there
+    capsys.readouterr()
+    started = time.monotonic()
+    status = main(["forward", "--dest", f"NOBODY@127.0.0.1:{peers.free_port()}", *sp])
+    assert status == 1
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "cannot go on" in err and "database is locked" in err

@@ -39,11 +39,21 @@ negotiate, keeps one association per destination open, and turns every outcome i
   ``fastpath.hook_problems`` finds one missing, a warning is logged once and every
   Sender uses the path above. Over TLS the path above is always used: only pynetdicom's
   DUL thread may touch the SSL object while it reads from it.
+* **Integrity.** An item with a ``sha256`` is checked on the very bytes that are sent
+  (the fast path reads them anyway; the other paths read and hash the file first): a
+  missing file -> FAIL "spool file missing: ..."; a mismatch -> FAIL "spool file
+  damaged: sha256 ... expected ..."; nothing is sent.
 * **Outcomes without a status.** A SOP Class the destination refused (no accepted
   context) -> FAIL "SOP Class ... not accepted by AE@HOST:PORT"; an encapsulated
   transfer syntax it refused -> FAIL; an unreadable file -> FAIL. Association refused,
   rejected or aborted, connection refused, and every timeout -> RETRY for all objects
-  not yet answered; the association is dropped and reopened on the next call.
+  not yet answered; the association is dropped (aborted, and shut down if the abort
+  does not complete within a second) and reopened on the next call. The Result of the
+  object that was on the wire when the association was lost or timed out is marked
+  ``lost`` (the forward loop quarantines an object that keeps doing that).
+* **Stopping.** :meth:`Sender.stop` (any thread) lets no new object start; with
+  ``now`` it also shuts the connection down, which ends any blocked write, read,
+  association request or release at once (:mod:`bridge.forward.tcp`).
 * **Storage Commitment** (:attr:`Destination.commitment`): after the C-STOREs of a
   batch, the objects that succeeded are named in one N-ACTION (Transaction UID new,
   Referenced SOP Sequence) and the Sender waits up to
@@ -185,9 +195,14 @@ class TlsSettings:
 class Destination:
     """One DICOM destination (a PACS or other Storage SCP) and how to talk to it.
 
-    Timeouts are in seconds: ``connect_timeout`` for the TCP connection,
-    ``acse_timeout`` for association negotiation and release, ``dimse_timeout`` for
-    each response, ``network_timeout`` for silence on an open association.
+    Timeouts are in seconds, and every network operation is bounded by one of them:
+    ``connect_timeout`` for the TCP connection (and a TLS handshake); ``acse_timeout``
+    for association negotiation and release; ``dimse_timeout`` for each request, from
+    the start of its write to its whole response (raise it for very large objects over
+    slow links); ``network_timeout`` for any single read or write that makes no
+    progress, for each PDU header or body to arrive whole (so a trickling peer cannot
+    hold the association), and for silence on an open association
+    (:mod:`bridge.forward.tcp`).
     ``max_pdu`` is the largest PDU the bridge accepts (0 = no limit); what the bridge
     *sends* is bounded by the destination's own maximum. ``modalities`` is a routing
     filter (see :meth:`accepts`): the spool applies it when it queues objects, the
