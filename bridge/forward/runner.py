@@ -227,13 +227,17 @@ class Forwarder:
         for _name, sender in senders:
             sender.stop()
         if not _join(workers, STOP_GRACE_S):
+            busy = {w.name for w in workers if w.is_alive()}
             with self._lock:
                 senders = list(self._senders.items())
             for name, sender in senders:
-                log.warning(
-                    "%s: still busy %g s after the stop: closing its connection", name, STOP_GRACE_S
-                )
-                sender.stop(now=True)
+                if f"forward-{name}" in busy:
+                    log.warning(
+                        "%s: still busy %g s after the stop: shutting its connection down",
+                        name,
+                        STOP_GRACE_S,
+                    )
+                    sender.stop(now=True)
             if not _join(workers, STOP_GRACE_S):
                 for worker in workers:
                     if worker.is_alive():
