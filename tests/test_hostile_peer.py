@@ -12,6 +12,7 @@ few seconds whatever the peer does, and a healthy destination keeps receiving me
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -60,6 +61,19 @@ def hostile_spool(tmp_path: Path, mode: Mode) -> tuple[Spool, set[str]]:
     if mode is Mode.STOP_READING:  # sent first: the peer stops reading in its middle
         uids.add(big_object(spool, tmp_path))
     return spool, uids | fill_spool(spool, tmp_path / "src", 4)
+
+
+def open_sockets() -> set[str]:
+    """The sockets this process has open (``socket:[inode]``), from /proc/self/fd."""
+    found = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile (e.g. the one listdir used)
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 def peer_for(mode: Mode) -> HostilePeer:
@@ -121,6 +135,7 @@ def test_timeout_ends_the_run_within_seconds_whatever_the_peer_does(
     mode: Mode, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     spool, uids = hostile_spool(tmp_path, mode)
+    sockets = open_sockets()
     with peer_for(mode) as peer:
         hostile = Destination(peer.ae_title, peer.host, peer.port)  # 30-60 s timeouts
         forwarder = Forwarder(spool, [hostile])
@@ -130,6 +145,7 @@ def test_timeout_ends_the_run_within_seconds_whatever_the_peer_does(
         elapsed = time.monotonic() - started
         assert peer.requests
     assert elapsed < 2.0 + STOP_BOUND
+    assert open_sockets() <= sockets  # every connection closed, not only shut down
     counts = spool.counts(hostile.name)
     assert counts == {"ready": len(uids), "in_flight": 0, "done": 0, "failed": 0}
     rows = spool.deliveries(destination=hostile.name)

@@ -62,7 +62,10 @@ changes):
    included) and a short read as a closed connection.
 4. ``AssociationSocket.send`` writes with ``socket.send`` (so the socket's timeout
    bounds each write) and treats any exception as a closed connection.
-5. ``Association.network_timeout`` (public) holds the AE's network timeout.
+5. ``AssociationSocket._shutdown_socket()`` (private) is how pynetdicom shuts down and
+   closes the connection (``close()`` and the state machine's abort actions call it);
+   it is overridden so that the close happens even when the shutdown fails.
+6. ``Association.network_timeout`` (public) holds the AE's network timeout.
 
 The storage commitment listener in :mod:`bridge.forward.scu` is an acceptor and keeps
 pynetdicom's own sockets: it receives one small request per batch.
@@ -164,6 +167,20 @@ class TunedAssociationSocket(AssociationSocket):
             tune_connected(sock)
         if self._interrupted:  # interrupted while connecting
             shutdown(sock)
+
+    def _shutdown_socket(self) -> None:
+        """Shut down and close, the close even when the shutdown fails.
+
+        pynetdicom's version skips the close when the shutdown raises, which it does
+        once :meth:`interrupt` has shut the socket down and the peer has closed its
+        end: the descriptor would stay open until garbage collection.
+        """
+        sock = self.socket
+        if sock is None:
+            return
+        shutdown(sock)
+        with contextlib.suppress(OSError):
+            sock.close()
 
     def interrupt(self) -> None:
         """Shut the connection down now (any thread); a connect in progress is shut down
@@ -288,6 +305,7 @@ def hook_problems() -> list[str]:
     expect(AssociationSocket, "connect", ["self", "primitive"])
     expect(AssociationSocket, "recv", ["self", "nr_bytes"])
     expect(AssociationSocket, "send", ["self", "bytestream"])
+    expect(AssociationSocket, "_shutdown_socket", ["self"])
     if not isinstance(inspect.getattr_static(AssociationSocket, "tls_args", None), property):
         problems.append("AssociationSocket.tls_args is not a property")
     uses(AE.associate, "ApplicationEntity.associate", "self._create_socket(")
@@ -299,6 +317,7 @@ def hook_problems() -> list[str]:
         "except (OSError, TimeoutError)",
     )
     uses(AssociationSocket.send, "AssociationSocket.send", "self.socket.send(", "except Exception")
+    uses(AssociationSocket.close, "AssociationSocket.close", "self._shutdown_socket()")
     from pynetdicom.association import Association
 
     if not isinstance(inspect.getattr_static(Association, "network_timeout", None), property):
