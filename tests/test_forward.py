@@ -2,18 +2,23 @@
 
 The reliability cases of the forwarding issue: crashes (kill -9) while delivering, a
 destination that is down and then comes back, a poison object, two destinations with one
-down; and the commands spool / forward / send / echo / config.
+down; issue 9: spool errors in a worker, a worker that cannot go on, a damaged spool file,
+an object the receiver (storescp, Orthanc) aborts on; and the commands spool / forward /
+send / echo / config. The hostile-peer cases are in test_hostile_peer.py.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import peers
@@ -23,11 +28,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge.cli import main
+from bridge.convert.core import convert
 from bridge.emulator.phantom import PhantomSpec, phantom_file
-from bridge.forward.runner import Forwarder, RetryPolicy
-from bridge.forward.scu import Destination
-from bridge.spool.ingest import ingest_file
-from bridge.spool.store import Spool
+from bridge.forward import runner
+from bridge.forward.runner import Forwarder, ForwarderFailed, RetryPolicy
+from bridge.forward.scu import Destination, Sender
+from bridge.spool.ingest import dataset_bytes, ingest_file, object_info
+from bridge.spool.store import Job, Spool, SpoolError
 
 PRIVATE_SOP_CLASS = "1.3.6.1.4.1.99999.1.1"  # no PACS knows it: refused
 
@@ -276,3 +283,203 @@ def test_bad_destination_is_a_usage_error(tmp_path: Path) -> None:
     sp = tmp_path / "never"
     assert main(["send", str(tmp_path), "--dest", "PACS@host:notaport", "--spool", str(sp)]) == 2
     assert not sp.exists()  # a usage error is found before anything is spooled
+
+
+# ------------------------------------------------------------------ issue 9: workers
+
+
+class FlakySpool(Spool):
+    """A real spool whose ``claim`` / ``done`` raise the error a locked database (or a
+    disk filled by another process) gives, the first ``fail[name]`` times, or always
+    when the count is negative. Nothing else of the spool is replaced."""
+
+    def __init__(self, root: Path, fail: dict[str, int]) -> None:
+        super().__init__(root)
+        self.fail = dict(fail)
+        self.raised = 0
+        self._flaky_lock = threading.Lock()
+
+    def _maybe_fail(self, name: str) -> None:
+        with self._flaky_lock:
+            left = self.fail.get(name, 0)
+            if left == 0:
+                return
+            self.fail[name] = left - 1 if left > 0 else left
+            self.raised += 1
+        raise SpoolError(f"spool {self.root}: database: database is locked ({name})")
+
+    def claim(self, destination: str, *, now: float, limit: int = 16) -> list[Job]:
+        self._maybe_fail("claim")
+        return super().claim(destination, now=now, limit=limit)
+
+    def done(self, jobs: Sequence[Job], *, note: str | None = None) -> None:
+        self._maybe_fail("done")
+        super().done(jobs, note=note)
+
+
+def test_spool_errors_do_not_end_a_worker(
+    tmp_path: Path, storescp: peers.StoreSCPPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Findings: any spool error ended the destination's thread (no except in _serve)
+    while `run` kept acknowledging the scanner; and results received but not recorded
+    stayed in_flight. Now the worker logs at ERROR, backs off and carries on."""
+    spool = FlakySpool(tmp_path / "spool", {"claim": 2, "done": 2})
+    uids = fill_spool(spool, tmp_path / "src", 6)
+    target = dest(storescp)
+    forwarder = Forwarder(spool, [target], policy=RetryPolicy(base=0.1, cap=0.3), batch=3)
+    with caplog.at_level(logging.ERROR, logger="bridge.forward"):
+        forwarder.run(threading.Event(), until_empty=True, timeout=60)
+    assert spool.raised == 4
+    assert set(storescp.received()) == uids
+    assert spool.counts(target.name) == {"ready": 0, "in_flight": 0, "done": 6, "failed": 0}
+    assert forwarder.summary.delivered == {target.name: 6}
+    assert forwarder.fatal is None and not forwarder.failed.is_set()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum(target.name in e and "database is locked" in e for e in errors) == 4, errors
+
+
+def test_a_worker_that_cannot_go_on_fails_the_forwarder(tmp_path: Path) -> None:
+    spool = FlakySpool(tmp_path / "spool", {"claim": -1})
+    fill_spool(spool, tmp_path / "src", 2)
+    target = Destination("NOBODY", "127.0.0.1", peers.free_port())
+    seen: list[tuple[str, BaseException]] = []
+    policy = RetryPolicy(base=0.1, cap=0.2, give_up_after=1.0)
+    forwarder = Forwarder(spool, [target], policy=policy, on_fatal=lambda n, e: seen.append((n, e)))
+    stop = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(ForwarderFailed, match="database is locked") as caught:
+        forwarder.run(stop)  # would run until stopped: the failure ends it
+    assert time.monotonic() - started < 1.0 + 5.0
+    assert caught.value.destination == target.name
+    assert isinstance(caught.value.cause, SpoolError)
+    assert forwarder.failed.is_set() and forwarder.fatal is caught.value.cause
+    assert seen == [(target.name, caught.value.cause)]
+    assert "database is locked" in forwarder.summary.errors[target.name]
+
+
+def test_a_sender_that_cannot_be_made_fails_the_forwarder(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+
+    def broken(_destination: Destination) -> Sender:
+        raise SpoolError("no sender")  # any exception, e.g. unusable TLS files
+
+    forwarder = Forwarder(spool, [Destination("X", "127.0.0.1", 1)], sender_factory=broken)
+    with pytest.raises(ForwarderFailed, match="no sender"):
+        forwarder.run(threading.Event())
+    assert forwarder.failed.is_set()
+
+
+# ------------------------------------------------------------------ issue 9: integrity
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "pynetdicom-path"])
+def test_damaged_or_missing_spool_file_is_quarantined_and_not_sent(
+    fast: bool, tmp_path: Path, storescp: peers.StoreSCPPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: the spool kept a sha256 per object but never checked it; a damaged
+    (truncated) file was accepted by a receiver and the spool then deleted its copy."""
+    monkeypatch.setattr(Sender, "fast_send", fast)
+    spool = Spool(tmp_path / "spool")
+    uids = fill_spool(spool, tmp_path / "src", 5)
+    damaged, missing = spool_path(spool, 2), spool_path(spool, 4)
+    damaged_uid = str(dcmread(damaged, stop_before_pixels=True).SOPInstanceUID)
+    missing_uid = str(dcmread(missing, stop_before_pixels=True).SOPInstanceUID)
+    data = bytearray(damaged.read_bytes())
+    data[-100:] = bytes(b ^ 0xFF for b in data[-100:])  # pixel values: storescp would take it
+    damaged.write_bytes(bytes(data))
+    missing.unlink()
+    forwarder = run_forwarder(spool, [dest(storescp)], until_empty=True, timeout=60)
+    name = dest(storescp).name
+    assert set(storescp.received()) == uids - {damaged_uid, missing_uid}
+    assert forwarder.summary.quarantined == {name: 2}
+    failed = {d.sop_instance_uid: d.last_error or "" for d in spool.deliveries(state="failed")}
+    assert failed.keys() == {damaged_uid, missing_uid}
+    assert "spool file damaged: sha256 " in failed[damaged_uid]
+    assert " expected " in failed[damaged_uid] and str(damaged) in failed[damaged_uid]
+    assert failed[missing_uid].startswith(f"spool file missing: {missing}")
+    assert damaged.exists()  # quarantined, kept for the operator
+
+
+# ------------------------------------------------------------------ issue 9: poison
+
+
+def put_poison(spool: Spool) -> str:
+    """A CT object truncated inside its pixel data (odd length), put in the spool
+    directly (``spool add`` would refuse it): storescp and Orthanc abort on it."""
+    spec = PhantomSpec(rows=128, columns=128, slice_index=0, slices=1, patient_id="POISON")
+    ds = convert(phantom_file(spec)).datasets[0]
+    data = dataset_bytes(ds)
+    spool.put(data[: len(data) - 1001], object_info(ds, "poison"))
+    return str(ds.SOPInstanceUID)
+
+
+def forward_with_poison(spool: Spool, target: Destination) -> tuple[Forwarder, float]:
+    policy = RetryPolicy(base=0.2, cap=1.0, max_attempts=0, max_lost=3)
+    forwarder = Forwarder(spool, [target], policy=policy)
+    started = time.monotonic()
+    forwarder.run(threading.Event(), until_empty=True, timeout=45)
+    return forwarder, time.monotonic() - started
+
+
+def assert_poison_quarantined(spool: Spool, target: Destination, poison: str) -> None:
+    [failed] = spool.deliveries(state="failed")
+    assert failed.sop_instance_uid == poison
+    assert failed.attempts == 3
+    assert "association lost 3 times while sending this object" in (failed.last_error or "")
+    assert spool.counts(target.name) == {"ready": 0, "in_flight": 0, "done": 12, "failed": 1}
+
+
+def test_object_storescp_aborts_on_is_quarantined_and_the_rest_arrive(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """Finding: storescp aborts on a truncated or odd-length Part 10 file and the bridge
+    retried it for ever (max_attempts 0), holding back the rest of each batch."""
+    spool = Spool(tmp_path / "spool")
+    poison = put_poison(spool)  # first in the queue, so it heads every batch
+    uids = fill_spool(spool, tmp_path / "src", 12)
+    target = Destination(
+        storescp.ae_title, storescp.host, storescp.port, dimse_timeout=5.0, network_timeout=5.0
+    )
+    _forwarder, elapsed = forward_with_poison(spool, target)
+    assert set(storescp.received()) == uids
+    assert_poison_quarantined(spool, target, poison)
+    assert elapsed < 30
+
+
+def test_object_orthanc_aborts_on_is_quarantined_and_the_rest_arrive(
+    tmp_path: Path, orthanc: peers.OrthancPeer
+) -> None:
+    """Finding: against Orthanc each try of the poison object waited 60 s, so only 3 of
+    12 healthy images got through in 120 s."""
+    spool = Spool(tmp_path / "spool")
+    poison = put_poison(spool)
+    uids = fill_spool(spool, tmp_path / "src", 12)
+    target = Destination(
+        orthanc.ae_title, orthanc.host, orthanc.dicom_port, dimse_timeout=3.0, network_timeout=3.0
+    )
+    _forwarder, elapsed = forward_with_poison(spool, target)
+    assert set(orthanc.sop_instance_uids()) == uids
+    assert_poison_quarantined(spool, target, poison)
+    assert elapsed < 30
+
+
+def test_forward_exits_non_zero_when_a_worker_cannot_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sp = ["--spool", str(tmp_path / "sp")]
+    make_sources(tmp_path / "src", 1)
+    assert main(["spool", "add", str(tmp_path / "src"), *sp]) == 0
+
+    def locked(self: Spool, destination: str, *, now: float, limit: int = 16) -> list[Job]:
+        raise SpoolError(f"spool {self.root}: database: database is locked")
+
+    monkeypatch.setattr(Spool, "claim", locked)
+    quick = functools.partial(RetryPolicy, give_up_after=0.5)
+    monkeypatch.setattr(runner, "RetryPolicy", quick)  # the CLI takes it from there
+    capsys.readouterr()
+    started = time.monotonic()
+    status = main(["forward", "--dest", f"NOBODY@127.0.0.1:{peers.free_port()}", *sp])
+    assert status == 1
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "cannot go on" in err and "database is locked" in err

@@ -644,8 +644,10 @@ def test_fast_path_internals_behave_as_relied_on() -> None:
 def test_tcp_hook_fits_the_installed_pynetdicom() -> None:
     assert pynetdicom.__version__.split(".")[0] == "3", "tcp.py is written for pynetdicom 3"
     assert tcp.hook_problems() == []
-    assert isinstance(tcp.make_ae("X"), tcp.TunedAE)
-    assert type(tcp.make_ae("X", tuned=False)) is AE
+    tuned, plain = tcp.make_ae("X"), tcp.make_ae("X", tuned=False)
+    # deadlines need the adapter whether or not the socket is tuned
+    assert isinstance(tuned, tcp.TunedAE) and isinstance(plain, tcp.TunedAE)
+    assert tuned.tuned and not plain.tuned
 
 
 def test_tcp_hook_falls_back_when_pynetdicom_changes(
@@ -656,7 +658,7 @@ def test_tcp_hook_falls_back_when_pynetdicom_changes(
     with caplog.at_level(logging.WARNING, logger="bridge.forward.tcp"):
         ae = tcp.make_ae("X")
     assert type(ae) is AE
-    assert "TCP tuning disabled" in caplog.text
+    assert "socket deadlines and TCP tuning disabled" in caplog.text
 
 
 def test_tcp_options_on_the_live_socket(

@@ -7,7 +7,9 @@ one P-DATA primitive per fragment and pushes each through its DUL state machine,
 the command set is encoded directly (implicit VR little endian, PS3.7 6.3 and 9.3.1.1),
 the data set is sliced from the file after its file meta group, both are cut into PDV
 items no larger than the peer's maximum PDU length (PS3.8 9.3.5), and the whole request
-goes out in one ``sendall()``.
+goes out through one write loop with deadlines (:func:`write_within`): the whole request
+within the exchange's deadline, and no more than the network timeout without progress,
+so a receiver that stops reading mid-object cannot hold the sender for ever.
 
 It relies on these pynetdicom 3.0.x internals, checked by :func:`hook_problems` (a test
 fails if they change; at run time the Sender then falls back to ``send_c_store``):
@@ -15,11 +17,18 @@ fails if they change; at run time the Sender then falls back to ``send_c_store``
 * ``Association._reactor_checkpoint`` (threading.Event) and ``Association._is_paused``:
   the pause handshake ``send_c_store`` uses so the association's reactor does not take
   the response off the DIMSE queue;
-* ``Association.dimse.get_msg(block=True)`` -> ``(context_id, message)``, with ``None``
-  on DIMSE timeout or abort, and the response's ``MessageIDBeingRespondedTo`` and
-  ``Status``;
+* ``Association.dimse.msg_queue``: the queue of complete DIMSE messages,
+  ``(context_id, message)``, with ``(None, None)`` put there when the association is
+  aborted or the connection closed (what ``DIMSEServiceProvider.get_msg`` reads); read
+  here with a timeout of what is left of the exchange's deadline; the response's
+  ``MessageIDBeingRespondedTo`` and ``Status``;
 * ``Association.dul.socket.socket``: the connected socket, written only by this thread
-  while the association is in data transfer (the DUL thread only reads then);
+  while the association is in data transfer (the DUL thread only reads then); its
+  timeout is set (:mod:`bridge.forward.tcp`), so it is in non-blocking mode internally
+  and :func:`write_within` waits for it with ``poll``;
+* ``Association.acse.is_aborted()``: whether an A-ABORT or A-P-ABORT indication waits
+  for the user; looked at every 0.2 s of a wait, because an abort after a PDU that
+  pynetdicom could not decode (its action AA-8) puts nothing on the DIMSE queue;
 * ``Association.acceptor.maximum_length``: the peer's Maximum Length Received;
 * ``Association._handle_no_response()``: what ``send_c_store`` does on a timeout;
 * ``DULServiceProvider._run_loop_delay``: the DUL loop's idle sleep, shortened while a
@@ -28,6 +37,10 @@ fails if they change; at run time the Sender then falls back to ``send_c_store``
 
 from __future__ import annotations
 
+import math
+import queue
+import select
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -35,6 +48,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_PDU",
+    "NoResponse",
     "build_request",
     "command_set",
     "dataset_offset",
@@ -44,11 +58,13 @@ __all__ = [
     "pdata_pdus",
     "resume",
     "send_store",
+    "write_within",
 ]
 
 DEFAULT_MAX_PDU = 1 << 20  # when the peer says 0 (no limit)
 _ELEMENT = struct.Struct("<HHL")
 _PRIORITY_MEDIUM = 0x0000
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def _uid(value: str) -> bytes:
@@ -129,22 +145,20 @@ def pdata_pdus(
 def hook_problems(assoc: Any | None = None) -> list[str]:
     """What is missing of the pynetdicom internals this module relies on."""
     from pynetdicom.association import Association
-    from pynetdicom.dimse import DIMSEServiceProvider
 
     problems = []
-    for owner, name in (
-        (Association, "_handle_no_response"),
-        (DIMSEServiceProvider, "get_msg"),
-    ):
-        if not callable(getattr(owner, name, None)):
-            problems.append(f"{owner.__name__}.{name} is missing")
+    if not callable(getattr(Association, "_handle_no_response", None)):
+        problems.append("Association._handle_no_response is missing")
     if assoc is not None:
         for path in (
             "_reactor_checkpoint",
             "_is_paused",
-            "dimse",
+            "dimse.msg_queue",
+            "acse.is_aborted",
             "dul.socket.socket",
             "dul._run_loop_delay",
+            "dimse_timeout",
+            "network_timeout",
             "acceptor.maximum_length",
         ):
             target: Any = assoc
@@ -169,29 +183,98 @@ def build_request(
     return b"".join(pieces)
 
 
+class NoResponse(Exception):
+    """No response to a request: the association was aborted or lost, or timed out."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def write_within(
+    sock: socket.socket, data: bytes | memoryview, *, deadline: float, stall: float
+) -> None:
+    """Write all of ``data`` by ``deadline`` (monotonic), never ``stall`` s without progress.
+
+    Raises ``TimeoutError`` saying which limit was hit, or the ``OSError`` of the write
+    (e.g. the peer closed the connection, or another thread shut it down).
+    """
+    view = memoryview(data)
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    sent = 0
+    while sent < len(view):
+        now = time.monotonic()
+        wait = min(stall, deadline - now)
+        if wait <= 0:
+            raise TimeoutError(
+                f"request not written within the DIMSE timeout ({sent} of {len(view)} bytes)"
+            )
+        if not poller.poll(math.ceil(wait * 1000)):
+            if time.monotonic() >= deadline:
+                continue  # reported above, with the deadline as the reason
+            raise TimeoutError(
+                f"the peer took no data for {stall:g} s (network timeout; "
+                f"{sent} of {len(view)} bytes written): it stopped reading"
+            )
+        try:  # never blocks, whatever the socket's mode: poll above does the waiting
+            sent += sock.send(view[sent:], _DONTWAIT)
+        except BlockingIOError:  # poll said writable, the buffer filled in between
+            continue
+
+
 def exchange(
     assoc: Any,
     request: bytes,
     message_id: int,
     while_waiting: Callable[[], None] | None = None,
+    *,
+    timeout: float | None = None,
 ) -> int | None:
     """Send a request built by :func:`build_request`; return the response status.
 
-    ``while_waiting`` runs after the request is sent and before the response is awaited,
-    so the next request can be prepared while the receiver stores this one. ``None``
-    means no response within the DIMSE timeout or a lost association; the caller treats
-    the association as unusable.
+    The request must be written, and its response received, within ``timeout`` seconds
+    (default: the association's DIMSE timeout; the same bound pynetdicom's own
+    ``send_c_store`` gives, whose wait starts when the request is queued), and no write
+    may go ``network_timeout`` seconds without progress. ``while_waiting`` runs after
+    the request is sent and before the response is awaited, so the next request can be
+    prepared while the receiver stores this one. No response in time, or a lost
+    association, raises :class:`NoResponse` with the reason; a failed write raises
+    ``OSError`` (``TimeoutError`` when a limit was hit). Either way the caller treats
+    the association as unusable. A response without a status gives ``None``.
     """
+    limit = float(timeout if timeout is not None else assoc.dimse_timeout or 60.0)
+    stall = float(assoc.network_timeout or limit)
+    deadline = time.monotonic() + limit
     pause(assoc)
-    assoc.dul.socket.socket.sendall(request)
+    write_within(assoc.dul.socket.socket, request, deadline=deadline, stall=stall)
     if while_waiting is not None:
         while_waiting()
+    messages = assoc.dimse.msg_queue
     while True:
-        _context, response = assoc.dimse.get_msg(block=True)
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise queue.Empty
+            _context, response = messages.get(timeout=min(left, _ABORT_POLL))
+        except queue.Empty:
+            # an abort that puts nothing on the queue (pynetdicom's AA-8, after a PDU it
+            # could not decode) shows as an A-P-ABORT waiting for the paused reactor
+            if time.monotonic() < deadline and not assoc.acse.is_aborted():
+                continue
+            response = None
         if response is None:
+            if assoc.acse.is_aborted("a-abort"):
+                why = "the peer aborted the association (A-ABORT)"
+            elif assoc.acse.is_aborted("a-p-abort"):
+                why = "the connection closed or the peer sent an invalid PDU (A-P-ABORT)"
+            elif time.monotonic() >= deadline:
+                why = f"no response within the DIMSE timeout ({limit:g} s)"
+            else:
+                why = "the association was lost"
             resume(assoc)
             assoc._handle_no_response()
-            return None
+            raise NoResponse(why)
         if getattr(response, "MessageIDBeingRespondedTo", None) == message_id:
             status = getattr(response, "Status", None)
             return None if status is None else int(status)
@@ -205,12 +288,14 @@ def send_store(
     sop_instance: str,
     message_id: int,
 ) -> int | None:
-    """Send one C-STORE-RQ from a Part 10 file's bytes; return the status, None if none."""
+    """Send one C-STORE-RQ from a Part 10 file's bytes; return the status (see
+    :func:`exchange`)."""
     request = build_request(assoc, context_id, data, sop_class, sop_instance, message_id)
     return exchange(assoc, request, message_id)
 
 
 _FAST_POLL = 0.0001  # seconds: the DUL loop's idle sleep while a batch is being sent
+_ABORT_POLL = 0.2  # seconds: how often a wait for a response looks for an abort
 
 
 def pause(assoc: Any) -> None:

@@ -1,16 +1,37 @@
 """The forward loop: from the spool to every destination, durably.
 
-One thread per destination claims due deliveries from the spool, hands them to that
-destination's :class:`~bridge.forward.scu.Sender` and records each result:
+One worker thread per destination claims due deliveries from the spool, hands them to
+that destination's :class:`~bridge.forward.scu.Sender` and records each result:
 
 * DONE: the delivery is done (the file goes once every destination is done);
 * RETRY: back to ``ready`` after an exponential backoff with jitter, capped
   (:class:`RetryPolicy`); after ``max_attempts`` (if set) it is quarantined instead;
+  an object that was on the wire when the association was lost ``max_lost`` times is
+  quarantined too (a receiver that aborts on it, or never answers it), so it cannot
+  hold back the rest;
 * FAIL: quarantined with the reason. The other objects keep flowing: a poison object
   never blocks a queue.
 
 Destinations are independent: each has its own thread, association and retry clock, so
 one that is down never slows another.
+
+**No worker dies or hangs silently.** Any exception in a worker's loop (a spool error
+such as "database is locked" or a full disk, a bug) is logged at ERROR with the
+destination, the worker waits (capped exponential backoff, :meth:`RetryPolicy.delay`)
+and tries again; results already received are recorded before anything new is claimed,
+so no delivery is stranded ``in_flight``. A worker that cannot go on makes the whole
+forwarder fail (:attr:`Forwarder.fatal`, :attr:`Forwarder.failed`, and
+:meth:`Forwarder.run` raises :class:`ForwarderFailed`), so that the process exits
+non-zero and its supervisor sees it. The rule, in :class:`RetryPolicy`: a worker fails
+when its loop has failed without a single success for ``give_up_after`` seconds (5
+minutes by default), or at once when its Sender cannot be made (e.g. unusable TLS
+files) or on an exception that is not an ``Exception`` (which no retry heals).
+
+**Stopping.** :meth:`Forwarder.run` returns within a few seconds of ``stop`` being set
+or of its ``timeout``, whatever the destinations do: the workers are told to start
+nothing new; after :data:`STOP_GRACE_S` the connections still in use are shut down
+(:meth:`Sender.stop` with ``now``), which ends any write, read, association request or
+release blocked on a peer. The objects not sent go back to ``ready``, due at once.
 """
 
 from __future__ import annotations
@@ -22,27 +43,53 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bridge.errors import BridgeError
+from bridge.errors import ForwardError
 from bridge.forward.scu import Destination, Item, Sender
 from bridge.forward.status import Outcome, Result
 from bridge.spool.store import Job, Spool
 
-__all__ = ["Forwarder", "RetryPolicy", "RunSummary"]
+__all__ = ["STOP_GRACE_S", "Forwarder", "ForwarderFailed", "RetryPolicy", "RunSummary"]
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 2.0
+"""Seconds a stopping worker may finish the exchange in hand before its connection is
+shut down; :meth:`Forwarder.run` waits as long again for the workers to end."""
+_POLL_S = 0.1  # how often run() looks at its stop event, deadline and workers
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter: ``base * 2**(n-1)``, capped, times 0.5 to 1.
+    """When to try a delivery again, when to give it up, and when a worker gives up.
 
-    The default cap of 30 s means a destination that comes back is served within a
-    minute. ``max_attempts`` 0 means retry for ever.
+    The wait after the n-th failed attempt is ``base * 2**(n-1)``, capped at ``cap``,
+    times 0.5 to 1 (jitter). The default cap of 30 s means a destination that comes
+    back is served within a minute. ``max_attempts`` 0 means retry for ever.
+
+    ``max_lost``: an object whose attempts ended ``max_lost`` times with the association
+    lost or timed out *while it was on the wire* (being written, or awaiting its
+    response) is quarantined, even when ``max_attempts`` is 0: the receiver aborts or
+    hangs on that object. A destination that is down or refuses associations never
+    counts. 0 turns this off.
+
+    ``give_up_after``: a worker whose loop keeps failing (e.g. the spool's database or
+    disk) waits the same capped backoff between tries; after this many seconds without
+    one success it stops the forwarder with an error (:class:`ForwarderFailed`).
     """
 
     base: float = 1.0
     cap: float = 30.0
     max_attempts: int = 0
+    max_lost: int = 3
+    give_up_after: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not (self.base > 0 and self.cap > 0):
+            raise ValueError("backoff base and cap must be positive")
+        if self.max_attempts < 0 or self.max_lost < 0:
+            raise ValueError("max_attempts and max_lost must not be negative")
+        if not self.give_up_after > 0:
+            raise ValueError("give_up_after must be a positive number of seconds")
 
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (1 for the first)."""
@@ -60,8 +107,40 @@ class RunSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+class ForwarderFailed(ForwardError):
+    """A worker could not go on (see the module docstring); the forwarder stopped.
+
+    ``destination`` names the worker's destination, ``cause`` is its last exception
+    (also the ``__cause__``).
+    """
+
+    def __init__(self, destination: str, cause: BaseException) -> None:
+        super().__init__(f"forwarding to {destination} cannot go on: {cause!r}")
+        self.destination = destination
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One spool update a worker owes: ``done``, ``skip`` (done, not sent), ``retry``
+    or ``fail``."""
+
+    kind: str
+    jobs: tuple[Job, ...]
+    reason: str | None
+    next_attempt: float = 0.0
+    lost: bool = False
+
+
 class Forwarder:
-    """Delivers the spool's objects to its destinations until told to stop."""
+    """Delivers the spool's objects to its destinations until told to stop.
+
+    Fatal errors, for whoever runs it (the CLI, the service): :attr:`failed` is set and
+    :attr:`fatal` holds the exception once a worker cannot go on; :meth:`run` then
+    stops the other workers and raises :class:`ForwarderFailed`; ``on_fatal`` (if
+    given) is called once, from the failing worker's thread, with the destination's
+    name and the exception.
+    """
 
     def __init__(
         self,
@@ -72,6 +151,7 @@ class Forwarder:
         batch: int = 64,
         sender_factory: Callable[[Destination], Sender] = Sender,
         on_result: Callable[[str, Job, Result], None] | None = None,
+        on_fatal: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
@@ -79,9 +159,17 @@ class Forwarder:
         self.batch = batch
         self.sender_factory = sender_factory
         self.on_result = on_result
+        self.on_fatal = on_fatal
         self.summary = RunSummary()
+        self.fatal: BaseException | None = None
+        """The exception that made a worker give up, once one did."""
+        self.fatal_destination: str | None = None
+        self.failed = threading.Event()
+        """Set when :attr:`fatal` is: wait on it to learn that forwarding has stopped."""
         self._lock = threading.Lock()
         self._rng = random.Random()
+        self._halt = threading.Event()
+        self._senders: dict[str, Sender] = {}
 
     def run(
         self,
@@ -92,77 +180,203 @@ class Forwarder:
     ) -> RunSummary:
         """Forward until ``stop`` is set (or, with ``until_empty``, the queue is empty).
 
-        ``timeout`` (seconds) ends the run early. Returns when every destination thread
-        has finished its current batch.
+        ``timeout`` (seconds) ends the run early. Returns within about
+        ``2 * STOP_GRACE_S`` seconds of a stop or the timeout, whatever the peers do (a
+        worker still not finished then is named in an ERROR log line and left to end on
+        its own: its thread is a daemon). Raises :class:`ForwarderFailed` when a worker
+        could not go on.
         """
         self.spool.recover()
         self.spool.register(d.name for d in self.destinations)
+        self._halt.clear()
         deadline = None if timeout is None else time.monotonic() + timeout
-        threads = [
+        workers = [
             threading.Thread(
                 target=self._serve,
-                args=(destination, stop, until_empty, deadline),
+                args=(destination, until_empty),
                 name=f"forward-{destination.name}",
+                daemon=True,
             )
             for destination in self.destinations
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for worker in workers:
+            worker.start()
+        why = ""
+        while any(w.is_alive() for w in workers):
+            if stop.is_set():
+                why = "stop requested"
+            elif deadline is not None and time.monotonic() >= deadline:
+                why = f"timeout of {timeout:g} s reached"
+            elif self.failed.is_set():
+                why = f"forwarding to {self.fatal_destination} failed"
+            if why:
+                break
+            stop.wait(_POLL_S)
+        if why:
+            self._stop_workers(workers, why)
+        if self.fatal is not None:
+            raise ForwarderFailed(self.fatal_destination or "?", self.fatal) from self.fatal
         return self.summary
+
+    def _stop_workers(self, workers: list[threading.Thread], why: str) -> None:
+        """Halt the workers: no new work, then shut their connections down."""
+        log.info("stopping the forwarder: %s", why)
+        self._halt.set()
+        with self._lock:
+            senders = list(self._senders.items())
+        for _name, sender in senders:
+            sender.stop()
+        if not _join(workers, STOP_GRACE_S):
+            busy = {w.name for w in workers if w.is_alive()}
+            with self._lock:
+                senders = list(self._senders.items())
+            for name, sender in senders:
+                if f"forward-{name}" in busy:
+                    log.warning(
+                        "%s: still busy %g s after the stop: shutting its connection down",
+                        name,
+                        STOP_GRACE_S,
+                    )
+                    sender.stop(now=True)
+            if not _join(workers, STOP_GRACE_S):
+                for worker in workers:
+                    if worker.is_alive():
+                        log.error("%s did not end after the stop; left behind", worker.name)
 
     def _count(self, table: dict[str, int], name: str, n: int = 1) -> None:
         with self._lock:
             table[name] = table.get(name, 0) + n
 
-    def _serve(
-        self,
-        destination: Destination,
-        stop: threading.Event,
-        until_empty: bool,
-        deadline: float | None,
-    ) -> None:
+    def _give_up(self, name: str, exc: BaseException, why: str) -> None:
+        """Make the forwarder fail because the worker for ``name`` cannot go on."""
+        log.error("%s: forwarding cannot go on (%s): %r; stopping the forwarder", name, why, exc)
+        with self._lock:
+            self.summary.errors[name] = f"{why}: {exc}"
+            first = self.fatal is None
+            if first:
+                self.fatal = exc
+                self.fatal_destination = name
+        self._halt.set()
+        self.failed.set()
+        if first and self.on_fatal is not None:
+            try:
+                self.on_fatal(name, exc)
+            except Exception:
+                log.exception("%s: the on_fatal callback failed", name)
+
+    def _serve(self, destination: Destination, until_empty: bool) -> None:
+        """One destination's worker: claim, send, record; survive every error."""
         name = destination.name
         try:
             sender = self.sender_factory(destination)
-        except BridgeError as exc:  # e.g. unusable TLS files: nothing can be sent there
-            log.error("%s: cannot send: %s", name, exc)
-            with self._lock:
-                self.summary.errors[name] = str(exc)
+        except Exception as exc:  # e.g. unusable TLS files: nothing can be sent there
+            self._give_up(name, exc, "cannot send")
             return
+        with self._lock:
+            self._senders[name] = sender
+        if self._halt.is_set():
+            sender.stop()
+        owed: list[_Record] = []  # results received but not yet recorded in the spool
+        failures = 0
+        failing_since = 0.0
         try:
-            while not stop.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
-                    log.info("%s: timeout reached", name)
-                    return
-                jobs = self.spool.claim(name, now=time.time(), limit=self.batch)
-                if not jobs:
-                    if until_empty:
-                        counts = self.spool.counts(name)
-                        if counts["ready"] == 0 and counts["in_flight"] == 0:
-                            return
-                    sender.close_if_idle(time.monotonic())
-                    due = self.spool.next_due(name)
-                    wait = 0.5 if due is None else min(0.5, max(0.01, due - time.time()))
-                    stop.wait(wait)
-                    continue
-                self._deliver(destination, sender, jobs)
+            while not self._halt.is_set():
+                try:
+                    self._record(name, owed)
+                    if not self._step(destination, sender, until_empty, owed):
+                        return
+                    failures = 0
+                except Exception as exc:
+                    now = time.monotonic()
+                    if failures == 0:
+                        failing_since = now
+                    failures += 1
+                    if now - failing_since >= self.policy.give_up_after:
+                        self._give_up(name, exc, f"failing for {now - failing_since:.0f} s")
+                        return
+                    wait = self.policy.delay(failures, self._rng)
+                    log.error(
+                        "%s: forwarding failed (%d in a row): %s; trying again in %.1f s",
+                        name,
+                        failures,
+                        exc,
+                        wait,
+                        exc_info=failures == 1,
+                    )
+                    self._reopen_spool()
+                    self._halt.wait(wait)
+            # stopped: record what came back (objects not sent go back to ready)
+            try:
+                self._record(name, owed)
+            except Exception as exc:
+                log.error("%s: cannot record %d results at the stop: %s", name, len(owed), exc)
+        except BaseException as exc:  # not an Exception: nothing to retry
+            self._give_up(name, exc, "unexpected")
+            raise
         finally:
-            sender.close()
-            self.spool.close()
+            try:
+                sender.close()
+            except Exception:
+                log.exception("%s: closing the sender failed", name)
+            self._reopen_spool()
 
-    def _deliver(self, destination: Destination, sender: Sender, jobs: list[Job]) -> None:
+    def _reopen_spool(self) -> None:
+        """Drop this thread's database connection; the next call opens a fresh one."""
+        try:
+            self.spool.close()
+        except Exception as exc:
+            log.debug("closing the spool connection failed: %s", exc)
+
+    def _step(
+        self, destination: Destination, sender: Sender, until_empty: bool, owed: list[_Record]
+    ) -> bool:
+        """Claim and deliver one batch, or wait for work; False when done (until_empty)."""
+        name = destination.name
+        jobs = self.spool.claim(name, now=time.time(), limit=self.batch)
+        if not jobs:
+            if until_empty:
+                counts = self.spool.counts(name)
+                if counts["ready"] == 0 and counts["in_flight"] == 0:
+                    return False
+            sender.close_if_idle(time.monotonic())
+            due = self.spool.next_due(name)
+            wait = 0.5 if due is None else min(0.5, max(0.01, due - time.time()))
+            self._halt.wait(wait)
+            return True
+        results = self._deliver(destination, sender, jobs, owed)
+        self._record(name, owed)
+        if self.on_result is not None:
+            for job, result in results:
+                try:
+                    self.on_result(name, job, result)
+                except Exception:
+                    log.exception("%s: the on_result callback failed", name)
+        return True
+
+    def _deliver(
+        self, destination: Destination, sender: Sender, jobs: list[Job], owed: list[_Record]
+    ) -> list[tuple[Job, Result]]:
+        """Send ``jobs``; append the spool updates they need to ``owed``.
+
+        Returns each sent job with its result as recorded (a RETRY that is quarantined
+        is reported as FAIL with the quarantine's reason).
+        """
         name = destination.name
         skipped = [j for j in jobs if not destination.accepts(j.info.modality)]
         if skipped:
             wanted = sorted(destination.modalities or ())
-            self.spool.done(skipped, note=f"not sent: modality filter {wanted}")
+            owed.append(_Record("skip", tuple(skipped), f"not sent: modality filter {wanted}"))
             jobs = [j for j in jobs if destination.accepts(j.info.modality)]
             if not jobs:
-                return
+                return []
         items = [
-            Item(j.path, j.info.sop_class_uid, j.info.sop_instance_uid, j.info.transfer_syntax)
+            Item(
+                j.path,
+                j.info.sop_class_uid,
+                j.info.sop_instance_uid,
+                j.info.transfer_syntax,
+                j.sha256 or None,
+            )
             for j in jobs
         ]
         try:
@@ -171,33 +385,71 @@ class Forwarder:
             log.exception("%s: sender failed", name)
             results = [Result(Outcome.RETRY, None, f"sender error: {exc!r}")] * len(jobs)
         done = []
+        reported = []
         now = time.time()
+        stopping = self._halt.is_set()
+        policy = self.policy
         for job, result in zip(jobs, results, strict=True):
-            if self.on_result is not None:
-                self.on_result(name, job, result)
             if result.outcome is Outcome.DONE:
                 done.append(job)
+                reported.append((job, result))
                 continue
             attempts = job.attempts + 1
-            if result.outcome is Outcome.RETRY and (
-                self.policy.max_attempts <= 0 or attempts < self.policy.max_attempts
-            ):
-                delay = self.policy.delay(attempts, self._rng)
-                self.spool.retry(job, result.reason, now + delay)
-                self._count(self.summary.retried, name)
-                log.info(
-                    "%s: %s retry in %.1f s: %s",
-                    name,
-                    job.info.sop_instance_uid,
-                    delay,
-                    result.reason,
-                )
-            else:
-                reason = result.reason
-                if result.outcome is Outcome.RETRY:
+            lost = job.lost + (1 if result.lost else 0)
+            reason = result.reason
+            if result.outcome is Outcome.RETRY:
+                if policy.max_lost and lost >= policy.max_lost:
+                    reason = (
+                        f"association lost {lost} times while sending this object "
+                        f"(max_lost {policy.max_lost}); last: {reason}"
+                    )
+                elif policy.max_attempts > 0 and attempts >= policy.max_attempts:
                     reason = f"gave up after {attempts} attempts: {reason}"
-                self.spool.fail(job, reason)
+                else:
+                    # at a stop, the objects not sent are due again at once
+                    delay = (
+                        0.0 if stopping and not result.lost else policy.delay(attempts, self._rng)
+                    )
+                    owed.append(_Record("retry", (job,), reason, now + delay, result.lost))
+                    reported.append((job, result))
+                    log.info(
+                        "%s: %s retry in %.1f s%s: %s",
+                        name,
+                        job.info.sop_instance_uid,
+                        delay,
+                        f" (association lost {lost} times on it)" if result.lost else "",
+                        reason,
+                    )
+                    continue
+            owed.append(_Record("fail", (job,), reason))
+            reported.append((job, Result(Outcome.FAIL, result.status, reason, result.lost)))
+            log.warning("%s: %s quarantined: %s", name, job.info.sop_instance_uid, reason)
+        if done:
+            owed.append(_Record("done", tuple(done), None))
+        return reported
+
+    def _record(self, name: str, owed: list[_Record]) -> None:
+        """Apply the owed spool updates in order; what fails stays owed (and raises)."""
+        while owed:
+            record = owed[0]
+            if record.kind in ("done", "skip"):
+                self.spool.done(list(record.jobs), note=record.reason)
+                if record.kind == "done":
+                    self._count(self.summary.delivered, name, len(record.jobs))
+            elif record.kind == "retry":
+                [job] = record.jobs
+                self.spool.retry(job, record.reason or "", record.next_attempt, lost=record.lost)
+                self._count(self.summary.retried, name)
+            else:
+                [job] = record.jobs
+                self.spool.fail(job, record.reason or "")
                 self._count(self.summary.quarantined, name)
-                log.warning("%s: %s quarantined: %s", name, job.info.sop_instance_uid, reason)
-        self.spool.done(done)
-        self._count(self.summary.delivered, name, len(done))
+            owed.pop(0)
+
+
+def _join(threads: list[threading.Thread], timeout: float) -> bool:
+    """Join ``threads`` within ``timeout`` seconds in all; whether all ended."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in threads)

@@ -39,11 +39,21 @@ negotiate, keeps one association per destination open, and turns every outcome i
   ``fastpath.hook_problems`` finds one missing, a warning is logged once and every
   Sender uses the path above. Over TLS the path above is always used: only pynetdicom's
   DUL thread may touch the SSL object while it reads from it.
+* **Integrity.** An item with a ``sha256`` is checked on the very bytes that are sent
+  (the fast path reads them anyway; the other paths read and hash the file first): a
+  missing file -> FAIL "spool file missing: ..."; a mismatch -> FAIL "spool file
+  damaged: sha256 ... expected ..."; nothing is sent.
 * **Outcomes without a status.** A SOP Class the destination refused (no accepted
   context) -> FAIL "SOP Class ... not accepted by AE@HOST:PORT"; an encapsulated
   transfer syntax it refused -> FAIL; an unreadable file -> FAIL. Association refused,
   rejected or aborted, connection refused, and every timeout -> RETRY for all objects
-  not yet answered; the association is dropped and reopened on the next call.
+  not yet answered; the association is dropped (aborted, and shut down if the abort
+  does not complete within a second) and reopened on the next call. The Result of the
+  object that was on the wire when the association was lost or timed out is marked
+  ``lost`` (the forward loop quarantines an object that keeps doing that).
+* **Stopping.** :meth:`Sender.stop` (any thread) lets no new object start; with
+  ``now`` it also shuts the connection down, which ends any blocked write, read,
+  association request or release at once (:mod:`bridge.forward.tcp`).
 * **Storage Commitment** (:attr:`Destination.commitment`): after the C-STOREs of a
   batch, the objects that succeeded are named in one N-ACTION (Transaction UID new,
   Referenced SOP Sequence) and the Sender waits up to
@@ -67,13 +77,16 @@ negotiate, keeps one association per destination open, and turns every outcome i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import ipaddress
 import logging
 import re
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -94,7 +107,7 @@ from bridge.forward.status import (
     classify_status,
     describe_status,
 )
-from bridge.forward.tcp import make_ae
+from bridge.forward.tcp import TunedAssociationSocket, make_ae
 
 __all__ = [
     "MAX_CONTEXTS",
@@ -117,6 +130,7 @@ MAX_CONTEXTS: Final = 128
 """Presentation contexts per association: context IDs are odd numbers 1-255 (PS3.8)."""
 
 _NATIVE: Final[tuple[str, ...]] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+_ABORT_GRACE_S = 1.0  # an abort that has not completed by then shuts the connection down
 _AE_TITLE_MAX = 16
 _DESTINATION = re.compile(r"(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^@:\[\]]+):(?P<port>\d+)")
 
@@ -181,9 +195,14 @@ class TlsSettings:
 class Destination:
     """One DICOM destination (a PACS or other Storage SCP) and how to talk to it.
 
-    Timeouts are in seconds: ``connect_timeout`` for the TCP connection,
-    ``acse_timeout`` for association negotiation and release, ``dimse_timeout`` for
-    each response, ``network_timeout`` for silence on an open association.
+    Timeouts are in seconds, and every network operation is bounded by one of them:
+    ``connect_timeout`` for the TCP connection (and a TLS handshake); ``acse_timeout``
+    for association negotiation and release; ``dimse_timeout`` for each request, from
+    the start of its write to its whole response (raise it for very large objects over
+    slow links); ``network_timeout`` for any single read or write that makes no
+    progress, for each PDU header or body to arrive whole (so a trickling peer cannot
+    hold the association), and for silence on an open association
+    (:mod:`bridge.forward.tcp`).
     ``max_pdu`` is the largest PDU the bridge accepts (0 = no limit); what the bridge
     *sends* is bounded by the destination's own maximum. ``modalities`` is a routing
     filter (see :meth:`accepts`): the spool applies it when it queues objects, the
@@ -272,12 +291,20 @@ class Destination:
 
 @dataclass(frozen=True)
 class Item:
-    """One object to send: a DICOM Part 10 file and the UIDs the spool knows it by."""
+    """One object to send: a DICOM Part 10 file and the UIDs the spool knows it by.
+
+    ``sha256`` (hex), when given, is what the file's bytes must hash to: the Sender
+    checks it on the bytes it is about to send and fails the object, sending nothing,
+    when the file is missing or no longer matches (a damaged spool file must never
+    reach a receiver, which would accept it and let the spool delete the good copy's
+    record).
+    """
 
     path: Path
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax: str
+    sha256: str | None = None
 
     @classmethod
     def from_file(cls, path: Path | str) -> Item:
@@ -321,16 +348,19 @@ class _ReportBoard:
         with self._cond:
             self._reports.pop(transaction_uid, None)
 
-    def wait(self, transaction_uid: str, timeout: float) -> Dataset | None:
-        """The report, or ``None`` after ``timeout``; forgets the transaction either way."""
+    def wait(
+        self, transaction_uid: str, timeout: float, cancel: threading.Event | None = None
+    ) -> Dataset | None:
+        """The report, or ``None`` after ``timeout`` or once ``cancel`` is set (checked
+        every 0.2 s); forgets the transaction either way."""
         deadline = time.monotonic() + timeout
         with self._cond:
             try:
                 while self._reports.get(transaction_uid) is None:
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or (cancel is not None and cancel.is_set()):
                         return None
-                    self._cond.wait(left)
+                    self._cond.wait(min(left, 0.2))
                 return self._reports[transaction_uid]
             finally:
                 self._reports.pop(transaction_uid, None)
@@ -409,8 +439,16 @@ def _release_listener(host: str, port: int) -> None:
 # ----------------------------------------------------------------------- the sender
 
 
-def _new_ae(destination: Destination) -> AE:
-    ae = make_ae(destination.calling_ae, tuned=destination.tcp_tuning)
+def _new_ae(
+    destination: Destination,
+    on_socket: Callable[[TunedAssociationSocket], None] | None = None,
+) -> AE:
+    ae = make_ae(
+        destination.calling_ae,
+        tuned=destination.tcp_tuning,
+        label=destination.name,
+        on_socket=on_socket,
+    )
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     ae.connection_timeout = destination.connect_timeout
@@ -491,18 +529,52 @@ class _Negotiated:
 
 
 class _Lost(Exception):
-    """The association is gone; every object not yet answered is a RETRY."""
+    """The association is gone; every object not yet answered is a RETRY.
+
+    ``in_flight``: the object being sent was on the wire (its Result is marked
+    ``lost``); ``hard``: the connection is unusable (the peer stopped reading, a write
+    failed), so it is shut down before the abort instead of waiting to send an A-ABORT.
+    """
+
+    def __init__(self, reason: str, *, in_flight: bool = False, hard: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.in_flight = in_flight
+        self.hard = hard
+
+
+class _Unsendable(Exception):
+    """The object's file cannot be sent as it is (missing, unreadable, damaged): FAIL."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
+def _read_verified(item: Item) -> bytes:
+    """The bytes of ``item``'s file, checked against its sha256; :class:`_Unsendable`."""
+    try:
+        data = item.path.read_bytes()
+    except FileNotFoundError:
+        raise _Unsendable(f"spool file missing: {item.path}") from None
+    except OSError as exc:
+        raise _Unsendable(f"cannot read {item.path}: {exc.strerror or exc}") from exc
+    if item.sha256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != item.sha256.lower():
+            raise _Unsendable(
+                f"spool file damaged: sha256 {actual} expected {item.sha256} "
+                f"({item.path}, {len(data)} bytes); not sent"
+            )
+    return data
+
+
 class Sender:
     """Sends objects to one :class:`Destination` over one reused association.
 
     Not thread-safe: one Sender per destination, used from one thread. Close it with
-    :meth:`close` (or use it as a context manager).
+    :meth:`close` (or use it as a context manager). The one exception is :meth:`stop`,
+    which any thread may call to end the Sender's work within seconds.
     """
 
     chunked_send: bool = True
@@ -517,7 +589,9 @@ class Sender:
         self._tls_args = (
             None if destination.tls is None else (destination.tls.context(), destination.host)
         )
-        self._ae = _new_ae(destination)
+        self._stopping = threading.Event()
+        self._socket: TunedAssociationSocket | None = None  # of the latest association
+        self._ae = _new_ae(destination, self._track_socket)
         self._assoc: Any = None
         self._negotiated = _Negotiated()
         self._known: dict[str, list[str]] = {}  # SOP Class -> other transfer syntaxes seen
@@ -537,8 +611,11 @@ class Sender:
         self.close()
 
     def close(self) -> None:
-        """Release the association and stop this Sender's use of the commitment listener."""
-        self._drop(release=True)
+        """Release the association and stop this Sender's use of the commitment listener.
+
+        After :meth:`stop` the association is aborted instead of released.
+        """
+        self._drop(release=not self._stopping.is_set(), hard=self._stopping.is_set())
         if self._listening:
             self._listening = False
             _release_listener(self.destination.commitment_host, self.destination.commitment_port)
@@ -549,6 +626,44 @@ class Sender:
             if self._assoc is not None:
                 LOGGER.debug("%s: association idle, releasing", self.destination.name)
             self._drop(release=True)
+
+    def stop(self, *, now: bool = False) -> None:
+        """End this Sender's work; safe from any thread.
+
+        No new object, association or commitment request starts: the objects not yet
+        sent come back from :meth:`send` as RETRY "forwarding stopped" (never marked
+        ``lost``). With ``now``, the connection in use (or being opened) is also shut
+        down at once, which ends a write, read, association request or release blocked
+        on the peer; the object on the wire then also comes back as RETRY.
+        """
+        self._stopping.set()
+        if now:
+            sock = self._socket
+            if sock is not None:
+                sock.interrupt()
+            assoc = self._assoc
+            if assoc is not None:
+                # wake a wait for a response that no abort ends (pynetdicom puts nothing on
+                # its DIMSE queue when the connection closes after its action AA-8)
+                with contextlib.suppress(AttributeError):
+                    assoc.dimse.msg_queue.put((None, None))
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    def _track_socket(self, sock: TunedAssociationSocket) -> None:
+        """Called by the AE with each new association socket, before it connects."""
+        self._socket = sock
+        if self._stopping.is_set():
+            sock.interrupt()
+
+    def _socket_failure(self) -> str:
+        """Why the socket layer dropped the connection (a read deadline), or ''."""
+        sock = self._socket
+        failure = None if sock is None else sock.failure
+        return f"; {failure}" if failure else ""
 
     @property
     def is_associated(self) -> bool:
@@ -570,6 +685,8 @@ class Sender:
         try:
             try:
                 for index in range(len(items)):
+                    if self._stopping.is_set():
+                        raise _Lost(f"{self.destination.name}: forwarding stopped")
                     results[index] = self._send_one(items, index)
             finally:
                 if self._assoc is not None and self.fast_send:
@@ -577,14 +694,21 @@ class Sender:
             if self.destination.commitment:
                 self._commit_stored(items, results)
         except _Lost as lost:
-            LOGGER.warning("%s", lost.reason)
-            self._drop(release=False)
+            stopped = self._stopping.is_set()
+            reason = lost.reason
+            if stopped and "forwarding stopped" not in reason:
+                reason = f"{self.destination.name}: forwarding stopped ({reason})"
+            LOGGER.warning("%s", reason)
+            self._drop(release=False, hard=lost.hard or stopped)
+            in_flight = lost.in_flight and not stopped
             for index, result in enumerate(results):
                 if result is None:
-                    results[index] = Result(Outcome.RETRY, None, lost.reason)
+                    # the first unanswered object is the one that was being sent
+                    results[index] = Result(Outcome.RETRY, None, reason, lost=in_flight)
+                    in_flight = False
                 elif self.destination.commitment and result.ok:
-                    reason = f"stored but not committed: {lost.reason}"
-                    results[index] = Result(Outcome.RETRY, result.status, reason)
+                    why = f"stored but not committed: {reason}"
+                    results[index] = Result(Outcome.RETRY, result.status, why)
         except BaseException:
             # a bug or an interrupt: leave no half-used association behind
             self._drop(release=False)
@@ -645,6 +769,8 @@ class Sender:
     def _associate(self, items: Sequence[Item]) -> None:
         """(Re)open the association with contexts for ``items``; :class:`_Lost` if not."""
         self._drop(release=True)
+        if self._stopping.is_set():
+            raise _Lost(f"{self.destination.name}: forwarding stopped")
         contexts, proposed = self._contexts(items)
         destination = self.destination
         assoc, failure = _request(self._ae, destination, contexts, self._tls_args)
@@ -679,16 +805,28 @@ class Sender:
         return not problems
 
     def _request(self, item: Item, context_id: int) -> tuple[int, bytes]:
-        """(message ID, request bytes) for ``item``: prepared earlier, or made now."""
+        """(message ID, request bytes) for ``item``: prepared earlier, or made now.
+
+        The file is read and checked against its sha256 here, on the very bytes that
+        are sent: :class:`_Unsendable` if it is missing or damaged.
+        """
         prepared = self._prepared
         self._prepared = None
         if prepared is not None and prepared[0] == item.path:
             return prepared[1], prepared[2]
-        data = item.path.read_bytes()
-        message_id = self._next_message_id()
-        request = fastpath.build_request(
-            self._assoc, context_id, data, item.sop_class_uid, item.sop_instance_uid, message_id
-        )
+        data = _read_verified(item)
+        try:
+            message_id = self._next_message_id()
+            request = fastpath.build_request(
+                self._assoc,
+                context_id,
+                data,
+                item.sop_class_uid,
+                item.sop_instance_uid,
+                message_id,
+            )
+        except ValueError as exc:  # not a Part 10 file we can slice: nothing was sent
+            raise _Unsendable(f"cannot send {item.path.name}: {exc}") from exc
         return message_id, request
 
     def _prepare(self, item: Item | None) -> None:
@@ -700,43 +838,59 @@ class Sender:
             return
         try:
             message_id, request = self._request(item, int(context.context_id or 0))
-        except (OSError, ValueError):
+        except _Unsendable:
             return  # the item's own turn will report it
         self._prepared = (item.path, message_id, request)
 
     def _fast_store(self, item: Item, context_id: int, following: Item | None) -> Result:
+        name = self.destination.name
         try:
             message_id, request = self._request(item, context_id)
-        except OSError as exc:
-            return Result(Outcome.FAIL, None, f"cannot read {item.path}: {exc}")
-        except ValueError as exc:  # not a Part 10 file we can slice: nothing was sent
-            return Result(Outcome.FAIL, None, f"cannot send {item.path.name}: {exc}")
+        except _Unsendable as exc:
+            return Result(Outcome.FAIL, None, exc.reason)
         try:
             status = fastpath.exchange(
                 self._assoc, request, message_id, lambda: self._prepare(following)
             )
-        except OSError as exc:
-            raise _Lost(f"association with {self.destination.name} lost: {exc}") from exc
+        except OSError as exc:  # TimeoutError included: the peer stopped reading
+            raise _Lost(
+                f"association with {name} lost while sending {item.sop_instance_uid}: {exc}",
+                in_flight=True,
+                hard=True,
+            ) from exc
+        except fastpath.NoResponse as exc:
+            raise _Lost(
+                f"no C-STORE response from {name} for {item.sop_instance_uid}: "
+                f"{exc.reason}{self._socket_failure()}",
+                in_flight=True,
+            ) from exc
         if status is None:
             raise _Lost(
-                f"no C-STORE response from {self.destination.name} "
-                f"(DIMSE timeout {self.destination.dimse_timeout:g} s or association lost)"
+                f"C-STORE response without a status from {name} for {item.sop_instance_uid}",
+                in_flight=True,
             )
         self.fast_sends += 1
         result = classify_status(status)
         if result.status != 0x0000:
-            LOGGER.info("%s: %s for %s", self.destination.name, result.reason, item.path.name)
+            LOGGER.info("%s: %s for %s", name, result.reason, item.path.name)
         return result
 
     def _store(self, item: Item, *, raw: bool) -> Result:
+        """Send ``item`` with pynetdicom's ``send_c_store``; its file is checked first."""
         assoc = self._assoc
+        name = self.destination.name
         dataset: Path | Dataset
+        try:
+            data = _read_verified(item)
+        except _Unsendable as exc:
+            return Result(Outcome.FAIL, None, exc.reason)
         if raw:
+            # pynetdicom reads the file again, in chunks, as it sends
             _config.STORE_SEND_CHUNKED_DATASET = True
             dataset = item.path
         else:
             try:
-                dataset = dcmread(item.path)
+                dataset = dcmread(io.BytesIO(data))
             except Exception as exc:  # pydicom raises several kinds for a bad file
                 return Result(Outcome.FAIL, None, f"cannot read {item.path}: {exc}")
         try:
@@ -746,18 +900,25 @@ class Sender:
             return Result(Outcome.FAIL, None, f"cannot send {item.path.name}: {exc}")
         except OSError as exc:
             # the file went away, possibly mid-message: the association is unusable
-            self._drop(release=False)
+            self._drop(release=False, hard=True)
             return Result(Outcome.FAIL, None, f"cannot read {item.path}: {exc}")
-        except RuntimeError as exc:
-            raise _Lost(f"association with {self.destination.name} lost: {exc}") from exc
+        except RuntimeError as exc:  # not established any more: nothing was sent
+            raise _Lost(f"association with {name} lost: {exc}") from exc
         if "Status" not in response:
+            why = (
+                "the peer aborted the association (A-ABORT)"
+                if assoc.is_aborted
+                else f"no response within the DIMSE timeout "
+                f"({self.destination.dimse_timeout:g} s), or the association was lost"
+            )
             raise _Lost(
-                f"no C-STORE response from {self.destination.name} "
-                f"(DIMSE timeout {self.destination.dimse_timeout:g} s or association lost)"
+                f"no C-STORE response from {name} for {item.sop_instance_uid}: "
+                f"{why}{self._socket_failure()}",
+                in_flight=True,
             )
         result = classify_status(int(response.Status))
         if result.status != 0x0000:
-            LOGGER.info("%s: %s for %s", self.destination.name, result.reason, item.path.name)
+            LOGGER.info("%s: %s for %s", name, result.reason, item.path.name)
         return result
 
     # -- storage commitment
@@ -842,8 +1003,11 @@ class Sender:
             reason = f"storage commitment request refused by {destination.name}: {answer.reason}"
             return [Result(answer.outcome, answer.status, reason) for _ in items]
         LOGGER.debug("%s: commitment transaction %s sent", destination.name, transaction)
-        report = _REPORTS.wait(transaction, destination.commitment_timeout)
+        report = _REPORTS.wait(transaction, destination.commitment_timeout, self._stopping)
         if report is None:
+            if self._stopping.is_set():
+                reason = f"not committed: forwarding stopped ({destination.name})"
+                return [Result(Outcome.RETRY, None, reason) for _ in items]
             reason = (
                 f"no storage commitment report from {destination.name} "
                 f"within {destination.commitment_timeout:g} s"
@@ -853,16 +1017,39 @@ class Sender:
 
     # -- association teardown
 
-    def _drop(self, *, release: bool) -> None:
-        """Forget the association (and what it negotiated); release or abort it."""
+    def _drop(self, *, release: bool, hard: bool = False) -> None:
+        """Forget the association (and what it negotiated); release or abort it.
+
+        With ``hard`` the connection is shut down first: the peer is not reading (or
+        the bridge is stopping), so an A-RELEASE or A-ABORT could wait on it; pynetdicom
+        then sees the connection closed and ends the association at once.
+        """
         assoc, self._assoc = self._assoc, None
         self._negotiated = _Negotiated()
         if assoc is None:
             return
-        if release and assoc.is_established:
-            assoc.release()
+        if hard:
+            sock = self._socket
+            if sock is not None:
+                sock.interrupt()
+        if release and not hard and assoc.is_established:
+            assoc.release()  # bounded by the ACSE timeout, and by stop(now=True)
         if assoc.is_established:
-            assoc.abort()
+            # An A-ABORT first; pynetdicom then waits for its DUL to end, which may read
+            # the rest of a PDU the peer never completes (after the A-ABORT it ignores
+            # everything): past a grace period the connection is shut down instead.
+            sock = self._socket
+            guard = None
+            if sock is not None:
+                guard = threading.Timer(_ABORT_GRACE_S, sock.interrupt)
+                guard.daemon = True
+                guard.start()
+            try:
+                assoc.abort()
+            finally:
+                if guard is not None:
+                    guard.cancel()
+                    guard.join()
         LOGGER.debug("%s: association closed", self.destination.name)
 
 

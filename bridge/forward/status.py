@@ -88,11 +88,17 @@ class Result:
     """The outcome of delivering one object, with the DIMSE status if one came back.
 
     ``reason`` is text for people and logs, e.g. ``"0x0122 SOP Class not supported"``.
+    ``lost`` marks the one object that was on the wire (being written, or awaiting its
+    response) when the association was lost or timed out: the forward loop counts such
+    attempts per object and quarantines an object the receiver keeps aborting on. A
+    destination that is down, refuses the association or is stopped by the bridge
+    never sets it.
     """
 
     outcome: Outcome
     status: int | None
     reason: str
+    lost: bool = False
 
     @property
     def ok(self) -> bool:
