@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge.cli import main
-from bridge.convert.core import convert
+from bridge.dicom.core import convert
 from bridge.emulator.phantom import PhantomSpec, phantom_file
 from bridge.forward import runner
 from bridge.forward.runner import Forwarder, ForwarderFailed, RetryPolicy
