@@ -32,7 +32,7 @@ from bridge.lenient import lenient
 from bridge.ports import open_port
 from bridge.ports.loop import loop_pair
 from bridge.service import Bridge
-from bridge.spool.store import Spool
+from bridge.spool.store import Job, Spool, SpoolError
 
 
 def frame_bomb() -> Image:
@@ -126,6 +126,34 @@ def test_forwarding_that_ends_on_its_own_stops_the_service(tmp_path: Path) -> No
         assert not thread.is_alive(), "the service went on without its forwarder"
         assert stop.is_set()
         assert bridge.failure is not None and "malformed" in bridge.failure
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        scanner_port.close()
+        bridge_port.close()
+        spool.close()
+
+
+class _LockedSpool(Spool):
+    """A spool whose queue another process keeps locked: every claim fails."""
+
+    def claim(self, destination: str, *, now: float, limit: int = 16) -> list[Job]:
+        raise SpoolError(f"spool {self.root}: database: database is locked")
+
+
+def test_a_forwarder_that_cannot_go_on_stops_the_service(tmp_path: Path) -> None:
+    scanner_port, bridge_port = loop_pair()
+    spool = _LockedSpool(tmp_path / "spool")
+    pacs = Destination("PACS", "127.0.0.1", peers.free_port())
+    policy = RetryPolicy(base=0.05, cap=0.1, give_up_after=0.5)
+    bridge = Bridge(bridge_port, spool, [pacs], policy=policy)
+    stop, thread = _serve(bridge)
+    try:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the service went on without its forwarder"
+        assert stop.is_set()
+        assert bridge.failure is not None
+        assert "cannot go on" in bridge.failure and "database is locked" in bridge.failure
     finally:
         stop.set()
         thread.join(timeout=30)
