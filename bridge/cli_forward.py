@@ -58,6 +58,13 @@ def _forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None
         "--max-attempts", type=int, metavar="N", help="quarantine after N attempts (default: never)"
     )
     parser.add_argument(
+        "--max-lost",
+        type=int,
+        metavar="N",
+        help="quarantine an object after the association was lost N times while it was "
+        "being sent (a receiver that aborts on it); 0 = never (default 3)",
+    )
+    parser.add_argument(
         "--commitment", action="store_true", help="require Storage Commitment from --dest"
     )
     parser.add_argument(
@@ -285,9 +292,18 @@ def _policy(args: argparse.Namespace, config: Config) -> RetryPolicy:
     f = config.forward
     cap = f.backoff_cap if getattr(args, "backoff_cap", None) is None else args.backoff_cap
     attempts = f.max_attempts if getattr(args, "max_attempts", None) is None else args.max_attempts
-    if cap <= 0 or attempts < 0:
-        raise ConfigError("--backoff-cap must be positive and --max-attempts not negative")
-    return RetryPolicy(base=min(f.backoff_base, cap), cap=cap, max_attempts=attempts)
+    lost = f.max_lost if getattr(args, "max_lost", None) is None else args.max_lost
+    if cap <= 0 or attempts < 0 or lost < 0:
+        raise ConfigError(
+            "--backoff-cap must be positive, --max-attempts and --max-lost not negative"
+        )
+    return RetryPolicy(
+        base=min(f.backoff_base, cap),
+        cap=cap,
+        max_attempts=attempts,
+        max_lost=lost,
+        give_up_after=f.give_up_after,
+    )
 
 
 @contextmanager
@@ -501,6 +517,7 @@ def run_command(args: argparse.Namespace) -> int:
     owner = None
     if args.command in ("forward", "send"):
         _check_destinations(_destinations(args, config))  # usage errors before any spooling
+        _policy(args, config)
         owner = f"acrnema-bridge {args.command}"  # refused at once if another process owns it
     elif args.spool_command == "rebuild":
         return _rebuild(args, config)

@@ -17,6 +17,8 @@ The TOML file (``--config FILE`` or ``$BRIDGE_CONFIG``)::
     backoff_base = 1.0          # first retry after about this long
     backoff_cap = 30.0          # retries never wait longer than this
     max_attempts = 0            # quarantine after this many attempts; 0 = never
+    max_lost = 3                # quarantine an object lost on the wire this often; 0 = never
+    give_up_after = 300.0       # a worker failing this long without a success stops the process
     tcp_tuning = true           # TCP_NODELAY and TCP_QUICKACK (docs/forwarding.md)
     commitment_port = 0         # where N-EVENT-REPORTs arrive on a new association; 0 = none
     commitment_timeout = 60.0   # how long to wait for a Storage Commitment report
@@ -83,6 +85,8 @@ class ForwardConfig:
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
     max_attempts: int = 0
+    max_lost: int = 3
+    give_up_after: float = 300.0
     tcp_tuning: bool = True
     commitment_port: int = 0
     commitment_timeout: float = 60.0
@@ -174,8 +178,12 @@ def _check(config: Config) -> Config:
             raise ConfigError(f"forward.{name} must be positive")
     if f.backoff_base <= 0 or f.backoff_cap < f.backoff_base:
         raise ConfigError("forward.backoff_base must be positive and at most backoff_cap")
-    if f.max_attempts < 0 or f.max_pdu < 0:
-        raise ConfigError("forward.max_attempts and forward.max_pdu cannot be negative")
+    if f.max_attempts < 0 or f.max_pdu < 0 or f.max_lost < 0:
+        raise ConfigError(
+            "forward.max_attempts, forward.max_lost and forward.max_pdu cannot be negative"
+        )
+    if not f.give_up_after > 0:
+        raise ConfigError("forward.give_up_after must be a positive number of seconds")
     if config.spool.retention_days < 0:
         raise ConfigError("spool.retention_days cannot be negative")
     for d in config.destinations:

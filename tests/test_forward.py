@@ -30,6 +30,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from bridge.cli import main
 from bridge.dicom.core import convert
 from bridge.emulator.phantom import PhantomSpec, phantom_file
+from bridge.errors import ConfigError
 from bridge.forward import runner
 from bridge.forward.runner import Forwarder, ForwarderFailed, RetryPolicy
 from bridge.forward.scu import Destination, Sender
@@ -276,6 +277,27 @@ def test_config_file_env_and_flags_combine(
     cfg.write_text("[forward]\nbackoff_cap = 'soon'\n")
     assert main(["--config", str(cfg), "config", "show"]) == 2
     assert "backoff_cap" in capsys.readouterr().err
+
+
+def test_max_lost_and_give_up_after_come_from_config_and_flags(tmp_path: Path) -> None:
+    import argparse
+
+    from bridge.cli_forward import _policy
+    from bridge.config import load
+
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("[forward]\nmax_lost = 5\ngive_up_after = 60\n")
+    config = load(cfg)
+    policy = _policy(argparse.Namespace(), config)
+    assert (policy.max_lost, policy.give_up_after) == (5, 60.0)
+    assert _policy(argparse.Namespace(max_lost=0), config).max_lost == 0  # the flag wins
+    cfg.write_text("[forward]\nmax_lost = -1\n")
+    with pytest.raises(ConfigError, match="max_lost"):
+        load(cfg)
+    spool = tmp_path / "never"
+    args = ["forward", "--max-lost", "-1", "--dest", "A@127.0.0.1:104", "--spool", str(spool)]
+    assert main(args) == 2
+    assert not spool.exists()  # refused before the spool is made
 
 
 def test_bad_destination_is_a_usage_error(tmp_path: Path) -> None:
