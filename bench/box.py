@@ -47,12 +47,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
-from bridge.emulator.box import EmulatedBox, FirmwareBox
 from bridge.ports import open_port
 from bridge.ports.base import WordPort
 from bridge.ports.box import BoxPort
 from bridge.ports.bytestream import pipe_pair
 from bridge.ports.loop import loop_pair
+from bridge.testing.box import EmulatedBox, FirmwareBox
 
 GOAL = 1e6  # bytes of words per second: the USB full-speed budget
 CHUNK = 1 << 16  # words per send() on the host

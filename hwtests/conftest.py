@@ -128,7 +128,7 @@ def bench() -> Iterator[Bench]:
             "no bench: set BRIDGE_HW_URL and BRIDGE_HW_PEER_URL for a real one, or "
             "BRIDGE_HW_EMULATED=1 for the emulated interface box (docs/hardware.md)"
         )
-    from bridge.emulator.box import emulated_bench
+    from bridge.testing.box import emulated_bench
 
     with emulated_bench() as emulated:
         bridge = open_port(emulated.bridge_url)

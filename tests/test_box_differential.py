@@ -28,7 +28,7 @@ from test_box import libboxcore  # noqa: F401 - builds firmware/build/libboxcore
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
 from bridge.box import protocol as bp
-from bridge.emulator.box import BoxCore, BoxModel, FirmwareCore
+from bridge.testing.box import BoxCore, BoxModel, FirmwareCore
 
 READY_LINES = (1 << bp.LINES.index("READY_A")) | (1 << bp.LINES.index("READY_B"))
 Step = tuple[float, str, Any]

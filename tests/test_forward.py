@@ -23,11 +23,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge.cli import main
-from bridge.emulator.phantom import PhantomSpec, phantom_file
 from bridge.forward.runner import Forwarder, RetryPolicy
 from bridge.forward.scu import Destination
-from bridge.spool.ingest import ingest_file
+from bridge.ingest import ingest_file
 from bridge.spool.store import Spool
+from bridge.testing.phantom import PhantomSpec, phantom_file
 
 PRIVATE_SOP_CLASS = "1.3.6.1.4.1.99999.1.1"  # no PACS knows it: refused
 

@@ -150,7 +150,7 @@ def open_pair(kind: str, tmp_path: Path) -> Pair:
         return Pair(kind, a, b, traces)
     if kind == "box":
         pytest.importorskip("serial")
-        from bridge.emulator.box import emulated_bench
+        from bridge.testing.box import emulated_bench
 
         bench = contextlib.ExitStack()
         url, peer = bench.enter_context(emulated_bench())
