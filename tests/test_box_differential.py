@@ -1,6 +1,6 @@
 """The Python box model against the firmware's C core, on the same inputs (differential).
 
-``bridge.emulator.box.BoxModel`` is the emulated box that runs everywhere (no compiler:
+``bridge.testing.box.BoxModel`` is the emulated box that runs everywhere (no compiler:
 CI's conformance and hwtests benches, ``bench/box.py``); ``FirmwareCore`` is the
 firmware's own core (``firmware/build/libboxcore.so`` through ctypes). Both are driven
 here with the same host bytes, line events and clock, and must answer alike: every
