@@ -10,12 +10,12 @@ and the far end of the line (a source or a sink playing the scanner, on ``loop:/
 
 a. ``loop``: everything in this process: BoxPort over an in-process byte pipe
    (:func:`bridge.ports.bytestream.pipe_pair`, no system calls), the Python box
-   (:class:`bridge.emulator.box.EmulatedBox`) in a thread, the far end in another. The
+   (:class:`bridge.testing.box.EmulatedBox`) in a thread, the far end in another. The
    codec and the protocol only; host CPU is the host thread's own (``time.thread_time``);
 b. ``pty``: the Python box in a child process on a pty, the host opening
    ``box+serial://PTY?duplex=1`` through pyserial, as with a USB CDC device;
 c. ``firmware``: the same with the firmware's C core in the child
-   (:class:`bridge.emulator.box.FirmwareBox`, ``firmware/build/libboxcore.so``; built
+   (:class:`bridge.testing.box.FirmwareBox`, ``firmware/build/libboxcore.so``; built
    with ``make -C firmware lib`` if missing).
 
 In b and c the host's CPU is this process's (``time.process_time``), the box's is the
@@ -47,12 +47,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
-from bridge.emulator.box import EmulatedBox, FirmwareBox
 from bridge.ports import open_port
 from bridge.ports.base import WordPort
 from bridge.ports.box import BoxPort
 from bridge.ports.bytestream import pipe_pair
 from bridge.ports.loop import loop_pair
+from bridge.testing.box import EmulatedBox, FirmwareBox
 
 GOAL = 1e6  # bytes of words per second: the USB full-speed budget
 CHUNK = 1 << 16  # words per send() on the host

@@ -36,7 +36,7 @@ from pathlib import Path
 from common import BenchError, cpu_model, tool_version, work_dir
 
 from bridge import __version__
-from bridge.emulator.phantom import PhantomSpec, phantom_file
+from bridge.testing.phantom import PhantomSpec, phantom_file
 
 GOAL = 2.0  # ours must convert at least this many times as many files/s as the fastest peer
 SAMPLE = 5  # outputs per run checked with dciodvfy

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.emulator.phantom import PhantomSpec, phantom_file
+from bridge.testing.phantom import PhantomSpec, phantom_file
 
 
 def _script() -> str:

@@ -53,8 +53,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge import __version__
 from bridge.dicom.core import convert
-from bridge.emulator.phantom import PhantomSpec, phantom_file
-from bridge.spool.ingest import dataset_bytes
+from bridge.spool.objects import dataset_bytes
+from bridge.testing.phantom import PhantomSpec, phantom_file
 
 REPO = Path(__file__).resolve().parents[1]
 RECEIVER_AE = "STORESCP"

@@ -35,12 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.acrnema.commands import Message
-from bridge.emulator.scanner import Scanner, phantom_images
-from bridge.endpoint import Answer, Endpoint, Responder
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Scanner
+from bridge.link.responder import Answer, Responder
 from bridge.ports.faults import FaultSpec, FaultyPort
 from bridge.ports.loop import loop_pair
 from bridge.service import Bridge
 from bridge.spool.store import Spool
+from bridge.testing.phantom import phantom_images
 
 DESIGN_RATE = 8e6  # bytes per second [S17]
 

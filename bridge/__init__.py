@@ -49,13 +49,15 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type
     from bridge.acrnema.elements import ByteOrder
     from bridge.acrnema.stack import LinkStack
     from bridge.dicom.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
-    from bridge.endpoint import Answer, Endpoint, Responder
     from bridge.forward.runner import Forwarder, RetryPolicy, RunSummary
     from bridge.forward.scu import Destination, TlsSettings, echo
+    from bridge.ingest import ingest_file
+    from bridge.link.endpoint import Endpoint
+    from bridge.link.responder import Answer, Responder
     from bridge.ports.registry import open_port
     from bridge.profile import REFERENCE, Profile, ProfileError, load_profile
     from bridge.service import Bridge, BridgeStats
-    from bridge.spool.ingest import dataset_bytes, ingest_file, object_info
+    from bridge.spool.objects import dataset_bytes, object_info
     from bridge.spool.store import ObjectInfo, Spool, SpoolError
 
 # Public name -> the module that defines it; imported on first access. A test checks that
@@ -69,15 +71,16 @@ _LAZY = {
     "ConvertOptions": "bridge.dicom.core",
     "PatientIdPolicy": "bridge.dicom.core",
     "convert": "bridge.dicom.core",
-    "Answer": "bridge.endpoint",
-    "Endpoint": "bridge.endpoint",
-    "Responder": "bridge.endpoint",
     "Forwarder": "bridge.forward.runner",
     "RetryPolicy": "bridge.forward.runner",
     "RunSummary": "bridge.forward.runner",
     "Destination": "bridge.forward.scu",
     "TlsSettings": "bridge.forward.scu",
     "echo": "bridge.forward.scu",
+    "ingest_file": "bridge.ingest",
+    "Endpoint": "bridge.link.endpoint",
+    "Answer": "bridge.link.responder",
+    "Responder": "bridge.link.responder",
     "open_port": "bridge.ports.registry",
     "REFERENCE": "bridge.profile",
     "Profile": "bridge.profile",
@@ -85,9 +88,8 @@ _LAZY = {
     "load_profile": "bridge.profile",
     "Bridge": "bridge.service",
     "BridgeStats": "bridge.service",
-    "dataset_bytes": "bridge.spool.ingest",
-    "ingest_file": "bridge.spool.ingest",
-    "object_info": "bridge.spool.ingest",
+    "dataset_bytes": "bridge.spool.objects",
+    "object_info": "bridge.spool.objects",
     "ObjectInfo": "bridge.spool.store",
     "Spool": "bridge.spool.store",
     "SpoolError": "bridge.spool.store",

@@ -413,14 +413,14 @@ def _demo_link(args: argparse.Namespace) -> int:
     import numpy as np
     import pydicom
 
-    from bridge.emulator.phantom import PhantomSpec, phantom_pixels
-    from bridge.emulator.scanner import ImageResult, Scanner, phantom_images
-    from bridge.emulator.store_scp import EmbeddedStore
-    from bridge.endpoint import Endpoint
     from bridge.forward.scu import Destination
+    from bridge.link.endpoint import Endpoint
+    from bridge.link.requester import ImageResult, Scanner
     from bridge.ports.loop import loop_pair
     from bridge.service import Bridge
     from bridge.spool.store import Spool
+    from bridge.testing.phantom import PhantomSpec, phantom_images, phantom_pixels
+    from bridge.testing.store_scp import EmbeddedStore
 
     out: Path = args.out
     spool_dir, pacs_dir = out / "spool", out / "pacs"
@@ -493,7 +493,7 @@ def _demo_link(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from bridge.acrnema.dump import dump_file
     from bridge.acrnema.elements import IMPLICIT_BE, IMPLICIT_LE
-    from bridge.emulator.phantom import PhantomSpec, phantom_file
+    from bridge.testing.phantom import PhantomSpec, phantom_file
 
     out: Path = args.out
     sources, dicom = out / "acrnema", out / "dicom"

@@ -361,7 +361,7 @@ class _Progress:
 
 def _add(spool: Spool, paths: list[Path]) -> int:
     from bridge.dicom.batch import iter_inputs
-    from bridge.spool.ingest import IngestResult, ingest_file
+    from bridge.ingest import IngestResult, ingest_file
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -398,7 +398,7 @@ def _add(spool: Spool, paths: list[Path]) -> int:
 
 
 def _rebuild(args: argparse.Namespace, config: Config) -> int:
-    from bridge.spool.ingest import describe_object
+    from bridge.spool.objects import describe_object
 
     named = (
         [d.name for d in _destinations(args, config)] if (args.dest or config.destinations) else []

@@ -171,16 +171,11 @@ def _run(args: argparse.Namespace, profile: object) -> int:
 
 
 def _emulate(args: argparse.Namespace, profile: object) -> int:
-    from bridge.emulator.scanner import (
-        Image,
-        ImageResult,
-        Scanner,
-        load_images,
-        phantom_images,
-    )
-    from bridge.endpoint import Endpoint
     from bridge.errors import ConversionError
+    from bridge.link.endpoint import Endpoint
+    from bridge.link.requester import Image, ImageResult, Scanner, load_images
     from bridge.profile import Profile
+    from bridge.testing.phantom import phantom_images
 
     assert isinstance(profile, Profile)
     order = profile.physical.binary_byte_order
@@ -250,8 +245,9 @@ def _emulate(args: argparse.Namespace, profile: object) -> int:
 
 def _receive(args: argparse.Namespace, profile: object) -> int:
     from bridge.cli_forward import _stop_on_signals
-    from bridge.emulator.receiver import FolderWriter
-    from bridge.endpoint import Endpoint, Responder
+    from bridge.link.endpoint import Endpoint
+    from bridge.link.receiver import FolderWriter
+    from bridge.link.responder import Responder
     from bridge.profile import Profile
 
     assert isinstance(profile, Profile)

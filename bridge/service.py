@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 from bridge.acrnema.commands import Message
 from bridge.acrnema.elements import ByteOrder
 from bridge.dicom.core import ConvertOptions, convert
-from bridge.endpoint import Answer, Endpoint, Responder
 from bridge.errors import BridgeError, ConversionError
 from bridge.forward.runner import Forwarder, RetryPolicy
 from bridge.forward.scu import Destination
+from bridge.link.endpoint import Endpoint
+from bridge.link.responder import Answer, Responder
 from bridge.ports.base import WordPort
 from bridge.profile import REFERENCE, Profile
-from bridge.spool.ingest import dataset_bytes, object_info
+from bridge.spool.objects import dataset_bytes, object_info
 from bridge.spool.store import Spool, SpoolError
 
 __all__ = ["Bridge", "BridgeStats"]

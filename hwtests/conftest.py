@@ -8,7 +8,7 @@
   and replug the adapter (run ``pytest -s``), ``BRIDGE_HW_UNPLUG_S`` seconds each.
 * Emulated bench: ``BRIDGE_HW_EMULATED=1`` (what ``make test`` sets): the bridge side is
   a ``box+serial://`` port on one end of a real pty pair, the emulated box
-  (:mod:`bridge.emulator.box`) on the other, and the peer is the far end of the box's
+  (:mod:`bridge.testing.box`) on the other, and the peer is the far end of the box's
   line side. Every test runs; none skips.
 * Neither: every test skips, saying which variables to set (docs/hardware.md, "Running
   hwtests on a bench").
@@ -128,7 +128,7 @@ def bench() -> Iterator[Bench]:
             "no bench: set BRIDGE_HW_URL and BRIDGE_HW_PEER_URL for a real one, or "
             "BRIDGE_HW_EMULATED=1 for the emulated interface box (docs/hardware.md)"
         )
-    from bridge.emulator.box import emulated_bench
+    from bridge.testing.box import emulated_bench
 
     with emulated_bench() as emulated:
         bridge = open_port(emulated.bridge_url)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from conftest import Bench, service_running
 
-from bridge.emulator.scanner import Scanner, phantom_images
-from bridge.endpoint import Endpoint
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Scanner
+from bridge.testing.phantom import phantom_images
 
 
 def test_a_study_arrives_whole(bench: Bench, tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import Bench, receive_exactly, service_running, words
 
-from bridge.emulator.scanner import Scanner, phantom_images
-from bridge.endpoint import Endpoint
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Scanner
 from bridge.ports.base import LinkDown
+from bridge.testing.phantom import phantom_images
 
 
 def test_unplug_is_a_clear_error_and_replug_brings_the_link_back(bench: Bench) -> None:

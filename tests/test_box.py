@@ -29,12 +29,10 @@ import pytest
 from test_ports import no_port_leak  # noqa: F401 - the descriptor and loop:// leak check
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
-from bridge.emulator.box import BoxModel, EmulatedBox, FirmwareCore, emulated_bench
-from bridge.emulator.scanner import ImageResult, Scanner, phantom_images
-from bridge.emulator.store_scp import EmbeddedStore
-from bridge.endpoint import Endpoint
 from bridge.forward.runner import RetryPolicy
 from bridge.forward.scu import Destination
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import ImageResult, Scanner
 from bridge.ports import LinkDown, PortError, PortUnavailableError, WordPort, open_port, registry
 from bridge.ports import boxproto as bp
 from bridge.ports.box import (
@@ -57,6 +55,9 @@ from bridge.profile import REFERENCE, profile_from_mapping
 from bridge.service import Bridge
 from bridge.spool.store import Spool
 from bridge.testing import ports as kit
+from bridge.testing.box import BoxModel, EmulatedBox, FirmwareCore, emulated_bench
+from bridge.testing.phantom import phantom_images
+from bridge.testing.store_scp import EmbeddedStore
 
 pytest.importorskip("serial")
 

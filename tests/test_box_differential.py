@@ -1,6 +1,6 @@
 """The Python box model against the firmware's C core, on the same inputs (differential).
 
-``bridge.emulator.box.BoxModel`` is the emulated box that runs everywhere (no compiler:
+``bridge.testing.box.BoxModel`` is the emulated box that runs everywhere (no compiler:
 CI's conformance and hwtests benches, ``bench/box.py``); ``FirmwareCore`` is the
 firmware's own core (``firmware/build/libboxcore.so`` through ctypes). Both are driven
 here with the same host bytes, line events and clock, and must answer alike: every
@@ -28,7 +28,7 @@ from test_box import libboxcore  # noqa: F401 - builds firmware/build/libboxcore
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
 from bridge.box import protocol as bp
-from bridge.emulator.box import BoxCore, BoxModel, FirmwareCore
+from bridge.testing.box import BoxCore, BoxModel, FirmwareCore
 
 READY_LINES = (1 << bp.LINES.index("READY_A")) | (1 << bp.LINES.index("READY_B"))
 Step = tuple[float, str, Any]

@@ -13,10 +13,10 @@ from pydicom import dcmread
 from pydicom.filereader import read_dataset
 
 from bridge.dicom.core import convert
-from bridge.emulator.phantom import PhantomSpec, phantom_file
 from bridge.forward import fastpath
 from bridge.forward.scu import Destination, Item, Sender
-from bridge.spool.ingest import dataset_bytes
+from bridge.spool.objects import dataset_bytes
+from bridge.testing.phantom import PhantomSpec, phantom_file
 
 
 def part10(tmp_path: Path, rows: int, columns: int, n: int = 0) -> Item:

@@ -28,12 +28,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge.cli import main
 from bridge.dicom.core import convert
-from bridge.emulator.phantom import PhantomSpec, phantom_file
 from bridge.errors import ConfigError
 from bridge.forward.runner import Forwarder, ForwarderFailed, RetryPolicy
 from bridge.forward.scu import Destination, Sender
-from bridge.spool.ingest import dataset_bytes, ingest_file, object_info
+from bridge.ingest import ingest_file
+from bridge.spool.objects import dataset_bytes, object_info
 from bridge.spool.store import Job, Spool, SpoolError
+from bridge.testing.phantom import PhantomSpec, phantom_file
 
 PRIVATE_SOP_CLASS = "1.3.6.1.4.1.99999.1.1"  # no PACS knows it: refused
 

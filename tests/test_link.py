@@ -24,17 +24,17 @@ from pydicom import dcmread
 
 from bridge.acrnema.commands import Command, Message
 from bridge.acrnema.stack import MessageArrived
-from bridge.emulator.phantom import PhantomSpec, phantom_pixels
-from bridge.emulator.scanner import Image, ImageResult, Scanner, phantom_images
-from bridge.endpoint import Endpoint
 from bridge.forward.runner import RetryPolicy
 from bridge.forward.scu import Destination
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Image, ImageResult, Scanner
 from bridge.ports import open_port
 from bridge.ports.base import WordPort
 from bridge.ports.faults import FaultSpec, FaultyPort
 from bridge.ports.loop import loop_pair
 from bridge.service import Bridge
 from bridge.spool.store import Spool
+from bridge.testing.phantom import PhantomSpec, phantom_images, phantom_pixels
 
 SIZE = 512  # the slices of a 1990s CT: 512 KiB of pixels each
 

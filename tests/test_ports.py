@@ -5,7 +5,7 @@ as plug-in authors and hwtests/ use it); here it runs on each kind in ``KINDS``:
 ``loop``, ``tcp`` (tcp-listen on 127.0.0.1 port 0 and tcp connect), ``serial`` and
 ``rs485`` (a pty: ``pty://`` on the master, the slave opened through pyserial),
 ``spy+loop``, ``spy+tcp`` and ``box`` (``box+serial://`` over a pty to the emulated
-interface box, whose line side is ``loop://``: ``bridge.emulator.box.emulated_bench``).
+interface box, whose line side is ``loop://``: ``bridge.testing.box.emulated_bench``).
 Every test fails if it leaves a file descriptor (socket, pty, device, trace file) or a
 ``loop://`` name open; conftest.py fails one that leaves a thread running.
 """
@@ -150,7 +150,7 @@ def open_pair(kind: str, tmp_path: Path) -> Pair:
         return Pair(kind, a, b, traces)
     if kind == "box":
         pytest.importorskip("serial")
-        from bridge.emulator.box import emulated_bench
+        from bridge.testing.box import emulated_bench
 
         bench = contextlib.ExitStack()
         url, peer = bench.enter_context(emulated_bench())

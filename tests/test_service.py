@@ -23,16 +23,16 @@ import pytest
 
 from bridge import service as service_module
 from bridge.acrnema.elements import IMPLICIT_BE, encode
-from bridge.emulator.phantom import PhantomSpec, phantom_dataset
-from bridge.emulator.scanner import Image, Scanner, phantom_images
-from bridge.endpoint import Endpoint
 from bridge.forward.runner import RetryPolicy
 from bridge.forward.scu import Destination
 from bridge.lenient import lenient
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Image, Scanner
 from bridge.ports import open_port
 from bridge.ports.loop import loop_pair
 from bridge.service import Bridge
 from bridge.spool.store import Job, Spool, SpoolError
+from bridge.testing.phantom import PhantomSpec, phantom_dataset, phantom_images
 
 
 def frame_bomb() -> Image:

@@ -14,7 +14,7 @@ import pytest
 from acrnema_writer import encode, header
 from pydicom import dcmread
 
-from bridge.spool.ingest import ingest_file
+from bridge.ingest import ingest_file
 from bridge.spool.store import ObjectInfo, Spool, SpoolError
 
 A, B = "PACS@127.0.0.1:104", "BACKUP@127.0.0.1:105"

@@ -159,7 +159,7 @@ def _spool_in_child(spool: Path, files: Path, *, checkpoint: bool) -> None:
         "import os, sys\n"
         "from pathlib import Path\n"
         "from bridge.spool.store import Spool\n"
-        "from bridge.spool.ingest import ingest_file\n"
+        "from bridge.ingest import ingest_file\n"
         "spool = Spool(sys.argv[1])\n"
         "for path in sorted(Path(sys.argv[2]).iterdir()):\n"
         "    assert ingest_file(spool, path).status == 'spooled'\n"

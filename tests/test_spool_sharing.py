@@ -25,10 +25,11 @@ from pathlib import Path
 import peers
 import pytest
 
-from bridge.emulator.scanner import ImageResult, Scanner, phantom_images
-from bridge.endpoint import Endpoint
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import ImageResult, Scanner
 from bridge.ports import open_port
 from bridge.spool.store import Spool
+from bridge.testing.phantom import phantom_images
 
 IMAGES = 240
 FORWARD_STARTS = 30

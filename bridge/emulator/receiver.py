@@ -1,42 +1,7 @@
-"""The emulated receiver: takes store requests and writes each image to a folder.
-
-The receiver role of ``acrnema-bridge emulate`` (the other end for a bench that tests a
-scanner-side adapter, or the bridge's own ``loop://`` tests): every store request's data
-set is written as it arrived, an ACR-NEMA file in the link's byte order, named by arrival
-order (``IMG00001.acr`` ...), atomically (a temporary file, fsync, rename), before the
-success answer goes out.
+"""Former home of :class:`FolderWriter`: now :mod:`bridge.link.receiver`; kept so that old
+imports work.
 """
 
-from __future__ import annotations
-
-import os
-from pathlib import Path
-
-from bridge.acrnema.commands import Message
-from bridge.endpoint import Answer
+from bridge.link.receiver import FolderWriter
 
 __all__ = ["FolderWriter"]
-
-
-class FolderWriter:
-    """A store handler for :class:`bridge.endpoint.Responder` that writes files."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.count = 0
-
-    def __call__(self, message: Message) -> Answer:
-        final = self.folder / f"IMG{self.count + 1:05d}.acr"
-        tmp = final.with_suffix(".tmp")
-        try:
-            with open(tmp, "wb") as fp:
-                fp.write(message.data)
-                fp.flush()
-                os.fsync(fp.fileno())
-            os.replace(tmp, final)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            return Answer("out_of_resources", f"cannot write {final.name}: {exc.strerror}")
-        self.count += 1
-        return Answer("success")

@@ -5,9 +5,16 @@
   :func:`~bridge.testing.ports.check_port_pair` to call from anywhere. ``tests/`` runs it
   over every built-in port, ``hwtests/`` over a real adapter, a plug-in over its own;
 * :mod:`bridge.testing.feeding`: feed a decoder its input whole, byte by byte, in random
-  pieces and with trailing data, and check that every way gives the same events.
+  pieces and with trailing data, and check that every way gives the same events;
+* the emulator pieces, imported on their own (they are heavier than the kit):
+  :mod:`bridge.testing.box`, the emulated interface box (the box protocol in Python, or
+  the firmware's C core in the loop) and :func:`~bridge.testing.box.emulated_bench`;
+  :mod:`bridge.testing.phantom`, generated CT and MR phantoms with 1990s ACR-NEMA headers
+  (the images the emulated scanner sends); :mod:`bridge.testing.store_scp`, an embedded
+  DICOM Storage SCP on 127.0.0.1 (the PACS of ``acrnema-bridge demo`` and of the tests).
 
-Nothing here needs pytest; the emulators stay in :mod:`bridge.emulator`.
+The emulated scanner and receiver are the link's own roles, :mod:`bridge.link`, not test
+copies. Nothing here needs pytest.
 """
 
 from bridge.testing.feeding import FEEDINGS, check_feeding, feed_as, pieces

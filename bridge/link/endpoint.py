@@ -1,0 +1,139 @@
+"""One end of the link at work: a :class:`~bridge.acrnema.stack.LinkStack` over a port.
+
+The stack is sans-I/O; this is the loop that gives it a port and a clock. The service
+(``acrnema-bridge run``), the emulator's roles and the benchmark all drive the link
+through :meth:`Endpoint.poll`: send what is due, wait for words until the next deadline
+(or the caller's timeout), feed them in, fire timers, and return the events.
+
+Losing the link, either way, ends in the same place: a fresh stack, an
+:class:`~bridge.acrnema.session.Aborted` event for a connection that was open, and a
+:class:`~bridge.acrnema.stack.LinkDown` event with the reason.
+
+* the peer dropped READY or the connection went (the port raises
+  :class:`bridge.ports.base.LinkDown`): reset, and wait for the peer to be READY again;
+* the peer was found not READY at the start of a poll and came back while we waited
+  (a drop the port had not reported yet is forgotten by ``wait_peer``, as the base rules
+  say): reset too if any word went either way since the stack last started, because
+  the peer started afresh (an interface box unplugged and plugged back while this side
+  was not polling: docs/box-protocol.md, section 10);
+* our data link gave up on a frame (retry limit): drop our READY for
+  ``session.abort_quiet_s`` so that the peer resets too, discard whatever arrives in the
+  meantime, reset, and raise READY again (docs/link-profile.md, section 1.2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from bridge.acrnema.stack import Aborted, LinkDown, LinkStack, StackEvent
+from bridge.ports import base
+from bridge.profile import REFERENCE, Profile
+
+__all__ = ["Endpoint"]
+
+log = logging.getLogger("bridge.endpoint")  # the name users' log filters know
+
+
+class Endpoint:
+    """A link stack driven over a port."""
+
+    def __init__(
+        self,
+        port: base.WordPort,
+        profile: Profile = REFERENCE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.port = port
+        self.profile = profile
+        self.stack = LinkStack(profile)
+        self.clock = clock
+        self.words_in = 0
+        self.words_out = 0
+        self.resets = 0
+        self._pending: list[StackEvent] = []  # events met by drain(), for the next poll()
+        self._used = False  # words went either way since the stack last started
+
+    def flush(self) -> None:
+        """Put on the wire whatever the stack has to send now."""
+        buffer = self.stack.transmit(self.clock())
+        if len(buffer.words):
+            self._used = True
+            self.port.send(buffer)
+            self.words_out += len(buffer.words)
+
+    def poll(self, timeout: float) -> list[StackEvent]:
+        """One turn of the loop, waiting at most ``timeout`` seconds for words."""
+        events, self._pending = self._pending, []
+        if not self.port.peer_ready:
+            if not self.port.wait_peer(timeout):
+                self._pending = events
+                return []
+            if self._used:  # the peer went and came back: it starts afresh, so do we
+                return events + self._lost("the peer's READY dropped and came back")
+        try:
+            self.flush()
+            now = self.clock()
+            deadline = self.stack.next_deadline()
+            wait = timeout if deadline is None else min(timeout, max(0.0, deadline - now))
+            buffer = self.port.recv(wait)
+            now = self.clock()
+            if len(buffer.words):
+                self._used = True
+                self.words_in += len(buffer.words)
+                events += self.stack.receive(buffer.words, buffer.parity, now)
+            events += self.stack.handle_timer(now)
+            if not self.stack.down:
+                self.flush()
+        except base.LinkDown as exc:
+            return events + self._lost(f"the peer is gone: {exc}")
+        if self.stack.down:
+            self._recover()
+        return events
+
+    def _lost(self, reason: str) -> list[StackEvent]:
+        log.warning("link down: %s", reason)
+        events: list[StackEvent] = list(self.stack.session.link_lost(self.clock(), reason))
+        self.stack.reset()
+        self._used = False
+        self.resets += 1
+        return [*events, LinkDown(reason)]
+
+    def _recover(self) -> None:
+        """After a data link failure: drop READY so that the peer resets too, then reset."""
+        quiet = self.profile.session.abort_quiet_s
+        log.warning("data link failed: dropping READY for %.2f s and resetting", quiet)
+        self.port.set_ready(False)
+        end = self.clock() + quiet
+        while (left := end - self.clock()) > 0:
+            try:
+                self.port.recv(min(left, 0.05))  # what arrives now belongs to the old link
+            except base.LinkDown:
+                time.sleep(min(left, 0.05))
+        self.stack.reset()
+        self._used = False
+        self.resets += 1
+        self.port.set_ready(True)
+
+    def abort(self, reason: int) -> None:
+        """Abort the connection, if any, and put the ABORT on the wire (best effort)."""
+        self.stack.abort(reason, self.clock())
+        with contextlib.suppress(base.LinkDown):
+            self.flush()
+
+    def drain(self, timeout: float) -> bool:
+        """Poll until everything sent is acknowledged; False if ``timeout`` passed first
+        or the link went down. The events met on the way come out of the next poll()."""
+        end = self.clock() + timeout
+        while not self.stack.idle:
+            left = end - self.clock()
+            if left <= 0:
+                return False
+            events = self.poll(min(left, 0.05))
+            self._pending += events
+            if any(isinstance(event, (LinkDown, Aborted)) for event in events):
+                return False
+        return True

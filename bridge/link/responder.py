@@ -1,0 +1,174 @@
+"""The answering role of the link: accept a connection, answer each request.
+
+:class:`Responder` drives an :class:`~bridge.link.endpoint.Endpoint` and hands every store
+request to a store handler, a function from the request :class:`Message` to an
+:class:`Answer`. The service (``acrnema-bridge run``, :class:`bridge.service.Bridge`) and
+the emulator's receiver role (:class:`bridge.link.receiver.FolderWriter`) differ only in
+that handler. The requesting role, its counterpart, is :mod:`bridge.link.requester`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridge.acrnema.commands import Message
+from bridge.acrnema.stack import (
+    Aborted,
+    ConnectRequested,
+    LinkDown,
+    MessageArrived,
+    MessageLost,
+    MessageUnreadable,
+    Released,
+    StackEvent,
+)
+from bridge.link.endpoint import Endpoint
+from bridge.ports import base
+
+__all__ = ["Answer", "Responder", "ResponderStats", "StoreHandler"]
+
+log = logging.getLogger("bridge.endpoint")  # the name users' log filters know
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A handler's answer to a store request: a status name of the profile, and a comment."""
+
+    status: str
+    comment: str = ""
+
+
+StoreHandler = Callable[[Message], Answer]
+
+
+@dataclass
+class ResponderStats:
+    """What a :class:`Responder` has done so far."""
+
+    connections: int = 0
+    stored: int = 0
+    refused: int = 0
+    echoes: int = 0
+    unknown: int = 0
+    lost: int = 0  # messages that never arrived whole (link lost, bad packets, timeout)
+    link_resets: int = 0
+    bytes_in: int = 0
+    last_error: str = ""
+
+
+class Responder:
+    """The receiving side of the link: accepts a connection and answers requests.
+
+    The service (``acrnema-bridge run``) and the emulator's receiver role differ only in
+    their store handler. A response goes out only after the handler returns, so a
+    handler that makes the object durable first gives the scanner a success only for an
+    image that is safe. Echo is answered with success; find, get, cancel and unknown
+    command codes with ``cannot_understand`` (the code logged as it came).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        on_store: StoreHandler,
+        *,
+        ae_title: str = "",
+        grace: float | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.on_store = on_store
+        self.ae_title = ae_title
+        self.table = endpoint.stack.commands
+        self.grace = endpoint.profile.transport.reassembly_timeout_s if grace is None else grace
+        self.stats = ResponderStats()
+
+    def serve(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> None:
+        """Answer until ``stop`` is set (or ``until()`` is true).
+
+        On ``stop`` a message that has started to arrive is finished (for at most
+        ``grace`` seconds) and answered; then an open connection is aborted, so nothing
+        is ever half-stored and the scanner keeps any image it was not told is stored.
+        """
+        stopping_since: float | None = None
+        while True:
+            if stop.is_set() or (until is not None and until()):
+                now = self.endpoint.clock()
+                stopping_since = now if stopping_since is None else stopping_since
+                busy = self.endpoint.stack.receiving and not self.endpoint.stack.down
+                if not busy or now - stopping_since > self.grace:
+                    if busy:
+                        log.warning("stopping: a message still arriving is refused")
+                    self.endpoint.abort(5)
+                    self.endpoint.drain(1.0)
+                    return
+            for event in self.endpoint.poll(0.05):
+                self._handle(event)
+
+    def _handle(self, event: StackEvent) -> None:
+        stack, now = self.endpoint.stack, self.endpoint.clock()
+        if isinstance(event, ConnectRequested):
+            log.info("connection from %s to %s", event.calling, event.called)
+            stack.accept(now)
+            self.stats.connections += 1
+        elif isinstance(event, MessageArrived):
+            self._request(event.message)
+        elif isinstance(event, MessageUnreadable):
+            self.stats.refused += 1
+            self.stats.last_error = event.reason
+            log.warning("message refused: %s", event.reason)
+            if event.message is not None and not event.message.command.is_response:
+                status = "out_of_resources" if event.too_large else "cannot_understand"
+                self._answer(event.message, Answer(status, event.reason))
+        elif isinstance(event, MessageLost):
+            self.stats.lost += 1
+            self.stats.last_error = event.reason
+            log.warning("message lost: %s", event.reason)
+        elif isinstance(event, LinkDown):
+            self.stats.link_resets += 1
+            self.stats.last_error = event.reason
+        elif isinstance(event, Aborted):
+            log.info("connection aborted: %s", event.text)
+        elif isinstance(event, Released):
+            log.info("connection released")
+
+    def _request(self, message: Message) -> None:
+        command = message.command
+        known = self.table.name(command.field)
+        if command.is_response:
+            log.warning("unexpected response %04XH ignored", command.field)
+            return
+        if known is None or known[0] not in ("store", "echo"):
+            self.stats.unknown += 1
+            what = known[0] if known else "unknown"
+            log.warning("%s command %04XH answered cannot_understand", what, command.field)
+            self._answer(message, Answer("cannot_understand", f"command {command.field:04X}H"))
+            return
+        if known[0] == "echo":
+            self.stats.echoes += 1
+            self._answer(message, Answer("success"))
+            return
+        self.stats.bytes_in += len(message.data)
+        if not self.table.has_data_set(command) or not message.data:
+            self._answer(message, Answer("cannot_understand", "store request without a data set"))
+            return
+        answer = self.on_store(message)
+        if answer.status == "success":
+            self.stats.stored += 1
+        else:
+            self.stats.refused += 1
+            self.stats.last_error = answer.comment
+        self._answer(message, answer)
+
+    def _answer(self, request: Message, answer: Answer) -> None:
+        stack = self.endpoint.stack
+        if not stack.session.is_open:
+            return  # the connection went while the handler ran: the scanner keeps its image
+        code = self.table.statuses.get(answer.status, self.table.status("cannot_understand"))
+        stack.send(
+            self.table.make_response(request.command, code, answer.comment), self.endpoint.clock()
+        )
+        with contextlib.suppress(base.LinkDown):
+            self.endpoint.flush()

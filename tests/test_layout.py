@@ -1,0 +1,127 @@
+"""The layout of issue 10 (docs/architecture.md, "Moves"): the modules that moved keep their
+old import paths, and those give the very same objects as the new homes.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_purity import closure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# old module -> {name: its module now}
+MOVES: dict[str, dict[str, str]] = {
+    "bridge.endpoint": {
+        "Endpoint": "bridge.link.endpoint",
+        "Answer": "bridge.link.responder",
+        "Responder": "bridge.link.responder",
+        "ResponderStats": "bridge.link.responder",
+        "StoreHandler": "bridge.link.responder",
+    },
+    "bridge.emulator.scanner": {
+        "Image": "bridge.link.requester",
+        "ImageResult": "bridge.link.requester",
+        "Scanner": "bridge.link.requester",
+        "load_images": "bridge.link.requester",
+        "phantom_images": "bridge.testing.phantom",
+    },
+    "bridge.emulator.receiver": {"FolderWriter": "bridge.link.receiver"},
+    "bridge.emulator.phantom": {
+        "PhantomSpec": "bridge.testing.phantom",
+        "phantom_dataset": "bridge.testing.phantom",
+        "phantom_file": "bridge.testing.phantom",
+        "phantom_pixels": "bridge.testing.phantom",
+    },
+    "bridge.emulator.store_scp": {"EmbeddedStore": "bridge.testing.store_scp"},
+    "bridge.spool.ingest": {
+        "IngestResult": "bridge.ingest",
+        "ingest_file": "bridge.ingest",
+        "dataset_bytes": "bridge.spool.objects",
+        "describe_object": "bridge.spool.objects",
+        "object_info": "bridge.spool.objects",
+    },
+    "bridge.emulator.box": {
+        name: "bridge.testing.box"
+        for name in (
+            "EMULATED_CAPABILITIES",
+            "BoxCore",
+            "BoxModel",
+            "EmulatedBench",
+            "EmulatedBox",
+            "FirmwareBox",
+            "FirmwareCore",
+            "emulated_bench",
+            "load_libboxcore",
+        )
+    },
+}
+
+
+@pytest.mark.parametrize("old", sorted(MOVES))
+def test_an_old_import_path_gives_the_same_objects_as_the_new_home(old: str) -> None:
+    module = importlib.import_module(old)
+    assert set(module.__all__) == set(MOVES[old])
+    for name, home in MOVES[old].items():
+        new = importlib.import_module(home)
+        assert getattr(module, name) is getattr(new, name), f"{old}.{name}"
+        assert name in new.__all__, f"{home} does not export {name}"
+
+
+def test_the_link_package_names_both_roles() -> None:
+    import bridge.link as link
+    from bridge.link.requester import Scanner
+    from bridge.link.responder import Responder
+
+    assert link.Scanner is Scanner and link.Responder is Responder
+    assert set(link.__all__) <= set(dir(link))
+
+
+# ------------------------------------------------------------ the spool does not convert
+
+SPOOL_REEXPORTS = {"bridge/spool/ingest.py": {"bridge.ingest", "bridge.spool.objects"}}
+"""Modules of bridge/spool kept only so that old imports work -> the modules they re-export."""
+
+
+def test_the_spool_imports_nothing_from_the_conversion_package() -> None:
+    """The spool stores, it does not convert: no module of bridge/spool reaches bridge/dicom
+    (directly or through another bridge module), but the re-export kept for old imports."""
+    problems = []
+    for module in sorted((ROOT / "bridge" / "spool").rglob("*.py")):
+        if str(module.relative_to(ROOT)) in SPOOL_REEXPORTS:
+            continue
+        for path, chain in closure(module).items():
+            if path.relative_to(ROOT).parts[:2] == ("bridge", "dicom"):
+                problems.append(" -> ".join(str(p.relative_to(ROOT)) for p in chain))
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", sorted(SPOOL_REEXPORTS))
+def test_a_spool_reexport_module_defines_nothing(path: str) -> None:
+    """The one way from bridge/spool to bridge/dicom is a module that only re-exports."""
+    tree = ast.parse((ROOT / path).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            assert node.module in SPOOL_REEXPORTS[path], ast.unparse(node)
+        elif isinstance(node, ast.Assign):
+            assert ast.unparse(node.targets[0]) == "__all__", ast.unparse(node)
+        else:
+            assert isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant), (
+                f"{path}:{node.lineno} does more than re-export: {ast.unparse(node)[:60]}"
+            )
+
+
+def test_importing_the_spool_loads_no_conversion() -> None:
+    """At run time too: the spool and its Part 10 helpers load no converter."""
+    code = (
+        "import sys\n"
+        "import bridge.spool, bridge.spool.store, bridge.spool.objects\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('bridge.dicom'))\n"
+        "assert loaded == [], loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
