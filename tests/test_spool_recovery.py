@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import peers
@@ -325,6 +325,24 @@ def test_spool_add_validates_part10_and_recognises_identical_content(
     assert "truncated.dcm" in err and "odd.dcm" in err and "runs past the end" in err
     assert "z-copy.dcm: already in the spool (object 1)" in err
     assert "0 files spooled (0 objects), 2 skipped, 2 failed" in err
+    check = Spool(spool)
+    assert check.stats()["objects"] == 1
+    check.close()
+
+
+def test_the_same_acrnema_file_added_twice_is_spooled_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], corpus_file: Callable[[str], Path]
+) -> None:
+    """Finding: conversion stamped the current time into the data set, so the content
+    hash of a re-added ACR-NEMA file never matched and it was sent twice."""
+    source = corpus_file("r01")
+    spool = tmp_path / "spool"
+    assert main(["spool", "add", str(source), "--spool", str(spool)]) == 0
+    time.sleep(1.1)  # a wall-clock value in the output would differ now
+    capsys.readouterr()
+    assert main(["spool", "add", str(source), "--spool", str(spool)]) == 0
+    err = capsys.readouterr().err
+    assert f"{source}: already in the spool (object 1)" in err
     check = Spool(spool)
     assert check.stats()["objects"] == 1
     check.close()
