@@ -1,0 +1,353 @@
+"""Every state table walked whole (STYLE rule 14): each (state, input) pair of each machine.
+
+A pair in the table does what the table says (the next state, and the action's effect:
+its events and what goes on the wire); a pair not in the table is the layer's protocol
+error, local (raised) or remote (reported) as the layer distinguishes, and leaves the
+machine in a defined state. The machines are sans-I/O, so the walk takes milliseconds.
+The docs' tables and diagrams are compared with the ones rendered from the code.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.acrnema.datalink import (
+    FRAME_TABLE,
+    LINK_TABLE,
+    DataLink,
+    DatalinkParams,
+    FrameAction,
+    FrameInput,
+    FrameState,
+    LinkAction,
+    LinkFailed,
+    LinkInput,
+    LinkProtocolError,
+    LinkState,
+    _Outstanding,
+)
+from bridge.acrnema.session import (
+    SESSION_TABLE,
+    Aborted,
+    Connected,
+    ConnectRequested,
+    DataIndication,
+    Rejected,
+    Released,
+    Session,
+    SessionAction,
+    SessionInput,
+    SessionState,
+)
+from bridge.acrnema.stack import layer_params
+from bridge.acrnema.table import Rule, Table, markdown_table, state_diagram
+from bridge.profile import REFERENCE
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+# ---------------------------------------------------------------------- the idiom
+
+
+class _S(enum.Enum):
+    A = "a"
+    B = "b"
+
+
+class _I(enum.Enum):
+    GO = "go"
+    STOP = "stop"
+
+
+class _Err(Exception):
+    def __init__(self, reason: str, remote: bool) -> None:
+        super().__init__(reason)
+        self.remote = remote
+
+
+def test_a_table_maps_pairs_to_rules_and_a_missing_pair_is_the_layers_error() -> None:
+    table: Table[_S, _I, str] = Table(
+        "toy", _S, _I, {(_S.A, _I.GO): Rule("move", _S.B, "go over")}, _Err
+    )
+    rule = table.rule(_S.A, _I.GO)
+    assert rule == Rule("move", _S.B, "go over") and tuple(rule) == ("move", _S.B)
+    assert len(table) == 1 and (_S.A, _I.GO) in table and (_S.B, _I.GO) not in table
+    assert list(table.pairs()) == [(_S.A, _I.GO), (_S.A, _I.STOP), (_S.B, _I.GO), (_S.B, _I.STOP)]
+    with pytest.raises(_Err, match=r"^x: stop while b$") as info:
+        table.rule(_S.B, _I.STOP, remote=True, prefix="x: ")
+    assert info.value.remote is True
+    with pytest.raises(TypeError):
+        Table("toy", _S, _I, {(_I.GO, _S.A): Rule("move", _S.B, "")}, _Err)  # type: ignore[dict-item]
+    assert state_diagram(table) == "stateDiagram-v2\n    A --> B: go / go over"
+    assert markdown_table(table).splitlines()[2] == "| A | go | `move` | B | go over |"
+    assert markdown_table(table).endswith("Every other pair (3 of them) is a protocol error.\n")
+
+
+# ---------------------------------------------------------------------- data link
+
+
+def _failed_link() -> DataLink:
+    link = DataLink(DatalinkParams(ack_timeout=0.01, retry_limit=0))
+    link.send(b"x")
+    link.transmit(0.0)
+    assert link.handle_timer(0.01) == [LinkFailed(0, "no ACK after 0 retransmissions")]
+    return link
+
+
+def _link_in(state: LinkState) -> DataLink:
+    return _failed_link() if state is LinkState.FAILED else DataLink(DatalinkParams())
+
+
+def _feed_link(link: DataLink, cause: LinkInput) -> object:
+    if cause is LinkInput.SEND:
+        link.send(b"xy")
+        return None
+    if cause is LinkInput.TRANSMIT:
+        return link.transmit(1.0)
+    if cause is LinkInput.WORDS:
+        return link.receive(np.zeros(0, dtype=np.uint16), None, 1.0)
+    if cause is LinkInput.TIMER:
+        return link.handle_timer(1.0)
+    link._enter(LinkInput.GIVE_UP)  # only a frame out of retries gives up (walked below)
+    return None
+
+
+@pytest.mark.parametrize("pair", list(LINK_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_link_table(pair: tuple[LinkState, LinkInput]) -> None:
+    state, cause = pair
+    link = _link_in(state)
+    assert link.state is state
+    if pair not in LINK_TABLE:
+        with pytest.raises(LinkProtocolError) as info:
+            _feed_link(link, cause)
+        assert info.value.layer == "datalink" and info.value.remote is False
+        assert link.state is state  # the machine stays as it was
+        return
+    rule = LINK_TABLE[pair]
+    out = _feed_link(link, cause)
+    assert link.state is rule.next_state
+    if rule.action is LinkAction.QUEUE:
+        assert not link.idle
+    elif rule.action is LinkAction.STAY_SILENT:
+        assert out is not None and out.words.size == 0  # type: ignore[attr-defined]
+    elif rule.action in (LinkAction.DECODE, LinkAction.TIME_OUT):
+        assert out == []
+    elif rule.action is LinkAction.PUT_ON_WIRE:
+        assert out is not None
+    else:
+        assert rule.action is LinkAction.REPORT_FAILED and link.failed
+
+
+_BASE_INPUT = {FrameInput.NAK_SPENT: FrameInput.NAK, FrameInput.TIMEOUT_SPENT: FrameInput.TIMEOUT}
+
+
+@pytest.mark.parametrize("pair", list(FRAME_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_frame_table(pair: tuple[FrameState, FrameInput]) -> None:
+    """Each input is fed as the layer sees it: NAK and TIMEOUT to a frame that has used
+    its retries, so the guard (``_SPENT``) is walked through the layer's own choice."""
+    state, cause = pair
+    params = DatalinkParams(retry_limit=2)
+    link = DataLink(params)
+    frame = _Outstanding(5, np.zeros(6, dtype=np.uint16), state, sent_at=0.5)
+    if state is not FrameState.DONE:
+        link._flight[5] = frame  # a frame in the window (DONE ones have left it)
+    frame.retries = params.retry_limit if cause in _BASE_INPUT else 1
+    fed = _BASE_INPUT.get(cause, cause)
+    if pair not in FRAME_TABLE:
+        with pytest.raises(LinkProtocolError, match=r"^datalink \(local\): frame 5: ") as info:
+            link._step(frame, fed, 1.0)
+        assert info.value.remote is False
+        assert frame.state is state and frame.retries == (2 if cause in _BASE_INPUT else 1)
+        assert link.state is LinkState.OPEN
+        return
+    rule = FRAME_TABLE[pair]
+    events = link._step(frame, fed, 1.0)
+    assert frame.state is rule.next_state
+    action = rule.action
+    assert (events != []) == (action is FrameAction.GIVE_UP)
+    if action is FrameAction.GIVE_UP:
+        assert link.state is LinkState.FAILED and events == [
+            LinkFailed(5, "no ACK after 2 retransmissions")
+        ]
+    else:
+        assert link.state is LinkState.OPEN
+    assert frame.sent_at == (1.0 if action is FrameAction.SEND else 0.5)
+    assert link.retransmissions == (1 if action is FrameAction.RESEND else 0)
+    assert frame.retries == (1 if cause not in _BASE_INPUT else 2) + (action is FrameAction.RESEND)
+    in_window = 5 in link._flight
+    assert in_window == (state is not FrameState.DONE and action is not FrameAction.RELEASE)
+
+
+def test_a_nak_past_the_retry_limit_gives_the_link_up_through_the_table() -> None:
+    link = DataLink(DatalinkParams(retry_limit=1))
+    link.send(b"ab")
+    link.transmit(0.0)
+    from bridge.acrnema.framing import FrameType, encode_frame
+
+    assert link.receive(encode_frame(FrameType.NAK, 0), None, 0.001) == []  # resend 1
+    link.transmit(0.002)
+    assert link.receive(encode_frame(FrameType.NAK, 0), None, 0.003) == [
+        LinkFailed(0, "no ACK after 1 retransmissions")
+    ]
+    assert link.failed
+
+
+# ---------------------------------------------------------------------- session
+
+_, _, SESSION_PARAMS, _ = layer_params(REFERENCE)
+_KIND = {code: name for name, code in SESSION_PARAMS.pdu_types.items()}
+
+
+def _pdu(kind: str, body: bytes = b"") -> bytes:
+    return struct.pack(">H", SESSION_PARAMS.pdu_types[kind]) + body
+
+
+def _addr(text: str) -> bytes:
+    return text.encode().ljust(SESSION_PARAMS.address_length, b" ")
+
+
+_PDU_IN = {
+    SessionInput.CONNECT_PDU: _pdu("connect", _addr("CT") + _addr("BRIDGE")),
+    SessionInput.ACCEPT_PDU: _pdu("accept", _addr("BRIDGE")),
+    SessionInput.REJECT_PDU: _pdu("reject", struct.pack(">H", 2)),
+    SessionInput.DATA_PDU: _pdu("data", b"message"),
+    SessionInput.RELEASE_PDU: _pdu("release"),
+    SessionInput.RELEASE_REPLY_PDU: _pdu("release_reply"),
+    SessionInput.ABORT_PDU: _pdu("abort", struct.pack(">H", 1)),
+    SessionInput.BAD_PDU: struct.pack(">H", 0xFFFF),  # a PDU type nobody knows
+}
+_LOCAL = [c for c in SessionInput if c not in _PDU_IN]  # calls, timers, the link below
+
+_EXPECT: dict[SessionAction, tuple[list[type], list[str]]] = {
+    SessionAction.SEND_CONNECT: ([], ["connect"]),
+    SessionAction.SEND_ACCEPT: ([], ["accept"]),
+    SessionAction.SEND_REJECT: ([], ["reject"]),
+    SessionAction.SEND_DATA: ([], ["data"]),
+    SessionAction.SEND_RELEASE: ([], ["release"]),
+    SessionAction.SEND_ABORT: ([], ["abort"]),
+    SessionAction.REPORT_CONNECT_REQUESTED: ([ConnectRequested], []),
+    SessionAction.REPORT_CONNECTED: ([Connected], []),
+    SessionAction.REPORT_REJECTED: ([Rejected], []),
+    SessionAction.REPORT_DATA: ([DataIndication], []),
+    SessionAction.REPLY_RELEASED: ([Released], ["release_reply"]),
+    SessionAction.REPORT_RELEASED: ([Released], []),
+    SessionAction.REPORT_ABORTED: ([Aborted], []),
+    SessionAction.ABORT_PROTOCOL_ERROR: ([Aborted], ["abort"]),
+    SessionAction.ABORT_TIMED_OUT: ([Aborted], ["abort"]),
+    SessionAction.REPORT_LINK_LOST: ([Aborted], []),
+    SessionAction.LISTEN: ([], []),
+    SessionAction.IGNORE: ([], []),
+}
+"""What each action does, as events (their types) and PDUs sent (their kinds)."""
+
+
+def _session_in(state: SessionState) -> Session:
+    session = Session(SESSION_PARAMS)
+    session.state = state
+    session._deadline = 0.5  # every timer due at 1.0
+    return session
+
+
+def _feed_session(
+    session: Session, cause: SessionInput, now: float
+) -> tuple[list[object], list[bytes]]:
+    """``cause`` as the session's user, the peer, the clock or the link below gives it."""
+
+    def one(pdu: bytes | None) -> tuple[list[object], list[bytes]]:
+        return [], [] if pdu is None else [pdu]
+
+    if cause in _PDU_IN:
+        events, pdus = session.receive(_PDU_IN[cause], now)
+        return list(events), pdus
+    if cause is SessionInput.CONNECT:
+        return one(session.connect("CT", "BRIDGE", now))
+    if cause is SessionInput.ACCEPT:
+        return one(session.accept(now))
+    if cause is SessionInput.REJECT:
+        return one(session.reject(2, now))
+    if cause is SessionInput.SEND:
+        return one(session.send(b"message", now))
+    if cause is SessionInput.RELEASE:
+        return one(session.release(now))
+    if cause is SessionInput.ABORT:
+        return one(session.abort(1, now))
+    if cause is SessionInput.LINK_LOST:
+        return list(session.link_lost(now, "gone")), []
+    # the timers: handle_timer gives QUIET_OVER in QUIET and TIMEOUT elsewhere; the other
+    # pair of each state is reached through the table step it would use
+    quiet = session.state is SessionState.QUIET
+    if (cause is SessionInput.QUIET_OVER) == quiet:
+        events, pdus = session.handle_timer(now)
+        return list(events), pdus
+    events, pdus = session._do(session._rule(cause), now)
+    return list(events), pdus
+
+
+def _shape(result: tuple[list[object], list[bytes]]) -> tuple[list[type], list[str]]:
+    events, pdus = result
+    return [type(e) for e in events], [_KIND[struct.unpack_from(">H", p)[0]] for p in pdus]
+
+
+def test_every_session_action_is_used_and_has_an_expectation() -> None:
+    assert {rule.action for rule in SESSION_TABLE.values()} == set(SessionAction) == set(_EXPECT)
+
+
+@pytest.mark.parametrize("pair", list(SESSION_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_session_table(pair: tuple[SessionState, SessionInput]) -> None:
+    state, cause = pair
+    session = _session_in(state)
+    if pair in SESSION_TABLE:
+        rule = SESSION_TABLE[pair]
+        assert _shape(_feed_session(session, cause, 1.0)) == _EXPECT[rule.action]
+        assert session.state is rule.next_state
+        return
+    if cause in _LOCAL:  # a call of the user (or the clock, the link): raised, nothing changes
+        with pytest.raises(LinkProtocolError) as info:
+            _feed_session(session, cause, 1.0)
+        assert info.value.layer == "session" and info.value.remote is False
+        assert str(info.value) == f"session (local): {cause.value} while {state.value}"
+        assert session.state is state and session._deadline == 0.5
+        return
+    # a PDU the table does not allow: a remote protocol error, answered with ABORT
+    events, pdus = _feed_session(session, cause, 1.0)
+    assert events == [
+        Aborted(4, remote=True, detail=f"{cause.value} while {state.value}")
+    ] and pdus == [_pdu("abort", struct.pack(">H", 4))]
+    assert session.state is SESSION_TABLE[state, SessionInput.BAD_PDU].next_state
+
+
+@pytest.mark.parametrize("state", list(SessionState), ids=str)
+def test_a_malformed_pdu_is_a_remote_protocol_error_in_every_state(state: SessionState) -> None:
+    session = _session_in(state)
+    events, pdus = session.receive(b"\x00", 1.0)
+    rule = SESSION_TABLE[state, SessionInput.BAD_PDU]
+    assert _shape((list(events), pdus)) == _EXPECT[rule.action]
+    assert session.state is rule.next_state
+    if rule.action is SessionAction.ABORT_PROTOCOL_ERROR:
+        assert events == [Aborted(4, remote=True, detail="PDU shorter than its type word")]
+
+
+def test_entering_quiet_starts_the_quiet_timer_once() -> None:
+    session = _session_in(SessionState.OPEN)
+    assert session.abort(1, 2.0) is not None and session.next_deadline() == 2.0 + (
+        SESSION_PARAMS.abort_quiet
+    )
+    assert session.abort(1, 2.5) is None  # (QUIET, abort()) ignores: the timer stays
+    assert session.next_deadline() == 2.0 + SESSION_PARAMS.abort_quiet
+
+
+# ---------------------------------------------------------------------- the docs
+
+
+def test_the_docs_diagrams_are_rendered_from_the_tables() -> None:
+    from bridge.cli_profile import diagrams
+
+    text = (DOCS / "link-profile.md").read_text()
+    assert "<!-- diagrams:start -->\n" + diagrams() + "<!-- diagrams:end -->" in text
+    for table in (LINK_TABLE, FRAME_TABLE, SESSION_TABLE):
+        assert state_diagram(table) in text
