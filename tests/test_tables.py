@@ -351,3 +351,160 @@ def test_the_docs_diagrams_are_rendered_from_the_tables() -> None:
     assert "<!-- diagrams:start -->\n" + diagrams() + "<!-- diagrams:end -->" in text
     for table in (LINK_TABLE, FRAME_TABLE, SESSION_TABLE):
         assert state_diagram(table) in text
+
+
+# ---------------------------------------------------------------------- box host
+
+from bridge.box import protocol as bp  # noqa: E402
+from bridge.box.host import (  # noqa: E402
+    HOST_TABLE,
+    TRANSITIONS,
+    BoxError,
+    BoxGone,
+    BoxHost,
+    BoxUp,
+    HostInput,
+    HostState,
+)
+from bridge.emulator.box import BoxModel  # noqa: E402
+from bridge.engine import PeerReady, WordsArrived  # noqa: E402
+
+
+def _shuttle(host: BoxHost, box: BoxModel, until: HostState | None = None) -> None:
+    """Bytes both ways in memory; frames from the box fed one by one, stopping at ``until``."""
+    for _ in range(20):
+        out = host.data_to_send()
+        if out:
+            box.feed(out, 0.0)
+        box.poll(0.0)
+        back = box.output(1 << 20, 0.0)
+        if not out and not back:
+            return
+        for frame in back.split(b"\0")[:-1]:
+            host.receive(frame + b"\0", 0.0)
+            if host.state is until:
+                return
+
+
+def _host_in(state: HostState) -> tuple[BoxHost, BoxModel]:
+    host, box = BoxHost("walk", duplex=True), BoxModel()
+    if state is not HostState.DOWN:
+        host.connect(0.0)
+        if state is not HostState.HELLO:
+            _shuttle(host, box, state)
+    assert host.state is state
+    return host, box
+
+
+def _frame(host: BoxHost, message: bp.Message) -> bytes:
+    return bp.encode_frame(message, host._box_seq or 0)
+
+
+def _feed_host(host: BoxHost, box: BoxModel, cause: HostInput) -> list[object]:
+    """``cause`` as the box, the driver or the clock gives it to the host."""
+    words = np.arange(4, dtype=np.uint16)
+    messages: dict[HostInput, bp.Message] = {
+        HostInput.INFO: box.info,
+        HostInput.REPLY: bp.Reply(bp.MsgType.QUERY, 0xEE),  # to no request: old, ignored
+        HostInput.LINE_STATE: bp.LineState(0, ready=host.ready, peer_ready=True),
+        HostInput.LINE_STATE_FORGOT: bp.LineState(0, ready=not host.ready),
+        HostInput.STATS: bp.Stats(),
+        HostInput.ERROR: bp.ErrorReport(bp.ErrorCode.PARITY),
+        HostInput.WORDS_IN: bp.WordsIn(host._in_pos, words, np.ones(4, np.uint8)),
+        HostInput.BOX_CREDITS: bp.BoxCredits(0, 100),
+    }
+    if cause in messages:
+        return list(host.receive(_frame(host, messages[cause]), 1.0))
+    if cause is HostInput.REPLY_LAST:  # answer every start-up request; the last is the guard
+        events: list[object] = []
+        for seq in sorted(host._starting, key=lambda s: s != host._reset_seq):
+            request = host._pending[seq]
+            events = list(host.receive(_frame(host, bp.Reply(request.message.TYPE, seq)), 1.0))
+        return events
+    if cause is HostInput.CONNECT:
+        host.connect(1.0)
+        return []
+    if cause is HostInput.DISCONNECT:
+        host.disconnect()
+        return []
+    if cause is HostInput.SILENCE:
+        return list(host.handle_timer(host._last_rx + host.silence + 1.0))
+    # NO_ANSWER: a request out of tries, the box otherwise heard from
+    if host.state is HostState.UP:
+        host.set_ready(True, 0.0)  # a LINE_SET to wait for
+    for request in [host._hello, *host._pending.values()]:
+        if request is not None:
+            request.tries, request.sent = host.attempts, 0.0
+    host._last_rx = 1.0
+    return list(host.handle_timer(1.5))
+
+
+_HOST_EVENTS: dict[str, list[type]] = {
+    "_on_info": [],
+    "_ignore": [],
+    "_on_reply": [],
+    "_on_last_reply": [BoxUp],
+    "_on_line_state": [PeerReady],
+    "_on_box_restarted": [BoxGone],
+    "_on_credits": [],
+    "_on_error": [],
+    "_on_stats": [],
+    "_on_stale_words": [],
+    "_on_words": [WordsArrived],
+    "_gone": [BoxGone],
+    "_start": [],
+    "_stop": [],
+}
+"""The events each handler reports in the walk (words before RESET's REPLY are stale)."""
+
+
+def _reachable(state: HostState, cause: HostInput) -> bool:
+    """Whether the host's own choice of input (its guards, DOWN reading nothing) can give
+    ``cause`` in ``state``: the walk feeds those through the public calls."""
+    if cause in (HostInput.CONNECT, HostInput.DISCONNECT):
+        return True
+    if state is HostState.DOWN:
+        return False
+    if cause is HostInput.REPLY_LAST:
+        return state is HostState.STARTING
+    if cause is HostInput.LINE_STATE_FORGOT:
+        return state is HostState.UP
+    return True
+
+
+@pytest.mark.parametrize("pair", list(HOST_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_box_host_table(pair: tuple[HostState, HostInput]) -> None:
+    state, cause = pair
+    host, box = _host_in(state)
+    if pair not in HOST_TABLE:
+        assert not _reachable(state, cause)
+        with pytest.raises(BoxError, match=f"^walk: {cause.value} while {state.value}$"):
+            host._apply(cause, None, 1.0)
+        assert host.state is state
+        if state is HostState.DOWN:  # and the public calls: no stream, nothing read or due
+            assert host.receive(_frame(host, bp.Stats()), 1.0) == []
+            assert host.handle_timer(1e9) == [] and host.state is HostState.DOWN
+        return
+    rule = HOST_TABLE[pair]
+    assert _reachable(state, cause)
+    events = _feed_host(host, box, cause)
+    assert host.state is rule.next_state
+    name = rule.action.__name__
+    expected = _HOST_EVENTS[name]
+    if name == "_on_words" and state is HostState.STARTING:
+        expected = []  # before the REPLY to RESET: stale
+    assert [type(e) for e in events] == expected
+    if name == "_start":
+        assert host.data_to_send().startswith(b"\0")
+
+
+def test_the_old_transitions_name_is_the_tables_message_rows() -> None:
+    for (state, kind), (handler, target) in TRANSITIONS.items():
+        assert getattr(BoxHost, handler) is HOST_TABLE[state, HostInput[kind.name]].action
+        assert target is HOST_TABLE[state, HostInput[kind.name]].next_state
+
+
+def test_the_box_protocol_doc_shows_the_host_table() -> None:
+    text = (DOCS / "box-protocol.md").read_text()
+    block = markdown_table(HOST_TABLE)
+    assert "<!-- host-table:start -->\n" + block + "<!-- host-table:end -->" in text
