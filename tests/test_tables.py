@@ -508,3 +508,80 @@ def test_the_box_protocol_doc_shows_the_host_table() -> None:
     text = (DOCS / "box-protocol.md").read_text()
     block = markdown_table(HOST_TABLE)
     assert "<!-- host-table:start -->\n" + block + "<!-- host-table:end -->" in text
+
+
+# ---------------------------------------------------------------------- link stack
+
+from bridge.acrnema.stack import (  # noqa: E402
+    STACK_TABLE,
+    LinkDown,
+    LinkStack,
+    StackAction,
+    StackInput,
+    StackState,
+)
+
+
+def _stack_in(state: StackState) -> LinkStack:
+    stack = LinkStack()
+    if state is StackState.DOWN:
+        params = DatalinkParams(ack_timeout=0.01, retry_limit=0)
+        stack.datalink = DataLink(params)
+        stack.connect("CT", "BRIDGE", 0.0)
+        stack.transmit(0.0)
+        events = stack.handle_timer(1.0)
+        assert isinstance(events[-1], LinkDown)
+    assert stack.state is state
+    return stack
+
+
+def _feed_stack(stack: LinkStack, cause: StackInput) -> list[object]:
+    if cause is StackInput.CALL:
+        stack.connect("CT", "BRIDGE", 2.0)
+        return []
+    if cause is StackInput.ABORT:
+        stack.abort(1, 2.0)
+        return []
+    if cause is StackInput.WORDS:
+        return list(stack.receive(np.zeros(3, dtype=np.uint16), None, 2.0))
+    if cause is StackInput.TIMER:
+        return list(stack.handle_timer(2.0))
+    if cause is StackInput.RESET:
+        stack.reset()
+        return []
+    # LINK_FAILED: a frame out of retries
+    stack.datalink = DataLink(DatalinkParams(ack_timeout=0.01, retry_limit=0))
+    stack.datalink.send(b"xy")
+    stack.transmit(2.0)
+    return list(stack.handle_timer(3.0))
+
+
+@pytest.mark.parametrize("pair", list(STACK_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_stack_table(pair: tuple[StackState, StackInput]) -> None:
+    state, cause = pair
+    stack = _stack_in(state)
+    if pair not in STACK_TABLE:
+        if cause is StackInput.LINK_FAILED:  # the data link is not even asked while DOWN
+            assert _feed_stack(stack, cause) == [] and stack.state is state
+            with pytest.raises(LinkProtocolError, match=r"^stack \(local\): the link is down"):
+                stack._link_failed(LinkFailed(0, "walk"), 3.0)
+        else:
+            with pytest.raises(LinkProtocolError) as info:
+                _feed_stack(stack, cause)
+            assert str(info.value) == "stack (local): the link is down: reset() first"
+        assert stack.state is state
+        return
+    rule = STACK_TABLE[pair]
+    before = stack.datalink.idle
+    events = _feed_stack(stack, cause)
+    assert stack.state is rule.next_state
+    if rule.action is StackAction.GO_DOWN:
+        assert isinstance(events[-1], LinkDown)
+    elif rule.action is StackAction.DROP:
+        assert events == []
+    elif rule.action is StackAction.ABORT_QUIETLY:
+        assert stack.datalink.idle == before  # nothing went to the failed link
+    elif rule.action is StackAction.RESTART:
+        assert stack.session.state is SessionState.IDLE and stack.datalink.idle
+    elif cause is StackInput.CALL:
+        assert not stack.datalink.idle  # the session's CONNECT is on its way
