@@ -585,3 +585,119 @@ def test_every_pair_of_the_stack_table(pair: tuple[StackState, StackInput]) -> N
         assert stack.session.state is SessionState.IDLE and stack.datalink.idle
     elif cause is StackInput.CALL:
         assert not stack.datalink.idle  # the session's CONNECT is on its way
+
+
+# ---------------------------------------------------------------------- transport
+
+from bridge.acrnema.transport import (  # noqa: E402
+    REASSEMBLY_TABLE,
+    MessageReceived,
+    MessageRefused,
+    ReassemblyAction,
+    ReassemblyInput,
+    ReassemblyState,
+    ReassemblyTimedOut,
+    Transport,
+    TransportError,
+    TransportParams,
+)
+
+_TP = TransportParams(max_segment_bytes=16, max_message_bytes=12, reassembly_timeout=5.0)
+
+
+def _packet(message_id: int, index: int, segment: bytes, *, last: bool = False) -> bytes:
+    flags = index | (0x8000 if last else 0)
+    pad = b"\0" if len(segment) % 2 else b""
+    return struct.pack(">HHI", message_id, flags, len(segment)) + segment + pad
+
+
+_SEGMENT_IN = {  # message 7 is the one under way (10 bytes so far; 14, refused)
+    ReassemblyInput.FIRST: _packet(9, 0, b"abcd"),
+    ReassemblyInput.FIRST_LAST: _packet(9, 0, b"abcd", last=True),
+    ReassemblyInput.FIRST_OVER: _packet(9, 0, b"x" * 14),
+    ReassemblyInput.FIRST_LAST_OVER: _packet(9, 0, b"x" * 14, last=True),
+    ReassemblyInput.NEXT: _packet(7, 1, b"kl"),
+    ReassemblyInput.NEXT_LAST: _packet(7, 1, b"kl", last=True),
+    ReassemblyInput.NEXT_OVER: _packet(7, 1, b"klmn"),
+    ReassemblyInput.NEXT_LAST_OVER: _packet(7, 1, b"klmn", last=True),
+    ReassemblyInput.STRAY: _packet(7, 5, b"zz"),
+    ReassemblyInput.BAD_LENGTH: struct.pack(">HHI", 7, 1, 17) + b"\0" * 18,
+}
+
+_REASSEMBLY_EVENTS: dict[ReassemblyAction, list[type]] = {
+    ReassemblyAction.START: [],
+    ReassemblyAction.START_REFUSED: [MessageRefused],
+    ReassemblyAction.DELIVER_ONE: [MessageReceived],
+    ReassemblyAction.REFUSE_ONE: [MessageRefused],
+    ReassemblyAction.APPEND: [],
+    ReassemblyAction.DELIVER: [MessageReceived],
+    ReassemblyAction.REFUSE: [MessageRefused],
+    ReassemblyAction.REFUSE_LAST: [MessageRefused],
+    ReassemblyAction.SKIP: [],
+    ReassemblyAction.SKIP_LAST: [],
+    ReassemblyAction.BREAK: [TransportError],
+    ReassemblyAction.BREAK_STREAM: [TransportError],
+    ReassemblyAction.TIME_OUT: [ReassemblyTimedOut],
+    ReassemblyAction.FORGET: [],
+}
+
+
+def _transport_in(state: ReassemblyState) -> Transport:
+    transport = Transport(_TP)
+    if state is ReassemblyState.RECEIVING:
+        assert transport.receive(_packet(7, 0, b"0123456789"), 0.0) == []
+    elif state is ReassemblyState.REFUSED:
+        assert [type(e) for e in transport.receive(_packet(7, 0, b"x" * 14), 0.0)] == [
+            MessageRefused
+        ]
+    assert transport.state is state
+    return transport
+
+
+def _reachable_segment(state: ReassemblyState, cause: ReassemblyInput) -> bool:
+    if cause.name.startswith("NEXT"):  # a message under way, and a refused one is over
+        return state is ReassemblyState.RECEIVING or (
+            state is ReassemblyState.REFUSED and cause.name.endswith("OVER")
+        )
+    return cause is not ReassemblyInput.TIMEOUT or state is not ReassemblyState.IDLE
+
+
+@pytest.mark.parametrize("pair", list(REASSEMBLY_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_reassembly_table(pair: tuple[ReassemblyState, ReassemblyInput]) -> None:
+    state, cause = pair
+    transport = _transport_in(state)
+    if pair not in REASSEMBLY_TABLE:
+        assert not _reachable_segment(state, cause)
+        with pytest.raises(LinkProtocolError) as info:
+            transport._apply(cause, 1.0)
+        assert info.value.layer == "transport" and info.value.remote is True
+        assert transport.state is state
+        if cause in _SEGMENT_IN:  # the same segment is taken for an input in the table
+            message_id, flags, size = struct.unpack_from(">HHI", _SEGMENT_IN[cause])
+            taken = transport._classify(message_id, flags & 0x7FFF, flags >= 0x8000, size)
+            assert (state, taken) in REASSEMBLY_TABLE
+            transport.receive(_SEGMENT_IN[cause], 1.0)
+            assert transport.state is REASSEMBLY_TABLE[state, taken].next_state
+        return
+    assert _reachable_segment(state, cause)
+    rule = REASSEMBLY_TABLE[pair]
+    if cause in _SEGMENT_IN:
+        events = transport.receive(_SEGMENT_IN[cause], 1.0)
+    elif cause is ReassemblyInput.TIMEOUT:
+        assert transport.handle_timer(4.9) == []
+        events = transport.handle_timer(5.0)
+    else:
+        transport.reset()
+        events = []
+    assert transport.state is rule.next_state
+    expected = list(_REASSEMBLY_EVENTS.get(rule.action, []))
+    if rule.action is ReassemblyAction.BREAK_AND_RESTART:
+        expected = [
+            TransportError,
+            *_REASSEMBLY_EVENTS[REASSEMBLY_TABLE[ReassemblyState.IDLE, cause].action],
+        ]
+    assert [type(e) for e in events] == expected
+    assert (transport._partial is None) == (transport.state is ReassemblyState.IDLE)
+    assert (transport.state is ReassemblyState.REFUSED) == bool(
+        transport._partial and transport._partial.refused
+    )
