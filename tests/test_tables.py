@@ -701,3 +701,103 @@ def test_every_pair_of_the_reassembly_table(pair: tuple[ReassemblyState, Reassem
     assert (transport.state is ReassemblyState.REFUSED) == bool(
         transport._partial and transport._partial.refused
     )
+
+
+# ---------------------------------------------------------------------- raw word stream
+
+from bridge.acrnema.physical import WordBuffer  # noqa: E402
+from bridge.errors import PortError  # noqa: E402
+from bridge.ports.wordstream import (  # noqa: E402
+    ANNOUNCE_INTERVAL_S,
+    LINE_TABLE,
+    LineAction,
+    LineInput,
+    WordStreamEngine,
+    WordStreamState,
+    encode_line_state,
+    encode_words,
+)
+
+_WORDS = encode_words(WordBuffer(np.arange(5, dtype=np.uint16), np.ones(5, dtype=np.uint8)))
+
+_LINE_EFFECT: dict[LineAction, tuple[list[type], bool]] = {
+    LineAction.GREET: ([], True),
+    LineAction.FORGET: ([], False),
+    LineAction.NOTE_READY: ([], False),
+    LineAction.SEND_LINE_STATE: ([], True),
+    LineAction.SET_READY: ([], True),
+    LineAction.DROP_READY: ([], True),
+    LineAction.REPORT_PEER: ([PeerReady], False),
+    LineAction.REPORT_PEER_AND_ANSWER: ([PeerReady], True),
+    LineAction.ANSWER: ([], True),
+    LineAction.TAKE_WORDS: ([WordsArrived], False),
+    LineAction.DISCARD: ([], False),
+    LineAction.DISCARD_AND_ANSWER: ([], True),
+    LineAction.NOTE_STALL: ([], False),
+    LineAction.IGNORE: ([], False),
+}
+"""Each action: the events it reports, and whether a line-state unit goes out."""
+
+
+def _engine_in(state: WordStreamState) -> WordStreamEngine:
+    engine = WordStreamEngine("walk")
+    if state is not WordStreamState.DOWN:
+        engine.connect(0.0)
+    if state is WordStreamState.UP:
+        engine.receive(encode_line_state(True, True), 0.0)
+    engine.data_to_send()
+    assert engine.state is state
+    return engine
+
+
+def _feed_engine(engine: WordStreamEngine, cause: LineInput) -> list[object]:
+    asks = {
+        LineInput.PEER_READY: (True, engine.ready),
+        LineInput.PEER_READY_ASKS: (True, not engine.ready),
+        LineInput.PEER_NOT_READY: (False, engine.ready),
+        LineInput.PEER_NOT_READY_ASKS: (False, not engine.ready),
+    }
+    if cause in asks:
+        return list(engine.receive(encode_line_state(*asks[cause]), 1.0))
+    if cause in (LineInput.WORDS, LineInput.WORDS_NOT_READY):
+        engine.ready = cause is LineInput.WORDS
+        return list(engine.receive(_WORDS, 1.0))
+    if cause is LineInput.CONNECT:
+        engine.connect(1.0)
+    elif cause is LineInput.DISCONNECT:
+        engine.disconnect()
+    elif cause is LineInput.SET_READY:
+        engine.set_ready(False, 1.0)
+    elif cause is LineInput.GOODBYE:
+        engine.goodbye(1.0)
+    elif cause is LineInput.ANNOUNCE:
+        return list(engine.handle_timer(engine._last_announce + ANNOUNCE_INTERVAL_S))
+    else:
+        engine.peer_stalled()
+    return []
+
+
+@pytest.mark.parametrize("pair", list(LINE_TABLE.pairs()), ids=str)
+def test_every_pair_of_the_word_stream_table(pair: tuple[WordStreamState, LineInput]) -> None:
+    state, cause = pair
+    engine = _engine_in(state)
+    if pair not in LINE_TABLE:
+        with pytest.raises(PortError, match=f"^raw word stream: {cause.value} while "):
+            engine._apply(cause, 1.0)
+        assert engine.state is state
+        # and the public path does not give it: no stream (nothing read, no timer), or the
+        # announcement not due while the peer is READY
+        assert _feed_engine(engine, cause) == [] and engine.data_to_send() == b""
+        assert engine.state is state and engine.discarded == 0
+        return
+    rule = LINE_TABLE[pair]
+    events = _feed_engine(engine, cause)
+    assert engine.state is rule.next_state
+    expected_events, line_state = _LINE_EFFECT[rule.action]
+    assert [type(e) for e in events] == expected_events
+    out = engine.data_to_send()
+    assert (out[-3:-1] == b"\0\0" and out[-1] & 0x80 != 0) is line_state, out
+    if rule.action in (LineAction.DISCARD, LineAction.DISCARD_AND_ANSWER):
+        assert engine.discarded == 5
+    if rule.action is LineAction.DROP_READY:
+        assert engine.ready is False
