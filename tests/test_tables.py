@@ -801,3 +801,70 @@ def test_every_pair_of_the_word_stream_table(pair: tuple[WordStreamState, LineIn
         assert engine.discarded == 5
     if rule.action is LineAction.DROP_READY:
         assert engine.ready is False
+
+
+# ---------------------------------------------------------------------- ftdi-gpio bus
+
+from ftdi_fake import Cable, FtdiPins  # noqa: E402
+
+from bridge.ports.ftdi_gpio import (  # noqa: E402
+    BUS_TABLES,
+    BusAction,
+    BusInput,
+    BusState,
+    FtdiGpioPort,
+)
+
+_BUS_PATH = {  # how each state is reached from OFF, through the table itself
+    ("a", BusState.OFF): [],
+    ("a", BusState.OWNER): [BusInput.PEER_FOUND],
+    ("a", BusState.RECEIVER): [BusInput.PEER_FOUND, BusInput.BREQ],
+    ("b", BusState.OFF): [],
+    ("b", BusState.IDLE): [BusInput.PEER_FOUND],
+    ("b", BusState.RECEIVER): [BusInput.PEER_FOUND, BusInput.DIR],
+    ("b", BusState.OWNER): [BusInput.PEER_FOUND, BusInput.GRANTED],
+}
+
+
+def _bus_pairs() -> list[tuple[str, BusState, BusInput]]:
+    """Every pair of each side's table, in the states that side has (A is never IDLE)."""
+    pairs = [(role, s, i) for role, table in BUS_TABLES.items() for s, i in table.pairs()]
+    assert {(r, s) for r, table in BUS_TABLES.items() for s, _ in table} <= set(_BUS_PATH)
+    return [(role, s, i) for role, s, i in pairs if (role, s) in _BUS_PATH]
+
+
+@pytest.mark.parametrize("walk", _bus_pairs(), ids=str)
+def test_every_pair_of_the_bus_tables(walk: tuple[str, BusState, BusInput]) -> None:
+    """Each side's bus table on the fake FT2232H (the other side's READY asserted on the
+    cable): a pair in the table drives what its action says, which the enables show; a
+    pair not in it raises PortError and changes nothing."""
+    role, state, cause = walk
+    table = BUS_TABLES[role]
+    cable = Cable()
+    other = "b" if role == "a" else "a"
+    cable.drive(other, f"READY_{other.upper()}", True)
+    pins = FtdiPins(cable, role)
+    port = FtdiGpioPort(pins, role=role, url=f"ftdi-gpio://walk?role={role}")
+    try:
+        assert port.wait_peer(0.0)  # it finds the bus: start again from OFF
+        port._step(BusInput.LINK_DOWN)
+        assert port._state is BusState.OFF
+        for step in _BUS_PATH[role, state]:
+            port._step(step)
+        assert port._state is state
+        if (state, cause) not in table:
+            with pytest.raises(PortError, match=f"bus: {cause.value} while {state.value}$"):
+                port._step(cause)
+            assert port._state is state
+            return
+        rule = table[state, cause]
+        port._step(cause)
+        assert port._state is rule.next_state
+        if rule.action is not BusAction.FORGET:  # (a lost device: nothing can be driven)
+            assert pins.enabled("DE_BUS") is (rule.next_state is BusState.OWNER)
+            arb = "DE_DIR" if role == "a" else "DE_BREQ"
+            assert pins.enabled(arb) is (rule.next_state is not BusState.OFF)
+        if role == "a" and rule.next_state is not BusState.OFF:
+            assert cable.asserted("DIR") is (rule.next_state is BusState.OWNER)
+    finally:
+        port.close()
