@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -504,12 +505,6 @@ def test_the_old_transitions_name_is_the_tables_message_rows() -> None:
         assert target is HOST_TABLE[state, HostInput[kind.name]].next_state
 
 
-def test_the_box_protocol_doc_shows_the_host_table() -> None:
-    text = (DOCS / "box-protocol.md").read_text()
-    block = markdown_table(HOST_TABLE)
-    assert "<!-- host-table:start -->\n" + block + "<!-- host-table:end -->" in text
-
-
 # ---------------------------------------------------------------------- link stack
 
 from bridge.acrnema.stack import (  # noqa: E402
@@ -868,3 +863,58 @@ def test_every_pair_of_the_bus_tables(walk: tuple[str, BusState, BusInput]) -> N
             assert cable.asserted("DIR") is (rule.next_state is BusState.OWNER)
     finally:
         port.close()
+
+
+# ---------------------------------------------------------------------- every table in the docs
+
+_DOC_TABLES = [
+    ("box-protocol.md", "host-table", HOST_TABLE),
+    ("link-profile.md", "reassembly-table", REASSEMBLY_TABLE),
+    ("link-profile.md", "stack-table", STACK_TABLE),
+    ("ports.md", "line-table", LINE_TABLE),
+    ("ftdi-gpio.md", "bus-table-a", BUS_TABLES["a"]),
+    ("ftdi-gpio.md", "bus-table-b", BUS_TABLES["b"]),
+]
+"""Tables shown in the docs as Markdown (the link's data link and session tables are
+the Mermaid diagrams of link-profile.md, checked above)."""
+
+
+@pytest.mark.parametrize("doc, name, table", _DOC_TABLES, ids=[n for _, n, _ in _DOC_TABLES])
+def test_the_docs_tables_are_rendered_from_the_code(
+    doc: str, name: str, table: Table[Any, Any, Any]
+) -> None:
+    text = (DOCS / doc).read_text()
+    block = text.split(f"<!-- {name}:start -->\n")[1].split(f"<!-- {name}:end -->")[0]
+    assert block == markdown_table(table), f"paste markdown_table({table.name}) into {doc}"
+
+
+def test_every_machine_is_walked_and_drawn() -> None:
+    """Every table of the idiom in the package is walked above and shown in the docs."""
+    drawn = {id(t) for _, _, t in _DOC_TABLES} | {
+        id(LINK_TABLE),
+        id(FRAME_TABLE),
+        id(SESSION_TABLE),
+    }
+    import bridge.acrnema.datalink
+    import bridge.acrnema.session
+    import bridge.acrnema.stack
+    import bridge.acrnema.transport
+    import bridge.box.host
+    import bridge.ports.ftdi_gpio
+    import bridge.ports.wordstream
+
+    modules = [
+        bridge.acrnema.datalink,
+        bridge.acrnema.session,
+        bridge.acrnema.stack,
+        bridge.acrnema.transport,
+        bridge.box.host,
+        bridge.ports.wordstream,
+        bridge.ports.ftdi_gpio,
+    ]
+    found = []
+    for module in modules:
+        for value in vars(module).values():
+            tables = value.values() if isinstance(value, dict) else [value]
+            found += [t for t in tables if isinstance(t, Table)]
+    assert found and {id(t) for t in found} == drawn
