@@ -73,14 +73,19 @@ class _Err(Exception):
 
 def test_a_table_maps_pairs_to_rules_and_a_missing_pair_is_the_layers_error() -> None:
     table: Table[_S, _I, str] = Table(
-        "toy", _S, _I, {(_S.A, _I.GO): Rule("move", _S.B, "go over")}, _Err
+        "toy",
+        _S,
+        _I,
+        {(_S.A, _I.GO): Rule("move", _S.B, "go over")},
+        _Err,
+        reason="{where}: {input} while {state}",
     )
     rule = table.rule(_S.A, _I.GO)
     assert rule == Rule("move", _S.B, "go over") and tuple(rule) == ("move", _S.B)
     assert len(table) == 1 and (_S.A, _I.GO) in table and (_S.B, _I.GO) not in table
     assert list(table.pairs()) == [(_S.A, _I.GO), (_S.A, _I.STOP), (_S.B, _I.GO), (_S.B, _I.STOP)]
     with pytest.raises(_Err, match=r"^x: stop while b$") as info:
-        table.rule(_S.B, _I.STOP, remote=True, prefix="x: ")
+        table.rule(_S.B, _I.STOP, remote=True, where="x")
     assert info.value.remote is True
     with pytest.raises(TypeError):
         Table("toy", _S, _I, {(_I.GO, _S.A): Rule("move", _S.B, "")}, _Err)  # type: ignore[dict-item]

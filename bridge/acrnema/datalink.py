@@ -235,6 +235,7 @@ FRAME_TABLE: Table[FrameState, FrameInput, FrameAction] = Table(
         (_F.DONE, _FI.NAK_SPENT): Rule(_FA.IGNORE, _F.DONE, "ignore"),
     },
     _local,
+    reason="frame {where}: {input} while {state}",
 )
 """One DATA frame in the sender's window. The guard "retries left" splits NAK and
 TIMEOUT: a frame retransmitted ``retry_limit`` times gets ``NAK_SPENT`` or
@@ -243,6 +244,16 @@ NAK for a number not in the window (an ACK of an earlier copy, a NAK of a damage
 frame) meet a frame in ``DONE`` and are ignored."""
 
 del _L, _LI, _LA, _F, _FI, _FA
+
+# the frame actions and guards as plain names: an enum's class attribute costs a
+# descriptor call, and these are looked at for every frame
+_SEND, _RESEND, _RELEASE, _GIVE_UP = (
+    FrameAction.SEND,
+    FrameAction.RESEND,
+    FrameAction.RELEASE,
+    FrameAction.GIVE_UP,
+)
+_SPENT = {FrameInput.NAK: FrameInput.NAK_SPENT, FrameInput.TIMEOUT: FrameInput.TIMEOUT_SPENT}
 
 
 # ---------------------------------------------------------------------- the layer
@@ -297,24 +308,21 @@ class DataLink:
         """Apply ``cause`` to one frame's table (NAK and TIMEOUT become their ``_SPENT``
         inputs once the frame has used its retries: the guard of the table)."""
         if frame.retries >= self.params.retry_limit:
-            if cause is FrameInput.NAK:
-                cause = FrameInput.NAK_SPENT
-            elif cause is FrameInput.TIMEOUT:
-                cause = FrameInput.TIMEOUT_SPENT
-        rule = FRAME_TABLE.rule(frame.state, cause, prefix=f"frame {frame.sequence}: ")
+            cause = _SPENT.get(cause, cause)
+        rule = FRAME_TABLE.rule(frame.state, cause, where=frame.sequence)
         action = rule.action
-        if action is FrameAction.GIVE_UP:
+        if action is _GIVE_UP:
             self._enter(LinkInput.GIVE_UP)
             failed = LinkFailed(frame.sequence, f"no ACK after {frame.retries} retransmissions")
             log.info("data link failed: frame %d, %s", failed.sequence, failed.reason)
             return [failed]
         frame.state = rule.next_state
-        if action is FrameAction.SEND:
+        if action is _SEND:
             frame.sent_at = now
-        elif action is FrameAction.RESEND:
+        elif action is _RESEND:
             frame.retries += 1
             self.retransmissions += 1
-        elif action is FrameAction.RELEASE:
+        elif action is _RELEASE:
             del self._flight[frame.sequence]
         return []
 

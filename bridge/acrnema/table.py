@@ -53,8 +53,9 @@ class Table(Mapping[tuple[S, I], Rule[S, A]], Generic[S, I, A]):
     """A machine's rules: ``(state, input) -> Rule``; a missing pair is a protocol error.
 
     ``states`` and ``inputs`` are the machine's enums (the walk over every pair is their
-    product); ``error`` makes the layer's protocol error for a missing pair, with the
-    reason ``reason`` formatted with the input's and the state's values.
+    product); ``error`` makes the layer's protocol error for a missing pair, its reason
+    ``reason`` formatted with the input's and the state's values and the ``where`` given
+    to :meth:`rule` (formatted only then: a lookup costs one dict access).
     """
 
     def __init__(
@@ -86,15 +87,15 @@ class Table(Mapping[tuple[S, I], Rule[S, A]], Generic[S, I, A]):
     def __len__(self) -> int:
         return len(self._rules)
 
-    def rule(self, state: S, cause: I, *, remote: bool = False, prefix: str = "") -> Rule[S, A]:
+    def rule(self, state: S, cause: I, *, remote: bool = False, where: object = "") -> Rule[S, A]:
         """The rule for ``cause`` in ``state``; a pair not in the table raises the
-        layer's protocol error (``remote``: the input came from the peer), its reason
-        ``prefix`` and the table's ``reason``."""
+        layer's protocol error (``remote``: the input came from the peer) with the
+        table's ``reason`` (``where``: which frame, port or device, if it says)."""
         try:
             return self._rules[state, cause]
         except KeyError:
-            text = self._reason.format(input=cause.value, state=state.value)
-            raise self._error(prefix + text, remote) from None
+            text = self._reason.format(input=cause.value, state=state.value, where=where)
+            raise self._error(text, remote) from None
 
     def pairs(self) -> Iterator[tuple[S, I]]:
         """Every ``(state, input)`` pair of the machine, in the tables' and enums' order."""

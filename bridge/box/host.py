@@ -425,7 +425,7 @@ class BoxHost:
         """Do the rule of :data:`HOST_TABLE` for ``cause``, then take its next state (an
         action that raises leaves the state as it was); a pair not in the table raises
         :class:`BoxError`."""
-        rule = HOST_TABLE.rule(self.state, cause, prefix=f"{self.name}: ")
+        rule = HOST_TABLE.rule(self.state, cause, where=self.name)
         events = rule.action(self, argument, now)
         self.state = rule.next_state
         return events
@@ -805,7 +805,12 @@ def _host_error(reason: str, remote: bool) -> BoxError:
 
 
 HOST_TABLE: Table[HostState, HostInput, Action] = Table(
-    "box host", HostState, HostInput, _host_rules(), _host_error
+    "box host",
+    HostState,
+    HostInput,
+    _host_rules(),
+    _host_error,
+    reason="{where}: {input} while {state}",
 )
 """The host's side of the box protocol (docs/box-protocol.md, section 9):
 ``(state, input) -> Rule(handler, next state, description)``; the handler is a method of

@@ -378,7 +378,14 @@ def _bus_error(reason: str, remote: bool) -> PortError:
 
 
 BUS_TABLES: dict[str, Table[BusState, BusInput, BusAction]] = {
-    role: Table(f"bus, side {role}", BusState, BusInput, _bus_rules(role), _bus_error)
+    role: Table(
+        f"bus, side {role}",
+        BusState,
+        BusInput,
+        _bus_rules(role),
+        _bus_error,
+        reason="{where}: bus: {input} while {state}",
+    )
     for role in ("a", "b")
 }
 """Bus direction (docs/link-profile.md, section 1.2) for each side, as state tables of
@@ -664,7 +671,7 @@ class FtdiGpioPort(WordPort):
         """Take the rule of this side's :data:`BUS_TABLES` table for ``cause``: drive
         the lines its action says (the next state is set first; ``ALL_OFF`` looks at the
         state it leaves)."""
-        rule = self._bus_table.rule(self._state, cause, prefix=f"{self.url}: bus: ")
+        rule = self._bus_table.rule(self._state, cause, where=self.url)
         old, self._state = self._state, rule.next_state
         action = rule.action
         A = BusAction
