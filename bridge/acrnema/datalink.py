@@ -30,10 +30,12 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
   ``retry_limit`` retransmissions of one frame the link has failed (:class:`LinkFailed`),
   and the layer then refuses further work (:class:`LinkProtocolError`).
 
-The rules are two state tables, ``(state, input) -> (action, next state)``, from which the
-docs' diagrams are generated (:func:`state_diagram`): :data:`LINK_TABLE` for the link
-as a whole and :data:`FRAME_TABLE` for each DATA frame in the sender's window. A pair
-missing from a table is a protocol error.
+The rules are two state tables of the one idiom (:mod:`bridge.acrnema.table`),
+``(state, input) -> Rule(action, next state, description)``, from which the docs'
+diagrams are generated (:func:`state_diagram`): :data:`LINK_TABLE` for the link as a
+whole and :data:`FRAME_TABLE` for each DATA frame in the sender's window (the retry
+limit is a guard in it: ``NAK_SPENT``, ``TIMEOUT_SPENT``). A pair missing from a table
+is a local protocol error (:class:`LinkProtocolError`); the machine stays as it was.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,7 @@ import numpy.typing as npt
 
 from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType, encode_frame
 from bridge.acrnema.physical import ParityLine, WordBuffer, Words, parity_bits
+from bridge.acrnema.table import Rule, Table, state_diagram
 from bridge.errors import BridgeError
 
 __all__ = [
@@ -58,9 +60,11 @@ __all__ = [
     "DataReceived",
     "DatalinkParams",
     "Event",
+    "FrameAction",
     "FrameInput",
     "FrameRecord",
     "FrameState",
+    "LinkAction",
     "LinkFailed",
     "LinkInput",
     "LinkProtocolError",
@@ -163,41 +167,93 @@ class FrameState(enum.Enum):
 class FrameInput(enum.Enum):
     TRANSMIT = "transmit"
     ACK = "ack"
-    NAK = "nak"
-    TIMEOUT = "timeout"
+    NAK = "nak"  # NAK, the frame has retries left
+    NAK_SPENT = "nak, no retries left"  # NAK after retry_limit retransmissions
+    TIMEOUT = "timeout"  # ACK overdue, retries left
+    TIMEOUT_SPENT = "timeout, no retries left"
 
 
-LINK_TABLE: Mapping[tuple[LinkState, LinkInput], tuple[str, LinkState]] = {
-    (LinkState.OPEN, LinkInput.SEND): ("queue payload", LinkState.OPEN),
-    (LinkState.OPEN, LinkInput.TRANSMIT): ("frame and put on wire", LinkState.OPEN),
-    (LinkState.OPEN, LinkInput.WORDS): ("decode, ACK/NAK, deliver", LinkState.OPEN),
-    (LinkState.OPEN, LinkInput.TIMER): ("time out overdue frames", LinkState.OPEN),
-    (LinkState.OPEN, LinkInput.GIVE_UP): ("report LinkFailed", LinkState.FAILED),
-    (LinkState.FAILED, LinkInput.TRANSMIT): ("stay silent", LinkState.FAILED),
-}
+class LinkAction(enum.Enum):
+    QUEUE = enum.auto()
+    PUT_ON_WIRE = enum.auto()
+    DECODE = enum.auto()
+    TIME_OUT = enum.auto()
+    REPORT_FAILED = enum.auto()
+    STAY_SILENT = enum.auto()
+
+
+class FrameAction(enum.Enum):
+    SEND = enum.auto()  # on the wire, ACK timer started
+    RELEASE = enum.auto()  # out of the window
+    IGNORE = enum.auto()
+    RESEND = enum.auto()  # counted as a retransmission, waits for transmit() again
+    GIVE_UP = enum.auto()  # the link fails (LinkFailed)
+
+
+def _local(reason: str, remote: bool) -> LinkProtocolError:
+    """The data link's error for a pair not in its tables (every input is local)."""
+    return LinkProtocolError(reason, remote=remote)
+
+
+_L, _LI, _LA = LinkState, LinkInput, LinkAction
+
+LINK_TABLE: Table[LinkState, LinkInput, LinkAction] = Table(
+    "data link",
+    LinkState,
+    LinkInput,
+    {
+        (_L.OPEN, _LI.SEND): Rule(_LA.QUEUE, _L.OPEN, "queue payload"),
+        (_L.OPEN, _LI.TRANSMIT): Rule(_LA.PUT_ON_WIRE, _L.OPEN, "frame and put on wire"),
+        (_L.OPEN, _LI.WORDS): Rule(_LA.DECODE, _L.OPEN, "decode, ACK/NAK, deliver"),
+        (_L.OPEN, _LI.TIMER): Rule(_LA.TIME_OUT, _L.OPEN, "time out overdue frames"),
+        (_L.OPEN, _LI.GIVE_UP): Rule(_LA.REPORT_FAILED, _L.FAILED, "report LinkFailed"),
+        (_L.FAILED, _LI.TRANSMIT): Rule(_LA.STAY_SILENT, _L.FAILED, "stay silent"),
+    },
+    _local,
+    reason="{input} while the link is {state}",
+)
 """The link as a whole; a failed link only answers ``transmit()`` (with nothing)."""
 
-FRAME_TABLE: Mapping[tuple[FrameState, FrameInput], tuple[str, FrameState]] = {
-    (FrameState.UNSENT, FrameInput.TRANSMIT): ("put on wire, start timer", FrameState.WAIT_ACK),
-    (FrameState.UNSENT, FrameInput.ACK): ("release", FrameState.DONE),
-    (FrameState.UNSENT, FrameInput.NAK): ("ignore", FrameState.UNSENT),
-    (FrameState.WAIT_ACK, FrameInput.ACK): ("release", FrameState.DONE),
-    (FrameState.WAIT_ACK, FrameInput.NAK): ("resend", FrameState.UNSENT),
-    (FrameState.WAIT_ACK, FrameInput.TIMEOUT): ("resend", FrameState.UNSENT),
-    (FrameState.DONE, FrameInput.ACK): ("ignore", FrameState.DONE),
-    (FrameState.DONE, FrameInput.NAK): ("ignore", FrameState.DONE),
-}
-"""One DATA frame in the sender's window. ``resend`` past the retry limit gives up the
-link instead. ACK and NAK for a number not in the window (an ACK of an earlier copy, a
-NAK of a damaged ACK frame) meet a frame in ``DONE`` and are ignored."""
+_F, _FI, _FA = FrameState, FrameInput, FrameAction
 
+FRAME_TABLE: Table[FrameState, FrameInput, FrameAction] = Table(
+    "data link frame",
+    FrameState,
+    FrameInput,
+    {
+        (_F.UNSENT, _FI.TRANSMIT): Rule(_FA.SEND, _F.WAIT_ACK, "put on wire, start timer"),
+        (_F.UNSENT, _FI.ACK): Rule(_FA.RELEASE, _F.DONE, "release"),
+        (_F.UNSENT, _FI.NAK): Rule(_FA.IGNORE, _F.UNSENT, "ignore"),
+        (_F.UNSENT, _FI.NAK_SPENT): Rule(_FA.IGNORE, _F.UNSENT, "ignore"),
+        (_F.WAIT_ACK, _FI.ACK): Rule(_FA.RELEASE, _F.DONE, "release"),
+        (_F.WAIT_ACK, _FI.NAK): Rule(_FA.RESEND, _F.UNSENT, "resend"),
+        (_F.WAIT_ACK, _FI.NAK_SPENT): Rule(_FA.GIVE_UP, _F.WAIT_ACK, "give the link up"),
+        (_F.WAIT_ACK, _FI.TIMEOUT): Rule(_FA.RESEND, _F.UNSENT, "resend"),
+        (_F.WAIT_ACK, _FI.TIMEOUT_SPENT): Rule(_FA.GIVE_UP, _F.WAIT_ACK, "give the link up"),
+        (_F.DONE, _FI.ACK): Rule(_FA.IGNORE, _F.DONE, "ignore"),
+        (_F.DONE, _FI.NAK): Rule(_FA.IGNORE, _F.DONE, "ignore"),
+        (_F.DONE, _FI.NAK_SPENT): Rule(_FA.IGNORE, _F.DONE, "ignore"),
+    },
+    _local,
+    reason="frame {where}: {input} while {state}",
+)
+"""One DATA frame in the sender's window. The guard "retries left" splits NAK and
+TIMEOUT: a frame retransmitted ``retry_limit`` times gets ``NAK_SPENT`` or
+``TIMEOUT_SPENT`` instead, which give the link up (the frame stays as it was). ACK and
+NAK for a number not in the window (an ACK of an earlier copy, a NAK of a damaged ACK
+frame) meet a frame in ``DONE`` and are ignored."""
 
-def state_diagram(table: Mapping[tuple[enum.Enum, enum.Enum], tuple[str, enum.Enum]]) -> str:
-    """A Mermaid ``stateDiagram-v2`` of a state table, for docs/link-profile.md."""
-    lines = ["stateDiagram-v2"]
-    for (state, cause), (action, target) in table.items():
-        lines.append(f"    {state.name} --> {target.name}: {cause.value} / {action}")
-    return "\n".join(lines)
+del _L, _LI, _LA, _F, _FI, _FA
+
+# the frame actions and guards as plain names: an enum's class attribute costs a
+# descriptor call, and these are looked at for every frame
+_SEND, _RESEND, _RELEASE, _GIVE_UP = (
+    FrameAction.SEND,
+    FrameAction.RESEND,
+    FrameAction.RELEASE,
+    FrameAction.GIVE_UP,
+)
+_SPENT = {FrameInput.NAK: FrameInput.NAK_SPENT, FrameInput.TIMEOUT: FrameInput.TIMEOUT_SPENT}
 
 
 # ---------------------------------------------------------------------- the layer
@@ -246,31 +302,27 @@ class DataLink:
 
     def _enter(self, cause: LinkInput) -> None:
         """Apply ``cause`` to the link's table; a pair not in it is a local error."""
-        try:
-            self.state = LINK_TABLE[self.state, cause][1]
-        except KeyError:
-            raise LinkProtocolError(f"{cause.value} while the link is {self.state.value}") from None
+        self.state = LINK_TABLE.rule(self.state, cause).next_state
 
     def _step(self, frame: _Outstanding, cause: FrameInput, now: float) -> list[Event]:
-        """Apply ``cause`` to one frame's table."""
-        try:
-            action, target = FRAME_TABLE[frame.state, cause]
-        except KeyError:
-            raise LinkProtocolError(
-                f"frame {frame.sequence}: {cause.value} while {frame.state.value}"
-            ) from None
-        if action == "resend" and frame.retries >= self.params.retry_limit:
+        """Apply ``cause`` to one frame's table (NAK and TIMEOUT become their ``_SPENT``
+        inputs once the frame has used its retries: the guard of the table)."""
+        if frame.retries >= self.params.retry_limit:
+            cause = _SPENT.get(cause, cause)
+        rule = FRAME_TABLE.rule(frame.state, cause, where=frame.sequence)
+        action = rule.action
+        if action is _GIVE_UP:
             self._enter(LinkInput.GIVE_UP)
             failed = LinkFailed(frame.sequence, f"no ACK after {frame.retries} retransmissions")
             log.info("data link failed: frame %d, %s", failed.sequence, failed.reason)
             return [failed]
-        frame.state = target
-        if action == "put on wire, start timer":
+        frame.state = rule.next_state
+        if action is _SEND:
             frame.sent_at = now
-        elif action == "resend":
+        elif action is _RESEND:
             frame.retries += 1
             self.retransmissions += 1
-        elif action == "release":
+        elif action is _RELEASE:
             del self._flight[frame.sequence]
         return []
 

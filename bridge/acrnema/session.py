@@ -13,12 +13,14 @@ section 4, all *chosen*). Every transport message starts with a PDU type word:
     RELEASE_REPLY  (nothing)
     ABORT          reason word
 
-One connection at a time on a link. The rules are one state table, ``(state, input) ->
-(action, next state)`` (:data:`SESSION_TABLE`, drawn in the docs by
-:func:`bridge.acrnema.datalink.state_diagram`). A user call not allowed in the current
-state raises :class:`~bridge.acrnema.datalink.LinkProtocolError` (local); a PDU not
-allowed in it is a remote protocol error: the session sends ABORT (reason 4) and reports
-:class:`Aborted`.
+One connection at a time on a link. The rules are one state table of the one idiom
+(:mod:`bridge.acrnema.table`), ``(state, input) -> Rule(action, next state,
+description)`` (:data:`SESSION_TABLE`, drawn in the docs by
+:func:`bridge.acrnema.table.state_diagram`): user calls, PDUs, timers, the link going
+down, and a PDU the table does not allow. A user call not allowed in the current state
+raises :class:`~bridge.acrnema.datalink.LinkProtocolError` (local) and changes nothing; a
+PDU not allowed in it is a remote protocol error (the input ``BAD_PDU``): the session
+sends ABORT (reason 4) and reports :class:`Aborted`.
 
 Sans-I/O: calls return the transport messages to send (``bytes``), :meth:`Session.receive`
 takes a whole transport message, and time is passed in.
@@ -32,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.acrnema.datalink import LinkProtocolError
+from bridge.acrnema.table import Rule, Table
 
 __all__ = [
     "ABORT_REASONS",
@@ -44,6 +47,7 @@ __all__ = [
     "Rejected",
     "Released",
     "Session",
+    "SessionAction",
     "SessionEvent",
     "SessionInput",
     "SessionParams",
@@ -100,40 +104,123 @@ class SessionInput(enum.Enum):
     # time
     TIMEOUT = "timeout"
     QUIET_OVER = "quiet over"
+    # the layer below, and the peer breaking the rules
+    LINK_LOST = "link lost"
+    BAD_PDU = "PDU not allowed here, or unreadable"
 
 
-S, I = SessionState, SessionInput  # noqa: E741  (short names keep the table readable)
+class SessionAction(enum.Enum):
+    SEND_CONNECT = enum.auto()
+    SEND_ACCEPT = enum.auto()
+    SEND_REJECT = enum.auto()
+    SEND_DATA = enum.auto()
+    SEND_RELEASE = enum.auto()
+    SEND_ABORT = enum.auto()
+    REPORT_CONNECT_REQUESTED = enum.auto()
+    REPORT_CONNECTED = enum.auto()
+    REPORT_REJECTED = enum.auto()
+    REPORT_DATA = enum.auto()
+    REPLY_RELEASED = enum.auto()
+    REPORT_RELEASED = enum.auto()
+    REPORT_ABORTED = enum.auto()
+    ABORT_PROTOCOL_ERROR = enum.auto()
+    ABORT_TIMED_OUT = enum.auto()
+    REPORT_LINK_LOST = enum.auto()
+    LISTEN = enum.auto()
+    IGNORE = enum.auto()
 
-SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], tuple[str, SessionState]] = {
-    (S.IDLE, I.CONNECT): ("send CONNECT, start connect timer", S.AWAIT_ACCEPT),
-    (S.IDLE, I.CONNECT_PDU): ("report ConnectRequested", S.AWAIT_DECISION),
-    (S.IDLE, I.ABORT_PDU): ("ignore", S.IDLE),
-    (S.IDLE, I.ABORT): ("ignore", S.IDLE),
-    (S.AWAIT_ACCEPT, I.ACCEPT_PDU): ("report Connected", S.OPEN),
-    (S.AWAIT_ACCEPT, I.REJECT_PDU): ("report Rejected", S.IDLE),
-    (S.AWAIT_ACCEPT, I.TIMEOUT): ("send ABORT, report Aborted", S.QUIET),
-    (S.AWAIT_DECISION, I.ACCEPT): ("send ACCEPT", S.OPEN),
-    (S.AWAIT_DECISION, I.REJECT): ("send REJECT", S.IDLE),
-    (S.OPEN, I.SEND): ("send DATA", S.OPEN),
-    (S.OPEN, I.DATA_PDU): ("report DataIndication", S.OPEN),
-    (S.OPEN, I.RELEASE): ("send RELEASE, start release timer", S.AWAIT_RELEASE_REPLY),
-    (S.OPEN, I.RELEASE_PDU): ("send RELEASE_REPLY, report Released", S.IDLE),
-    (S.OPEN, I.TIMEOUT): ("send RELEASE, start release timer", S.AWAIT_RELEASE_REPLY),
-    (S.AWAIT_RELEASE_REPLY, I.DATA_PDU): ("report DataIndication", S.AWAIT_RELEASE_REPLY),
-    (S.AWAIT_RELEASE_REPLY, I.RELEASE_REPLY_PDU): ("report Released", S.IDLE),
-    (S.AWAIT_RELEASE_REPLY, I.RELEASE_PDU): ("send RELEASE_REPLY, report Released", S.IDLE),
-    (S.AWAIT_RELEASE_REPLY, I.TIMEOUT): ("send ABORT, report Aborted", S.QUIET),
-    (S.QUIET, I.QUIET_OVER): ("listen again", S.IDLE),
-    (S.QUIET, I.CONNECT_PDU): ("report ConnectRequested", S.AWAIT_DECISION),
-    (S.QUIET, I.ABORT): ("ignore", S.QUIET),
-}
-"""The session. Besides these pairs: ``abort()`` from any state but IDLE and QUIET, and an
-ABORT PDU in any state but IDLE, go to QUIET (the ABORT PDU reported as :class:`Aborted`);
-in QUIET every PDU but CONNECT is ignored (a CONNECT is never a leftover of the aborted
+
+def _session_error(reason: str, remote: bool) -> LinkProtocolError:
+    """The session's error for a pair not in its table (a PDU's is answered with ABORT)."""
+    return LinkProtocolError(reason, layer="session", remote=remote)
+
+
+S, I, A = SessionState, SessionInput, SessionAction  # noqa: E741  (short names: a readable table)
+_BUSY = (S.AWAIT_ACCEPT, S.AWAIT_DECISION, S.OPEN, S.AWAIT_RELEASE_REPLY)  # a connection
+_PDUS = (I.ACCEPT_PDU, I.REJECT_PDU, I.DATA_PDU, I.RELEASE_PDU, I.RELEASE_REPLY_PDU, I.ABORT_PDU)
+
+SESSION_TABLE: Table[SessionState, SessionInput, SessionAction] = Table(
+    "session",
+    SessionState,
+    SessionInput,
+    {
+        (S.IDLE, I.CONNECT): Rule(
+            A.SEND_CONNECT, S.AWAIT_ACCEPT, "send CONNECT, start connect timer"
+        ),
+        (S.IDLE, I.CONNECT_PDU): Rule(
+            A.REPORT_CONNECT_REQUESTED, S.AWAIT_DECISION, "report ConnectRequested"
+        ),
+        (S.IDLE, I.ABORT_PDU): Rule(A.IGNORE, S.IDLE, "ignore"),
+        (S.IDLE, I.ABORT): Rule(A.IGNORE, S.IDLE, "ignore"),
+        (S.AWAIT_ACCEPT, I.ACCEPT_PDU): Rule(A.REPORT_CONNECTED, S.OPEN, "report Connected"),
+        (S.AWAIT_ACCEPT, I.REJECT_PDU): Rule(A.REPORT_REJECTED, S.IDLE, "report Rejected"),
+        (S.AWAIT_ACCEPT, I.TIMEOUT): Rule(A.ABORT_TIMED_OUT, S.QUIET, "send ABORT, report Aborted"),
+        (S.AWAIT_DECISION, I.ACCEPT): Rule(A.SEND_ACCEPT, S.OPEN, "send ACCEPT"),
+        (S.AWAIT_DECISION, I.REJECT): Rule(A.SEND_REJECT, S.IDLE, "send REJECT"),
+        (S.OPEN, I.SEND): Rule(A.SEND_DATA, S.OPEN, "send DATA"),
+        (S.OPEN, I.DATA_PDU): Rule(A.REPORT_DATA, S.OPEN, "report DataIndication"),
+        (S.OPEN, I.RELEASE): Rule(
+            A.SEND_RELEASE, S.AWAIT_RELEASE_REPLY, "send RELEASE, start release timer"
+        ),
+        (S.OPEN, I.RELEASE_PDU): Rule(
+            A.REPLY_RELEASED, S.IDLE, "send RELEASE_REPLY, report Released"
+        ),
+        (S.OPEN, I.TIMEOUT): Rule(
+            A.SEND_RELEASE, S.AWAIT_RELEASE_REPLY, "send RELEASE, start release timer"
+        ),
+        (S.AWAIT_RELEASE_REPLY, I.DATA_PDU): Rule(
+            A.REPORT_DATA, S.AWAIT_RELEASE_REPLY, "report DataIndication"
+        ),
+        (S.AWAIT_RELEASE_REPLY, I.RELEASE_REPLY_PDU): Rule(
+            A.REPORT_RELEASED, S.IDLE, "report Released"
+        ),
+        (S.AWAIT_RELEASE_REPLY, I.RELEASE_PDU): Rule(
+            A.REPLY_RELEASED, S.IDLE, "send RELEASE_REPLY, report Released"
+        ),
+        (S.AWAIT_RELEASE_REPLY, I.TIMEOUT): Rule(
+            A.ABORT_TIMED_OUT, S.QUIET, "send ABORT, report Aborted"
+        ),
+        (S.QUIET, I.QUIET_OVER): Rule(A.LISTEN, S.IDLE, "listen again"),
+        (S.QUIET, I.CONNECT_PDU): Rule(
+            A.REPORT_CONNECT_REQUESTED, S.AWAIT_DECISION, "report ConnectRequested"
+        ),
+        (S.QUIET, I.ABORT): Rule(A.IGNORE, S.QUIET, "ignore"),
+        # a connection is aborted from any state that has one
+        **{(state, I.ABORT): Rule(A.SEND_ABORT, S.QUIET, "send ABORT") for state in _BUSY},
+        **{
+            (state, I.ABORT_PDU): Rule(A.REPORT_ABORTED, S.QUIET, "report Aborted")
+            for state in _BUSY
+        },
+        # in QUIET every PDU but CONNECT is a leftover of the aborted connection
+        **{(S.QUIET, pdu): Rule(A.IGNORE, S.QUIET, "ignore") for pdu in _PDUS},
+        # the link under the session went down
+        (S.IDLE, I.LINK_LOST): Rule(A.IGNORE, S.IDLE, "ignore"),
+        (S.QUIET, I.LINK_LOST): Rule(A.IGNORE, S.QUIET, "ignore"),
+        **{
+            (state, I.LINK_LOST): Rule(A.REPORT_LINK_LOST, S.IDLE, "report Aborted")
+            for state in _BUSY
+        },
+        # a PDU not in this table, or unreadable: a remote protocol error
+        (S.IDLE, I.BAD_PDU): Rule(
+            A.ABORT_PROTOCOL_ERROR, S.IDLE, "send ABORT (protocol error), report Aborted"
+        ),
+        **{
+            (state, I.BAD_PDU): Rule(
+                A.ABORT_PROTOCOL_ERROR, S.QUIET, "send ABORT (protocol error), report Aborted"
+            )
+            for state in _BUSY
+        },
+        (S.QUIET, I.BAD_PDU): Rule(A.IGNORE, S.QUIET, "ignore"),
+    },
+    _session_error,
+)
+"""The session. Entering QUIET (from another state) starts the quiet timer of
+``abort_quiet``. A CONNECT in QUIET is taken: it is never a leftover of the aborted
 connection, and taking it spares the peer a connect timeout when its quiet time ended a
-little before ours). Any other PDU is a remote protocol error (ABORT, reason 4)."""
+little before ours. A user call not in the table raises :class:`LinkProtocolError`
+(local) and changes nothing; a PDU not in it (or unreadable) is the input ``BAD_PDU``."""
 
-del S, I
+del S, I, A
 
 
 @dataclass(frozen=True)
@@ -199,14 +286,84 @@ class Session:
 
     # ------------------------------------------------------------------ table
 
-    def _enter(self, cause: SessionInput, *, remote: bool = False) -> str:
-        try:
-            action, self.state = SESSION_TABLE[self.state, cause]
-        except KeyError:
-            raise LinkProtocolError(
-                f"{cause.value} while {self.state.value}", layer="session", remote=remote
-            ) from None
-        return action
+    def _rule(
+        self, cause: SessionInput, *, remote: bool = False
+    ) -> Rule[SessionState, SessionAction]:
+        return SESSION_TABLE.rule(self.state, cause, remote=remote)
+
+    def _do(
+        self,
+        rule: Rule[SessionState, SessionAction],
+        now: float,
+        body: bytes = b"",
+        detail: str = "",
+    ) -> tuple[list[SessionEvent], list[bytes]]:
+        """Go to the rule's state and do its action: the events and the PDUs to send.
+        ``body``: the PDU's body (received) or the user's (to send); ``detail``: why."""
+        old, self.state = self.state, rule.next_state
+        if self.state is SessionState.QUIET and old is not SessionState.QUIET:
+            self._deadline = now + self.params.abort_quiet  # entering QUIET
+        action = rule.action
+        A = SessionAction
+        if action is A.IGNORE:
+            return [], []
+        if action is A.SEND_CONNECT:
+            self._opened_here = True
+            self._deadline = now + self.params.connect_timeout
+            return [], [self._pdu("connect", body)]
+        if action is A.SEND_ACCEPT:
+            self._last_traffic = now
+            return [], [self._pdu("accept", self._address(self.called))]
+        if action is A.SEND_REJECT:
+            return [], [self._pdu("reject", body)]
+        if action is A.SEND_DATA:
+            self._last_traffic = now
+            return [], [self._pdu("data") + body]
+        if action is A.SEND_RELEASE:
+            self._deadline = now + self.params.release_timeout
+            return [], [self._pdu("release")]
+        if action is A.SEND_ABORT:
+            return [], [self._pdu("abort", body)]
+        if action is A.REPORT_CONNECT_REQUESTED:
+            self.calling = self._read_address(body, 0)
+            self.called = self._read_address(body, 1)
+            self._opened_here = False
+            self._deadline = None
+            return [ConnectRequested(self.calling, self.called)], []
+        if action is A.REPORT_CONNECTED:
+            self._deadline = None
+            return [Connected(self._read_address(body, 0))], []
+        if action is A.REPORT_REJECTED:
+            self._deadline = None
+            reason = struct.unpack_from(">H", body)[0] if len(body) >= 2 else 3
+            return [Rejected(reason)], []
+        if action is A.REPORT_DATA:
+            return [DataIndication(body)], []
+        if action is A.REPLY_RELEASED:
+            self._deadline = None
+            return [Released()], [self._pdu("release_reply")]
+        if action is A.REPORT_RELEASED:
+            self._deadline = None
+            return [Released()], []
+        if action is A.REPORT_ABORTED:
+            reason = struct.unpack_from(">H", body)[0] if len(body) >= 2 else 0
+            return [Aborted(reason, remote=True)], []
+        if action is A.ABORT_PROTOCOL_ERROR:
+            return [Aborted(4, remote=True, detail=detail)], [
+                self._pdu("abort", struct.pack(">H", 4))
+            ]
+        if action is A.ABORT_TIMED_OUT:
+            what = "ACCEPT" if old is SessionState.AWAIT_ACCEPT else "RELEASE_REPLY"
+            return [Aborted(2, remote=False, detail=f"no {what} in time")], [
+                self._pdu("abort", struct.pack(">H", 2))
+            ]
+        if action is A.REPORT_LINK_LOST:
+            self._deadline = None
+            return [Aborted(3, remote=False, detail=detail)], []
+        if action is A.LISTEN:
+            self._deadline = None
+            return [], []
+        raise AssertionError(f"no action {action!r}")  # a member without code above
 
     # ------------------------------------------------------------------ encoding
 
@@ -235,50 +392,31 @@ class Session:
     def connect(self, calling: str, called: str, now: float) -> bytes:
         """Ask the peer for a connection: the CONNECT PDU to send."""
         body = self._address(calling) + self._address(called)
-        self._enter(SessionInput.CONNECT)
-        self.calling, self.called, self._opened_here = calling, called, True
-        self._deadline = now + self.params.connect_timeout
-        return self._pdu("connect", body)
+        rule = self._rule(SessionInput.CONNECT)
+        self.calling, self.called = calling, called
+        return self._do(rule, now, body)[1][0]
 
     def accept(self, now: float) -> bytes:
-        self._enter(SessionInput.ACCEPT)
-        self._last_traffic = now
-        return self._pdu("accept", self._address(self.called))
+        return self._do(self._rule(SessionInput.ACCEPT), now)[1][0]
 
     def reject(self, reason: int, now: float) -> bytes:
-        self._enter(SessionInput.REJECT)
-        return self._pdu("reject", struct.pack(">H", reason))
+        return self._do(self._rule(SessionInput.REJECT), now, struct.pack(">H", reason))[1][0]
 
     def send(self, message: bytes, now: float) -> bytes:
         """One application message as a DATA PDU."""
-        self._enter(SessionInput.SEND)
-        self._last_traffic = now
-        return self._pdu("data") + message
+        return self._do(self._rule(SessionInput.SEND), now, message)[1][0]
 
     def release(self, now: float) -> bytes:
-        self._enter(SessionInput.RELEASE)
-        self._deadline = now + self.params.release_timeout
-        return self._pdu("release")
+        return self._do(self._rule(SessionInput.RELEASE), now)[1][0]
 
     def abort(self, reason: int, now: float) -> bytes | None:
         """Close at once; the ABORT PDU to send, or None when there is nothing to abort."""
-        if self.state in (SessionState.IDLE, SessionState.QUIET):
-            self._enter(SessionInput.ABORT)
-            return None
-        self._quiet(now)
-        return self._pdu("abort", struct.pack(">H", reason))
-
-    def _quiet(self, now: float) -> None:
-        self.state = SessionState.QUIET
-        self._deadline = now + self.params.abort_quiet
+        _, pdus = self._do(self._rule(SessionInput.ABORT), now, struct.pack(">H", reason))
+        return pdus[0] if pdus else None
 
     def link_lost(self, now: float, reason: str = "the link went down") -> list[SessionEvent]:
         """The link under the session went down: an open connection is aborted."""
-        if self.state in (SessionState.IDLE, SessionState.QUIET):
-            return []
-        self.state = SessionState.IDLE
-        self._deadline = None
-        return [Aborted(3, remote=False, detail=reason)]
+        return self._do(self._rule(SessionInput.LINK_LOST), now, detail=reason)[0]
 
     @property
     def is_open(self) -> bool:
@@ -294,56 +432,20 @@ class Session:
         cause = self._inputs.get(code)
         if cause is None:
             return self._violation(f"unknown PDU type {code:#06x}", now)
-        if self.state is SessionState.QUIET and cause is not SessionInput.CONNECT_PDU:
-            return [], []
-        if cause is SessionInput.ABORT_PDU:
-            if self.state is SessionState.IDLE:
-                return [], []
-            reason = struct.unpack_from(">H", message, 2)[0] if len(message) >= 4 else 0
-            self._quiet(now)
-            return [Aborted(reason, remote=True)], []
-        body = message[2:]
         try:
-            action = self._enter(cause, remote=True)
+            rule = self._rule(cause, remote=True)
         except LinkProtocolError as exc:
             return self._violation(exc.reason, now)
-        self._last_traffic = now
+        if rule.action not in (SessionAction.IGNORE, SessionAction.REPORT_ABORTED):
+            self._last_traffic = now
         try:
-            return self._act(action, body, now)
+            return self._do(rule, now, message[2:])
         except (ValueError, struct.error) as exc:
             return self._violation(f"malformed {cause.value} PDU: {exc}", now)
 
-    def _act(self, action: str, body: bytes, now: float) -> tuple[list[SessionEvent], list[bytes]]:
-        if action == "report ConnectRequested":
-            self.calling = self._read_address(body, 0)
-            self.called = self._read_address(body, 1)
-            self._opened_here = False
-            self._deadline = None
-            return [ConnectRequested(self.calling, self.called)], []
-        if action == "report Connected":
-            self._deadline = None
-            return [Connected(self._read_address(body, 0))], []
-        if action == "report Rejected":
-            self._deadline = None
-            reason = struct.unpack_from(">H", body)[0] if len(body) >= 2 else 3
-            return [Rejected(reason)], []
-        if action == "report DataIndication":
-            return [DataIndication(body)], []
-        if action == "send RELEASE_REPLY, report Released":
-            self._deadline = None
-            return [Released()], [self._pdu("release_reply")]
-        if action == "report Released":
-            self._deadline = None
-            return [Released()], []
-        raise AssertionError(f"no action {action!r}")  # the table and this code disagree
-
     def _violation(self, reason: str, now: float) -> tuple[list[SessionEvent], list[bytes]]:
         """A PDU the rules do not allow: ABORT (reason 4), so the peer knows too."""
-        if self.state is SessionState.QUIET:
-            return [], []
-        if self.state is not SessionState.IDLE:
-            self._quiet(now)
-        return [Aborted(4, remote=True, detail=reason)], [self._pdu("abort", struct.pack(">H", 4))]
+        return self._do(self._rule(SessionInput.BAD_PDU, remote=True), now, detail=reason)
 
     # ------------------------------------------------------------------ time
 
@@ -356,17 +458,5 @@ class Session:
         deadline = self.next_deadline()
         if deadline is None or now < deadline:
             return [], []
-        state = self.state
-        if state is SessionState.QUIET:
-            self._enter(SessionInput.QUIET_OVER)
-            self._deadline = None
-            return [], []
-        action = self._enter(SessionInput.TIMEOUT)
-        if action == "send RELEASE, start release timer":  # idle connection
-            self._deadline = now + self.params.release_timeout
-            return [], [self._pdu("release")]
-        what = "ACCEPT" if state is SessionState.AWAIT_ACCEPT else "RELEASE_REPLY"
-        self._quiet(now)
-        return [Aborted(2, remote=False, detail=f"no {what} in time")], [
-            self._pdu("abort", struct.pack(">H", 2))
-        ]
+        quiet = self.state is SessionState.QUIET
+        return self._do(self._rule(SessionInput.QUIET_OVER if quiet else SessionInput.TIMEOUT), now)

@@ -19,11 +19,14 @@ A data link failure (a frame unacknowledged ``retry_limit`` times) leaves the st
 unusable: it reports :class:`LinkDown` and the owner of the port drops READY, waits
 ``session.abort_quiet_s``, and calls :meth:`reset` (:mod:`bridge.endpoint` does this).
 Both ends then start again from sequence number 0: that is how the reference profile
-re-synchronises (section 1.2: a READY line that drops means that side is gone).
+re-synchronises (section 1.2: a READY line that drops means that side is gone). These
+rules are the stack's state table, :data:`STACK_TABLE` (UP and DOWN; the one idiom of
+:mod:`bridge.acrnema.table`): a user call while DOWN is a local protocol error.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +47,7 @@ from bridge.acrnema.session import (
     SessionEvent,
     SessionParams,
 )
+from bridge.acrnema.table import Rule, Table
 from bridge.acrnema.transport import (
     MessageReceived,
     MessageRefused,
@@ -55,6 +59,7 @@ from bridge.acrnema.transport import (
 from bridge.profile import REFERENCE, Profile
 
 __all__ = [
+    "STACK_TABLE",
     "Aborted",
     "ConnectRequested",
     "Connected",
@@ -65,9 +70,66 @@ __all__ = [
     "MessageUnreadable",
     "Rejected",
     "Released",
+    "StackAction",
     "StackEvent",
+    "StackInput",
+    "StackState",
     "layer_params",
 ]
+
+
+class StackState(enum.Enum):
+    UP = "up"
+    DOWN = "down"  # the data link failed: reset() first
+
+
+class StackInput(enum.Enum):
+    CALL = "connect(), accept(), reject(), release(), send()"
+    ABORT = "abort()"
+    WORDS = "words"  # receive()
+    TIMER = "timer"  # handle_timer()
+    LINK_FAILED = "data link failed"
+    RESET = "reset()"
+
+
+class StackAction(enum.Enum):
+    PASS = enum.auto()  # to the layers
+    ABORT_QUIETLY = enum.auto()  # the session aborts; nothing goes to a failed link
+    DROP = enum.auto()
+    GO_DOWN = enum.auto()
+    RESTART = enum.auto()
+
+
+def _stack_error(reason: str, remote: bool) -> LinkProtocolError:
+    return LinkProtocolError(reason, layer="stack", remote=remote)
+
+
+_U, _D, _SI, _SA = StackState.UP, StackState.DOWN, StackInput, StackAction
+
+STACK_TABLE: Table[StackState, StackInput, StackAction] = Table(
+    "stack",
+    StackState,
+    StackInput,
+    {
+        (_U, _SI.CALL): Rule(_SA.PASS, _U, "to the session"),
+        (_U, _SI.ABORT): Rule(_SA.PASS, _U, "abort the session, send its ABORT"),
+        (_U, _SI.WORDS): Rule(_SA.PASS, _U, "up through the layers"),
+        (_U, _SI.TIMER): Rule(_SA.PASS, _U, "the layers' timers"),
+        (_U, _SI.LINK_FAILED): Rule(
+            _SA.GO_DOWN, _D, "drop the partial message, report Aborted and LinkDown"
+        ),
+        (_U, _SI.RESET): Rule(_SA.RESTART, _U, "new layers, sequence numbers from 0"),
+        (_D, _SI.ABORT): Rule(_SA.ABORT_QUIETLY, _D, "abort the session, send nothing"),
+        (_D, _SI.WORDS): Rule(_SA.DROP, _D, "drop"),
+        (_D, _SI.TIMER): Rule(_SA.DROP, _D, "nothing is due"),
+        (_D, _SI.RESET): Rule(_SA.RESTART, _U, "new layers, sequence numbers from 0"),
+    },
+    _stack_error,
+    reason="the link is {state}: reset() first",
+)
+"""The stack as a whole: a failed data link takes it DOWN until :meth:`LinkStack.reset`."""
+
+del _U, _D, _SI, _SA
 
 
 @dataclass(frozen=True)
@@ -169,21 +231,32 @@ class LinkStack:
         self.profile = profile
         self._dl_params, self._tr_params, self._se_params, self.commands = layer_params(profile)
         self._order = profile.physical.binary_byte_order
+        self.state = StackState.DOWN  # (DOWN, reset()) builds the layers
         self.reset()
+
+    def _enter(self, cause: StackInput) -> StackAction:
+        """Take the rule of :data:`STACK_TABLE` for ``cause``: its action."""
+        rule = STACK_TABLE.rule(self.state, cause)
+        self.state = rule.next_state
+        return rule.action
+
+    @property
+    def down(self) -> bool:
+        """The data link failed: :meth:`reset` first."""
+        return self.state is StackState.DOWN
 
     def reset(self) -> None:
         """Start again from nothing: new sequence numbers, no partial message, no session."""
+        self._enter(StackInput.RESET)
         self.datalink = DataLink(self._dl_params)
         self.transport = Transport(self._tr_params)
         self.session = Session(self._se_params)
-        self.down = False
         self._next_message_id = 1
 
     # ------------------------------------------------------------------ user calls
 
     def _up(self) -> None:
-        if self.down:
-            raise LinkProtocolError("the link is down: reset() first", layer="stack")
+        self._enter(StackInput.CALL)
 
     def _put(self, pdu: bytes | None) -> None:
         if pdu is not None:
@@ -206,8 +279,9 @@ class LinkStack:
         self._put(self.session.release(now))
 
     def abort(self, reason: int, now: float) -> None:
+        action = self._enter(StackInput.ABORT)
         pdu = self.session.abort(reason, now)
-        if not self.down:
+        if action is StackAction.PASS:
             self._put(pdu)
 
     def next_message_id(self) -> int:
@@ -244,7 +318,7 @@ class LinkStack:
         self, words: npt.ArrayLike, parity_line: npt.ArrayLike | None, now: float
     ) -> list[StackEvent]:
         """Words off the wire; the events they complete."""
-        if self.down:
+        if self._enter(StackInput.WORDS) is StackAction.DROP:
             return []
         events: list[StackEvent] = []
         for item in self.datalink.receive(words, parity_line, now):
@@ -256,7 +330,7 @@ class LinkStack:
         return events
 
     def _link_failed(self, failed: dl.LinkFailed, now: float) -> list[StackEvent]:
-        self.down = True
+        self._enter(StackInput.LINK_FAILED)
         self.transport.reset()
         reason = f"data link failed: frame {failed.sequence}, {failed.reason}"
         return [*self.session.link_lost(now, reason), LinkDown(reason)]
@@ -306,7 +380,7 @@ class LinkStack:
     # ------------------------------------------------------------------ time
 
     def handle_timer(self, now: float) -> list[StackEvent]:
-        if self.down:
+        if self._enter(StackInput.TIMER) is StackAction.DROP:
             return []
         events: list[StackEvent] = []
         for item in self.datalink.handle_timer(now):

@@ -19,7 +19,10 @@ reported (:class:`TransportError`, a remote protocol error); a message that grow
 ``max_message_bytes`` is refused (:class:`MessageRefused`, carrying its first segment so
 the application can answer it) and the rest of its segments are skipped; a message
 incomplete ``reassembly_timeout`` seconds after its first segment is dropped
-(:class:`ReassemblyTimedOut`). Nothing partial is ever passed up.
+(:class:`ReassemblyTimedOut`). Nothing partial is ever passed up. These rules are one
+state table of the one idiom (:mod:`bridge.acrnema.table`), :data:`REASSEMBLY_TABLE`:
+each segment is an input named by where it stands (segment 0, the next one due, the
+last, out of order) and by the guard "over ``max_message_bytes``".
 
 Sans-I/O: :meth:`Transport.packets` turns a message into bytes for
 :meth:`bridge.acrnema.datalink.DataLink.send`, :meth:`Transport.receive` takes what the
@@ -28,15 +31,21 @@ data link delivered, and time is passed in.
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass, field
 
 from bridge.acrnema.datalink import LinkProtocolError
+from bridge.acrnema.table import Rule, Table
 
 __all__ = [
     "HEADER_BYTES",
+    "REASSEMBLY_TABLE",
     "MessageReceived",
     "MessageRefused",
+    "ReassemblyAction",
+    "ReassemblyInput",
+    "ReassemblyState",
     "ReassemblyTimedOut",
     "Transport",
     "TransportError",
@@ -102,6 +111,97 @@ class TransportError:
 TransportEvent = MessageReceived | MessageRefused | ReassemblyTimedOut | TransportError
 
 
+class ReassemblyState(enum.Enum):
+    IDLE = "idle"  # no message partly received
+    RECEIVING = "receiving"
+    REFUSED = "refused"  # over max_message_bytes: the rest of its segments are skipped
+
+
+class ReassemblyInput(enum.Enum):
+    FIRST = "segment 0"
+    FIRST_LAST = "segment 0, last"
+    FIRST_OVER = "segment 0, over the limit"
+    FIRST_LAST_OVER = "segment 0, last, over the limit"
+    NEXT = "next segment"
+    NEXT_LAST = "next segment, last"
+    NEXT_OVER = "next segment, over the limit"
+    NEXT_LAST_OVER = "next segment, last, over the limit"
+    STRAY = "segment out of order"
+    BAD_LENGTH = "segment length over max_segment_bytes"
+    TIMEOUT = "reassembly timeout"
+    RESET = "reset()"
+
+
+class ReassemblyAction(enum.Enum):
+    START = enum.auto()
+    START_REFUSED = enum.auto()
+    DELIVER_ONE = enum.auto()
+    REFUSE_ONE = enum.auto()
+    APPEND = enum.auto()
+    DELIVER = enum.auto()
+    REFUSE = enum.auto()
+    REFUSE_LAST = enum.auto()
+    SKIP = enum.auto()
+    SKIP_LAST = enum.auto()
+    BREAK = enum.auto()
+    BREAK_AND_RESTART = enum.auto()  # report the broken message, then segment 0 as in IDLE
+    BREAK_STREAM = enum.auto()
+    TIME_OUT = enum.auto()
+    FORGET = enum.auto()
+
+
+def _transport_error(reason: str, remote: bool) -> LinkProtocolError:
+    return LinkProtocolError(reason, layer="transport", remote=remote)
+
+
+def _reassembly_rules() -> dict[
+    tuple[ReassemblyState, ReassemblyInput], Rule[ReassemblyState, ReassemblyAction]
+]:
+    S, I, A = ReassemblyState, ReassemblyInput, ReassemblyAction  # noqa: E741
+    first = {
+        I.FIRST: Rule(A.START, S.RECEIVING, "start a message"),
+        I.FIRST_LAST: Rule(A.DELIVER_ONE, S.IDLE, "report MessageReceived"),
+        I.FIRST_OVER: Rule(A.START_REFUSED, S.REFUSED, "report MessageRefused, skip the rest"),
+        I.FIRST_LAST_OVER: Rule(A.REFUSE_ONE, S.IDLE, "report MessageRefused"),
+    }
+    rules = {(S.IDLE, cause): rule for cause, rule in first.items()}
+    for state in (S.RECEIVING, S.REFUSED):
+        for cause, rule in first.items():
+            text = f"report TransportError, then: {rule.description}"
+            rules[state, cause] = Rule(A.BREAK_AND_RESTART, rule.next_state, text)
+    rules.update(
+        {
+            (S.RECEIVING, I.NEXT): Rule(A.APPEND, S.RECEIVING, "keep the segment"),
+            (S.RECEIVING, I.NEXT_LAST): Rule(A.DELIVER, S.IDLE, "report MessageReceived"),
+            (S.RECEIVING, I.NEXT_OVER): Rule(
+                A.REFUSE, S.REFUSED, "report MessageRefused, skip the rest"
+            ),
+            (S.RECEIVING, I.NEXT_LAST_OVER): Rule(A.REFUSE_LAST, S.IDLE, "report MessageRefused"),
+            (S.REFUSED, I.NEXT_OVER): Rule(A.SKIP, S.REFUSED, "skip"),
+            (S.REFUSED, I.NEXT_LAST_OVER): Rule(A.SKIP_LAST, S.IDLE, "skip, the message is over"),
+            (S.RECEIVING, I.TIMEOUT): Rule(A.TIME_OUT, S.IDLE, "report ReassemblyTimedOut"),
+            (S.REFUSED, I.TIMEOUT): Rule(A.TIME_OUT, S.IDLE, "report ReassemblyTimedOut"),
+        }
+    )
+    for state in S:
+        rules[state, I.STRAY] = Rule(A.BREAK, S.IDLE, "report TransportError")
+        rules[state, I.BAD_LENGTH] = Rule(
+            A.BREAK_STREAM, S.IDLE, "report TransportError, drop the bytes held"
+        )
+        rules[state, I.RESET] = Rule(A.FORGET, S.IDLE, "forget everything received")
+    return rules
+
+
+REASSEMBLY_TABLE: Table[ReassemblyState, ReassemblyInput, ReassemblyAction] = Table(
+    "transport", ReassemblyState, ReassemblyInput, _reassembly_rules(), _transport_error
+)
+"""Reassembly of the messages that arrive: ``(state, input) -> Rule``. Each segment's
+input is chosen by where it stands (no ``NEXT`` without a message under way, no
+``TIMEOUT`` without a deadline) and by the guard: whether the message, with it, is over
+``max_message_bytes`` (always so for a refused one). So the pairs left out cannot
+arise; were one looked up, it would be a remote protocol error."""
+
+
 @dataclass
 class _Partial:
     message_id: int
@@ -121,6 +221,7 @@ class Transport:
         self._next_id = 0
         self._stream = bytearray()  # received payload not yet parsed into packets
         self._partial: _Partial | None = None
+        self.state = ReassemblyState.IDLE
 
     # ------------------------------------------------------------------ sending
 
@@ -177,53 +278,108 @@ class Transport:
             message_id, flags = struct.unpack_from(">HH", self._stream)
             size = self._unpack_length(self._stream[4:8])
             if size > self.params.max_segment_bytes:
-                events.append(self._broken(f"segment of {size} bytes announced"))
-                self._stream.clear()  # the packet stream is out of step: drop what is held
+                reason = f"segment of {size} bytes announced"
+                events += self._apply(ReassemblyInput.BAD_LENGTH, now, reason=reason)
                 break
             padded = size + (size & 1)
             if len(self._stream) < HEADER_BYTES + padded:
                 break
             segment = bytes(self._stream[HEADER_BYTES : HEADER_BYTES + size])
             del self._stream[: HEADER_BYTES + padded]
-            events += self._segment(message_id, flags & MAX_INDEX, bool(flags & LAST), segment, now)
+            index, last = flags & MAX_INDEX, bool(flags & LAST)
+            cause = self._classify(message_id, index, last, size)
+            events += self._apply(cause, now, message_id, index, segment)
         return events
 
-    def _broken(self, reason: str) -> TransportError:
-        self._partial = None
-        return TransportError(reason)
-
-    def _segment(
-        self, message_id: int, index: int, last: bool, segment: bytes, now: float
-    ) -> list[TransportEvent]:
+    def _classify(self, message_id: int, index: int, last: bool, size: int) -> ReassemblyInput:
+        """A segment's input: where it stands, and the guard "over the limit"."""
+        I = ReassemblyInput  # noqa: E741
         partial = self._partial
-        if partial is None:
-            if index != 0:
-                return [self._broken(f"message {message_id}: segment {index} without segment 0")]
-            partial = self._partial = _Partial(message_id, now)
-        elif message_id != partial.message_id or index != partial.next_index:
-            got = f"message {message_id} segment {index}"
-            want = f"message {partial.message_id} segment {partial.next_index}"
-            error = self._broken(f"{got} while {want} was due; partial message dropped")
-            if index == 0:  # a new message starts: keep it, report the one broken off
-                return [error, *self._segment(message_id, index, last, segment, now)]
-            return [error]
+        limit = self.params.max_message_bytes
+        if index == 0:
+            over = size > limit
+            if last:
+                return I.FIRST_LAST_OVER if over else I.FIRST_LAST
+            return I.FIRST_OVER if over else I.FIRST
+        if partial is None or message_id != partial.message_id or index != partial.next_index:
+            return I.STRAY
+        over = partial.size + size > limit
+        if last:
+            return I.NEXT_LAST_OVER if over else I.NEXT_LAST
+        return I.NEXT_OVER if over else I.NEXT
+
+    def _apply(
+        self,
+        cause: ReassemblyInput,
+        now: float,
+        message_id: int = 0,
+        index: int = 0,
+        segment: bytes = b"",
+        reason: str = "",
+    ) -> list[TransportEvent]:
+        """Take the rule of :data:`REASSEMBLY_TABLE` for ``cause``: its events."""
+        rule = REASSEMBLY_TABLE.rule(self.state, cause, remote=True)
+        A = ReassemblyAction
+        action, partial = rule.action, self._partial
+        self.state = rule.next_state
+        events: list[TransportEvent] = []
+        if action is A.BREAK_AND_RESTART:
+            assert partial is not None
+            events.append(self._stray(message_id, index, partial))
+            action, partial = REASSEMBLY_TABLE[ReassemblyState.IDLE, cause].action, None
+        if action in (A.START, A.START_REFUSED):
+            refused = action is A.START_REFUSED
+            pieces = [] if refused else [segment]
+            self._partial = _Partial(message_id, now, 1, len(segment), pieces, refused)
+            if refused:
+                events.append(MessageRefused(message_id, len(segment), segment))
+            return events
+        if action is A.DELIVER_ONE:
+            self._partial = None
+            return [*events, MessageReceived(message_id, segment)]
+        if action is A.REFUSE_ONE:
+            self._partial = None
+            return [*events, MessageRefused(message_id, len(segment), segment)]
+        if action in (A.BREAK, A.BREAK_STREAM, A.TIME_OUT, A.FORGET):
+            self._partial = None
+            if action is A.BREAK:
+                return [self._stray(message_id, index, partial)]
+            if action is A.TIME_OUT:
+                assert partial is not None
+                return [ReassemblyTimedOut(partial.message_id, partial.size)]
+            self._stream.clear()
+            return [TransportError(reason)] if action is A.BREAK_STREAM else []
+        assert partial is not None  # the rest continue the message under way
         partial.next_index += 1
         partial.size += len(segment)
-        event: TransportEvent | None = None
-        if not partial.refused:
-            if partial.size > self.params.max_message_bytes:
-                partial.refused = True
-                first = partial.pieces[0] if partial.pieces else segment
-                event = MessageRefused(message_id, partial.size, first)
-                partial.pieces.clear()
-            else:
-                partial.pieces.append(segment)
-        if last:
+        if action is A.APPEND:
+            partial.pieces.append(segment)
+            return []
+        if action is A.DELIVER:
             self._partial = None
-            if not partial.refused:
-                data = partial.pieces[0] if len(partial.pieces) == 1 else b"".join(partial.pieces)
-                event = MessageReceived(message_id, data)
-        return [] if event is None else [event]
+            partial.pieces.append(segment)
+            pieces = partial.pieces
+            return [
+                MessageReceived(message_id, pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            ]
+        if action in (A.REFUSE, A.REFUSE_LAST):
+            partial.refused = True
+            first = partial.pieces[0] if partial.pieces else segment
+            partial.pieces.clear()
+            if action is A.REFUSE_LAST:
+                self._partial = None
+            return [MessageRefused(message_id, partial.size, first)]
+        if action is A.SKIP_LAST:
+            self._partial = None
+        return []  # SKIP, SKIP_LAST
+
+    @staticmethod
+    def _stray(message_id: int, index: int, partial: _Partial | None) -> TransportError:
+        if partial is None:
+            return TransportError(f"message {message_id}: segment {index} without segment 0")
+        got = f"message {message_id} segment {index}"
+        want = f"message {partial.message_id} segment {partial.next_index}"
+        return TransportError(f"{got} while {want} was due; partial message dropped")
 
     # ------------------------------------------------------------------ time and reset
 
@@ -231,8 +387,7 @@ class Transport:
         """Drop a message whose reassembly has taken longer than the timeout."""
         partial = self._partial
         if partial is not None and now >= partial.started + self.params.reassembly_timeout:
-            self._partial = None
-            return [ReassemblyTimedOut(partial.message_id, partial.size)]
+            return self._apply(ReassemblyInput.TIMEOUT, now)
         return []
 
     def next_deadline(self) -> float | None:
@@ -242,5 +397,4 @@ class Transport:
 
     def reset(self) -> None:
         """Forget everything received (the link under it was lost or reset)."""
-        self._stream.clear()
-        self._partial = None
+        self._apply(ReassemblyInput.RESET, 0.0)

@@ -3,8 +3,9 @@
 :class:`BoxHost` is an engine of the one shape (:mod:`bridge.engine`): bytes from the box
 and the time in, events out (:class:`BoxUp`, :class:`~bridge.engine.PeerReady`,
 :class:`~bridge.engine.WordsArrived`, :class:`BoxGone`), the bytes to write out. It does
-the start-up handshake (a table of ``(state, message type) -> (handler, next state)``,
-:data:`TRANSITIONS`), credits both ways, stream positions and gaps, request retries and
+the start-up handshake (a state table of the one idiom, :mod:`bridge.acrnema.table`:
+``(state, input) -> Rule(handler, next state, description)``, :data:`HOST_TABLE`),
+credits both ways, stream positions and gaps, request retries and
 the box's reports. It owns no stream and no thread: :class:`bridge.ports.box.BoxPort`
 runs it over a byte stream with the one threaded driver of :mod:`bridge.ports.driver`.
 
@@ -22,9 +23,12 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.acrnema.table import Rule, Table
 from bridge.box.protocol import (
     LINES,
     MAX_BODY,
@@ -67,6 +71,7 @@ __all__ = [
     "ATTEMPTS",
     "CREDIT_KEEPALIVE_S",
     "DEFAULT_WINDOW",
+    "HOST_TABLE",
     "REPLY_TIMEOUT_S",
     "TRANSITIONS",
     "BoxError",
@@ -75,6 +80,7 @@ __all__ = [
     "BoxUp",
     "BoxVersionError",
     "HostEvent",
+    "HostInput",
     "HostState",
     "PeerReady",
     "WordsArrived",
@@ -129,6 +135,8 @@ class HostState(enum.Enum):
 
 
 Request = Hello | Configure | Reset | LineSet
+Action = Callable[["BoxHost", Any, float], "list[HostEvent]"]
+"""A rule's action: a method of :class:`BoxHost` taking the message (or the reason)."""
 
 
 @dataclass
@@ -141,39 +149,35 @@ class _Request:
     tries: int = 1
 
 
-_S = HostState
-_BOX_TYPES = [t for t in MsgType if t & 0x80]
-_COMMON = {
-    MsgType.LINE_STATE: "_on_line_state",
-    MsgType.BOX_CREDITS: "_on_credits",
-    MsgType.ERROR: "_on_error",
-    MsgType.STATS: "_on_stats",
+class HostInput(enum.Enum):
+    """What moves the host's machine: the box's messages (two of them split by a guard),
+    the byte stream coming and going, and the two ways the box is given up."""
+
+    INFO = "INFO"
+    REPLY = "REPLY"
+    REPLY_LAST = "REPLY, the last the start-up awaits"  # guard: it completes the start-up
+    LINE_STATE = "LINE_STATE"
+    LINE_STATE_FORGOT = "LINE_STATE, our READY forgotten"  # guard: the box restarted
+    STATS = "STATS"
+    ERROR = "ERROR"
+    WORDS_IN = "WORDS_IN"
+    BOX_CREDITS = "BOX_CREDITS"
+    CONNECT = "connect()"
+    DISCONNECT = "disconnect()"
+    SILENCE = "silence"  # nothing from the box for `silence` seconds
+    NO_ANSWER = "no answer"  # a request unanswered after `attempts` tries
+
+
+_MESSAGE_INPUT = {
+    MsgType.INFO: HostInput.INFO,
+    MsgType.REPLY: HostInput.REPLY,
+    MsgType.LINE_STATE: HostInput.LINE_STATE,
+    MsgType.STATS: HostInput.STATS,
+    MsgType.ERROR: HostInput.ERROR,
+    MsgType.WORDS_IN: HostInput.WORDS_IN,
+    MsgType.BOX_CREDITS: HostInput.BOX_CREDITS,
 }
-
-
-def _transitions() -> dict[tuple[HostState, MsgType], tuple[str, HostState | None]]:
-    table: dict[tuple[HostState, MsgType], tuple[str, HostState | None]] = {
-        (_S.HELLO, MsgType.INFO): ("_on_info", _S.STARTING),
-        (_S.HELLO, MsgType.REPLY): ("_on_reply", None),
-        (_S.HELLO, MsgType.WORDS_IN): ("_on_stale_words", _S.HELLO),
-        (_S.STARTING, MsgType.INFO): ("_ignore", _S.STARTING),
-        (_S.STARTING, MsgType.REPLY): ("_on_reply", None),
-        (_S.STARTING, MsgType.WORDS_IN): ("_on_words", _S.STARTING),
-        (_S.UP, MsgType.INFO): ("_ignore", _S.UP),
-        (_S.UP, MsgType.REPLY): ("_on_reply", None),
-        (_S.UP, MsgType.WORDS_IN): ("_on_words", _S.UP),
-    }
-    for state in (_S.HELLO, _S.STARTING, _S.UP):
-        for kind, handler in _COMMON.items():
-            table[(state, kind)] = (handler, state)
-    assert len(table) == 3 * len(_BOX_TYPES), "every box message in every state"
-    return table
-
-
-TRANSITIONS = _transitions()
-"""``(state, message type) -> (handler, next state)``; next state None: the handler's
-choice (a REPLY may finish the start-up). Every box message type is in it for every
-state the host reads in; :class:`Unknown` types are logged and ignored."""
+"""The input of each message type the box sends (before the guards)."""
 
 
 def firmware_text(info: Info) -> str:
@@ -309,18 +313,24 @@ class BoxHost:
 
     def connect(self, now: float) -> None:
         """A new byte stream: forget the old one, send ``00`` and HELLO."""
+        self._apply(HostInput.CONNECT, None, now)
+
+    def disconnect(self) -> None:
+        """The byte stream is gone."""
+        self._apply(HostInput.DISCONNECT, None, 0.0)
+
+    def _start(self, _: object, now: float) -> list[HostEvent]:
         self._reset_session()
-        self.state = HostState.HELLO
         self._last_rx = now
         self.stats["handshakes"] += 1
         self._out += b"\0"
         hello = Hello(max_body=self.max_body)
         self._hello = _Request(hello, self._emit(hello), now)
+        return []
 
-    def disconnect(self) -> None:
-        """The byte stream is gone."""
+    def _stop(self, _: object, now: float) -> list[HostEvent]:
         self._reset_session()
-        self.state = HostState.DOWN
+        return []
 
     def _reset_session(self) -> None:
         self._out.clear()
@@ -404,13 +414,39 @@ class BoxHost:
         if isinstance(message, Unknown):
             log.debug("%s: message type %02XH from the box ignored", self.name, message.code)
             return []
-        handler, next_state = TRANSITIONS[(self.state, message.TYPE)]
-        events: list[HostEvent] = getattr(self, handler)(message, now)
-        if next_state is not None and self.state is not HostState.DOWN:
-            self.state = next_state
+        cause = _MESSAGE_INPUT[message.TYPE]
+        if cause is HostInput.REPLY and self._completes_startup(message):  # type: ignore[arg-type]
+            cause = HostInput.REPLY_LAST
+        elif cause is HostInput.LINE_STATE and self._forgot_ready(message):  # type: ignore[arg-type]
+            cause = HostInput.LINE_STATE_FORGOT
+        return self._apply(cause, message, now)
+
+    def _apply(self, cause: HostInput, argument: object, now: float) -> list[HostEvent]:
+        """Do the rule of :data:`HOST_TABLE` for ``cause``, then take its next state (an
+        action that raises leaves the state as it was); a pair not in the table raises
+        :class:`BoxError`."""
+        rule = HOST_TABLE.rule(self.state, cause, where=self.name)
+        events = rule.action(self, argument, now)
+        self.state = rule.next_state
         return events
 
-    def _ignore(self, message: Message, now: float) -> list[HostEvent]:
+    def _completes_startup(self, reply: Reply) -> bool:
+        """The guard of ``REPLY_LAST``: the answer to the last start-up request awaited."""
+        if self.state is not HostState.STARTING or self._starting != {reply.request_seq}:
+            return False
+        request = self._pending.get(reply.request_seq)
+        return request is not None and int(request.message.TYPE) == int(reply.request)
+
+    def _forgot_ready(self, state: LineState) -> bool:
+        """The guard of ``LINE_STATE_FORGOT``: up, the box reports a READY we did not set
+        and no LINE_SET is on its way (the box restarted)."""
+        return (
+            self.state is HostState.UP
+            and state.ready != self.ready
+            and not any(isinstance(r.message, LineSet) for r in self._pending.values())
+        )
+
+    def _ignore(self, message: object, now: float) -> list[HostEvent]:
         return []
 
     def _on_info(self, info: Info, now: float) -> list[HostEvent]:
@@ -463,11 +499,12 @@ class BoxHost:
         if kind is MsgType.RESET and reply.request_seq == self._reset_seq:
             self._restart_streams(now)
         self._starting.discard(reply.request_seq)
-        if self.state is HostState.STARTING and not self._starting:
-            self.state = HostState.UP
-            assert self.info is not None
-            return [BoxUp(self.info)]
         return []
+
+    def _on_last_reply(self, reply: Reply, now: float) -> list[HostEvent]:
+        self._on_reply(reply, now)
+        assert self.info is not None
+        return [BoxUp(self.info)]
 
     def _restart_streams(self, now: float) -> None:
         """After the REPLY to the last RESET: both streams at 0, our credit as sent."""
@@ -478,15 +515,16 @@ class BoxHost:
         self._granted = self.window
         self._credit_time = now
 
+    def _on_box_restarted(self, state: LineState, now: float) -> list[HostEvent]:
+        self._reset_session()  # the box forgot what we set: it restarted
+        return [BoxGone("the box lost its state (it restarted?)")]
+
+    def _gone(self, reason: str, now: float) -> list[HostEvent]:
+        self._reset_session()
+        return [BoxGone(reason)]
+
     def _on_line_state(self, state: LineState, now: float) -> list[HostEvent]:
         self.line_state = state
-        if (
-            self.state is HostState.UP
-            and state.ready != self.ready
-            and not any(isinstance(r.message, LineSet) for r in self._pending.values())
-        ):
-            self.disconnect()  # the box forgot what we set: it restarted
-            return [BoxGone("the box lost its state (it restarted?)")]
         events: list[HostEvent] = []
         if state.peer_ready != self.peer_ready:
             self.peer_ready = state.peer_ready
@@ -570,21 +608,19 @@ class BoxHost:
         if self.state is HostState.DOWN:
             return []
         if now - self._last_rx > self.silence:
-            self.disconnect()
-            return [BoxGone(f"nothing from the box for {self.silence:g} s")]
+            return self._apply(
+                HostInput.SILENCE, f"nothing from the box for {self.silence:g} s", now
+            )
         for request in [self._hello, *self._pending.values()]:
             if request is None or now - request.sent < self.reply_timeout:
                 continue
             kind = request.message.TYPE.name
             if request.tries >= self.attempts:
                 answer = "INFO" if request is self._hello else "REPLY"
-                self.disconnect()
-                return [
-                    BoxGone(
-                        f"no {answer} to {kind} within {self.reply_timeout:g} s, "
-                        f"{request.tries} tries"
-                    )
-                ]
+                reason = (
+                    f"no {answer} to {kind} within {self.reply_timeout:g} s, {request.tries} tries"
+                )
+                return self._apply(HostInput.NO_ANSWER, reason, now)
             self._resend(request, now)
         if (
             self.state is HostState.UP
@@ -718,3 +754,77 @@ class BoxHost:
         if not self.link_up:
             return "the link is restarting"
         return None
+
+
+_READING = (HostState.HELLO, HostState.STARTING, HostState.UP)  # a session: messages read
+
+
+def _host_rules() -> dict[tuple[HostState, HostInput], Rule[HostState, Action]]:
+    _S, _I, _H = HostState, HostInput, BoxHost
+    rules: dict[tuple[HostState, HostInput], Rule[HostState, Action]] = {
+        (_S.HELLO, _I.INFO): Rule(
+            _H._on_info, _S.STARTING, "check INFO; send RESET, CONFIGURE, CREDITS, LINE_SET"
+        ),
+        (_S.HELLO, _I.WORDS_IN): Rule(_H._on_stale_words, _S.HELLO, "count as stale, drop"),
+        (_S.STARTING, _I.INFO): Rule(_H._ignore, _S.STARTING, "ignore"),
+        (_S.STARTING, _I.REPLY_LAST): Rule(
+            _H._on_last_reply, _S.UP, "take the REPLY, report BoxUp"
+        ),
+        (_S.STARTING, _I.WORDS_IN): Rule(
+            _H._on_words, _S.STARTING, "take the words (stale before RESET's REPLY)"
+        ),
+        (_S.UP, _I.INFO): Rule(_H._ignore, _S.UP, "ignore"),
+        (_S.UP, _I.LINE_STATE_FORGOT): Rule(
+            _H._on_box_restarted, _S.DOWN, "drop the session, report BoxGone"
+        ),
+        (_S.UP, _I.WORDS_IN): Rule(_H._on_words, _S.UP, "take the words, report WordsArrived"),
+    }
+    for state in _READING:
+        rules[state, _I.REPLY] = Rule(
+            _H._on_reply, state, "match the request; a refusal of the start-up is a BoxError"
+        )
+        rules[state, _I.LINE_STATE] = Rule(
+            _H._on_line_state, state, "note the lines, report PeerReady on a change"
+        )
+        rules[state, _I.BOX_CREDITS] = Rule(_H._on_credits, state, "take the credit")
+        rules[state, _I.ERROR] = Rule(_H._on_error, state, "count and log")
+        rules[state, _I.STATS] = Rule(_H._on_stats, state, "keep the box's counters")
+        rules[state, _I.SILENCE] = Rule(_H._gone, _S.DOWN, "drop the session, report BoxGone")
+        rules[state, _I.NO_ANSWER] = Rule(_H._gone, _S.DOWN, "drop the session, report BoxGone")
+    for state in HostState:
+        rules[state, _I.CONNECT] = Rule(_H._start, _S.HELLO, "send 00 and HELLO")
+        rules[state, _I.DISCONNECT] = Rule(_H._stop, _S.DOWN, "forget the session")
+    return rules
+
+
+def _host_error(reason: str, remote: bool) -> BoxError:
+    """The host's error for a pair not in its table (none is reachable: in DOWN the host
+    reads nothing and waits for nothing, and the guarded inputs arise only where their
+    rule is)."""
+    return BoxError(reason)
+
+
+HOST_TABLE: Table[HostState, HostInput, Action] = Table(
+    "box host",
+    HostState,
+    HostInput,
+    _host_rules(),
+    _host_error,
+    reason="{where}: {input} while {state}",
+)
+"""The host's side of the box protocol (docs/box-protocol.md, section 9):
+``(state, input) -> Rule(handler, next state, description)``; the handler is a method of
+:class:`BoxHost`, called with the message (or the reason) and the time, and the next
+state is taken after it returns. In DOWN the host has no stream: it reads no bytes and
+has no timer, so only ``connect()`` and ``disconnect()`` are in the table there. The
+box's messages of types this host does not know (:class:`Unknown`) are logged and
+ignored before the table."""
+
+TRANSITIONS: dict[tuple[HostState, MsgType], tuple[str, HostState]] = {
+    (state, kind): (HOST_TABLE[state, cause].action.__name__, HOST_TABLE[state, cause].next_state)
+    for kind, cause in _MESSAGE_INPUT.items()
+    for state in _READING
+}
+"""``(state, message type) -> (handler name, next state)``: :data:`HOST_TABLE`'s rules of
+the box's messages (before the guards) by handler name, as this name gave them before
+the table; use :data:`HOST_TABLE`."""

@@ -75,6 +75,7 @@ between two calls goes unseen (the profile's link reset holds READY down for a s
 from __future__ import annotations
 
 import collections
+import enum
 import importlib
 import logging
 import threading
@@ -87,6 +88,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
+from bridge.acrnema.table import Rule, Table
 from bridge.errors import ConfigError
 from bridge.ports._buffers import WordQueue, as_buffer
 from bridge.ports._url import parse_url
@@ -94,6 +96,7 @@ from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, PortUnavailab
 from bridge.profile import REFERENCE, Profile, load_profile
 
 __all__ = [
+    "BUS_TABLES",
     "CONTROL_BITS",
     "CONTROL_PORT",
     "DATA_PORT",
@@ -101,6 +104,9 @@ __all__ = [
     "ENABLE_BITS",
     "PHASES",
     "RATE_NOTE",
+    "BusAction",
+    "BusInput",
+    "BusState",
     "FtdiGpioPort",
     "GpioBus",
     "HandshakeTimeout",
@@ -294,7 +300,100 @@ def line_walk(parity: str = "odd") -> WordBuffer:
     return WordBuffer(words, parity_bits(words, parity))
 
 
-_OFF, _OWNER, _RECEIVER, _IDLE = "off", "owner", "receiver", "idle"
+class BusState(enum.Enum):
+    """Who has the data bus, as this side drives its lines (docs/link-profile.md, 1.2)."""
+
+    OFF = "off"  # every driver off but READY: the link is down or not found yet
+    IDLE = "idle"  # B: the bus is A's, no word coming
+    OWNER = "owner"  # this side drives D0-D15, PARITY and REQ
+    RECEIVER = "receiver"  # the other side owns the bus: this side answers (ACK, PERR)
+
+
+class BusInput(enum.Enum):
+    PEER_FOUND = "both READY"
+    BREQ = "BREQ asserted"  # A: B asks for the bus
+    NO_BREQ = "BREQ released"
+    DIR = "DIR asserted"  # B: A owns the bus
+    NO_DIR = "DIR dropped"
+    GRANTED = "DIR dropped after our BREQ"  # B: the bus is ours
+    SENT = "words sent"  # B: give the bus back
+    LINK_DOWN = "a READY dropped"
+    DEVICE_LOST = "device lost"
+
+
+class BusAction(enum.Enum):
+    ESTABLISH = enum.auto()  # drive DIR (A, asserted) or BREQ (B, not)
+    HAND_OVER = enum.auto()  # A: data lines off, DIR dropped
+    TAKE_BACK = enum.auto()  # A: stop answering, DIR up, drive the data lines
+    TAKE_BUS = enum.auto()  # B: stop answering, drive the data lines
+    GIVE_BACK = enum.auto()  # B: data lines off (if owner), BREQ dropped
+    STOP_ANSWERING = enum.auto()  # ACK and PERR off
+    ALL_OFF = enum.auto()
+    FORGET = enum.auto()  # the device is gone: no pin can be driven
+    NONE = enum.auto()  # nothing to drive
+
+
+def _bus_rules(role: str) -> dict[tuple[BusState, BusInput], Rule[BusState, BusAction]]:
+    S, I, A = BusState, BusInput, BusAction  # noqa: E741
+    rules: dict[tuple[BusState, BusInput], Rule[BusState, BusAction]] = {}
+    if role == "a":
+        rules.update(
+            {
+                (S.OFF, I.PEER_FOUND): Rule(A.ESTABLISH, S.OWNER, "drive DIR and the data lines"),
+                (S.OWNER, I.BREQ): Rule(A.HAND_OVER, S.RECEIVER, "data lines off, drop DIR"),
+                (S.OWNER, I.NO_BREQ): Rule(A.NONE, S.OWNER, "keep the bus"),
+                (S.RECEIVER, I.BREQ): Rule(A.NONE, S.RECEIVER, "answer words"),
+                (S.RECEIVER, I.NO_BREQ): Rule(
+                    A.TAKE_BACK, S.OWNER, "ACK and PERR off, DIR up, drive the data lines"
+                ),
+            }
+        )
+    else:
+        rules.update(
+            {
+                (S.OFF, I.PEER_FOUND): Rule(A.ESTABLISH, S.IDLE, "drive BREQ (not asserted)"),
+                (S.IDLE, I.DIR): Rule(A.NONE, S.RECEIVER, "answer words"),
+                (S.IDLE, I.NO_DIR): Rule(A.NONE, S.IDLE, "wait"),
+                (S.RECEIVER, I.DIR): Rule(A.NONE, S.RECEIVER, "answer words"),
+                (S.RECEIVER, I.NO_DIR): Rule(A.STOP_ANSWERING, S.IDLE, "ACK and PERR off"),
+                (S.OWNER, I.DIR): Rule(A.NONE, S.OWNER, "keep the bus"),
+                (S.OWNER, I.NO_DIR): Rule(A.NONE, S.OWNER, "keep the bus"),
+                (S.OWNER, I.SENT): Rule(A.GIVE_BACK, S.IDLE, "data lines off, drop BREQ"),
+            }
+        )
+        for state in (S.IDLE, S.RECEIVER):
+            rules[state, I.GRANTED] = Rule(
+                A.TAKE_BUS, S.OWNER, "ACK and PERR off, drive the data lines"
+            )
+            rules[state, I.SENT] = Rule(A.GIVE_BACK, state, "drop BREQ")
+    has = {state for state, _ in rules}
+    for state in [s for s in S if s in has]:  # the states this side has (A is never IDLE)
+        rules[state, I.LINK_DOWN] = Rule(A.ALL_OFF, S.OFF, "every driver off but READY")
+        rules[state, I.DEVICE_LOST] = Rule(A.FORGET, S.OFF, "forget the bus")
+    return rules
+
+
+def _bus_error(reason: str, remote: bool) -> PortError:
+    return PortError(reason)
+
+
+BUS_TABLES: dict[str, Table[BusState, BusInput, BusAction]] = {
+    role: Table(
+        f"bus, side {role}",
+        BusState,
+        BusInput,
+        _bus_rules(role),
+        _bus_error,
+        reason="{where}: bus: {input} while {state}",
+    )
+    for role in ("a", "b")
+}
+"""Bus direction (docs/link-profile.md, section 1.2) for each side, as state tables of
+the one idiom (:mod:`bridge.acrnema.table`). The port samples the lines and gives the
+input its state asks about: in OFF only whether both READY lines are up, then A follows
+BREQ and B follows DIR; B's own turn (BREQ, the grant, giving the bus back) comes from
+:meth:`FtdiGpioPort.send`. A pair left out cannot arise (were one looked up, it would be
+a :class:`~bridge.errors.PortError`)."""
 
 
 class FtdiGpioPort(WordPort):
@@ -338,7 +437,8 @@ class FtdiGpioPort(WordPort):
         self._outputs = [0, 0]
         self._last_b = 0  # the last sample of port B, logical
         self._stuck_req = False  # REQ not released after our ACK: wait for it to drop
-        self._state = _OFF
+        self._state = BusState.OFF
+        self._bus_table = BUS_TABLES[role]
         self._ready = False
         self._peer_up = False
         self._unreported_drop = False
@@ -409,7 +509,7 @@ class FtdiGpioPort(WordPort):
                 self._ready = True
                 self._write_b(self._out[1] | self._ready_bit)
             else:
-                self._all_off()
+                self._step(BusInput.LINK_DOWN)
                 self._ready = False
                 self._write_b(self._out[1] & ~self._ready_bit)
                 self._rx.clear()
@@ -428,8 +528,8 @@ class FtdiGpioPort(WordPort):
                     raise PortError(f"{self.url}: {exc}; close and reopen the port") from exc
                 if self._peer_up:
                     self._unreported_drop = False
-                    if self._ready and self._state == _OFF:
-                        self._establish()
+                    if self._ready and self._state is BusState.OFF:
+                        self._step(BusInput.PEER_FOUND)
                     return True
                 if time.monotonic_ns() >= deadline:
                     return False
@@ -441,7 +541,7 @@ class FtdiGpioPort(WordPort):
                 return
             try:
                 if self._gone is None:
-                    self._all_off()
+                    self._step(BusInput.LINK_DOWN)
                     self._write_b(self._out[1] & ~self._ready_bit)
                     self._set_outputs(1, 0)
             except LinkDown as exc:
@@ -554,7 +654,7 @@ class FtdiGpioPort(WordPort):
             self._peer_up = up
             log.info("%s: the peer %s", self.url, "is READY" if up else "dropped READY")
             if not up:
-                self._all_off()
+                self._step(BusInput.LINK_DOWN)
                 self._rx.clear()
                 self._unreported_drop = True
         if strict and not up:
@@ -564,16 +664,47 @@ class FtdiGpioPort(WordPort):
     def _lost_device(self, exc: LinkDown) -> None:
         self._gone = exc
         self._peer_up = False
-        self._state = _OFF
+        self._step(BusInput.DEVICE_LOST)
         self._rx.clear()
 
-    def _all_off(self) -> None:
-        """Every driver off but READY: what a side does when the link is down."""
-        if self._state == _OWNER:
+    def _step(self, cause: BusInput) -> None:
+        """Take the rule of this side's :data:`BUS_TABLES` table for ``cause``: drive
+        the lines its action says (the next state is set first; ``ALL_OFF`` looks at the
+        state it leaves)."""
+        rule = self._bus_table.rule(self._state, cause, where=self.url)
+        old, self._state = self._state, rule.next_state
+        action = rule.action
+        A = BusAction
+        if action is A.ALL_OFF:  # every driver off but READY: what a side does when down
+            if old is BusState.OWNER:
+                self._release_data()
+            self._undrive(self._ack | self._perr, self._de_ack)
+            self._undrive(self._arb, self._de_arb)
+        elif action is A.ESTABLISH:  # both READY: drive DIR (A, asserted) or BREQ (B, not)
+            if self.role == "a":
+                self._drive(self._arb, self._de_arb, self._arb)
+                self._take_data()
+            else:
+                self._drive(self._arb, self._de_arb, 0)
+            if self.role == "b":
+                self._arbitrate(self._sample())
+            log.debug("%s: bus established, %s", self.url, self._state.value)
+        elif action is A.HAND_OVER:
             self._release_data()
-        self._undrive(self._ack | self._perr, self._de_ack)
-        self._undrive(self._arb, self._de_arb)
-        self._state = _OFF
+            self._write_b(self._out[1] & ~self._dir)
+        elif action is A.TAKE_BACK:
+            self._undrive(self._ack | self._perr, self._de_ack)
+            self._write_b(self._out[1] | self._dir)
+            self._take_data()
+        elif action is A.TAKE_BUS:
+            self._undrive(self._ack | self._perr, self._de_ack)
+            self._take_data()
+        elif action is A.GIVE_BACK:
+            if old is BusState.OWNER:
+                self._release_data()
+            self._write_b(self._out[1] & ~self._breq)
+        elif action is A.STOP_ANSWERING:
+            self._undrive(self._ack | self._perr, self._de_ack)
 
     def _take_data(self) -> None:
         """Drive D0-D15, PARITY and REQ (deasserted), ``turnaround_ns`` after the turn."""
@@ -581,7 +712,6 @@ class FtdiGpioPort(WordPort):
         self._write(DATA_PORT, 0)
         self._set_outputs(DATA_PORT, _ALL)
         self._drive(self._req | self._par, self._de_bus, self._parity_of(0) * self._par)
-        self._state = _OWNER
         self.stats["bus_turns"] += 1
 
     def _release_data(self) -> None:
@@ -589,52 +719,31 @@ class FtdiGpioPort(WordPort):
         self._set_outputs(DATA_PORT, 0)
         self._undrive(self._req | self._par, 0)
 
-    def _establish(self) -> None:
-        """Both READY: drive our DIR (A, asserted: the bus is ours) or BREQ (B, not)."""
-        if self.role == "a":
-            self._drive(self._arb, self._de_arb, self._arb)
-            self._take_data()
-        else:
-            self._drive(self._arb, self._de_arb, 0)
-            self._state = _IDLE
-            self._arbitrate(self._sample())
-        log.debug("%s: bus established, %s", self.url, self._state)
-
     def _arbitrate(self, b: int) -> None:
-        """Follow DIR and BREQ (docs/link-profile.md, section 1.2), between words."""
-        if self._state == _OFF:
+        """Follow DIR and BREQ (docs/link-profile.md, section 1.2), between words: the
+        input the state asks about, sampled in ``b``."""
+        if self._state is BusState.OFF:
             if self._ready and self._peer_up:
-                self._establish()
+                self._step(BusInput.PEER_FOUND)
         elif self.role == "a":
-            if self._state == _OWNER and b & self._breq:  # hand the bus over
-                self._release_data()
-                self._write_b(self._out[1] & ~self._dir)
-                self._state = _RECEIVER
-            elif self._state == _RECEIVER and not b & self._breq:  # take it back
-                self._undrive(self._ack | self._perr, self._de_ack)
-                self._write_b(self._out[1] | self._dir)
-                self._take_data()
-        elif self._state == _IDLE and b & self._dir:
-            self._state = _RECEIVER
-        elif self._state == _RECEIVER and not b & self._dir:
-            self._undrive(self._ack | self._perr, self._de_ack)
-            self._state = _IDLE
+            self._step(BusInput.BREQ if b & self._breq else BusInput.NO_BREQ)
+        else:
+            self._step(BusInput.DIR if b & self._dir else BusInput.NO_DIR)
 
     def _acquire_bus(self, count: int) -> None:
         """Own the bus, receiving what the peer sends meanwhile."""
-        if self._state == _OFF:
+        if self._state is BusState.OFF:
             self._arbitrate(self._sample())
         if self.role == "a":  # wait for B to give the bus back
             self._wait_bus(lambda b: not b & self._breq, "bus-return", count)
             self._arbitrate(self._last_b)
             return
-        if self._state == _OWNER:
+        if self._state is BusState.OWNER:
             return
         self._wait_bus(lambda b: bool(b & self._dir), "dir", count)
         self._write_b(self._out[1] | self._breq)
         self._wait_bus(lambda b: not b & self._dir, "grant", count)
-        self._undrive(self._ack | self._perr, self._de_ack)
-        self._take_data()
+        self._step(BusInput.GRANTED)
 
     def _wait_bus(self, done: Callable[[int], bool], phase: str, count: int) -> None:
         """Until ``done(port B)``, taking the words that come; the clock restarts with
@@ -651,13 +760,10 @@ class FtdiGpioPort(WordPort):
 
     def _release_bus(self) -> None:
         """After sending: B gives the bus back; A hands it over if B asks."""
-        if self._gone is not None or self._state == _OFF:
+        if self._gone is not None or self._state is BusState.OFF:
             return
         if self.role == "b":
-            if self._state == _OWNER:
-                self._release_data()
-                self._state = _IDLE
-            self._write_b(self._out[1] & ~self._breq)
+            self._step(BusInput.SENT)
         self._arbitrate(self._sample())
 
     # -- the word handshake (docs/link-profile.md, section 1.1) --------------------
@@ -698,7 +804,7 @@ class FtdiGpioPort(WordPort):
         if not b & self._req:
             self._stuck_req = False
             return False
-        return self._state == _RECEIVER and not self._stuck_req
+        return self._state is BusState.RECEIVER and not self._stuck_req
 
     def _receive_word(self, b: int) -> None:
         word = self._read(DATA_PORT)
@@ -721,7 +827,7 @@ class FtdiGpioPort(WordPort):
             self._stuck_req = True
             raise
         finally:
-            if self._state == _RECEIVER:
+            if self._state is BusState.RECEIVER:
                 self._write_b(self._out[1] & ~self._ack & ~self._perr)
 
     def _wait(

@@ -38,6 +38,7 @@ is used only by the measurement below). The one threaded driver runs it over any
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass
@@ -45,16 +46,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.acrnema.table import Rule, Table
 from bridge.engine import PeerReady, WordsArrived
+from bridge.errors import PortError
 from bridge.ports._buffers import as_buffer
 from bridge.ports.base import MAX_RECV_WORDS
 
 __all__ = [
     "ANNOUNCE_INTERVAL_S",
+    "LINE_TABLE",
     "UNIT_BYTES",
+    "LineAction",
+    "LineInput",
     "LineState",
     "WordStreamDecoder",
     "WordStreamEngine",
+    "WordStreamState",
     "encode_line_state",
     "encode_words",
 ]
@@ -142,6 +149,99 @@ class WordStreamDecoder:
         return events
 
 
+class WordStreamState(enum.Enum):
+    DOWN = "down"  # no byte stream
+    WAITING = "waiting"  # a stream, the peer not seen READY
+    UP = "up"  # a stream, the peer seen READY
+
+
+class LineInput(enum.Enum):
+    CONNECT = "connect()"
+    DISCONNECT = "disconnect()"
+    PEER_READY = "line state: READY"
+    PEER_READY_ASKS = "line state: READY, wrong about ours"
+    PEER_NOT_READY = "line state: not READY"
+    PEER_NOT_READY_ASKS = "line state: not READY, wrong about ours"
+    WORDS = "words, our READY up"
+    WORDS_NOT_READY = "words, our READY down"
+    SET_READY = "set_ready()"
+    GOODBYE = "goodbye()"
+    ANNOUNCE = "announce timer"
+    PEER_STALLED = "peer stalled"
+
+
+class LineAction(enum.Enum):
+    GREET = enum.auto()  # forget the old stream, send our line state
+    FORGET = enum.auto()
+    NOTE_READY = enum.auto()  # set our READY; nothing to tell without a stream
+    SEND_LINE_STATE = enum.auto()
+    SET_READY = enum.auto()  # set our READY, send our line state
+    DROP_READY = enum.auto()  # drop our READY, send our line state
+    REPORT_PEER = enum.auto()  # report PeerReady
+    REPORT_PEER_AND_ANSWER = enum.auto()
+    ANSWER = enum.auto()  # our line state after this input
+    TAKE_WORDS = enum.auto()
+    DISCARD = enum.auto()
+    DISCARD_AND_ANSWER = enum.auto()
+    NOTE_STALL = enum.auto()
+    IGNORE = enum.auto()
+
+
+def _line_rules() -> dict[tuple[WordStreamState, LineInput], Rule[WordStreamState, LineAction]]:
+    S, I, A = WordStreamState, LineInput, LineAction  # noqa: E741
+    rules = {
+        (S.DOWN, I.SET_READY): Rule(A.NOTE_READY, S.DOWN, "note our READY"),
+        (S.DOWN, I.GOODBYE): Rule(A.IGNORE, S.DOWN, "nothing to tell"),
+        (S.DOWN, I.PEER_STALLED): Rule(A.IGNORE, S.DOWN, "ignore"),
+        (S.WAITING, I.PEER_READY): Rule(A.REPORT_PEER, S.UP, "report PeerReady"),
+        (S.WAITING, I.PEER_READY_ASKS): Rule(
+            A.REPORT_PEER_AND_ANSWER, S.UP, "report PeerReady, answer"
+        ),
+        (S.WAITING, I.PEER_NOT_READY): Rule(A.IGNORE, S.WAITING, "ignore"),
+        (S.WAITING, I.PEER_NOT_READY_ASKS): Rule(A.ANSWER, S.WAITING, "answer"),
+        (S.WAITING, I.WORDS): Rule(A.DISCARD, S.WAITING, "discard (the peer is not READY)"),
+        (S.WAITING, I.ANNOUNCE): Rule(A.SEND_LINE_STATE, S.WAITING, "send our line state"),
+        (S.WAITING, I.PEER_STALLED): Rule(A.IGNORE, S.WAITING, "ignore"),
+        (S.UP, I.PEER_READY): Rule(A.IGNORE, S.UP, "ignore"),
+        (S.UP, I.PEER_READY_ASKS): Rule(A.ANSWER, S.UP, "answer"),
+        (S.UP, I.PEER_NOT_READY): Rule(A.REPORT_PEER, S.WAITING, "report PeerReady"),
+        (S.UP, I.PEER_NOT_READY_ASKS): Rule(
+            A.REPORT_PEER_AND_ANSWER, S.WAITING, "report PeerReady, answer"
+        ),
+        (S.UP, I.WORDS): Rule(A.TAKE_WORDS, S.UP, "report WordsArrived"),
+        (S.UP, I.PEER_STALLED): Rule(A.NOTE_STALL, S.WAITING, "the peer is gone: log it"),
+    }
+    for state in S:
+        rules[state, I.CONNECT] = Rule(
+            A.GREET, S.WAITING, "forget the old stream, send our line state"
+        )
+        rules[state, I.DISCONNECT] = Rule(A.FORGET, S.DOWN, "forget the stream")
+    for state in (S.WAITING, S.UP):
+        rules[state, I.WORDS_NOT_READY] = Rule(
+            A.DISCARD_AND_ANSWER, state, "discard, answer (our READY is down)"
+        )
+        rules[state, I.SET_READY] = Rule(A.SET_READY, state, "send our line state")
+        rules[state, I.GOODBYE] = Rule(A.DROP_READY, state, "drop READY, send our line state")
+    return rules
+
+
+def _line_error(reason: str, remote: bool) -> PortError:
+    return PortError(f"raw word stream: {reason}")
+
+
+LINE_TABLE: Table[WordStreamState, LineInput, LineAction] = Table(
+    "raw word stream", WordStreamState, LineInput, _line_rules(), _line_error
+)
+"""The line-state rules of the module doc as a table of the one idiom
+(:mod:`bridge.acrnema.table`). A line-state unit is an input by the peer's READY and
+by whether its ``s`` bit is wrong about ours (the peer asks for an answer); words by
+our READY (while it is down, no side takes words and the peer is told). Answers of one
+:meth:`WordStreamEngine.receive` go out as one line-state unit. Without a stream the
+engine reads nothing and has no timer, and the announcement is due only while the peer
+is not seen READY: the pairs left out cannot arise (were one looked up, it would be a
+:class:`~bridge.errors.PortError`)."""
+
+
 class WordStreamEngine:
     """The raw word stream as an engine of the one shape (:mod:`bridge.engine`), sans-I/O.
 
@@ -163,26 +263,64 @@ class WordStreamEngine:
         self.name = name
         self.decoder = WordStreamDecoder()
         self.ready = True
-        self.peer_ready = False
-        self.connected = False
+        self.state = WordStreamState.DOWN
         self.discarded = 0
         self._out = bytearray()
         self._last_announce = -1e9
+
+    @property
+    def connected(self) -> bool:
+        return self.state is not WordStreamState.DOWN
+
+    @property
+    def peer_ready(self) -> bool:
+        """The other side's READY, as last learnt."""
+        return self.state is WordStreamState.UP
+
+    def _apply(
+        self, cause: LineInput, now: float, words: WordBuffer | None = None, ready: bool = False
+    ) -> tuple[list[WordsArrived | PeerReady], bool]:
+        """Take the rule of :data:`LINE_TABLE` for ``cause``: the events, and whether an
+        answer (our line state) is due."""
+        rule = LINE_TABLE.rule(self.state, cause)
+        A = LineAction
+        action = rule.action
+        self.state = rule.next_state
+        if action is A.GREET or action is A.FORGET:
+            self.decoder.reset()
+            self._out.clear()
+            if action is A.GREET:
+                self._line_state(now)
+        elif action is A.NOTE_READY:
+            self.ready = ready
+        elif action in (A.SEND_LINE_STATE, A.SET_READY, A.DROP_READY):
+            if action is not A.SEND_LINE_STATE:
+                self.ready = ready and action is A.SET_READY
+            self._line_state(now)
+        elif action is A.REPORT_PEER or action is A.REPORT_PEER_AND_ANSWER:
+            return [PeerReady(self.peer_ready)], action is A.REPORT_PEER_AND_ANSWER
+        elif action is A.ANSWER:
+            return [], True
+        elif action is A.TAKE_WORDS:
+            assert words is not None
+            return [WordsArrived(words)], False
+        elif action is A.DISCARD or action is A.DISCARD_AND_ANSWER:
+            assert words is not None
+            self.discarded += len(words.words)
+            return [], action is A.DISCARD_AND_ANSWER
+        elif action is A.NOTE_STALL:
+            log.info("%s: the peer took nothing for a whole write timeout", self.name)
+        return [], False
 
     # ------------------------------------------------------------------ the stream
 
     def connect(self, now: float) -> None:
         """A new stream: forget the old one, tell the peer our READY."""
-        self.disconnect()
-        self.connected = True
-        self._line_state(now)
+        self._apply(LineInput.CONNECT, now)
 
     def disconnect(self) -> None:
         """The stream is gone: a partial unit and unsent bytes go with it."""
-        self.connected = False
-        self.peer_ready = False
-        self.decoder.reset()
-        self._out.clear()
+        self._apply(LineInput.DISCONNECT, 0.0)
 
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
@@ -209,15 +347,17 @@ class WordStreamEngine:
         answer = False
         for item in self.decoder.feed(data):
             if isinstance(item, LineState):
-                if item.ready != self.peer_ready:
-                    events.append(PeerReady(item.ready))
-                self.peer_ready = item.ready
-                answer |= item.sees_ready != self.ready
-            elif self.ready and self.peer_ready:
-                events.append(WordsArrived(item))
-            else:  # no side takes words while a READY line is down
-                self.discarded += len(item.words)
-                answer |= not self.ready
+                asks = item.sees_ready != self.ready
+                if item.ready:
+                    cause = LineInput.PEER_READY_ASKS if asks else LineInput.PEER_READY
+                else:
+                    cause = LineInput.PEER_NOT_READY_ASKS if asks else LineInput.PEER_NOT_READY
+                new, answers = self._apply(cause, now)
+            else:
+                cause = LineInput.WORDS if self.ready else LineInput.WORDS_NOT_READY
+                new, answers = self._apply(cause, now, item)
+            events += new
+            answer |= answers
         if answer:
             self._line_state(now)
         return events
@@ -226,7 +366,7 @@ class WordStreamEngine:
         """Announce our line state again while the peer is not seen READY."""
         deadline = self.next_deadline()
         if deadline is not None and now >= deadline:
-            self._line_state(now)
+            self._apply(LineInput.ANNOUNCE, now)
         return []
 
     def next_deadline(self) -> float | None:
@@ -253,19 +393,14 @@ class WordStreamEngine:
         """Nothing to do: the raw word stream has no credit."""
 
     def set_ready(self, ready: bool, now: float) -> None:
-        self.ready = ready
-        if self.connected:
-            self._line_state(now)
+        self._apply(LineInput.SET_READY, now, ready=ready)
 
     def goodbye(self, now: float) -> None:
         """The port closes: the peer sees READY drop."""
-        if self.connected:
-            self.set_ready(False, now)
+        self._apply(LineInput.GOODBYE, now)
 
     def peer_stalled(self) -> None:
-        if self.peer_ready:
-            log.info("%s: the peer took nothing for a whole write timeout", self.name)
-        self.peer_ready = False
+        self._apply(LineInput.PEER_STALLED, 0.0)
 
     def write_stalled(self, unwritten: int) -> bytes | None:
         """The stream stays; a unit cut short is completed with :data:`_INVALID_FILL`
