@@ -20,6 +20,7 @@ from pathlib import Path
 
 import peers
 import pytest
+from hostile_peer import HostilePeer, Mode
 
 from bridge import service as service_module
 from bridge.acrnema.elements import IMPLICIT_BE, encode
@@ -33,6 +34,8 @@ from bridge.ports.loop import loop_pair
 from bridge.service import Bridge
 from bridge.spool.store import Job, Spool, SpoolError
 from bridge.testing.phantom import PhantomSpec, phantom_dataset, phantom_images
+
+SIZE = 512  # a 1990s CT slice: 512 KiB of pixels, several PDUs on the wire
 
 
 def frame_bomb() -> Image:
@@ -204,3 +207,55 @@ def test_a_frame_bomb_is_refused_and_the_service_stays_up(tmp_path: Path) -> Non
     assert service.returncode == 0, err
     assert "Traceback" not in err
     assert len(list((spool_dir / "objects").rglob("*.dcm"))) == 1
+
+
+@pytest.mark.parametrize("mode", [Mode.STOP_READING, Mode.SILENT_AFTER_HEADER, Mode.TRICKLE])
+def test_sigterm_ends_run_within_seconds_whatever_the_pacs_does(tmp_path: Path, mode: Mode) -> None:
+    """Finding: a PACS that stopped reading, went silent after a PDU header or trickled
+    its answer hung the forwarder for ever, and `run` ignored SIGTERM (kill -9 needed)."""
+    port = peers.free_port()
+    spool_dir = tmp_path / "spool"
+    with HostilePeer(mode, interval=0.3, lifetime=90) as pacs:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "run", "--port", f"tcp-listen://127.0.0.1:{port}"]
+            + ["--spool", str(spool_dir), "--dest", f"{pacs.ae_title}@{pacs.host}:{pacs.port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        scanner_port = None
+        try:
+            deadline = time.monotonic() + 20
+            while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
+                assert service.poll() is None, service.communicate()[1]
+                time.sleep(0.05)
+            scanner_port = open_port(f"tcp://127.0.0.1:{port}")
+            scanner = Scanner(Endpoint(scanner_port), attempts=1, response_timeout=30.0)
+            results = scanner.send(phantom_images(2, rows=SIZE))
+            scanner.close(timeout=2.0)
+            deadline = time.monotonic() + 20  # until the PACS holds an object
+            while not pacs.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pacs.requests, "the forwarder never reached the PACS"
+            time.sleep(1.0)  # the exchange is now stuck on the PACS
+            stopping = time.monotonic()
+            service.send_signal(signal.SIGTERM)
+            _, err = service.communicate(timeout=30)
+            took = time.monotonic() - stopping
+        finally:
+            if scanner_port is not None:
+                scanner_port.close()
+            if service.poll() is None:
+                service.kill()
+                service.wait()
+    assert all(r.ok for r in results)
+    assert service.returncode == 0, err
+    assert took < 10, f"run took {took:.1f} s to stop"
+    assert "Traceback" not in err
+    spool = Spool(spool_dir)
+    try:
+        counts = spool.counts(f"{pacs.ae_title}@{pacs.host}:{pacs.port}")
+    finally:
+        spool.close()
+    assert counts["ready"] + counts["done"] == 2 and counts["in_flight"] == 0
