@@ -14,13 +14,15 @@ whatever module it lives in today:
 * forwarding: :class:`Forwarder`, :class:`RetryPolicy`, :class:`RunSummary`,
   :class:`Destination`, :class:`TlsSettings`, :func:`echo`;
 * the service: :class:`Bridge` (what ``acrnema-bridge run`` runs), :class:`BridgeStats`;
-* the errors, all under :class:`BridgeError`;
+* the errors, all under :class:`BridgeError` and all defined in :mod:`bridge.errors`
+  (the tree is drawn in its docstring);
 * :data:`__version__`, the one place the version is written (pyproject.toml reads it).
 
-Only the errors are imported with the package. Everything else is imported on first use
-(module ``__getattr__``), so ``import bridge`` stays cheap (about 0.03 s, against 0.3 s
-for pydicom, numpy and pynetdicom) and the pure packages, which import ``bridge`` for the
-version, do not pull in the ports, threads and sockets of the rest.
+Only the errors (:mod:`bridge.errors`, pure) are imported with the package. Everything
+else is imported on first use (module ``__getattr__``), so ``import bridge`` stays cheap
+(about 0.03 s, against 0.3 s for pydicom, numpy and pynetdicom) and the pure packages,
+which import ``bridge`` for the version, do not pull in the ports, threads and sockets of
+the rest.
 
 The package is silent by default: it logs through :mod:`logging` under the ``bridge``
 name with a :class:`logging.NullHandler`; only the command line installs handlers.
@@ -33,19 +35,38 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import (
+    BoxError,
+    BoxProtocolError,
+    BoxVersionError,
     BridgeError,
     ConfigError,
     ConversionError,
+    FaultSpecError,
+    ForwarderFailed,
     ForwardError,
+    HandshakeTimeout,
+    LinkLost,
+    LinkProtocolError,
+    LocalLinkProtocolError,
+    LocalProtocolError,
+    NoResponse,
     PortError,
+    PortIOError,
+    PortTimeoutError,
     PortUnavailableError,
+    ProfileError,
+    ProtocolError,
+    RemoteLinkProtocolError,
+    RemoteProtocolError,
+    SpoolBusyError,
+    SpoolDamagedError,
+    SpoolError,
 )
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type checkers
     from bridge.acrnema.commands import Message
-    from bridge.acrnema.datalink import LinkProtocolError
     from bridge.acrnema.elements import ByteOrder
     from bridge.acrnema.stack import LinkStack
     from bridge.dicom.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
@@ -55,16 +76,15 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type
     from bridge.link.endpoint import Endpoint
     from bridge.link.responder import Answer, Responder
     from bridge.ports.registry import open_port
-    from bridge.profile import REFERENCE, Profile, ProfileError, load_profile
+    from bridge.profile import REFERENCE, Profile, load_profile
     from bridge.service import Bridge, BridgeStats
     from bridge.spool.objects import dataset_bytes, object_info
-    from bridge.spool.store import ObjectInfo, Spool, SpoolError
+    from bridge.spool.store import ObjectInfo, Spool
 
 # Public name -> the module that defines it; imported on first access. A test checks that
 # this table and the TYPE_CHECKING imports above say the same.
 _LAZY = {
     "Message": "bridge.acrnema.commands",
-    "LinkProtocolError": "bridge.acrnema.datalink",
     "ByteOrder": "bridge.acrnema.elements",
     "LinkStack": "bridge.acrnema.stack",
     "ConversionResult": "bridge.dicom.core",
@@ -84,7 +104,6 @@ _LAZY = {
     "open_port": "bridge.ports.registry",
     "REFERENCE": "bridge.profile",
     "Profile": "bridge.profile",
-    "ProfileError": "bridge.profile",
     "load_profile": "bridge.profile",
     "Bridge": "bridge.service",
     "BridgeStats": "bridge.service",
@@ -92,12 +111,14 @@ _LAZY = {
     "object_info": "bridge.spool.objects",
     "ObjectInfo": "bridge.spool.store",
     "Spool": "bridge.spool.store",
-    "SpoolError": "bridge.spool.store",
 }
 
 __all__ = [
     "REFERENCE",
     "Answer",
+    "BoxError",
+    "BoxProtocolError",
+    "BoxVersionError",
     "Bridge",
     "BridgeError",
     "BridgeStats",
@@ -108,21 +129,35 @@ __all__ = [
     "ConvertOptions",
     "Destination",
     "Endpoint",
+    "FaultSpecError",
     "ForwardError",
     "Forwarder",
+    "ForwarderFailed",
+    "HandshakeTimeout",
+    "LinkLost",
     "LinkProtocolError",
     "LinkStack",
+    "LocalLinkProtocolError",
+    "LocalProtocolError",
     "Message",
+    "NoResponse",
     "ObjectInfo",
     "PatientIdPolicy",
     "PortError",
+    "PortIOError",
+    "PortTimeoutError",
     "PortUnavailableError",
     "Profile",
     "ProfileError",
+    "ProtocolError",
+    "RemoteLinkProtocolError",
+    "RemoteProtocolError",
     "Responder",
     "RetryPolicy",
     "RunSummary",
     "Spool",
+    "SpoolBusyError",
+    "SpoolDamagedError",
     "SpoolError",
     "TlsSettings",
     "__version__",

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, ProfileError
 
 __all__ = [
     "LINE_NAMES",
@@ -238,15 +238,6 @@ _SECTIONS: dict[str, type] = {
 _HEX = {"start_word", "crc_init", "commands", "statuses"} | {
     f.name for f in dataclasses.fields(Application) if f.name.startswith("data_set_")
 }
-
-
-class ProfileError(ConfigError):
-    """A profile that cannot be used; ``problems`` names the key of each problem."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
 
 
 class _Invalid(Exception):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.ports import LinkDown, PortError, loop_pair
+from bridge.ports import LinkLost, PortError, loop_pair
 from bridge.ports.faults import FaultInjector, FaultSpec, FaultSpecError, FaultyPort, hook
 from bridge.ports.loop import LoopPort
 
@@ -222,15 +222,15 @@ def test_disconnect_happens_once(link: tuple[LoopPort, LoopPort]) -> None:
     a, b = link
     faulty = FaultyPort(a, FaultSpec(disconnect=1000, unplug=0.3))
     faulty.send(words(600, seed=1))
-    with pytest.raises(LinkDown, match="disconnected"):
+    with pytest.raises(LinkLost, match="disconnected"):
         faulty.send(words(600, seed=2))  # 400 pass, then the link breaks
     assert faulty.stats["disconnects"] == 1
     assert not faulty.peer_ready
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.recv(0.5)  # the far side sees READY drop; the words in transit are gone
-    with pytest.raises(LinkDown, match="unplugged"):
+    with pytest.raises(LinkLost, match="unplugged"):
         faulty.send(words(5))
-    with pytest.raises(LinkDown, match="unplugged"):
+    with pytest.raises(LinkLost, match="unplugged"):
         faulty.recv(0.1)
     start = time.monotonic()
     assert faulty.wait_peer(2)
@@ -247,9 +247,9 @@ def test_disconnect_on_the_receiving_side(link: tuple[LoopPort, LoopPort]) -> No
     faulty = FaultyPort(a, "disconnect=100,unplug=0.2")
     b.send(words(150))
     assert len(faulty.recv(0.5).words) == 100  # what came before the break arrives
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         faulty.recv(0.1)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.send(words(1))
     assert faulty.wait_peer(2) and b.wait_peer(1)
 
@@ -281,10 +281,10 @@ def test_faulty_port_without_faults_is_transparent(link: tuple[LoopPort, LoopPor
     got = b.recv(1)
     assert np.array_equal(got.words, words(100, seed=1).words)
     faulty.set_ready(False)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.recv(0.5)
     faulty.set_ready(True)
     assert b.wait_peer(1) and faulty.wait_peer(1) and faulty.peer_ready
     faulty.close()
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.recv(0.5)

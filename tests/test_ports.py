@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from bridge.acrnema.physical import WordBuffer
 from bridge.engine import PeerReady, WordsArrived
 from bridge.ports import (
-    LinkDown,
+    LinkLost,
     PortError,
     PortUnavailableError,
     WordPort,
@@ -74,7 +74,7 @@ LINK_S = 5.0  # how long two sides may take to find each other
 
 
 def expect_down(action: Callable[[], Any]) -> None:
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         action()
 
 
@@ -351,7 +351,7 @@ def test_a_peer_that_stops_reading_counts_as_gone() -> None:
     try:
         wait_both(listener, client)
         start = time.monotonic()
-        with pytest.raises(LinkDown, match="stopped reading"):
+        with pytest.raises(LinkLost, match="stopped reading"):
             for _ in range(200):  # far more than the socket buffers hold
                 listener.send(words(1 << 18))
         assert time.monotonic() - start < 20

@@ -64,7 +64,7 @@ from bridge.box.protocol import (
     words_messages,
 )
 from bridge.engine import PeerReady, StreamGone, WordsArrived
-from bridge.errors import PortError
+from bridge.errors import BoxError, BoxVersionError
 from bridge.profile import REFERENCE, Physical, Profile
 
 __all__ = [
@@ -96,15 +96,6 @@ REPLY_TIMEOUT_S = 1.0
 ATTEMPTS = 3
 CREDIT_KEEPALIVE_S = 1.0  # CREDITS re-sent this often (repairs a lost one on a UART)
 _MASK = 0xFFFF_FFFF
-
-
-class BoxError(PortError):
-    """The box answered but cannot serve this host and profile (protocol version, pin
-    map, capabilities, a refused CONFIGURE); retrying does not help."""
-
-
-class BoxVersionError(BoxError):
-    """The box speaks no protocol version this host speaks."""
 
 
 # --- events of the sans-I/O host ------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import ClassVar, Literal, overload
 import numpy as np
 
 from bridge.acrnema.physical import ParityLine, Words
-from bridge.errors import PortError
+from bridge.errors import BoxProtocolError
 from bridge.profile import LINE_NAMES, Physical
 
 __all__ = [
@@ -92,14 +92,6 @@ MAX_BODY = 0xFFFF  # the protocol's largest body; each side announces its own li
 LINES = LINE_NAMES  # bit i of a line mask is LINES[i] (D0-D15, PARITY, REQ, ...)
 WORDS_HEADER = 8  # offset u32, count u16, flags u8, reserved u8
 _SMALL = 192  # COBS of shorter inputs in plain Python (numpy's fixed cost is ~20 us)
-
-
-class BoxProtocolError(PortError, ValueError):
-    """A body that is not a valid message, or a message that cannot be encoded."""
-
-    def __init__(self, reason: BadFrameReason, text: str) -> None:
-        self.reason = reason
-        super().__init__(text)
 
 
 class MsgType(enum.IntEnum):

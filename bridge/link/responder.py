@@ -170,5 +170,5 @@ class Responder:
         stack.send(
             self.table.make_response(request.command, code, answer.comment), self.endpoint.clock()
         )
-        with contextlib.suppress(base.LinkDown):
+        with contextlib.suppress(base.LinkLost):
             self.endpoint.flush()

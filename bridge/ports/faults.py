@@ -18,7 +18,7 @@ example ``flip=1e-4,drop=1e-3,stall=2,at=4096,disconnect=50000,seed=7``:
     once WORDS words have passed (both directions together) the link breaks, once: the
     wrapped port drops READY (``set_ready(False)``), the rest of the buffer in hand is
     lost, and :meth:`FaultyPort.send` and :meth:`FaultyPort.recv` raise
-    :class:`~bridge.ports.base.LinkDown` for ``unplug`` seconds; then READY is
+    :class:`~bridge.ports.base.LinkLost` for ``unplug`` seconds; then READY is
     asserted again (at the next call after that time).
 ``unplug=SECONDS``
     how long the link stays broken after ``disconnect`` (default 0.5).
@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.errors import FaultSpecError
 from bridge.ports._buffers import as_buffer, empty_buffer
-from bridge.ports.base import LinkDown, PortError, WordPort
+from bridge.ports.base import LinkLost, WordPort
 
 __all__ = [
     "FaultHook",
@@ -62,10 +63,6 @@ log = logging.getLogger(__name__)
 
 _BITS = 17  # 16 data lines and the parity line
 _DIRECTIONS = ("out", "in")
-
-
-class FaultSpecError(PortError, ValueError):
-    """A fault spec that cannot be parsed; the message names the bad item."""
 
 
 @dataclass(frozen=True)
@@ -299,7 +296,7 @@ class FaultyPort(WordPort):
             self.port.send(out)
         if limit is not None and (len(buffer.words) > limit or limit == 0):
             self._break()
-            raise LinkDown(f"{self.url}: fault injection: disconnected")
+            raise LinkLost(f"{self.url}: fault injection: disconnected")
 
     def recv(self, timeout: float) -> WordBuffer:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -312,7 +309,7 @@ class FaultyPort(WordPort):
             if limit is not None and (len(buffer.words) > limit or limit == 0):
                 self._break()
                 if not len(got.words):
-                    raise LinkDown(f"{self.url}: fault injection: disconnected")
+                    raise LinkLost(f"{self.url}: fault injection: disconnected")
             if len(got.words) or time.monotonic() >= deadline:
                 return got
 
@@ -327,7 +324,7 @@ class FaultyPort(WordPort):
             time.sleep(max(0.0, min(until, deadline) - time.monotonic()))
             try:
                 self._check_unplugged()
-            except LinkDown:
+            except LinkLost:
                 return False
         return self.port.wait_peer(max(0.0, deadline - time.monotonic()))
 
@@ -356,7 +353,7 @@ class FaultyPort(WordPort):
             if until is None:
                 return
             if time.monotonic() < until:
-                raise LinkDown(f"{self.url}: fault injection: unplugged")
+                raise LinkLost(f"{self.url}: fault injection: unplugged")
             self._unplugged_until = None
         log.info("fault injection: link restored")
         self.port.set_ready(True)

@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, SpoolBusyError, SpoolDamagedError, SpoolError
 
 __all__ = [
     "STATES",
@@ -115,18 +115,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (destination, state, next_attempt);
 """
-
-
-class SpoolError(BridgeError):
-    """The spool cannot take or give an object (disk full, read-only, corrupt database)."""
-
-
-class SpoolBusyError(SpoolError):
-    """Another process owns the spool (holds ``owner.lock``); the message names it."""
-
-
-class SpoolDamagedError(SpoolError):
-    """The database cannot be trusted with the objects on disk; ``spool rebuild`` mends it."""
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ from bridge.box.protocol import (
     position_delta,
 )
 from bridge.ports._buffers import WordQueue, empty_buffer
-from bridge.ports.base import LinkDown, PortError, PortUnavailableError, WordPort
+from bridge.ports.base import LinkLost, PortError, PortUnavailableError, WordPort
 from bridge.ports.bytestream import ByteStream
 from bridge.ports.loop import loop_pair
 from bridge.profile import REFERENCE, Profile, to_toml
@@ -731,12 +731,12 @@ class EmulatedBox:
                 busy = True
                 try:
                     line.send(out)
-                except LinkDown:
+                except LinkLost:
                     core.set_peer_ready(False, now)
             if waiting_in is None and core.ready and line.peer_ready:
                 try:
                     got = line.recv(0.0)
-                except LinkDown:
+                except LinkLost:
                     core.set_peer_ready(False, now)
                     got = empty_buffer()
                 waiting_in = got if len(got.words) else None
