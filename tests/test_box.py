@@ -174,8 +174,8 @@ def test_handshake_words_gaps_and_repeats_back_to_back() -> None:
     assert len(arrived) == 1 and same(arrived[0].buffer, second)
     assert host.stats["gaps"] == 1 and host.stats["lost_words"] == 100
     assert host.stats["lost_frames"] >= 1 and lost_frame
-    asked = bp.FrameDecoder(sender="host").feed(host.data_to_send())
-    assert [e.message for e in asked if isinstance(e, bp.Frame)] == [bp.Query(bp.MsgType.STATS)]
+    asked = bp.BoxFrameDecoder(sender="host").feed(host.data_to_send())
+    assert [e.message for e in asked if isinstance(e, bp.BoxFrame)] == [bp.Query(bp.MsgType.STATS)]
     assert not [e for e in host.receive(frame, 0.0) if isinstance(e, WordsArrived)]
     assert host.stats["repeated_words"] == 50
 

@@ -80,7 +80,7 @@ HISTORY_FRAMES = 64  # frames each end remembers for error reports
 
 @dataclass(frozen=True)
 class DatalinkParams:
-    """The data link's part of the profile (bridge.profile.Datalink maps onto it)."""
+    """The data link's part of the profile (bridge.profile.DatalinkSection maps onto it)."""
 
     max_payload_words: int = 256
     sequence_bits: int = 8
