@@ -5,12 +5,13 @@ whatever module it lives in today:
 
 * ports: :func:`open_port` (a port by URL, docs/ports.md);
 * the link: :class:`LinkStack` (sans-I/O), :class:`Endpoint` (a stack driven over a
-  port), :class:`Responder` and :class:`Answer` (the answering role), :class:`Message`,
+  port), :class:`Responder` and :class:`Answer` (the answering role) with
+  :class:`LinkStatus`, :class:`Message`,
   the link profile (:class:`Profile`, :data:`REFERENCE`, :func:`load_profile`);
 * conversion: :func:`convert`, :class:`ConvertOptions`, :class:`ConversionResult`,
   :class:`PatientIdPolicy`, :class:`ByteOrder`;
-* the spool: :class:`Spool`, :class:`ObjectInfo`, :func:`dataset_bytes`,
-  :func:`object_info`, :func:`ingest_file`;
+* the spool: :class:`Spool`, :class:`ObjectInfo`, :class:`DeliveryState`,
+  :func:`dataset_bytes`, :func:`object_info`, :func:`ingest_file`, :class:`IngestStatus`;
 * forwarding: :class:`Forwarder`, :class:`RetryPolicy`, :class:`RunSummary`,
   :class:`Destination`, :class:`TlsSettings`, :func:`echo`;
 * the service: :class:`Bridge` (what ``acrnema-bridge run`` runs), :class:`BridgeStats`;
@@ -72,14 +73,14 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type
     from bridge.dicom.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
     from bridge.forward.runner import Forwarder, RetryPolicy, RunSummary
     from bridge.forward.scu import Destination, TlsSettings, echo
-    from bridge.ingest import ingest_file
+    from bridge.ingest import IngestStatus, ingest_file
     from bridge.link.endpoint import Endpoint
     from bridge.link.responder import Answer, Responder
     from bridge.ports.registry import open_port
-    from bridge.profile import REFERENCE, Profile, load_profile
+    from bridge.profile import REFERENCE, LinkStatus, Profile, load_profile
     from bridge.service import Bridge, BridgeStats
     from bridge.spool.objects import dataset_bytes, object_info
-    from bridge.spool.store import ObjectInfo, Spool
+    from bridge.spool.store import DeliveryState, ObjectInfo, Spool
 
 # Public name -> the module that defines it; imported on first access. A test checks that
 # this table and the TYPE_CHECKING imports above say the same.
@@ -97,18 +98,21 @@ _LAZY = {
     "Destination": "bridge.forward.scu",
     "TlsSettings": "bridge.forward.scu",
     "echo": "bridge.forward.scu",
+    "IngestStatus": "bridge.ingest",
     "ingest_file": "bridge.ingest",
     "Endpoint": "bridge.link.endpoint",
     "Answer": "bridge.link.responder",
     "Responder": "bridge.link.responder",
     "open_port": "bridge.ports.registry",
     "REFERENCE": "bridge.profile",
+    "LinkStatus": "bridge.profile",
     "Profile": "bridge.profile",
     "load_profile": "bridge.profile",
     "Bridge": "bridge.service",
     "BridgeStats": "bridge.service",
     "dataset_bytes": "bridge.spool.objects",
     "object_info": "bridge.spool.objects",
+    "DeliveryState": "bridge.spool.store",
     "ObjectInfo": "bridge.spool.store",
     "Spool": "bridge.spool.store",
 }
@@ -127,6 +131,7 @@ __all__ = [
     "ConversionError",
     "ConversionResult",
     "ConvertOptions",
+    "DeliveryState",
     "Destination",
     "Endpoint",
     "FaultSpecError",
@@ -134,9 +139,11 @@ __all__ = [
     "Forwarder",
     "ForwarderFailed",
     "HandshakeTimeout",
+    "IngestStatus",
     "LinkLost",
     "LinkProtocolError",
     "LinkStack",
+    "LinkStatus",
     "LocalLinkProtocolError",
     "LocalProtocolError",
     "Message",

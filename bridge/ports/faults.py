@@ -31,6 +31,11 @@ Flips come first, then drops; every count is per word that reached the fault lay
 ("passed"), including the words a stall discards. Everything is done on whole buffers
 with numpy. :class:`FaultyPort` wraps any port; :func:`hook` gives the same flips,
 drops and stall as a ``loop://`` hook (a hook cannot drop READY, so no disconnect).
+
+``faults+URL?flip=1e-4&seed=3`` (:func:`open_faults`, a prefix of
+:func:`bridge.ports.open_port`) opens any port as a :class:`FaultyPort`: the query items
+named as above make the spec, the other items stay with the inner URL, so it composes
+with ``spy+`` and ``box+`` on either side.
 """
 
 from __future__ import annotations
@@ -40,13 +45,15 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.errors import FaultSpecError
+from bridge.errors import FaultSpecError, PortError
 from bridge.ports._buffers import as_buffer, empty_buffer
 from bridge.ports.base import LinkLost, WordPort
 
@@ -57,6 +64,8 @@ __all__ = [
     "FaultSpecError",
     "FaultyPort",
     "hook",
+    "open_faults",
+    "split_faults_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -357,3 +366,50 @@ class FaultyPort(WordPort):
             self._unplugged_until = None
         log.info("fault injection: link restored")
         self.port.set_ready(True)
+
+
+def split_faults_url(url: str) -> tuple[str, FaultSpec]:
+    """``faults+URL?flip=...&seed=...`` -> (URL with its own query items, the spec).
+
+    The query items named as a spec's items (flip, drop, stall, at, disconnect, unplug,
+    seed) are the spec; the others belong to the inner URL and stay with it.
+    """
+    if not url.startswith("faults+"):
+        raise FaultSpecError(f"{url}: not a faults+ URL")
+    base, sep, query = url[len("faults+") :].partition("?")
+    names = {f.name for f in fields(FaultSpec)}
+    items: list[str] = []
+    kept: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in names:
+            items.append(f"{name}={value}")
+        else:
+            kept.append((name, value))
+    if sep and kept:
+        base += "?" + urlencode(kept)
+    if not base or "://" not in base:
+        raise FaultSpecError(f"{url}: give the port to break, as in faults+loop://demo?flip=1e-4")
+    try:
+        spec = FaultSpec.parse(",".join(items))
+    except FaultSpecError as exc:
+        raise FaultSpecError(f"{url}: {exc}") from None
+    return base, spec
+
+
+def open_faults(url: str, opener: Callable[[str], WordPort]) -> FaultyPort:
+    """Open ``faults+URL``: the inner port through ``opener``, with the URL's faults."""
+    inner_url, spec = split_faults_url(url)
+    try:
+        port = opener(inner_url)
+    except PortError as exc:
+        if "option" not in str(exc):
+            raise
+        items = ", ".join(f.name for f in fields(FaultSpec))
+        raise PortError(f"{exc}; faults+ items: {items}") from exc
+    try:
+        faulty = FaultyPort(port, spec)
+    except BaseException:
+        port.close()
+        raise
+    faulty.url = url
+    return faulty
