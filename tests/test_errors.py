@@ -200,3 +200,14 @@ def test_errors_imports_nothing_from_the_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['bridge', 'bridge.errors']"
+
+
+def test_a_trace_that_cannot_be_written_is_a_port_io_error(tmp_path: Path) -> None:
+    from bridge.ports import open_port
+
+    missing = tmp_path / "no" / "such" / "folder" / "t.bin"
+    with pytest.raises(errors.PortIOError, match="cannot write the trace") as info:
+        open_port(f"spy+loop://io-error?trace={missing}")
+    assert isinstance(info.value.__cause__, OSError)
+    with open_port("loop://io-error") as end, open_port("loop://io-error") as other:
+        assert end.wait_peer(1.0) and other.wait_peer(1.0)  # the inner port was closed

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.errors import PortIOError
 from bridge.ports._buffers import as_buffer
 from bridge.ports.base import LinkLost, PortError, WordPort
 
@@ -87,7 +88,7 @@ class TraceWriter:
             self._file.write(MAGIC)
             self._file.flush()
         except OSError as exc:
-            raise PortError(f"cannot write the trace {self.path}: {exc}") from exc
+            raise PortIOError(f"cannot write the trace {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
     def write(self, direction: str, buffer: WordBuffer) -> None:
@@ -107,7 +108,7 @@ class TraceWriter:
                 self._file.write(record)
                 self._file.flush()
             except OSError as exc:
-                raise PortError(f"cannot write the trace {self.path}: {exc}") from exc
+                raise PortIOError(f"cannot write the trace {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
