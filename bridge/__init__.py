@@ -5,22 +5,25 @@ whatever module it lives in today:
 
 * ports: :func:`open_port` (a port by URL, docs/ports.md);
 * the link: :class:`LinkStack` (sans-I/O), :class:`Endpoint` (a stack driven over a
-  port), :class:`Responder` and :class:`Answer` (the answering role), :class:`Message`,
+  port), :class:`Responder` and :class:`Answer` (the answering role) with
+  :class:`LinkStatus`, :class:`Message`,
   the link profile (:class:`Profile`, :data:`REFERENCE`, :func:`load_profile`);
 * conversion: :func:`convert`, :class:`ConvertOptions`, :class:`ConversionResult`,
   :class:`PatientIdPolicy`, :class:`ByteOrder`;
-* the spool: :class:`Spool`, :class:`ObjectInfo`, :func:`dataset_bytes`,
-  :func:`object_info`, :func:`ingest_file`;
+* the spool: :class:`Spool`, :class:`ObjectInfo`, :class:`DeliveryState`,
+  :func:`dataset_bytes`, :func:`object_info`, :func:`ingest_file`, :class:`IngestStatus`;
 * forwarding: :class:`Forwarder`, :class:`RetryPolicy`, :class:`RunSummary`,
   :class:`Destination`, :class:`TlsSettings`, :func:`echo`;
 * the service: :class:`Bridge` (what ``acrnema-bridge run`` runs), :class:`BridgeStats`;
-* the errors, all under :class:`BridgeError`;
+* the errors, all under :class:`BridgeError` and all defined in :mod:`bridge.errors`
+  (the tree is drawn in its docstring);
 * :data:`__version__`, the one place the version is written (pyproject.toml reads it).
 
-Only the errors are imported with the package. Everything else is imported on first use
-(module ``__getattr__``), so ``import bridge`` stays cheap (about 0.03 s, against 0.3 s
-for pydicom, numpy and pynetdicom) and the pure packages, which import ``bridge`` for the
-version, do not pull in the ports, threads and sockets of the rest.
+Only the errors (:mod:`bridge.errors`, pure) are imported with the package. Everything
+else is imported on first use (module ``__getattr__``), so ``import bridge`` stays cheap
+(about 0.03 s, against 0.3 s for pydicom, numpy and pynetdicom) and the pure packages,
+which import ``bridge`` for the version, do not pull in the ports, threads and sockets of
+the rest.
 
 The package is silent by default: it logs through :mod:`logging` under the ``bridge``
 name with a :class:`logging.NullHandler`; only the command line installs handlers.
@@ -33,38 +36,56 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import (
+    BoxError,
+    BoxProtocolError,
+    BoxVersionError,
     BridgeError,
     ConfigError,
     ConversionError,
+    FaultSpecError,
+    ForwarderFailed,
     ForwardError,
+    HandshakeTimeout,
+    LinkLost,
+    LinkProtocolError,
+    LocalLinkProtocolError,
+    LocalProtocolError,
+    NoResponse,
     PortError,
+    PortIOError,
+    PortTimeoutError,
     PortUnavailableError,
+    ProfileError,
+    ProtocolError,
+    RemoteLinkProtocolError,
+    RemoteProtocolError,
+    SpoolBusyError,
+    SpoolDamagedError,
+    SpoolError,
 )
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type checkers
     from bridge.acrnema.commands import Message
-    from bridge.acrnema.datalink import LinkProtocolError
     from bridge.acrnema.elements import ByteOrder
     from bridge.acrnema.stack import LinkStack
     from bridge.dicom.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
     from bridge.forward.runner import Forwarder, RetryPolicy, RunSummary
     from bridge.forward.scu import Destination, TlsSettings, echo
-    from bridge.ingest import ingest_file
+    from bridge.ingest import IngestStatus, ingest_file
     from bridge.link.endpoint import Endpoint
     from bridge.link.responder import Answer, Responder
     from bridge.ports.registry import open_port
-    from bridge.profile import REFERENCE, Profile, ProfileError, load_profile
+    from bridge.profile import REFERENCE, LinkStatus, Profile, load_profile
     from bridge.service import Bridge, BridgeStats
     from bridge.spool.objects import dataset_bytes, object_info
-    from bridge.spool.store import ObjectInfo, Spool, SpoolError
+    from bridge.spool.store import DeliveryState, ObjectInfo, Spool
 
 # Public name -> the module that defines it; imported on first access. A test checks that
 # this table and the TYPE_CHECKING imports above say the same.
 _LAZY = {
     "Message": "bridge.acrnema.commands",
-    "LinkProtocolError": "bridge.acrnema.datalink",
     "ByteOrder": "bridge.acrnema.elements",
     "LinkStack": "bridge.acrnema.stack",
     "ConversionResult": "bridge.dicom.core",
@@ -77,27 +98,31 @@ _LAZY = {
     "Destination": "bridge.forward.scu",
     "TlsSettings": "bridge.forward.scu",
     "echo": "bridge.forward.scu",
+    "IngestStatus": "bridge.ingest",
     "ingest_file": "bridge.ingest",
     "Endpoint": "bridge.link.endpoint",
     "Answer": "bridge.link.responder",
     "Responder": "bridge.link.responder",
     "open_port": "bridge.ports.registry",
     "REFERENCE": "bridge.profile",
+    "LinkStatus": "bridge.profile",
     "Profile": "bridge.profile",
-    "ProfileError": "bridge.profile",
     "load_profile": "bridge.profile",
     "Bridge": "bridge.service",
     "BridgeStats": "bridge.service",
     "dataset_bytes": "bridge.spool.objects",
     "object_info": "bridge.spool.objects",
+    "DeliveryState": "bridge.spool.store",
     "ObjectInfo": "bridge.spool.store",
     "Spool": "bridge.spool.store",
-    "SpoolError": "bridge.spool.store",
 }
 
 __all__ = [
     "REFERENCE",
     "Answer",
+    "BoxError",
+    "BoxProtocolError",
+    "BoxVersionError",
     "Bridge",
     "BridgeError",
     "BridgeStats",
@@ -106,23 +131,40 @@ __all__ = [
     "ConversionError",
     "ConversionResult",
     "ConvertOptions",
+    "DeliveryState",
     "Destination",
     "Endpoint",
+    "FaultSpecError",
     "ForwardError",
     "Forwarder",
+    "ForwarderFailed",
+    "HandshakeTimeout",
+    "IngestStatus",
+    "LinkLost",
     "LinkProtocolError",
     "LinkStack",
+    "LinkStatus",
+    "LocalLinkProtocolError",
+    "LocalProtocolError",
     "Message",
+    "NoResponse",
     "ObjectInfo",
     "PatientIdPolicy",
     "PortError",
+    "PortIOError",
+    "PortTimeoutError",
     "PortUnavailableError",
     "Profile",
     "ProfileError",
+    "ProtocolError",
+    "RemoteLinkProtocolError",
+    "RemoteProtocolError",
     "Responder",
     "RetryPolicy",
     "RunSummary",
     "Spool",
+    "SpoolBusyError",
+    "SpoolDamagedError",
     "SpoolError",
     "TlsSettings",
     "__version__",

@@ -1,18 +1,89 @@
 """The one exception tree of acrnema-bridge.
 
-Every error the package raises on purpose derives from :class:`BridgeError`. Foreign
-exceptions (pydicom, OS errors) are wrapped at the boundary with ``raise ... from``.
+Every error the package raises on purpose derives from :class:`BridgeError` and is defined
+here, whatever module raises it (the modules that used to define one import it from here,
+so their old import paths give the very same class). Foreign exceptions (pydicom, OS
+errors, pynetdicom) are wrapped at the boundary with ``raise ... from``. This module
+imports nothing from the package, so any module, pure or not, can use it.
+
+The tree (``+`` names a further base class; ``tests/test_errors.py`` checks this drawing
+against the classes)::
+
+    BridgeError
+        ConfigError
+            ProfileError
+        ConversionError
+        ForwardError
+            ForwarderFailed
+            NoResponse
+        PortError
+            BoxError
+                BoxVersionError
+            FaultSpecError  +ValueError
+            LinkLost
+            PortIOError
+            PortTimeoutError  +TimeoutError
+                HandshakeTimeout
+            PortUnavailableError
+        ProtocolError
+            BoxProtocolError  +PortError +ValueError
+            LinkProtocolError
+                LocalLinkProtocolError  +LocalProtocolError
+                RemoteLinkProtocolError  +RemoteProtocolError
+            LocalProtocolError
+            RemoteProtocolError
+        SpoolError
+            SpoolBusyError
+            SpoolDamagedError
+
+What each branch means:
+
+* **port errors**: a port cannot be opened (bad URL, :class:`PortUnavailableError` for a
+  missing library or device), its device failed (:class:`PortIOError`), an awaited edge
+  did not come (:class:`PortTimeoutError`, also a :class:`TimeoutError`), or the other
+  side is gone (:class:`LinkLost`: it dropped READY or the connection was lost);
+* **protocol errors** carry the ``layer`` that gave up, ``remote`` (True: the peer broke
+  the protocol; False: it was misused here) and, where the protocol has one, the
+  ``status`` code; catch :class:`LocalProtocolError` or :class:`RemoteProtocolError` for
+  one side only;
+* **conversion**, **spool** (busy: another process owns it; damaged: its database cannot
+  be trusted), **forward** (a whole operation, or the forwarder itself, failed),
+  **config** (a setting or argument; :class:`ProfileError` for a link profile).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
 __all__ = [
+    "BoxError",
+    "BoxProtocolError",
+    "BoxVersionError",
     "BridgeError",
     "ConfigError",
     "ConversionError",
+    "FaultSpecError",
     "ForwardError",
+    "ForwarderFailed",
+    "HandshakeTimeout",
+    "LinkLost",
+    "LinkProtocolError",
+    "LocalLinkProtocolError",
+    "LocalProtocolError",
+    "NoResponse",
     "PortError",
+    "PortIOError",
+    "PortTimeoutError",
     "PortUnavailableError",
+    "ProfileError",
+    "ProtocolError",
+    "RemoteLinkProtocolError",
+    "RemoteProtocolError",
+    "SpoolBusyError",
+    "SpoolDamagedError",
+    "SpoolError",
 ]
 
 
@@ -20,8 +91,23 @@ class BridgeError(Exception):
     """Root of every error acrnema-bridge raises on purpose."""
 
 
+# --- configuration -------------------------------------------------------------------
+
+
 class ConfigError(BridgeError):
     """A configuration value or command-line argument is invalid."""
+
+
+class ProfileError(ConfigError):
+    """A profile that cannot be used; ``problems`` names the key of each problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+# --- conversion ----------------------------------------------------------------------
 
 
 class ConversionError(BridgeError):
@@ -51,8 +137,35 @@ class ConversionError(BridgeError):
         super().__init__(f"{', '.join(where)}: {reason}")
 
 
+# --- forwarding ----------------------------------------------------------------------
+
+
 class ForwardError(BridgeError):
     """A forwarding operation (C-ECHO, association, listener) failed as a whole."""
+
+
+class ForwarderFailed(ForwardError):
+    """A worker of the forwarder could not go on; the forwarder stopped.
+
+    ``destination`` names the worker's destination, ``cause`` is its last exception
+    (also the ``__cause__``).
+    """
+
+    def __init__(self, destination: str, cause: BaseException) -> None:
+        super().__init__(f"forwarding to {destination} cannot go on: {cause!r}")
+        self.destination = destination
+        self.cause = cause
+
+
+class NoResponse(ForwardError):
+    """No response to a DIMSE request: the association was aborted or lost, or timed out."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- ports ---------------------------------------------------------------------------
 
 
 class PortError(BridgeError):
@@ -61,3 +174,183 @@ class PortError(BridgeError):
 
 class PortUnavailableError(PortError):
     """A port whose library or device is missing (the message says what to install)."""
+
+
+class PortIOError(PortError):
+    """Reading or writing a port's device, socket or trace file failed (``__cause__``)."""
+
+
+class PortTimeoutError(PortError, TimeoutError):
+    """Something a port waits for did not come in time."""
+
+
+class HandshakeTimeout(PortTimeoutError):
+    """An edge of the ``ftdi-gpio://`` word handshake or bus hand-over not answered in time."""
+
+    PHASES: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "ack": "ACK asserted after REQ",
+            "ack-release": "ACK deasserted after REQ was deasserted",
+            "ack-idle": "ACK deasserted before REQ",
+            "req-release": "REQ deasserted after ACK",
+            "dir": "DIR asserted (side A holding the bus) before asking with BREQ",
+            "grant": "DIR deasserted (the bus handed over) after BREQ",
+            "bus-return": "BREQ deasserted (the bus given back) by side B",
+        }
+    )
+    """What the port waited for in each phase (``phase`` is one of the keys)."""
+
+    def __init__(
+        self, url: str, sending: bool, index: int, count: int | None, phase: str, ms: float
+    ) -> None:
+        self.url = url
+        self.sending = sending
+        self.index = index  # the word's index in the buffer sent, or among words received
+        self.phase = phase
+        self.waited_ms = ms
+        what = f"word {index}" + (f" of {count}" if count is not None else "")
+        verb = "sending" if sending else "receiving"
+        super().__init__(
+            f"{url}: handshake timeout {verb} {what}: no {self.PHASES[phase]} within "
+            f"{ms:g} ms (phase {phase!r})"
+        )
+
+
+class LinkLost(PortError):
+    """The other side is gone: it dropped READY, or the connection or device was lost.
+
+    Named ``LinkDown`` before 0.2 (``bridge.ports.LinkDown`` still gives it, with a
+    :class:`DeprecationWarning`); ``LinkDown`` is now only the link stack's event.
+    """
+
+
+class FaultSpecError(PortError, ValueError):
+    """A fault spec (``emulate --faults``, ``faults+URL?...``) that cannot be parsed."""
+
+
+class BoxError(PortError):
+    """The box answered but cannot serve this host and profile (protocol version, pin
+    map, capabilities, a refused CONFIGURE); retrying does not help."""
+
+
+class BoxVersionError(BoxError):
+    """The box speaks no protocol version this host speaks."""
+
+
+# --- protocols -----------------------------------------------------------------------
+
+
+class ProtocolError(BridgeError):
+    """A protocol cannot go on.
+
+    ``layer`` names the protocol layer that gave up, ``remote`` says who broke it (True:
+    the peer; False: a misuse here) and ``status`` is the protocol's code for the problem
+    where it has one (None otherwise).
+    """
+
+    def __init__(
+        self, message: str, *, layer: str, remote: bool = False, status: int | None = None
+    ) -> None:
+        self.layer = layer
+        self.remote = remote
+        self.status = status
+        super().__init__(message)
+
+
+class LocalProtocolError(ProtocolError):
+    """A protocol misused on this side (a call not allowed in the state it is in)."""
+
+    def __init__(self, message: str, *, layer: str, status: int | None = None) -> None:
+        super().__init__(message, layer=layer, remote=False, status=status)
+
+
+class RemoteProtocolError(ProtocolError):
+    """A protocol broken by the peer (something arrived that the protocol forbids)."""
+
+    def __init__(self, message: str, *, layer: str, status: int | None = None) -> None:
+        super().__init__(message, layer=layer, remote=True, status=status)
+
+
+class LinkProtocolError(ProtocolError):
+    """A layer of the ACR-NEMA link cannot go on: misused here (local) or broken by the peer.
+
+    ``LinkProtocolError(reason, layer=..., remote=...)`` gives a
+    :class:`LocalLinkProtocolError` or a :class:`RemoteLinkProtocolError`, so the error is
+    both a ``LinkProtocolError`` and a :class:`LocalProtocolError` or
+    :class:`RemoteProtocolError`. ``reason`` is the message without the layer.
+    """
+
+    def __new__(cls, reason: str, *args: Any, **kwargs: Any) -> LinkProtocolError:
+        if cls is LinkProtocolError:
+            cls = RemoteLinkProtocolError if kwargs.get("remote") else LocalLinkProtocolError
+        return super().__new__(cls, reason)
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        layer: str = "datalink",
+        remote: bool = False,
+        status: int | None = None,
+    ) -> None:
+        self.reason = reason
+        side = "remote" if remote else "local"
+        ProtocolError.__init__(
+            self, f"{layer} ({side}): {reason}", layer=layer, remote=remote, status=status
+        )
+
+
+class LocalLinkProtocolError(LinkProtocolError, LocalProtocolError):
+    """A link layer misused on this side."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        layer: str = "datalink",
+        remote: bool = False,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(reason, layer=layer, remote=False, status=status)
+
+
+class RemoteLinkProtocolError(LinkProtocolError, RemoteProtocolError):
+    """A link layer broken by the peer."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        layer: str = "datalink",
+        remote: bool = True,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(reason, layer=layer, remote=True, status=status)
+
+
+class BoxProtocolError(ProtocolError, PortError, ValueError):
+    """A body that is not a valid box-protocol message, or a message that cannot be encoded.
+
+    ``reason`` is the box protocol's bad-frame reason (``BadFrameReason``) and ``status``
+    its code. The frame decoder turns damage in what arrives into ``BadFrame`` events; this
+    error is what encoding, or parsing a body by hand, raises.
+    """
+
+    def __init__(self, reason: Any, text: str) -> None:
+        self.reason = reason
+        super().__init__(text, layer="box", status=int(reason))
+
+
+# --- spool ---------------------------------------------------------------------------
+
+
+class SpoolError(BridgeError):
+    """The spool cannot take or give an object (disk full, read-only, corrupt database)."""
+
+
+class SpoolBusyError(SpoolError):
+    """Another process owns the spool (holds ``owner.lock``); the message names it."""
+
+
+class SpoolDamagedError(SpoolError):
+    """The database cannot be trusted with the objects on disk; ``spool rebuild`` mends it."""

@@ -14,6 +14,7 @@ the reason instead of being retried for ever.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,15 @@ from bridge.errors import BridgeError
 from bridge.spool.objects import dataset_bytes, object_info, part10_header
 from bridge.spool.store import ObjectInfo, Spool
 
-__all__ = ["IngestResult", "ingest_file"]
+__all__ = ["IngestResult", "IngestStatus", "ingest_file"]
+
+
+class IngestStatus(enum.StrEnum):
+    """What became of a file handed to ``spool add`` (the strings of ``--json``)."""
+
+    SPOOLED = "spooled"  # at least one of its objects is new in the spool
+    SKIPPED = "skipped"  # everything it holds was in the spool already, or nothing to spool
+    FAILED = "failed"  # it could not be read or converted (``error`` says why)
 
 
 @dataclass
@@ -32,7 +41,7 @@ class IngestResult:
     """What happened to one file handed to ``spool add``."""
 
     source: str
-    status: str  # spooled | skipped | failed
+    status: IngestStatus | str  # an IngestStatus; a name as a string is converted to one
     object_ids: list[int] = field(default_factory=list)
     """Every object the file stands for, newly stored or already in the spool."""
     already: list[int] = field(default_factory=list)
@@ -40,10 +49,13 @@ class IngestResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
+    def __post_init__(self) -> None:
+        self.status = IngestStatus(self.status)  # "failed" -> IngestStatus.FAILED
+
 
 def ingest_file(spool: Spool, path: Path, options: ConvertOptions | None = None) -> IngestResult:
     """Spool one file; a bad file is reported, never raised (SpoolError is raised)."""
-    result = IngestResult(str(path), "failed")
+    result = IngestResult(str(path), IngestStatus.FAILED)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -62,7 +74,7 @@ def ingest_file(spool: Spool, path: Path, options: ConvertOptions | None = None)
         _put(spool, result, data, object_info(header, str(path)))
         return result
     if not looks_like_dataset(data):
-        result.status = "skipped"
+        result.status = IngestStatus.SKIPPED
         result.warnings.append("not an ACR-NEMA or DICOM data set")
         return result
     try:
@@ -81,4 +93,8 @@ def _put(spool: Spool, result: IngestResult, data: bytes, info: ObjectInfo) -> N
     result.object_ids.append(object_id)
     if not new:
         result.already.append(object_id)
-    result.status = "spooled" if len(result.already) < len(result.object_ids) else "skipped"
+    result.status = (
+        IngestStatus.SPOOLED
+        if len(result.already) < len(result.object_ids)
+        else IngestStatus.SKIPPED
+    )

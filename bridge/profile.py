@@ -25,6 +25,7 @@ output gives the same profile (``acrnema-bridge profile show``).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import re
 import tomllib
@@ -35,19 +36,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge._renamed import old_name
+from bridge.errors import ConfigError, ProfileError
 
 __all__ = [
     "LINE_NAMES",
     "MAX_SEGMENTS",
     "REFERENCE",
-    "Application",
-    "Datalink",
-    "Physical",
+    "ApplicationSection",
+    "DatalinkSection",
+    "LinkStatus",
+    "PhysicalSection",
     "Profile",
     "ProfileError",
-    "Session",
-    "Transport",
+    "SessionSection",
+    "TransportSection",
     "load_profile",
     "profile_from_mapping",
     "to_toml",
@@ -86,7 +89,7 @@ def _reference_pins() -> Mapping[str, Pair]:
 
 
 @dataclass(frozen=True)
-class Physical:
+class PhysicalSection:
     """Lines, polarities, parity, handshake timing, word byte order (link-profile.md §1)."""
 
     pins: Mapping[str, Pair] = field(default_factory=_reference_pins)  # line: (+, -) pins
@@ -108,7 +111,7 @@ def _reference_frame_types() -> Mapping[str, int]:
 
 
 @dataclass(frozen=True)
-class Datalink:
+class DatalinkSection:
     """Frames, CRC, acknowledgement and retransmission (link-profile.md §2).
 
     Frame: start word; header word ``type << 12 | sequence`` (bits 8-11 zero); payload
@@ -133,7 +136,7 @@ MAX_SEGMENTS = 1 << 15  # the segment index of a packet header has 15 bits
 
 
 @dataclass(frozen=True)
-class Transport:
+class TransportSection:
     """Packets carrying message segments, and reassembly (link-profile.md §3).
 
     Packet: message ID word; ``last << 15 | segment index`` word; segment length in
@@ -158,7 +161,7 @@ def _reference_pdu_types() -> Mapping[str, int]:
 
 
 @dataclass(frozen=True)
-class Session:
+class SessionSection:
     """Connect, accept, reject, release, abort; logical addresses (link-profile.md §4).
 
     Every transport message starts with a session PDU type word; a ``data`` PDU carries
@@ -187,19 +190,35 @@ def _reference_commands() -> Mapping[str, Pair]:
     }
 
 
+class LinkStatus(enum.StrEnum):
+    """The status names of the reference profile's ``application.statuses`` table.
+
+    Members are their names as strings (``LinkStatus.SUCCESS == "success"``), so the
+    table's keys, the TOML profile and an :class:`~bridge.link.responder.Answer` keep
+    plain names; a profile may add names of its own, which stay strings.
+    """
+
+    SUCCESS = "success"
+    CANCEL = "cancel"
+    PENDING = "pending"
+    OUT_OF_RESOURCES = "out_of_resources"
+    NOT_STORED = "not_stored"
+    CANNOT_UNDERSTAND = "cannot_understand"
+
+
 def _reference_statuses() -> Mapping[str, int]:
     return {
-        "success": 0x0000,
-        "cancel": 0xFE00,
-        "pending": 0xFF00,
-        "out_of_resources": 0xA700,
-        "not_stored": 0xA900,
-        "cannot_understand": 0xC000,
+        LinkStatus.SUCCESS: 0x0000,
+        LinkStatus.CANCEL: 0xFE00,
+        LinkStatus.PENDING: 0xFF00,
+        LinkStatus.OUT_OF_RESOURCES: 0xA700,
+        LinkStatus.NOT_STORED: 0xA900,
+        LinkStatus.CANNOT_UNDERSTAND: 0xC000,
     }
 
 
 @dataclass(frozen=True)
-class Application:
+class ApplicationSection:
     """Command table, Data Set Type values, status codes (link-profile.md §5)."""
 
     commands: Mapping[str, Pair] = field(default_factory=_reference_commands)
@@ -218,35 +237,26 @@ class Profile:
     """A whole link profile, one part per layer."""
 
     name: str = "reference"
-    physical: Physical = field(default_factory=Physical)
-    datalink: Datalink = field(default_factory=Datalink)
-    transport: Transport = field(default_factory=Transport)
-    session: Session = field(default_factory=Session)
-    application: Application = field(default_factory=Application)
+    physical: PhysicalSection = field(default_factory=PhysicalSection)
+    datalink: DatalinkSection = field(default_factory=DatalinkSection)
+    transport: TransportSection = field(default_factory=TransportSection)
+    session: SessionSection = field(default_factory=SessionSection)
+    application: ApplicationSection = field(default_factory=ApplicationSection)
 
 
 REFERENCE = Profile()
 
 _SECTIONS: dict[str, type] = {
-    "physical": Physical,
-    "datalink": Datalink,
-    "transport": Transport,
-    "session": Session,
-    "application": Application,
+    "physical": PhysicalSection,
+    "datalink": DatalinkSection,
+    "transport": TransportSection,
+    "session": SessionSection,
+    "application": ApplicationSection,
 }
 # fields written in hexadecimal by to_toml (codes rather than quantities)
 _HEX = {"start_word", "crc_init", "commands", "statuses"} | {
-    f.name for f in dataclasses.fields(Application) if f.name.startswith("data_set_")
+    f.name for f in dataclasses.fields(ApplicationSection) if f.name.startswith("data_set_")
 }
-
-
-class ProfileError(ConfigError):
-    """A profile that cannot be used; ``problems`` names the key of each problem."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
 
 
 class _Invalid(Exception):
@@ -339,7 +349,7 @@ def _within(problems: list[str], key: str, value: float, low: float, high: float
         problems.append(f"{key}: {low:g} to {high:g}, got {value!r}")
 
 
-def _validate_physical(ph: Physical, problems: list[str]) -> None:
+def _validate_physical(ph: PhysicalSection, problems: list[str]) -> None:
     required = list(DATA_LINES) + list(CONTROL_LINES)
     if ph.parity != "none":
         required += PARITY_LINES
@@ -379,7 +389,7 @@ def _validate_physical(ph: Physical, problems: list[str]) -> None:
     _within(problems, "physical.handshake_timeout_ms", ph.handshake_timeout_ms, 0.001, 3.6e6)
 
 
-def _validate_datalink(dl: Datalink, problems: list[str]) -> None:
+def _validate_datalink(dl: DatalinkSection, problems: list[str]) -> None:
     _within(problems, "datalink.start_word", dl.start_word, 0, 0xFFFF)
     kinds = set(_reference_frame_types())
     if set(dl.frame_types) != kinds:
@@ -399,7 +409,7 @@ def _validate_datalink(dl: Datalink, problems: list[str]) -> None:
     _within(problems, "datalink.retry_limit", dl.retry_limit, 1, 1000)
 
 
-def _validate_transport(tr: Transport, problems: list[str]) -> None:
+def _validate_transport(tr: TransportSection, problems: list[str]) -> None:
     if tr.max_segment_bytes % 2:
         problems.append("transport.max_segment_bytes: must be even (whole words)")
     _within(problems, "transport.max_segment_bytes", tr.max_segment_bytes, 2, 2**32 - 2)
@@ -414,7 +424,7 @@ def _validate_transport(tr: Transport, problems: list[str]) -> None:
     _within(problems, "transport.reassembly_timeout_s", tr.reassembly_timeout_s, 0.001, 86400)
 
 
-def _validate_session(se: Session, problems: list[str]) -> None:
+def _validate_session(se: SessionSection, problems: list[str]) -> None:
     kinds = set(_reference_pdu_types())
     if set(se.pdu_types) != kinds:
         problems.append(f"session.pdu_types: exactly {', '.join(sorted(kinds))}")
@@ -427,7 +437,7 @@ def _validate_session(se: Session, problems: list[str]) -> None:
         _within(problems, f"session.{key}", getattr(se, key), 0.001, 86400)
 
 
-def _validate_application(ap: Application, problems: list[str]) -> None:
+def _validate_application(ap: ApplicationSection, problems: list[str]) -> None:
     codes: dict[int, str] = {}
     for name, (request, response) in ap.commands.items():
         key = f"application.commands.{name}"
@@ -446,7 +456,7 @@ def _validate_application(ap: Application, problems: list[str]) -> None:
     for name in ("store", "echo"):
         if name not in ap.commands:
             problems.append(f"application.commands: {name} is required")
-    if "success" not in ap.statuses:
+    if LinkStatus.SUCCESS not in ap.statuses:
         problems.append("application.statuses: success is required")
     seen: dict[int, str] = {}
     for name, code in ap.statuses.items():
@@ -554,3 +564,18 @@ def to_toml(profile: Profile) -> str:
                 for key, v in items.items()
             ]
     return "\n".join(lines) + "\n"
+
+
+_RENAMED = {
+    "Physical": "PhysicalSection",
+    "Datalink": "DatalinkSection",
+    "Transport": "TransportSection",
+    "Session": "SessionSection",
+    "Application": "ApplicationSection",
+}
+"""Old names (deprecated) of classes renamed so that no name means two things."""
+
+
+def __getattr__(name: str) -> object:
+    """An old name of a renamed class, with a DeprecationWarning."""
+    return old_name(__name__, _RENAMED, globals(), name)

@@ -39,7 +39,7 @@ from bridge.forward.scu import Destination
 from bridge.link.endpoint import Endpoint
 from bridge.link.responder import Answer, Responder
 from bridge.ports.base import WordPort
-from bridge.profile import REFERENCE, Profile
+from bridge.profile import REFERENCE, LinkStatus, Profile
 from bridge.spool.objects import dataset_bytes, object_info
 from bridge.spool.store import Spool, SpoolError
 
@@ -99,25 +99,27 @@ class Bridge:
         except ConversionError as exc:
             self.stats.failed += 1
             log.warning("message %d not stored: cannot convert: %s", number, exc.reason)
-            return Answer("cannot_understand", f"cannot convert: {exc.reason}")
+            return Answer(LinkStatus.CANNOT_UNDERSTAND, f"cannot convert: {exc.reason}")
         except SpoolError as exc:
             self.stats.failed += 1
             log.error("message %d not stored: spool: %s", number, exc)
-            return Answer("out_of_resources", f"spool: {exc}")
+            return Answer(LinkStatus.OUT_OF_RESOURCES, f"spool: {exc}")
         except BridgeError as exc:
             self.stats.failed += 1
             log.error("message %d not stored: %s", number, exc)
-            return Answer("cannot_understand", str(exc))
+            return Answer(LinkStatus.CANNOT_UNDERSTAND, str(exc))
         except MemoryError:
             # an input that needs more memory than the machine has: refuse this one image,
             # keep serving the others (the scanner keeps the image)
             self.stats.failed += 1
             log.error("message %d not stored: out of memory while converting it", number)
-            return Answer("out_of_resources", "not enough memory to convert the image")
+            return Answer(LinkStatus.OUT_OF_RESOURCES, "not enough memory to convert the image")
         except Exception as exc:  # a bug must cost one image, never the service
             self.stats.failed += 1
             log.exception("message %d not stored: internal error", number)
-            return Answer("cannot_understand", f"internal error: {type(exc).__name__}: {exc}")
+            return Answer(
+                LinkStatus.CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}: {exc}"
+            )
         took = time.monotonic() - arrived
         with self._lock:
             self.stats.images += 1
@@ -132,7 +134,7 @@ class Bridge:
         )
         for warning in result.warnings:
             log.debug("message %d: %s", number, warning)
-        return Answer("success")
+        return Answer(LinkStatus.SUCCESS)
 
     def run(self, stop: threading.Event) -> None:
         """Serve the link and forward until ``stop`` is set; returns when both ended.

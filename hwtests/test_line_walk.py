@@ -14,7 +14,7 @@ import pytest
 from conftest import Bench, receive_exactly
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
-from bridge.ports.base import LinkDown
+from bridge.ports.base import LinkLost
 
 
 def _walk(parity: str) -> WordBuffer:
@@ -52,7 +52,7 @@ def test_the_parity_line_in_both_states(bench: Bench, direction: str) -> None:
 def test_each_ready_line(bench: Bench, side: str) -> None:
     mover, watcher = bench.ends("bridge to peer" if side == "bridge" else "peer to bridge")
     mover.set_ready(False)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         watcher.recv(bench.link_s)
     assert not watcher.peer_ready, f"the {side}'s READY line drop was not seen"
     mover.set_ready(True)

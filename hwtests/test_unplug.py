@@ -15,18 +15,18 @@ from conftest import Bench, receive_exactly, service_running, words
 
 from bridge.link.endpoint import Endpoint
 from bridge.link.requester import Scanner
-from bridge.ports.base import LinkDown
+from bridge.ports.base import LinkLost
 from bridge.testing.phantom import phantom_images
 
 
 def test_unplug_is_a_clear_error_and_replug_brings_the_link_back(bench: Bench) -> None:
     bench.unplug()
     deadline = time.monotonic() + bench.unplug_s
-    with pytest.raises(LinkDown) as info:
+    with pytest.raises(LinkLost) as info:
         while time.monotonic() < deadline:
             bench.bridge.recv(0.2)
     assert str(info.value), "the error must say what went"
-    with pytest.raises(LinkDown):  # the far end saw the bridge's side go, too
+    with pytest.raises(LinkLost):  # the far end saw the bridge's side go, too
         bench.peer.recv(bench.link_s)
     bench.replug()
     assert bench.bridge.wait_peer(bench.unplug_s), "no link after the adapter came back"

@@ -33,7 +33,7 @@ from bridge.forward.runner import RetryPolicy
 from bridge.forward.scu import Destination
 from bridge.link.endpoint import Endpoint
 from bridge.link.requester import ImageResult, Scanner
-from bridge.ports import LinkDown, PortError, PortUnavailableError, WordPort, open_port, registry
+from bridge.ports import LinkLost, PortError, PortUnavailableError, WordPort, open_port, registry
 from bridge.ports import boxproto as bp
 from bridge.ports.box import (
     TRANSITIONS,
@@ -174,8 +174,8 @@ def test_handshake_words_gaps_and_repeats_back_to_back() -> None:
     assert len(arrived) == 1 and same(arrived[0].buffer, second)
     assert host.stats["gaps"] == 1 and host.stats["lost_words"] == 100
     assert host.stats["lost_frames"] >= 1 and lost_frame
-    asked = bp.FrameDecoder(sender="host").feed(host.data_to_send())
-    assert [e.message for e in asked if isinstance(e, bp.Frame)] == [bp.Query(bp.MsgType.STATS)]
+    asked = bp.BoxFrameDecoder(sender="host").feed(host.data_to_send())
+    assert [e.message for e in asked if isinstance(e, bp.BoxFrame)] == [bp.Query(bp.MsgType.STATS)]
     assert not [e for e in host.receive(frame, 0.0) if isinstance(e, WordsArrived)]
     assert host.stats["repeated_words"] == 50
 
@@ -278,15 +278,15 @@ def test_ready_lines_and_link_down() -> None:
     with emulated_bench() as (url, peer), bridge_side(url) as port:
         wait_both(port, peer)
         peer.set_ready(False)
-        with pytest.raises(LinkDown, match="the peer dropped READY"):
+        with pytest.raises(LinkLost, match="the peer dropped READY"):
             port.recv(LINK_S)
         assert not port.peer_ready and not port.wait_peer(0.1)
         peer.set_ready(True)
         wait_both(port, peer)
         port.set_ready(False)
-        with pytest.raises(LinkDown):
+        with pytest.raises(LinkLost):
             peer.recv(LINK_S)
-        with pytest.raises(LinkDown, match="this side's READY"):
+        with pytest.raises(LinkLost, match="this side's READY"):
             port.send(words(3))
         port.set_ready(True)
         wait_both(port, peer)
@@ -319,10 +319,10 @@ def test_unplug_is_a_clear_error_and_replug_brings_the_link_back() -> None:
         wait_both(port, peer)
         device = bench.bridge_url.split("://", 1)[1].split("?")[0]
         bench.unplug()
-        with pytest.raises(LinkDown) as info:
+        with pytest.raises(LinkLost) as info:
             port.recv(LINK_S)
         assert device in str(info.value) and "is gone" in str(info.value)
-        with pytest.raises(LinkDown, match="is gone"):
+        with pytest.raises(LinkLost, match="is gone"):
             port.send(words(2))  # again, until the box is back
         assert not port.wait_peer(0.3)
         bench.replug()
@@ -346,7 +346,7 @@ def test_a_box_that_stops_answering_is_gone() -> None:
         box.stop()  # the box hangs: its end of the pipe stays open, nothing answers
         port.set_ready(False)
         assert not port.wait_peer(1.0)
-        with pytest.raises(LinkDown, match=r"gone \(no REPLY to LINE_SET within 0.2 s, 3 tries"):
+        with pytest.raises(LinkLost, match=r"gone \(no REPLY to LINE_SET within 0.2 s, 3 tries"):
             port.recv(0.1)
     finally:
         port.close()
@@ -388,7 +388,7 @@ def test_socat_pty_pair_unplugged_and_replugged(tmp_path: Path) -> None:
         ):
             wait_both(port, peer)
             _stop_socat(socat)
-            with pytest.raises(LinkDown, match=re.escape(f"serial://{a}")):
+            with pytest.raises(LinkLost, match=re.escape(f"serial://{a}")):
                 port.recv(LINK_S)
             socat = _start_socat(a, b)
             assert port.wait_peer(LINK_S)
@@ -422,7 +422,7 @@ def test_urls() -> None:
     port = open_port("box+pty://?reply_timeout=0.1")
     try:
         assert not port.wait_peer(0.2) and not port.peer_ready
-        with pytest.raises(LinkDown):
+        with pytest.raises(LinkLost):
             port.recv(0.05)
     finally:
         port.close()

@@ -51,7 +51,7 @@ def play(core: BoxCore, script: list[Step]) -> list[object]:
     drained and a quiet second, so that report says where the box settled)."""
     if isinstance(core, FirmwareCore):
         core._t0 = 0.0  # the same clock as the model's
-    decoder = bp.FrameDecoder(sender="box")
+    decoder = bp.BoxFrameDecoder(sender="box")
     seq = 0
     status: dict[str, object] = {}
     credits: bp.BoxCredits | None = None  # when a report comes is the box's choice
@@ -73,7 +73,7 @@ def play(core: BoxCore, script: list[Step]) -> list[object]:
         core.poll(now)
         answers = []
         for event in decoder.feed(core.output(1 << 20, now)):
-            message = _normalised(event.message if isinstance(event, bp.Frame) else event)
+            message = _normalised(event.message if isinstance(event, bp.BoxFrame) else event)
             if isinstance(message, tuple) and message[0] == "LINE_STATE":
                 status["line"] = message
             elif isinstance(message, bp.BoxCredits):
@@ -93,7 +93,7 @@ def words(count: int, step: int = 1, bad: tuple[int, ...] = ()) -> tuple[np.ndar
     return values, parity
 
 
-def out(position: int, values: np.ndarray, parity: np.ndarray) -> list[bp.Message]:
+def out(position: int, values: np.ndarray, parity: np.ndarray) -> list[bp.BoxMessage]:
     return list(bp.words_messages(bp.WordsOut, position, values, parity, max_words=1000))
 
 

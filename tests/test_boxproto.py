@@ -51,7 +51,7 @@ def _bits(text: str) -> np.ndarray:
     return np.array([int(c) for c in text], dtype=np.uint8)
 
 
-def message_from(case: dict[str, Any]) -> bp.Message:
+def message_from(case: dict[str, Any]) -> bp.BoxMessage:
     """The message a vector describes, built from its fields."""
     f = dict(case["fields"])
     kind = bp.MsgType[case["type"]]
@@ -127,7 +127,7 @@ def test_frame_vectors(case: dict[str, Any]) -> None:
     assert (seq, decoded) == (case["seq"], message)
     event, used = bp.decode_frame(wire, max_body=FRAMES["max_body"])
     assert used == len(wire)
-    assert event == bp.Frame(case["seq"], message, len(wire))
+    assert event == bp.BoxFrame(case["seq"], message, len(wire))
 
 
 @pytest.mark.parametrize("case", FRAMES["payload_errors"], ids=lambda c: c["name"])
@@ -148,10 +148,10 @@ def _expected(case: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _observed(events: list[bp.Frame | bp.BadFrame], sized: list[Any]) -> list[Any]:
+def _observed(events: list[bp.BoxFrame | bp.BadFrame], sized: list[Any]) -> list[Any]:
     out: list[tuple[str, Any, Any]] = []
     for e, want in zip(events, sized, strict=False):
-        if isinstance(e, bp.Frame):
+        if isinstance(e, bp.BoxFrame):
             out.append(("frame", e.seq, e.message))
         else:
             out.append(("bad", e.reason.name, None if want[2] is None else e.size))
@@ -165,8 +165,8 @@ def test_stream_vectors(case: dict[str, Any], feeding: str) -> None:
     want = _expected(case)
     # trailing: the stream goes on; a partial frame after it changes nothing before it
     decoder, events = feed_as(
-        lambda: bp.FrameDecoder(max_body=case["max_body"]),
-        bp.FrameDecoder.feed,
+        lambda: bp.BoxFrameDecoder(max_body=case["max_body"]),
+        bp.BoxFrameDecoder.feed,
         data,
         feeding,
         seed=len(data),
@@ -176,7 +176,7 @@ def test_stream_vectors(case: dict[str, Any], feeding: str) -> None:
     assert len(events) == len(want)
     if feeding == "trailing" and data.endswith(b"\0"):
         assert decoder.buffered > 0
-        assert [type(e) for e in decoder.feed(b"\0")] == [bp.Frame]
+        assert [type(e) for e in decoder.feed(b"\0")] == [bp.BoxFrame]
 
 
 def test_decode_frame_reports_consumption() -> None:
@@ -185,22 +185,22 @@ def test_decode_frame_reports_consumption() -> None:
     event, used = bp.decode_frame(buf)
     assert (event, used) == (None, 2)  # lone delimiters skipped
     event, used2 = bp.decode_frame(buf, used)
-    assert isinstance(event, bp.Frame) and isinstance(event.message, bp.Reset)
+    assert isinstance(event, bp.BoxFrame) and isinstance(event.message, bp.Reset)
     assert used2 == len(a)
     event, used3 = bp.decode_frame(buf, used + used2)
-    assert isinstance(event, bp.Frame) and used3 == len(b)
+    assert isinstance(event, bp.BoxFrame) and used3 == len(b)
     assert bp.decode_frame(buf, used + used2 + used3) == (None, 0)  # needs more bytes
 
 
 def test_decoder_checks_the_sender() -> None:
     info = bytes.fromhex(BY_NAME["info"]["wire"])
     hello = bytes.fromhex(BY_NAME["hello"]["wire"])
-    at_box = bp.FrameDecoder(sender="host").feed(info + hello)
+    at_box = bp.BoxFrameDecoder(sender="host").feed(info + hello)
     assert isinstance(at_box[0], bp.BadFrame)
     assert at_box[0].reason is bp.BadFrameReason.WRONG_DIRECTION
-    assert isinstance(at_box[1], bp.Frame)
-    at_host = bp.FrameDecoder(sender="box").feed(info + hello)
-    assert isinstance(at_host[0], bp.Frame)
+    assert isinstance(at_box[1], bp.BoxFrame)
+    at_host = bp.BoxFrameDecoder(sender="box").feed(info + hello)
+    assert isinstance(at_host[0], bp.BoxFrame)
     assert isinstance(at_host[1], bp.BadFrame)
 
 
@@ -213,7 +213,7 @@ def test_unknown_types_are_kept_not_parsed() -> None:
 
 
 def test_decoder_memory_is_bounded() -> None:
-    decoder = bp.FrameDecoder(max_body=100)
+    decoder = bp.BoxFrameDecoder(max_body=100)
     garbage = bytes(range(1, 256)) * 40  # 10 KB, no delimiter
     events = []
     for i in range(0, len(garbage), 7):
@@ -221,7 +221,7 @@ def test_decoder_memory_is_bounded() -> None:
         assert decoder.buffered <= 100 + 100 // 254 + 1 + 7
     assert [e.reason for e in events if isinstance(e, bp.BadFrame)] == [bp.BadFrameReason.TOO_LONG]
     good = bytes.fromhex(BY_NAME["reset"]["wire"])
-    assert [type(e) for e in decoder.feed(b"\x01\x02\0" + good)] == [bp.Frame]
+    assert [type(e) for e in decoder.feed(b"\x01\x02\0" + good)] == [bp.BoxFrame]
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def test_line_state_names_lines() -> None:
         bp.Info(board="x" * 33),
     ],
 )
-def test_encoding_refuses_values_out_of_range(message: bp.Message) -> None:
+def test_encoding_refuses_values_out_of_range(message: bp.BoxMessage) -> None:
     with pytest.raises(bp.BoxProtocolError):
         bp.encode_frame(message, 0)
     with pytest.raises(bp.BoxProtocolError):
@@ -338,7 +338,7 @@ u8 = st.integers(0, 0xFF)
 
 
 @st.composite
-def word_messages(draw: st.DrawFn) -> bp.Message:
+def word_messages(draw: st.DrawFn) -> bp.BoxMessage:
     n = draw(st.integers(0, 300))
     words = np.array(draw(st.lists(u16, min_size=n, max_size=n)), dtype=np.uint16)
     parity = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), np.uint8)
@@ -396,24 +396,24 @@ messages = st.one_of(
 
 @given(messages, u8)
 @settings(max_examples=400, deadline=None)
-def test_message_round_trip(message: bp.Message, seq: int) -> None:
+def test_message_round_trip(message: bp.BoxMessage, seq: int) -> None:
     wire = bp.encode_frame(message, seq)
     assert wire.count(0) == 1 and wire[-1] == 0
     event, used = bp.decode_frame(wire)
     assert used == len(wire)
-    assert event == bp.Frame(seq, message, len(wire))
+    assert event == bp.BoxFrame(seq, message, len(wire))
 
 
 @given(st.lists(st.tuples(messages, u8), min_size=1, max_size=6), st.data())
 @settings(max_examples=150, deadline=None)
-def test_decoder_any_split(pairs: list[tuple[bp.Message, int]], data: st.DataObject) -> None:
+def test_decoder_any_split(pairs: list[tuple[bp.BoxMessage, int]], data: st.DataObject) -> None:
     wire = b"".join(bp.encode_frame(m, s) for m, s in pairs)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
-    decoder = bp.FrameDecoder()
-    events: list[bp.Frame | bp.BadFrame] = []
+    decoder = bp.BoxFrameDecoder()
+    events: list[bp.BoxFrame | bp.BadFrame] = []
     for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True):
         events += decoder.feed(wire[a:b])
-    assert [(e.message, e.seq) for e in events if isinstance(e, bp.Frame)] == pairs
+    assert [(e.message, e.seq) for e in events if isinstance(e, bp.BoxFrame)] == pairs
     assert len(events) == len(pairs)
     assert decoder.buffered == 0
 
@@ -421,7 +421,7 @@ def test_decoder_any_split(pairs: list[tuple[bp.Message, int]], data: st.DataObj
 @given(st.lists(messages, min_size=2, max_size=4), st.integers(0, 10_000), st.data())
 @settings(max_examples=150, deadline=None)
 def test_decoder_resyncs_after_a_damaged_frame(
-    msgs: list[bp.Message], where: int, data: st.DataObject
+    msgs: list[bp.BoxMessage], where: int, data: st.DataObject
 ) -> None:
     frames = [bp.encode_frame(m, i) for i, m in enumerate(msgs)]
     victim = data.draw(st.integers(0, len(frames) - 1))
@@ -429,8 +429,8 @@ def test_decoder_resyncs_after_a_damaged_frame(
     i = where % (len(damaged) - 1)  # a byte of the block, not the delimiter
     damaged[i] = data.draw(st.integers(1, 255).filter(lambda v: v != damaged[i]))
     frames[victim] = bytes(damaged)
-    events = bp.FrameDecoder().feed(b"".join(frames))
-    good = [(e.seq, e.message) for e in events if isinstance(e, bp.Frame)]
+    events = bp.BoxFrameDecoder().feed(b"".join(frames))
+    good = [(e.seq, e.message) for e in events if isinstance(e, bp.BoxFrame)]
     others = [(i, m) for i, m in enumerate(msgs) if i != victim]
     assert all(pair in good for pair in others)  # every other frame survives
     assert len(events) == len(msgs)  # one event a frame: the damaged one is reported
@@ -482,23 +482,23 @@ class _Box:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
         self.sim = lib.boxsim_new()
-        self.decoder = bp.FrameDecoder(sender="box")
+        self.decoder = bp.BoxFrameDecoder(sender="box")
         self.seq = 0
         self.now = 0
 
-    def send(self, message: bp.Message) -> None:
+    def send(self, message: bp.BoxMessage) -> None:
         wire = bp.encode_frame(message, self.seq)
         self.seq = (self.seq + 1) & 0xFF
         assert self.lib.boxsim_host_write(self.sim, wire, len(wire)) == len(wire)
 
-    def poll(self, us: int = 10) -> list[bp.Message]:
+    def poll(self, us: int = 10) -> list[bp.BoxMessage]:
         self.now += us
         self.lib.boxsim_poll(self.sim, self.now)
         out = ctypes.create_string_buffer(8192)
-        got: list[bp.Message] = []
+        got: list[bp.BoxMessage] = []
         while n := self.lib.boxsim_host_read(self.sim, out, len(out)):
             for event in self.decoder.feed(out.raw[:n]):
-                assert isinstance(event, bp.Frame), event
+                assert isinstance(event, bp.BoxFrame), event
                 got.append(event.message)
         return got
 

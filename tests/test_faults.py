@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.ports import LinkDown, PortError, loop_pair
+from bridge.ports import LinkLost, PortError, WordPort, loop_pair, open_port, read_trace
 from bridge.ports.faults import FaultInjector, FaultSpec, FaultSpecError, FaultyPort, hook
 from bridge.ports.loop import LoopPort
 
@@ -222,15 +223,15 @@ def test_disconnect_happens_once(link: tuple[LoopPort, LoopPort]) -> None:
     a, b = link
     faulty = FaultyPort(a, FaultSpec(disconnect=1000, unplug=0.3))
     faulty.send(words(600, seed=1))
-    with pytest.raises(LinkDown, match="disconnected"):
+    with pytest.raises(LinkLost, match="disconnected"):
         faulty.send(words(600, seed=2))  # 400 pass, then the link breaks
     assert faulty.stats["disconnects"] == 1
     assert not faulty.peer_ready
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.recv(0.5)  # the far side sees READY drop; the words in transit are gone
-    with pytest.raises(LinkDown, match="unplugged"):
+    with pytest.raises(LinkLost, match="unplugged"):
         faulty.send(words(5))
-    with pytest.raises(LinkDown, match="unplugged"):
+    with pytest.raises(LinkLost, match="unplugged"):
         faulty.recv(0.1)
     start = time.monotonic()
     assert faulty.wait_peer(2)
@@ -247,9 +248,9 @@ def test_disconnect_on_the_receiving_side(link: tuple[LoopPort, LoopPort]) -> No
     faulty = FaultyPort(a, "disconnect=100,unplug=0.2")
     b.send(words(150))
     assert len(faulty.recv(0.5).words) == 100  # what came before the break arrives
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         faulty.recv(0.1)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.send(words(1))
     assert faulty.wait_peer(2) and b.wait_peer(1)
 
@@ -281,10 +282,137 @@ def test_faulty_port_without_faults_is_transparent(link: tuple[LoopPort, LoopPor
     got = b.recv(1)
     assert np.array_equal(got.words, words(100, seed=1).words)
     faulty.set_ready(False)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.recv(0.5)
     faulty.set_ready(True)
     assert b.wait_peer(1) and faulty.wait_peer(1) and faulty.peer_ready
     faulty.close()
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         b.recv(0.5)
+
+
+# ------------------------------------------------------------------ the faults+ prefix
+
+
+def one_bit_apart(sent: WordBuffer, got: WordBuffer) -> bool:
+    """Every word of ``got`` is its word of ``sent`` with exactly one of its 17 lines
+    flipped (``flip=1``: each word gets one bit flipped)."""
+    data = np.bitwise_xor(sent.words, got.words).astype(np.uint32)
+    lines = data | (np.bitwise_xor(sent.parity, got.parity).astype(np.uint32) << 16)
+    return len(got.words) == len(sent.words) and bool(
+        np.all(np.array([bin(int(x)).count("1") for x in lines]) == 1)
+    )
+
+
+def receive_buffer(port: WordPort, count: int, timeout: float = 10.0) -> WordBuffer:
+    parts: list[WordBuffer] = []
+    deadline = time.monotonic() + timeout
+    while sum(len(p.words) for p in parts) < count and time.monotonic() < deadline:
+        parts.append(port.recv(0.1))
+    return WordBuffer(
+        np.concatenate([p.words for p in parts]), np.concatenate([p.parity for p in parts])
+    )
+
+
+def test_faults_prefix_breaks_any_port_as_the_url_says() -> None:
+    with open_port("faults+loop://fp1?flip=1&seed=3") as port, open_port("loop://fp1") as peer:
+        assert isinstance(port, FaultyPort) and port.spec == FaultSpec(flip=1.0, seed=3)
+        assert port.url == "faults+loop://fp1?flip=1&seed=3"
+        assert port.wait_peer(5.0) and peer.wait_peer(5.0)
+        sent = words(400, seed=1)
+        port.send(sent)
+        assert one_bit_apart(sent, receive_buffer(peer, 400))
+        peer.send(words(300, seed=2))
+        assert one_bit_apart(words(300, seed=2), receive_buffer(port, 300))
+        assert port.stats["flips"] == 700 and port.stats["seed"] == 3
+
+
+def test_faults_prefix_replays_the_same_faults_as_emulate_faults() -> None:
+    """The URL's spec is the very spec ``--faults`` takes: same seed, same damage."""
+    got = []
+    for index, url in enumerate(["faults+loop://{}?flip=0.05&drop=0.05&seed=9", "loop://{}"]):
+        name = f"fp-replay-{index}"
+        port = open_port(url.format(name))
+        if not isinstance(port, FaultyPort):
+            port = FaultyPort(port, "flip=0.05,drop=0.05,seed=9")
+        with port, open_port(f"loop://{name}") as peer:
+            port.send(words(5000, seed=4))
+            got.append(receive_all(peer))
+    assert len(got[0]) < 5000 and np.array_equal(got[0], got[1])
+
+
+def test_faults_prefix_composes_with_spy_on_either_side(tmp_path: Path) -> None:
+    outside, inside = tmp_path / "outside.bin", tmp_path / "inside.bin"
+    sent = words(200, seed=5)
+    for url, trace in [
+        (f"spy+faults+loop://fs1?flip=1&seed=1&trace={outside}", outside),
+        (f"faults+spy+loop://fs2?trace={inside}&flip=1&seed=1", inside),
+    ]:
+        name = "fs1" if trace is outside else "fs2"
+        with open_port(url) as port, open_port(f"loop://{name}") as peer:
+            port.send(sent)
+            assert one_bit_apart(sent, receive_buffer(peer, 200))
+        [record] = [r for r in read_trace(trace) if r.direction == "out"]
+        if trace is outside:  # spy outside the faults: the words as the caller sent them
+            assert np.array_equal(record.buffer.words, sent.words)
+        else:  # spy inside: the words as they went onto the link, one bit off each
+            assert one_bit_apart(sent, record.buffer)
+
+
+def test_faults_prefix_composes_with_box_over_tcp_to_an_emulated_box() -> None:
+    from bridge.testing.box import EmulatedBox
+
+    line, peer = loop_pair()
+    line.set_ready(False)
+    try:
+        with EmulatedBox(line, "tcp-listen://127.0.0.1:0") as box:
+            url = "faults+" + box.host_url() + "&flip=1&seed=2"
+            with open_port(url) as port:
+                assert isinstance(port, FaultyPort) and port.port.url.startswith("box+tcp://")
+                assert "flip" not in port.port.url  # the box gets only its own options
+                deadline = time.monotonic() + 20
+                while not (port.wait_peer(0.02) & peer.wait_peer(0.02)):
+                    assert time.monotonic() < deadline
+                sent = words(300, seed=7)
+                port.send(sent)
+                assert one_bit_apart(sent, receive_buffer(peer, 300))
+            assert box.error is None
+    finally:
+        line.close()
+        peer.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("faults+loop://bad?flip=2", r"^faults\+loop://bad\?flip=2: fault flip=2.0: a rate is"),
+        ("faults+loop://bad?seed=x", r"^faults\+loop://bad\?seed=x: fault 'seed=x': 'x' is not"),
+        ("faults+loop://bad?flip=", r"^faults\+loop://bad\?flip=: fault 'flip=': write NAME="),
+        ("faults+?flip=1", r"^faults\+\?flip=1: give the port to break"),
+    ],
+)
+def test_a_bad_faults_url_is_a_one_line_port_error(url: str, message: str) -> None:
+    with pytest.raises(FaultSpecError, match=message) as info:
+        open_port(url)
+    assert isinstance(info.value, PortError) and "\n" not in str(info.value)
+    with open_port("loop://bad") as end, open_port("loop://bad") as other:  # nothing leaked
+        assert end.wait_peer(1.0) and other.wait_peer(1.0)
+
+
+def test_an_unknown_item_goes_to_the_inner_port_which_names_it() -> None:
+    with pytest.raises(PortError, match=r"loop://bad\?flop=1.*faults\+ items: flip, drop"):
+        open_port("faults+loop://bad?flop=1")
+
+
+def test_the_cli_reports_a_bad_faults_url_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from bridge.cli import main
+
+    argv = ["emulate", "--role", "receiver", "--port", "faults+loop://cli?drop=7"]
+    code = main([*argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert (
+        err == "acrnema-bridge: faults+loop://cli?drop=7: fault drop=7.0: a rate is between 0 and 1"
+    )

@@ -30,7 +30,7 @@ from ftdi_fake import BUS, Cable, FakeScanner, FtdiPins
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
 from bridge.ports import ftdi_gpio
-from bridge.ports.base import LinkDown, PortError, PortUnavailableError
+from bridge.ports.base import LinkLost, PortError, PortUnavailableError
 from bridge.ports.ftdi_gpio import (
     PHASES,
     RATE_NOTE,
@@ -115,9 +115,9 @@ def test_opens_driving_only_its_ready_until_the_peer_is_seen() -> None:
         assert not r.port.peer_ready
         assert not r.port.wait_peer(0.02)
         assert r.pins_driven("b") == {"READY_B"}
-        with pytest.raises(LinkDown, match="not READY"):
+        with pytest.raises(LinkLost, match="not READY"):
             r.port.send(words(3))
-        with pytest.raises(LinkDown, match="not READY"):
+        with pytest.raises(LinkLost, match="not READY"):
             r.port.recv(0.0)
         r.scanner.ready = True
         assert r.port.wait_peer(1.0)
@@ -317,11 +317,11 @@ def test_no_bus_grant_is_a_timeout_in_phase_grant() -> None:
 def test_the_scanner_dropping_ready_mid_send_is_link_down() -> None:
     with rig() as r:
         r.scanner.drop_ready_after = 5
-        with pytest.raises(LinkDown, match="dropped READY"):
+        with pytest.raises(LinkLost, match="dropped READY"):
             r.port.send(words(20))
         assert r.pins_driven("b") == {"READY_B"}  # every other driver off at once
         assert r.pins.outputs[0] == 0
-        with pytest.raises(LinkDown, match="not READY"):  # again on every call
+        with pytest.raises(LinkLost, match="not READY"):  # again on every call
             r.port.recv(0.0)
         assert not r.port.peer_ready
         assert not r.port.wait_peer(0.01)
@@ -337,11 +337,11 @@ def test_a_drop_while_receiving_is_told_once() -> None:
         r.scanner.send(range(10))
         got: list[int] = []
         deadline = time.monotonic() + 2.0
-        with pytest.raises(LinkDown, match="dropped READY"):
+        with pytest.raises(LinkLost, match="dropped READY"):
             while time.monotonic() < deadline:
                 got += r.port.recv(0.01).words.tolist()
         assert got == list(range(len(got))) and len(got) <= 4
-        with pytest.raises(LinkDown, match="not READY"):
+        with pytest.raises(LinkLost, match="not READY"):
             r.port.recv(0.0)
 
 
@@ -353,7 +353,7 @@ def test_words_not_yet_returned_are_discarded_when_ready_drops() -> None:
         assert r.port.errors[-1].phase == "grant"
         assert len(r.scanner.sent) == 5
         r.scanner.set_ready(False)
-        with pytest.raises(LinkDown, match="dropped READY"):
+        with pytest.raises(LinkLost, match="dropped READY"):
             r.port.recv(0.0)
         r.scanner.set_ready(True)
         assert r.port.wait_peer(1.0)
@@ -366,7 +366,7 @@ def test_our_ready_drop_releases_everything_and_the_scanner_sees_it() -> None:
         r.port.set_ready(False)
         assert not r.cable.asserted("READY_B")
         assert r.pins_driven("b") == {"READY_B"}
-        with pytest.raises(LinkDown, match="this side's READY"):
+        with pytest.raises(LinkLost, match="this side's READY"):
             r.port.recv(0.0)
         r.port.set_ready(True)
         r.port.send(words(2, seed=15))
@@ -379,7 +379,7 @@ def test_a_lost_device_is_link_down_then_reopen() -> None:
 
         def read(self, port: int) -> int:
             if self.gone:
-                raise LinkDown("ftdi://ftdi:2232h: the device was lost: [Errno 19]")
+                raise LinkLost("ftdi://ftdi:2232h: the device was lost: [Errno 19]")
             return super().read(port)
 
     cable = Cable(profile())
@@ -389,9 +389,9 @@ def test_a_lost_device_is_link_down_then_reopen() -> None:
     try:
         assert port.wait_peer(1.0)
         pins.gone = True
-        with pytest.raises(LinkDown, match="device was lost"):
+        with pytest.raises(LinkLost, match="device was lost"):
             port.recv(0.01)
-        with pytest.raises(LinkDown, match="device was lost"):
+        with pytest.raises(LinkLost, match="device was lost"):
             port.send(words(1))
         with pytest.raises(PortError, match="close and reopen"):
             port.wait_peer(0.01)
@@ -592,7 +592,7 @@ def test_pyftdi_bus_opens_both_interfaces_and_wraps_errors(
     controller.pins = 0x00A5
     assert bus.read(1) == 0x00A5
     stub.fail = "read"
-    with pytest.raises(LinkDown, match="device was lost") as lost:
+    with pytest.raises(LinkLost, match="device was lost") as lost:
         bus.read(0)
     assert isinstance(lost.value.__cause__, OSError)
     bus.close()

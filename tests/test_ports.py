@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from bridge.acrnema.physical import WordBuffer
 from bridge.engine import PeerReady, WordsArrived
 from bridge.ports import (
-    LinkDown,
+    LinkLost,
     PortError,
     PortUnavailableError,
     WordPort,
@@ -51,7 +51,7 @@ from bridge.ports.bytestream import PipeStream, pipe_pair
 from bridge.ports.driver import StreamWordPort
 from bridge.ports.spy import SpyPort, split_spy_url
 from bridge.ports.wordstream import (
-    LineState,
+    LineStateUnit,
     WordStreamDecoder,
     WordStreamEngine,
     encode_line_state,
@@ -74,7 +74,7 @@ LINK_S = 5.0  # how long two sides may take to find each other
 
 
 def expect_down(action: Callable[[], Any]) -> None:
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkLost):
         action()
 
 
@@ -351,7 +351,7 @@ def test_a_peer_that_stops_reading_counts_as_gone() -> None:
     try:
         wait_both(listener, client)
         start = time.monotonic()
-        with pytest.raises(LinkDown, match="stopped reading"):
+        with pytest.raises(LinkLost, match="stopped reading"):
             for _ in range(200):  # far more than the socket buffers hold
                 listener.send(words(1 << 18))
         assert time.monotonic() - start < 20
@@ -738,11 +738,11 @@ def test_wordstream_roundtrip_split_anywhere(units: list[tuple[int, int]], cuts:
     assert decoder.pending_bytes == 0 and decoder.invalid == 0
 
 
-def _merged(events: list[WordBuffer | LineState]) -> list[object]:
+def _merged(events: list[WordBuffer | LineStateUnit]) -> list[object]:
     """Events with consecutive word buffers as one (feeding may split them anywhere)."""
     out: list[object] = []
     for event in events:
-        if isinstance(event, LineState):
+        if isinstance(event, LineStateUnit):
             out.append(event)
             continue
         units = tuple(zip(event.words.tolist(), event.parity.tolist(), strict=True))
@@ -764,9 +764,9 @@ def test_wordstream_fed_every_way_and_with_a_trailing_partial_unit() -> None:
         normalise=_merged,
     )
     whole = WordStreamDecoder().feed(data)
-    assert [type(e).__name__ for e in whole] == ["WordBuffer", "LineState", "WordBuffer"]
+    assert [type(e).__name__ for e in whole] == ["WordBuffer", "LineStateUnit", "WordBuffer"]
     assert same(whole[0], words(3, seed=61))  # type: ignore[arg-type]
-    assert whole[1] == LineState(ready=True, sees_ready=False)
+    assert whole[1] == LineStateUnit(ready=True, sees_ready=False)
     assert same(whole[2], words(2, seed=62))  # type: ignore[arg-type]
     assert events == _merged(whole)
 
@@ -779,7 +779,7 @@ def test_wordstream_invalid_units_are_dropped_and_counted() -> None:
     assert decoder.invalid == 3
     assert len(events) == 2
     assert same(events[0], words(4, seed=63))  # type: ignore[arg-type]
-    assert events[1] == LineState(ready=False, sees_ready=True)
+    assert events[1] == LineStateUnit(ready=False, sees_ready=True)
 
 
 def test_wordstream_speed_is_well_above_the_link() -> None:

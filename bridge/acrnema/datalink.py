@@ -51,7 +51,7 @@ import numpy.typing as npt
 from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType, encode_frame
 from bridge.acrnema.physical import ParityLine, WordBuffer, Words, parity_bits
 from bridge.acrnema.table import Rule, Table, state_diagram
-from bridge.errors import BridgeError
+from bridge.errors import LinkProtocolError
 
 __all__ = [
     "FRAME_TABLE",
@@ -78,19 +78,9 @@ log = logging.getLogger(__name__)
 HISTORY_FRAMES = 64  # frames each end remembers for error reports
 
 
-class LinkProtocolError(BridgeError):
-    """A protocol layer cannot go on: misused here (local) or broken by the peer (remote)."""
-
-    def __init__(self, reason: str, *, layer: str = "datalink", remote: bool = False) -> None:
-        self.reason = reason
-        self.layer = layer
-        self.remote = remote
-        super().__init__(f"{layer} ({'remote' if remote else 'local'}): {reason}")
-
-
 @dataclass(frozen=True)
 class DatalinkParams:
-    """The data link's part of the profile (bridge.profile.Datalink maps onto it)."""
+    """The data link's part of the profile (bridge.profile.DatalinkSection maps onto it)."""
 
     max_payload_words: int = 256
     sequence_bits: int = 8

@@ -49,7 +49,7 @@ _TABLES = {"odd": _ODD, "even": _EVEN}
 
 @dataclass(frozen=True)
 class PhysicalParams:
-    """The word model's part of the profile (bridge.profile.Physical maps onto it)."""
+    """The word model's part of the profile (bridge.profile.PhysicalSection maps onto it)."""
 
     parity: str = "odd"
     byte_order: str = "big"

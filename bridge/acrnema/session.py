@@ -66,7 +66,7 @@ ABORT_REASONS = {
 
 @dataclass(frozen=True)
 class SessionParams:
-    """The session's part of the profile (bridge.profile.Session maps onto it)."""
+    """The session's part of the profile (bridge.profile.SessionSection maps onto it)."""
 
     pdu_types: Mapping[str, int]
     address_length: int = 16

@@ -60,7 +60,7 @@ MAX_INDEX = 0x7FFF
 
 @dataclass(frozen=True)
 class TransportParams:
-    """The transport's part of the profile (bridge.profile.Transport maps onto it)."""
+    """The transport's part of the profile (bridge.profile.TransportSection maps onto it)."""
 
     max_segment_bytes: int = 65536
     max_message_bytes: int = 512 << 20

@@ -35,18 +35,18 @@ from bridge.box.protocol import (
     PROTOCOL_VERSION,
     BadFrame,
     BoxCredits,
+    BoxFrame,
+    BoxFrameDecoder,
+    BoxMessage,
     Capability,
     Configure,
     ErrorCode,
     ErrorReport,
-    Frame,
-    FrameDecoder,
     Hello,
     HostCredits,
     Info,
     LineSet,
     LineState,
-    Message,
     MsgType,
     Parity,
     Query,
@@ -64,8 +64,8 @@ from bridge.box.protocol import (
     words_messages,
 )
 from bridge.engine import PeerReady, StreamGone, WordsArrived
-from bridge.errors import PortError
-from bridge.profile import REFERENCE, Physical, Profile
+from bridge.errors import BoxError, BoxVersionError
+from bridge.profile import REFERENCE, PhysicalSection, Profile
 
 __all__ = [
     "ATTEMPTS",
@@ -96,15 +96,6 @@ REPLY_TIMEOUT_S = 1.0
 ATTEMPTS = 3
 CREDIT_KEEPALIVE_S = 1.0  # CREDITS re-sent this often (repairs a lost one on a UART)
 _MASK = 0xFFFF_FFFF
-
-
-class BoxError(PortError):
-    """The box answered but cannot serve this host and profile (protocol version, pin
-    map, capabilities, a refused CONFIGURE); retrying does not help."""
-
-
-class BoxVersionError(BoxError):
-    """The box speaks no protocol version this host speaks."""
 
 
 # --- events of the sans-I/O host ------------------------------------------------------
@@ -185,7 +176,7 @@ def firmware_text(info: Info) -> str:
 
 
 def check_info(
-    info: Info, configure: Configure, physical: Physical, name: str, *, refused: bool = False
+    info: Info, configure: Configure, physical: PhysicalSection, name: str, *, refused: bool = False
 ) -> None:
     """Raise :class:`BoxError` unless the box of ``info`` can serve ``configure`` with the
     pin map of ``physical`` (docs/box-protocol.md, section 4: HELLO and INFO); ``refused``:
@@ -291,7 +282,7 @@ class BoxHost:
             "handshakes": 0,
         }
         self._out = bytearray()
-        self._decoder = FrameDecoder(max_body=max_body, sender="box")
+        self._decoder = BoxFrameDecoder(max_body=max_body, sender="box")
         self._seq = 0
         self._box_seq: int | None = None
         self._hello: _Request | None = None
@@ -361,7 +352,7 @@ class BoxHost:
     def has_output(self) -> bool:
         return bool(self._out)
 
-    def _emit(self, message: Message) -> int:
+    def _emit(self, message: BoxMessage) -> int:
         seq = self._seq
         self._seq = (seq + 1) & 0xFF
         self._out += encode_frame(message, seq)
@@ -396,7 +387,7 @@ class BoxHost:
                 break  # the box is gone: the rest belongs to no session
         return events
 
-    def _check_seq(self, frame: Frame) -> None:
+    def _check_seq(self, frame: BoxFrame) -> None:
         expected = self._box_seq
         self._box_seq = (frame.seq + 1) & 0xFF
         if expected is not None and frame.seq != expected:
@@ -408,7 +399,7 @@ class BoxHost:
                 frame.seq,
             )
 
-    def _dispatch(self, message: Message, now: float) -> list[HostEvent]:
+    def _dispatch(self, message: BoxMessage, now: float) -> list[HostEvent]:
         if log.isEnabledFor(TRACE):
             log.log(TRACE, "%s: <- %s", self.name, type(message).__name__)
         if isinstance(message, Unknown):

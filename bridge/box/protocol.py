@@ -15,8 +15,8 @@ byte layout has a table and a worked example). In short:
 
 This module is the codec only (sans-I/O): messages are frozen dataclasses,
 :func:`encode_frame` makes the bytes of one frame, :func:`decode_frame` finds the next
-frame in a buffer and says how many bytes it consumed, and :class:`FrameDecoder` takes
-bytes split anywhere and returns :class:`Frame` and :class:`BadFrame` events, holding at
+frame in a buffer and says how many bytes it consumed, and :class:`BoxFrameDecoder` takes
+bytes split anywhere and returns :class:`BoxFrame` and :class:`BadFrame` events, holding at
 most one frame's worth of bytes. The firmware's C core (``firmware/src/proto.c``) is the
 other implementation; both are checked against ``tests/vectors/box/*.json``.
 
@@ -36,9 +36,10 @@ from typing import ClassVar, Literal, overload
 
 import numpy as np
 
+from bridge._renamed import old_name
 from bridge.acrnema.physical import ParityLine, Words
-from bridge.errors import PortError
-from bridge.profile import LINE_NAMES, Physical
+from bridge.errors import BoxProtocolError
+from bridge.profile import LINE_NAMES, PhysicalSection
 
 __all__ = [
     "CAPABILITIES_ALL",
@@ -49,20 +50,20 @@ __all__ = [
     "BadFrame",
     "BadFrameReason",
     "BoxCredits",
+    "BoxFrame",
+    "BoxFrameDecoder",
+    "BoxMessage",
     "BoxProtocolError",
     "Bus",
     "Capability",
     "Configure",
     "ErrorCode",
     "ErrorReport",
-    "Frame",
-    "FrameDecoder",
     "Hello",
     "HostCredits",
     "Info",
     "LineSet",
     "LineState",
-    "Message",
     "MsgType",
     "Parity",
     "Phase",
@@ -92,14 +93,6 @@ MAX_BODY = 0xFFFF  # the protocol's largest body; each side announces its own li
 LINES = LINE_NAMES  # bit i of a line mask is LINES[i] (D0-D15, PARITY, REQ, ...)
 WORDS_HEADER = 8  # offset u32, count u16, flags u8, reserved u8
 _SMALL = 192  # COBS of shorter inputs in plain Python (numpy's fixed cost is ~20 us)
-
-
-class BoxProtocolError(PortError, ValueError):
-    """A body that is not a valid message, or a message that cannot be encoded."""
-
-    def __init__(self, reason: BadFrameReason, text: str) -> None:
-        self.reason = reason
-        super().__init__(text)
 
 
 class MsgType(enum.IntEnum):
@@ -313,7 +306,7 @@ _CONFIGURE = struct.Struct("<BBHIIHHII")  # 24 bytes
 
 @dataclass(frozen=True)
 class Configure:
-    """Host to box: the physical layer's parameters (bridge.profile.Physical) and role."""
+    """Host to box: the physical layer's parameters (bridge.profile.PhysicalSection) and role."""
 
     TYPE: ClassVar[MsgType] = MsgType.CONFIGURE
     parity: Parity = Parity.ODD
@@ -352,7 +345,7 @@ class Configure:
     @classmethod
     def from_profile(
         cls,
-        physical: Physical,
+        physical: PhysicalSection,
         *,
         role: Role = Role.B,
         duplex: bool = False,
@@ -694,7 +687,7 @@ class Unknown:
         return self.payload_bytes
 
 
-Message = (
+BoxMessage = (
     Hello
     | Info
     | Configure
@@ -711,7 +704,7 @@ Message = (
     | ErrorReport
     | Unknown
 )
-_PARSERS: dict[int, Callable[[bytes | memoryview], Message]] = {
+_PARSERS: dict[int, Callable[[bytes | memoryview], BoxMessage]] = {
     int(MsgType.HELLO): Hello.parse,
     int(MsgType.INFO): Info.parse,
     int(MsgType.CONFIGURE): Configure.parse,
@@ -896,7 +889,7 @@ def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
 # --- frames --------------------------------------------------------------------------
 
 
-def encode_body(message: Message, seq: int) -> bytes:
+def encode_body(message: BoxMessage, seq: int) -> bytes:
     """``type seq payload crc32`` of ``message`` (before COBS)."""
     code = message.code if isinstance(message, Unknown) else int(message.TYPE)
     head = bytes([_u8(code, "type"), _u8(seq, "seq")]) + message.payload()
@@ -905,12 +898,12 @@ def encode_body(message: Message, seq: int) -> bytes:
     return head + struct.pack("<I", zlib.crc32(head))
 
 
-def encode_frame(message: Message, seq: int) -> bytes:
+def encode_frame(message: BoxMessage, seq: int) -> bytes:
     """The bytes of one frame on the wire: COBS of the body, then the 0x00 delimiter."""
     return cobs_encode(encode_body(message, seq)) + b"\0"
 
 
-def decode_body(body: bytes | memoryview) -> tuple[int, Message]:
+def decode_body(body: bytes | memoryview) -> tuple[int, BoxMessage]:
     """``(seq, message)`` of a body (after COBS); BoxProtocolError when it is not valid."""
     if len(body) < MIN_BODY:
         raise BoxProtocolError(BadFrameReason.TOO_SHORT, f"a body of {len(body)} bytes")
@@ -927,11 +920,11 @@ def decode_body(body: bytes | memoryview) -> tuple[int, Message]:
 
 
 @dataclass(frozen=True)
-class Frame:
+class BoxFrame:
     """A frame that arrived whole and valid."""
 
     seq: int
-    message: Message
+    message: BoxMessage
     size: int  # bytes it took on the wire, delimiter included
 
 
@@ -944,7 +937,8 @@ class BadFrame:
     text: str = ""
 
 
-Sender = Literal["host", "box"]
+FrameSender = Literal["host", "box"]
+"""Which end sent a box-protocol frame (a decoder told so rejects frames of the other)."""
 
 
 def _wire_limit(max_body: int) -> int:
@@ -952,7 +946,7 @@ def _wire_limit(max_body: int) -> int:
     return max_body + max_body // 254 + 1
 
 
-def _check_sender(message: Message, sender: Sender | None) -> BadFrame | None:
+def _check_sender(message: BoxMessage, sender: FrameSender | None) -> BadFrame | None:
     if sender is None or isinstance(message, Unknown):
         return None
     from_box = int(message.TYPE) & 0x80 != 0
@@ -964,8 +958,8 @@ def _check_sender(message: Message, sender: Sender | None) -> BadFrame | None:
 
 
 def _frame_from(
-    block: bytes | memoryview, size: int, max_body: int, sender: Sender | None
-) -> Frame | BadFrame | None:
+    block: bytes | memoryview, size: int, max_body: int, sender: FrameSender | None
+) -> BoxFrame | BadFrame | None:
     if len(block) == 0:
         return None  # an empty frame: a delimiter alone is a sync/keep-alive, no event
     if len(block) > _wire_limit(max_body):
@@ -980,7 +974,7 @@ def _frame_from(
     wrong = _check_sender(message, sender)
     if wrong is not None:
         return BadFrame(wrong.reason, size, wrong.text)
-    return Frame(seq, message, size)
+    return BoxFrame(seq, message, size)
 
 
 def decode_frame(
@@ -988,8 +982,8 @@ def decode_frame(
     start: int = 0,
     *,
     max_body: int = MAX_BODY,
-    sender: Sender | None = None,
-) -> tuple[Frame | BadFrame | None, int]:
+    sender: FrameSender | None = None,
+) -> tuple[BoxFrame | BadFrame | None, int]:
     """The first frame in ``buf[start:]`` and how many bytes it consumed.
 
     ``(None, 0)``: no delimiter yet (feed more bytes), unless more than a frame's worth is
@@ -1011,19 +1005,19 @@ def decode_frame(
     return _frame_from(data[:end], end + 1, max_body, sender), end + 1
 
 
-class FrameDecoder:
-    """Bytes in, split anywhere, :class:`Frame` and :class:`BadFrame` events out.
+class BoxFrameDecoder:
+    """Bytes in, split anywhere, :class:`BoxFrame` and :class:`BadFrame` events out.
 
     Holds at most one frame's worth of bytes (``max_body`` plus the COBS overhead): a
     longer run without a delimiter is reported once as ``BadFrame(TOO_LONG)`` and the
     bytes up to the next delimiter are dropped (resynchronisation at the delimiter).
     """
 
-    def __init__(self, *, max_body: int = MAX_BODY, sender: Sender | None = None) -> None:
+    def __init__(self, *, max_body: int = MAX_BODY, sender: FrameSender | None = None) -> None:
         if not MIN_BODY <= max_body <= MAX_BODY:
             raise ValueError(f"max_body: {MIN_BODY} to {MAX_BODY}, got {max_body}")
         self.max_body = max_body
-        self.sender: Sender | None = sender
+        self.sender: FrameSender | None = sender
         self._limit = _wire_limit(max_body)
         self._buf = bytearray()
         self._discarding = 0  # bytes dropped so far of an over-long frame (0: not dropping)
@@ -1038,9 +1032,9 @@ class FrameDecoder:
         self._buf.clear()
         self._discarding = 0
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | BadFrame]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[BoxFrame | BadFrame]:
         """Add bytes as they arrived; return the events of every frame they complete."""
-        events: list[Frame | BadFrame] = []
+        events: list[BoxFrame | BadFrame] = []
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         if self._discarding:
             end = bytes(view).find(0)
@@ -1090,12 +1084,12 @@ def _measure(words_total: int = 1 << 20, max_body: int = 4096) -> dict[str, floa
         t0 = time.perf_counter()
         msgs = words_messages(WordsOut, 0, words, parity, max_words=max_words_for(max_body))
         wire = b"".join([encode_frame(m, i & 0xFF) for i, m in enumerate(msgs)])
-        events = FrameDecoder(max_body=max_body).feed(wire)
+        events = BoxFrameDecoder(max_body=max_body).feed(wire)
         elapsed = time.perf_counter() - t0
         back = [
             e.message.words
             for e in events
-            if isinstance(e, Frame) and isinstance(e.message, WordsOut)
+            if isinstance(e, BoxFrame) and isinstance(e.message, WordsOut)
         ]
         if not np.array_equal(np.concatenate(back), words):  # pragma: no cover
             raise AssertionError(f"{label}: round trip failed")
@@ -1109,3 +1103,17 @@ if __name__ == "__main__":  # pragma: no cover - a measurement, not a test
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name, rate in _measure().items():
         logging.getLogger(__name__).info("%-14s encode + decode: %6.1f MB/s of words", name, rate)
+
+
+_RENAMED = {
+    "Frame": "BoxFrame",
+    "FrameDecoder": "BoxFrameDecoder",
+    "Message": "BoxMessage",
+    "Sender": "FrameSender",
+}
+"""Old names (deprecated) of classes renamed so that no name means two things."""
+
+
+def __getattr__(name: str) -> object:
+    """An old name of a renamed class, with a DeprecationWarning."""
+    return old_name(__name__, _RENAMED, globals(), name)

@@ -46,6 +46,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bridge.errors import NoResponse
+
 __all__ = [
     "DEFAULT_MAX_PDU",
     "NoResponse",
@@ -181,14 +183,6 @@ def build_request(
     )
     pieces += pdata_pdus(context_id, memoryview(data)[offset:], command=False, max_pdu=max_pdu)
     return b"".join(pieces)
-
-
-class NoResponse(Exception):
-    """No response to a request: the association was aborted or lost, or timed out."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def write_within(

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bridge.errors import ForwardError
+from bridge.errors import ForwarderFailed
 from bridge.forward.scu import Destination, Item, Sender
 from bridge.forward.status import Outcome, Result
 from bridge.spool.store import Job, Spool
@@ -105,19 +105,6 @@ class RunSummary:
     retried: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-
-
-class ForwarderFailed(ForwardError):
-    """A worker could not go on (see the module docstring); the forwarder stopped.
-
-    ``destination`` names the worker's destination, ``cause`` is its last exception
-    (also the ``__cause__``).
-    """
-
-    def __init__(self, destination: str, cause: BaseException) -> None:
-        super().__init__(f"forwarding to {destination} cannot go on: {cause!r}")
-        self.destination = destination
-        self.cause = cause
 
 
 @dataclass(frozen=True)

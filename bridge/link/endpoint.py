@@ -10,7 +10,7 @@ Losing the link, either way, ends in the same place: a fresh stack, an
 :class:`~bridge.acrnema.stack.LinkDown` event with the reason.
 
 * the peer dropped READY or the connection went (the port raises
-  :class:`bridge.ports.base.LinkDown`): reset, and wait for the peer to be READY again;
+  :class:`bridge.ports.base.LinkLost`): reset, and wait for the peer to be READY again;
 * the peer was found not READY at the start of a poll and came back while we waited
   (a drop the port had not reported yet is forgotten by ``wait_peer``, as the base rules
   say): reset too if any word went either way since the stack last started, because
@@ -88,7 +88,7 @@ class Endpoint:
             events += self.stack.handle_timer(now)
             if not self.stack.down:
                 self.flush()
-        except base.LinkDown as exc:
+        except base.LinkLost as exc:
             return events + self._lost(f"the peer is gone: {exc}")
         if self.stack.down:
             self._recover()
@@ -111,7 +111,7 @@ class Endpoint:
         while (left := end - self.clock()) > 0:
             try:
                 self.port.recv(min(left, 0.05))  # what arrives now belongs to the old link
-            except base.LinkDown:
+            except base.LinkLost:
                 time.sleep(min(left, 0.05))
         self.stack.reset()
         self._used = False
@@ -121,7 +121,7 @@ class Endpoint:
     def abort(self, reason: int) -> None:
         """Abort the connection, if any, and put the ABORT on the wire (best effort)."""
         self.stack.abort(reason, self.clock())
-        with contextlib.suppress(base.LinkDown):
+        with contextlib.suppress(base.LinkLost):
             self.flush()
 
     def drain(self, timeout: float) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bridge.acrnema.commands import Message
 from bridge.link.responder import Answer
+from bridge.profile import LinkStatus
 
 __all__ = ["FolderWriter"]
 
@@ -37,6 +38,6 @@ class FolderWriter:
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            return Answer("out_of_resources", f"cannot write {final.name}: {exc.strerror}")
+            return Answer(LinkStatus.OUT_OF_RESOURCES, f"cannot write {final.name}: {exc.strerror}")
         self.count += 1
-        return Answer("success")
+        return Answer(LinkStatus.SUCCESS)

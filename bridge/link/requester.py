@@ -35,6 +35,7 @@ from bridge.acrnema.stack import (
 from bridge.errors import ConversionError
 from bridge.lenient import lenient
 from bridge.link.endpoint import Endpoint
+from bridge.profile import LinkStatus
 
 __all__ = ["Image", "ImageResult", "Scanner", "link_syntax", "load_images"]
 
@@ -174,7 +175,7 @@ class Scanner:
             if isinstance(event, MessageArrived):
                 command = event.message.command
                 if command.is_response and command.responded_to == message_id:
-                    if command.status == self.table.status("success"):
+                    if command.status == self.table.status(LinkStatus.SUCCESS):
                         return ""
                     name = self.table.status_name(command.status or 0)
                     comment = f" ({command.error_comment})" if command.error_comment else ""

@@ -28,6 +28,7 @@ from bridge.acrnema.stack import (
 )
 from bridge.link.endpoint import Endpoint
 from bridge.ports import base
+from bridge.profile import LinkStatus
 
 __all__ = ["Answer", "Responder", "ResponderStats", "StoreHandler"]
 
@@ -38,7 +39,7 @@ log = logging.getLogger("bridge.endpoint")  # the name users' log filters know
 class Answer:
     """A handler's answer to a store request: a status name of the profile, and a comment."""
 
-    status: str
+    status: LinkStatus | str  # a LinkStatus, or a name the profile adds
     comment: str = ""
 
 
@@ -120,7 +121,9 @@ class Responder:
             self.stats.last_error = event.reason
             log.warning("message refused: %s", event.reason)
             if event.message is not None and not event.message.command.is_response:
-                status = "out_of_resources" if event.too_large else "cannot_understand"
+                status = (
+                    LinkStatus.OUT_OF_RESOURCES if event.too_large else LinkStatus.CANNOT_UNDERSTAND
+                )
                 self._answer(event.message, Answer(status, event.reason))
         elif isinstance(event, MessageLost):
             self.stats.lost += 1
@@ -144,18 +147,22 @@ class Responder:
             self.stats.unknown += 1
             what = known[0] if known else "unknown"
             log.warning("%s command %04XH answered cannot_understand", what, command.field)
-            self._answer(message, Answer("cannot_understand", f"command {command.field:04X}H"))
+            self._answer(
+                message, Answer(LinkStatus.CANNOT_UNDERSTAND, f"command {command.field:04X}H")
+            )
             return
         if known[0] == "echo":
             self.stats.echoes += 1
-            self._answer(message, Answer("success"))
+            self._answer(message, Answer(LinkStatus.SUCCESS))
             return
         self.stats.bytes_in += len(message.data)
         if not self.table.has_data_set(command) or not message.data:
-            self._answer(message, Answer("cannot_understand", "store request without a data set"))
+            self._answer(
+                message, Answer(LinkStatus.CANNOT_UNDERSTAND, "store request without a data set")
+            )
             return
         answer = self.on_store(message)
-        if answer.status == "success":
+        if answer.status == LinkStatus.SUCCESS:
             self.stats.stored += 1
         else:
             self.stats.refused += 1
@@ -166,9 +173,11 @@ class Responder:
         stack = self.endpoint.stack
         if not stack.session.is_open:
             return  # the connection went while the handler ran: the scanner keeps its image
-        code = self.table.statuses.get(answer.status, self.table.status("cannot_understand"))
+        code = self.table.statuses.get(
+            answer.status, self.table.status(LinkStatus.CANNOT_UNDERSTAND)
+        )
         stack.send(
             self.table.make_response(request.command, code, answer.comment), self.endpoint.clock()
         )
-        with contextlib.suppress(base.LinkDown):
+        with contextlib.suppress(base.LinkLost):
             self.endpoint.flush()

@@ -8,7 +8,8 @@ come from the ``acrnema_bridge.ports`` entry points. Optional libraries (pyseria
 pyftdi) are imported only when their port is opened.
 """
 
-from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, PortUnavailableError, WordPort
+from bridge.ports import base as _base
+from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, PortUnavailableError, WordPort
 from bridge.ports.faults import FaultSpec, FaultSpecError, FaultyPort
 from bridge.ports.loop import LoopPort, loop_pair
 from bridge.ports.registry import available_schemes, open_port
@@ -19,7 +20,7 @@ __all__ = [
     "FaultSpec",
     "FaultSpecError",
     "FaultyPort",
-    "LinkDown",
+    "LinkLost",
     "LoopPort",
     "PortError",
     "PortUnavailableError",
@@ -31,3 +32,10 @@ __all__ = [
     "open_port",
     "read_trace",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated names: ``LinkDown`` is :class:`LinkLost` (with a DeprecationWarning)."""
+    if name == "LinkDown":
+        return _base.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,12 +20,12 @@ Rules every implementation keeps (tests/test_ports.py checks them over every por
 * :meth:`WordPort.send` never blocks for long and never loses words while the peer is
   READY and reading; words sent while the peer is not READY (or while this side's own
   READY is dropped) are dropped (no line is driven towards a side that is gone) and the
-  call raises :class:`LinkDown`. A peer that takes nothing for a while (a stream port's
+  call raises :class:`LinkLost`. A peer that takes nothing for a while (a stream port's
   ``write_timeout``, 5 s by default) counts as gone;
 * :meth:`WordPort.recv` returns the words that arrived, in order, as one
   :class:`~bridge.acrnema.physical.WordBuffer` of at most :data:`MAX_RECV_WORDS` words,
   waiting at most ``timeout`` seconds, and an empty buffer when nothing came; it raises
-  :class:`LinkDown` once when the peer drops READY or the connection is lost, and then
+  :class:`LinkLost` once when the peer drops READY or the connection is lost, and then
   again on each call until the peer is READY again (and while this side's READY is
   dropped). A drop that is over before the next call is still reported, once, by the
   next :meth:`~WordPort.recv` or :meth:`~WordPort.send`;
@@ -35,28 +35,42 @@ Rules every implementation keeps (tests/test_ports.py checks them over every por
 * :meth:`WordPort.wait_peer` waits until the peer is READY (a ``tcp://`` port
   reconnects, a ``tcp-listen://`` port accepts the next connection here); a drop not
   yet reported is forgotten when it returns True, as the caller starts afresh;
-* :meth:`WordPort.close` is idempotent; the peer then sees :class:`LinkDown`; any other
+* :meth:`WordPort.close` is idempotent; the peer then sees :class:`LinkLost`; any other
   call on a closed port raises :class:`PortError`.
 * Foreign exceptions (``OSError``, ``serial.SerialException``) never leave a port: they
-  become :class:`PortError` or :class:`LinkDown`, raised ``from`` the original.
+  become :class:`PortError` or :class:`LinkLost`, raised ``from`` the original.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from types import TracebackType
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.errors import PortError, PortUnavailableError
+from bridge.errors import LinkLost, PortError, PortUnavailableError
 
-__all__ = ["MAX_RECV_WORDS", "LinkDown", "PortError", "PortUnavailableError", "WordPort"]
+__all__ = ["MAX_RECV_WORDS", "LinkLost", "PortError", "PortUnavailableError", "WordPort"]
 
 MAX_RECV_WORDS = 1 << 20
 """The most words one :meth:`WordPort.recv` returns (memory stays bounded)."""
 
 
-class LinkDown(PortError):
-    """The other side is gone: it dropped READY, or the connection or device was lost."""
+def __getattr__(name: str) -> type[LinkLost]:
+    """``LinkDown``, the old name of :class:`LinkLost`, with a :class:`DeprecationWarning`.
+
+    ``LinkDown`` is the link stack's event (:class:`bridge.acrnema.stack.LinkDown`); the
+    port's exception was renamed so that no name means two things.
+    """
+    if name == "LinkDown":
+        warnings.warn(
+            f"{__name__}.LinkDown is deprecated: the exception is bridge.errors.LinkLost "
+            "(LinkDown is the link stack's event)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return LinkLost
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class WordPort(ABC):

@@ -30,10 +30,10 @@ Unplug and reconnection (docs/box-protocol.md, "Unplug and reconnection"): a rea
 write error, the end of the stream, a box that takes no bytes for the stream's
 ``write_timeout``, or the host engine giving up on it (no REPLY, silence) means the box is
 gone: the stream is released and ``send``/``recv`` raise
-:class:`~bridge.ports.base.LinkDown` naming the device and the reason.
+:class:`~bridge.ports.base.LinkLost` naming the device and the reason.
 :meth:`BoxPort.wait_peer` then reopens the device every ``retry`` seconds until its
 timeout, redoes the start-up handshake and returns True once the peer is READY;
-:class:`bridge.endpoint.Endpoint` resets the stack on the ``LinkDown``, and the spool and
+:class:`bridge.endpoint.Endpoint` resets the stack on the ``LinkLost``, and the spool and
 the forwarder never see any of it.
 
 URL options, taken out before the inner URL is opened: ``profile=FILE`` (a link profile;
@@ -78,7 +78,7 @@ from bridge.box.host import (
 from bridge.box.protocol import Info, MsgType, Role
 from bridge.errors import ConfigError
 from bridge.ports._url import flag, positive_int, seconds
-from bridge.ports.base import LinkDown, PortError
+from bridge.ports.base import LinkLost, PortError
 from bridge.ports.bytestream import ByteStream
 from bridge.ports.driver import RETRY_S, EnginePort
 from bridge.profile import REFERENCE, Profile, load_profile
@@ -149,7 +149,7 @@ class BoxPort(EnginePort):
         self._check_open()
         with self._cond:
             self.host.query(MsgType.STATS, time.monotonic())
-        with contextlib.suppress(LinkDown):
+        with contextlib.suppress(LinkLost):
             self._flush(wait=False)
 
     def _on_event(self, event: object) -> None:

@@ -23,11 +23,11 @@ two into a :class:`~bridge.ports.base.WordPort` and keeps its rules (module doc 
   that means (:meth:`~bridge.engine.WordEngine.write_stalled`): bytes to complete a
   cut unit first on the next write (*carry*; the stream stays), or None (the stream is
   lost). A ``send`` that gets nothing taken for the stream's ``write_timeout`` means the
-  peer stopped reading: :class:`~bridge.ports.base.LinkDown`;
+  peer stopped reading: :class:`~bridge.ports.base.LinkLost`;
 * **goodbye on close**: the engine's goodbye (READY dropped) is written, within 0.2 s,
   before the stream is released;
 * **errors**: ``OSError`` and ``ValueError`` from the stream (which covers
-  ``serial.SerialException``) mean the stream is lost: ``LinkDown``, raised ``from`` the
+  ``serial.SerialException``) mean the stream is lost: ``LinkLost``, raised ``from`` the
   original; an engine's :class:`~bridge.ports.base.PortError` (a box that cannot serve
   this host) drops the stream and is raised as it is.
 
@@ -46,7 +46,7 @@ from typing import ClassVar
 from bridge.acrnema.physical import WordBuffer
 from bridge.engine import PeerReady, StreamGone, WordEngine, WordsArrived
 from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
-from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, WordPort
+from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, WordPort
 from bridge.ports.bytestream import ByteStream
 from bridge.ports.wordstream import WordStreamEngine
 
@@ -141,7 +141,7 @@ class EnginePort(WordPort):
             if sent:
                 done += sent
                 last_progress = time.monotonic()
-                with contextlib.suppress(LinkDown):  # output others queued meanwhile
+                with contextlib.suppress(LinkLost):  # output others queued meanwhile
                     self._flush(wait=False)
                 continue
             if time.monotonic() - last_progress > self.stream.write_timeout:
@@ -165,7 +165,7 @@ class EnginePort(WordPort):
                     return empty_buffer()
                 self._pump(min(left, self._SLICE_S))
                 self._check_open()
-        with contextlib.suppress(LinkDown):  # credit: it goes with the next stream's start
+        with contextlib.suppress(LinkLost):  # credit: it goes with the next stream's start
             self._flush(wait=False)
         return buffer
 
@@ -175,7 +175,7 @@ class EnginePort(WordPort):
             self.engine.set_ready(ready, time.monotonic())
             if not ready:  # no side takes words while a READY line is down
                 self._discard_queue()
-        with contextlib.suppress(LinkDown):  # the stream is gone: a new one starts with it
+        with contextlib.suppress(LinkLost):  # the stream is gone: a new one starts with it
             self._flush(wait=True)
 
     def wait_peer(self, timeout: float) -> bool:
@@ -222,7 +222,7 @@ class EnginePort(WordPort):
                 with self._cond:
                     data, gen = self.engine.data_to_send(), self._gen
                 self._write(data, gen, _GOODBYE_STALL_S, closing=True)
-            except LinkDown:
+            except LinkLost:
                 pass
             finally:
                 self._write_lock.release()
@@ -258,18 +258,18 @@ class EnginePort(WordPort):
             raise PortError(f"{self.url}: the port is closed")
 
     def _check_link(self) -> None:
-        """LinkDown unless words can flow (condition held); a drop is told once."""
+        """LinkLost unless words can flow (condition held); a drop is told once."""
         self._check_open()
         if self._drop_unreported:
             self._drop_unreported = False
-            raise LinkDown(f"{self.url}: {self._drop_text}")
+            raise LinkLost(f"{self.url}: {self._drop_text}")
         if not self.engine.ready:
-            raise LinkDown(f"{self.url}: this side's READY is dropped")
+            raise LinkLost(f"{self.url}: this side's READY is dropped")
         if not self._connected:
-            raise LinkDown(f"{self.url}: {self._down_reason}")
+            raise LinkLost(f"{self.url}: {self._down_reason}")
         reason = self.engine.down_reason()
         if reason is not None:
-            raise LinkDown(f"{self.url}: {reason}")
+            raise LinkLost(f"{self.url}: {reason}")
 
     def _discard_queue(self) -> None:
         """Forget the words waiting (condition held); they count as taken."""
@@ -283,7 +283,7 @@ class EnginePort(WordPort):
         with self._cond:
             self.engine.peer_stalled()
         log.info("%s: the peer took nothing for %g s", self.url, timeout)
-        raise LinkDown(f"{self.url}: the peer stopped reading (nothing taken for {timeout:g} s)")
+        raise LinkLost(f"{self.url}: the peer stopped reading (nothing taken for {timeout:g} s)")
 
     def _try_connect(self, timeout: float) -> bool:
         try:
@@ -311,7 +311,7 @@ class EnginePort(WordPort):
             self._queue.clear()
             self.engine.connect(time.monotonic())
         log.debug("%s: stream up", self.url)
-        with contextlib.suppress(LinkDown):  # lost at once: wait_peer tries again
+        with contextlib.suppress(LinkLost):  # lost at once: wait_peer tries again
             self._flush(wait=True)
 
     def _lost(self, reason: str) -> None:
@@ -356,7 +356,7 @@ class EnginePort(WordPort):
             if not data or len(self._queue) >= self.engine.max_queued:
                 break
             wait = 0.0
-        with contextlib.suppress(LinkDown):  # recorded by _lost: the caller learns of it
+        with contextlib.suppress(LinkLost):  # recorded by _lost: the caller learns of it
             self._flush(wait=False)
 
     def _act(self, data: bytes) -> bool:
@@ -440,7 +440,7 @@ class EnginePort(WordPort):
 
     def _write(self, data: bytes, gen: int, stall: float, *, closing: bool = False) -> bool:
         """Write ``data`` after any carry (write lock held): True when all went, False
-        when it stalled and the engine keeps the stream; LinkDown when it is lost."""
+        when it stalled and the engine keeps the stream; LinkLost when it is lost."""
         if self._carry:
             data = self._carry + data
             self._carry = b""
@@ -449,14 +449,14 @@ class EnginePort(WordPort):
         last_progress = time.monotonic()
         while done < len(view):
             if gen != self._gen or not self._connected:
-                raise LinkDown(f"{self.url}: {self._down_reason}")
+                raise LinkLost(f"{self.url}: {self._down_reason}")
             if self._closed and not closing:
                 raise PortError(f"{self.url}: the port was closed")
             try:
                 written = self.stream.write_some(view[done:], self._SLICE_S)
             except (OSError, ValueError) as exc:
                 self._lost(f"write failed: {exc}")
-                raise LinkDown(f"{self.url}: {self._down_reason}") from exc
+                raise LinkLost(f"{self.url}: {self._down_reason}") from exc
             now = time.monotonic()
             if written:
                 done += written
@@ -466,7 +466,7 @@ class EnginePort(WordPort):
                     carry = self.engine.write_stalled(len(view) - done)
                 if carry is None:
                     self._lost(f"it took nothing for {stall:g} s")
-                    raise LinkDown(f"{self.url}: {self._down_reason}")
+                    raise LinkLost(f"{self.url}: {self._down_reason}")
                 self._carry = carry
                 return False
         return True

@@ -18,7 +18,7 @@ example ``flip=1e-4,drop=1e-3,stall=2,at=4096,disconnect=50000,seed=7``:
     once WORDS words have passed (both directions together) the link breaks, once: the
     wrapped port drops READY (``set_ready(False)``), the rest of the buffer in hand is
     lost, and :meth:`FaultyPort.send` and :meth:`FaultyPort.recv` raise
-    :class:`~bridge.ports.base.LinkDown` for ``unplug`` seconds; then READY is
+    :class:`~bridge.ports.base.LinkLost` for ``unplug`` seconds; then READY is
     asserted again (at the next call after that time).
 ``unplug=SECONDS``
     how long the link stays broken after ``disconnect`` (default 0.5).
@@ -31,6 +31,11 @@ Flips come first, then drops; every count is per word that reached the fault lay
 ("passed"), including the words a stall discards. Everything is done on whole buffers
 with numpy. :class:`FaultyPort` wraps any port; :func:`hook` gives the same flips,
 drops and stall as a ``loop://`` hook (a hook cannot drop READY, so no disconnect).
+
+``faults+URL?flip=1e-4&seed=3`` (:func:`open_faults`, a prefix of
+:func:`bridge.ports.open_port`) opens any port as a :class:`FaultyPort`: the query items
+named as above make the spec, the other items stay with the inner URL, so it composes
+with ``spy+`` and ``box+`` on either side.
 """
 
 from __future__ import annotations
@@ -40,14 +45,17 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.errors import FaultSpecError, PortError
 from bridge.ports._buffers import as_buffer, empty_buffer
-from bridge.ports.base import LinkDown, PortError, WordPort
+from bridge.ports.base import LinkLost, WordPort
 
 __all__ = [
     "FaultHook",
@@ -56,16 +64,14 @@ __all__ = [
     "FaultSpecError",
     "FaultyPort",
     "hook",
+    "open_faults",
+    "split_faults_url",
 ]
 
 log = logging.getLogger(__name__)
 
 _BITS = 17  # 16 data lines and the parity line
 _DIRECTIONS = ("out", "in")
-
-
-class FaultSpecError(PortError, ValueError):
-    """A fault spec that cannot be parsed; the message names the bad item."""
 
 
 @dataclass(frozen=True)
@@ -299,7 +305,7 @@ class FaultyPort(WordPort):
             self.port.send(out)
         if limit is not None and (len(buffer.words) > limit or limit == 0):
             self._break()
-            raise LinkDown(f"{self.url}: fault injection: disconnected")
+            raise LinkLost(f"{self.url}: fault injection: disconnected")
 
     def recv(self, timeout: float) -> WordBuffer:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -312,7 +318,7 @@ class FaultyPort(WordPort):
             if limit is not None and (len(buffer.words) > limit or limit == 0):
                 self._break()
                 if not len(got.words):
-                    raise LinkDown(f"{self.url}: fault injection: disconnected")
+                    raise LinkLost(f"{self.url}: fault injection: disconnected")
             if len(got.words) or time.monotonic() >= deadline:
                 return got
 
@@ -327,7 +333,7 @@ class FaultyPort(WordPort):
             time.sleep(max(0.0, min(until, deadline) - time.monotonic()))
             try:
                 self._check_unplugged()
-            except LinkDown:
+            except LinkLost:
                 return False
         return self.port.wait_peer(max(0.0, deadline - time.monotonic()))
 
@@ -356,7 +362,54 @@ class FaultyPort(WordPort):
             if until is None:
                 return
             if time.monotonic() < until:
-                raise LinkDown(f"{self.url}: fault injection: unplugged")
+                raise LinkLost(f"{self.url}: fault injection: unplugged")
             self._unplugged_until = None
         log.info("fault injection: link restored")
         self.port.set_ready(True)
+
+
+def split_faults_url(url: str) -> tuple[str, FaultSpec]:
+    """``faults+URL?flip=...&seed=...`` -> (URL with its own query items, the spec).
+
+    The query items named as a spec's items (flip, drop, stall, at, disconnect, unplug,
+    seed) are the spec; the others belong to the inner URL and stay with it.
+    """
+    if not url.startswith("faults+"):
+        raise FaultSpecError(f"{url}: not a faults+ URL")
+    base, sep, query = url[len("faults+") :].partition("?")
+    names = {f.name for f in fields(FaultSpec)}
+    items: list[str] = []
+    kept: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in names:
+            items.append(f"{name}={value}")
+        else:
+            kept.append((name, value))
+    if sep and kept:
+        base += "?" + urlencode(kept)
+    if not base or "://" not in base:
+        raise FaultSpecError(f"{url}: give the port to break, as in faults+loop://demo?flip=1e-4")
+    try:
+        spec = FaultSpec.parse(",".join(items))
+    except FaultSpecError as exc:
+        raise FaultSpecError(f"{url}: {exc}") from None
+    return base, spec
+
+
+def open_faults(url: str, opener: Callable[[str], WordPort]) -> FaultyPort:
+    """Open ``faults+URL``: the inner port through ``opener``, with the URL's faults."""
+    inner_url, spec = split_faults_url(url)
+    try:
+        port = opener(inner_url)
+    except PortError as exc:
+        if "option" not in str(exc):
+            raise
+        items = ", ".join(f.name for f in fields(FaultSpec))
+        raise PortError(f"{exc}; faults+ items: {items}") from exc
+    try:
+        faulty = FaultyPort(port, spec)
+    except BaseException:
+        port.close()
+        raise
+    faulty.url = url
+    return faulty

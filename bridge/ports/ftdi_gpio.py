@@ -89,10 +89,10 @@ import numpy as np
 
 from bridge.acrnema.physical import WordBuffer, parity_bits
 from bridge.acrnema.table import Rule, Table
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, HandshakeTimeout
 from bridge.ports._buffers import WordQueue, as_buffer
 from bridge.ports._url import parse_url
-from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, PortUnavailableError, WordPort
+from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, PortUnavailableError, WordPort
 from bridge.profile import REFERENCE, Profile, load_profile
 
 __all__ = [
@@ -160,15 +160,7 @@ ENABLED_LINES: Mapping[str, tuple[str, ...]] = {
 }
 """The lines whose transceivers each enable switches to driving."""
 
-PHASES: Mapping[str, str] = {
-    "ack": "ACK asserted after REQ",
-    "ack-release": "ACK deasserted after REQ was deasserted",
-    "ack-idle": "ACK deasserted before REQ",
-    "req-release": "REQ deasserted after ACK",
-    "dir": "DIR asserted (side A holding the bus) before asking with BREQ",
-    "grant": "DIR deasserted (the bus handed over) after BREQ",
-    "bus-return": "BREQ deasserted (the bus given back) by side B",
-}
+PHASES: Mapping[str, str] = HandshakeTimeout.PHASES
 """What the port waited for in each phase a :class:`HandshakeTimeout` names."""
 
 _ALL = 0xFFFF
@@ -178,31 +170,12 @@ _ERRORS_KEPT = 32
 _SPIN_NS = 200_000  # waits up to this are busy waits; longer ones sleep
 
 
-class HandshakeTimeout(PortError):
-    """An edge of the word handshake or bus hand-over not answered in time."""
-
-    def __init__(
-        self, url: str, sending: bool, index: int, count: int | None, phase: str, ms: float
-    ) -> None:
-        self.url = url
-        self.sending = sending
-        self.index = index  # the word's index in the buffer sent, or among words received
-        self.phase = phase
-        self.waited_ms = ms
-        what = f"word {index}" + (f" of {count}" if count is not None else "")
-        verb = "sending" if sending else "receiving"
-        super().__init__(
-            f"{url}: handshake timeout {verb} {what}: no {PHASES[phase]} within "
-            f"{ms:g} ms (phase {phase!r})"
-        )
-
-
 class GpioBus(Protocol):
     """The controller boundary: two 16-bit GPIO ports of an FT2232H in MPSSE mode.
 
     Values are pin levels (bit n = pin n high). Pins set as inputs are high impedance;
     a write changes the output latch, which input pins take when they become outputs.
-    A bus may raise :class:`~bridge.ports.base.LinkDown` when the device is lost.
+    A bus may raise :class:`~bridge.ports.base.LinkLost` when the device is lost.
     """
 
     def read(self, port: int) -> int:
@@ -267,14 +240,14 @@ class PyftdiBus:
         try:
             return int(self._controllers[port].read(1)[0])
         except self._failures as exc:
-            raise LinkDown(f"ftdi://{self.device}: the device was lost: {exc}") from exc
+            raise LinkLost(f"ftdi://{self.device}: the device was lost: {exc}") from exc
 
     def write(self, port: int, value: int) -> None:
         self._latch[port] = value
         try:
             self._controllers[port].write(value)
         except self._failures as exc:
-            raise LinkDown(f"ftdi://{self.device}: the device was lost: {exc}") from exc
+            raise LinkLost(f"ftdi://{self.device}: the device was lost: {exc}") from exc
 
     def set_direction(self, port: int, outputs: int) -> None:
         controller = self._controllers[port]
@@ -282,7 +255,7 @@ class PyftdiBus:
             controller.set_direction(_ALL, outputs)
             controller.write(self._latch[port])  # MPSSE applies direction with SET_BITS
         except self._failures as exc:
-            raise LinkDown(f"ftdi://{self.device}: the device was lost: {exc}") from exc
+            raise LinkLost(f"ftdi://{self.device}: the device was lost: {exc}") from exc
 
     def close(self) -> None:
         controllers, self._controllers = self._controllers, []
@@ -444,7 +417,7 @@ class FtdiGpioPort(WordPort):
         self._unreported_drop = False
         self._closed = False
         self._closing = False
-        self._gone: LinkDown | None = None
+        self._gone: LinkLost | None = None
         self._rx = WordQueue()
         self._lock = threading.RLock()
         self.errors: collections.deque[HandshakeTimeout] = collections.deque(maxlen=_ERRORS_KEPT)
@@ -524,7 +497,7 @@ class FtdiGpioPort(WordPort):
             while True:
                 try:
                     self._sample(strict=False)
-                except LinkDown as exc:
+                except LinkLost as exc:
                     raise PortError(f"{self.url}: {exc}; close and reopen the port") from exc
                 if self._peer_up:
                     self._unreported_drop = False
@@ -544,7 +517,7 @@ class FtdiGpioPort(WordPort):
                     self._step(BusInput.LINK_DOWN)
                     self._write_b(self._out[1] & ~self._ready_bit)
                     self._set_outputs(1, 0)
-            except LinkDown as exc:
+            except LinkLost as exc:
                 log.debug("%s: close: %s", self.url, exc)
             finally:
                 self._closed = True
@@ -557,7 +530,7 @@ class FtdiGpioPort(WordPort):
     def write_word(self, word: int, parity: int | None = None) -> bool:
         """Send one word (``parity`` None: the profile's parity of ``word``); True when the
         peer flagged it with PERR. Raises :class:`HandshakeTimeout` and
-        :class:`~bridge.ports.base.LinkDown`."""
+        :class:`~bridge.ports.base.LinkLost`."""
         bit = int(parity_bits([word], self._parity)[0]) if parity is None else parity
         buffer = WordBuffer(np.array([word], np.uint16), np.array([bit], np.uint8))
         with self._lock:
@@ -572,7 +545,7 @@ class FtdiGpioPort(WordPort):
     def read_word(self, timeout: float) -> tuple[int, int] | None:
         """The next word and its parity line, or None when none came within ``timeout``.
         Raises :class:`HandshakeTimeout` (the word is then still returned by the next
-        call) and :class:`~bridge.ports.base.LinkDown`."""
+        call) and :class:`~bridge.ports.base.LinkLost`."""
         deadline = time.monotonic_ns() + int(max(0.0, timeout) * 1e9)
         with self._lock:
             self._check()
@@ -641,10 +614,10 @@ class FtdiGpioPort(WordPort):
 
     def _sample(self, strict: bool = True) -> int:
         """Read port B; notice the peer's READY coming and going. A drop turns every
-        driver off and (``strict``) raises LinkDown, once."""
+        driver off and (``strict``) raises LinkLost, once."""
         try:
             b = self._read(CONTROL_PORT)
-        except LinkDown as exc:
+        except LinkLost as exc:
             self._lost_device(exc)
             raise
         self.stats["samples"] += 1
@@ -661,7 +634,7 @@ class FtdiGpioPort(WordPort):
             self._check()
         return b
 
-    def _lost_device(self, exc: LinkDown) -> None:
+    def _lost_device(self, exc: LinkLost) -> None:
         self._gone = exc
         self._peer_up = False
         self._step(BusInput.DEVICE_LOST)
@@ -866,17 +839,17 @@ class FtdiGpioPort(WordPort):
             raise PortError(f"{self.url}: closed")
 
     def _check(self) -> None:
-        """LinkDown unless both READY lines are up; a drop is told once."""
+        """LinkLost unless both READY lines are up; a drop is told once."""
         self._check_open()
         if self._gone is not None:
-            raise LinkDown(f"{self.url}: {self._gone}")
+            raise LinkLost(f"{self.url}: {self._gone}")
         if self._unreported_drop:
             self._unreported_drop = False
-            raise LinkDown(f"{self.url}: the peer dropped READY")
+            raise LinkLost(f"{self.url}: the peer dropped READY")
         if not self._ready:
-            raise LinkDown(f"{self.url}: this side's READY is dropped")
+            raise LinkLost(f"{self.url}: this side's READY is dropped")
         if not self._peer_up:
-            raise LinkDown(f"{self.url}: the peer is not READY")
+            raise LinkLost(f"{self.url}: the peer is not READY")
 
 
 def _role(text: str) -> str:

@@ -8,7 +8,7 @@ pair); nothing here starts a thread.
 Each end drives its own READY line and sees the other's, as on the cable
 (docs/link-profile.md, section 1.2). When an end drops READY or closes, the words in
 transit in both directions are discarded (nothing arrives from a side that is gone) and
-the other end raises :class:`~bridge.ports.base.LinkDown` as :mod:`bridge.ports.base`
+the other end raises :class:`~bridge.ports.base.LinkLost` as :mod:`bridge.ports.base`
 says.
 
 ``hook``: a callable ``hook(buffer, direction) -> buffer``, ``direction`` ``"a->b"`` or
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from bridge.acrnema.physical import WordBuffer
 from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
-from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, WordPort
+from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, WordPort
 
 __all__ = ["MAX_IN_TRANSIT", "Hook", "LoopPort", "active_names", "loop_pair", "open_loop"]
 
@@ -119,7 +119,7 @@ class LoopPort(WordPort):
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise LinkDown(f"{self.url}: the peer took nothing for {self.write_timeout} s")
+                    raise LinkLost(f"{self.url}: the peer took nothing for {self.write_timeout} s")
                 link.cond.wait(left)
 
     def recv(self, timeout: float) -> WordBuffer:
@@ -180,17 +180,17 @@ class LoopPort(WordPort):
             raise PortError(f"{self.url}: end {self.end} is closed")
 
     def _check(self) -> None:
-        """LinkDown unless both READY lines are up (lock held); a drop is told once."""
+        """LinkLost unless both READY lines are up (lock held); a drop is told once."""
         self._check_open()
         link = self._link
         if link.unreported_drop[self._side]:
             link.unreported_drop[self._side] = False
-            raise LinkDown(f"{self.url}: the peer dropped READY")
+            raise LinkLost(f"{self.url}: the peer dropped READY")
         if not link.ready[self._side]:
-            raise LinkDown(f"{self.url}: this side's READY is dropped")
+            raise LinkLost(f"{self.url}: this side's READY is dropped")
         if not self.peer_ready:
             gone = "closed" if link.closed[self._peer] else "not READY"
-            raise LinkDown(f"{self.url}: the peer is {gone}")
+            raise LinkLost(f"{self.url}: the peer is {gone}")
 
 
 def _open_end(name: str, hook: Hook | None, *, new: bool = False) -> LoopPort:

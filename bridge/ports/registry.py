@@ -13,9 +13,11 @@ is imported only when its scheme is opened, so optional libraries (pyserial, pyf
 load only for their ports.
 
 Prefixes compose with any scheme, each handled once here (:data:`PREFIXES`):
-``spy+URL`` traces any port (:mod:`bridge.ports.spy`); ``box+URL`` speaks the
-interface-box protocol over the byte stream of any byte-stream scheme
-(:mod:`bridge.ports.box`), a plug-in's too. They nest (``spy+box+serial://...``).
+``spy+URL`` traces any port (:mod:`bridge.ports.spy`); ``faults+URL?flip=...`` breaks
+any port on purpose (:mod:`bridge.ports.faults`); ``box+URL`` speaks the interface-box
+protocol over the byte stream of any byte-stream scheme (:mod:`bridge.ports.box`), a
+plug-in's too. They nest (``spy+faults+box+serial://...?flip=1e-4``): each takes its own
+query items and leaves the others to the URL inside it.
 
 :func:`open_port` takes typed settings beside the URL: ``profile`` (a link profile)
 reaches the ports that use one (``box+``, ``ftdi-gpio://``) and is ignored by the others;
@@ -72,6 +74,12 @@ def _open_spy(url: str, profile: Profile | None, options: dict[str, Any]) -> Wor
     return open_spy(url, lambda inner: open_port(inner, profile=profile, **options))
 
 
+def _open_faults(url: str, profile: Profile | None, options: dict[str, Any]) -> WordPort:
+    from bridge.ports.faults import open_faults
+
+    return open_faults(url, lambda inner: open_port(inner, profile=profile, **options))
+
+
 def _open_box(url: str, profile: Profile | None, options: dict[str, Any]) -> WordPort:
     from bridge.ports.box import open_box
 
@@ -82,6 +90,7 @@ def _open_box(url: str, profile: Profile | None, options: dict[str, Any]) -> Wor
 
 PREFIXES: dict[str, Callable[[str, Profile | None, dict[str, Any]], WordPort]] = {
     "spy+": _open_spy,
+    "faults+": _open_faults,
     "box+": _open_box,
 }
 """Prefixes that compose with any URL: ``prefix -> opener(url, profile, options)``."""
@@ -103,8 +112,8 @@ def _table() -> dict[str, str]:
 
 
 def available_schemes() -> list[str]:
-    """The URL schemes :func:`open_port` knows (each also after ``spy+``, and the byte
-    streams after ``box+``)."""
+    """The URL schemes :func:`open_port` knows (each also after ``spy+`` and
+    ``faults+``, and the byte streams after ``box+``)."""
     return sorted(name for name in _table() if not name.startswith(tuple(PREFIXES)))
 
 

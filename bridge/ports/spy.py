@@ -19,7 +19,7 @@ Trace format (all numbers big-endian)::
 
 A *line* record holds one word: bit 0 this side's READY, bit 1 the peer's READY as the
 port saw it, bit 2 set when the call that made the record raised
-:class:`~bridge.ports.base.LinkDown`. One is written when the port opens, when any of
+:class:`~bridge.ports.base.LinkLost`. One is written when the port opens, when any of
 the three changes, and when it closes. :func:`read_trace` yields the records;
 :func:`format_trace` gives one text line per record (``acrnema-bridge`` can print it).
 """
@@ -39,8 +39,9 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.errors import PortIOError
 from bridge.ports._buffers import as_buffer
-from bridge.ports.base import LinkDown, PortError, WordPort
+from bridge.ports.base import LinkLost, PortError, WordPort
 
 __all__ = [
     "MAGIC",
@@ -72,7 +73,7 @@ class TraceRecord:
 
     @property
     def line_state(self) -> tuple[bool, bool, bool]:
-        """For a line record: (this side READY, peer READY, LinkDown raised)."""
+        """For a line record: (this side READY, peer READY, LinkLost raised)."""
         word = int(self.buffer.words[0]) if len(self.buffer.words) else 0
         return bool(word & LINE_READY), bool(word & LINE_PEER_READY), bool(word & LINE_DOWN)
 
@@ -87,7 +88,7 @@ class TraceWriter:
             self._file.write(MAGIC)
             self._file.flush()
         except OSError as exc:
-            raise PortError(f"cannot write the trace {self.path}: {exc}") from exc
+            raise PortIOError(f"cannot write the trace {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
     def write(self, direction: str, buffer: WordBuffer) -> None:
@@ -107,7 +108,7 @@ class TraceWriter:
                 self._file.write(record)
                 self._file.flush()
             except OSError as exc:
-                raise PortError(f"cannot write the trace {self.path}: {exc}") from exc
+                raise PortIOError(f"cannot write the trace {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -165,7 +166,7 @@ class SpyPort(WordPort):
     def _call(self, action: Callable[[], _T]) -> _T:
         try:
             result = action()
-        except LinkDown:
+        except LinkLost:
             self._note(down=True)
             raise
         self._note(down=False)

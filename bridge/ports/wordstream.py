@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge._renamed import old_name
 from bridge.acrnema.physical import WordBuffer
 from bridge.acrnema.table import Rule, Table
 from bridge.engine import PeerReady, WordsArrived
@@ -58,7 +59,7 @@ __all__ = [
     "UNIT_BYTES",
     "LineAction",
     "LineInput",
-    "LineState",
+    "LineStateUnit",
     "WordStreamDecoder",
     "WordStreamEngine",
     "WordStreamState",
@@ -80,7 +81,7 @@ _ANSWER_STALL_S = 0.2  # an answer or announcement does not hold up a reader lon
 
 
 @dataclass(frozen=True)
-class LineState:
+class LineStateUnit:
     """A line-state unit: the sender's READY, and whether it sees the receiver READY."""
 
     ready: bool
@@ -121,7 +122,7 @@ class WordStreamDecoder:
         """Forget a partial unit (the stream it came from is gone)."""
         self._partial = b""
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[WordBuffer | LineState]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[WordBuffer | LineStateUnit]:
         """Decode ``data``; consecutive data units come out as one buffer."""
         buf = self._partial + bytes(data) if self._partial else bytes(data)
         count = len(buf) // UNIT_BYTES
@@ -135,7 +136,7 @@ class WordStreamDecoder:
         is_data = flags <= 1
         is_line = ((flags & 0xFC) == _LINE) & (units["word"] == 0)
         self.invalid += count - int(np.count_nonzero(is_data | is_line))
-        events: list[WordBuffer | LineState] = []
+        events: list[WordBuffer | LineStateUnit] = []
         start = 0
         for index in [*np.flatnonzero(is_line).tolist(), count]:
             keep = is_data[start:index]
@@ -144,7 +145,7 @@ class WordStreamDecoder:
                 events.append(WordBuffer(part["word"].astype(np.uint16), part["flags"].copy()))
             if index < count:
                 flag = int(flags[index])
-                events.append(LineState(ready=bool(flag & 1), sees_ready=bool(flag & 2)))
+                events.append(LineStateUnit(ready=bool(flag & 1), sees_ready=bool(flag & 2)))
             start = index + 1
         return events
 
@@ -346,7 +347,7 @@ class WordStreamEngine:
         events: list[WordsArrived | PeerReady] = []
         answer = False
         for item in self.decoder.feed(data):
-            if isinstance(item, LineState):
+            if isinstance(item, LineStateUnit):
                 asks = item.sees_ready != self.ready
                 if item.ready:
                     cause = LineInput.PEER_READY_ASKS if asks else LineInput.PEER_READY
@@ -412,13 +413,18 @@ class WordStreamEngine:
         return None if self.peer_ready else "the peer is not READY"
 
 
+_RENAMED = {"LineState": "LineStateUnit"}
+"""Old names (deprecated) of classes renamed so that no name means two things."""
+
+
 def __getattr__(name: str) -> object:
-    """``StreamWordPort`` lives in :mod:`bridge.ports.driver` now (this name still works)."""
+    """``StreamWordPort`` lives in :mod:`bridge.ports.driver` now (this name still works);
+    ``LineState`` is :class:`LineStateUnit` (deprecated, with a warning)."""
     if name == "StreamWordPort":
         from bridge.ports.driver import StreamWordPort
 
         return StreamWordPort
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return old_name(__name__, _RENAMED, globals(), name)
 
 
 def _measure(words: int = 1 << 20, rounds: int = 20) -> float:

@@ -46,6 +46,7 @@ removed once every destination is done, unless retention keeps it for re-sending
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import fcntl
 import hashlib
@@ -62,11 +63,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, SpoolBusyError, SpoolDamagedError, SpoolError
 
 __all__ = [
     "STATES",
     "Delivery",
+    "DeliveryState",
     "Job",
     "ObjectInfo",
     "RebuildReport",
@@ -78,7 +80,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATES = ("ready", "in_flight", "done", "failed")
+
+class DeliveryState(enum.StrEnum):
+    """Where one delivery (an object for one destination) stands; the database's strings."""
+
+    READY = "ready"  # waiting to be sent, from ``next_attempt`` on
+    IN_FLIGHT = "in_flight"  # claimed by a forwarder; back to ready at start-up after a crash
+    DONE = "done"  # delivered (or skipped by a filter)
+    FAILED = "failed"  # quarantined with ``last_error``; ``spool retry`` makes it ready
+
+
+STATES = tuple(DeliveryState)
+"""Every delivery state, in the order of the life of a delivery."""
 LOCK_NAME = "owner.lock"
 LOST_FOUND = "lost+found"
 _OBJECT_NAME = re.compile(r"objects/([0-9a-f]{2})/([0-9]+)\.dcm")
@@ -117,18 +130,6 @@ CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (destination, state, n
 """
 
 
-class SpoolError(BridgeError):
-    """The spool cannot take or give an object (disk full, read-only, corrupt database)."""
-
-
-class SpoolBusyError(SpoolError):
-    """Another process owns the spool (holds ``owner.lock``); the message names it."""
-
-
-class SpoolDamagedError(SpoolError):
-    """The database cannot be trusted with the objects on disk; ``spool rebuild`` mends it."""
-
-
 @dataclass(frozen=True)
 class ObjectInfo:
     """What the forwarder needs to know of a spooled object without reading it."""
@@ -161,7 +162,7 @@ class Delivery:
 
     object_id: int
     destination: str
-    state: str
+    state: DeliveryState
     attempts: int
     next_attempt: float
     last_error: str | None
@@ -1046,16 +1047,20 @@ class Spool:
             query += " AND d.destination = ?"
             params.append(destination)
         query += " ORDER BY d.object_id, d.destination"
-        return [Delivery(*row) for row in self._db().execute(query, params)]
+        return [
+            Delivery(row[0], row[1], DeliveryState(row[2]), *row[3:])
+            for row in self._db().execute(query, params)
+        ]
 
     def counts(self, destination: str | None = None) -> dict[str, int]:
-        """Deliveries per state (for one destination, or all)."""
+        """Deliveries per state (for one destination, or all); the keys are
+        :class:`DeliveryState` members, every state present."""
         query = "SELECT state, COUNT(*) FROM deliveries"
         params: tuple[object, ...] = ()
         if destination is not None:
             query += " WHERE destination = ?"
             params = (destination,)
-        result = dict.fromkeys(STATES, 0)
+        result: dict[str, int] = dict.fromkeys(STATES, 0)
         for state, count in self._db().execute(query + " GROUP BY state", params):
             result[state] = count
         return result

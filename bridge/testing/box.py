@@ -57,18 +57,18 @@ from bridge.box.protocol import (
     BadFrame,
     BadFrameReason,
     BoxCredits,
+    BoxFrameDecoder,
+    BoxMessage,
     Bus,
     Capability,
     Configure,
     ErrorCode,
     ErrorReport,
-    FrameDecoder,
     Hello,
     HostCredits,
     Info,
     LineSet,
     LineState,
-    Message,
     MsgType,
     Parity,
     Query,
@@ -85,7 +85,7 @@ from bridge.box.protocol import (
     position_delta,
 )
 from bridge.ports._buffers import WordQueue, empty_buffer
-from bridge.ports.base import LinkDown, PortError, PortUnavailableError, WordPort
+from bridge.ports.base import LinkLost, PortError, PortUnavailableError, WordPort
 from bridge.ports.bytestream import ByteStream
 from bridge.ports.loop import loop_pair
 from bridge.profile import REFERENCE, Profile, to_toml
@@ -192,7 +192,7 @@ class BoxModel:
         self.peer_ready = False
         self.stats = dict.fromkeys(STATS_FIELDS, 0)
         self.max_in_ring = 0  # the most words the in ring held (throttling shows here)
-        self._decoder = FrameDecoder(max_body=max_body, sender="host")
+        self._decoder = BoxFrameDecoder(max_body=max_body, sender="host")
         self._host_max_body = max_body
         self._tx_seq = 0
         self._host_seq: int | None = None
@@ -278,7 +278,7 @@ class BoxModel:
     def _reply(self, request: MsgType, seq: int, status: Status = Status.OK) -> None:
         self._replies.append(Reply(request, seq, status))
 
-    def _handle(self, message: Message, seq: int) -> None:
+    def _handle(self, message: BoxMessage, seq: int) -> None:
         if isinstance(message, WordsOut):
             self._words_out(message)
         elif isinstance(message, HostCredits):
@@ -407,7 +407,7 @@ class BoxModel:
             self._tx_seq = (self._tx_seq + 1) & 0xFF
         return bytes(out)
 
-    def _next_message(self, now: float) -> Message | None:
+    def _next_message(self, now: float) -> BoxMessage | None:
         want = self._want
         if self._replies:
             return self._replies.popleft()
@@ -731,12 +731,12 @@ class EmulatedBox:
                 busy = True
                 try:
                     line.send(out)
-                except LinkDown:
+                except LinkLost:
                     core.set_peer_ready(False, now)
             if waiting_in is None and core.ready and line.peer_ready:
                 try:
                     got = line.recv(0.0)
-                except LinkDown:
+                except LinkLost:
                     core.set_peer_ready(False, now)
                     got = empty_buffer()
                 waiting_in = got if len(got.words) else None

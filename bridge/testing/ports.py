@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.ports.base import MAX_RECV_WORDS, LinkDown, PortError, WordPort
+from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, WordPort
 
 __all__ = [
     "CHECKS",
@@ -146,20 +146,20 @@ def in_thread(action: Callable[[], Any]) -> Callable[[], None]:
 
 
 def expect_down(action: Callable[[], Any]) -> None:
-    """``action()`` must raise :class:`LinkDown`."""
+    """``action()`` must raise :class:`LinkLost`."""
     try:
         action()
-    except LinkDown:
+    except LinkLost:
         return
-    raise AssertionError("LinkDown expected")
+    raise AssertionError("LinkLost expected")
 
 
 def _expect_closed(action: Callable[[], Any]) -> None:
-    """``action()`` must raise :class:`PortError` but not :class:`LinkDown`."""
+    """``action()`` must raise :class:`PortError` but not :class:`LinkLost`."""
     try:
         action()
-    except LinkDown as exc:
-        raise AssertionError(f"a closed port raised LinkDown: {exc}") from exc
+    except LinkLost as exc:
+        raise AssertionError(f"a closed port raised LinkLost: {exc}") from exc
     except PortError:
         return
     raise AssertionError("PortError expected from a closed port")
@@ -234,7 +234,7 @@ def check_empty_send_is_harmless(ends: Ends) -> None:
 
 
 def check_ready_drop_and_back(ends: Ends) -> None:
-    """A dropped READY is LinkDown on the other side, on each call, and on this side's
+    """A dropped READY is LinkLost on the other side, on each call, and on this side's
     send; when it is back, words flow both ways again."""
     a, b = ends.a, ends.b
     a.set_ready(False)
@@ -267,7 +267,7 @@ def check_short_drop_is_reported_once(ends: Ends) -> None:
 
 def check_close_is_seen_and_idempotent(ends: Ends) -> None:
     """Closing is seen by the other side; close twice is harmless; a closed port raises
-    PortError, not LinkDown."""
+    PortError, not LinkLost."""
     a, b = ends.a, ends.b
     a.close()
     expect_down(lambda: b.recv(ends.link_s))

@@ -73,7 +73,7 @@ def cobs_cases() -> list[dict[str, str]]:
     return out
 
 
-def _fields(message: bp.Message) -> dict[str, Any]:
+def _fields(message: bp.BoxMessage) -> dict[str, Any]:
     """The message's fields as JSON (enums as integers, words and parity as text)."""
     if isinstance(message, bp.WordsOut | bp.WordsIn):
         fields: dict[str, Any] = {
@@ -109,7 +109,7 @@ def _datalink_frames() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
-def messages() -> list[tuple[str, int, bp.Message]]:
+def messages() -> list[tuple[str, int, bp.BoxMessage]]:
     rng = np.random.default_rng(7)
     maxw = bp.max_words_for(4096)
     big = rng.integers(1, 1 << 16, maxw).astype(np.uint16)
@@ -117,7 +117,7 @@ def messages() -> list[tuple[str, int, bp.Message]]:
     nine = np.array([0, 1, 0xFFFF, 0x8000, 0x00FF, 0xFF00, 0x1234, 0xA5C3, 0x0100], np.uint16)
     nine_parity = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0], np.uint8)
     empty = np.zeros(0, dtype=np.uint16)
-    out: list[tuple[str, int, bp.Message]] = [
+    out: list[tuple[str, int, bp.BoxMessage]] = [
         ("hello", 0, bp.Hello()),
         ("hello-v1-to-3-small-body", 1, bp.Hello(1, 3, 512)),
         (
@@ -288,10 +288,10 @@ def stream_cases(frames: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
     out = []
     for name, max_body, data, events in cases:
-        got = bp.FrameDecoder(max_body=max_body).feed(data)
+        got = bp.BoxFrameDecoder(max_body=max_body).feed(data)
         expect = []
         for e in got:
-            if isinstance(e, bp.Frame):
+            if isinstance(e, bp.BoxFrame):
                 expect.append({"frame": _frame_name(frames, e)})
             else:
                 expect.append({"bad": e.reason.name, "size": e.size})
@@ -304,7 +304,7 @@ def stream_cases(frames: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _frame_name(frames: dict[str, dict[str, Any]], event: bp.Frame) -> str:
+def _frame_name(frames: dict[str, dict[str, Any]], event: bp.BoxFrame) -> str:
     body = bp.encode_body(event.message, event.seq).hex()
     for name, case in frames.items():
         if case["body"] == body:
