@@ -876,7 +876,7 @@ class Spool:
                     if row["file"] is None:
                         reason = "its file was removed from the spool (purged) before delivery"
                     elif not (self.root / row["file"]).is_file():
-                        reason = f"its file {row['file']} is missing from the spool"
+                        reason = f"spool file missing: {self.root / row['file']}"
                     else:
                         rows.append(row)
                         db.execute(
