@@ -33,6 +33,7 @@ from bridge.dicom.core import (
     PatientIdPolicy,
 )
 from bridge.errors import BridgeError, ConfigError
+from bridge.settings import LoggingSettings
 
 __all__ = ["main"]
 
@@ -57,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format",
         choices=["text", "json"],
-        default="text",
-        help="log lines on stderr as text or as one JSON object each (default text)",
+        help="log lines on stderr as text or as one JSON object each "
+        "(default: [logging] format of the config, else text)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -193,23 +194,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SETTINGS_COMMANDS = ("run", *cli_forward.COMMANDS)
+"""The commands that read the settings file and ``BRIDGE_*``; the others take defaults and
+their flags only, so a broken settings file never stops ``convert``."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help is 0, a usage error 2
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter()
-        if args.log_format == "json"
-        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
-    base_level = logging.INFO if args.command == "run" else logging.WARNING  # a service says more
-    logging.basicConfig(level=base_level - 10 * min(args.verbose, 2), handlers=[handler])
-    if args.verbose < 2:
-        # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
+    try:
+        reads = args.command in SETTINGS_COMMANDS and getattr(args, "config_command", "") != "check"
+        settings = cli_forward.load_settings(args, file=reads)
+    except ConfigError as exc:
+        _config_error(exc)
+        return 2
+    _setup_logging(args, settings.logging)
     try:
         if args.command == "convert":
             return _convert(args)
@@ -220,11 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in cli_profile.COMMANDS:
             return cli_profile.run_command(args)
         if args.command in cli_forward.COMMANDS:
-            return cli_forward.run_command(args)
+            return cli_forward.run_command(args, settings)
         if args.command in cli_link.COMMANDS:
-            return cli_link.run_command(args)
+            return cli_link.run_command(args, settings)
     except ConfigError as exc:
-        print(f"acrnema-bridge: configuration: {exc}", file=sys.stderr)
+        _config_error(exc)
         return 2
     except BridgeError as exc:
         print(f"acrnema-bridge: {exc}", file=sys.stderr)
@@ -234,6 +236,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     parser.print_usage(sys.stderr)
     return 2
+
+
+def _config_error(exc: ConfigError) -> None:
+    """One line for one problem; a headline and one line each for several."""
+    problems = getattr(exc, "problems", None) or [str(exc)]
+    if len(problems) == 1:
+        print(f"acrnema-bridge: configuration: {problems[0]}", file=sys.stderr)
+        return
+    print(f"acrnema-bridge: configuration: {len(problems)} problems:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _setup_logging(args: argparse.Namespace, settings: LoggingSettings) -> None:
+    """Handlers on stderr: the level and format of ``[logging]``, ``-v`` lowering the level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter()
+        if settings.format == "json"
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
+    if settings.level == "auto":  # a service says more
+        base_level = logging.INFO if args.command == "run" else logging.WARNING
+    else:
+        base_level = logging.getLevelNamesMapping()[settings.level.upper()]
+    logging.basicConfig(level=base_level - 10 * min(args.verbose, 2), handlers=[handler])
+    if args.verbose < 2 and settings.level != "debug":
+        # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 class _JsonFormatter(logging.Formatter):

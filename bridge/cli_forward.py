@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.config import Config, load
 from bridge.errors import ConfigError
+from bridge.settings import DestinationSettings, Settings, TlsFiles, check_file
+from bridge.settings import load as load_settings_from
 from bridge.spool.store import STATES, Job, Spool, SpoolError
 
 if TYPE_CHECKING:  # the network stack is imported by the commands that use it
@@ -25,12 +26,25 @@ if TYPE_CHECKING:  # the network stack is imported by the commands that use it
     from bridge.forward.scu import Destination, TlsSettings
     from bridge.forward.status import Result
 
-__all__ = ["add_commands", "run_command"]
+__all__ = [
+    "FLAGS",
+    "add_commands",
+    "build_destinations",
+    "check_destinations",
+    "forward_options",
+    "link_options",
+    "load_settings",
+    "retry_policy",
+    "run_command",
+    "spool_option",
+    "stop_on_signals",
+    "tls_settings",
+]
 
 COMMANDS = ("spool", "forward", "send", "echo", "config")
 
 
-def _spool_option(parser: argparse.ArgumentParser) -> None:
+def spool_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spool",
         type=Path,
@@ -39,7 +53,23 @@ def _spool_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+def link_options(parser: argparse.ArgumentParser) -> None:
+    """``--port``, ``--profile`` and ``--ae-title``: the flags of ``[link]``."""
+    parser.add_argument(
+        "--port", metavar="URL", help="the link port (default: [link] port of the config)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="link profile (default: [link] profile of the config, else the reference)",
+    )
+    parser.add_argument(
+        "--ae-title", help="our logical address on the link (default ACRNEMA_BRIDGE)"
+    )
+
+
+def forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument(
         "--dest",
         action="append",
@@ -103,18 +133,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         ),
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    _spool_option(add)
+    spool_option(add)
     lst = spool_sub.add_parser("list", help="one line per object and destination")
     lst.add_argument("--state", choices=STATES, help="only deliveries in this state")
     lst.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
     lst.add_argument("--json", action="store_true", help="JSON instead of text")
-    _spool_option(lst)
+    spool_option(lst)
     stats = spool_sub.add_parser("stats", help="counts per destination and state")
     stats.add_argument("--json", action="store_true", help="JSON instead of text")
-    _spool_option(stats)
+    spool_option(stats)
     retry = spool_sub.add_parser("retry", help="move quarantined objects back to ready")
     retry.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
-    _spool_option(retry)
+    spool_option(retry)
     purge = spool_sub.add_parser(
         "purge",
         help="remove delivered objects past retention",
@@ -126,7 +156,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     purge.add_argument(
         "--failed", action="store_true", help="also remove quarantined objects (they are lost)"
     )
-    _spool_option(purge)
+    spool_option(purge)
     rebuild = spool_sub.add_parser(
         "rebuild",
         help="make a new database from the object files (after damage)",
@@ -144,7 +174,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rebuild.add_argument(
         "--dest", action="append", metavar="AE@HOST:PORT", help="a destination; repeat for several"
     )
-    _spool_option(rebuild)
+    spool_option(rebuild)
 
     forward = sub.add_parser(
         "forward",
@@ -156,12 +186,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             "queue is empty (or on a clean stop), 1 when objects were quarantined or remain."
         ),
     )
-    _forward_options(forward, required=False)
+    forward_options(forward, required=False)
     forward.add_argument(
         "--until-empty", action="store_true", help="stop once every object is delivered"
     )
     forward.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
-    _spool_option(forward)
+    spool_option(forward)
 
     send = sub.add_parser(
         "send",
@@ -169,9 +199,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         description="Spool files or folders and deliver them, with a progress bar.",
     )
     send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    _forward_options(send, required=False)
+    forward_options(send, required=False)
     send.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
-    _spool_option(send)
+    spool_option(send)
 
     ech = sub.add_parser("echo", help="C-ECHO a DICOM node and print the round trip")
     ech.add_argument("dest", metavar="AE@HOST:PORT")
@@ -181,100 +211,154 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     ech.add_argument("--tls-cert", type=Path, metavar="FILE")
     ech.add_argument("--tls-key", type=Path, metavar="FILE")
 
-    cfg = sub.add_parser("config", help="show the effective configuration")
-    cfg.add_argument("action", choices=["show"])
+    cfg = sub.add_parser(
+        "config",
+        help="show the effective settings, or check a settings file",
+        description=(
+            "The settings of spool, forward, destinations, link and logging come from the "
+            "defaults, the TOML file (--config FILE or $BRIDGE_CONFIG), BRIDGE_* environment "
+            "variables and flags, each overriding the one before (docs/forwarding.md, "
+            "'Configuration'). An unknown key is an error naming the nearest known key."
+        ),
+    )
+    cfg_actions = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = cfg_actions.add_parser(
+        "show",
+        help="print the effective settings as JSON, with where each value came from",
+        description=(
+            "Print the effective settings as JSON; 'origin' says for every key whether its "
+            "value is the default or came from the file, the environment or a flag. Takes "
+            "the settings flags of 'run', to show what a command line would do."
+        ),
+    )
+    link_options(show)
+    spool_option(show)
+    forward_options(show, required=False)
+    check = cfg_actions.add_parser(
+        "check",
+        help="validate a settings file",
+        description="Validate FILE alone (no environment, no flags): exit 0 and print 'ok', "
+        "or exit 2 and print every problem, each with its key.",
+    )
+    check.add_argument("file", type=Path, metavar="FILE", help="settings file (TOML)")
 
 
-def _spool_path(args: argparse.Namespace, config: Config) -> Path:
-    return Path(args.spool if getattr(args, "spool", None) is not None else config.spool.path)
+FLAGS: dict[str, tuple[str, str]] = {
+    "spool": ("spool.path", "--spool"),
+    "calling_ae": ("forward.calling_ae", "--calling-ae"),
+    "max_pdu": ("forward.max_pdu", "--max-pdu"),
+    "backoff_cap": ("forward.backoff_cap", "--backoff-cap"),
+    "max_attempts": ("forward.max_attempts", "--max-attempts"),
+    "max_lost": ("forward.max_lost", "--max-lost"),
+    "port": ("link.port", "--port"),
+    "profile": ("link.profile", "--profile"),
+    "ae_title": ("link.ae_title", "--ae-title"),
+    "log_format": ("logging.format", "--log-format"),
+}
+"""Attribute of the parsed arguments -> (settings key, flag): the flag layer of the settings."""
 
 
-def _spool(args: argparse.Namespace, config: Config, *, owner: str | None = None) -> Spool:
-    """The spool of --spool or the config; with ``owner``, its lock is taken first."""
-    return Spool(_spool_path(args, config), retention_days=config.spool.retention_days, owner=owner)
+def load_settings(args: argparse.Namespace, *, file: bool = True) -> Settings:
+    """The settings of this command: defaults < file < ``BRIDGE_*`` < the flags in ``args``.
 
+    ``--dest`` (with ``--commitment`` and ``--tls-*``) replaces the file's destinations.
+    ``file=False``: defaults and flags only (the commands that read no settings file)."""
+    flags = {
+        key: (getattr(args, attr), flag)
+        for attr, (key, flag) in FLAGS.items()
+        if getattr(args, attr, None) is not None
+    }
+    if getattr(args, "no_tcp_tuning", False):
+        flags["forward.tcp_tuning"] = (False, "--no-tcp-tuning")
+    dests = getattr(args, "dest", None)
+    listed = None
+    if isinstance(dests, list) and dests:  # --dest of forward, send, run, spool rebuild
+        from bridge.forward.scu import Destination
 
-def _tls(args: argparse.Namespace) -> TlsSettings | None:
-    from bridge.forward.scu import TlsSettings
-
-    if getattr(args, "tls_ca", None) is None:
-        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
-            raise ConfigError("--tls-cert and --tls-key need --tls-ca")
-        return None
-    return TlsSettings(args.tls_ca, args.tls_cert, args.tls_key)
-
-
-def _destinations(args: argparse.Namespace, config: Config) -> list[Destination]:
-    """The destinations of --dest (with the flags), or else of the configuration."""
-    from bridge.forward.scu import Destination, TlsSettings
-
-    f = config.forward
-    calling_ae = getattr(args, "calling_ae", None) or f.calling_ae
-    max_pdu = f.max_pdu if getattr(args, "max_pdu", None) is None else int(args.max_pdu)
-    tuning = f.tcp_tuning and not getattr(args, "no_tcp_tuning", False)
-
-    def build(
-        text: str,
-        ae_title: str,
-        host: str,
-        port: int,
-        tls: TlsSettings | None,
-        commitment: bool,
-        modalities: frozenset[str] | None,
-    ) -> Destination:
-        try:
-            return Destination(
-                ae_title,
-                host,
-                port,
-                calling_ae=calling_ae,
-                max_pdu=max_pdu,
-                connect_timeout=f.connect_timeout,
-                acse_timeout=f.acse_timeout,
-                dimse_timeout=f.dimse_timeout,
-                network_timeout=f.network_timeout,
-                idle_timeout=f.idle_timeout,
-                tls=tls,
-                commitment=commitment,
-                modalities=modalities,
-                tcp_tuning=tuning,
-                commitment_port=f.commitment_port,
-                commitment_timeout=f.commitment_timeout,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"destination {text}: {exc}") from exc
-
-    if getattr(args, "dest", None):
-        out = []
-        for text in args.dest:
+        tls = _tls_files(args)
+        listed = []
+        for text in dests:
             try:
                 parsed = Destination.parse(text)
             except ValueError as exc:
                 raise ConfigError(f"--dest {text!r}: {exc}") from exc
             commitment = bool(getattr(args, "commitment", False))
-            out.append(
-                build(text, parsed.ae_title, parsed.host, parsed.port, _tls(args), commitment, None)
+            listed.append(
+                DestinationSettings(parsed.ae_title, parsed.host, parsed.port, (), commitment, tls)
             )
-        return out
-    if not config.destinations:
+    if not file:  # only the flags that mean the same for every command
+        return load_settings_from(None, env={}, flags=_only(flags, "logging."))
+    return load_settings_from(getattr(args, "config", None), flags=flags, destinations=listed)
+
+
+def _only(flags: dict[str, tuple[object, str]], prefix: str) -> dict[str, tuple[object, str]]:
+    return {key: value for key, value in flags.items() if key.startswith(prefix)}
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files of ``--tls-ca``, ``--tls-cert`` and ``--tls-key`` (none: no TLS)."""
+    if getattr(args, "tls_ca", None) is None:
+        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+            raise ConfigError("--tls-cert and --tls-key need --tls-ca")
+        return None
+    return TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+def _spool(settings: Settings, *, owner: str | None = None) -> Spool:
+    """The spool of the settings; with ``owner``, its lock is taken first."""
+    return Spool(settings.spool.path, retention_days=settings.spool.retention_days, owner=owner)
+
+
+def tls_settings(files: TlsFiles | None) -> TlsSettings | None:
+    """The forwarder's :class:`TlsSettings` of a destination's ``tls`` table."""
+    from bridge.forward.scu import TlsSettings
+
+    if files is None or files.ca_file is None:  # the loader refuses a table without ca_file
+        return None
+    return TlsSettings(files.ca_file, files.cert_file, files.key_file, files.check_hostname)
+
+
+def build_destinations(settings: Settings, *, required: bool = True) -> list[Destination]:
+    """The forwarder's destinations, made from the settings tree (the one place this is done).
+
+    ``required``: no destination at all is a configuration error."""
+    from bridge.forward.scu import Destination
+
+    if not settings.destinations and required:
         raise ConfigError(
             "no destination: give --dest AE@HOST:PORT or [[destination]] in the config"
         )
-    return [
-        build(
-            d.name,
-            d.ae_title,
-            d.host,
-            d.port,
-            TlsSettings(d.tls_ca_file, d.tls_cert_file, d.tls_key_file) if d.tls_ca_file else None,
-            d.commitment,
-            frozenset(d.modalities) if d.modalities else None,
-        )
-        for d in config.destinations
-    ]
+    f = settings.forward
+    out = []
+    for d in settings.destinations:
+        try:
+            out.append(
+                Destination(
+                    d.ae_title,
+                    d.host,
+                    d.port,
+                    calling_ae=f.calling_ae,
+                    max_pdu=f.max_pdu,
+                    connect_timeout=f.connect_timeout,
+                    acse_timeout=f.acse_timeout,
+                    dimse_timeout=f.dimse_timeout,
+                    network_timeout=f.network_timeout,
+                    idle_timeout=f.idle_timeout,
+                    tls=tls_settings(d.tls),
+                    commitment=d.commitment,
+                    modalities=frozenset(d.modalities) if d.modalities else None,
+                    tcp_tuning=f.tcp_tuning,
+                    commitment_host=f.commitment_host,
+                    commitment_port=f.commitment_port,
+                    commitment_timeout=f.commitment_timeout,
+                )
+            )
+        except ValueError as exc:
+            raise ConfigError(f"destination {d.name}: {exc}") from exc
+    return out
 
 
-def _check_destinations(destinations: list[Destination]) -> None:
+def check_destinations(destinations: list[Destination]) -> None:
     """Fail early on settings that would only fail inside a forwarder thread (TLS files)."""
     from bridge.forward.status import ForwardError
 
@@ -286,28 +370,24 @@ def _check_destinations(destinations: list[Destination]) -> None:
                 raise ConfigError(f"destination {destination.name}: {exc}") from exc
 
 
-def _policy(args: argparse.Namespace, config: Config) -> RetryPolicy:
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The forwarder's :class:`RetryPolicy`, made from ``[forward]``.
+
+    A ``--backoff-cap`` below ``backoff_base`` lowers the first wait to the cap."""
     from bridge.forward.runner import RetryPolicy
 
-    f = config.forward
-    cap = f.backoff_cap if getattr(args, "backoff_cap", None) is None else args.backoff_cap
-    attempts = f.max_attempts if getattr(args, "max_attempts", None) is None else args.max_attempts
-    lost = f.max_lost if getattr(args, "max_lost", None) is None else args.max_lost
-    if cap <= 0 or attempts < 0 or lost < 0:
-        raise ConfigError(
-            "--backoff-cap must be positive, --max-attempts and --max-lost not negative"
-        )
+    f = settings.forward
     return RetryPolicy(
-        base=min(f.backoff_base, cap),
-        cap=cap,
-        max_attempts=attempts,
-        max_lost=lost,
+        base=min(f.backoff_base, f.backoff_cap),
+        cap=f.backoff_cap,
+        max_attempts=f.max_attempts,
+        max_lost=f.max_lost,
         give_up_after=f.give_up_after,
     )
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM, for a clean stop."""
     stop = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -397,18 +477,16 @@ def _add(spool: Spool, paths: list[Path]) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _rebuild(args: argparse.Namespace, config: Config) -> int:
+def _rebuild(settings: Settings) -> int:
     from bridge.spool.ingest import describe_object
 
-    named = (
-        [d.name for d in _destinations(args, config)] if (args.dest or config.destinations) else []
-    )
+    named = [d.name for d in build_destinations(settings, required=False)]
     spool, report = Spool.rebuild(
-        _spool_path(args, config),
+        settings.spool.path,
         named,
         describe_object,
         command="acrnema-bridge spool rebuild",
-        retention_days=config.spool.retention_days,
+        retention_days=settings.spool.retention_days,
     )
     spool.close()
     aside = ", ".join(report.set_aside) or "nothing"
@@ -428,18 +506,23 @@ def _rebuild(args: argparse.Namespace, config: Config) -> int:
 
 
 def _forward(
-    spool: Spool, args: argparse.Namespace, config: Config, *, until_empty: bool, progress: bool
+    spool: Spool,
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    until_empty: bool,
+    progress: bool,
 ) -> int:
     from bridge.forward.runner import Forwarder
 
-    destinations = _destinations(args, config)
-    policy = _policy(args, config)
+    destinations = build_destinations(settings)
+    policy = retry_policy(settings)
     names = [d.name for d in destinations]
     spool.register(names)
     total = sum(spool.counts(n)["ready"] + spool.counts(n)["in_flight"] for n in names)
     reporter = _Progress(total) if progress else None
     forwarder = Forwarder(spool, destinations, policy=policy, on_result=reporter)
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         summary = forwarder.run(stop, until_empty=until_empty, timeout=args.timeout)
     if reporter is not None and reporter.enabled:
         sys.stderr.write("\n")
@@ -497,17 +580,18 @@ def _stats(spool: Spool, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_command(args: argparse.Namespace) -> int:
-    config = load(getattr(args, "config", None))
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
-        print(json.dumps(config.as_dict(), indent=2))
-        return 0
+        return _config(args, settings)
     if args.command == "echo":
         from bridge.forward.scu import Destination, echo
 
-        calling = args.calling_ae or config.forward.calling_ae
         try:
-            destination = Destination.parse(args.dest, calling_ae=calling, tls=_tls(args))
+            destination = Destination.parse(
+                args.dest,
+                calling_ae=settings.forward.calling_ae,
+                tls=tls_settings(_tls_files(args)),
+            )
         except ValueError as exc:
             raise ConfigError(f"{args.dest!r}: {exc}") from exc
         for _ in range(max(1, args.count)):
@@ -516,12 +600,11 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     owner = None
     if args.command in ("forward", "send"):
-        _check_destinations(_destinations(args, config))  # usage errors before any spooling
-        _policy(args, config)
+        check_destinations(build_destinations(settings))  # usage errors before any spooling
         owner = f"acrnema-bridge {args.command}"  # refused at once if another process owns it
     elif args.spool_command == "rebuild":
-        return _rebuild(args, config)
-    spool = _spool(args, config, owner=owner)
+        return _rebuild(settings)
+    spool = _spool(settings, owner=owner)
     try:
         if args.command == "spool":
             action = args.spool_command
@@ -539,12 +622,27 @@ def run_command(args: argparse.Namespace) -> int:
                 print(f"{removed} objects removed", file=sys.stderr)
                 return 0
         if args.command == "forward":
-            return _forward(spool, args, config, until_empty=args.until_empty, progress=False)
+            return _forward(spool, args, settings, until_empty=args.until_empty, progress=False)
         if args.command == "send":
             status = _add(spool, args.paths)
             if status == 2:
                 return status
-            return max(status, _forward(spool, args, config, until_empty=True, progress=True))
+            return max(status, _forward(spool, args, settings, until_empty=True, progress=True))
     finally:
         spool.close()
     return 2
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    """``config show``: the effective tree as JSON with each value's origin; ``config check``."""
+    if args.config_command == "show":
+        print(json.dumps(settings.as_dict(), indent=2))
+        return 0
+    problems = check_file(args.file)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok")
+    return 0
