@@ -278,7 +278,7 @@ def test_config_file_env_and_flags_combine(
 
 
 def test_max_lost_and_give_up_after_come_from_config_and_flags(tmp_path: Path) -> None:
-    from bridge.cli_forward import retry_policy
+    from bridge.cli.common import retry_policy
     from bridge.config import load
 
     cfg = tmp_path / "bridge.toml"

@@ -157,7 +157,7 @@ def test_precedence_default_file_env_flag_and_where_each_came_from(tmp_path: Pat
 
 
 def test_dest_flags_replace_the_file_destinations(tmp_path: Path) -> None:
-    from bridge.cli_forward import build_destinations
+    from bridge.cli.common import build_destinations
 
     cfg = _write(tmp_path, DEST + 'tls = { ca_file = "ca.pem", check_hostname = true }\n')
     settings = load(cfg, env={})

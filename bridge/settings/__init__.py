@@ -17,7 +17,7 @@ key with its default and meaning: docs/forwarding.md, "Configuration".
 
 Pure: no sockets, threads or subprocesses; the only I/O is reading the file it is given.
 The objects the forwarder runs with (``Destination``, ``TlsSettings``, ``RetryPolicy``)
-are made from this tree in one place, :mod:`bridge.cli_forward`.
+are made from this tree in one place, :mod:`bridge.cli.common`.
 """
 
 from __future__ import annotations

@@ -14,12 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from bridge.cli.common import forward_options, link_options, spool_option, stop_on_signals
 from bridge.errors import ConfigError
 from bridge.settings import Settings
 
-__all__ = ["COMMANDS", "add_commands", "run_command"]
-
-COMMANDS = ("run", "emulate")
+__all__ = ["add_commands"]
 
 log = logging.getLogger("bridge.cli")
 
@@ -31,7 +30,7 @@ def _gpio_note() -> str:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from bridge import cli_forward
+    """Add ``run`` and ``emulate`` to the subparsers ``sub``."""
 
     run = sub.add_parser(
         "run",
@@ -53,9 +52,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "every 0.2 s (docs/box-protocol.md). " + _gpio_note() + "."
         ),
     )
-    cli_forward.link_options(run)
-    cli_forward.spool_option(run)
-    cli_forward.forward_options(run, required=False)
+    link_options(run)
+    spool_option(run)
+    forward_options(run, required=False)
+    run.set_defaults(handler=_run_command, reads_settings=True, auto_level=logging.INFO)
 
     emu = sub.add_parser(
         "emulate",
@@ -95,6 +95,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     emu.add_argument(
         "--count", type=int, metavar="N", help="receiver: stop after N images (default: never)"
     )
+    emu.set_defaults(handler=_emulate_command)
 
 
 def _open(url: str, faults: str | None = None, profile: object = None):  # type: ignore[no-untyped-def]
@@ -113,23 +114,22 @@ def _open(url: str, faults: str | None = None, profile: object = None):  # type:
     return FaultyPort(port, spec) if spec is not None else port
 
 
-def run_command(args: argparse.Namespace, settings: Settings) -> int:
+def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.profile import load_profile
 
-    if args.command == "run":
-        if settings.link.port is None:
-            raise ConfigError("run: no link port: give --port URL or [link] port in the config")
-        return _run(settings, load_profile(settings.link.profile))
+    if settings.link.port is None:
+        raise ConfigError("run: no link port: give --port URL or [link] port in the config")
+    return _run(settings, load_profile(settings.link.profile))
+
+
+def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.profile import load_profile
+
     return _emulate(args, load_profile(args.profile))
 
 
 def _run(settings: Settings, profile: object) -> int:
-    from bridge.cli_forward import (
-        build_destinations,
-        check_destinations,
-        retry_policy,
-        stop_on_signals,
-    )
+    from bridge.cli.common import build_destinations, check_destinations, retry_policy
     from bridge.service import Bridge
     from bridge.spool.store import Spool
 
@@ -144,7 +144,7 @@ def _run(settings: Settings, profile: object) -> int:
         spool_path, retention_days=settings.spool.retention_days, owner="acrnema-bridge run"
     )
     url = settings.link.port
-    assert url is not None  # run_command checked it
+    assert url is not None  # _run_command checked it
     port = _open(url, profile=profile if settings.link.profile is not None else None)
     bridge = Bridge(
         port,
@@ -252,7 +252,6 @@ def _emulate(args: argparse.Namespace, profile: object) -> int:
 
 
 def _receive(args: argparse.Namespace, profile: object) -> int:
-    from bridge.cli_forward import stop_on_signals
     from bridge.emulator.receiver import FolderWriter
     from bridge.endpoint import Endpoint, Responder
     from bridge.profile import Profile

@@ -1,0 +1,389 @@
+"""The store-and-forward commands of ``acrnema-bridge``: spool, forward, send, echo.
+
+Part of the command line (:mod:`bridge.cli`): :func:`add_commands` adds the parsers, each
+with its handler (``set_defaults(handler=...)``); a handler takes the parsed arguments and
+the command's settings (:func:`bridge.cli.common.load_settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge.cli.common import (
+    build_destinations,
+    check_destinations,
+    forward_options,
+    open_spool,
+    retry_policy,
+    spool_option,
+    stop_on_signals,
+    tls_files,
+    tls_settings,
+)
+from bridge.errors import ConfigError
+from bridge.settings import Settings
+from bridge.spool.store import STATES, Job, Spool, SpoolError
+
+if TYPE_CHECKING:
+    from bridge.forward.status import Result
+
+__all__ = ["add_commands"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``spool ...``, ``forward``, ``send`` and ``echo`` to the subparsers ``sub``."""
+    spool = sub.add_parser(
+        "spool",
+        help="add to, inspect and manage the durable spool",
+        description=(
+            "The spool holds every object until each destination has accepted it. 'add' "
+            "ingests DICOM files as they are and converts ACR-NEMA files on the way in; an "
+            "object is stored once its file and row are on disk. One process at a time owns "
+            "a spool (run, forward, send, spool rebuild: the lock file owner.lock names it); "
+            "add, list, stats, retry and purge work alongside it. A spool whose database is "
+            "missing or damaged refuses to start until 'spool rebuild' (docs/forwarding.md)."
+        ),
+    )
+    spool.set_defaults(reads_settings=True)
+    spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
+    add = spool_sub.add_parser(
+        "add",
+        help="ingest files or folders",
+        description=(
+            "Ingest files or folders (walked recursively). A DICOM Part 10 file is checked as "
+            "'dump' reads it and refused with the reason if it is truncated or malformed; a "
+            "file whose identical content is already spooled is skipped ('already in the "
+            "spool'). A file that cannot be taken (bad, or the disk is full) is reported and "
+            "the batch goes on; exit status 1 if any failed."
+        ),
+    )
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    spool_option(add)
+    add.set_defaults(handler=_with_spool(lambda spool, args: _add(spool, args.paths)))
+    lst = spool_sub.add_parser("list", help="one line per object and destination")
+    lst.add_argument("--state", choices=STATES, help="only deliveries in this state")
+    lst.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
+    lst.add_argument("--json", action="store_true", help="JSON instead of text")
+    spool_option(lst)
+    lst.set_defaults(handler=_with_spool(_list))
+    stats = spool_sub.add_parser("stats", help="counts per destination and state")
+    stats.add_argument("--json", action="store_true", help="JSON instead of text")
+    spool_option(stats)
+    stats.set_defaults(handler=_with_spool(_stats))
+    retry = spool_sub.add_parser("retry", help="move quarantined objects back to ready")
+    retry.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
+    spool_option(retry)
+    retry.set_defaults(handler=_with_spool(_retry))
+    purge = spool_sub.add_parser(
+        "purge",
+        help="remove delivered objects past retention",
+        description="Remove the files of delivered objects older than the retention period.",
+    )
+    purge.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="instead of the configured retention"
+    )
+    purge.add_argument(
+        "--failed", action="store_true", help="also remove quarantined objects (they are lost)"
+    )
+    spool_option(purge)
+    purge.set_defaults(handler=_with_spool(_purge))
+    rebuild = spool_sub.add_parser(
+        "rebuild",
+        help="make a new database from the object files (after damage)",
+        description=(
+            "Rebuild a spool whose database is missing or damaged: take the spool's lock, "
+            "move the old database files aside (spool.db.damaged-TIME, never deleted), "
+            "re-index every object file under objects/ (each Part 10 file carries its UIDs "
+            "and transfer syntax) and give each a ready delivery for every destination the "
+            "old database registered (if it can still be read) and every --dest (or the "
+            "config's destinations). Files that cannot be read go to lost+found/ and are "
+            "listed; exit status 1 if there were any. Deliveries already done are sent "
+            "again (the same SOP instances)."
+        ),
+    )
+    rebuild.add_argument(
+        "--dest", action="append", metavar="AE@HOST:PORT", help="a destination; repeat for several"
+    )
+    spool_option(rebuild)
+    rebuild.set_defaults(handler=_rebuild)
+
+    forward = sub.add_parser(
+        "forward",
+        help="deliver the spool to DICOM destinations (C-STORE)",
+        description=(
+            "Deliver every spooled object to every destination, reusing associations, retrying "
+            "transient failures with exponential backoff and quarantining permanent ones. "
+            "Without --until-empty it runs until SIGINT or SIGTERM. Exit status: 0 when the "
+            "queue is empty (or on a clean stop), 1 when objects were quarantined or remain."
+        ),
+    )
+    forward_options(forward, required=False)
+    forward.add_argument(
+        "--until-empty", action="store_true", help="stop once every object is delivered"
+    )
+    forward.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
+    spool_option(forward)
+    forward.set_defaults(handler=_forward_command, reads_settings=True)
+
+    send = sub.add_parser(
+        "send",
+        help="spool files and deliver them now (spool add + forward --until-empty)",
+        description="Spool files or folders and deliver them, with a progress bar.",
+    )
+    send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    forward_options(send, required=False)
+    send.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
+    spool_option(send)
+    send.set_defaults(handler=_send, reads_settings=True)
+
+    ech = sub.add_parser("echo", help="C-ECHO a DICOM node and print the round trip")
+    ech.add_argument("dest", metavar="AE@HOST:PORT")
+    ech.add_argument("--calling-ae", metavar="AE", help="our AE title (default ACRNEMA_BRIDGE)")
+    ech.add_argument("--count", type=int, default=1, metavar="N", help="echo N times (default 1)")
+    ech.add_argument("--tls-ca", type=Path, metavar="FILE")
+    ech.add_argument("--tls-cert", type=Path, metavar="FILE")
+    ech.add_argument("--tls-key", type=Path, metavar="FILE")
+    ech.set_defaults(handler=_echo, reads_settings=True)
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.delivered = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.enabled = sys.stderr.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, destination: str, job: Job, result: Result) -> None:
+        from bridge.forward.status import Outcome
+
+        with self.lock:
+            if result.outcome is Outcome.DONE:
+                self.delivered += 1
+            elif result.outcome is Outcome.FAIL:
+                self.failed += 1
+                print(
+                    f"\nquarantined for {destination}: "
+                    f"{job.info.source or job.info.sop_instance_uid}: {result.reason}",
+                    file=sys.stderr,
+                )
+            if self.enabled:
+                rate = self.delivered / max(time.monotonic() - self.start, 1e-6)
+                sys.stderr.write(
+                    f"\r[{self.delivered + self.failed}/{self.total}] delivered {self.delivered}, "
+                    f"quarantined {self.failed}  {rate:.1f} objects/s "
+                )
+                sys.stderr.flush()
+
+
+def _add(spool: Spool, paths: list[Path]) -> int:
+    from bridge.dicom.batch import iter_inputs
+    from bridge.spool.ingest import IngestResult, ingest_file
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(
+            f"acrnema-bridge: error: no such file or folder: {', '.join(missing)}", file=sys.stderr
+        )
+        return 2
+    counts = {"spooled": 0, "skipped": 0, "failed": 0}
+    objects = 0
+    failures: list[str] = []
+    for path in iter_inputs(paths, exclude=spool.root):
+        try:
+            result = ingest_file(spool, path)
+        except SpoolError as exc:  # this file could not be stored; the next one may be
+            result = IngestResult(str(path), "failed", error=f"{path}: {exc}")
+        counts[result.status] += 1
+        objects += len(result.object_ids) - len(result.already)
+        if result.status == "failed":
+            failures.append(result.error or str(path))
+            print(f"failed: {result.error}", file=sys.stderr)
+        elif result.already and result.status == "skipped":
+            ids = ", ".join(str(n) for n in result.already)
+            print(f"skipped: {path}: already in the spool (object {ids})", file=sys.stderr)
+    print(
+        f"{counts['spooled']} files spooled ({objects} objects), {counts['skipped']} skipped, "
+        f"{counts['failed']} failed -> {spool.root}",
+        file=sys.stderr,
+    )
+    if len(failures) > 1:
+        print("failed files:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.spool.ingest import describe_object
+
+    named = [d.name for d in build_destinations(settings, required=False)]
+    spool, report = Spool.rebuild(
+        settings.spool.path,
+        named,
+        describe_object,
+        command="acrnema-bridge spool rebuild",
+        retention_days=settings.spool.retention_days,
+    )
+    spool.close()
+    aside = ", ".join(report.set_aside) or "nothing"
+    print(
+        f"spool rebuild: old database {report.old_database}; set aside: {aside}",
+        file=sys.stderr,
+    )
+    for name, reason in report.unreadable:
+        print(f"spool rebuild: cannot read {name}: {reason}", file=sys.stderr)
+    print(
+        f"spool rebuild: {report.objects} objects re-indexed, {len(report.unreadable)} "
+        f"unreadable (in {spool.root / 'lost+found'}); deliveries ready for: "
+        f"{', '.join(report.destinations) or 'no destination (give --dest)'}",
+        file=sys.stderr,
+    )
+    return 1 if report.unreadable else 0
+
+
+def _forward(
+    spool: Spool,
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    until_empty: bool,
+    progress: bool,
+) -> int:
+    from bridge.forward.runner import Forwarder
+
+    destinations = build_destinations(settings)
+    policy = retry_policy(settings)
+    names = [d.name for d in destinations]
+    spool.register(names)
+    total = sum(spool.counts(n)["ready"] + spool.counts(n)["in_flight"] for n in names)
+    reporter = _Progress(total) if progress else None
+    forwarder = Forwarder(spool, destinations, policy=policy, on_result=reporter)
+    with stop_on_signals() as stop:
+        summary = forwarder.run(stop, until_empty=until_empty, timeout=args.timeout)
+    if reporter is not None and reporter.enabled:
+        sys.stderr.write("\n")
+    remaining = {n: spool.counts(n) for n in names}
+    for name in names:
+        c = remaining[name]
+        print(
+            f"{name}: delivered {summary.delivered.get(name, 0)} now; "
+            f"waiting {c['ready'] + c['in_flight']}, "
+            f"quarantined {c['failed']}, done {c['done']}",
+            file=sys.stderr,
+        )
+    for name, error in summary.errors.items():
+        print(f"{name}: not served: {error}", file=sys.stderr)
+    if summary.errors:
+        return 1
+    left = any(c["ready"] or c["in_flight"] or c["failed"] for c in remaining.values())
+    if stop.is_set() and not until_empty:
+        return 0  # the service was told to stop: a clean stop
+    return 1 if left else 0
+
+
+def _list(spool: Spool, args: argparse.Namespace) -> int:
+    rows = spool.deliveries(state=args.state, destination=args.dest)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=2))
+        return 0
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.received))
+        error = f"  {r.last_error}" if r.last_error else ""
+        print(
+            f"{r.object_id:6d} {r.state:9} {r.attempts:3d} {r.destination}  "
+            f"{r.modality or '-':3} {when}  {r.sop_instance_uid}{error}"
+        )
+    print(f"{len(rows)} deliveries", file=sys.stderr)
+    return 0
+
+
+def _stats(spool: Spool, args: argparse.Namespace) -> int:
+    stats = spool.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(
+        f"spool {spool.root}: {stats['objects']} objects, "
+        f"{stats['stored']} stored ({stats['bytes']} bytes)"
+    )
+    oldest = stats["oldest_waiting_s"]
+    if oldest is not None:
+        print(f"oldest waiting: {oldest:.0f} s")
+    per = stats["destinations"]
+    assert isinstance(per, dict)
+    for name, counts in sorted(per.items()):
+        print(f"  {name}: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
+    return 0
+
+
+def _with_spool(action: Callable[[Spool, argparse.Namespace], int]) -> Handler:
+    """A handler that runs ``action`` on the spool of the settings (not owning it)."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        spool = open_spool(settings)
+        try:
+            return action(spool, args)
+        finally:
+            spool.close()
+
+    return handler
+
+
+def _retry(spool: Spool, args: argparse.Namespace) -> int:
+    print(f"{spool.retry_failed(args.dest)} deliveries back to ready", file=sys.stderr)
+    return 0
+
+
+def _purge(spool: Spool, args: argparse.Namespace) -> int:
+    removed = spool.purge(older_than_days=args.older_than, failed=args.failed)
+    print(f"{removed} objects removed", file=sys.stderr)
+    return 0
+
+
+def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
+    check_destinations(build_destinations(settings))  # usage errors before any spooling
+    spool = open_spool(settings, owner="acrnema-bridge forward")  # refused if owned
+    try:
+        return _forward(spool, args, settings, until_empty=args.until_empty, progress=False)
+    finally:
+        spool.close()
+
+
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    check_destinations(build_destinations(settings))  # usage errors before any spooling
+    spool = open_spool(settings, owner="acrnema-bridge send")  # refused if owned
+    try:
+        status = _add(spool, args.paths)
+        if status == 2:
+            return status
+        return max(status, _forward(spool, args, settings, until_empty=True, progress=True))
+    finally:
+        spool.close()
+
+
+def _echo(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.forward.scu import Destination, echo
+
+    try:
+        destination = Destination.parse(
+            args.dest,
+            calling_ae=settings.forward.calling_ae,
+            tls=tls_settings(tls_files(args)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{args.dest!r}: {exc}") from exc
+    for _ in range(max(1, args.count)):
+        rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
+        print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
+    return 0
