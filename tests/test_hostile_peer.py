@@ -149,8 +149,12 @@ def test_timeout_ends_the_run_within_seconds_whatever_the_peer_does(
     counts = spool.counts(hostile.name)
     assert counts == {"ready": len(uids), "in_flight": 0, "done": 0, "failed": 0}
     rows = spool.deliveries(destination=hostile.name)
+    assert all(r.last_error for r in rows), "every delivery says why it is not done"
+    # The peer's own symptom ends an exchange before the stop can, for a peer that answers
+    # at once (garbage); the others still hold an object when the stop comes.
     stopped = [r for r in rows if "forwarding stopped" in (r.last_error or "")]
-    assert stopped, [r.last_error for r in rows]
+    if mode is not Mode.GARBAGE:
+        assert stopped, [r.last_error for r in rows]
     # due again at once: the stop was not the objects' fault
     assert all(r.next_attempt <= time.time() for r in stopped)
     assert any(hostile.name in r.getMessage() for r in caplog.records)
