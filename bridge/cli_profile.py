@@ -1,91 +1,19 @@
-"""The link profile commands of ``acrnema-bridge``: ``profile show`` and ``profile check``.
-
-Part of the command line (see :mod:`bridge.cli`): :func:`add_commands` adds the
-arguments to the top-level subparsers, :func:`run_command` runs a parsed command. The
-profile itself is :mod:`bridge.profile`; its rules are in ``docs/link-profile.md``.
-"""
+"""``bridge.cli_profile``, kept for the scripts and tests that import it: the ``profile``
+commands now live in :mod:`bridge.cli.profile` (the command line is the package
+:mod:`bridge.cli`, one module per command family)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from bridge.errors import ConfigError
-from bridge.profile import ProfileError, load_profile, to_toml
+from bridge.cli.profile import add_commands, diagrams
 
-__all__ = ["COMMANDS", "add_commands", "run_command"]
+__all__ = ["COMMANDS", "add_commands", "diagrams", "run_command"]
 
 COMMANDS = ("profile",)
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``profile show [FILE]`` and ``profile check FILE`` to the subparsers ``sub``."""
-    prof = sub.add_parser(
-        "profile",
-        help="show or check a link profile (docs/link-profile.md)",
-        description=(
-            "The link profile holds every parameter of the 50-pin link that the standard "
-            "would fix: pins, polarities, parity, byte order, frames, CRC, timeouts, command "
-            "codes. The built-in reference profile is the project's own reconstruction, not "
-            "the ACR-NEMA 300 text; a TOML file overrides any part of it."
-        ),
-    )
-    actions = prof.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
-    show = actions.add_parser(
-        "show",
-        help="print the effective profile as TOML",
-        description="Print the reference profile, or FILE merged over it, as a whole TOML file.",
-    )
-    show.add_argument("file", nargs="?", type=Path, help="profile file (default: the reference)")
-    check = actions.add_parser(
-        "check",
-        help="validate a profile file",
-        description="Validate FILE merged over the reference profile: exit 0 and print "
-        "'ok', or exit 1 and print each problem with its key.",
-    )
-    check.add_argument("file", type=Path, help="profile file")
-    actions.add_parser(
-        "diagrams",
-        help="print the state diagrams of the link layers (Mermaid), from their tables",
-        description="Print the state diagrams of docs/link-profile.md, generated from the state "
-        "tables in the code (data link: link and frame; session).",
-    )
-
-
-def diagrams() -> str:
-    """The Markdown block of docs/link-profile.md with every state diagram, generated."""
-    from bridge.acrnema.datalink import FRAME_TABLE, LINK_TABLE, state_diagram
-    from bridge.acrnema.session import SESSION_TABLE
-
-    parts = [
-        ("Data link, the link as a whole (`datalink.LINK_TABLE`)", LINK_TABLE),
-        ("Data link, each DATA frame in the sender's window (`datalink.FRAME_TABLE`)", FRAME_TABLE),
-        ("Session (`session.SESSION_TABLE`)", SESSION_TABLE),
-    ]
-    out = []
-    for title, table in parts:
-        out += [f"#### {title}", "", "```mermaid", state_diagram(table), "```", ""]  # type: ignore[arg-type]
-    return "\n".join(out)
-
-
 def run_command(args: argparse.Namespace) -> int:
-    """Run ``profile show``, ``profile check`` or ``profile diagrams``; the exit status."""
-    if args.profile_command == "diagrams":
-        sys.stdout.write(diagrams())
-        return 0
-    try:
-        profile = load_profile(args.file)
-    except ProfileError as exc:
-        print(f"{exc.source}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    except ConfigError as exc:
-        print(f"acrnema-bridge profile: {exc}", file=sys.stderr)
-        return 1
-    if args.profile_command == "show":
-        sys.stdout.write(to_toml(profile))
-    else:
-        print(f"{args.file}: ok (profile {profile.name!r})")
-    return 0
+    """Run a parsed ``profile`` command (its handler); the exit status."""
+    status: int = args.handler(args, None)
+    return status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -152,3 +153,38 @@ def test_demo_runs_the_link_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert "images received by the store:    4" in out
     assert "pixel-identical to the source:   4" in out
     assert len(list((tmp_path / "pacs").glob("*.dcm"))) == 4
+
+
+# ---------------------------------------------------------- the cli/ package (issue 10)
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path (``("spool", "add")``...) and whether its parser names a handler."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [path] if "handler" not in parser._defaults else []
+    found = []
+    for name, child in subs[0].choices.items():
+        found += _leaves(child, (*path, name))
+    return found
+
+
+def test_every_command_names_its_handler() -> None:
+    """Dispatch is by ``set_defaults(handler=...)``: a command without one would exit 2."""
+    from bridge.cli import _parser
+
+    assert _leaves(_parser()) == []
+
+
+def test_the_package_runs_as_a_module_and_as_the_script_entry() -> None:
+    import subprocess
+    import sys
+
+    from bridge import __version__
+
+    for argv in (
+        [sys.executable, "-m", "bridge.cli"],
+        [sys.executable, "-m", "bridge.cli.__main__"],
+    ):
+        done = subprocess.run([*argv, "--version"], capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stdout.strip()) == (0, f"acrnema-bridge {__version__}")

@@ -279,17 +279,15 @@ def test_config_file_env_and_flags_combine(
 
 
 def test_max_lost_and_give_up_after_come_from_config_and_flags(tmp_path: Path) -> None:
-    import argparse
-
-    from bridge.cli_forward import _policy
+    from bridge.cli.common import retry_policy
     from bridge.config import load
 
     cfg = tmp_path / "bridge.toml"
     cfg.write_text("[forward]\nmax_lost = 5\ngive_up_after = 60\n")
-    config = load(cfg)
-    policy = _policy(argparse.Namespace(), config)
+    policy = retry_policy(load(cfg, env={}))
     assert (policy.max_lost, policy.give_up_after) == (5, 60.0)
-    assert _policy(argparse.Namespace(max_lost=0), config).max_lost == 0  # the flag wins
+    flag = {"forward.max_lost": (0, "--max-lost")}
+    assert retry_policy(load(cfg, env={}, flags=flag)).max_lost == 0  # the flag wins
     cfg.write_text("[forward]\nmax_lost = -1\n")
     with pytest.raises(ConfigError, match="max_lost"):
         load(cfg)

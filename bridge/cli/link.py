@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from bridge.cli.common import forward_options, link_options, spool_option, stop_on_signals
 from bridge.errors import ConfigError
+from bridge.settings import Settings
 
-__all__ = ["COMMANDS", "add_commands", "run_command"]
-
-COMMANDS = ("run", "emulate")
+__all__ = ["add_commands"]
 
 log = logging.getLogger("bridge.cli")
 
@@ -30,36 +30,32 @@ def _gpio_note() -> str:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from bridge import cli_forward
+    """Add ``run`` and ``emulate`` to the subparsers ``sub``."""
 
     run = sub.add_parser(
         "run",
         help="the service: receive over the link, convert, spool, forward to DICOM",
         description=(
-            "Receive images over the ACR-NEMA link on --port, convert each to DICOM, store it "
-            "durably in the spool, and only then answer the scanner with success; forward the "
+            "Receive images over the ACR-NEMA link on --port (or the config's [link] port, so "
+            "that a settings file alone can configure the service), convert each to DICOM, store "
+            "it durably in the spool, and only then answer the scanner with success; forward the "
             "spool to every --dest (or the config's destinations). An image that cannot be "
             "converted or spooled is answered with a failure status, so the scanner keeps it. "
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
             "never half-stored (exit status 0). If forwarding fails for good, the service stops "
-            "taking images and exits with status 1, for its supervisor to restart it. Logs go "
-            "to stderr; no patient data is logged above DEBUG "
-            "(-vv). Port URLs: loop://NAME, tcp://HOST:PORT, tcp-listen://HOST:PORT, "
-            "serial://DEVICE, rs485://DEVICE, ftdi://DEVICE (FTDI UART), spy+URL "
-            "(docs/ports.md); the interface box: box+serial:///dev/ttyACM0 (or box+rs485://, "
-            "box+ftdi://, box+tcp://), configured from --profile; when the box goes away the "
-            "link is down and the box is reopened every 0.2 s (docs/box-protocol.md). "
-            + _gpio_note()
-            + "."
+            "taking images and exits with status 1, for its supervisor to restart it. Logs go to "
+            "stderr; no patient data is logged above DEBUG (-vv). Port URLs: loop://NAME, "
+            "tcp://HOST:PORT, tcp-listen://HOST:PORT, serial://DEVICE, rs485://DEVICE, "
+            "ftdi://DEVICE (FTDI UART), spy+URL (docs/ports.md); the interface box: "
+            "box+serial:///dev/ttyACM0 (or box+rs485://, box+ftdi://, box+tcp://), configured "
+            "from --profile; when the box goes away the link is down and the box is reopened "
+            "every 0.2 s (docs/box-protocol.md). " + _gpio_note() + "."
         ),
     )
-    run.add_argument("--port", required=True, metavar="URL", help="the link port")
-    run.add_argument(
-        "--profile", type=Path, metavar="FILE", help="link profile (default: the reference)"
-    )
-    run.add_argument("--ae-title", default="ACRNEMA_BRIDGE", help="our logical address on the link")
-    cli_forward._spool_option(run)
-    cli_forward._forward_options(run, required=False)
+    link_options(run)
+    spool_option(run)
+    forward_options(run, required=False)
+    run.set_defaults(handler=_run_command, reads_settings=True, auto_level=logging.INFO)
 
     emu = sub.add_parser(
         "emulate",
@@ -99,6 +95,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     emu.add_argument(
         "--count", type=int, metavar="N", help="receiver: stop after N images (default: never)"
     )
+    emu.set_defaults(handler=_emulate_command)
 
 
 def _open(url: str, faults: str | None = None, profile: object = None):  # type: ignore[no-untyped-def]
@@ -117,43 +114,49 @@ def _open(url: str, faults: str | None = None, profile: object = None):  # type:
     return FaultyPort(port, spec) if spec is not None else port
 
 
-def run_command(args: argparse.Namespace) -> int:
+def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.profile import load_profile
 
-    profile = load_profile(args.profile)
-    if args.command == "run":
-        return _run(args, profile)
-    return _emulate(args, profile)
+    if settings.link.port is None:
+        raise ConfigError("run: no link port: give --port URL or [link] port in the config")
+    return _run(settings, load_profile(settings.link.profile))
 
 
-def _run(args: argparse.Namespace, profile: object) -> int:
-    from bridge.cli_forward import _check_destinations, _destinations, _policy, _stop_on_signals
-    from bridge.config import load
+def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.profile import load_profile
+
+    return _emulate(args, load_profile(args.profile))
+
+
+def _run(settings: Settings, profile: object) -> int:
+    from bridge.cli.common import build_destinations, check_destinations, retry_policy
     from bridge.service import Bridge
     from bridge.spool.store import Spool
 
-    config = load(getattr(args, "config", None))
-    destinations = _destinations(args, config) if (args.dest or config.destinations) else []
-    _check_destinations(destinations)
+    destinations = build_destinations(settings, required=False)
+    check_destinations(destinations)
     if not destinations:
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
-    spool_path = args.spool if args.spool is not None else config.spool.path
+    spool_path = settings.spool.path
+    policy = retry_policy(settings)
     # the owner lock first: a second owner is refused before the port is opened
     spool = Spool(
-        spool_path, retention_days=config.spool.retention_days, owner="acrnema-bridge run"
+        spool_path, retention_days=settings.spool.retention_days, owner="acrnema-bridge run"
     )
-    port = _open(args.port, profile=profile if args.profile is not None else None)
+    url = settings.link.port
+    assert url is not None  # _run_command checked it
+    port = _open(url, profile=profile if settings.link.profile is not None else None)
     bridge = Bridge(
         port,
         spool,
         destinations,
         profile=profile,  # type: ignore[arg-type]
-        ae_title=args.ae_title,
-        policy=_policy(args, config),
+        ae_title=settings.link.ae_title,
+        policy=policy,
     )
-    log.warning("serving the link on %s; spool %s", args.port, spool.root)
+    log.warning("serving the link on %s; spool %s", url, spool.root)
     try:
-        with _stop_on_signals() as stop:
+        with stop_on_signals() as stop:
             bridge.run(stop)
     finally:
         port.close()
@@ -244,7 +247,6 @@ def _emulate(args: argparse.Namespace, profile: object) -> int:
 
 
 def _receive(args: argparse.Namespace, profile: object) -> int:
-    from bridge.cli_forward import _stop_on_signals
     from bridge.link.endpoint import Endpoint
     from bridge.link.receiver import FolderWriter
     from bridge.link.responder import Responder
@@ -260,7 +262,7 @@ def _receive(args: argparse.Namespace, profile: object) -> int:
         return limit is not None and writer.count >= limit
 
     try:
-        with _stop_on_signals() as stop:
+        with stop_on_signals() as stop:
             responder.serve(stop, until=enough)
     finally:
         port.close()

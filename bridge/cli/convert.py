@@ -1,7 +1,7 @@
-"""The ``acrnema-bridge`` command line.
+"""The file commands of ``acrnema-bridge``: ``convert``, ``dump`` and ``demo``.
 
-``main(argv) -> int`` is the whole program; it is the only module that prints or installs
-logging handlers. Exit status: 0 success, 1 some input failed, 2 usage error.
+Part of the command line (:mod:`bridge.cli`): :func:`add_commands` adds ``convert`` and
+``dump``, :func:`add_demo` adds ``demo``, each with its handler.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -17,11 +16,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bridge import __version__, cli_forward, cli_link, cli_profile
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
 from bridge.dicom.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
 from bridge.dicom.core import (
@@ -32,36 +29,14 @@ from bridge.dicom.core import (
     ConvertOptions,
     PatientIdPolicy,
 )
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import BridgeError
+from bridge.settings import Settings
 
-__all__ = ["main"]
-
-log = logging.getLogger("bridge.cli")
+__all__ = ["add_commands", "add_demo"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="acrnema-bridge",
-        description=(
-            "Bridge between ACR-NEMA 2.0 (1988) equipment and files and DICOM networks. "
-            "Converts ACR-NEMA 1.0/2.0 files (either byte order) to valid DICOM."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="TOML configuration (default: $BRIDGE_CONFIG)"
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default="text",
-        help="log lines on stderr as text or as one JSON object each (default text)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``convert`` and ``dump`` to the subparsers ``sub``."""
     conv = sub.add_parser(
         "convert",
         help="convert ACR-NEMA files and headerless data sets to DICOM Part 10",
@@ -112,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     conv.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    conv.set_defaults(handler=_convert)
     limits = conv.add_argument_group(
         "limits",
         "What one input may cost; an input beyond a limit fails with the limit named "
@@ -166,10 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument(
         "--width", type=int, default=64, help="longest value shown (default %(default)s)"
     )
+    dump.set_defaults(handler=_dump)
 
-    cli_forward.add_commands(sub)
-    cli_profile.add_commands(sub)
-    cli_link.add_commands(sub)
+
+def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``demo`` to the subparsers ``sub``."""
     demo = sub.add_parser(
         "demo",
         help="run the main job on embedded defaults",
@@ -190,66 +167,11 @@ def _parser() -> argparse.ArgumentParser:
         "--slices", type=int, default=24, help="number of slices (default %(default)s)"
     )
     demo.add_argument("--archive", action="store_true", help="the archive conversion demo")
-    return parser
+    demo.set_defaults(handler=_demo_command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help is 0, a usage error 2
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter()
-        if args.log_format == "json"
-        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
-    base_level = logging.INFO if args.command == "run" else logging.WARNING  # a service says more
-    logging.basicConfig(level=base_level - 10 * min(args.verbose, 2), handlers=[handler])
-    if args.verbose < 2:
-        # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
-    try:
-        if args.command == "convert":
-            return _convert(args)
-        if args.command == "dump":
-            return _dump(args)
-        if args.command == "demo":
-            return _demo(args) if args.archive else _demo_link(args)
-        if args.command in cli_profile.COMMANDS:
-            return cli_profile.run_command(args)
-        if args.command in cli_forward.COMMANDS:
-            return cli_forward.run_command(args)
-        if args.command in cli_link.COMMANDS:
-            return cli_link.run_command(args)
-    except ConfigError as exc:
-        print(f"acrnema-bridge: configuration: {exc}", file=sys.stderr)
-        return 2
-    except BridgeError as exc:
-        print(f"acrnema-bridge: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("acrnema-bridge: interrupted", file=sys.stderr)
-        return 130
-    parser.print_usage(sys.stderr)
-    return 2
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC, ISO 8601), level, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+def _demo_command(args: argparse.Namespace, settings: Settings) -> int:
+    return _demo(args) if args.archive else _demo_link(args)
 
 
 class _Progress:
@@ -284,7 +206,7 @@ class _Progress:
             self.stream.write("\n")
 
 
-def _convert(args: argparse.Namespace) -> int:
+def _convert(args: argparse.Namespace, settings: Settings) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     problem = None
     flags = ("jobs", "max_frames", "max_pixel_mb", "max_output_mb", "max_elements", "max_values")
@@ -385,7 +307,7 @@ def _write_json(path: Path, payload: object) -> None:
         raise
 
 
-def _dump(args: argparse.Namespace) -> int:
+def _dump(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.acrnema.dump import dump_file
 
     status = 0
@@ -511,6 +433,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("   (odd slices big endian, even slices little endian, as different scanners wrote them)")
     report = out / "report.json"
     print(f"2. acrnema-bridge convert {sources} --out {dicom} --dicomdir --report {report}")
+    from bridge.cli import main
+
     status = main(
         ["convert", str(sources), "--out", str(dicom), "--dicomdir", "--report", str(report)]
     )
@@ -542,7 +466,3 @@ def _demo(args: argparse.Namespace) -> int:
         print("4. dciodvfy not installed (Debian package dicom3tools): validation skipped")
     print(f"Done. DICOM files and DICOMDIR: {dicom}/  report: {report}")
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

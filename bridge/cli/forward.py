@@ -1,83 +1,46 @@
-"""The store-and-forward commands of ``acrnema-bridge``: spool, forward, send, echo, config.
+"""The store-and-forward commands of ``acrnema-bridge``: spool, forward, send, echo.
 
-Part of the command line (see :mod:`bridge.cli`): argument definitions and handlers.
+Part of the command line (:mod:`bridge.cli`): :func:`add_commands` adds the parsers, each
+with its handler (``set_defaults(handler=...)``); a handler takes the parsed arguments and
+the command's settings (:func:`bridge.cli.common.load_settings`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.config import Config, load
+from bridge.cli.common import (
+    build_destinations,
+    check_destinations,
+    forward_options,
+    open_spool,
+    retry_policy,
+    spool_option,
+    stop_on_signals,
+    tls_files,
+    tls_settings,
+)
 from bridge.errors import ConfigError
+from bridge.settings import Settings
 from bridge.spool.store import STATES, Job, Spool, SpoolError
 
-if TYPE_CHECKING:  # the network stack is imported by the commands that use it
-    from bridge.forward.runner import RetryPolicy
-    from bridge.forward.scu import Destination, TlsSettings
+if TYPE_CHECKING:
     from bridge.forward.status import Result
 
-__all__ = ["add_commands", "run_command"]
+__all__ = ["add_commands"]
 
-COMMANDS = ("spool", "forward", "send", "echo", "config")
-
-
-def _spool_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--spool",
-        type=Path,
-        metavar="DIR",
-        help="spool folder (default: from the config, or ./spool)",
-    )
+Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    parser.add_argument(
-        "--dest",
-        action="append",
-        metavar="AE@HOST:PORT",
-        required=required,
-        help="a destination; repeat for several (default: the config file's destinations)",
-    )
-    parser.add_argument("--calling-ae", metavar="AE", help="our AE title (default ACRNEMA_BRIDGE)")
-    parser.add_argument(
-        "--max-pdu", type=int, metavar="BYTES", help="maximum PDU we receive; 0 = unlimited"
-    )
-    parser.add_argument(
-        "--backoff-cap", type=float, metavar="S", help="longest wait between retries (default 30)"
-    )
-    parser.add_argument(
-        "--max-attempts", type=int, metavar="N", help="quarantine after N attempts (default: never)"
-    )
-    parser.add_argument(
-        "--max-lost",
-        type=int,
-        metavar="N",
-        help="quarantine an object after the association was lost N times while it was "
-        "being sent (a receiver that aborts on it); 0 = never (default 3)",
-    )
-    parser.add_argument(
-        "--commitment", action="store_true", help="require Storage Commitment from --dest"
-    )
-    parser.add_argument(
-        "--tls-ca", type=Path, metavar="FILE", help="CA certificates: use TLS to --dest"
-    )
-    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="our TLS certificate")
-    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="our TLS private key")
-    parser.add_argument(
-        "--no-tcp-tuning", action="store_true", help="leave Nagle's algorithm and delayed ACKs on"
-    )
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``spool ...``, ``forward``, ``send`` and ``echo`` to the subparsers ``sub``."""
     spool = sub.add_parser(
         "spool",
         help="add to, inspect and manage the durable spool",
@@ -90,6 +53,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             "missing or damaged refuses to start until 'spool rebuild' (docs/forwarding.md)."
         ),
     )
+    spool.set_defaults(reads_settings=True)
     spool_sub = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
     add = spool_sub.add_parser(
         "add",
@@ -103,18 +67,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         ),
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    _spool_option(add)
+    spool_option(add)
+    add.set_defaults(handler=_with_spool(lambda spool, args: _add(spool, args.paths)))
     lst = spool_sub.add_parser("list", help="one line per object and destination")
     lst.add_argument("--state", choices=STATES, help="only deliveries in this state")
     lst.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
     lst.add_argument("--json", action="store_true", help="JSON instead of text")
-    _spool_option(lst)
+    spool_option(lst)
+    lst.set_defaults(handler=_with_spool(_list))
     stats = spool_sub.add_parser("stats", help="counts per destination and state")
     stats.add_argument("--json", action="store_true", help="JSON instead of text")
-    _spool_option(stats)
+    spool_option(stats)
+    stats.set_defaults(handler=_with_spool(_stats))
     retry = spool_sub.add_parser("retry", help="move quarantined objects back to ready")
     retry.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
-    _spool_option(retry)
+    spool_option(retry)
+    retry.set_defaults(handler=_with_spool(_retry))
     purge = spool_sub.add_parser(
         "purge",
         help="remove delivered objects past retention",
@@ -126,7 +94,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     purge.add_argument(
         "--failed", action="store_true", help="also remove quarantined objects (they are lost)"
     )
-    _spool_option(purge)
+    spool_option(purge)
+    purge.set_defaults(handler=_with_spool(_purge))
     rebuild = spool_sub.add_parser(
         "rebuild",
         help="make a new database from the object files (after damage)",
@@ -144,7 +113,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rebuild.add_argument(
         "--dest", action="append", metavar="AE@HOST:PORT", help="a destination; repeat for several"
     )
-    _spool_option(rebuild)
+    spool_option(rebuild)
+    rebuild.set_defaults(handler=_rebuild)
 
     forward = sub.add_parser(
         "forward",
@@ -156,12 +126,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
             "queue is empty (or on a clean stop), 1 when objects were quarantined or remain."
         ),
     )
-    _forward_options(forward, required=False)
+    forward_options(forward, required=False)
     forward.add_argument(
         "--until-empty", action="store_true", help="stop once every object is delivered"
     )
     forward.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
-    _spool_option(forward)
+    spool_option(forward)
+    forward.set_defaults(handler=_forward_command, reads_settings=True)
 
     send = sub.add_parser(
         "send",
@@ -169,9 +140,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         description="Spool files or folders and deliver them, with a progress bar.",
     )
     send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    _forward_options(send, required=False)
+    forward_options(send, required=False)
     send.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
-    _spool_option(send)
+    spool_option(send)
+    send.set_defaults(handler=_send, reads_settings=True)
 
     ech = sub.add_parser("echo", help="C-ECHO a DICOM node and print the round trip")
     ech.add_argument("dest", metavar="AE@HOST:PORT")
@@ -180,152 +152,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     ech.add_argument("--tls-ca", type=Path, metavar="FILE")
     ech.add_argument("--tls-cert", type=Path, metavar="FILE")
     ech.add_argument("--tls-key", type=Path, metavar="FILE")
-
-    cfg = sub.add_parser("config", help="show the effective configuration")
-    cfg.add_argument("action", choices=["show"])
-
-
-def _spool_path(args: argparse.Namespace, config: Config) -> Path:
-    return Path(args.spool if getattr(args, "spool", None) is not None else config.spool.path)
-
-
-def _spool(args: argparse.Namespace, config: Config, *, owner: str | None = None) -> Spool:
-    """The spool of --spool or the config; with ``owner``, its lock is taken first."""
-    return Spool(_spool_path(args, config), retention_days=config.spool.retention_days, owner=owner)
-
-
-def _tls(args: argparse.Namespace) -> TlsSettings | None:
-    from bridge.forward.scu import TlsSettings
-
-    if getattr(args, "tls_ca", None) is None:
-        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
-            raise ConfigError("--tls-cert and --tls-key need --tls-ca")
-        return None
-    return TlsSettings(args.tls_ca, args.tls_cert, args.tls_key)
-
-
-def _destinations(args: argparse.Namespace, config: Config) -> list[Destination]:
-    """The destinations of --dest (with the flags), or else of the configuration."""
-    from bridge.forward.scu import Destination, TlsSettings
-
-    f = config.forward
-    calling_ae = getattr(args, "calling_ae", None) or f.calling_ae
-    max_pdu = f.max_pdu if getattr(args, "max_pdu", None) is None else int(args.max_pdu)
-    tuning = f.tcp_tuning and not getattr(args, "no_tcp_tuning", False)
-
-    def build(
-        text: str,
-        ae_title: str,
-        host: str,
-        port: int,
-        tls: TlsSettings | None,
-        commitment: bool,
-        modalities: frozenset[str] | None,
-    ) -> Destination:
-        try:
-            return Destination(
-                ae_title,
-                host,
-                port,
-                calling_ae=calling_ae,
-                max_pdu=max_pdu,
-                connect_timeout=f.connect_timeout,
-                acse_timeout=f.acse_timeout,
-                dimse_timeout=f.dimse_timeout,
-                network_timeout=f.network_timeout,
-                idle_timeout=f.idle_timeout,
-                tls=tls,
-                commitment=commitment,
-                modalities=modalities,
-                tcp_tuning=tuning,
-                commitment_port=f.commitment_port,
-                commitment_timeout=f.commitment_timeout,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"destination {text}: {exc}") from exc
-
-    if getattr(args, "dest", None):
-        out = []
-        for text in args.dest:
-            try:
-                parsed = Destination.parse(text)
-            except ValueError as exc:
-                raise ConfigError(f"--dest {text!r}: {exc}") from exc
-            commitment = bool(getattr(args, "commitment", False))
-            out.append(
-                build(text, parsed.ae_title, parsed.host, parsed.port, _tls(args), commitment, None)
-            )
-        return out
-    if not config.destinations:
-        raise ConfigError(
-            "no destination: give --dest AE@HOST:PORT or [[destination]] in the config"
-        )
-    return [
-        build(
-            d.name,
-            d.ae_title,
-            d.host,
-            d.port,
-            TlsSettings(d.tls_ca_file, d.tls_cert_file, d.tls_key_file) if d.tls_ca_file else None,
-            d.commitment,
-            frozenset(d.modalities) if d.modalities else None,
-        )
-        for d in config.destinations
-    ]
-
-
-def _check_destinations(destinations: list[Destination]) -> None:
-    """Fail early on settings that would only fail inside a forwarder thread (TLS files)."""
-    from bridge.forward.status import ForwardError
-
-    for destination in destinations:
-        if destination.tls is not None:
-            try:
-                destination.tls.context()
-            except ForwardError as exc:
-                raise ConfigError(f"destination {destination.name}: {exc}") from exc
-
-
-def _policy(args: argparse.Namespace, config: Config) -> RetryPolicy:
-    from bridge.forward.runner import RetryPolicy
-
-    f = config.forward
-    cap = f.backoff_cap if getattr(args, "backoff_cap", None) is None else args.backoff_cap
-    attempts = f.max_attempts if getattr(args, "max_attempts", None) is None else args.max_attempts
-    lost = f.max_lost if getattr(args, "max_lost", None) is None else args.max_lost
-    if cap <= 0 or attempts < 0 or lost < 0:
-        raise ConfigError(
-            "--backoff-cap must be positive, --max-attempts and --max-lost not negative"
-        )
-    return RetryPolicy(
-        base=min(f.backoff_base, cap),
-        cap=cap,
-        max_attempts=attempts,
-        max_lost=lost,
-        give_up_after=f.give_up_after,
-    )
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM, for a clean stop."""
-    stop = threading.Event()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum: int, frame: object) -> None:
-        print(f"\nacrnema-bridge: {signal.Signals(signum).name}: stopping", file=sys.stderr)
-        stop.set()
-
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        for sig in previous:
-            signal.signal(sig, handler)
-    try:
-        yield stop
-    finally:
-        if in_main:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+    ech.set_defaults(handler=_echo, reads_settings=True)
 
 
 class _Progress:
@@ -397,18 +224,16 @@ def _add(spool: Spool, paths: list[Path]) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _rebuild(args: argparse.Namespace, config: Config) -> int:
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.spool.objects import describe_object
 
-    named = (
-        [d.name for d in _destinations(args, config)] if (args.dest or config.destinations) else []
-    )
+    named = [d.name for d in build_destinations(settings, required=False)]
     spool, report = Spool.rebuild(
-        _spool_path(args, config),
+        settings.spool.path,
         named,
         describe_object,
         command="acrnema-bridge spool rebuild",
-        retention_days=config.spool.retention_days,
+        retention_days=settings.spool.retention_days,
     )
     spool.close()
     aside = ", ".join(report.set_aside) or "nothing"
@@ -428,18 +253,23 @@ def _rebuild(args: argparse.Namespace, config: Config) -> int:
 
 
 def _forward(
-    spool: Spool, args: argparse.Namespace, config: Config, *, until_empty: bool, progress: bool
+    spool: Spool,
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    until_empty: bool,
+    progress: bool,
 ) -> int:
     from bridge.forward.runner import Forwarder
 
-    destinations = _destinations(args, config)
-    policy = _policy(args, config)
+    destinations = build_destinations(settings)
+    policy = retry_policy(settings)
     names = [d.name for d in destinations]
     spool.register(names)
     total = sum(spool.counts(n)["ready"] + spool.counts(n)["in_flight"] for n in names)
     reporter = _Progress(total) if progress else None
     forwarder = Forwarder(spool, destinations, policy=policy, on_result=reporter)
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         summary = forwarder.run(stop, until_empty=until_empty, timeout=args.timeout)
     if reporter is not None and reporter.enabled:
         sys.stderr.write("\n")
@@ -497,54 +327,63 @@ def _stats(spool: Spool, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_command(args: argparse.Namespace) -> int:
-    config = load(getattr(args, "config", None))
-    if args.command == "config":
-        print(json.dumps(config.as_dict(), indent=2))
-        return 0
-    if args.command == "echo":
-        from bridge.forward.scu import Destination, echo
+def _with_spool(action: Callable[[Spool, argparse.Namespace], int]) -> Handler:
+    """A handler that runs ``action`` on the spool of the settings (not owning it)."""
 
-        calling = args.calling_ae or config.forward.calling_ae
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        spool = open_spool(settings)
         try:
-            destination = Destination.parse(args.dest, calling_ae=calling, tls=_tls(args))
-        except ValueError as exc:
-            raise ConfigError(f"{args.dest!r}: {exc}") from exc
-        for _ in range(max(1, args.count)):
-            rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
-            print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
-        return 0
-    owner = None
-    if args.command in ("forward", "send"):
-        _check_destinations(_destinations(args, config))  # usage errors before any spooling
-        _policy(args, config)
-        owner = f"acrnema-bridge {args.command}"  # refused at once if another process owns it
-    elif args.spool_command == "rebuild":
-        return _rebuild(args, config)
-    spool = _spool(args, config, owner=owner)
+            return action(spool, args)
+        finally:
+            spool.close()
+
+    return handler
+
+
+def _retry(spool: Spool, args: argparse.Namespace) -> int:
+    print(f"{spool.retry_failed(args.dest)} deliveries back to ready", file=sys.stderr)
+    return 0
+
+
+def _purge(spool: Spool, args: argparse.Namespace) -> int:
+    removed = spool.purge(older_than_days=args.older_than, failed=args.failed)
+    print(f"{removed} objects removed", file=sys.stderr)
+    return 0
+
+
+def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
+    check_destinations(build_destinations(settings))  # usage errors before any spooling
+    spool = open_spool(settings, owner="acrnema-bridge forward")  # refused if owned
     try:
-        if args.command == "spool":
-            action = args.spool_command
-            if action == "add":
-                return _add(spool, args.paths)
-            if action == "list":
-                return _list(spool, args)
-            if action == "stats":
-                return _stats(spool, args)
-            if action == "retry":
-                print(f"{spool.retry_failed(args.dest)} deliveries back to ready", file=sys.stderr)
-                return 0
-            if action == "purge":
-                removed = spool.purge(older_than_days=args.older_than, failed=args.failed)
-                print(f"{removed} objects removed", file=sys.stderr)
-                return 0
-        if args.command == "forward":
-            return _forward(spool, args, config, until_empty=args.until_empty, progress=False)
-        if args.command == "send":
-            status = _add(spool, args.paths)
-            if status == 2:
-                return status
-            return max(status, _forward(spool, args, config, until_empty=True, progress=True))
+        return _forward(spool, args, settings, until_empty=args.until_empty, progress=False)
     finally:
         spool.close()
-    return 2
+
+
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    check_destinations(build_destinations(settings))  # usage errors before any spooling
+    spool = open_spool(settings, owner="acrnema-bridge send")  # refused if owned
+    try:
+        status = _add(spool, args.paths)
+        if status == 2:
+            return status
+        return max(status, _forward(spool, args, settings, until_empty=True, progress=True))
+    finally:
+        spool.close()
+
+
+def _echo(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.forward.scu import Destination, echo
+
+    try:
+        destination = Destination.parse(
+            args.dest,
+            calling_ae=settings.forward.calling_ae,
+            tls=tls_settings(tls_files(args)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{args.dest!r}: {exc}") from exc
+    for _ in range(max(1, args.count)):
+        rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
+        print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
+    return 0

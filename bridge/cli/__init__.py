@@ -1,0 +1,139 @@
+"""The ``acrnema-bridge`` command line: one module per command family.
+
+``main(argv) -> int`` is the whole program; the CLI modules are the only ones that print or
+install logging handlers. Exit status: 0 success, 1 some input failed, 2 usage error.
+
+* :mod:`bridge.cli.convert`: ``convert``, ``dump``, ``demo``;
+* :mod:`bridge.cli.forward`: ``spool ...``, ``forward``, ``send``, ``echo``;
+* :mod:`bridge.cli.config`: ``config show``, ``config check``;
+* :mod:`bridge.cli.profile`: ``profile show``, ``check``, ``diagrams``;
+* :mod:`bridge.cli.link`: ``run``, ``emulate``;
+* :mod:`bridge.cli.common`: the helpers they share (settings, destinations, signals).
+
+Each command's parser names its handler (``set_defaults(handler=...)``), called with the
+parsed arguments and the command's settings; a parser that sets ``reads_settings`` reads
+the settings file and ``BRIDGE_*`` too, the others take their flags only, so a broken
+settings file never stops ``convert``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bridge import __version__
+from bridge.cli import common, config, convert, forward, link, profile
+from bridge.errors import BridgeError, ConfigError
+from bridge.settings import LoggingSettings
+
+__all__ = ["main"]
+
+log = logging.getLogger("bridge.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acrnema-bridge",
+        description=(
+            "Bridge between ACR-NEMA 2.0 (1988) equipment and files and DICOM networks. "
+            "Converts ACR-NEMA 1.0/2.0 files (either byte order) to valid DICOM."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML configuration (default: $BRIDGE_CONFIG)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines on stderr as text or as one JSON object each "
+        "(default: [logging] format of the config, else text)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    convert.add_commands(sub)
+    forward.add_commands(sub)
+    config.add_commands(sub)
+    profile.add_commands(sub)
+    link.add_commands(sub)
+    convert.add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help is 0, a usage error 2
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    try:
+        settings = common.load_settings(args, file=getattr(args, "reads_settings", False))
+    except ConfigError as exc:
+        _config_error(exc)
+        return 2
+    _setup_logging(args, settings.logging)
+    try:
+        status: int = args.handler(args, settings)
+        return status
+    except ConfigError as exc:
+        _config_error(exc)
+        return 2
+    except BridgeError as exc:
+        print(f"acrnema-bridge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("acrnema-bridge: interrupted", file=sys.stderr)
+        return 130
+
+
+def _config_error(exc: ConfigError) -> None:
+    """One line for one problem; a headline and one line each for several."""
+    problems = getattr(exc, "problems", None) or [str(exc)]
+    if len(problems) == 1:
+        print(f"acrnema-bridge: configuration: {problems[0]}", file=sys.stderr)
+        return
+    print(f"acrnema-bridge: configuration: {len(problems)} problems:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _setup_logging(args: argparse.Namespace, settings: LoggingSettings) -> None:
+    """Handlers on stderr: the level and format of ``[logging]``, ``-v`` lowering the level."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter()
+        if settings.format == "json"
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
+    if settings.level == "auto":  # a service says more: run sets auto_level INFO
+        base_level = getattr(args, "auto_level", logging.WARNING)
+    else:
+        base_level = logging.getLevelNamesMapping()[settings.level.upper()]
+    logging.basicConfig(level=base_level - 10 * min(args.verbose, 2), handlers=[handler])
+    if args.verbose < 2 and settings.level != "debug":
+        # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)

@@ -1,0 +1,270 @@
+"""Helpers shared by the command families of ``acrnema-bridge`` (public, one module).
+
+The settings of a command (:func:`load_settings`: defaults < file < ``BRIDGE_*`` < its
+flags, the flags named in :data:`FLAGS`), the objects the forwarder runs with, made from
+the settings tree in this one place (:func:`build_destinations`, :func:`tls_settings`,
+:func:`retry_policy`), the options several commands share, and a clean stop on signals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge.errors import ConfigError
+from bridge.settings import DestinationSettings, Settings, TlsFiles
+from bridge.settings import load as load_settings_from
+from bridge.spool.store import Spool
+
+if TYPE_CHECKING:  # the network stack is imported by the commands that use it
+    from bridge.forward.runner import RetryPolicy
+    from bridge.forward.scu import Destination, TlsSettings
+
+__all__ = [
+    "FLAGS",
+    "build_destinations",
+    "check_destinations",
+    "forward_options",
+    "link_options",
+    "load_settings",
+    "open_spool",
+    "retry_policy",
+    "spool_option",
+    "stop_on_signals",
+    "tls_files",
+    "tls_settings",
+]
+
+
+def spool_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spool",
+        type=Path,
+        metavar="DIR",
+        help="spool folder (default: from the config, or ./spool)",
+    )
+
+
+def link_options(parser: argparse.ArgumentParser) -> None:
+    """``--port``, ``--profile`` and ``--ae-title``: the flags of ``[link]``."""
+    parser.add_argument(
+        "--port", metavar="URL", help="the link port (default: [link] port of the config)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="link profile (default: [link] profile of the config, else the reference)",
+    )
+    parser.add_argument(
+        "--ae-title", help="our logical address on the link (default ACRNEMA_BRIDGE)"
+    )
+
+
+def forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--dest",
+        action="append",
+        metavar="AE@HOST:PORT",
+        required=required,
+        help="a destination; repeat for several (default: the config file's destinations)",
+    )
+    parser.add_argument("--calling-ae", metavar="AE", help="our AE title (default ACRNEMA_BRIDGE)")
+    parser.add_argument(
+        "--max-pdu", type=int, metavar="BYTES", help="maximum PDU we receive; 0 = unlimited"
+    )
+    parser.add_argument(
+        "--backoff-cap", type=float, metavar="S", help="longest wait between retries (default 30)"
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, metavar="N", help="quarantine after N attempts (default: never)"
+    )
+    parser.add_argument(
+        "--max-lost",
+        type=int,
+        metavar="N",
+        help="quarantine an object after the association was lost N times while it was "
+        "being sent (a receiver that aborts on it); 0 = never (default 3)",
+    )
+    parser.add_argument(
+        "--commitment", action="store_true", help="require Storage Commitment from --dest"
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="CA certificates: use TLS to --dest"
+    )
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="our TLS certificate")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="our TLS private key")
+    parser.add_argument(
+        "--no-tcp-tuning", action="store_true", help="leave Nagle's algorithm and delayed ACKs on"
+    )
+
+
+FLAGS: dict[str, tuple[str, str]] = {
+    "spool": ("spool.path", "--spool"),
+    "calling_ae": ("forward.calling_ae", "--calling-ae"),
+    "max_pdu": ("forward.max_pdu", "--max-pdu"),
+    "backoff_cap": ("forward.backoff_cap", "--backoff-cap"),
+    "max_attempts": ("forward.max_attempts", "--max-attempts"),
+    "max_lost": ("forward.max_lost", "--max-lost"),
+    "port": ("link.port", "--port"),
+    "profile": ("link.profile", "--profile"),
+    "ae_title": ("link.ae_title", "--ae-title"),
+    "log_format": ("logging.format", "--log-format"),
+}
+"""Attribute of the parsed arguments -> (settings key, flag): the flag layer of the settings."""
+
+
+def load_settings(args: argparse.Namespace, *, file: bool = True) -> Settings:
+    """The settings of this command: defaults < file < ``BRIDGE_*`` < the flags in ``args``.
+
+    ``--dest`` (with ``--commitment`` and ``--tls-*``) replaces the file's destinations.
+    ``file=False``: defaults and flags only (the commands that read no settings file)."""
+    flags = {
+        key: (getattr(args, attr), flag)
+        for attr, (key, flag) in FLAGS.items()
+        if getattr(args, attr, None) is not None
+    }
+    if getattr(args, "no_tcp_tuning", False):
+        flags["forward.tcp_tuning"] = (False, "--no-tcp-tuning")
+    dests = getattr(args, "dest", None)
+    listed = None
+    if isinstance(dests, list) and dests:  # --dest of forward, send, run, spool rebuild
+        from bridge.forward.scu import Destination
+
+        tls = tls_files(args)
+        listed = []
+        for text in dests:
+            try:
+                parsed = Destination.parse(text)
+            except ValueError as exc:
+                raise ConfigError(f"--dest {text!r}: {exc}") from exc
+            commitment = bool(getattr(args, "commitment", False))
+            listed.append(
+                DestinationSettings(parsed.ae_title, parsed.host, parsed.port, (), commitment, tls)
+            )
+    if not file:  # only the flags that mean the same for every command
+        return load_settings_from(None, env={}, flags=_only(flags, "logging."))
+    return load_settings_from(getattr(args, "config", None), flags=flags, destinations=listed)
+
+
+def _only(flags: dict[str, tuple[object, str]], prefix: str) -> dict[str, tuple[object, str]]:
+    return {key: value for key, value in flags.items() if key.startswith(prefix)}
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files of ``--tls-ca``, ``--tls-cert`` and ``--tls-key`` (none: no TLS)."""
+    if getattr(args, "tls_ca", None) is None:
+        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
+            raise ConfigError("--tls-cert and --tls-key need --tls-ca")
+        return None
+    return TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+def open_spool(settings: Settings, *, owner: str | None = None) -> Spool:
+    """The spool of the settings; with ``owner``, its lock is taken first."""
+    return Spool(settings.spool.path, retention_days=settings.spool.retention_days, owner=owner)
+
+
+def tls_settings(files: TlsFiles | None) -> TlsSettings | None:
+    """The forwarder's :class:`TlsSettings` of a destination's ``tls`` table."""
+    from bridge.forward.scu import TlsSettings
+
+    if files is None or files.ca_file is None:  # the loader refuses a table without ca_file
+        return None
+    return TlsSettings(files.ca_file, files.cert_file, files.key_file, files.check_hostname)
+
+
+def build_destinations(settings: Settings, *, required: bool = True) -> list[Destination]:
+    """The forwarder's destinations, made from the settings tree (the one place this is done).
+
+    ``required``: no destination at all is a configuration error."""
+    from bridge.forward.scu import Destination
+
+    if not settings.destinations and required:
+        raise ConfigError(
+            "no destination: give --dest AE@HOST:PORT or [[destination]] in the config"
+        )
+    f = settings.forward
+    out = []
+    for d in settings.destinations:
+        try:
+            out.append(
+                Destination(
+                    d.ae_title,
+                    d.host,
+                    d.port,
+                    calling_ae=f.calling_ae,
+                    max_pdu=f.max_pdu,
+                    connect_timeout=f.connect_timeout,
+                    acse_timeout=f.acse_timeout,
+                    dimse_timeout=f.dimse_timeout,
+                    network_timeout=f.network_timeout,
+                    idle_timeout=f.idle_timeout,
+                    tls=tls_settings(d.tls),
+                    commitment=d.commitment,
+                    modalities=frozenset(d.modalities) if d.modalities else None,
+                    tcp_tuning=f.tcp_tuning,
+                    commitment_host=f.commitment_host,
+                    commitment_port=f.commitment_port,
+                    commitment_timeout=f.commitment_timeout,
+                )
+            )
+        except ValueError as exc:
+            raise ConfigError(f"destination {d.name}: {exc}") from exc
+    return out
+
+
+def check_destinations(destinations: list[Destination]) -> None:
+    """Fail early on settings that would only fail inside a forwarder thread (TLS files)."""
+    from bridge.forward.status import ForwardError
+
+    for destination in destinations:
+        if destination.tls is not None:
+            try:
+                destination.tls.context()
+            except ForwardError as exc:
+                raise ConfigError(f"destination {destination.name}: {exc}") from exc
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The forwarder's :class:`RetryPolicy`, made from ``[forward]``.
+
+    A ``--backoff-cap`` below ``backoff_base`` lowers the first wait to the cap."""
+    from bridge.forward.runner import RetryPolicy
+
+    f = settings.forward
+    return RetryPolicy(
+        base=min(f.backoff_base, f.backoff_cap),
+        cap=f.backoff_cap,
+        max_attempts=f.max_attempts,
+        max_lost=f.max_lost,
+        give_up_after=f.give_up_after,
+    )
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, for a clean stop."""
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        print(f"\nacrnema-bridge: {signal.Signals(signum).name}: stopping", file=sys.stderr)
+        stop.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for sig in previous:
+            signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        if in_main:
+            for sig, old in previous.items():
+                signal.signal(sig, old)

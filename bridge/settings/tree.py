@@ -1,0 +1,185 @@
+"""The settings tree: one frozen dataclass per TOML table, one field per key.
+
+The field types and their ``metadata`` are the schema the loader (:mod:`bridge.settings.loader`)
+coerces and checks against: ``unit`` names the unit of a duration (``"s"`` or ``"d"``),
+``choices`` the values a text key may take. Defaults here are the defaults everywhere: the
+forwarder, the commands and ``config show`` read them from this one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DestinationSettings",
+    "ForwardSettings",
+    "LinkSettings",
+    "LoggingSettings",
+    "Settings",
+    "SpoolSettings",
+    "TlsFiles",
+]
+
+_SECONDS = {"unit": "s"}
+_DAYS = {"unit": "d"}
+LOG_LEVELS = ("auto", "debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """``[link]``: the port the scanner's link arrives on and how it is spoken (``run``)."""
+
+    port: str | None = None
+    """Port URL (docs/ports.md), e.g. ``tcp-listen://0.0.0.0:4010``; ``--port`` wins."""
+    profile: Path | None = None
+    """Link profile file (docs/link-profile.md); none: the built-in reference profile."""
+    ae_title: str = "ACRNEMA_BRIDGE"
+    """The bridge's logical address on the link."""
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    """``[spool]``: the durable store-and-forward queue."""
+
+    path: Path = Path("spool")
+    retention_days: float = field(default=0.0, metadata=_DAYS)
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    """``[forward]``: how every destination is served (docs/forwarding.md)."""
+
+    calling_ae: str = "ACRNEMA_BRIDGE"
+    max_pdu: int = 0
+    connect_timeout: float = field(default=10.0, metadata=_SECONDS)
+    acse_timeout: float = field(default=30.0, metadata=_SECONDS)
+    dimse_timeout: float = field(default=60.0, metadata=_SECONDS)
+    network_timeout: float = field(default=60.0, metadata=_SECONDS)
+    idle_timeout: float = field(default=10.0, metadata=_SECONDS)
+    backoff_base: float = field(default=1.0, metadata=_SECONDS)
+    backoff_cap: float = field(default=30.0, metadata=_SECONDS)
+    max_attempts: int = 0
+    max_lost: int = 3
+    give_up_after: float = field(default=300.0, metadata=_SECONDS)
+    tcp_tuning: bool = True
+    commitment_host: str = "127.0.0.1"
+    """Where the Storage Commitment listener waits (a listen address)."""
+    commitment_port: int = 0
+    commitment_timeout: float = field(default=60.0, metadata=_SECONDS)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A destination's ``tls = {...}`` table (PS3.15 B.1); ``ca_file`` is required."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    check_hostname: bool = False
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    """One ``[[destination]]``: a DICOM node the spool is forwarded to."""
+
+    ae_title: str
+    host: str
+    port: int
+    modalities: tuple[str, ...] = ()
+    commitment: bool = False
+    tls: TlsFiles | None = None
+
+    @property
+    def name(self) -> str:
+        """``AE@HOST:PORT``, the destination's key in the spool (as ``Destination.name``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
+
+    # The flat names of bridge.config.DestinationConfig, kept for scripts that read them.
+    @property
+    def tls_ca_file(self) -> Path | None:
+        return self.tls.ca_file if self.tls else None
+
+    @property
+    def tls_cert_file(self) -> Path | None:
+        return self.tls.cert_file if self.tls else None
+
+    @property
+    def tls_key_file(self) -> Path | None:
+        return self.tls.key_file if self.tls else None
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """``[logging]``: the log lines on stderr (``-v`` lowers the level further)."""
+
+    level: str = field(default="auto", metadata={"choices": LOG_LEVELS})
+    """``auto``: INFO for ``run`` (a service says more), WARNING for the other commands."""
+    format: str = field(default="text", metadata={"choices": LOG_FORMATS})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings of one process, and where each value came from.
+
+    ``origins`` maps each dotted key (``forward.max_pdu``; ``destination`` for the whole
+    list) to ``default``, ``file PATH``, ``env $NAME`` or ``flag --name``.
+    """
+
+    link: LinkSettings = field(default_factory=LinkSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
+    destinations: tuple[DestinationSettings, ...] = ()
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source: str = "defaults"
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def origin(self, key: str) -> str:
+        """Where the value of the dotted ``key`` came from (``default`` if never set)."""
+        return self.origins.get(key, "default")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The tree as plain JSON values, with ``origin`` for every key."""
+        return {
+            "source": self.source,
+            "link": _plain(self.link),
+            "spool": _plain(self.spool),
+            "forward": _plain(self.forward),
+            "destination": [_plain(d) for d in self.destinations],
+            "logging": _plain(self.logging),
+            "origin": {key: self.origin(key) for key in keys()},
+        }
+
+
+TABLES: dict[str, type] = {
+    "link": LinkSettings,
+    "spool": SpoolSettings,
+    "forward": ForwardSettings,
+    "logging": LoggingSettings,
+}
+"""The single tables of the file, by name. A ``[status]`` table (the status server) is one
+more entry here and one field of :class:`Settings`."""
+
+ARRAYS: dict[str, type] = {"destination": DestinationSettings}
+"""The arrays of tables (``[[destination]]``)."""
+
+
+def keys() -> list[str]:
+    """Every dotted key of the tree, in file order; ``destination`` stands for the list."""
+    out = [f"{t}.{f.name}" for t, cls in TABLES.items() for f in dataclasses.fields(cls)]
+    return out + list(ARRAYS)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
