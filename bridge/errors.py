@@ -12,6 +12,7 @@ against the classes)::
     BridgeError
         ConfigError
             ProfileError
+            SettingsError
         ConversionError
         ForwardError
             ForwarderFailed
@@ -81,6 +82,7 @@ __all__ = [
     "ProtocolError",
     "RemoteLinkProtocolError",
     "RemoteProtocolError",
+    "SettingsError",
     "SpoolBusyError",
     "SpoolDamagedError",
     "SpoolError",
@@ -105,6 +107,15 @@ class ProfileError(ConfigError):
         self.source = source
         self.problems = problems
         super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class SettingsError(ConfigError):
+    """Settings that cannot be used; ``problems`` holds one line per problem, each naming
+    where the value was written (file, ``env $NAME``, ``flag --name``) and its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 # --- conversion ----------------------------------------------------------------------

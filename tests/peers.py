@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -120,6 +120,32 @@ def unavailable(reason: str, *, require_env: str) -> NoReturn:
     if os.environ.get(require_env) == "1":
         pytest.fail(f"{reason} (and {require_env}=1 forbids skipping)", pytrace=False)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``"1m"``, ``"256k"``) mounted at ``folder`` (made here).
+
+    A real file system that fills up, for full-disk cases. Mounting needs root: without
+    it the test is skipped with the reason, or fails under ``BRIDGE_REQUIRE_PEERS=1``.
+    Unmounted (lazily) when the block ends.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        unavailable(
+            f"cannot mount a tmpfs (root needed): {done.stderr.strip()}",
+            require_env=REQUIRE_PEERS_ENV,
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def _venv_bin() -> Path | None:
@@ -325,6 +351,57 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def bridge_service(
+    port: int, *args: str, preexec_fn: Callable[[], None] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """``acrnema-bridge run --port tcp-listen://127.0.0.1:PORT ARGS...`` as a child process.
+
+    Yields once the link port listens (fails with the service's stderr if it exits
+    first); the test stops it (SIGTERM, then ``communicate``) and reads its output. A
+    service still running when the block ends is killed.
+    """
+    service = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "run", "--port", f"tcp-listen://{LOOPBACK}:{port}"]
+        + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=preexec_fn,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _port_open(LOOPBACK, port):
+            if service.poll() is not None:
+                raise PeerError(f"acrnema-bridge run exited: {service.communicate()[1]}")
+            if time.monotonic() > deadline:
+                raise PeerError(f"acrnema-bridge run: no listener on {port}")
+            time.sleep(0.05)
+        yield service
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+
+
+@contextlib.contextmanager
+def scanner_on(port: int, **options: Any) -> Iterator[Any]:
+    """An emulated scanner (:class:`bridge.link.requester.Scanner`, ``attempts=1`` unless
+    given) connected to a service's link port ``tcp://127.0.0.1:PORT``; closed after."""
+    from bridge.link.endpoint import Endpoint
+    from bridge.link.requester import Scanner
+    from bridge.ports import open_port
+
+    link = open_port(f"tcp://{LOOPBACK}:{port}")
+    try:
+        scanner = Scanner(Endpoint(link), **{"attempts": 1, **options})
+        yield scanner
+        scanner.close(timeout=2.0)
+    finally:
+        link.close()
 
 
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only

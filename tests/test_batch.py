@@ -136,18 +136,8 @@ def test_an_input_that_kills_its_worker_twice_fails_alone(tmp_path: Path) -> Non
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real, small tmpfs at a fresh folder (256 KiB; remount to change the size)."""
-    if os.geteuid() != 0:
-        peers.unavailable(
-            "mounting a tmpfs needs root (a full disk cannot be made otherwise)",
-            require_env=peers.REQUIRE_PEERS_ENV,
-        )
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
+    with peers.tmpfs(tmp_path / "disk", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def resize(mount: Path, size: str) -> None:

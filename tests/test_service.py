@@ -8,11 +8,9 @@
 
 from __future__ import annotations
 
-import os
+import functools
 import resource
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +27,6 @@ from bridge.forward.scu import Destination
 from bridge.lenient import lenient
 from bridge.link.endpoint import Endpoint
 from bridge.link.requester import Image, Scanner
-from bridge.ports import open_port
 from bridge.ports.loop import loop_pair
 from bridge.service import Bridge
 from bridge.spool.store import Job, Spool, SpoolError
@@ -173,35 +170,13 @@ def test_a_frame_bomb_is_refused_and_the_service_stays_up(tmp_path: Path) -> Non
     """The run command under a 2 GiB address-space cap: the bomb costs one answer."""
     port = peers.free_port()
     spool_dir = tmp_path / "spool"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    service = subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "run", "--port", f"tcp-listen://127.0.0.1:{port}"]
-        + ["--spool", str(spool_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=lambda: _limit_memory(2 << 30),
-    )
-    scanner_port = None
-    try:
-        deadline = time.monotonic() + 20
-        while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            assert service.poll() is None, service.communicate()[1]
-            time.sleep(0.05)
-        scanner_port = open_port(f"tcp://127.0.0.1:{port}")
-        scanner = Scanner(Endpoint(scanner_port), attempts=1, response_timeout=300.0)
-        bomb, good = scanner.send([frame_bomb(), *phantom_images(1, rows=64)])
-        scanner.close(timeout=2.0)
+    cap = functools.partial(_limit_memory, 2 << 30)
+    with peers.bridge_service(port, "--spool", str(spool_dir), preexec_fn=cap) as service:
+        with peers.scanner_on(port, response_timeout=300.0) as scanner:
+            bomb, good = scanner.send([frame_bomb(), *phantom_images(1, rows=64)])
         assert service.poll() is None, "the service died"
         service.send_signal(signal.SIGTERM)
         _, err = service.communicate(timeout=60)
-    finally:
-        if scanner_port is not None:
-            scanner_port.close()
-        if service.poll() is None:
-            service.kill()
-            service.wait()
     assert not bomb.ok
     assert good.ok, good.errors
     assert service.returncode == 0, err
@@ -216,24 +191,10 @@ def test_sigterm_ends_run_within_seconds_whatever_the_pacs_does(tmp_path: Path, 
     port = peers.free_port()
     spool_dir = tmp_path / "spool"
     with HostilePeer(mode, interval=0.3, lifetime=90) as pacs:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "run", "--port", f"tcp-listen://127.0.0.1:{port}"]
-            + ["--spool", str(spool_dir), "--dest", f"{pacs.ae_title}@{pacs.host}:{pacs.port}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        scanner_port = None
-        try:
-            deadline = time.monotonic() + 20
-            while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
-                assert service.poll() is None, service.communicate()[1]
-                time.sleep(0.05)
-            scanner_port = open_port(f"tcp://127.0.0.1:{port}")
-            scanner = Scanner(Endpoint(scanner_port), attempts=1, response_timeout=30.0)
-            results = scanner.send(phantom_images(2, rows=SIZE))
-            scanner.close(timeout=2.0)
+        dest = f"{pacs.ae_title}@{pacs.host}:{pacs.port}"
+        with peers.bridge_service(port, "--spool", str(spool_dir), "--dest", dest) as service:
+            with peers.scanner_on(port, response_timeout=30.0) as scanner:
+                results = scanner.send(phantom_images(2, rows=SIZE))
             deadline = time.monotonic() + 20  # until the PACS holds an object
             while not pacs.requests and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -243,12 +204,6 @@ def test_sigterm_ends_run_within_seconds_whatever_the_pacs_does(tmp_path: Path, 
             service.send_signal(signal.SIGTERM)
             _, err = service.communicate(timeout=30)
             took = time.monotonic() - stopping
-        finally:
-            if scanner_port is not None:
-                scanner_port.close()
-            if service.poll() is None:
-                service.kill()
-                service.wait()
     assert all(r.ok for r in results)
     assert service.returncode == 0, err
     assert took < 10, f"run took {took:.1f} s to stop"

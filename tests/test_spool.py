@@ -141,23 +141,8 @@ def test_ingest_converts_acr_nema_and_keeps_dicom_as_it_is(tmp_path: Path) -> No
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs: a real file system that fills up (needs root to mount)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        peers.unavailable(
-            f"cannot mount a tmpfs (root needed): {done.stderr.strip()}",
-            require_env=peers.REQUIRE_PEERS_ENV,
-        )
-    try:
+    with peers.tmpfs(tmp_path / "disk", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_full_disk_is_a_clear_error_and_damages_nothing(small_disk: Path) -> None:

@@ -351,23 +351,8 @@ def test_the_same_acrnema_file_added_twice_is_spooled_once(
 @pytest.fixture
 def big_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 72 MiB tmpfs (the spool keeps 64 MiB in reserve): root needed to mount."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=72m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        peers.unavailable(
-            f"cannot mount a tmpfs (root needed): {done.stderr.strip()}",
-            require_env=peers.REQUIRE_PEERS_ENV,
-        )
-    try:
+    with peers.tmpfs(tmp_path / "disk", "72m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_spool_add_goes_on_past_a_full_disk_and_a_bad_file(
@@ -409,23 +394,8 @@ def test_spool_add_goes_on_past_a_full_disk_and_a_bad_file(
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        peers.unavailable(
-            f"cannot mount a tmpfs (root needed): {done.stderr.strip()}",
-            require_env=peers.REQUIRE_PEERS_ENV,
-        )
-    try:
+    with peers.tmpfs(tmp_path / "small", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_database_write_on_a_full_disk_says_no_space(small_tmpfs: Path) -> None:

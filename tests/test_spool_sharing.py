@@ -25,9 +25,7 @@ from pathlib import Path
 import peers
 import pytest
 
-from bridge.link.endpoint import Endpoint
-from bridge.link.requester import ImageResult, Scanner
-from bridge.ports import open_port
+from bridge.link.requester import ImageResult
 from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
 
@@ -39,6 +37,21 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "bridge.cli", *args]
 
 
+def drained(spool_dir: Path, dest: str, within: float = 120.0) -> dict[str, int]:
+    """The delivery counts of ``dest`` once nothing is waiting (or ``within`` s passed)."""
+    spool = Spool(spool_dir)
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            counts = spool.counts(dest)
+            if not counts["ready"] and not counts["in_flight"]:
+                break
+            time.sleep(0.2)
+        return spool.counts(dest)
+    finally:
+        spool.close()
+
+
 @pytest.mark.slow
 def test_forward_started_again_and_again_beside_run_loses_and_duplicates_nothing(
     tmp_path: Path, loopback_shim: Path
@@ -48,67 +61,40 @@ def test_forward_started_again_and_again_beside_run_loses_and_duplicates_nothing
     spool_dir = tmp_path / "spool"
     link = peers.free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    service = subprocess.Popen(
-        _cli("run", "--port", f"tcp-listen://127.0.0.1:{link}", "--spool", str(spool_dir))
-        + ["--dest", dest, "--backoff-cap", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
     results: list[ImageResult] = []
     forwards: list[subprocess.CompletedProcess[str]] = []
-    scanner_port = None
+    service_args = ["--spool", str(spool_dir), "--dest", dest, "--backoff-cap", "1"]
     try:
-        deadline = time.monotonic() + 20
-        while not peers._port_open("127.0.0.1", link) and time.monotonic() < deadline:
-            assert service.poll() is None, service.communicate()[1]
-            time.sleep(0.05)
-        scanner_port = open_port(f"tcp://127.0.0.1:{link}")
-        scanner = Scanner(Endpoint(scanner_port), attempts=3, response_timeout=30.0)
-        sender = threading.Thread(
-            target=lambda: results.extend(scanner.send(phantom_images(IMAGES, rows=64))),
-            name="scanner",
-        )
-        sender.start()
-        try:
-            # an operator starting forward on the service's spool while images arrive
-            while len(forwards) < FORWARD_STARTS:
-                forwards.append(
-                    subprocess.run(
-                        _cli("forward", "--spool", str(spool_dir), "--dest", dest)
-                        + ["--until-empty", "--timeout", "2"],
-                        capture_output=True,
-                        text=True,
-                        env=env,
-                        timeout=60,
+        with (
+            peers.bridge_service(link, *service_args) as service,
+            peers.scanner_on(link, attempts=3, response_timeout=30.0) as scanner,
+        ):
+            sender = threading.Thread(
+                target=lambda: results.extend(scanner.send(phantom_images(IMAGES, rows=64))),
+                name="scanner",
+            )
+            sender.start()
+            try:
+                # an operator starting forward on the service's spool while images arrive
+                while len(forwards) < FORWARD_STARTS:
+                    forwards.append(
+                        subprocess.run(
+                            _cli("forward", "--spool", str(spool_dir), "--dest", dest)
+                            + ["--until-empty", "--timeout", "2"],
+                            capture_output=True,
+                            text=True,
+                            env=env,
+                            timeout=60,
+                        )
                     )
-                )
-        finally:
-            sender.join(timeout=600)
-        assert not sender.is_alive()
-        scanner.close(timeout=2.0)
-        # let the service's own forwarder drain the spool
-        spool = Spool(spool_dir)
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                counts = spool.counts(dest)
-                if not counts["ready"] and not counts["in_flight"]:
-                    break
-                time.sleep(0.2)
-            counts = spool.counts(dest)
-        finally:
-            spool.close()
-        assert service.poll() is None, "the service died"
-        service.send_signal(signal.SIGTERM)
-        _, err = service.communicate(timeout=60)
+            finally:
+                sender.join(timeout=600)
+            assert not sender.is_alive()
+            counts = drained(spool_dir, dest)  # by the service's own forwarder
+            assert service.poll() is None, "the service died"
+            service.send_signal(signal.SIGTERM)
+            _, err = service.communicate(timeout=60)
     finally:
-        if scanner_port is not None:
-            scanner_port.close()
-        if service.poll() is None:
-            service.kill()
-            service.wait()
         pacs.stop()
     assert service.returncode == 0, err
     acknowledged = [r for r in results if r.ok]

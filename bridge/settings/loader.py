@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, SettingsError
 from bridge.settings.tree import ARRAYS, TABLES, DestinationSettings, Settings, TlsFiles, keys
 
 __all__ = ["LEGACY_ENV", "SettingsError", "check_file", "load"]
@@ -44,15 +44,6 @@ _AE_MAX = 16
 
 Flags = Mapping[str, tuple[Any, str]]
 """Flag values by dotted key: ``{"forward.max_lost": (0, "--max-lost")}``."""
-
-
-class SettingsError(ConfigError):
-    """Settings that cannot be used; ``problems`` holds one line per problem, each naming
-    where the value was written (file, ``env $NAME``, ``flag --name``) and its key."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 class _Bad(Exception):
