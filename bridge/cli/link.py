@@ -13,10 +13,15 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.cli.common import forward_options, link_options, spool_option, stop_on_signals
 from bridge.errors import ConfigError
 from bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from bridge.ports.base import WordPort
+    from bridge.profile import Profile
 
 __all__ = ["add_commands"]
 
@@ -98,19 +103,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     emu.set_defaults(handler=_emulate_command)
 
 
-def _open(url: str, faults: str | None = None, profile: object = None):  # type: ignore[no-untyped-def]
-    """The port of ``url``; a ``box+`` port is configured from ``profile`` (--profile)."""
-    from bridge.ports import WordPort, open_port
+def _open(url: str, faults: str | None = None, profile: Profile | None = None) -> WordPort:
+    """The port of ``url`` with ``--faults`` applied; ``profile`` (--profile) goes to the
+    ports that are configured from one (``box+``, ``ftdi-gpio://``), the others ignore it."""
+    from bridge.ports import open_port
     from bridge.ports.faults import FaultSpec, FaultyPort
 
     spec = FaultSpec.parse(faults) if faults else None
-    port: WordPort
-    if profile is not None and url.startswith("box+"):
-        from bridge.ports.box import open_box
-
-        port = open_box(url, profile)  # type: ignore[arg-type]
-    else:
-        port = open_port(url)
+    port = open_port(url, profile=profile)
     return FaultyPort(port, spec) if spec is not None else port
 
 
@@ -128,7 +128,7 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
     return _emulate(args, load_profile(args.profile))
 
 
-def _run(settings: Settings, profile: object) -> int:
+def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
     from bridge.service import Bridge
     from bridge.spool.store import Spool
@@ -150,7 +150,7 @@ def _run(settings: Settings, profile: object) -> int:
         port,
         spool,
         destinations,
-        profile=profile,  # type: ignore[arg-type]
+        profile=profile,
         ae_title=settings.link.ae_title,
         policy=policy,
     )
@@ -173,7 +173,7 @@ def _run(settings: Settings, profile: object) -> int:
     return 0
 
 
-def _emulate(args: argparse.Namespace, profile: object) -> int:
+def _emulate(args: argparse.Namespace, profile: Profile) -> int:
     from bridge.errors import ConversionError
     from bridge.link.endpoint import Endpoint
     from bridge.link.requester import Image, ImageResult, Scanner, load_images
@@ -246,7 +246,7 @@ def _emulate(args: argparse.Namespace, profile: object) -> int:
     return 0 if ok == total and not unreadable else 1
 
 
-def _receive(args: argparse.Namespace, profile: object) -> int:
+def _receive(args: argparse.Namespace, profile: Profile) -> int:
     from bridge.link.endpoint import Endpoint
     from bridge.link.receiver import FolderWriter
     from bridge.link.responder import Responder
