@@ -4,8 +4,11 @@ The physical, data link, transport and session layers of ACR-NEMA 300 are not pu
 documented (``shared/reference/acrnema-standard.md``, sections 1-3). The project defines
 a *reference profile*, its own reconstruction, rule by rule in ``docs/link-profile.md``
 (each rule tagged sourced, inferred or chosen); this module holds its parameters, one
-frozen dataclass per layer. A site fits the bridge to what its scanner really does with a
-TOML profile file that overrides any subset of them::
+frozen dataclass per layer, and each layer of :mod:`bridge.acrnema` takes its section as
+its parameters (one definition of each; a value a layer needs in other units, such as
+:attr:`DatalinkSection.ack_timeout` in seconds, is a property of the section). A site
+fits the bridge to what its scanner really does with a TOML profile file that overrides
+any subset of them::
 
     name = "ct-room-2"
     [physical]
@@ -130,6 +133,11 @@ class DatalinkSection:
 
     def __post_init__(self) -> None:
         _freeze(self, "frame_types")
+
+    @property
+    def ack_timeout(self) -> float:
+        """``ack_timeout_ms`` in seconds, as the data link's clock counts."""
+        return self.ack_timeout_ms / 1000
 
 
 MAX_SEGMENTS = 1 << 15  # the segment index of a packet header has 15 bits

@@ -17,7 +17,6 @@ from bridge.acrnema.datalink import (
     FRAME_TABLE,
     LINK_TABLE,
     DataLink,
-    DatalinkParams,
     DataReceived,
     FrameState,
     LinkFailed,
@@ -28,6 +27,7 @@ from bridge.acrnema.datalink import (
 )
 from bridge.acrnema.framing import Frame, FrameDecoder, FrameType, encode_frame
 from bridge.acrnema.physical import parity_bits
+from bridge.profile import DatalinkSection
 
 VECTORS = Path(__file__).parent / "vectors" / "datalink" / "frames.json"
 
@@ -56,10 +56,10 @@ class Wire:
 
 
 def run(
-    message: bytes, wire: Wire, params: DatalinkParams | None = None, limit: float = 60.0
+    message: bytes, wire: Wire, params: DatalinkSection | None = None, limit: float = 60.0
 ) -> tuple[bytes, list[object], DataLink]:
     """Send ``message`` from a to b on a fake clock; return what b received."""
-    params = params or DatalinkParams()
+    params = params or DatalinkSection()
     a, b = DataLink(params), DataLink(params)
     a.send(message)
     now, received, events = 0.0, b"", []
@@ -98,7 +98,7 @@ def test_noisy_wire_still_delivers_in_order_exactly_once(flip: float, drop: floa
 
 
 def test_broken_wire_fails_after_the_retry_limit_at_the_deadlines() -> None:
-    params = DatalinkParams(ack_timeout=0.05, retry_limit=3)
+    params = DatalinkSection(ack_timeout_ms=50.0, retry_limit=3)
     a = DataLink(params)
     a.send(b"hello")
     a.transmit(0.0)
@@ -124,7 +124,7 @@ def test_broken_wire_fails_after_the_retry_limit_at_the_deadlines() -> None:
 
 
 def test_a_dead_wire_back_to_back_fails_in_retry_limit_plus_one_timeouts() -> None:
-    params = DatalinkParams(ack_timeout=0.05, retry_limit=4)
+    params = DatalinkSection(ack_timeout_ms=50.0, retry_limit=4)
     received, events, sender = run(b"lost" * 100, Wire(drop=1.0), params)
     assert received == b""
     assert [e for e in events if isinstance(e, LinkFailed)] == [
@@ -136,7 +136,7 @@ def test_a_dead_wire_back_to_back_fails_in_retry_limit_plus_one_timeouts() -> No
 
 
 def test_window_bounds_frames_in_flight() -> None:
-    a = DataLink(DatalinkParams(max_payload_words=4, window=3))
+    a = DataLink(DatalinkSection(max_payload_words=4, window=3))
     a.send(bytes(80))  # 10 frames of 4 words
     words, _ = a.transmit(0.0)
     assert len(words) == 3 * (1 + 2 + 4 + 1)  # start, header 2, payload 4, CRC: 3 frames
@@ -148,7 +148,7 @@ def test_window_bounds_frames_in_flight() -> None:
     seed=st.integers(0, 1000),
 )
 def test_any_message_round_trips_over_a_noisy_wire(message: bytes, seed: int) -> None:
-    params = DatalinkParams(max_payload_words=64, window=4)
+    params = DatalinkSection(max_payload_words=64, window=4)
     received, _, _ = run(message, Wire(flip=5e-3, drop=2e-3, seed=seed), params)
     assert received == message
 
@@ -157,7 +157,7 @@ def test_sequence_numbers_wrap_safely_when_one_frame_is_lost_again_and_again() -
     # 4-bit sequence numbers wrap every 16 frames; a lossy wire keeps some frames
     # unacknowledged while later ones are acknowledged: numbers must never be reused
     # while an older frame with the same number is still in flight.
-    params = DatalinkParams(max_payload_words=4, sequence_bits=4, window=7)
+    params = DatalinkSection(max_payload_words=4, sequence_bits=4, window=7)
     message = np.random.default_rng(9).bytes(8 * 600)  # 600 frames, 37 wraps
     received, _, sender = run(message, Wire(flip=2e-2, drop=1e-2, seed=11), params)
     assert received == message
@@ -241,7 +241,7 @@ def test_a_large_read_is_decoded_whole() -> None:
     words = np.concatenate(
         [encode_frame(FrameType.DATA, n % 256, p) for n, p in enumerate(payloads)]
     )
-    b = DataLink(DatalinkParams(window=127))
+    b = DataLink(DatalinkSection(window=127))
     got: list[bytes] = []
     for start in range(0, 3000, 100):  # 100 frames a read, as a fast port might deliver
         frame_len = len(words) // 3000
@@ -275,7 +275,7 @@ def test_frames_ahead_of_a_gap_wait_for_it() -> None:
 
 
 def test_a_nak_resends_only_the_damaged_frame() -> None:
-    a = DataLink(DatalinkParams(max_payload_words=4, window=4))
+    a = DataLink(DatalinkSection(max_payload_words=4, window=4))
     a.send(bytes(range(32)))  # 4 frames
     first = a.transmit(0.0)
     assert len(FrameDecoder(max_payload_words=4).feed(first.words)) == 4
@@ -292,7 +292,7 @@ def test_a_nak_resends_only_the_damaged_frame() -> None:
 
 
 def test_timer_deadlines_move_with_each_resend() -> None:
-    a = DataLink(DatalinkParams(ack_timeout=0.05, retry_limit=2))
+    a = DataLink(DatalinkSection(ack_timeout_ms=50.0, retry_limit=2))
     assert a.next_deadline() is None
     a.send(b"hi")
     a.transmit(1.0)
@@ -321,7 +321,7 @@ def test_state_tables_are_closed_and_drawn() -> None:
 
 
 def test_a_pair_not_in_the_table_is_a_local_protocol_error() -> None:
-    a = DataLink(DatalinkParams(ack_timeout=0.01, retry_limit=0))
+    a = DataLink(DatalinkSection(ack_timeout_ms=10.0, retry_limit=0))
     a.send(b"x")
     a.transmit(0.0)
     assert a.handle_timer(0.01) == [LinkFailed(0, "no ACK after 0 retransmissions")]
@@ -338,11 +338,11 @@ def test_a_pair_not_in_the_table_is_a_local_protocol_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"window": 0}, {"window": 128}, {"max_payload_words": 0}, {"ack_timeout": 0.0}]
+    "kwargs", [{"window": 0}, {"window": 128}, {"max_payload_words": 0}, {"ack_timeout_ms": 0.0}]
 )
 def test_params_are_validated(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        DatalinkParams(**kwargs)  # type: ignore[arg-type]
+        DataLink(DatalinkSection(**kwargs))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- throughput
@@ -350,7 +350,7 @@ def test_params_are_validated(kwargs: dict[str, float]) -> None:
 
 def throughput(flip: float, size: int = 4_000_000, **params: int) -> tuple[float, int]:
     """Payload MB/s back to back on one core (both ends), fake clock; and resends."""
-    p = DatalinkParams(**params)  # type: ignore[arg-type]
+    p = DatalinkSection(**params)  # type: ignore[arg-type]
     a, b = DataLink(p), DataLink(p)
     wire = Wire(flip=flip, seed=3)
     message = np.random.default_rng(1).bytes(size)

@@ -158,11 +158,10 @@ def test_link_protocol_errors_are_local_or_remote_and_carry_the_layer() -> None:
 def test_the_link_layers_raise_the_tree_s_protocol_errors() -> None:
     """A real misuse of a real layer: the session refuses data before it is open."""
     from bridge.acrnema.session import Session
-    from bridge.acrnema.stack import layer_params
     from bridge.profile import REFERENCE
 
     with pytest.raises(errors.LocalProtocolError) as info:
-        Session(layer_params(REFERENCE)[2]).send(b"too early", 0.0)
+        Session(REFERENCE.session).send(b"too early", 0.0)
     assert info.value.layer == "session" and not info.value.remote
 
 

@@ -34,7 +34,6 @@ from bridge.acrnema.stack import (
     LinkStack,
     MessageArrived,
     MessageUnreadable,
-    layer_params,
 )
 from bridge.acrnema.transport import (
     MessageReceived,
@@ -42,12 +41,12 @@ from bridge.acrnema.transport import (
     ReassemblyTimedOut,
     Transport,
     TransportError,
-    TransportParams,
 )
-from bridge.profile import REFERENCE, profile_from_mapping
+from bridge.profile import REFERENCE, TransportSection, profile_from_mapping
 
 VECTORS = Path(__file__).parent / "vectors"
-_, _, SESSION_PARAMS, TABLE = layer_params(REFERENCE)
+SESSION_PARAMS = REFERENCE.session
+TABLE = LinkStack(REFERENCE).commands
 
 
 def _load(name: str) -> dict:  # type: ignore[type-arg]
@@ -61,16 +60,15 @@ TRANSPORT = _load("transport/packets.json")["cases"]
 
 @pytest.mark.parametrize("case", TRANSPORT, ids=[c["name"] for c in TRANSPORT])
 def test_transport_golden_packets(case: dict) -> None:  # type: ignore[type-arg]
-    params = TransportParams(
-        max_segment_bytes=case["max_segment_bytes"], binary_byte_order=case["binary_byte_order"]
-    )
+    params = TransportSection(max_segment_bytes=case["max_segment_bytes"])
+    order = case["binary_byte_order"]
     message = bytes.fromhex(case["message"])
-    message_id, packets = Transport(params).packets(message)
+    message_id, packets = Transport(params, order).packets(message)
     assert (message_id, packets.hex()) == (case["message_id"], case["packets"])
     raw = bytes.fromhex(case["packets"])
-    whole = Transport(params).receive(raw, 0.0)
+    whole = Transport(params, order).receive(raw, 0.0)
     assert whole == [MessageReceived(case["message_id"], message)]
-    receiver, events = Transport(params), []
+    receiver, events = Transport(params, order), []
     for i in range(len(raw)):  # byte by byte
         events += receiver.receive(raw[i : i + 1], 0.0)
     assert events == whole
@@ -87,9 +85,9 @@ def test_transport_keeps_trailing_data_for_the_next_message() -> None:
 
 
 def test_transport_refuses_an_oversized_message_and_goes_on() -> None:
-    params = TransportParams(max_segment_bytes=4, max_message_bytes=8)
+    params = TransportSection(max_segment_bytes=4, max_message_bytes=8)
     receiver = Transport(params)
-    big = Transport(TransportParams(max_segment_bytes=4)).packets(b"0123456789ABCDEF")[1]
+    big = Transport(TransportSection(max_segment_bytes=4)).packets(b"0123456789ABCDEF")[1]
     events = receiver.receive(big, 0.0)
     assert events == [MessageRefused(0, 12, b"0123")]
     follow = Transport(params).packets(b"ok")[1]
@@ -98,11 +96,11 @@ def test_transport_refuses_an_oversized_message_and_goes_on() -> None:
 
 def test_transport_sender_refuses_an_oversized_message() -> None:
     with pytest.raises(LinkProtocolError, match="over the limit"):
-        Transport(TransportParams(max_message_bytes=4)).packets(b"12345")
+        Transport(TransportSection(max_message_bytes=4)).packets(b"12345")
 
 
 def test_transport_reports_broken_order_and_keeps_the_new_message() -> None:
-    sender = Transport(TransportParams(max_segment_bytes=2))
+    sender = Transport(TransportSection(max_segment_bytes=2))
     one = sender.packets(b"aabb")[1]  # two packets of 10 bytes each
     two = sender.packets(b"cc")[1]
     receiver = Transport()
@@ -113,20 +111,20 @@ def test_transport_reports_broken_order_and_keeps_the_new_message() -> None:
 
 
 def test_transport_segment_without_its_start() -> None:
-    one = Transport(TransportParams(max_segment_bytes=2)).packets(b"aabb")[1]
+    one = Transport(TransportSection(max_segment_bytes=2)).packets(b"aabb")[1]
     events = Transport().receive(one[10:], 0.0)
     assert events == [TransportError("message 0: segment 1 without segment 0")]
 
 
 def test_transport_absurd_segment_length_is_an_error_not_a_wait() -> None:
-    events = Transport(TransportParams(max_segment_bytes=16)).receive(
+    events = Transport(TransportSection(max_segment_bytes=16)).receive(
         bytes.fromhex("0000800000100000") + b"x" * 8, 0.0
     )
     assert isinstance(events[0], TransportError)
 
 
 def test_transport_reassembly_timeout() -> None:
-    params = TransportParams(max_segment_bytes=2, reassembly_timeout=5.0)
+    params = TransportSection(max_segment_bytes=2, reassembly_timeout_s=5.0)
     one = Transport(params).packets(b"aabb")[1]
     receiver = Transport(params)
     receiver.receive(one[:10], 100.0)
@@ -146,8 +144,8 @@ def test_transport_reassembly_timeout() -> None:
 def test_transport_round_trip(
     messages: list[bytes], segment: int, cuts: list[int], order: str
 ) -> None:
-    params = TransportParams(max_segment_bytes=segment, binary_byte_order=order)
-    sender, receiver = Transport(params), Transport(params)
+    params = TransportSection(max_segment_bytes=segment)
+    sender, receiver = Transport(params, order), Transport(params, order)
     stream = b"".join(sender.packets(m)[1] for m in messages)
     events, pos = [], 0
     for cut in [*cuts, len(stream)]:
@@ -198,12 +196,12 @@ def test_session_reject() -> None:
 def test_session_connect_timeout_aborts_and_goes_quiet() -> None:
     a, _ = _pair()
     a.connect("S", "B", 0.0)
-    assert a.next_deadline() == SESSION_PARAMS.connect_timeout
-    events, pdus = a.handle_timer(SESSION_PARAMS.connect_timeout)
+    assert a.next_deadline() == SESSION_PARAMS.connect_timeout_s
+    events, pdus = a.handle_timer(SESSION_PARAMS.connect_timeout_s)
     assert isinstance(events[0], Aborted) and events[0].reason == 2
     assert pdus == [PDUS["ABORT reason 2 (timeout)"]]
     assert a.state is SessionState.QUIET
-    a.handle_timer(SESSION_PARAMS.connect_timeout + SESSION_PARAMS.abort_quiet)
+    a.handle_timer(SESSION_PARAMS.connect_timeout_s + SESSION_PARAMS.abort_quiet_s)
     assert a.state is SessionState.IDLE
 
 
@@ -239,9 +237,9 @@ def test_session_idle_connection_is_released_by_its_opener() -> None:
     a, b = _pair()
     b.receive(a.connect("S", "B", 0.0), 0.0)
     a.receive(b.accept(0.0), 0.0)
-    assert a.next_deadline() == SESSION_PARAMS.idle_timeout
+    assert a.next_deadline() == SESSION_PARAMS.idle_timeout_s
     assert b.next_deadline() is None  # only the side that opened it releases it
-    _, pdus = a.handle_timer(SESSION_PARAMS.idle_timeout)
+    _, pdus = a.handle_timer(SESSION_PARAMS.idle_timeout_s)
     assert pdus == [PDUS["RELEASE"]]
 
 
@@ -397,7 +395,7 @@ def test_stack_refuses_an_oversized_message_with_its_command() -> None:
     a, b = LinkStack(small), LinkStack(small)
     _connected(a, b)
     request = a.commands.make_request("store", 8, initiator="CT", receiver="B", data=b"x" * 5000)
-    data = a._tr_params  # the sender's own limit would refuse it: lift it for this message
+    data = a.transport.params  # the sender's own limit would refuse it: lift it for this message
     a.transport.params = dataclasses.replace(data, max_message_bytes=1 << 20)
     a.send(request, 0.0)
     seen = _run(a, b, lambda s: any(isinstance(e, MessageUnreadable) for _, e in s))
@@ -425,15 +423,24 @@ def test_stack_link_failure_is_reported_once_and_the_stack_goes_quiet() -> None:
     assert not a.down and a.session.state is SessionState.IDLE
 
 
-def test_layer_params_take_every_time_from_the_profile() -> None:
+def test_the_layers_take_every_time_from_the_profile() -> None:
     profile = profile_from_mapping(
-        {"datalink": {"ack_timeout_ms": 20.0}, "session": {"connect_timeout_s": 3.0}}
+        {
+            "physical": {"parity": "even"},
+            "datalink": {"ack_timeout_ms": 20.0},
+            "session": {"connect_timeout_s": 3.0},
+        }
     )
-    datalink, transport, session, _ = layer_params(profile)
-    assert datalink.ack_timeout == 0.020
-    assert session.connect_timeout == 3.0
-    assert transport.reassembly_timeout == profile.transport.reassembly_timeout_s
-    assert dataclasses.asdict(datalink)["frame_codes"] == (1, 2, 3)
+    stack = LinkStack(profile)
+    assert stack.datalink.params is profile.datalink and stack.datalink.params.ack_timeout == 0.020
+    assert stack.datalink.parity == "even"
+    assert stack.transport.params is profile.transport
+    assert stack.session.params is profile.session
+    assert stack.session.params.connect_timeout_s == 3.0
+    stack.connect("CT", "B", 0.0)
+    assert stack.next_deadline() == 3.0  # the CONNECT waits for its answer
+    stack.transmit(0.0)
+    assert stack.next_deadline() == 0.020  # and its frame for its ACK
 
 
 def test_the_docs_diagrams_are_the_generated_ones() -> None:

@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.acrnema.physical import (
-    PhysicalParams,
     WordBuffer,
     bad_parity,
     bytes_from_words,
@@ -85,14 +84,6 @@ def test_bad_parity_names_every_flipped_word_and_bit() -> None:
 def test_unknown_parity_is_refused() -> None:
     with pytest.raises(ValueError, match="parity"):
         parity_bits(np.zeros(1, dtype=np.uint16), "mark")
-
-
-def test_params_validate_once() -> None:
-    assert PhysicalParams() == PhysicalParams("odd", "big")
-    with pytest.raises(ValueError, match="parity"):
-        PhysicalParams(parity="sometimes")
-    with pytest.raises(ValueError, match="byte order"):
-        PhysicalParams(byte_order="middle")
 
 
 def test_word_buffer_unpacks_like_a_pair() -> None:

@@ -21,7 +21,6 @@ from bridge.acrnema.datalink import (
     FRAME_TABLE,
     LINK_TABLE,
     DataLink,
-    DatalinkParams,
     FrameAction,
     FrameInput,
     FrameState,
@@ -45,9 +44,8 @@ from bridge.acrnema.session import (
     SessionInput,
     SessionState,
 )
-from bridge.acrnema.stack import layer_params
 from bridge.acrnema.table import Rule, Table, markdown_table, state_diagram
-from bridge.profile import REFERENCE
+from bridge.profile import REFERENCE, DatalinkSection, TransportSection
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -98,7 +96,7 @@ def test_a_table_maps_pairs_to_rules_and_a_missing_pair_is_the_layers_error() ->
 
 
 def _failed_link() -> DataLink:
-    link = DataLink(DatalinkParams(ack_timeout=0.01, retry_limit=0))
+    link = DataLink(DatalinkSection(ack_timeout_ms=10.0, retry_limit=0))
     link.send(b"x")
     link.transmit(0.0)
     assert link.handle_timer(0.01) == [LinkFailed(0, "no ACK after 0 retransmissions")]
@@ -106,7 +104,7 @@ def _failed_link() -> DataLink:
 
 
 def _link_in(state: LinkState) -> DataLink:
-    return _failed_link() if state is LinkState.FAILED else DataLink(DatalinkParams())
+    return _failed_link() if state is LinkState.FAILED else DataLink(DatalinkSection())
 
 
 def _feed_link(link: DataLink, cause: LinkInput) -> object:
@@ -157,7 +155,7 @@ def test_every_pair_of_the_frame_table(pair: tuple[FrameState, FrameInput]) -> N
     """Each input is fed as the layer sees it: NAK and TIMEOUT to a frame that has used
     its retries, so the guard (``_SPENT``) is walked through the layer's own choice."""
     state, cause = pair
-    params = DatalinkParams(retry_limit=2)
+    params = DatalinkSection(retry_limit=2)
     link = DataLink(params)
     frame = _Outstanding(5, np.zeros(6, dtype=np.uint16), state, sent_at=0.5)
     if state is not FrameState.DONE:
@@ -190,7 +188,7 @@ def test_every_pair_of_the_frame_table(pair: tuple[FrameState, FrameInput]) -> N
 
 
 def test_a_nak_past_the_retry_limit_gives_the_link_up_through_the_table() -> None:
-    link = DataLink(DatalinkParams(retry_limit=1))
+    link = DataLink(DatalinkSection(retry_limit=1))
     link.send(b"ab")
     link.transmit(0.0)
     from bridge.acrnema.framing import FrameType, encode_frame
@@ -205,7 +203,7 @@ def test_a_nak_past_the_retry_limit_gives_the_link_up_through_the_table() -> Non
 
 # ---------------------------------------------------------------------- session
 
-_, _, SESSION_PARAMS, _ = layer_params(REFERENCE)
+SESSION_PARAMS = REFERENCE.session
 _KIND = {code: name for name, code in SESSION_PARAMS.pdu_types.items()}
 
 
@@ -341,10 +339,10 @@ def test_a_malformed_pdu_is_a_remote_protocol_error_in_every_state(state: Sessio
 def test_entering_quiet_starts_the_quiet_timer_once() -> None:
     session = _session_in(SessionState.OPEN)
     assert session.abort(1, 2.0) is not None and session.next_deadline() == 2.0 + (
-        SESSION_PARAMS.abort_quiet
+        SESSION_PARAMS.abort_quiet_s
     )
     assert session.abort(1, 2.5) is None  # (QUIET, abort()) ignores: the timer stays
-    assert session.next_deadline() == 2.0 + SESSION_PARAMS.abort_quiet
+    assert session.next_deadline() == 2.0 + SESSION_PARAMS.abort_quiet_s
 
 
 # ---------------------------------------------------------------------- the docs
@@ -525,7 +523,7 @@ from bridge.acrnema.stack import (  # noqa: E402
 def _stack_in(state: StackState) -> LinkStack:
     stack = LinkStack()
     if state is StackState.DOWN:
-        params = DatalinkParams(ack_timeout=0.01, retry_limit=0)
+        params = DatalinkSection(ack_timeout_ms=10.0, retry_limit=0)
         stack.datalink = DataLink(params)
         stack.connect("CT", "BRIDGE", 0.0)
         stack.transmit(0.0)
@@ -550,7 +548,7 @@ def _feed_stack(stack: LinkStack, cause: StackInput) -> list[object]:
         stack.reset()
         return []
     # LINK_FAILED: a frame out of retries
-    stack.datalink = DataLink(DatalinkParams(ack_timeout=0.01, retry_limit=0))
+    stack.datalink = DataLink(DatalinkSection(ack_timeout_ms=10.0, retry_limit=0))
     stack.datalink.send(b"xy")
     stack.transmit(2.0)
     return list(stack.handle_timer(3.0))
@@ -599,10 +597,9 @@ from bridge.acrnema.transport import (  # noqa: E402
     ReassemblyTimedOut,
     Transport,
     TransportError,
-    TransportParams,
 )
 
-_TP = TransportParams(max_segment_bytes=16, max_message_bytes=12, reassembly_timeout=5.0)
+_TP = TransportSection(max_segment_bytes=16, max_message_bytes=12, reassembly_timeout_s=5.0)
 
 
 def _packet(message_id: int, index: int, segment: bytes, *, last: bool = False) -> bytes:

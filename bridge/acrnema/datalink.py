@@ -52,13 +52,13 @@ from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType,
 from bridge.acrnema.physical import ParityLine, WordBuffer, Words, parity_bits
 from bridge.acrnema.table import Rule, Table, state_diagram
 from bridge.errors import LinkProtocolError
+from bridge.profile import DatalinkSection
 
 __all__ = [
     "FRAME_TABLE",
     "LINK_TABLE",
     "DataLink",
     "DataReceived",
-    "DatalinkParams",
     "Event",
     "FrameAction",
     "FrameInput",
@@ -76,30 +76,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HISTORY_FRAMES = 64  # frames each end remembers for error reports
-
-
-@dataclass(frozen=True)
-class DatalinkParams:
-    """The data link's part of the profile (bridge.profile.DatalinkSection maps onto it)."""
-
-    max_payload_words: int = 256
-    sequence_bits: int = 8
-    window: int = 8
-    ack_timeout: float = 0.050  # seconds
-    retry_limit: int = 8
-    start_word: int = 0xA5C3
-    crc_init: int = 0xFFFF
-    parity: str = "odd"
-    frame_codes: tuple[int, int, int] = (1, 2, 3)  # type codes of DATA, ACK, NAK
-
-    def __post_init__(self) -> None:
-        modulo = 1 << self.sequence_bits
-        if not 1 <= self.window < modulo // 2:
-            raise ValueError(f"window {self.window} must be 1 to {modulo // 2 - 1}")
-        if not 1 <= self.max_payload_words <= 0xFFFF:
-            raise ValueError(f"max_payload_words {self.max_payload_words}: 1 to 65535")
-        if self.ack_timeout <= 0 or self.retry_limit < 0:
-            raise ValueError("ack_timeout must be positive and retry_limit not negative")
 
 
 @dataclass(frozen=True)
@@ -263,17 +239,26 @@ _DONE = _Outstanding(-1, np.zeros(0, dtype=np.uint16), FrameState.DONE)
 
 @dataclass
 class DataLink:
-    """One end of the data link."""
+    """One end of the data link: the profile's ``[datalink]`` section as its parameters,
+    with the parity of ``[physical]`` (the frames' words carry the parity line)."""
 
-    params: DatalinkParams = field(default_factory=DatalinkParams)
+    params: DatalinkSection = field(default_factory=DatalinkSection)
+    parity: str = "odd"
 
     def __post_init__(self) -> None:
         p = self.params
+        modulo = 1 << p.sequence_bits
+        if not 1 <= p.window < modulo // 2:
+            raise ValueError(f"window {p.window} must be 1 to {modulo // 2 - 1}")
+        if not 1 <= p.max_payload_words <= 0xFFFF:
+            raise ValueError(f"max_payload_words {p.max_payload_words}: 1 to 65535")
+        if p.ack_timeout <= 0 or p.retry_limit < 0:
+            raise ValueError("ack_timeout must be positive and retry_limit not negative")
         self.state = LinkState.OPEN
-        self._modulo = 1 << p.sequence_bits
-        self._codes = dict(zip(FrameType, p.frame_codes, strict=True))
+        self._modulo = modulo
+        self._codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
         self._decoder = FrameDecoder(
-            p.max_payload_words, p.start_word, p.crc_init, p.parity, self._codes
+            p.max_payload_words, p.start_word, p.crc_init, self.parity, self._codes
         )
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
         self._flight: dict[int, _Outstanding] = {}  # sequence -> frame in the window
@@ -363,7 +348,7 @@ class DataLink:
                     FrameRecord(now, "out", "DATA", frame.sequence, len(frame.words), note)
                 )
         words = np.concatenate(out) if out else np.zeros(0, dtype=np.uint16)
-        return WordBuffer(words, parity_bits(words, self.params.parity))
+        return WordBuffer(words, parity_bits(words, self.parity))
 
     def _span(self) -> int:
         """Frames from the oldest unacknowledged one to the next new one.
@@ -392,7 +377,7 @@ class DataLink:
         """
         self._enter(LinkInput.WORDS)
         words = np.asarray(words, dtype=np.uint16)
-        line = parity_bits(words, self.params.parity) if parity_line is None else parity_line
+        line = parity_bits(words, self.parity) if parity_line is None else parity_line
         line = np.asarray(line, dtype=np.uint8)
         if line.shape != words.shape:
             raise LinkProtocolError(f"{line.size} parity bits for {words.size} words")

@@ -9,12 +9,13 @@ Byte order: ``"big"`` puts the first byte of each pair on D15-D8 (the reference
 profile's choice for text), ``"little"`` on D7-D0. Parity: ``"odd"`` (the reference
 profile: the 17 bits of a word and its parity line hold an odd number of ones, so an
 all-zeros bus is never a valid word; an undriven bus read as all ones by fail-safe
-receivers would be, see docs/hardware.md section 3), ``"even"`` or ``"none"``.
+receivers would be, see docs/hardware.md section 3), ``"even"`` or ``"none"``. Both
+come from the profile's :class:`~bridge.profile.PhysicalSection` (``parity``,
+``text_byte_order``, ``binary_byte_order``), which the callers pass in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +25,6 @@ __all__ = [
     "BYTE_ORDERS",
     "PARITIES",
     "ParityLine",
-    "PhysicalParams",
     "WordBuffer",
     "Words",
     "bad_parity",
@@ -45,18 +45,6 @@ for _bit in range(16):
     _EVEN ^= ((np.arange(1 << 16) >> _bit) & 1).astype(np.uint8)
 _ODD: ParityLine = _EVEN ^ np.uint8(1)
 _TABLES = {"odd": _ODD, "even": _EVEN}
-
-
-@dataclass(frozen=True)
-class PhysicalParams:
-    """The word model's part of the profile (bridge.profile.PhysicalSection maps onto it)."""
-
-    parity: str = "odd"
-    byte_order: str = "big"
-
-    def __post_init__(self) -> None:
-        _check_parity_name(self.parity)
-        _dtype(self.byte_order)
 
 
 class WordBuffer(NamedTuple):

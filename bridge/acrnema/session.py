@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.acrnema.datalink import LinkProtocolError
 from bridge.acrnema.table import Rule, Table
+from bridge.profile import SessionSection
 
 __all__ = [
     "ABORT_REASONS",
@@ -50,7 +50,6 @@ __all__ = [
     "SessionAction",
     "SessionEvent",
     "SessionInput",
-    "SessionParams",
     "SessionState",
 ]
 
@@ -64,25 +63,13 @@ ABORT_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class SessionParams:
-    """The session's part of the profile (bridge.profile.SessionSection maps onto it)."""
-
-    pdu_types: Mapping[str, int]
-    address_length: int = 16
-    connect_timeout: float = 10.0
-    release_timeout: float = 10.0
-    abort_quiet: float = 1.0
-    idle_timeout: float = 300.0
-
-
 class SessionState(enum.Enum):
     IDLE = "idle"
     AWAIT_ACCEPT = "await accept"  # CONNECT sent
     AWAIT_DECISION = "await decision"  # CONNECT received, the user decides
     OPEN = "open"
     AWAIT_RELEASE_REPLY = "await release reply"  # RELEASE sent
-    QUIET = "quiet"  # after an ABORT: the link is ignored for abort_quiet
+    QUIET = "quiet"  # after an ABORT: the link is ignored for abort_quiet_s
 
 
 class SessionInput(enum.Enum):
@@ -215,7 +202,7 @@ SESSION_TABLE: Table[SessionState, SessionInput, SessionAction] = Table(
     _session_error,
 )
 """The session. Entering QUIET (from another state) starts the quiet timer of
-``abort_quiet``. A CONNECT in QUIET is taken: it is never a leftover of the aborted
+``abort_quiet_s``. A CONNECT in QUIET is taken: it is never a leftover of the aborted
 connection, and taking it spares the peer a connect timeout when its quiet time ended a
 little before ours. A user call not in the table raises :class:`LinkProtocolError`
 (local) and changes nothing; a PDU not in it (or unreadable) is the input ``BAD_PDU``."""
@@ -269,9 +256,9 @@ SessionEvent = ConnectRequested | Connected | Rejected | DataIndication | Releas
 
 
 class Session:
-    """One end of the session layer."""
+    """One end of the session layer; its parameters are the profile's ``[session]`` section."""
 
-    def __init__(self, params: SessionParams) -> None:
+    def __init__(self, params: SessionSection) -> None:
         self.params = params
         self.state = SessionState.IDLE
         self._codes = dict(params.pdu_types)
@@ -302,14 +289,14 @@ class Session:
         ``body``: the PDU's body (received) or the user's (to send); ``detail``: why."""
         old, self.state = self.state, rule.next_state
         if self.state is SessionState.QUIET and old is not SessionState.QUIET:
-            self._deadline = now + self.params.abort_quiet  # entering QUIET
+            self._deadline = now + self.params.abort_quiet_s  # entering QUIET
         action = rule.action
         A = SessionAction
         if action is A.IGNORE:
             return [], []
         if action is A.SEND_CONNECT:
             self._opened_here = True
-            self._deadline = now + self.params.connect_timeout
+            self._deadline = now + self.params.connect_timeout_s
             return [], [self._pdu("connect", body)]
         if action is A.SEND_ACCEPT:
             self._last_traffic = now
@@ -320,7 +307,7 @@ class Session:
             self._last_traffic = now
             return [], [self._pdu("data") + body]
         if action is A.SEND_RELEASE:
-            self._deadline = now + self.params.release_timeout
+            self._deadline = now + self.params.release_timeout_s
             return [], [self._pdu("release")]
         if action is A.SEND_ABORT:
             return [], [self._pdu("abort", body)]
@@ -451,7 +438,7 @@ class Session:
 
     def next_deadline(self) -> float | None:
         if self.state is SessionState.OPEN and self._opened_here:
-            return self._last_traffic + self.params.idle_timeout
+            return self._last_traffic + self.params.idle_timeout_s
         return self._deadline
 
     def handle_timer(self, now: float) -> tuple[list[SessionEvent], list[bytes]]:

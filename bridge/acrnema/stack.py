@@ -13,7 +13,7 @@ It is sans-I/O like each layer: words off the wire go in with :meth:`LinkStack.r
 words for the wire come out of :meth:`LinkStack.transmit`, the user's calls
 (:meth:`connect`, :meth:`send`, ...) queue PDUs, and time is passed in
 (:meth:`handle_timer`, :meth:`next_deadline`). Every parameter comes from a
-:class:`~bridge.profile.Profile` (milliseconds in the profile become seconds here).
+:class:`~bridge.profile.Profile`: each layer takes its section of it as its parameters.
 
 A data link failure (a frame unacknowledged ``retry_limit`` times) leaves the stack
 unusable: it reports :class:`LinkDown` and the owner of the port drops READY, waits
@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from bridge.acrnema import datalink as dl
 from bridge.acrnema.commands import CommandTable, Message, decode_message, encode_message
-from bridge.acrnema.datalink import DataLink, DatalinkParams, LinkProtocolError
+from bridge.acrnema.datalink import DataLink, LinkProtocolError
 from bridge.acrnema.physical import WordBuffer
 from bridge.acrnema.session import (
     Aborted,
@@ -45,7 +45,6 @@ from bridge.acrnema.session import (
     Released,
     Session,
     SessionEvent,
-    SessionParams,
 )
 from bridge.acrnema.table import Rule, Table
 from bridge.acrnema.transport import (
@@ -54,7 +53,6 @@ from bridge.acrnema.transport import (
     ReassemblyTimedOut,
     Transport,
     TransportError,
-    TransportParams,
 )
 from bridge.profile import REFERENCE, Profile
 
@@ -74,7 +72,6 @@ __all__ = [
     "StackEvent",
     "StackInput",
     "StackState",
-    "layer_params",
 ]
 
 
@@ -169,54 +166,6 @@ class LinkDown:
 StackEvent = SessionEvent | MessageArrived | MessageUnreadable | MessageLost | LinkDown
 
 
-def layer_params(
-    profile: Profile,
-) -> tuple[DatalinkParams, TransportParams, SessionParams, CommandTable]:
-    """Each layer's parameters from a profile (times in seconds)."""
-    ph, d, t, s, a = (
-        profile.physical,
-        profile.datalink,
-        profile.transport,
-        profile.session,
-        profile.application,
-    )
-    codes = d.frame_types
-    datalink = DatalinkParams(
-        max_payload_words=d.max_payload_words,
-        sequence_bits=d.sequence_bits,
-        window=d.window,
-        ack_timeout=d.ack_timeout_ms / 1000,
-        retry_limit=d.retry_limit,
-        start_word=d.start_word,
-        crc_init=d.crc_init,
-        parity=ph.parity,
-        frame_codes=(codes["data"], codes["ack"], codes["nak"]),
-    )
-    transport = TransportParams(
-        max_segment_bytes=t.max_segment_bytes,
-        max_message_bytes=t.max_message_bytes,
-        reassembly_timeout=t.reassembly_timeout_s,
-        binary_byte_order=ph.binary_byte_order,
-    )
-    session = SessionParams(
-        pdu_types=s.pdu_types,
-        address_length=s.address_length,
-        connect_timeout=s.connect_timeout_s,
-        release_timeout=s.release_timeout_s,
-        abort_quiet=s.abort_quiet_s,
-        idle_timeout=s.idle_timeout_s,
-    )
-    table = CommandTable(
-        commands=a.commands,
-        statuses=a.statuses,
-        data_set_none=a.data_set_none,
-        data_set_identifier=a.data_set_identifier,
-        data_set_present=a.data_set_present,
-        recognition_code=a.recognition_code,
-    )
-    return datalink, transport, session, table
-
-
 def _swap_words(data: bytes) -> bytes:
     """Each byte pair swapped (an odd length padded): little-endian words <-> big."""
     if len(data) % 2:
@@ -229,7 +178,15 @@ class LinkStack:
 
     def __init__(self, profile: Profile = REFERENCE) -> None:
         self.profile = profile
-        self._dl_params, self._tr_params, self._se_params, self.commands = layer_params(profile)
+        a = profile.application
+        self.commands = CommandTable(
+            commands=a.commands,
+            statuses=a.statuses,
+            data_set_none=a.data_set_none,
+            data_set_identifier=a.data_set_identifier,
+            data_set_present=a.data_set_present,
+            recognition_code=a.recognition_code,
+        )
         self._order = profile.physical.binary_byte_order
         self.state = StackState.DOWN  # (DOWN, reset()) builds the layers
         self.reset()
@@ -248,9 +205,10 @@ class LinkStack:
     def reset(self) -> None:
         """Start again from nothing: new sequence numbers, no partial message, no session."""
         self._enter(StackInput.RESET)
-        self.datalink = DataLink(self._dl_params)
-        self.transport = Transport(self._tr_params)
-        self.session = Session(self._se_params)
+        physical = self.profile.physical
+        self.datalink = DataLink(self.profile.datalink, physical.parity)
+        self.transport = Transport(self.profile.transport, physical.binary_byte_order)
+        self.session = Session(self.profile.session)
         self._next_message_id = 1
 
     # ------------------------------------------------------------------ user calls
@@ -349,7 +307,7 @@ class LinkStack:
             message = None
             if head[:2] == self._pdu_code("data"):
                 message = self._readable(head[2:])
-            limit = self._tr_params.max_message_bytes
+            limit = self.profile.transport.max_message_bytes
             return [MessageUnreadable(f"message over {limit} bytes refused", message, True)]
         if isinstance(event, ReassemblyTimedOut):
             return [MessageLost(f"message {event.message_id}: reassembly timed out")]
@@ -358,7 +316,7 @@ class LinkStack:
         raise AssertionError(f"unknown transport event {event!r}")
 
     def _pdu_code(self, name: str) -> bytes:
-        return self._se_params.pdu_types[name].to_bytes(2, "big")
+        return self.profile.session.pdu_types[name].to_bytes(2, "big")
 
     def _decode(self, data: bytes) -> Message:
         if self._order == "little":

@@ -18,7 +18,7 @@ Reassembly rules (all chosen): segments of a message come with consecutive indic
 reported (:class:`TransportError`, a remote protocol error); a message that grows past
 ``max_message_bytes`` is refused (:class:`MessageRefused`, carrying its first segment so
 the application can answer it) and the rest of its segments are skipped; a message
-incomplete ``reassembly_timeout`` seconds after its first segment is dropped
+incomplete ``reassembly_timeout_s`` seconds after its first segment is dropped
 (:class:`ReassemblyTimedOut`). Nothing partial is ever passed up. These rules are one
 state table of the one idiom (:mod:`bridge.acrnema.table`), :data:`REASSEMBLY_TABLE`:
 each segment is an input named by where it stands (segment 0, the next one due, the
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from bridge.acrnema.datalink import LinkProtocolError
 from bridge.acrnema.table import Rule, Table
+from bridge.profile import TransportSection
 
 __all__ = [
     "HEADER_BYTES",
@@ -50,30 +51,11 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportEvent",
-    "TransportParams",
 ]
 
 HEADER_BYTES = 8
 LAST = 0x8000
 MAX_INDEX = 0x7FFF
-
-
-@dataclass(frozen=True)
-class TransportParams:
-    """The transport's part of the profile (bridge.profile.TransportSection maps onto it)."""
-
-    max_segment_bytes: int = 65536
-    max_message_bytes: int = 512 << 20
-    reassembly_timeout: float = 30.0  # seconds
-    binary_byte_order: str = "big"
-
-    def __post_init__(self) -> None:
-        if self.max_segment_bytes < 2 or self.max_segment_bytes % 2:
-            raise ValueError(f"max_segment_bytes {self.max_segment_bytes}: even, at least 2")
-        if self.max_message_bytes < 1:
-            raise ValueError(f"max_message_bytes {self.max_message_bytes}: at least 1")
-        if self.binary_byte_order not in ("big", "little"):
-            raise ValueError(f"binary_byte_order {self.binary_byte_order!r}: big or little")
 
 
 @dataclass(frozen=True)
@@ -213,11 +195,24 @@ class _Partial:
 
 
 class Transport:
-    """One end of the transport layer: packets out, messages in."""
+    """One end of the transport layer: packets out, messages in.
 
-    def __init__(self, params: TransportParams | None = None) -> None:
-        self.params = params or TransportParams()
-        self._length = ">I" if self.params.binary_byte_order == "big" else ">HH"
+    Its parameters are the profile's ``[transport]`` section, with the binary byte order
+    of ``[physical]`` (the order of the two words of a segment length).
+    """
+
+    def __init__(
+        self, params: TransportSection | None = None, binary_byte_order: str = "big"
+    ) -> None:
+        params = params or TransportSection()
+        if params.max_segment_bytes < 2 or params.max_segment_bytes % 2:
+            raise ValueError(f"max_segment_bytes {params.max_segment_bytes}: even, at least 2")
+        if params.max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes {params.max_message_bytes}: at least 1")
+        if binary_byte_order not in ("big", "little"):
+            raise ValueError(f"binary_byte_order {binary_byte_order!r}: big or little")
+        self.params = params
+        self._length = ">I" if binary_byte_order == "big" else ">HH"
         self._next_id = 0
         self._stream = bytearray()  # received payload not yet parsed into packets
         self._partial: _Partial | None = None
@@ -386,14 +381,14 @@ class Transport:
     def handle_timer(self, now: float) -> list[TransportEvent]:
         """Drop a message whose reassembly has taken longer than the timeout."""
         partial = self._partial
-        if partial is not None and now >= partial.started + self.params.reassembly_timeout:
+        if partial is not None and now >= partial.started + self.params.reassembly_timeout_s:
             return self._apply(ReassemblyInput.TIMEOUT, now)
         return []
 
     def next_deadline(self) -> float | None:
         if self._partial is None:
             return None
-        return self._partial.started + self.params.reassembly_timeout
+        return self._partial.started + self.params.reassembly_timeout_s
 
     def reset(self) -> None:
         """Forget everything received (the link under it was lost or reset)."""
