@@ -214,3 +214,22 @@ def test_sigterm_ends_run_within_seconds_whatever_the_pacs_does(tmp_path: Path, 
     finally:
         spool.close()
     assert counts["ready"] + counts["done"] == 2 and counts["in_flight"] == 0
+
+
+def test_sighup_never_stops_the_service(tmp_path: Path) -> None:
+    """Finding (issue 11): SIGHUP killed `run`. Now it is logged and ignored; the service
+    goes on storing, and SIGTERM still stops it cleanly."""
+    port = peers.free_port()
+    spool_dir = tmp_path / "spool"
+    with peers.bridge_service(port, "--spool", str(spool_dir)) as service:
+        time.sleep(0.5)  # the service has installed its handlers once it listens
+        service.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert service.poll() is None, "SIGHUP stopped the service"
+        with peers.scanner_on(port, response_timeout=30.0) as scanner:
+            [result] = scanner.send(phantom_images(1, rows=64))
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=60)
+    assert result.ok, result.errors
+    assert service.returncode == 0, err
+    assert "SIGHUP ignored" in err

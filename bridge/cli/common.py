@@ -9,6 +9,7 @@ the settings tree in this one place (:func:`build_destinations`, :func:`tls_sett
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -250,18 +251,26 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM, for a clean stop."""
+    """An event set by SIGINT or SIGTERM, for a clean stop.
+
+    SIGHUP (a closed terminal, or a supervisor asking to reopen logs) never stops the
+    service: logs go to stderr, which the supervisor owns, so there is nothing to reopen;
+    it is logged and ignored."""
     stop = threading.Event()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
 
     def handler(signum: int, frame: object) -> None:
         print(f"\nacrnema-bridge: {signal.Signals(signum).name}: stopping", file=sys.stderr)
         stop.set()
 
+    def hangup(signum: int, frame: object) -> None:
+        logging.getLogger("bridge").warning("SIGHUP ignored: logs go to stderr, nothing to reopen")
+
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         for sig in previous:
-            signal.signal(sig, handler)
+            signal.signal(sig, hangup if sig == signal.SIGHUP else handler)
     try:
         yield stop
     finally:
