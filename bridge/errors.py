@@ -20,11 +20,12 @@ against the classes)::
         PortError
             BoxError
                 BoxVersionError
-            FaultSpecError  +ValueError
             LinkLost
             PortIOError
             PortTimeoutError  +TimeoutError
                 HandshakeTimeout
+            PortURLError  +ConfigError
+                FaultSpecError  +ValueError
             PortUnavailableError
         ProtocolError
             BoxProtocolError  +PortError +ValueError
@@ -77,6 +78,7 @@ __all__ = [
     "PortError",
     "PortIOError",
     "PortTimeoutError",
+    "PortURLError",
     "PortUnavailableError",
     "ProfileError",
     "ProtocolError",
@@ -187,6 +189,12 @@ class PortUnavailableError(PortError):
     """A port whose library or device is missing (the message says what to install)."""
 
 
+class PortURLError(PortError, ConfigError):
+    """A port URL that cannot mean anything: an unknown scheme, an unknown or bad option.
+
+    A usage error (the command line exits 2), found before any port or spool is opened."""
+
+
 class PortIOError(PortError):
     """Reading or writing a port's device, socket or trace file failed (``__cause__``)."""
 
@@ -235,7 +243,7 @@ class LinkLost(PortError):
     """
 
 
-class FaultSpecError(PortError, ValueError):
+class FaultSpecError(PortURLError, ValueError):
     """A fault spec (``emulate --faults``, ``faults+URL?...``) that cannot be parsed."""
 
 

@@ -412,7 +412,30 @@ def test_the_cli_reports_a_bad_faults_url_in_one_line(
     argv = ["emulate", "--role", "receiver", "--port", "faults+loop://cli?drop=7"]
     code = main([*argv, "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
-    assert code == 1 and "\n" not in err
+    assert code == 2 and "\n" not in err  # a usage error
     assert (
         err == "acrnema-bridge: faults+loop://cli?drop=7: fault drop=7.0: a rate is between 0 and 1"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("bogus://x", "unknown port"),
+        ("loop://x?nonsense=1", "takes no options"),
+        ("tcp://127.0.0.1:1?nodelay=maybe", "nodelay"),
+        ("box+loop://x?zz=1", "takes no options"),
+    ],
+)
+def test_a_bad_port_url_is_a_usage_error(
+    url: str, says: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Finding (issue 11): a bad port URL scheme or option exited 1 like a runtime failure."""
+    from bridge.cli import main
+
+    spool = tmp_path / "spool"
+    assert main(["emulate", "--port", url, "--phantom", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err and "Traceback" not in err
+    assert main(["run", "--port", url, "--spool", str(spool)]) == 2
+    assert says in capsys.readouterr().err

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bridge import __version__
 from bridge.cli import common, config, convert, forward, link, profile
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import BridgeError, ConfigError, PortURLError
 from bridge.settings import LoggingSettings
 
 __all__ = ["main"]
@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args, settings)
         return status
+    except PortURLError as exc:  # a usage error, named by its URL: no "configuration:"
+        print(f"acrnema-bridge: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         _config_error(exc)
         return 2

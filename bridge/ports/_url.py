@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bridge.ports.base import PortError
+from bridge.errors import PortURLError
 
 __all__ = ["PortURL", "flag", "parse_url", "positive_int", "seconds"]
 
@@ -26,17 +26,17 @@ def parse_url(url: str, scheme: str, options: Mapping[str, Callable[[str], Any]]
     """Split ``url``; each option's text goes through its converter (a bad one: PortError)."""
     head, sep, rest = url.partition("://")
     if not sep or head != scheme:
-        raise PortError(f"{url}: not a {scheme}:// URL")
+        raise PortURLError(f"{url}: not a {scheme}:// URL")
     location, _, query = rest.partition("?")
     values: dict[str, Any] = {}
     for name, text in parse_qsl(query, keep_blank_values=True):
         if name not in options:
             known = ", ".join(options) or "none"
-            raise PortError(f"{url}: unknown option {name!r} (known: {known})")
+            raise PortURLError(f"{url}: unknown option {name!r} (known: {known})")
         try:
             values[name] = options[name](text)
         except ValueError as exc:
-            raise PortError(f"{url}: option {name}={text!r}: {exc}") from exc
+            raise PortURLError(f"{url}: option {name}={text!r}: {exc}") from exc
     return PortURL(url, scheme, location, values)
 
 

@@ -76,7 +76,7 @@ from bridge.box.host import (
     firmware_text,
 )
 from bridge.box.protocol import Info, MsgType, Role
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, PortURLError
 from bridge.ports._url import flag, positive_int, seconds
 from bridge.ports.base import LinkLost, PortError
 from bridge.ports.bytestream import ByteStream
@@ -217,13 +217,13 @@ def open_box(url: str, profile: Profile | None = None) -> BoxPort:
         except ConfigError as exc:
             raise PortError(f"{url}: {exc}") from exc
         if profile is not None and profile != from_url:
-            raise PortError(f"{url}: a profile in the URL and another one given")
+            raise PortURLError(f"{url}: a profile in the URL and another one given")
         profile = from_url
     try:
         stream = open_byte_stream(inner)
     except PortError as exc:
         if "unknown option" in str(exc):
-            raise PortError(f"{exc}; box+ options: {', '.join(_OPTIONS)}") from exc
+            raise PortURLError(f"{exc}; box+ options: {', '.join(_OPTIONS)}") from exc
         raise
     try:
         return BoxPort(

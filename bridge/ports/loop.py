@@ -28,6 +28,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.errors import PortURLError
 from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
 from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, WordPort
 
@@ -221,7 +222,7 @@ def open_loop(url: str, hook: Hook | None = None) -> LoopPort:
     if parts.scheme != "loop":
         raise PortError(f"{url}: not a loop:// URL")
     if parts.query:
-        raise PortError(f"{url}: loop:// takes no options")
+        raise PortURLError(f"{url}: loop:// takes no options")
     name = parts.netloc + parts.path
     if not name:
         raise PortError(f"{url}: give a name, as in loop://demo")

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
+from bridge.errors import PortURLError
 from bridge.ports.base import PortError, WordPort
 from bridge.ports.bytestream import ByteStream
 from bridge.profile import Profile
@@ -84,7 +85,7 @@ def _open_box(url: str, profile: Profile | None, options: dict[str, Any]) -> Wor
     from bridge.ports.box import open_box
 
     if options:
-        raise PortError(f"{url}: box+ ports take no options {sorted(options)}")
+        raise PortURLError(f"{url}: box+ ports take no options {sorted(options)}")
     return open_box(url, profile)
 
 
@@ -144,7 +145,7 @@ def _call(
         kwargs["profile"] = profile
     unknown = [name for name in kwargs if not takes_any and name not in parameters]
     if unknown:
-        raise PortError(f"{url}: {target} takes no option {', '.join(sorted(unknown))}")
+        raise PortURLError(f"{url}: {target} takes no option {', '.join(sorted(unknown))}")
     return factory(url, **kwargs)
 
 
@@ -154,7 +155,7 @@ def _open_scheme(url: str, profile: Profile | None, options: dict[str, Any]) -> 
     if not sep or scheme not in table:
         known = ", ".join(f"{name}://" for name in available_schemes())
         prefixes = " and ".join(PREFIXES)
-        raise PortError(f"{url}: unknown port; known: {known}, and {prefixes} before them")
+        raise PortURLError(f"{url}: unknown port; known: {known}, and {prefixes} before them")
     target = table[scheme]
     return _call(_factory(scheme, target), target, url, profile, options)
 
@@ -192,4 +193,4 @@ def open_byte_stream(url: str) -> ByteStream:
     if isinstance(made, WordPort):  # a word link (loop://, ftdi-gpio://): not a stream
         made.close()
     known = ", ".join(f"{name}://" for name in BYTE_STREAMS)
-    raise PortError(f"{url}: {scheme}:// is not a byte stream; known: {known} (and plug-ins')")
+    raise PortURLError(f"{url}: {scheme}:// is not a byte stream; known: {known} (and plug-ins')")
