@@ -63,6 +63,7 @@ from bridge.errors import (
     SpoolBusyError,
     SpoolDamagedError,
     SpoolError,
+    SpoolPathError,
 )
 
 __version__ = "0.1.0"
@@ -168,6 +169,7 @@ __all__ = [
     "SpoolBusyError",
     "SpoolDamagedError",
     "SpoolError",
+    "SpoolPathError",
     "TlsSettings",
     "__version__",
     "convert",

@@ -36,6 +36,7 @@ against the classes)::
         SpoolError
             SpoolBusyError
             SpoolDamagedError
+            SpoolPathError  +ConfigError
 
 What each branch means:
 
@@ -86,6 +87,7 @@ __all__ = [
     "SpoolBusyError",
     "SpoolDamagedError",
     "SpoolError",
+    "SpoolPathError",
 ]
 
 
@@ -365,3 +367,7 @@ class SpoolBusyError(SpoolError):
 
 class SpoolDamagedError(SpoolError):
     """The database cannot be trusted with the objects on disk; ``spool rebuild`` mends it."""
+
+
+class SpoolPathError(SpoolError, ConfigError):
+    """The spool path names no spool (missing, a file, a folder of other things): exit 2."""

@@ -68,7 +68,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     spool_option(add)
-    add.set_defaults(handler=_with_spool(lambda spool, args: _add(spool, args.paths)))
+    add.set_defaults(handler=_with_spool(lambda spool, args: _add(spool, args.paths), create=True))
     lst = spool_sub.add_parser("list", help="one line per object and destination")
     lst.add_argument("--state", choices=STATES, help="only deliveries in this state")
     lst.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
@@ -327,11 +327,17 @@ def _stats(spool: Spool, args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_spool(action: Callable[[Spool, argparse.Namespace], int]) -> Handler:
-    """A handler that runs ``action`` on the spool of the settings (not owning it)."""
+def _with_spool(
+    action: Callable[[Spool, argparse.Namespace], int], *, create: bool = False
+) -> Handler:
+    """A handler that runs ``action`` on the spool of the settings (not owning it).
+
+    Only ``spool add`` creates a missing spool; a query on a mistyped path is an error,
+    never an empty spool answering "0 objects".
+    """
 
     def handler(args: argparse.Namespace, settings: Settings) -> int:
-        spool = open_spool(settings)
+        spool = open_spool(settings, create=create)
         try:
             return action(spool, args)
         finally:
@@ -362,7 +368,7 @@ def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     check_destinations(build_destinations(settings))  # usage errors before any spooling
-    spool = open_spool(settings, owner="acrnema-bridge send")  # refused if owned
+    spool = open_spool(settings, owner="acrnema-bridge send", create=True)  # refused if owned
     try:
         status = _add(spool, args.paths)
         if status == 2:
