@@ -801,6 +801,67 @@ class Spool:
     def destinations(self) -> list[str]:
         return [r[0] for r in self._db().execute("SELECT name FROM destinations ORDER BY name")]
 
+    def destination_report(self) -> list[dict[str, object]]:
+        """Every registered destination: its counts per state, last success and last error.
+
+        ``last_success`` is the time of its latest delivery done; ``last_error`` the time
+        and text of the latest delivery that recorded an error (None: never).
+        """
+        db = self._db()
+        report: list[dict[str, object]] = []
+        for name in self.destinations():
+            done = db.execute(
+                "SELECT MAX(updated) FROM deliveries WHERE destination = ? AND state = 'done'",
+                (name,),
+            ).fetchone()[0]
+            error = db.execute(
+                "SELECT updated, last_error FROM deliveries WHERE destination = ? "
+                "AND last_error IS NOT NULL AND state != 'done' "
+                "ORDER BY updated DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            report.append(
+                {
+                    "name": name,
+                    "counts": self.counts(name),
+                    "last_success": done,
+                    "last_error": (None if error is None else {"time": error[0], "text": error[1]}),
+                }
+            )
+        return report
+
+    def drop_destination(self, name: str) -> tuple[int, int]:
+        """Unregister ``name``: its deliveries end; return (deliveries ended, files freed).
+
+        Object files no other destination still needs are removed (as after a delivery,
+        retention permitting). Raises :class:`SpoolError` for a name not registered.
+        Works alongside an owner: a forwarder still sending for ``name`` finds its
+        deliveries gone and records nothing.
+        """
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM destinations WHERE name = ?", (name,)).fetchone() is None:
+                known = ", ".join(self.destinations()) or "none"
+                raise SpoolError(f"spool {self.root}: no destination {name} (registered: {known})")
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT object_id FROM deliveries WHERE destination = ?", (name,)
+                )
+            ]
+            db.execute("DELETE FROM deliveries WHERE destination = ?", (name,))
+            db.execute("DELETE FROM destinations WHERE name = ?", (name,))
+        freed = 0
+        if self.retention_days <= 0:
+            freed = self._remove_delivered(ids)
+        log.warning(
+            "spool %s: destination %s dropped: %d deliveries ended, %d files freed",
+            self.root,
+            name,
+            len(ids),
+            freed,
+        )
+        return len(ids), freed
+
     # ------------------------------------------------------------------ ingest
 
     def put(self, data: bytes, info: ObjectInfo) -> int:
