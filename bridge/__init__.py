@@ -64,6 +64,7 @@ from bridge.errors import (
     SpoolBusyError,
     SpoolDamagedError,
     SpoolError,
+    SpoolPathError,
 )
 
 __version__ = "0.1.0"
@@ -170,6 +171,7 @@ __all__ = [
     "SpoolBusyError",
     "SpoolDamagedError",
     "SpoolError",
+    "SpoolPathError",
     "TlsSettings",
     "__version__",
     "convert",

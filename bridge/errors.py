@@ -37,6 +37,7 @@ against the classes)::
         SpoolError
             SpoolBusyError
             SpoolDamagedError
+            SpoolPathError  +ConfigError
 
 What each branch means:
 
@@ -88,6 +89,7 @@ __all__ = [
     "SpoolBusyError",
     "SpoolDamagedError",
     "SpoolError",
+    "SpoolPathError",
 ]
 
 
@@ -373,3 +375,7 @@ class SpoolBusyError(SpoolError):
 
 class SpoolDamagedError(SpoolError):
     """The database cannot be trusted with the objects on disk; ``spool rebuild`` mends it."""
+
+
+class SpoolPathError(SpoolError, ConfigError):
+    """The spool path names no spool (missing, a file, a folder of other things): exit 2."""

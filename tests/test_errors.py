@@ -107,7 +107,7 @@ def test_no_module_under_bridge_defines_a_public_exception_class_by_source() -> 
 
 
 OLD_PATHS = {
-    "bridge.spool.store": ["SpoolError", "SpoolBusyError", "SpoolDamagedError"],
+    "bridge.spool.store": ["SpoolError", "SpoolBusyError", "SpoolDamagedError", "SpoolPathError"],
     "bridge.profile": ["ProfileError"],
     "bridge.acrnema.datalink": ["LinkProtocolError"],
     "bridge.ports": ["PortError", "PortUnavailableError", "FaultSpecError", "LinkLost"],

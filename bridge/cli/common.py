@@ -48,7 +48,8 @@ def spool_option(parser: argparse.ArgumentParser) -> None:
         "--spool",
         type=Path,
         metavar="DIR",
-        help="spool folder (default: from the config, or ./spool)",
+        help="spool folder (default: from the config, or ./spool); it must be a spool, "
+        "except for spool add, send, and run given a path, which create a missing one",
     )
 
 
@@ -167,9 +168,18 @@ def tls_files(args: argparse.Namespace) -> TlsFiles | None:
     return TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
 
 
-def open_spool(settings: Settings, *, owner: str | None = None) -> Spool:
-    """The spool of the settings; with ``owner``, its lock is taken first."""
-    return Spool(settings.spool.path, retention_days=settings.spool.retention_days, owner=owner)
+def open_spool(settings: Settings, *, owner: str | None = None, create: bool = False) -> Spool:
+    """The spool of the settings; with ``owner``, its lock is taken first.
+
+    Only an existing spool unless ``create`` (``spool add``, ``send``): a path that is not
+    a spool is a usage error (:class:`SpoolPathError`, exit 2), and nothing is created.
+    """
+    return Spool(
+        settings.spool.path,
+        retention_days=settings.spool.retention_days,
+        owner=owner,
+        create=create,
+    )
 
 
 def tls_settings(files: TlsFiles | None) -> TlsSettings | None:

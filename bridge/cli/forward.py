@@ -68,7 +68,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     spool_option(add)
-    add.set_defaults(handler=_with_spool(lambda spool, args: _add(spool, args.paths)))
+    add.set_defaults(handler=_with_spool(lambda spool, args: _add(spool, args.paths), create=True))
     lst = spool_sub.add_parser("list", help="one line per object and destination")
     lst.add_argument("--state", choices=STATES, help="only deliveries in this state")
     lst.add_argument("--dest", metavar="AE@HOST:PORT", help="only this destination")
@@ -96,6 +96,33 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     spool_option(purge)
     purge.set_defaults(handler=_with_spool(_purge))
+    dests = spool_sub.add_parser(
+        "destinations",
+        help="every registered destination: counts, last success, last error",
+        description=(
+            "List every destination registered in the spool (each spooled object waits for "
+            "all of them) with its deliveries per state, the time of its last delivery "
+            "done and the time and text of its last error."
+        ),
+    )
+    dests.add_argument("--json", action="store_true", help="one JSON list")
+    spool_option(dests)
+    dests.set_defaults(handler=_with_spool(_destinations))
+    drop = spool_sub.add_parser(
+        "drop-destination",
+        help="unregister a destination: its deliveries end, files nobody needs are freed",
+        description=(
+            "Remove a registered destination (as 'spool destinations' names it): its "
+            "deliveries end, whatever their state, and object files no other destination "
+            "still needs are removed (retention permitting). Asks on a terminal unless "
+            "--yes; without a terminal --yes is required. Works alongside a running owner "
+            "(no lock): objects it is sending there are simply not recorded."
+        ),
+    )
+    drop.add_argument("name", metavar="NAME", help="the destination, AE@HOST:PORT")
+    drop.add_argument("--yes", action="store_true", help="do not ask")
+    spool_option(drop)
+    drop.set_defaults(handler=_with_spool(_drop_destination))
     rebuild = spool_sub.add_parser(
         "rebuild",
         help="make a new database from the object files (after damage)",
@@ -327,11 +354,59 @@ def _stats(spool: Spool, args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_spool(action: Callable[[Spool, argparse.Namespace], int]) -> Handler:
-    """A handler that runs ``action`` on the spool of the settings (not owning it)."""
+def _when(t: object) -> str:
+    if not isinstance(t, (int, float)):
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _destinations(spool: Spool, args: argparse.Namespace) -> int:
+    report = spool.destination_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for entry in report:
+        counts = entry["counts"]
+        assert isinstance(counts, dict)
+        error = entry["last_error"]
+        said = "never" if not isinstance(error, dict) else f"{_when(error['time'])} {error['text']}"
+        print(
+            f"{entry['name']}: "
+            + ", ".join(f"{state} {counts[state]}" for state in STATES)
+            + f"; last success {_when(entry['last_success'])}; last error {said}"
+        )
+    print(f"{len(report)} destinations", file=sys.stderr)
+    return 0
+
+
+def _drop_destination(spool: Spool, args: argparse.Namespace) -> int:
+    if args.name not in spool.destinations():
+        known = ", ".join(spool.destinations()) or "none"
+        raise ConfigError(f"no destination {args.name} in spool {spool.root} (registered: {known})")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"drop-destination {args.name}: not on a terminal: add --yes")
+        waiting = sum(v for k, v in spool.counts(args.name).items() if k != "done")
+        answer = input(f"drop {args.name} ({waiting} deliveries not done end)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing dropped", file=sys.stderr)
+            return 1
+    ended, freed = spool.drop_destination(args.name)
+    print(f"{args.name} dropped: {ended} deliveries ended, {freed} files freed", file=sys.stderr)
+    return 0
+
+
+def _with_spool(
+    action: Callable[[Spool, argparse.Namespace], int], *, create: bool = False
+) -> Handler:
+    """A handler that runs ``action`` on the spool of the settings (not owning it).
+
+    Only ``spool add`` creates a missing spool; a query on a mistyped path is an error,
+    never an empty spool answering "0 objects".
+    """
 
     def handler(args: argparse.Namespace, settings: Settings) -> int:
-        spool = open_spool(settings)
+        spool = open_spool(settings, create=create)
         try:
             return action(spool, args)
         finally:
@@ -362,7 +437,7 @@ def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     check_destinations(build_destinations(settings))  # usage errors before any spooling
-    spool = open_spool(settings, owner="acrnema-bridge send")  # refused if owned
+    spool = open_spool(settings, owner="acrnema-bridge send", create=True)  # refused if owned
     try:
         status = _add(spool, args.paths)
         if status == 2:

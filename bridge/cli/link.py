@@ -131,18 +131,29 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
     from bridge.service import Bridge
-    from bridge.spool.store import Spool
+    from bridge.spool.store import Spool, SpoolPathError
 
     destinations = build_destinations(settings, required=False)
     check_destinations(destinations)
-    if not destinations:
-        log.warning("no destination: images are spooled, not forwarded (give --dest)")
     spool_path = settings.spool.path
     policy = retry_policy(settings)
-    # the owner lock first: a second owner is refused before the port is opened
-    spool = Spool(
-        spool_path, retention_days=settings.spool.retention_days, owner="acrnema-bridge run"
-    )
+    # the owner lock first: a second owner is refused before the port is opened. A spool
+    # is created only at a path the operator gave (--spool, [spool] path, $BRIDGE_SPOOL),
+    # never at the default ./spool of whatever folder the service happened to start in
+    told = settings.origin("spool.path") != "default"
+    try:
+        spool = Spool(
+            spool_path,
+            retention_days=settings.spool.retention_days,
+            owner="acrnema-bridge run",
+            create=told,
+        )
+    except SpoolPathError as exc:
+        if told:
+            raise
+        raise SpoolPathError(f"{exc}; run creates a new spool only at a path it is given") from None
+    if not destinations:
+        log.warning("no destination: images are spooled, not forwarded (give --dest)")
     url = settings.link.port
     assert url is not None  # _run_command checked it
     port = _open(url, profile=profile if settings.link.profile is not None else None)

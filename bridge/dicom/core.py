@@ -277,6 +277,22 @@ def _dictionary_vr(element: DataElement) -> DataElement:
     return element
 
 
+SHOWN_CHARS = 64
+"""How much of an original value a warning (and so the ``--report`` JSON) shows."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a warning, cut to :data:`SHOWN_CHARS` with its full size.
+
+    The warnings go into the JSON report and the log: a 100 KB Patient's Name must not be
+    copied there whole (it is kept, whole, in the Original Attributes Sequence).
+    """
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(str(value))} characters)"
+
+
 def _name(element: DataElement) -> str:
     try:
         return str(get_entry(int(element.tag))[2])
@@ -350,7 +366,8 @@ def _convert(work: _Work) -> list[Dataset]:
     compression = str(src.get(0x00280060).value or "").strip() if 0x00280060 in src else ""
     if compression and compression.upper() != "NONE":
         raise ConversionError(
-            f"ACR-NEMA compressed pixel data (Compression Code {compression!r}) is not supported",
+            f"ACR-NEMA compressed pixel data (Compression Code {shown(compression)}) "
+            "is not supported",
             source=work.source,
             tag=0x00280060,
         )
@@ -455,13 +472,18 @@ def _normalise(work: _Work, ds: Dataset) -> None:
         if not broken and allowed is not None and any(v not in allowed for v in fixed if v):
             broken = True
         if broken:
-            work.keep_original(element, f"invalid value {element.value!r} removed, left empty")
+            work.keep_original(element, f"invalid value {shown(element.value)} removed, left empty")
             ds[tag] = DataElement(tag, element.VR, None)
             continue
         if lossy:
-            work.keep_original(element, f"value {element.value!r} shortened or rounded to {fixed}")
+            work.keep_original(
+                element, f"value {shown(element.value)} shortened or rounded to {shown(fixed)}"
+            )
         elif notable:
-            work.warn(f"{format_tag(tag)} {_name(element)}: {element.value!r} rewritten as {fixed}")
+            work.warn(
+                f"{format_tag(tag)} {_name(element)}: {shown(element.value)} rewritten as "
+                f"{shown(fixed)}"
+            )
         value: str | list[str] | None = None
         if len(fixed) == 1:
             value = fixed[0]
@@ -673,7 +695,9 @@ def _mr_scanning_sequence(work: _Work) -> list[str] | None:
         return None
     found = list(dict.fromkeys(found))
     if given:
-        work.keep_original(out["ScanningSequence"], f"Scanning Sequence {text!r} mapped to {found}")
+        work.keep_original(
+            out["ScanningSequence"], f"Scanning Sequence {shown(text)} mapped to {found}"
+        )
     out.ScanningSequence = found
     return found
 
@@ -703,7 +727,7 @@ def _geometry(work: _Work) -> None:
     word = str(stated_position.value or "").strip() if stated_position is not None else ""
     candidates = geometry.posture_candidates(word) if word else ["HFS", "FFS"]
     if word and not candidates:
-        work.warn(f"Patient Position {word!r} not understood: geometry left out")
+        work.warn(f"Patient Position {shown(word)} not understood: geometry left out")
         return
     stated = (
         [str(v).strip().upper() for v in (src.get(0x00200020).value or [])]

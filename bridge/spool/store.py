@@ -12,6 +12,12 @@ Layout of a spool folder::
     tmp/                        files being written
     lost+found/                 files recovery found and did not understand (never deleted)
 
+**Private.** The spool holds PHI: its folders are made 0700 and its files 0600 whatever
+the umask (SQLite gives ``-wal`` and ``-shm`` the mode of ``spool.db``). **Only a spool
+is opened.** ``Spool(path, create=False)`` refuses a path that is not a spool (missing,
+a file, a folder of other things) with :class:`SpoolPathError`; ``create=True`` makes a
+missing (or empty) folder a new spool but refuses the other two.
+
 **One owner.** Delivering (claim, done, fail, retry) and recovery belong to one process
 at a time: the *owner*, which holds an exclusive ``flock`` on ``owner.lock`` for its life
 (its content names the pid, host, command and start time). A second owner is refused
@@ -56,6 +62,7 @@ import os
 import re
 import socket
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -63,7 +70,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.errors import BridgeError, SpoolBusyError, SpoolDamagedError, SpoolError
+from bridge.errors import (
+    BridgeError,
+    SpoolBusyError,
+    SpoolDamagedError,
+    SpoolError,
+    SpoolPathError,
+)
 
 __all__ = [
     "STATES",
@@ -76,6 +89,7 @@ __all__ = [
     "SpoolBusyError",
     "SpoolDamagedError",
     "SpoolError",
+    "SpoolPathError",
 ]
 
 log = logging.getLogger(__name__)
@@ -195,6 +209,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _private_dir(path: Path) -> None:
+    """Make the folder ``path`` (its parent exists) or keep it; either way mode 0700."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(OSError):  # not ours: it still works, only less private
+        os.chmod(path, 0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create the file ``path`` if missing; either way mode 0600 (the spool holds PHI)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _not_a_spool(root: Path) -> str | None:
+    """Why ``root`` is not a spool, or None: it is one (or an empty folder, for a new one)."""
+    try:
+        is_dir = stat.S_ISDIR(root.stat().st_mode)
+    except FileNotFoundError:
+        return "no such folder"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not is_dir:
+        return "a file, not a folder"
+    with contextlib.suppress(OSError):
+        if (root / "spool.db").exists() or (root / "objects").is_dir():
+            return None
+        if next(root.iterdir(), None) is not None:
+            return "a folder of other files, without spool.db"
+    return "an empty folder"
+
+
 def _describe_os_error(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on the spool's disk"
@@ -226,7 +274,8 @@ class _OwnerLock:
         self.fd: int | None = None
         path = root / LOCK_NAME
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)
         except OSError as exc:
             raise SpoolError(f"spool {root}: {LOCK_NAME}: {_describe_os_error(exc)}") from exc
         if not _try_lock(fd):
@@ -276,6 +325,12 @@ class Spool:
     spool raises :class:`SpoolBusyError`, a damaged one :class:`SpoolDamagedError`.
     Without it the spool can take objects and answer queries; :meth:`recover` takes the
     lock itself.
+
+    ``create=False`` opens only an existing spool (a folder with ``spool.db`` or
+    ``objects/``) and raises :class:`SpoolPathError` for anything else, creating nothing:
+    what a query or an operator command wants, so that a mistyped path is not an empty
+    spool. ``create=True`` (the default, for code that makes its own spool) makes a
+    missing or empty folder a spool, and refuses a file or a folder of other things.
     """
 
     _owner: _OwnerLock | None
@@ -287,8 +342,9 @@ class Spool:
         retention_days: float = 0.0,
         reserve_bytes: int = 64 << 20,
         owner: str | None = None,
+        create: bool = True,
     ) -> None:
-        self._setup(Path(root), retention_days, reserve_bytes)
+        self._setup(Path(root), retention_days, reserve_bytes, create=create)
         if owner is not None:
             self._owner = _OwnerLock(self.root, owner)
         try:
@@ -299,7 +355,9 @@ class Spool:
             self.close()
             raise
 
-    def _setup(self, root: Path, retention_days: float, reserve_bytes: int) -> None:
+    def _setup(
+        self, root: Path, retention_days: float, reserve_bytes: int, *, create: bool
+    ) -> None:
         self.root = root
         self.retention_days = retention_days
         self.reserve_bytes = reserve_bytes
@@ -307,9 +365,15 @@ class Spool:
         self._owner = None
         self._tmp_serial = 0
         self._tmp_lock = threading.Lock()
+        why = _not_a_spool(root)
+        if why is not None and not (create and why in ("no such folder", "an empty folder")):
+            raise SpoolPathError(
+                f"{root} is not a spool ({why}): give the spool's folder (--spool or [spool] path)"
+            )
         try:
+            root.parent.mkdir(parents=True, exist_ok=True)
             for folder in (self.root, self.root / "objects", self.root / "tmp"):
-                folder.mkdir(parents=True, exist_ok=True)
+                _private_dir(folder)
         except OSError as exc:
             raise SpoolError(f"spool {self.root}: {_describe_os_error(exc)}") from exc
 
@@ -342,6 +406,10 @@ class Spool:
             what = "missing" if size < 0 else "empty (0 bytes)"
             raise self._damaged(f"the database spool.db is {what} but objects/ holds files")
         try:
+            _private_file(path)  # before SQLite makes it (and -wal, -shm like it) 0644
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(self.root / f"spool.db{suffix}", 0o600)
             db = self._db()
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
             if "objects" not in tables and holds_objects and not fresh_ok:
@@ -564,7 +632,7 @@ class Spool:
 
     def _to_lost_found(self, path: Path, relative: str) -> Path:
         folder = self.root / LOST_FOUND
-        folder.mkdir(exist_ok=True)
+        _private_dir(folder)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{relative.replace('/', '-')}"
         target = folder / base
@@ -573,6 +641,8 @@ class Spool:
             n += 1
             target = folder / f"{base}.{n}"
         os.rename(path, target)
+        with contextlib.suppress(OSError):
+            os.chmod(target, 0o600)  # whatever it is, it came from the spool: PHI
         _fsync_dir(folder)
         return target
 
@@ -613,7 +683,7 @@ class Spool:
         of the old database and of ``destinations``.
         """
         spool = cls.__new__(cls)
-        spool._setup(Path(root), retention_days, 64 << 20)
+        spool._setup(Path(root), retention_days, 64 << 20, create=False)
         spool._owner = _OwnerLock(spool.root, command)
         try:
             old, state = spool._old_destinations()
@@ -731,6 +801,67 @@ class Spool:
     def destinations(self) -> list[str]:
         return [r[0] for r in self._db().execute("SELECT name FROM destinations ORDER BY name")]
 
+    def destination_report(self) -> list[dict[str, object]]:
+        """Every registered destination: its counts per state, last success and last error.
+
+        ``last_success`` is the time of its latest delivery done; ``last_error`` the time
+        and text of the latest delivery that recorded an error (None: never).
+        """
+        db = self._db()
+        report: list[dict[str, object]] = []
+        for name in self.destinations():
+            done = db.execute(
+                "SELECT MAX(updated) FROM deliveries WHERE destination = ? AND state = 'done'",
+                (name,),
+            ).fetchone()[0]
+            error = db.execute(
+                "SELECT updated, last_error FROM deliveries WHERE destination = ? "
+                "AND last_error IS NOT NULL AND state != 'done' "
+                "ORDER BY updated DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            report.append(
+                {
+                    "name": name,
+                    "counts": self.counts(name),
+                    "last_success": done,
+                    "last_error": (None if error is None else {"time": error[0], "text": error[1]}),
+                }
+            )
+        return report
+
+    def drop_destination(self, name: str) -> tuple[int, int]:
+        """Unregister ``name``: its deliveries end; return (deliveries ended, files freed).
+
+        Object files no other destination still needs are removed (as after a delivery,
+        retention permitting). Raises :class:`SpoolError` for a name not registered.
+        Works alongside an owner: a forwarder still sending for ``name`` finds its
+        deliveries gone and records nothing.
+        """
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM destinations WHERE name = ?", (name,)).fetchone() is None:
+                known = ", ".join(self.destinations()) or "none"
+                raise SpoolError(f"spool {self.root}: no destination {name} (registered: {known})")
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT object_id FROM deliveries WHERE destination = ?", (name,)
+                )
+            ]
+            db.execute("DELETE FROM deliveries WHERE destination = ?", (name,))
+            db.execute("DELETE FROM destinations WHERE name = ?", (name,))
+        freed = 0
+        if self.retention_days <= 0:
+            freed = self._remove_delivered(ids)
+        log.warning(
+            "spool %s: destination %s dropped: %d deliveries ended, %d files freed",
+            self.root,
+            name,
+            len(ids),
+            freed,
+        )
+        return len(ids), freed
+
     # ------------------------------------------------------------------ ingest
 
     def put(self, data: bytes, info: ObjectInfo) -> int:
@@ -786,7 +917,7 @@ class Spool:
                 object_id = int(cursor.lastrowid or 0)
                 relative = f"objects/{object_id % 256:02x}/{object_id}.dcm"
                 target = self.root / relative
-                target.parent.mkdir(exist_ok=True)
+                _private_dir(target.parent)
                 try:
                     os.link(tmp, target)  # never over an existing file, unlike a rename
                 except FileExistsError:
@@ -825,7 +956,8 @@ class Spool:
                 self._tmp_serial += 1
                 serial = self._tmp_serial
             tmp = self.root / "tmp" / f"{digest[:16]}.{os.getpid()}.{serial}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)  # whatever the umask: the object is PHI
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
