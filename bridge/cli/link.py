@@ -130,9 +130,13 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
+    from bridge.ports.registry import check_scheme
     from bridge.service import Bridge
     from bridge.spool.store import Spool, SpoolPathError
 
+    url = settings.link.port
+    assert url is not None  # _run_command checked it
+    check_scheme(url)  # a usage error before the spool is touched
     destinations = build_destinations(settings, required=False)
     check_destinations(destinations)
     spool_path = settings.spool.path
@@ -154,8 +158,6 @@ def _run(settings: Settings, profile: Profile) -> int:
         raise SpoolPathError(f"{exc}; run creates a new spool only at a path it is given") from None
     if not destinations:
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
-    url = settings.link.port
-    assert url is not None  # _run_command checked it
     port = _open(url, profile=profile if settings.link.profile is not None else None)
     bridge = Bridge(
         port,

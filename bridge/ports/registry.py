@@ -45,6 +45,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PREFIXES",
     "available_schemes",
+    "check_scheme",
     "open_byte_stream",
     "open_port",
 ]
@@ -149,14 +150,25 @@ def _call(
     return factory(url, **kwargs)
 
 
-def _open_scheme(url: str, profile: Profile | None, options: dict[str, Any]) -> object:
-    scheme, sep, _ = url.partition("://")
-    table = _table()
-    if not sep or scheme not in table:
+def check_scheme(url: str) -> str:
+    """The scheme ``url`` names under its prefixes; :class:`PortURLError` if none is known.
+
+    Opens nothing: a command checks its port URL with it before it touches anything else
+    (options are checked when the port opens)."""
+    inner = url
+    while prefix := next((p for p in PREFIXES if inner.startswith(p)), None):
+        inner = inner[len(prefix) :]
+    scheme, sep, _ = inner.partition("://")
+    if not sep or scheme not in _table():
         known = ", ".join(f"{name}://" for name in available_schemes())
         prefixes = " and ".join(PREFIXES)
         raise PortURLError(f"{url}: unknown port; known: {known}, and {prefixes} before them")
-    target = table[scheme]
+    return scheme
+
+
+def _open_scheme(url: str, profile: Profile | None, options: dict[str, Any]) -> object:
+    scheme = check_scheme(url)
+    target = _table()[scheme]
     return _call(_factory(scheme, target), target, url, profile, options)
 
 
