@@ -9,7 +9,7 @@ whatever module it lives in today:
   :class:`LinkStatus`, :class:`Message`,
   the link profile (:class:`Profile`, :data:`REFERENCE`, :func:`load_profile`);
 * conversion: :func:`convert`, :class:`ConvertOptions`, :class:`ConversionResult`,
-  :class:`PatientIdPolicy`, :class:`ByteOrder`;
+  :class:`PatientIdPolicy`, :class:`ByteOrder`, :class:`Repair`, :class:`RepairKind`;
 * the spool: :class:`Spool`, :class:`ObjectInfo`, :class:`DeliveryState`,
   :func:`dataset_bytes`, :func:`object_info`, :func:`ingest_file`, :class:`IngestStatus`;
 * forwarding: :class:`Forwarder`, :class:`RetryPolicy`, :class:`RunSummary`,
@@ -46,6 +46,7 @@ from bridge.errors import (
     ForwarderFailed,
     ForwardError,
     HandshakeTimeout,
+    ImageDataError,
     LinkLost,
     LinkProtocolError,
     LocalLinkProtocolError,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:  # what the lazy table below resolves to, spelled out for type
     from bridge.acrnema.elements import ByteOrder
     from bridge.acrnema.stack import LinkStack
     from bridge.dicom.core import ConversionResult, ConvertOptions, PatientIdPolicy, convert
+    from bridge.dicom.pixels import Repair, RepairKind
     from bridge.forward.runner import Forwarder, RetryPolicy, RunSummary
     from bridge.forward.scu import Destination, TlsSettings, echo
     from bridge.ingest import IngestStatus, ingest_file
@@ -95,6 +97,8 @@ _LAZY = {
     "ConvertOptions": "bridge.dicom.core",
     "PatientIdPolicy": "bridge.dicom.core",
     "convert": "bridge.dicom.core",
+    "Repair": "bridge.dicom.pixels",
+    "RepairKind": "bridge.dicom.pixels",
     "Forwarder": "bridge.forward.runner",
     "RetryPolicy": "bridge.forward.runner",
     "RunSummary": "bridge.forward.runner",
@@ -142,6 +146,7 @@ __all__ = [
     "Forwarder",
     "ForwarderFailed",
     "HandshakeTimeout",
+    "ImageDataError",
     "IngestStatus",
     "LinkLost",
     "LinkProtocolError",
@@ -163,6 +168,8 @@ __all__ = [
     "ProtocolError",
     "RemoteLinkProtocolError",
     "RemoteProtocolError",
+    "Repair",
+    "RepairKind",
     "Responder",
     "RetryPolicy",
     "RunSummary",

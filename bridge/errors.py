@@ -14,6 +14,7 @@ against the classes)::
             ProfileError
             SettingsError
         ConversionError
+            ImageDataError
         ForwardError
             ForwarderFailed
             NoResponse
@@ -71,6 +72,7 @@ __all__ = [
     "ForwardError",
     "ForwarderFailed",
     "HandshakeTimeout",
+    "ImageDataError",
     "LinkLost",
     "LinkProtocolError",
     "LocalLinkProtocolError",
@@ -150,6 +152,29 @@ class ConversionError(BridgeError):
         if offset is not None:
             where.append(f"offset {offset}")
         super().__init__(f"{', '.join(where)}: {reason}")
+
+
+class ImageDataError(ConversionError):
+    """The image data does not match its header, and no DICOM image may be made of it.
+
+    Raised when the Pixel Data is missing or shorter than the image, and when storing the
+    image would need a repair that changes it (``repairs``, each a
+    :class:`bridge.dicom.pixels.Repair`) and repairs are not accepted
+    (``ConvertOptions.accept_repairs``). The link answers it with a failure status, so the
+    scanner keeps the image (docs/conformance-statement.md).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str = "<bytes>",
+        tag: int | None = None,
+        offset: int | None = None,
+        repairs: tuple[Any, ...] = (),
+    ) -> None:
+        super().__init__(reason, source=source, tag=tag, offset=offset)
+        self.repairs = repairs
 
 
 # --- forwarding ----------------------------------------------------------------------

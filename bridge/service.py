@@ -9,7 +9,12 @@ file, its folder and the database row are on disk). Conversion happens before th
 answer, so an image that cannot be made into valid DICOM, or that the spool cannot
 take, is answered with a failure status and the scanner keeps it:
 
-* a conversion failure -> ``cannot_understand`` (C000H) with the reason;
+* image data that does not match its header (Pixel Data missing or shorter than the
+  image), or a conversion that would change the pixels (pixel data longer than the
+  image, an unusual Bits Allocated...) -> ``not_stored`` (A900H) with the reason; with
+  ``accept_repairs`` (``run --accept-repairs``) the latter is stored repaired instead,
+  and each repair is logged at WARNING with the SOP Instance UID;
+* any other conversion failure -> ``cannot_understand`` (C000H) with the reason;
 * the spool refuses (disk nearly full, read-only) -> ``out_of_resources`` (A700H).
 
 This is the first of the two designs ARCHITECTURE.md weighs (the other spools the raw
@@ -19,11 +24,12 @@ destination, :class:`bridge.forward.runner.Forwarder`) from the same spool, so a
 that is down never slows the link.
 
 No patient data is logged above DEBUG: INFO lines name the message ID, the object count
-and sizes and times only.
+and sizes and times only; a repair's line names the SOP Instance UID and the repair.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -32,8 +38,8 @@ from dataclasses import dataclass, field
 
 from bridge.acrnema.commands import Message
 from bridge.acrnema.elements import ByteOrder
-from bridge.dicom.core import ConvertOptions, convert
-from bridge.errors import BridgeError, ConversionError
+from bridge.dicom.core import ConversionResult, ConvertOptions, convert
+from bridge.errors import BridgeError, ConversionError, ImageDataError
 from bridge.forward.runner import Forwarder, RetryPolicy
 from bridge.forward.scu import Destination
 from bridge.link.endpoint import Endpoint
@@ -60,7 +66,13 @@ class BridgeStats:
 
 
 class Bridge:
-    """The service: a :class:`Responder` whose store handler converts and spools."""
+    """The service: a :class:`Responder` whose store handler converts and spools.
+
+    ``accept_repairs`` decides, whatever ``options`` says, whether an image whose
+    conversion would change its pixels is stored (repaired, each repair logged at
+    WARNING) or refused with ``not_stored``: what the scanner is told is the service's
+    policy, not a conversion default.
+    """
 
     def __init__(
         self,
@@ -72,12 +84,14 @@ class Bridge:
         options: ConvertOptions | None = None,
         ae_title: str = "ACRNEMA_BRIDGE",
         policy: RetryPolicy | None = None,
+        accept_repairs: bool = False,
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
         self.profile = profile
         order = profile.physical.binary_byte_order
-        self.options = options or ConvertOptions(byte_order=ByteOrder(order))
+        options = options or ConvertOptions(byte_order=ByteOrder(order))
+        self.options = dataclasses.replace(options, accept_repairs=accept_repairs)
         self.endpoint = Endpoint(port, profile)
         self.responder = Responder(self.endpoint, self._store, ae_title=ae_title)
         self.forwarder = Forwarder(spool, self.destinations, policy=policy)
@@ -96,6 +110,12 @@ class Bridge:
             ids = [
                 self.spool.put(dataset_bytes(ds), object_info(ds, source)) for ds in result.datasets
             ]
+        except ImageDataError as exc:
+            self.stats.failed += 1
+            hint = " (run --accept-repairs stores it repaired)" if exc.repairs else ""
+            log.warning("message %d not stored: %s%s", number, exc.reason, hint)
+            # the Error Comment keeps 64 characters: the reason's first clause says what
+            return Answer(LinkStatus.NOT_STORED, exc.reason.split(";")[0])
         except ConversionError as exc:
             self.stats.failed += 1
             log.warning("message %d not stored: cannot convert: %s", number, exc.reason)
@@ -132,6 +152,7 @@ class Bridge:
             len(message.data),
             took * 1000,
         )
+        _log_repairs(number, result)
         for warning in result.warnings:
             log.debug("message %d: %s", number, warning)
         return Answer(LinkStatus.SUCCESS)
@@ -174,3 +195,19 @@ class Bridge:
                 log.critical("%s; no more images are taken", self.failure)
         if self.failure is not None:
             link_stop.set()
+
+
+def _log_repairs(number: int, result: ConversionResult) -> None:
+    """One WARNING line per repair of a stored image, naming its SOP Instance UID."""
+    if not result.repairs:
+        return
+    uids = [str(ds.SOPInstanceUID) for ds in result.datasets]
+    where = uids[0] if len(uids) == 1 else f"{uids[0]} (and {len(uids) - 1} more planes)"
+    for repair in result.repairs:
+        log.warning(
+            "message %d: SOP Instance UID %s: repair accepted (%s changed): %s",
+            number,
+            where,
+            "pixels" if repair.changes_pixels else "header",
+            repair.reason,
+        )

@@ -46,7 +46,7 @@ def test_convert_writes_tree_report_and_dicomdir(tmp_path: Path) -> None:
     )
     entries = json.loads(report.read_text())
     assert [sorted(e) for e in entries] == [
-        ["error", "outputs", "source", "status", "warnings"]
+        ["error", "outputs", "repairs", "source", "status", "warnings"]
     ] * 6
     by_name = {Path(e["source"]).name: e for e in entries}
     assert by_name["notes.txt"]["status"] == "skipped"

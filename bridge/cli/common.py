@@ -67,6 +67,15 @@ def link_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ae-title", help="our logical address on the link (default ACRNEMA_BRIDGE)"
     )
+    parser.add_argument(
+        "--accept-repairs",
+        action="store_true",
+        default=None,
+        help="store an image whose conversion would change its pixels (pixel data longer "
+        "than the image, an unusual Bits Allocated), repaired, and log each repair at WARNING; "
+        "default ([link] accept_repairs = false): answer it with a failure status and the "
+        "reason, so the scanner keeps it",
+    )
 
 
 def forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -118,6 +127,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "profile": ("link.profile", "--profile"),
     "ae_title": ("link.ae_title", "--ae-title"),
     "log_format": ("logging.format", "--log-format"),
+    "accept_repairs": ("link.accept_repairs", "--accept-repairs"),
 }
 """Attribute of the parsed arguments -> (settings key, flag): the flag layer of the settings."""
 

@@ -86,6 +86,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "or not at all"
         ),
     )
+    conv.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse, as run does, an input whose image would change (pixel data longer than "
+        "the image, an unusual Bits Allocated...): it fails with the reason; default: convert "
+        "it repaired, each repair in the report and on stderr (docs/conversion.md, 'Repairs')",
+    )
     conv.add_argument("--quiet", action="store_true", help="no progress and no summary")
     conv.set_defaults(handler=_convert)
     limits = conv.add_argument_group(
@@ -188,6 +195,10 @@ class _Progress:
         if entry.status == "failed":
             self._clear()
             print(f"failed: {entry.error}", file=self.stream)
+        for repair in entry.repairs if entry.status == "converted" else ():
+            if repair.changes_pixels:  # the archive holds another image than the source
+                self._clear()
+                print(f"repaired: {entry.source}: {repair.reason}", file=self.stream)
         if self.enabled:
             rate = done / max(time.monotonic() - self.start, 1e-6)
             c = self.counts
@@ -226,6 +237,7 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         max_output_bytes=args.max_output_mb * MIB,
         max_elements=args.max_elements,
         max_values=args.max_values,
+        accept_repairs=not args.strict,
     )
     inputs = list(iter_inputs(args.paths, exclude=args.out))
     progress = _Progress(sys.stderr, not args.quiet)

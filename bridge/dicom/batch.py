@@ -40,6 +40,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from bridge.dicom.core import ConvertOptions, check_input_size, convert
+from bridge.dicom.pixels import Repair
 from bridge.dicom.uids import content_key
 from bridge.errors import BridgeError, ConversionError
 from bridge.lenient import lenient
@@ -68,6 +69,7 @@ class ReportEntry:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     no_space: bool = False  # stopped by a full output file system (not in the JSON)
+    repairs: list[Repair] = field(default_factory=list)  # {kind, name, reason} in the JSON
 
     def to_json(self) -> dict[str, object]:
         entry = asdict(self)
@@ -228,6 +230,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
         result = convert(data, source=str(source), options=options, key=digest)
         del data  # the datasets hold what is needed; the input can go before writing
         entry.warnings = result.warnings
+        entry.repairs = result.repairs
         for ds in result.datasets:
             path = _place(out, ds)
             with lenient():

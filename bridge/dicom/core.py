@@ -7,6 +7,11 @@ rules, element by element, are in docs/conversion.md; this module follows its or
 nonconforming, 3. normalise values, 4. pixels, 5. SOP class, geometry and identity,
 6. the IOD's Type 1 and Type 2 attributes, 7. provenance and Original Attributes.
 
+What had to change in the image is in :attr:`ConversionResult.repairs`, typed: a repair
+that changes the pixels (:attr:`RepairKind.PIXELS`) is refused, with an
+:class:`ImageDataError`, unless ``ConvertOptions.accept_repairs``; an image whose Pixel
+Data is missing or short is always refused (docs/conversion.md, "Repairs").
+
 Two promises hold for every input (docs/conversion.md, "Limits" and "Provenance"):
 
 * **Bounded.** The work an input may cause is limited by :class:`ConvertOptions`: frames,
@@ -42,9 +47,9 @@ from bridge.acrnema.elements import (
     format_tag,
 )
 from bridge.dicom import geometry, uids
-from bridge.dicom.pixels import Pixels, decode_native
+from bridge.dicom.pixels import Pixels, Repair, RepairKind, decode_native
 from bridge.dicom.values import fix_value, is_valid
-from bridge.errors import ConversionError
+from bridge.errors import ConversionError, ImageDataError
 from bridge.lenient import lenient
 
 __all__ = [
@@ -54,6 +59,8 @@ __all__ = [
     "ConversionResult",
     "ConvertOptions",
     "PatientIdPolicy",
+    "Repair",
+    "RepairKind",
     "check_input_size",
     "convert",
 ]
@@ -175,6 +182,13 @@ class ConvertOptions:
     ``max_elements`` / ``max_values``
         data elements (items of sequences included) and values of one input, each a
         Python object once decoded.
+
+    ``accept_repairs``
+        whether an image may be stored after a repair that changes its pixels (pixel data
+        longer than the image, an unusual Bits Allocated, set bits above High Bit). True
+        makes the best possible object, for archives (``convert``); False refuses the
+        input with an :class:`ImageDataError` naming the repair, as the link does
+        (``run`` without ``--accept-repairs``, ``convert --strict``).
     """
 
     byte_order: ByteOrder = ByteOrder.AUTO
@@ -185,6 +199,7 @@ class ConvertOptions:
     max_output_bytes: int = MAX_OUTPUT_BYTES
     max_elements: int = MAX_ELEMENTS
     max_values: int = MAX_VALUES
+    accept_repairs: bool = True
 
     def __post_init__(self) -> None:  # accept the plain strings of the CLI and TOML
         object.__setattr__(self, "byte_order", ByteOrder(self.byte_order))
@@ -228,6 +243,8 @@ class ConversionResult:
     datasets: list[Dataset]
     warnings: list[str] = field(default_factory=list)
     kind: str = ""
+    repairs: list[Repair] = field(default_factory=list)
+    """What had to change in the image, typed (each reason is among ``warnings`` too)."""
 
 
 @dataclass
@@ -242,9 +259,15 @@ class _Work:
     retired: list[DataElement] = field(default_factory=list)
     nonconforming: list[tuple[int, str, bytes]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
 
     def warn(self, text: str) -> None:
         self.notes.append(text)
+
+    def repair(self, repair: Repair) -> None:
+        """Record a repair of the image; it is a warning of the report too."""
+        self.repairs.append(repair)
+        self.warn(repair.reason)
 
     def keep_original(self, element: DataElement, reason: str) -> None:
         """Record an element's original value for the Original Attributes Sequence."""
@@ -351,7 +374,28 @@ def convert(
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
         # A value of an unexpected type or range deep in a malformed header.
         raise ConversionError(f"cannot convert: {exc}", source=source) from exc
-    return ConversionResult(source, datasets, work.notes, decoded.kind)
+    changed = tuple(r for r in work.repairs if r.changes_pixels)
+    if changed and not options.accept_repairs:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ImageDataError(
+            f"{changed[0].reason}{more}; repairs that change the image are not accepted",
+            source=source,
+            tag=_PIXEL_DATA,
+            repairs=changed,
+        )
+    return ConversionResult(source, datasets, work.notes, decoded.kind, work.repairs)
+
+
+_PIXEL_DATA = 0x7FE00010
+
+
+def _is_image_class(sop_class: str) -> bool:
+    """Whether ``sop_class`` is an image storage SOP class (its IOD needs Pixel Data).
+
+    Told by the class's name in pydicom's UID dictionary (``CT Image Storage``,
+    ``Secondary Capture Image Storage``...); a class it does not know is not an image.
+    """
+    return "Image Storage" in UID(sop_class).name
 
 
 def _convert(work: _Work) -> list[Dataset]:
@@ -376,6 +420,19 @@ def _convert(work: _Work) -> list[Dataset]:
     out = work.out
     pixel_frames = _pixels(work, src) if _has_pixels(src) else None
     sop_class = _choose_sop_class(work) if legacy else str(src.SOPClassUID)
+    if pixel_frames is None and _is_image_class(sop_class):
+        # never an image object without its image; an ACR-NEMA data set has no other home
+        if not legacy:
+            what = f"{UID(sop_class).name} without Pixel Data"
+        elif "Rows" in src or "Columns" in src:
+            what = "an image header (Rows, Columns) without Pixel Data"
+        else:
+            what = "an ACR-NEMA data set without Pixel Data"
+        raise ImageDataError(
+            f"{what}; no DICOM object without an image fits it",
+            source=work.source,
+            tag=_pixel_group(src) << 16 | 0x0010,
+        )
     out.SOPClassUID = sop_class
     _study_date(work)
     _identity(work)
@@ -528,14 +585,32 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
     if ba is None:
         assert bs is not None
         ba = (bs + 7) // 8 * 8
-        work.warn(f"Bits Allocated missing: {ba} derived from Bits Stored")
+        work.repair(
+            Repair(
+                RepairKind.HEADER,
+                "bits-allocated-missing",
+                f"Bits Allocated missing: {ba} derived from Bits Stored",
+            )
+        )
     if bs is None or bs > ba or bs < 1:
-        work.warn(f"Bits Stored {bs} inconsistent with Bits Allocated {ba}: set to {ba}")
+        work.repair(
+            Repair(
+                RepairKind.HEADER,
+                "bits-stored-inconsistent",
+                f"Bits Stored {bs} inconsistent with Bits Allocated {ba}: set to {ba}",
+            )
+        )
         bs = ba
     hb_value = src.get("HighBit")
     hb = int(hb_value) if hb_value is not None else bs - 1
     if hb >= ba or hb < bs - 1:
-        work.warn(f"High Bit {hb} inconsistent: set to {bs - 1}")
+        work.repair(
+            Repair(
+                RepairKind.HEADER,
+                "high-bit-inconsistent",
+                f"High Bit {hb} inconsistent: set to {bs - 1}",
+            )
+        )
         hb = bs - 1
     pr = int(src.get("PixelRepresentation", 0) or 0)
     _check_size(work, tag, frames, frames_tag, rows * columns * samples, ba)
@@ -557,11 +632,17 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
             pixel_representation=pr,
             overlay_bits=overlay_bits,
         )
+    except ImageDataError as exc:
+        raise ImageDataError(
+            exc.reason, source=work.source, tag=tag, offset=_offset(work, tag)
+        ) from exc
     except ValueError as exc:
         raise ConversionError(
             str(exc), source=work.source, tag=tag, offset=_offset(work, tag)
         ) from exc
     work.notes.extend(pixels.notes)
+    for repair in pixels.repairs:
+        work.repair(repair)
     out = work.out
     out.Rows, out.Columns = rows, columns
     out.SamplesPerPixel = samples
@@ -661,10 +742,19 @@ def _choose_sop_class(work: _Work) -> str:
         for k in ("PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient")
         if not out.get(k)
     ]
-    if modality in ("CT", "MR") and "PixelData" not in out and "Rows" not in out:
-        missing.append("PixelData")
     if modality in ("CT", "MR") and missing:
         work.warn(f"{modality} without {', '.join(missing)}: stored as Secondary Capture")
+        return SECONDARY_CAPTURE
+    bits = (int(out.get("BitsAllocated") or 0), int(out.get("BitsStored") or 0))
+    if (modality == "CT" and (bits[0] != 16 or not 12 <= bits[1] <= 16)) or (
+        modality == "MR" and bits[0] != 16
+    ):
+        # the CT Image module allows 16 bits allocated, 12 to 16 stored (PS3.3 C.8.2.1),
+        # the MR Image module 16 allocated (C.8.3.1); Secondary Capture takes any
+        work.warn(
+            f"{modality} with Bits Allocated {bits[0]}, Bits Stored {bits[1]}: "
+            "stored as Secondary Capture"
+        )
         return SECONDARY_CAPTURE
     if modality == "CT":
         return CT_IMAGE
@@ -928,6 +1018,10 @@ def _complete_iod(work: _Work, sop_class: str, legacy: bool) -> None:
             out.InversionTime = None
     if sop_class == SECONDARY_CAPTURE and not out.get("Modality"):
         out.Modality = "OT"
+    if sop_class == SECONDARY_CAPTURE and "RescaleIntercept" in out and not out.get("RescaleType"):
+        # Type 1C in Secondary Capture's Modality LUT (PS3.3 C.11.1): a CT's values are HU
+        out.RescaleType = "HU" if out.get("Modality") == "CT" else "US"
+        work.warn(f"Secondary Capture with a rescale: Rescale Type {out.RescaleType}")
     for keyword in type2:
         if keyword not in out:
             setattr(out, keyword, None)

@@ -7,17 +7,65 @@ than 7FE0 (Image Location, (0028,0200)), and overlays may live in the unused hig
 each cell ((60xx,0100) Overlay Bits Allocated = Bits Allocated, (60xx,0102) Overlay Bit
 Position above High Bit).
 
-Everything here works on whole arrays with numpy.
+Everything here works on whole arrays with numpy. What the decoding had to do to the
+image beyond re-encoding it is a :class:`Repair` (docs/conversion.md, "Repairs"): the
+caller decides whether a repair that changes the pixels is acceptable.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Overlay", "Pixels", "pack_overlay", "unpack_cells"]
+from bridge.errors import ImageDataError
+
+__all__ = [
+    "PACKED_BITS",
+    "Overlay",
+    "Pixels",
+    "Repair",
+    "RepairKind",
+    "pack_overlay",
+    "unpack_cells",
+]
+
+PACKED_BITS = frozenset({1, 12})
+"""Bits Allocated values below 16 read as packed cells without a repair: 1 (DICOM's
+bitmaps) and 12 (the ACR-NEMA packing, corpus m01). Any other value is read as packed
+cells too, but that reading is a guess at what the header meant: a pixel repair."""
+
+
+class RepairKind(enum.StrEnum):
+    """Whether a repair changed the image data (the strings of the ``--report`` JSON)."""
+
+    PIXELS = "pixels"
+    """Image data dropped, cleared or re-read as a guess: not the image the source held
+    as its header describes it. The link refuses these unless repairs are accepted."""
+    HEADER = "header"
+    """A pixel header value (Bits Stored, High Bit...) made consistent; every pixel value
+    is the one the source held."""
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One repair a conversion made to the image: its kind, a short name, the reason.
+
+    ``reason`` names no patient data (counts, tags and bit numbers only), so it may go to
+    the log and to the scanner; its part before the first ``;`` says what is wrong in
+    under 64 characters (the link's Error Comment), the rest says more.
+    """
+
+    kind: RepairKind
+    name: str
+    reason: str
+
+    @property
+    def changes_pixels(self) -> bool:
+        """True when the stored image is not the one the source held (kind PIXELS)."""
+        return self.kind is RepairKind.PIXELS
 
 
 @dataclass
@@ -41,6 +89,7 @@ class Pixels:
     samples: int = 1
     overlays: list[Overlay] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    repairs: list[Repair] = field(default_factory=list)
 
 
 _CHUNK = 1 << 18  # cells unpacked at a time (a multiple of 8: each chunk starts on a byte)
@@ -54,7 +103,10 @@ def unpack_cells(data: bytes, bits: int, count: int) -> npt.NDArray[np.uint16]:
     """
     needed = (count * bits + 7) // 8
     if len(data) < needed:
-        raise ValueError(f"{len(data)} bytes hold fewer than {count} cells of {bits} bits")
+        raise ImageDataError(
+            f"pixel data shorter than the image: {len(data)} bytes, {needed} needed "
+            f"({count} cells of {bits} bits)"
+        )
     raw = np.frombuffer(data, dtype=np.uint8, count=needed)
     out = np.empty(count, dtype=np.uint16)
     if bits == 12:
@@ -98,27 +150,51 @@ def decode_native(
     """Turn ACR-NEMA native pixel data (little-endian words) into :class:`Pixels`.
 
     ``overlay_bits`` maps an overlay group to the bit position of its plane inside each
-    cell. Raises ``ValueError`` with a plain reason when the data cannot be decoded.
+    cell. Raises ``ValueError`` with a plain reason when the data cannot be decoded
+    (:class:`~bridge.errors.ImageDataError` when it holds less than the image, which
+    nothing can make good without inventing pixels); what had to change
+    on the way is in :attr:`Pixels.repairs`.
     """
     notes: list[str] = []
+    repairs: list[Repair] = []
     count = rows * columns * frames * samples
     if count == 0:
         raise ValueError("the image has no pixels (Rows or Columns is 0)")
     if bits_allocated in (8, 16, 32):
-        itemsize = bits_allocated // 8
-        needed = count * itemsize
-        if len(data) < needed:
-            raise ValueError(f"pixel data holds {len(data)} bytes, the image needs {needed}")
-        if len(data) > needed + 1:
-            notes.append(f"pixel data has {len(data) - needed} bytes beyond the image; dropped")
-        dtype = {1: "<u1", 2: "<u2", 4: "<u4"}[itemsize]
-        cells = np.frombuffer(data, dtype=dtype, count=count)  # a view: copied on first change
+        needed = count * bits_allocated // 8
     elif 1 <= bits_allocated < 16:
+        needed = (count * bits_allocated + 7) // 8
+    else:
+        raise ValueError(f"Bits Allocated {bits_allocated} is not supported")
+    if len(data) < needed:
+        raise ImageDataError(
+            f"pixel data shorter than the image: {len(data)} bytes, {needed} needed"
+        )
+    if len(data) > needed + needed % 2:  # one byte pads an odd length; more is image data
+        repairs.append(
+            Repair(
+                RepairKind.PIXELS,
+                "pixel-data-too-long",
+                f"pixel data longer than the image: {len(data)} bytes, {needed} needed; "
+                f"the {len(data) - needed} bytes beyond it dropped",
+            )
+        )
+    if bits_allocated in (8, 16, 32):
+        dtype = {8: "<u1", 16: "<u2", 32: "<u4"}[bits_allocated]
+        cells = np.frombuffer(data, dtype=dtype, count=count)  # a view: copied on first change
+    else:
+        if bits_allocated not in PACKED_BITS:
+            repairs.append(
+                Repair(
+                    RepairKind.PIXELS,
+                    "bits-allocated-unusual",
+                    f"Bits Allocated {bits_allocated} unusual: read as packed "
+                    f"{bits_allocated}-bit cells; 1, 8, 12, 16 and 32 are known",
+                )
+            )
         cells = unpack_cells(data, bits_allocated, count)
         notes.append(f"unpacked {bits_allocated}-bit packed pixel cells to 16 bits")
         bits_allocated = 16
-    else:
-        raise ValueError(f"Bits Allocated {bits_allocated} is not supported")
 
     overlays: list[Overlay] = []
     for group, bit in sorted(overlay_bits.items()):
@@ -135,7 +211,13 @@ def decode_native(
     used_mask = (1 << bits_stored) - 1
     if bits_stored < bits_allocated:
         if pixel_representation == 0 and cells.max() > used_mask:
-            notes.append("cleared pixel bits above High Bit that no overlay describes")
+            repairs.append(
+                Repair(
+                    RepairKind.PIXELS,
+                    "high-bits-cleared",
+                    f"pixel bits above High Bit {bits_stored - 1} set, no overlay: cleared",
+                )
+            )
             cells = cells & np.array(used_mask, dtype=cells.dtype)
         elif pixel_representation == 1:
             cells = cells & np.array(used_mask, dtype=cells.dtype)
@@ -160,4 +242,5 @@ def decode_native(
         samples,
         overlays,
         notes,
+        repairs,
     )

@@ -40,6 +40,11 @@ class LinkSettings:
     """Link profile file (docs/link-profile.md); none: the built-in reference profile."""
     ae_title: str = "ACRNEMA_BRIDGE"
     """The bridge's logical address on the link."""
+    accept_repairs: bool = False
+    """Store an image whose conversion would change its pixels (pixel data longer than the
+    image, an unusual Bits Allocated), repaired, each repair logged at WARNING with its
+    SOP Instance UID; false: answer it with a failure status, the scanner keeps it
+    (docs/conversion.md, "Repairs"); ``--accept-repairs`` sets it."""
 
 
 @dataclass(frozen=True)
