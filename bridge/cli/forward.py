@@ -179,6 +179,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ech.add_argument("--tls-ca", type=Path, metavar="FILE")
     ech.add_argument("--tls-cert", type=Path, metavar="FILE")
     ech.add_argument("--tls-key", type=Path, metavar="FILE")
+    ech.add_argument("--tls-check-hostname", action="store_true")
     ech.set_defaults(handler=_echo, reads_settings=True)
 
 
