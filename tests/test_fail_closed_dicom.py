@@ -447,3 +447,12 @@ def test_a_loopback_listener_for_a_remote_pacs_is_a_warning(
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning.startswith(f"{remote.name}: storage commitment reports are expected at ")
     assert "forward.commitment_callback_host" in warning
+
+
+def test_echo_with_an_unusable_tls_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.pem"
+    assert main(["echo", "PACS@127.0.0.1:9", "--tls-ca", str(missing)]) == 2
+    line = _one_error_line(capsys)
+    assert f"tls.ca_file {missing}: cannot read" in line, line
