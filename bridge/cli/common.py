@@ -112,6 +112,11 @@ def forward_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="our TLS certificate")
     parser.add_argument("--tls-key", type=Path, metavar="FILE", help="our TLS private key")
     parser.add_argument(
+        "--tls-check-hostname",
+        action="store_true",
+        help="also match the certificate of --dest to its host (tls.check_hostname)",
+    )
+    parser.add_argument(
         "--no-tcp-tuning", action="store_true", help="leave Nagle's algorithm and delayed ACKs on"
     )
 
@@ -171,11 +176,12 @@ def _only(flags: dict[str, tuple[object, str]], prefix: str) -> dict[str, tuple[
 
 def tls_files(args: argparse.Namespace) -> TlsFiles | None:
     """The TLS files of ``--tls-ca``, ``--tls-cert`` and ``--tls-key`` (none: no TLS)."""
+    check_hostname = bool(getattr(args, "tls_check_hostname", False))
     if getattr(args, "tls_ca", None) is None:
-        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None):
-            raise ConfigError("--tls-cert and --tls-key need --tls-ca")
+        if getattr(args, "tls_cert", None) or getattr(args, "tls_key", None) or check_hostname:
+            raise ConfigError("--tls-cert, --tls-key and --tls-check-hostname need --tls-ca")
         return None
-    return TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
+    return TlsFiles(args.tls_ca, args.tls_cert, args.tls_key, check_hostname)
 
 
 def open_spool(settings: Settings, *, owner: str | None = None, create: bool = False) -> Spool:
@@ -234,6 +240,9 @@ def build_destinations(settings: Settings, *, required: bool = True) -> list[Des
                     commitment_host=f.commitment_host,
                     commitment_port=f.commitment_port,
                     commitment_timeout=f.commitment_timeout,
+                    commitment_callback_host=f.commitment_callback_host,
+                    commitment_callback_port=f.commitment_callback_port,
+                    commitment_callers=frozenset(d.commitment_callers) or None,
                 )
             )
         except ValueError as exc:

@@ -179,6 +179,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ech.add_argument("--tls-ca", type=Path, metavar="FILE")
     ech.add_argument("--tls-cert", type=Path, metavar="FILE")
     ech.add_argument("--tls-key", type=Path, metavar="FILE")
+    ech.add_argument("--tls-check-hostname", action="store_true")
     ech.set_defaults(handler=_echo, reads_settings=True)
 
 
@@ -458,6 +459,7 @@ def _echo(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"{args.dest!r}: {exc}") from exc
+    check_destinations([destination])  # unusable TLS files: a usage error, exit 2
     for _ in range(max(1, args.count)):
         rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
         print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")

@@ -68,6 +68,10 @@ negotiate, keeps one association per destination open, and turns every outcome i
   and sends the N-EVENT-REPORT there. So for Orthanc the bridge must be declared,
   e.g. ``"DicomModalities": {"bridge": {"AET": "ACRNEMA_BRIDGE", "Host": "<bridge
   address>", "Port": <commitment_port>}}``; an unknown caller gets a failed N-ACTION.
+  The listener fails closed: only the destinations' PACSs (calling AE title in
+  :attr:`Destination.accepted_callers`, called AE title ours) may associate, and only
+  for the Storage Commitment Push Model; a report that does not come in time is a
+  WARNING naming the address the PACS must call (:attr:`Destination.commitment_callback`).
 * **TCP**: with :attr:`Destination.tcp_tuning`, Nagle is off and delayed ACKs are
   suppressed on the association socket (:mod:`bridge.forward.tcp`); the commitment
   listener's sockets are left as they are (one small request per batch).
@@ -86,6 +90,7 @@ import re
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +137,7 @@ MAX_CONTEXTS: Final = 128
 _NATIVE: Final[tuple[str, ...]] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _ABORT_GRACE_S = 1.0  # an abort that has not completed by then shuts the connection down
 _AE_TITLE_MAX = 16
+_WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
 _DESTINATION = re.compile(r"(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^@:\[\]]+):(?P<port>\d+)")
 
 
@@ -176,19 +182,70 @@ class TlsSettings:
             raise ValueError("a TLS key_file needs its cert_file")
 
     def context(self) -> ssl.SSLContext:
-        """A client :class:`ssl.SSLContext`; :class:`ForwardError` if a file is unusable."""
+        """A client :class:`ssl.SSLContext`; :class:`ForwardError` if a file is unusable.
+
+        The error names the key of the file at fault (``tls.ca_file``, ``tls.cert_file``,
+        ``tls.key_file``) and why: unreadable, no certificate in it, no private key (a
+        ``cert_file`` without ``key_file`` must hold its key), or not the certificate's
+        key. A service never starts with TLS it cannot do (fail closed).
+        """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.check_hostname = self.check_hostname
         context.verify_mode = ssl.CERT_REQUIRED
-        try:
-            context.load_verify_locations(cafile=str(self.ca_file))
-            if self.cert_file is not None:
-                key = None if self.key_file is None else str(self.key_file)
+        _load_certificates(context, "tls.ca_file", self.ca_file)
+        if self.cert_file is not None:
+            # the certificate alone first, so that a later failure is the key's
+            _load_certificates(
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "tls.cert_file", self.cert_file
+            )
+            if self.key_file is not None:
+                _readable("tls.key_file", self.key_file)
+            key = None if self.key_file is None else str(self.key_file)
+            try:
                 context.load_cert_chain(str(self.cert_file), key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ForwardError(f"TLS settings unusable: {exc}") from exc
+            except (OSError, ssl.SSLError) as exc:
+                if self.key_file is None:
+                    why = f"required: tls.cert_file {self.cert_file} holds no private key"
+                    raise ForwardError(f"TLS settings unusable: tls.key_file: {why}") from exc
+                reason = getattr(exc, "reason", None)  # None: OpenSSL says only "PEM lib"
+                why = (
+                    f"not the private key of tls.cert_file {self.cert_file} ({reason})"
+                    if reason
+                    else "no private key in it (PEM)"
+                )
+                raise ForwardError(
+                    f"TLS settings unusable: tls.key_file {self.key_file}: {why}"
+                ) from exc
         return context
+
+
+def _readable(key: str, path: Path) -> None:
+    """:class:`ForwardError` naming ``key`` unless ``path`` is a file that can be read."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ForwardError(
+            f"TLS settings unusable: {key} {path}: cannot read: {exc.strerror or exc}"
+        ) from exc
+
+
+def _load_certificates(context: ssl.SSLContext, key: str, path: Path) -> None:
+    """Load the certificates of ``path`` as trusted; :class:`ForwardError` naming ``key``."""
+    _readable(key, path)
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ForwardError(
+            f"TLS settings unusable: {key} {path}: no usable certificate in it ({_ssl_reason(exc)})"
+        ) from exc
+
+
+def _ssl_reason(exc: OSError) -> str:
+    """OpenSSL's short reason (``KEY_VALUES_MISMATCH``), else the message."""
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else str(exc.strerror or exc)
 
 
 @dataclass(frozen=True)
@@ -208,7 +265,11 @@ class Destination:
     filter (see :meth:`accepts`): the spool applies it when it queues objects, the
     :class:`Sender` sends what it is given. ``commitment_port`` (0 = none) is where
     the Storage Commitment listener waits for N-EVENT-REPORTs that arrive on a new
-    association, on ``commitment_host``.
+    association, bound to ``commitment_host``; ``commitment_callback_host`` and
+    ``commitment_callback_port`` are where the PACS is configured to send them, when
+    that differs (NAT, a bind to ``0.0.0.0``; empty and 0: the same), for the logs.
+    ``commitment_callers`` are the calling AE titles the listener accepts this PACS's
+    reports from (``None``: its ``ae_title``); every other caller is refused.
     """
 
     ae_title: str
@@ -228,6 +289,9 @@ class Destination:
     commitment_host: str = "127.0.0.1"
     commitment_port: int = 0
     commitment_timeout: float = 60.0
+    commitment_callback_host: str = ""
+    commitment_callback_port: int = 0
+    commitment_callers: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         _check_ae_title("AE title", self.ae_title)
@@ -236,6 +300,16 @@ class Destination:
             raise ValueError(f"host {self.host!r} is not a host name or address")
         _check_port("port", self.port)
         _check_port("commitment_port", self.commitment_port, allow_zero=True)
+        _check_port("commitment_callback_port", self.commitment_callback_port, allow_zero=True)
+        if any(c.isspace() for c in self.commitment_callback_host):
+            raise ValueError(f"commitment_callback_host {self.commitment_callback_host!r}")
+        if self.commitment_callers is not None:
+            callers = self.commitment_callers
+            if isinstance(callers, str) or not callers:
+                raise ValueError("commitment_callers must be a set of AE titles such as {'PACS'}")
+            for title in callers:
+                _check_ae_title("commitment caller AE title", title)
+            object.__setattr__(self, "commitment_callers", frozenset(callers))
         if self.max_pdu != 0 and not 4096 <= self.max_pdu <= 0xFFFFFFFF:
             raise ValueError(f"max_pdu {self.max_pdu} must be 0 (no limit) or 4096-4294967295")
         for name in (
@@ -278,6 +352,22 @@ class Destination:
         """``"AE@HOST:PORT"``: the key of this destination in the spool and in logs."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.ae_title}@{host}:{self.port}"
+
+    @property
+    def accepted_callers(self) -> frozenset[str]:
+        """The calling AE titles the commitment listener accepts for this destination."""
+        return self.commitment_callers or frozenset({self.ae_title})
+
+    @property
+    def commitment_callback(self) -> str:
+        """``HOST:PORT`` the PACS must send its reports to: the callback settings, else
+        the listener's bind address (a wildcard bind names no address)."""
+        host = self.commitment_callback_host or self.commitment_host
+        if host in _WILDCARDS:
+            host = "<this machine's address>"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self.commitment_callback_port or self.commitment_port}"
 
     def accepts(self, modality: str | None) -> bool:
         """Whether an object of ``modality`` is routed here (no filter: everything)."""
@@ -326,19 +416,30 @@ class Item:
 
 
 class _ReportBoard:
-    """N-EVENT-REPORTs by Transaction UID, handed from whichever thread receives them."""
+    """N-EVENT-REPORTs by Transaction UID, handed from whichever thread receives them.
+
+    Each expected transaction names the calling AE titles its report may come from on
+    the listener (the destination's accepted callers): a report from another accepted
+    caller (another destination's PACS) is not taken for it.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._reports: dict[str, Dataset | None] = {}
+        self._callers: dict[str, frozenset[str]] = {}
 
-    def expect(self, transaction_uid: str) -> None:
+    def expect(self, transaction_uid: str, callers: frozenset[str] = frozenset()) -> None:
         with self._cond:
             self._reports[transaction_uid] = None
+            self._callers[transaction_uid] = callers
 
-    def post(self, transaction_uid: str, report: Dataset) -> bool:
+    def post(self, transaction_uid: str, report: Dataset, caller: str | None = None) -> bool:
+        """Hand over ``report``; ``caller``: the calling AE title on the listener (None:
+        on the association that sent the N-ACTION). False if nobody waits for it."""
         with self._cond:
             if transaction_uid not in self._reports:
+                return False
+            if caller is not None and caller not in self._callers.get(transaction_uid, ()):
                 return False
             self._reports[transaction_uid] = report
             self._cond.notify_all()
@@ -347,6 +448,7 @@ class _ReportBoard:
     def forget(self, transaction_uid: str) -> None:
         with self._cond:
             self._reports.pop(transaction_uid, None)
+            self._callers.pop(transaction_uid, None)
 
     def wait(
         self, transaction_uid: str, timeout: float, cancel: threading.Event | None = None
@@ -364,6 +466,7 @@ class _ReportBoard:
                 return self._reports[transaction_uid]
             finally:
                 self._reports.pop(transaction_uid, None)
+                self._callers.pop(transaction_uid, None)
 
 
 _REPORTS = _ReportBoard()
@@ -379,31 +482,52 @@ def _on_event_report(event: Any) -> tuple[int, Dataset | None]:
     except Exception as exc:  # an undecodable or incomplete report
         LOGGER.warning("unreadable storage commitment report: %s", exc)
         return 0x0110, None
-    if _REPORTS.post(transaction, info):
+    caller = str(event.assoc.requestor.ae_title).strip() if event.assoc.is_acceptor else None
+    if _REPORTS.post(transaction, info, caller):
         LOGGER.debug("storage commitment report for transaction %s", transaction)
     else:
-        LOGGER.warning("storage commitment report for unknown transaction %s", transaction)
+        LOGGER.warning(
+            "storage commitment report for unknown transaction %s%s",
+            transaction,
+            "" if caller is None else f" from calling AE {caller}",
+        )
     return 0x0000, None
 
 
 class _Listener:
-    """An acceptor AE for N-EVENT-REPORTs that come on a new association."""
+    """An acceptor AE for N-EVENT-REPORTs that come on a new association; fail closed.
 
-    def __init__(self, host: str, port: int, ae_title: str) -> None:
+    It answers only its PACSs: the called AE title must be the bridge's, the calling AE
+    title one of the accepted callers of the destinations using it (anything else is an
+    A-ASSOCIATE-RJ, rejected-permanent by the service user, calling or called AE title
+    not recognised, and a WARNING naming the caller); the one context it accepts is the
+    Storage Commitment Push Model with the peer in the SCP role, so no C-ECHO, C-STORE
+    or other request (PS3.4 J.3.3; docs/conformance-statement.md).
+    """
+
+    def __init__(self, host: str, port: int, ae_title: str, callers: frozenset[str]) -> None:
         ae = AE(ae_title=ae_title)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        ae.require_called_aet = True
+        self.ae = ae
+        self.ae_title = ae_title
+        self.where = f"{host}:{port}"
+        self._callers: Counter[str] = Counter()
+        self.admit(callers)  # before the first association: an empty list admits anyone
         # The SCP (e.g. Orthanc) proposes to act as SCP: accept that role, refuse SCU.
         ae.add_supported_context(
             STORAGE_COMMITMENT_PUSH_MODEL, _native(), scu_role=False, scp_role=True
         )
-        ae.add_supported_context(VERIFICATION, _native())
         try:
             server = ae.start_server(
                 (host, port),
                 block=False,
-                evt_handlers=[(evt.EVT_N_EVENT_REPORT, _on_event_report)],
+                evt_handlers=[
+                    (evt.EVT_N_EVENT_REPORT, _on_event_report),
+                    (evt.EVT_REJECTED, self._on_rejected),
+                ],
             )
         except OSError as exc:
             raise ForwardError(
@@ -411,7 +535,33 @@ class _Listener:
             ) from exc
         assert server is not None  # block=False always returns the server
         self.server = server
-        LOGGER.info("listening for storage commitment reports on %s:%d", host, port)
+        LOGGER.info("listening for storage commitment reports on %s", self.where)
+
+    def admit(self, callers: frozenset[str]) -> None:
+        """Accept associations from ``callers`` too (one more destination uses it)."""
+        self._callers.update(callers)
+        self.ae.require_calling_aet = sorted(self._callers)
+
+    def dismiss(self, callers: frozenset[str]) -> None:
+        """Undo one :meth:`admit` of ``callers``."""
+        self._callers.subtract(callers)
+        self._callers = +self._callers  # drop the titles no destination accepts any more
+        if self._callers:
+            self.ae.require_calling_aet = sorted(self._callers)
+
+    def _on_rejected(self, event: Any) -> None:
+        requestor = event.assoc.requestor
+        called = getattr(requestor.primitive, "called_ae_title", "?")
+        LOGGER.warning(
+            "storage commitment listener on %s refused an association from calling AE "
+            "%s (%s) to called AE %s: it accepts calling AE %s to called AE %s only",
+            self.where,
+            str(requestor.ae_title).strip(),
+            requestor.address,
+            str(called).strip(),
+            ", ".join(sorted(self._callers)),
+            self.ae_title,
+        )
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -421,19 +571,69 @@ _LISTENERS: dict[tuple[str, int], tuple[_Listener, int]] = {}
 _LISTENERS_LOCK = threading.Lock()
 
 
-def _acquire_listener(host: str, port: int, ae_title: str) -> None:
+def _acquire_listener(destination: Destination) -> None:
+    """Start (or share) the listener at the destination's ``commitment_host:port`` and
+    admit its accepted callers; :class:`ForwardError` if it cannot listen there."""
+    key = (destination.commitment_host, destination.commitment_port)
+    callers = destination.accepted_callers
     with _LISTENERS_LOCK:
-        listener, users = _LISTENERS.get((host, port)) or (_Listener(host, port, ae_title), 0)
-        _LISTENERS[(host, port)] = (listener, users + 1)
+        found = _LISTENERS.get(key)
+        if found is None:
+            found = (_Listener(*key, destination.calling_ae, callers), 0)
+        else:
+            if found[0].ae_title != destination.calling_ae:
+                raise ForwardError(
+                    f"the storage commitment listener on {found[0].where} answers as "
+                    f"{found[0].ae_title}, not {destination.calling_ae}"
+                )
+            found[0].admit(callers)
+        _LISTENERS[key] = (found[0], found[1] + 1)
+    LOGGER.info(
+        "%s: storage commitment reports are accepted from calling AE %s; the PACS must "
+        "send them to %s at %s",
+        destination.name,
+        ", ".join(sorted(callers)),
+        destination.calling_ae,
+        destination.commitment_callback,
+    )
+    problem = _callback_problem(destination)
+    if problem:
+        LOGGER.warning("%s: %s", destination.name, problem)
 
 
-def _release_listener(host: str, port: int) -> None:
+def _release_listener(destination: Destination) -> None:
+    key = (destination.commitment_host, destination.commitment_port)
     with _LISTENERS_LOCK:
-        listener, users = _LISTENERS.pop((host, port))
+        listener, users = _LISTENERS.pop(key)
         if users > 1:
-            _LISTENERS[(host, port)] = (listener, users - 1)
+            listener.dismiss(destination.accepted_callers)
+            _LISTENERS[key] = (listener, users - 1)
         else:
             listener.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (no name is resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _callback_problem(destination: Destination) -> str | None:
+    """Why the PACS cannot reach the callback address, when that is plain: a loopback
+    address given to a PACS on another machine."""
+    callback = destination.commitment_callback_host or destination.commitment_host
+    if _is_loopback(callback) and not _is_loopback(destination.host):
+        return (
+            f"storage commitment reports are expected at {destination.commitment_callback}, "
+            f"a loopback address the PACS at {destination.host} cannot reach: set "
+            "forward.commitment_host (the address to listen on, e.g. 0.0.0.0) and "
+            "forward.commitment_callback_host (the address the PACS sends to)"
+        )
+    return None
 
 
 # ----------------------------------------------------------------------- the sender
@@ -618,7 +818,7 @@ class Sender:
         self._drop(release=not self._stopping.is_set(), hard=self._stopping.is_set())
         if self._listening:
             self._listening = False
-            _release_listener(self.destination.commitment_host, self.destination.commitment_port)
+            _release_listener(self.destination)
 
     def close_if_idle(self, now: float) -> None:
         """Release the association if unused for ``idle_timeout`` (``now``: monotonic)."""
@@ -947,11 +1147,7 @@ class Sender:
             return []
         if destination.commitment_port and not self._listening:
             try:
-                _acquire_listener(
-                    destination.commitment_host,
-                    destination.commitment_port,
-                    destination.calling_ae,
-                )
+                _acquire_listener(destination)
             except ForwardError as exc:
                 LOGGER.error("%s: %s", destination.name, exc)
                 return [Result(Outcome.RETRY, None, f"not committed: {exc}") for _ in items]
@@ -979,7 +1175,7 @@ class Sender:
         request.ReferencedSOPSequence = [
             _reference(i.sop_class_uid, i.sop_instance_uid) for i in items
         ]
-        _REPORTS.expect(transaction)
+        _REPORTS.expect(transaction, destination.accepted_callers)
         try:
             status, _reply = self._assoc.send_n_action(
                 request,
@@ -1011,6 +1207,9 @@ class Sender:
             reason = (
                 f"no storage commitment report from {destination.name} "
                 f"within {destination.commitment_timeout:g} s"
+            )
+            LOGGER.warning(
+                "%s (the batch will be sent again): %s", reason, _no_report_cause(destination)
             )
             return [Result(Outcome.RETRY, None, reason) for _ in items]
         return _read_report(report, items, destination)
@@ -1051,6 +1250,23 @@ class Sender:
                     guard.cancel()
                     guard.join()
         LOGGER.debug("%s: association closed", self.destination.name)
+
+
+def _no_report_cause(destination: Destination) -> str:
+    """The likely cause of a report that never came, for the operator (a WARNING)."""
+    if not destination.commitment_port:
+        return (
+            "it did not report on the association, and no listener is configured for "
+            "reports on a new association (forward.commitment_port = 0; Orthanc sends them "
+            "that way)"
+        )
+    return _callback_problem(destination) or (
+        f"is {destination.name} configured to send its reports to "
+        f"{destination.calling_ae} at {destination.commitment_callback} "
+        f"(forward.commitment_callback_host/port), from calling AE "
+        f"{', '.join(sorted(destination.accepted_callers))}? The listener is on "
+        f"{destination.commitment_host}:{destination.commitment_port}"
+    )
 
 
 def _reference(sop_class: str, sop_instance: str) -> Dataset:

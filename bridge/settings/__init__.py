@@ -5,8 +5,9 @@ The tree (:mod:`bridge.settings.tree`) is frozen dataclasses, one per TOML table
     [link]        port, profile, ae_title                  (acrnema-bridge run)
     [spool]       path, retention_days
     [forward]     calling_ae, max_pdu, timeouts, backoff, max_attempts, max_lost,
-                  give_up_after, tcp_tuning, commitment_host/port/timeout
-    [[destination]]  ae_title, host, port, modalities, commitment,
+                  give_up_after, tcp_tuning, commitment_host/port/timeout,
+                  commitment_callback_host/port
+    [[destination]]  ae_title, host, port, modalities, commitment, commitment_callers,
                   tls = { ca_file, cert_file, key_file, check_hostname }
     [logging]     level, format
 

@@ -331,6 +331,10 @@ def _check(settings: Settings, failed: set[str]) -> list[str]:
         bad("forward.commitment_port", "0 (none) or a TCP port 1-65535")
     if not f.commitment_host or any(c.isspace() for c in f.commitment_host):
         bad("forward.commitment_host", "a host name or address to listen on")
+    if not 0 <= f.commitment_callback_port <= 65535:
+        bad("forward.commitment_callback_port", "0 (commitment_port) or a TCP port 1-65535")
+    if any(c.isspace() for c in f.commitment_callback_host):
+        bad("forward.commitment_callback_host", "a host name or address the PACS calls")
     if settings.spool.retention_days < 0:
         bad("spool.retention_days", "cannot be negative")
     if settings.link.port is not None and "://" not in settings.link.port:
@@ -345,6 +349,10 @@ def _check(settings: Settings, failed: set[str]) -> list[str]:
             bad("destination", f"a host name or address, got {d.host!r}", f"{key}.host")
         if not 0 < d.port < 65536:
             bad("destination", f"a TCP port 1-65535, got {d.port}", f"{key}.port")
+        for title in d.commitment_callers:
+            reason = _ae_problem(title)
+            if reason:
+                bad("destination", reason, f"{key}.commitment_callers")
         if d.name in seen:
             bad("destination", f"{d.name} is listed twice", key)
         seen.add(d.name)

@@ -73,9 +73,17 @@ class ForwardSettings:
     give_up_after: float = field(default=300.0, metadata=_SECONDS)
     tcp_tuning: bool = True
     commitment_host: str = "127.0.0.1"
-    """Where the Storage Commitment listener waits (a listen address)."""
+    """The address the Storage Commitment listener binds (``0.0.0.0``: every interface);
+    the default takes reports from this machine only."""
     commitment_port: int = 0
+    """The port the listener binds, for N-EVENT-REPORTs on a new association; 0: none."""
     commitment_timeout: float = field(default=60.0, metadata=_SECONDS)
+    commitment_callback_host: str = ""
+    """The address the PACS is configured to send its reports to (its entry for the
+    bridge), when it is not ``commitment_host`` (NAT, a bind to ``0.0.0.0``); empty: the
+    same. Logged at start and named when reports do not arrive."""
+    commitment_callback_port: int = 0
+    """The port the PACS is configured to send its reports to; 0: ``commitment_port``."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ class DestinationSettings:
     modalities: tuple[str, ...] = ()
     commitment: bool = False
     tls: TlsFiles | None = None
+    commitment_callers: tuple[str, ...] = ()
+    """The calling AE titles the commitment listener accepts this PACS's reports from;
+    empty: its ``ae_title``. Any other caller is refused (A-ASSOCIATE-RJ)."""
 
     @property
     def name(self) -> str:
