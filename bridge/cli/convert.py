@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
-from bridge.dicom.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
+from bridge.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
 from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,

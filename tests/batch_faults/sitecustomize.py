@@ -18,7 +18,7 @@ from typing import Any
 _POISON = os.environ.get("BRIDGE_TEST_POISON")
 
 if _POISON:
-    import bridge.dicom.batch as _batch
+    import bridge.batch as _batch
 
     _original = _batch.convert_file
 

@@ -53,7 +53,7 @@ __all__ = [
     "write_dicomdir",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bridge.dicom.batch")  # the name users' log filters know
 
 INDEX_DIR = Path(".acrnema-bridge") / "index"
 
