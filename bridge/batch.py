@@ -15,6 +15,7 @@ temporary file in the target folder, flushed to disk, then renamed.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import hashlib
 import io
@@ -46,6 +47,7 @@ from bridge.lenient import lenient
 
 __all__ = [
     "WORKER_DIED",
+    "ConvertStatus",
     "ReportEntry",
     "iter_inputs",
     "looks_like_dataset",
@@ -58,16 +60,28 @@ log = logging.getLogger("bridge.dicom.batch")  # the name users' log filters kno
 INDEX_DIR = Path(".acrnema-bridge") / "index"
 
 
+class ConvertStatus(enum.StrEnum):
+    """What became of one input of ``convert`` (the strings of the ``--report`` JSON)."""
+
+    CONVERTED = "converted"  # its outputs are written and indexed
+    SKIPPED = "skipped"  # converted by an earlier run, or not a data set (``warnings`` say)
+    FAILED = "failed"  # it could not be read or converted (``error`` says why)
+    PENDING = "pending"  # not converted yet (no space, or the batch stopped): a re-run does
+
+
 @dataclass
 class ReportEntry:
     """One line of the ``--report`` JSON: what happened to one input."""
 
     source: str
-    status: str  # converted | skipped | failed | pending
+    status: ConvertStatus  # a name given as a string is converted to its member
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     no_space: bool = False  # stopped by a full output file system (not in the JSON)
+
+    def __post_init__(self) -> None:
+        self.status = ConvertStatus(self.status)  # "failed" -> ConvertStatus.FAILED
 
     def to_json(self) -> dict[str, object]:
         entry = asdict(self)
@@ -198,7 +212,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     and the outputs this attempt wrote are removed again: the tree holds whole inputs
     only, and a later run converts this input again.
     """
-    entry = ReportEntry(str(source), "failed")
+    entry = ReportEntry(str(source), ConvertStatus.FAILED)
     try:
         check_input_size(source.stat().st_size, source=str(source), options=options)
         data = source.read_bytes()
@@ -215,13 +229,13 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
             previous = json.loads(index.read_text())
             outputs = [str(out / p) for p in previous["outputs"]]
             if outputs and all(Path(p).exists() for p in outputs):
-                entry.status, entry.outputs = "skipped", outputs
+                entry.status, entry.outputs = ConvertStatus.SKIPPED, outputs
                 entry.warnings = ["already converted (use --overwrite to convert again)"]
                 return entry
         except (OSError, ValueError, KeyError, TypeError):
             pass  # an unreadable index entry: convert again
     if not looks_like_dataset(data):
-        entry.status = "skipped"
+        entry.status = ConvertStatus.SKIPPED
         entry.warnings = ["not an ACR-NEMA or DICOM data set"]
         return entry
     try:
@@ -243,7 +257,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
         if _no_space(exc):
             for written in entry.outputs:
                 Path(written).unlink(missing_ok=True)
-            entry.status, entry.outputs, entry.no_space = "pending", [], True
+            entry.status, entry.outputs, entry.no_space = ConvertStatus.PENDING, [], True
             entry.error = f"{source}: not converted: no space left on {out}"
         else:
             root = _root_os_error(exc)
@@ -252,7 +266,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     except Exception as exc:  # a bug must cost one file, never the batch
         entry.error = f"{source}: internal error, please report: {exc!r}"
         return entry
-    entry.status = "converted"
+    entry.status = ConvertStatus.CONVERTED
     return entry
 
 
@@ -301,7 +315,9 @@ def run_batch(
         _Pool(inputs, out, options, overwrite, jobs, finish).run()
     stopped = f"not attempted: the batch stopped, no space left on {out}"
     return [
-        entry if entry is not None else ReportEntry(str(inputs[i]), "pending", error=stopped)
+        entry
+        if entry is not None
+        else ReportEntry(str(inputs[i]), ConvertStatus.PENDING, error=stopped)
         for i, entry in enumerate(entries)
     ]
 
@@ -434,7 +450,7 @@ class _Pool:
             if self.deaths[index] > 1:
                 error = f"{self.inputs[index]}: {WORKER_DIED} ({cause}, also on the retry)"
                 if not self.finish(
-                    index, ReportEntry(str(self.inputs[index]), "failed", error=error)
+                    index, ReportEntry(str(self.inputs[index]), ConvertStatus.FAILED, error=error)
                 ):
                     self.stopping = True
             else:

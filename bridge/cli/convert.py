@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
-from bridge.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
+from bridge.batch import ConvertStatus, ReportEntry, iter_inputs, run_batch, write_dicomdir
 from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,
@@ -180,20 +180,21 @@ class _Progress:
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled and stream.isatty()
-        self.counts = {"converted": 0, "skipped": 0, "failed": 0, "pending": 0}
+        self.counts = dict.fromkeys(ConvertStatus, 0)
         self.start = time.monotonic()
 
     def __call__(self, entry: ReportEntry, done: int, total: int) -> None:
         self.counts[entry.status] += 1
-        if entry.status == "failed":
+        if entry.status is ConvertStatus.FAILED:
             self._clear()
             print(f"failed: {entry.error}", file=self.stream)
         if self.enabled:
             rate = done / max(time.monotonic() - self.start, 1e-6)
             c = self.counts
             self.stream.write(
-                f"\r[{done}/{total}] converted {c['converted']}, skipped {c['skipped']}, "
-                f"failed {c['failed']}  {rate:.1f} files/s "
+                f"\r[{done}/{total}] converted {c[ConvertStatus.CONVERTED]}, "
+                f"skipped {c[ConvertStatus.SKIPPED]}, failed {c[ConvertStatus.FAILED]}  "
+                f"{rate:.1f} files/s "
             )
             self.stream.flush()
 
@@ -240,15 +241,16 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
     )
     progress.finish()
     elapsed = time.monotonic() - started
-    counts = {status: 0 for status in ("converted", "skipped", "failed", "pending")}
+    counts = dict.fromkeys(ConvertStatus, 0)
     for entry in entries:
         counts[entry.status] += 1
-    status = 1 if counts["failed"] or counts["pending"] else 0
+    pending = counts[ConvertStatus.PENDING]
+    status = 1 if counts[ConvertStatus.FAILED] or pending else 0
     if any(e.no_space for e in entries):
         # one line for the whole batch: the inputs are not at fault
         print(
             f"acrnema-bridge convert: no space left on {args.out}: stopped, "
-            f"{counts['pending']} input{'' if counts['pending'] == 1 else 's'} not converted; "
+            f"{pending} input{'' if pending == 1 else 's'} not converted; "
             "free space and run the same command again to convert them",
             file=sys.stderr,
         )
@@ -276,11 +278,12 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
             if not args.quiet:
                 print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
     if not args.quiet:
-        outputs = sum(len(e.outputs) for e in entries if e.status == "converted")
-        pending = f", {counts['pending']} pending" if counts["pending"] else ""
+        outputs = sum(len(e.outputs) for e in entries if e.status is ConvertStatus.CONVERTED)
+        c = counts
         print(
-            f"{len(entries)} inputs: {counts['converted']} converted ({outputs} DICOM files), "
-            f"{counts['skipped']} skipped, {counts['failed']} failed{pending} "
+            f"{len(entries)} inputs: {c[ConvertStatus.CONVERTED]} converted ({outputs} DICOM "
+            f"files), {c[ConvertStatus.SKIPPED]} skipped, {c[ConvertStatus.FAILED]} failed"
+            f"{f', {pending} pending' if pending else ''} "
             f"in {elapsed:.1f} s -> {args.out}",
             file=sys.stderr,
         )
