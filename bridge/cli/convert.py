@@ -11,16 +11,27 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
-from bridge.batch import ConvertStatus, ReportEntry, iter_inputs, run_batch, write_dicomdir
+from bridge.batch import (
+    ConvertStatus,
+    ReportEntry,
+    StopRequest,
+    iter_inputs,
+    prepare_folder,
+    run_batch,
+    write_dicomdir,
+)
 from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,
@@ -29,7 +40,7 @@ from bridge.dicom.core import (
     ConvertOptions,
     PatientIdPolicy,
 )
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings
 
 __all__ = ["add_commands", "add_demo"]
@@ -48,8 +59,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "A worker process that dies is replaced and its inputs are tried once more. When "
             "OUT is full the batch stops, writes the report and DICOMDIR for what was done, "
             "and reports the rest as pending: run the same command again after freeing space. "
+            "SIGINT (Ctrl-C) or SIGTERM stops it the same way: the inputs being converted "
+            "finish, the worker processes exit, the report and DICOMDIR are written, the "
+            "rest is pending. An OUT (or report folder) that cannot be written is refused "
+            "before any work. "
             "Exit status: 0 when every input converted or was skipped, 1 when any failed or "
-            "is pending, 2 on a usage error."
+            "is pending, 2 on a usage error, 130 after SIGINT, 143 after SIGTERM."
         ),
     )
     conv.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
@@ -216,6 +231,13 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         problem = f"{small[0]} must be at least 1"
     elif missing:
         problem = f"no such file or folder: {', '.join(missing)}"
+    if not problem:
+        try:
+            prepare_folder(args.out)
+            if args.report:
+                prepare_folder(args.report.parent, "folder of the report")
+        except ConfigError as exc:
+            problem = str(exc)
     if problem:
         print(f"acrnema-bridge convert: error: {problem}", file=sys.stderr)
         return 2
@@ -228,19 +250,49 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         max_elements=args.max_elements,
         max_values=args.max_values,
     )
-    inputs = list(iter_inputs(args.paths, exclude=args.out))
     progress = _Progress(sys.stderr, not args.quiet)
     started = time.monotonic()
-    entries = run_batch(
-        inputs,
-        args.out,
-        options=options,
-        jobs=args.jobs,
-        overwrite=args.overwrite,
-        progress=progress,
-    )
-    progress.finish()
-    elapsed = time.monotonic() - started
+    with _stop_on_signals() as stop:
+        inputs = list(iter_inputs(args.paths, exclude=args.out))
+        entries = run_batch(
+            inputs,
+            args.out,
+            options=options,
+            jobs=args.jobs,
+            overwrite=args.overwrite,
+            progress=progress,
+            stop=stop,
+        )
+        progress.finish()
+        status = _finish(args, entries, stop, time.monotonic() - started)
+    return 128 + stop.signum if stop.signum is not None else status
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM ask the batch to stop; it stops cleanly (:class:`StopRequest`).
+
+    The handlers stay while the report and DICOMDIR are written, so a second signal does
+    not cut them short."""
+    with StopRequest() as stop:
+        if threading.current_thread() is not threading.main_thread():
+            yield stop  # signal handlers belong to the main thread: nothing to install
+            return
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: stop.request(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield stop
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def _finish(
+    args: argparse.Namespace, entries: list[ReportEntry], stop: StopRequest, elapsed: float
+) -> int:
+    """Say how the batch went, write the report and DICOMDIR; the exit status."""
     counts = dict.fromkeys(ConvertStatus, 0)
     for entry in entries:
         counts[entry.status] += 1
@@ -252,6 +304,13 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
             f"acrnema-bridge convert: no space left on {args.out}: stopped, "
             f"{pending} input{'' if pending == 1 else 's'} not converted; "
             "free space and run the same command again to convert them",
+            file=sys.stderr,
+        )
+    if stop.requested:
+        print(
+            f"acrnema-bridge convert: stopped by {stop.reason}: "
+            f"{pending} input{'' if pending == 1 else 's'} not converted; "
+            "run the same command again to convert them",
             file=sys.stderr,
         )
     if args.report:
