@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.acrnema.elements import decode
-from bridge.dicom.batch import looks_like_dataset
+from bridge.batch import looks_like_dataset
 from bridge.dicom.core import ConvertOptions, convert
 from bridge.errors import BridgeError
 from bridge.spool.objects import dataset_bytes, object_info, part10_header

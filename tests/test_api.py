@@ -67,7 +67,7 @@ def test_every_public_name_resolves_to_its_home_module() -> None:
 def test_convert_is_the_function_whatever_else_is_imported() -> None:
     """``bridge.convert`` (the API) is the function; the package is bridge/dicom/."""
     code = (
-        "import bridge.dicom.batch, bridge.dicom.core as core, bridge\n"
+        "import bridge.batch, bridge.dicom.core as core, bridge\n"
         "assert bridge.convert is core.convert, bridge.convert\n"
         "from bridge import convert\n"
         "assert convert is core.convert\n"

@@ -25,15 +25,6 @@ The raw word stream's engine (``bridge/ports/wordstream.py``) is pure code, but 
 ``bridge/ports``, whose package import starts the port machinery (threads): it joins the
 list when it moves out of ``ports/``."""
 
-NOT_YET_PURE = {
-    # The batch runner of `acrnema-bridge convert` is not conversion: it runs a process pool
-    # (multiprocessing workers) and writes the output tree. It belongs beside the CLI or the
-    # service; until it moves, it is the one module of bridge/dicom left out. Nothing
-    # pure may import it (the check below follows imports into it).
-    "bridge/dicom/batch.py": "multiprocessing",
-}
-"""Modules inside PURE left out for now -> a forbidden import they still have."""
-
 FORBIDDEN = frozenset(
     {
         # the list of ARCHITECTURE.md ...
@@ -151,9 +142,7 @@ def _pure_modules() -> list[Path]:
     modules = []
     for package in PURE:
         where = ROOT / package
-        for path in [where] if where.suffix == ".py" else sorted(where.rglob("*.py")):
-            if str(path.relative_to(ROOT)) not in NOT_YET_PURE:
-                modules.append(path)
+        modules.extend([where] if where.suffix == ".py" else sorted(where.rglob("*.py")))
     return modules
 
 
@@ -171,15 +160,6 @@ def test_pure_packages_do_no_io() -> None:
             via = " -> ".join(str(p.relative_to(ROOT)) for p in chain)
             problems.extend(f"{v} (via {via})" for v in violations_in(path.read_text(), via))
     assert problems == [], "\n".join(problems)
-
-
-@pytest.mark.parametrize("path", sorted(NOT_YET_PURE))
-def test_left_out_modules_are_still_impure(path: str) -> None:
-    """An exception that is no longer needed goes from the list, so the check covers it."""
-    file = ROOT / path
-    assert file.is_file(), f"{path} is gone: remove it from NOT_YET_PURE"
-    found = " ".join(v.what for v in violations_in(file.read_text(), path))
-    assert NOT_YET_PURE[path] in found, f"{path} is pure now: remove it from NOT_YET_PURE"
 
 
 # ------------------------------------------------------------------ the checker itself

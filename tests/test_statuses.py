@@ -71,3 +71,26 @@ def test_delivery_states_are_members_and_the_database_keeps_the_strings(tmp_path
         (stored,) = db.execute("SELECT state FROM deliveries").fetchone()
     check = ", ".join(f"'{state}'" for state in DeliveryState)
     assert f"CHECK (state IN ({check}))" in schema and stored == "in_flight"
+
+
+def test_a_convert_report_entry_is_a_convert_status_and_its_json_the_old_string(
+    tmp_path: Path,
+) -> None:
+    from bridge.batch import ConvertStatus, ReportEntry, run_batch
+    from bridge.dicom.core import ConvertOptions
+
+    acr = tmp_path / "slice.acr"
+    acr.write_bytes(encode(header() + [(0x7FE00010, "b", bytes(128))]))
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    out = tmp_path / "out"
+    converted, skipped = run_batch([acr, text], out, options=ConvertOptions())
+    assert converted.status is ConvertStatus.CONVERTED
+    assert skipped.status is ConvertStatus.SKIPPED
+    assert run_batch([acr], out, options=ConvertOptions())[0].status is ConvertStatus.SKIPPED
+    assert [json.loads(json.dumps(e.to_json()))["status"] for e in (converted, skipped)] == [
+        "converted",
+        "skipped",
+    ]
+    assert ReportEntry("x", "pending").status is ConvertStatus.PENDING  # old call sites
+    assert list(ConvertStatus) == ["converted", "skipped", "failed", "pending"]

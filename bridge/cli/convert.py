@@ -11,16 +11,27 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
-from bridge.dicom.batch import ReportEntry, iter_inputs, run_batch, write_dicomdir
+from bridge.batch import (
+    ConvertStatus,
+    ReportEntry,
+    StopRequest,
+    iter_inputs,
+    prepare_folder,
+    run_batch,
+    write_dicomdir,
+)
 from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,
@@ -29,7 +40,7 @@ from bridge.dicom.core import (
     ConvertOptions,
     PatientIdPolicy,
 )
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ConfigError
 from bridge.settings import Settings
 
 __all__ = ["add_commands", "add_demo"]
@@ -48,8 +59,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "A worker process that dies is replaced and its inputs are tried once more. When "
             "OUT is full the batch stops, writes the report and DICOMDIR for what was done, "
             "and reports the rest as pending: run the same command again after freeing space. "
+            "SIGINT (Ctrl-C) or SIGTERM stops it the same way: the inputs being converted "
+            "finish, the worker processes exit, the report and DICOMDIR are written, the "
+            "rest is pending. An OUT (or report folder) that cannot be written is refused "
+            "before any work. "
             "Exit status: 0 when every input converted or was skipped, 1 when any failed or "
-            "is pending, 2 on a usage error."
+            "is pending, 2 on a usage error, 130 after SIGINT, 143 after SIGTERM."
         ),
     )
     conv.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
@@ -187,12 +202,12 @@ class _Progress:
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled and stream.isatty()
-        self.counts = {"converted": 0, "skipped": 0, "failed": 0, "pending": 0}
+        self.counts = dict.fromkeys(ConvertStatus, 0)
         self.start = time.monotonic()
 
     def __call__(self, entry: ReportEntry, done: int, total: int) -> None:
         self.counts[entry.status] += 1
-        if entry.status == "failed":
+        if entry.status is ConvertStatus.FAILED:
             self._clear()
             print(f"failed: {entry.error}", file=self.stream)
         for repair in entry.repairs if entry.status == "converted" else ():
@@ -203,8 +218,9 @@ class _Progress:
             rate = done / max(time.monotonic() - self.start, 1e-6)
             c = self.counts
             self.stream.write(
-                f"\r[{done}/{total}] converted {c['converted']}, skipped {c['skipped']}, "
-                f"failed {c['failed']}  {rate:.1f} files/s "
+                f"\r[{done}/{total}] converted {c[ConvertStatus.CONVERTED]}, "
+                f"skipped {c[ConvertStatus.SKIPPED]}, failed {c[ConvertStatus.FAILED]}  "
+                f"{rate:.1f} files/s "
             )
             self.stream.flush()
 
@@ -226,6 +242,13 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         problem = f"{small[0]} must be at least 1"
     elif missing:
         problem = f"no such file or folder: {', '.join(missing)}"
+    if not problem:
+        try:
+            prepare_folder(args.out)
+            if args.report:
+                prepare_folder(args.report.parent, "folder of the report")
+        except ConfigError as exc:
+            problem = str(exc)
     if problem:
         print(f"acrnema-bridge convert: error: {problem}", file=sys.stderr)
         return 2
@@ -239,29 +262,67 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         max_values=args.max_values,
         accept_repairs=not args.strict,
     )
-    inputs = list(iter_inputs(args.paths, exclude=args.out))
     progress = _Progress(sys.stderr, not args.quiet)
     started = time.monotonic()
-    entries = run_batch(
-        inputs,
-        args.out,
-        options=options,
-        jobs=args.jobs,
-        overwrite=args.overwrite,
-        progress=progress,
-    )
-    progress.finish()
-    elapsed = time.monotonic() - started
-    counts = {status: 0 for status in ("converted", "skipped", "failed", "pending")}
+    with _stop_on_signals() as stop:
+        inputs = list(iter_inputs(args.paths, exclude=args.out))
+        entries = run_batch(
+            inputs,
+            args.out,
+            options=options,
+            jobs=args.jobs,
+            overwrite=args.overwrite,
+            progress=progress,
+            stop=stop,
+        )
+        progress.finish()
+        status = _finish(args, entries, stop, time.monotonic() - started)
+    return 128 + stop.signum if stop.signum is not None else status
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM ask the batch to stop; it stops cleanly (:class:`StopRequest`).
+
+    The handlers stay while the report and DICOMDIR are written, so a second signal does
+    not cut them short."""
+    with StopRequest() as stop:
+        if threading.current_thread() is not threading.main_thread():
+            yield stop  # signal handlers belong to the main thread: nothing to install
+            return
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: stop.request(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield stop
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def _finish(
+    args: argparse.Namespace, entries: list[ReportEntry], stop: StopRequest, elapsed: float
+) -> int:
+    """Say how the batch went, write the report and DICOMDIR; the exit status."""
+    counts = dict.fromkeys(ConvertStatus, 0)
     for entry in entries:
         counts[entry.status] += 1
-    status = 1 if counts["failed"] or counts["pending"] else 0
+    pending = counts[ConvertStatus.PENDING]
+    status = 1 if counts[ConvertStatus.FAILED] or pending else 0
     if any(e.no_space for e in entries):
         # one line for the whole batch: the inputs are not at fault
         print(
             f"acrnema-bridge convert: no space left on {args.out}: stopped, "
-            f"{counts['pending']} input{'' if counts['pending'] == 1 else 's'} not converted; "
+            f"{pending} input{'' if pending == 1 else 's'} not converted; "
             "free space and run the same command again to convert them",
+            file=sys.stderr,
+        )
+    if stop.requested:
+        print(
+            f"acrnema-bridge convert: stopped by {stop.reason}: "
+            f"{pending} input{'' if pending == 1 else 's'} not converted; "
+            "run the same command again to convert them",
             file=sys.stderr,
         )
     if args.report:
@@ -288,11 +349,12 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
             if not args.quiet:
                 print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
     if not args.quiet:
-        outputs = sum(len(e.outputs) for e in entries if e.status == "converted")
-        pending = f", {counts['pending']} pending" if counts["pending"] else ""
+        outputs = sum(len(e.outputs) for e in entries if e.status is ConvertStatus.CONVERTED)
+        c = counts
         print(
-            f"{len(entries)} inputs: {counts['converted']} converted ({outputs} DICOM files), "
-            f"{counts['skipped']} skipped, {counts['failed']} failed{pending} "
+            f"{len(entries)} inputs: {c[ConvertStatus.CONVERTED]} converted ({outputs} DICOM "
+            f"files), {c[ConvertStatus.SKIPPED]} skipped, {c[ConvertStatus.FAILED]} failed"
+            f"{f', {pending} pending' if pending else ''} "
             f"in {elapsed:.1f} s -> {args.out}",
             file=sys.stderr,
         )

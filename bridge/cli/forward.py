@@ -215,7 +215,7 @@ class _Progress:
 
 
 def _add(spool: Spool, paths: list[Path]) -> int:
-    from bridge.dicom.batch import iter_inputs
+    from bridge.batch import iter_inputs
     from bridge.ingest import IngestResult, ingest_file
 
     missing = [str(p) for p in paths if not p.exists()]

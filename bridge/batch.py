@@ -10,11 +10,16 @@ Directory and file names are DICOM File IDs (at most 8 characters of A-Z, 0-9), 
 from the Patient ID and the UIDs, so the tree can be indexed by a DICOMDIR as it is and
 the same input always lands at the same path. Every file is written atomically: to a
 temporary file in the target folder, flushed to disk, then renamed.
+
+A batch stops cleanly when asked (:class:`StopRequest`; ``convert`` asks on SIGINT and
+SIGTERM): the inputs being converted finish, no other starts, every worker process has
+exited when :func:`run_batch` returns, and the inputs not converted are ``pending``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import hashlib
 import io
@@ -27,6 +32,7 @@ import os
 import signal
 import struct
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,21 +48,33 @@ from pydicom.errors import InvalidDicomError
 from bridge.dicom.core import ConvertOptions, check_input_size, convert
 from bridge.dicom.pixels import Repair
 from bridge.dicom.uids import content_key
-from bridge.errors import BridgeError, ConversionError
+from bridge.errors import BridgeError, ConfigError, ConversionError
 from bridge.lenient import lenient
 
 __all__ = [
     "WORKER_DIED",
+    "ConvertStatus",
     "ReportEntry",
+    "StopRequest",
     "iter_inputs",
     "looks_like_dataset",
+    "prepare_folder",
     "run_batch",
     "write_dicomdir",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bridge.dicom.batch")  # the name users' log filters know
 
 INDEX_DIR = Path(".acrnema-bridge") / "index"
+
+
+class ConvertStatus(enum.StrEnum):
+    """What became of one input of ``convert`` (the strings of the ``--report`` JSON)."""
+
+    CONVERTED = "converted"  # its outputs are written and indexed
+    SKIPPED = "skipped"  # converted by an earlier run, or not a data set (``warnings`` say)
+    FAILED = "failed"  # it could not be read or converted (``error`` says why)
+    PENDING = "pending"  # not converted yet (no space, or the batch stopped): a re-run does
 
 
 @dataclass
@@ -64,12 +82,15 @@ class ReportEntry:
     """One line of the ``--report`` JSON: what happened to one input."""
 
     source: str
-    status: str  # converted | skipped | failed | pending
+    status: ConvertStatus  # a name given as a string is converted to its member
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     no_space: bool = False  # stopped by a full output file system (not in the JSON)
     repairs: list[Repair] = field(default_factory=list)  # {kind, name, reason} in the JSON
+
+    def __post_init__(self) -> None:
+        self.status = ConvertStatus(self.status)  # "failed" -> ConvertStatus.FAILED
 
     def to_json(self) -> dict[str, object]:
         entry = asdict(self)
@@ -200,7 +221,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     and the outputs this attempt wrote are removed again: the tree holds whole inputs
     only, and a later run converts this input again.
     """
-    entry = ReportEntry(str(source), "failed")
+    entry = ReportEntry(str(source), ConvertStatus.FAILED)
     try:
         check_input_size(source.stat().st_size, source=str(source), options=options)
         data = source.read_bytes()
@@ -217,13 +238,13 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
             previous = json.loads(index.read_text())
             outputs = [str(out / p) for p in previous["outputs"]]
             if outputs and all(Path(p).exists() for p in outputs):
-                entry.status, entry.outputs = "skipped", outputs
+                entry.status, entry.outputs = ConvertStatus.SKIPPED, outputs
                 entry.warnings = ["already converted (use --overwrite to convert again)"]
                 return entry
         except (OSError, ValueError, KeyError, TypeError):
             pass  # an unreadable index entry: convert again
     if not looks_like_dataset(data):
-        entry.status = "skipped"
+        entry.status = ConvertStatus.SKIPPED
         entry.warnings = ["not an ACR-NEMA or DICOM data set"]
         return entry
     try:
@@ -246,7 +267,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
         if _no_space(exc):
             for written in entry.outputs:
                 Path(written).unlink(missing_ok=True)
-            entry.status, entry.outputs, entry.no_space = "pending", [], True
+            entry.status, entry.outputs, entry.no_space = ConvertStatus.PENDING, [], True
             entry.error = f"{source}: not converted: no space left on {out}"
         else:
             root = _root_os_error(exc)
@@ -255,8 +276,82 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
     except Exception as exc:  # a bug must cost one file, never the batch
         entry.error = f"{source}: internal error, please report: {exc!r}"
         return entry
-    entry.status = "converted"
+    entry.status = ConvertStatus.CONVERTED
     return entry
+
+
+def prepare_folder(folder: Path, what: str = "output folder") -> None:
+    """Make ``folder`` if need be and check that a file can be made in it.
+
+    Raises :class:`ConfigError` (a usage error) naming the folder and the reason: not a
+    folder (a file, or a path through one), read-only file system, permission denied. So
+    an output folder that cannot be written is one error before any work, not one failure
+    per input. A full file system is not refused here: the batch stops on it and reports
+    the inputs it could not convert as ``pending``.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError) as exc:  # mkdir: a file is in the way
+        raise ConfigError(f"cannot write to the {what} {folder}: not a folder") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and folder.is_dir():
+            return
+        raise ConfigError(f"cannot write to the {what} {folder}: {exc.strerror or exc}") from exc
+
+
+class StopRequest:
+    """A request to stop a running batch; :meth:`request` is safe in a signal handler.
+
+    The batch finishes the inputs being converted (each worker its current one), starts
+    no other, ends its worker processes and returns; the inputs not converted are
+    ``pending`` with the reason. :meth:`request` records the signal and writes one byte
+    to a pipe the batch waits on, so the batch sees it at once, whatever it waits for.
+    Close it (or use it as a context manager) to free the pipe.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def request(self, signum: int) -> None:
+        """Ask the batch to stop because of ``signum`` (the first request names it)."""
+        if self.signum is None:
+            self.signum = signum
+        with contextlib.suppress(OSError):  # full (already woken) or closed
+            os.write(self._write, b"\0")
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def reason(self) -> str:
+        """``"SIGTERM"``: the name of the signal that asked, for messages."""
+        if self.signum is None:
+            return "nothing"
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    def fileno(self) -> int:
+        """The end to wait on: readable once a stop is requested."""
+        return self._read
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> StopRequest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_batch(
@@ -267,6 +362,7 @@ def run_batch(
     jobs: int = 1,
     overwrite: bool = False,
     progress: Callable[[ReportEntry, int, int], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> list[ReportEntry]:
     """Convert every input; the report keeps the order of ``inputs``.
 
@@ -278,11 +374,14 @@ def run_batch(
     When the output file system is full, no further input is started; the inputs that
     met the full disk and those never started are ``pending`` in the result, so a run
     after space is freed converts them.
+
+    When ``stop`` is requested, the inputs being converted finish, no other starts, and
+    every worker has exited before this returns (one still converting after
+    :data:`STOP_GRACE_S` is killed); the inputs not converted are ``pending``, so a run
+    of the same command converts them. An output folder that cannot be written raises
+    :class:`ConfigError` before any input is converted (:func:`prepare_folder`).
     """
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BridgeError(f"cannot create the output folder {out}: {exc.strerror}") from exc
+    prepare_folder(out)
     total = len(inputs)
     entries: list[ReportEntry | None] = [None] * total
     count = 0
@@ -298,26 +397,50 @@ def run_batch(
 
     if jobs <= 1 or total <= 1:
         for index, path in enumerate(inputs):
+            if stop is not None and stop.requested:
+                break
             if not finish(index, convert_file(path, out, options, overwrite)):
                 break
     else:
-        _Pool(inputs, out, options, overwrite, jobs, finish).run()
-    stopped = f"not attempted: the batch stopped, no space left on {out}"
+        _Pool(inputs, out, options, overwrite, jobs, finish, stop).run()
+    if stop is not None and stop.requested:
+        stopped = f"not converted: the batch was stopped by {stop.reason}"
+    else:
+        stopped = f"not attempted: the batch stopped, no space left on {out}"
     return [
-        entry if entry is not None else ReportEntry(str(inputs[i]), "pending", error=stopped)
+        entry
+        if entry is not None
+        else ReportEntry(str(inputs[i]), ConvertStatus.PENDING, error=stopped)
         for i, entry in enumerate(entries)
     ]
 
 
 WORKER_DIED = "worker process died while converting it"
+STOP_GRACE_S = 10.0
+"""How long a stopping batch waits for a worker to finish the input it is converting."""
 _PARENT_CHECK_S = 1.0  # how often an idle worker checks that the batch is still there
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _worker(conn: Connection, out: Path, options: ConvertOptions, overwrite: bool) -> None:
-    """A worker process: convert the chunks it is sent, one result message per input."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
+    """A worker process: convert the chunks it is sent, one result message per input.
+
+    SIGTERM (from the parent stopping the batch, or sent to the whole process group)
+    lets the input being converted finish and its result go, then the worker exits:
+    no half-written output, no orphan. SIGINT is the parent's to handle. Both arrive
+    blocked (the parent blocks them around the fork) until these handlers are in place.
+    """
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     parent = os.getppid()
-    while True:
+    while not stopping:
         if not conn.poll(_PARENT_CHECK_S):
             if os.getppid() != parent:
                 return  # the batch is gone: nobody to work for
@@ -329,6 +452,8 @@ def _worker(conn: Connection, out: Path, options: ConvertOptions, overwrite: boo
         if chunk is None:
             return
         for index, path in chunk:
+            if stopping:
+                return
             conn.send((index, convert_file(path, out, options, overwrite)))
 
 
@@ -354,9 +479,10 @@ class _Pool:
         overwrite: bool,
         jobs: int,
         finish: Callable[[int, ReportEntry], bool],
+        stop: StopRequest | None = None,
     ) -> None:
         self.inputs, self.out, self.options, self.overwrite = inputs, out, options, overwrite
-        self.jobs, self.finish = jobs, finish
+        self.jobs, self.finish, self.stop = jobs, finish, stop
         size = max(1, min(8, len(inputs) // (jobs * 8)))
         indices = list(range(len(inputs)))
         self.queue = deque(indices[i : i + size] for i in range(0, len(indices), size))
@@ -370,17 +496,54 @@ class _Pool:
     def run(self) -> None:
         try:
             while True:
+                if self.stop is not None and self.stop.requested:
+                    self._wind_down()
+                    return
                 self._feed()
                 busy = [w for w in self.workers if w.in_hand]
                 if not busy:
                     return
                 waiting: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+                if self.stop is not None:
+                    waiting.append(self.stop)
                 ready = set(multiprocessing.connection.wait(waiting))
                 for worker in busy:
                     if worker.conn in ready or worker.process.sentinel in ready:
                         self._collect(worker)
         finally:
             self._stop_all()
+
+    def _wind_down(self) -> None:
+        """Stop: each worker finishes the input it is converting, sends it and exits.
+
+        A worker still at work after :data:`STOP_GRACE_S` is killed. What the workers
+        held and did not finish stays unrecorded: ``pending`` in the result.
+        """
+        for worker in self.workers:
+            if worker.in_hand:
+                worker.process.terminate()  # SIGTERM: see _worker
+            else:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(None)
+        deadline = time.monotonic() + STOP_GRACE_S
+        busy = [w for w in self.workers if w.in_hand and w.process.is_alive()]
+        while busy and (left := deadline - time.monotonic()) > 0:
+            waiting: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+            multiprocessing.connection.wait(waiting, timeout=left)
+            for worker in busy:
+                self._take_results(worker)
+            busy = [w for w in busy if w.in_hand and w.process.is_alive()]
+        for worker in busy:
+            log.warning(
+                "convert worker %d still converting %.0f s after the stop: killed",
+                worker.process.pid,
+                STOP_GRACE_S,
+            )
+            worker.process.kill()
+        for worker in self.workers:
+            if worker.in_hand:  # exited or killed: what it sent just before is in the pipe
+                worker.process.join()
+                self._take_results(worker)
 
     def _start(self) -> _Worker:
         parent_end, child_end = self.context.Pipe()
@@ -390,7 +553,13 @@ class _Pool:
             name="acrnema-bridge convert worker",
             daemon=True,
         )
-        process.start()
+        # the worker starts with SIGINT and SIGTERM blocked, so that none reaches it before
+        # it has its own handlers (it would run the parent's); the parent gets them after
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child_end.close()
         worker = _Worker(process, parent_end)
         self.workers.append(worker)
@@ -416,8 +585,8 @@ class _Pool:
                 continue
             worker.in_hand = list(chunk)
 
-    def _collect(self, worker: _Worker) -> None:
-        """Take the results a worker sent; if it died, retry or fail what it still held."""
+    def _take_results(self, worker: _Worker) -> None:
+        """Record the results a worker has sent, without waiting for more."""
         while worker.in_hand:
             try:
                 if not worker.conn.poll():
@@ -428,6 +597,10 @@ class _Pool:
             worker.in_hand.remove(index)
             if not self.finish(index, entry):
                 self.stopping = True
+
+    def _collect(self, worker: _Worker) -> None:
+        """Take the results a worker sent; if it died, retry or fail what it still held."""
+        self._take_results(worker)
         if not worker.in_hand or worker.process.is_alive():
             return
         worker.process.join()
@@ -437,7 +610,7 @@ class _Pool:
             if self.deaths[index] > 1:
                 error = f"{self.inputs[index]}: {WORKER_DIED} ({cause}, also on the retry)"
                 if not self.finish(
-                    index, ReportEntry(str(self.inputs[index]), "failed", error=error)
+                    index, ReportEntry(str(self.inputs[index]), ConvertStatus.FAILED, error=error)
                 ):
                     self.stopping = True
             else:
