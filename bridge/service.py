@@ -72,6 +72,7 @@ class Bridge:
         options: ConvertOptions | None = None,
         ae_title: str = "ACRNEMA_BRIDGE",
         policy: RetryPolicy | None = None,
+        accepted_peers: Sequence[str] = (),
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
@@ -79,7 +80,9 @@ class Bridge:
         order = profile.physical.binary_byte_order
         self.options = options or ConvertOptions(byte_order=ByteOrder(order))
         self.endpoint = Endpoint(port, profile)
-        self.responder = Responder(self.endpoint, self._store, ae_title=ae_title)
+        self.responder = Responder(
+            self.endpoint, self._store, ae_title=ae_title, accepted=accepted_peers
+        )
         self.forwarder = Forwarder(spool, self.destinations, policy=policy)
         self.stats = BridgeStats()
         self.failure: str | None = None

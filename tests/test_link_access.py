@@ -15,13 +15,24 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import peers
 import pytest
 
-from bridge.errors import PortURLError
+from bridge.acrnema.commands import Command, Message
+from bridge.acrnema.stack import MessageArrived
+from bridge.errors import PortURLError, SettingsError
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Scanner
 from bridge.ports import open_port
 from bridge.ports.base import WordPort
+from bridge.ports.loop import loop_pair
 from bridge.ports.wordstream import encode_line_state
+from bridge.service import Bridge
+from bridge.settings import load
+from bridge.spool.store import Spool
+from bridge.testing.phantom import phantom_images
 from bridge.testing.ports import receive, same, wait_both, words
 
 HANG_S = 10.0  # generous: only catches a hang
@@ -195,3 +206,155 @@ def test_listen_options_are_checked() -> None:
     for bad in ("allow=", "allow=not-an-address", "allow=10.0.0.1/8", "idle_timeout=0"):
         with pytest.raises(PortURLError):
             open_port(f"tcp-listen://127.0.0.1:0?{bad}")
+
+
+# ----------------------------------------------------------------- accepted peers
+
+
+def _store_answers(
+    tmp_path: Path, accepted: tuple[str, ...], calling: str, initiator: str
+) -> dict[str, object]:
+    """Connect as ``calling``, send one store request naming ``initiator`` and an echo;
+    what the bridge answered and how many objects it spooled."""
+    scanner_port, bridge_port = loop_pair()
+    spool = Spool(tmp_path / "spool")
+    bridge = Bridge(bridge_port, spool, [], accepted_peers=accepted)
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), name="bridge-under-test")
+    thread.start()
+    answers: dict[str, object] = {}
+    try:
+        endpoint = Endpoint(scanner_port)
+        scanner = Scanner(endpoint, calling=calling)
+        assert scanner._connect() is None
+        table = endpoint.stack.commands
+        [image] = phantom_images(1, rows=64)
+        requests = {
+            "store": Command(
+                table.request("store"),
+                endpoint.stack.next_message_id(),
+                table.data_set_present,
+                initiator=initiator,
+                receiver="ACRNEMA_BRIDGE",
+            ),
+            "echo": Command(
+                table.request("echo"),
+                endpoint.stack.next_message_id(),
+                table.data_set_none,
+                initiator=initiator,
+            ),
+        }
+        for name, command in requests.items():
+            data = image.data if name == "store" else b""
+            endpoint.stack.send(Message(command, data), endpoint.clock())
+            deadline = time.monotonic() + HANG_S
+            while name not in answers and time.monotonic() < deadline:
+                for event in endpoint.poll(0.05):
+                    if isinstance(event, MessageArrived):
+                        answers[name] = event.message.command
+        scanner.close(timeout=2.0)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        scanner_port.close()
+        bridge_port.close()
+        answers["spooled"] = _objects(spool)
+        spool.close()
+    return answers
+
+
+def _objects(spool: Spool) -> int:
+    return len(list(spool.root.joinpath("objects").rglob("*.dcm")))
+
+
+@pytest.mark.parametrize(
+    ("calling", "initiator"),
+    [("SCANNER", "SCANNER"), ("CT1", "SCANNER"), ("SCANNER", "CT1")],
+    ids=["stranger", "initiator-not-accepted", "calling-not-accepted"],
+)
+def test_a_message_from_an_address_not_accepted_is_refused_and_never_spooled(
+    calling: str, initiator: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bridge.endpoint"):
+        answers = _store_answers(tmp_path, ("CT1", "CT2"), calling, initiator)
+    store, echo = answers["store"], answers["echo"]
+    assert isinstance(store, Command) and isinstance(echo, Command)
+    assert store.status == 0xA900, store
+    assert "not accepted" in store.error_comment
+    assert echo.status == 0xA900
+    assert answers["spooled"] == 0
+    assert any(
+        r.levelno == logging.WARNING and "not accepted" in r.getMessage() for r in caplog.records
+    ), caplog.text
+
+
+def test_a_message_from_an_accepted_address_is_stored(tmp_path: Path) -> None:
+    answers = _store_answers(tmp_path, ("CT1", "CT2"), "CT2", "CT2")
+    store = answers["store"]
+    assert isinstance(store, Command) and store.status == 0x0000, store
+    assert answers["spooled"] == 1
+
+
+def test_by_default_every_address_is_accepted(tmp_path: Path) -> None:
+    answers = _store_answers(tmp_path, (), "ANYONE", "ANYONE")
+    store = answers["store"]
+    assert isinstance(store, Command) and store.status == 0x0000, store
+
+
+# ----------------------------------------------------------------- the service, end to end
+
+
+def test_run_serves_the_scanner_past_a_silent_connection(tmp_path: Path) -> None:
+    """Finding (issue 11), end to end: ``acrnema-bridge run`` on ``tcp-listen://`` with a
+    silent connection made first; the emulated scanner connecting next stores its image."""
+    port = peers.free_port()
+    spool_dir = tmp_path / "spool"
+    with peers.bridge_service(port, "--spool", str(spool_dir)) as service:
+        silent = _raw_client(port)
+        try:
+            time.sleep(0.5)  # let the service accept the silent connection first
+            with peers.scanner_on(port, response_timeout=30.0, link_timeout=HANG_S) as scanner:
+                [stored] = scanner.send(phantom_images(1, rows=64))
+            assert _closed_by_listener(silent)
+        finally:
+            silent.close()
+        service.terminate()
+        _, err = service.communicate(timeout=60)
+    assert stored.ok, stored.errors
+    assert "it has sent nothing; replaced by a newer connection" in err, err
+    assert len(list((spool_dir / "objects").rglob("*.dcm"))) == 1
+
+
+def test_run_refuses_a_scanner_whose_address_is_not_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``acrnema-bridge run`` with ``[link] accepted_peers`` from its settings file: the
+    emulated scanner calling as another address is refused (A900H, WARNING) and nothing of
+    it is spooled; the accepted one stores its image."""
+    port = peers.free_port()
+    config = tmp_path / "bridge.toml"
+    config.write_text('[link]\naccepted_peers = ["CT1"]\n')
+    monkeypatch.setenv("BRIDGE_CONFIG", str(config))
+    spool_dir = tmp_path / "spool"
+    with peers.bridge_service(port, "--spool", str(spool_dir)) as service:
+        with peers.scanner_on(port, calling="CT2", response_timeout=30.0) as stranger:
+            [refused] = stranger.send(phantom_images(1, rows=64))
+        with peers.scanner_on(port, calling="CT1", response_timeout=30.0) as scanner:
+            [stored] = scanner.send(phantom_images(1, rows=64))
+        service.terminate()
+        _, err = service.communicate(timeout=60)
+    assert stored.ok, stored.errors
+    assert not refused.ok
+    assert "not_stored A900H" in refused.errors[0], refused.errors
+    assert "WARNING" in err and "calling address 'CT2' is not accepted" in err, err
+    assert len(list((spool_dir / "objects").rglob("*.dcm"))) == 1
+
+
+def test_accepted_peers_is_a_checked_link_setting(tmp_path: Path) -> None:
+    assert load(env={}).link.accepted_peers == ()
+    env = {"BRIDGE_LINK_ACCEPTED_PEERS": "CT1, CT2"}
+    assert load(env=env).link.accepted_peers == ("CT1", "CT2")
+    config = tmp_path / "bridge.toml"
+    config.write_text('[link]\naccepted_peers = ["CT1", "SEVENTEEN_LETTERS"]\n')
+    with pytest.raises(SettingsError, match=r"link\.accepted_peers.*SEVENTEEN_LETTERS"):
+        load(config, env={})

@@ -166,6 +166,7 @@ def _run(settings: Settings, profile: Profile) -> int:
         profile=profile,
         ae_title=settings.link.ae_title,
         policy=policy,
+        accepted_peers=settings.link.accepted_peers,
     )
     log.warning("serving the link on %s; spool %s", url, spool.root)
     try:

@@ -40,6 +40,9 @@ class LinkSettings:
     """Link profile file (docs/link-profile.md); none: the built-in reference profile."""
     ae_title: str = "ACRNEMA_BRIDGE"
     """The bridge's logical address on the link."""
+    accepted_peers: tuple[str, ...] = ()
+    """Logical addresses allowed to send (calling address and Initiator); others are
+    refused with not_stored; none: every address (docs/link.md, "Accepted peers")."""
 
 
 @dataclass(frozen=True)
