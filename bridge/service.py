@@ -85,6 +85,7 @@ class Bridge:
         ae_title: str = "ACRNEMA_BRIDGE",
         policy: RetryPolicy | None = None,
         accept_repairs: bool = False,
+        accepted_peers: Sequence[str] = (),
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
@@ -93,7 +94,9 @@ class Bridge:
         options = options or ConvertOptions(byte_order=ByteOrder(order))
         self.options = dataclasses.replace(options, accept_repairs=accept_repairs)
         self.endpoint = Endpoint(port, profile)
-        self.responder = Responder(self.endpoint, self._store, ae_title=ae_title)
+        self.responder = Responder(
+            self.endpoint, self._store, ae_title=ae_title, accepted=accepted_peers
+        )
         self.forwarder = Forwarder(spool, self.destinations, policy=policy)
         self.stats = BridgeStats()
         self.failure: str | None = None

@@ -167,6 +167,7 @@ def _run(settings: Settings, profile: Profile) -> int:
         ae_title=settings.link.ae_title,
         policy=policy,
         accept_repairs=settings.link.accept_repairs,
+        accepted_peers=settings.link.accepted_peers,
     )
     log.warning("serving the link on %s; spool %s", url, spool.root)
     try:

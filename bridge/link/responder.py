@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from bridge.acrnema.commands import Message
@@ -69,6 +69,11 @@ class Responder:
     handler that makes the object durable first gives the scanner a success only for an
     image that is safe. Echo is answered with success; find, get, cancel and unknown
     command codes with ``cannot_understand`` (the code logged as it came).
+
+    ``accepted``: the logical addresses allowed to send requests (docs/link.md, "Accepted
+    peers"); when given, a request whose connection's calling address or whose Initiator
+    (0000,0200) is another one is answered ``not_stored``, logged at WARNING, and never
+    reaches the store handler. Empty: every address is accepted.
     """
 
     def __init__(
@@ -78,12 +83,14 @@ class Responder:
         *,
         ae_title: str = "",
         grace: float | None = None,
+        accepted: Collection[str] = (),
     ) -> None:
         self.endpoint = endpoint
         self.on_store = on_store
         self.ae_title = ae_title
         self.table = endpoint.stack.commands
         self.grace = endpoint.profile.transport.reassembly_timeout_s if grace is None else grace
+        self.accepted = frozenset(address.strip() for address in accepted)
         self.stats = ResponderStats()
 
     def serve(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> None:
@@ -143,6 +150,13 @@ class Responder:
         if command.is_response:
             log.warning("unexpected response %04XH ignored", command.field)
             return
+        refusal = self._source_refused(message)
+        if refusal is not None:
+            self.stats.refused += 1
+            self.stats.last_error = refusal
+            log.warning("message %d refused: %s", command.message_id, refusal)
+            self._answer(message, Answer(LinkStatus.NOT_STORED, refusal))
+            return
         if known is None or known[0] not in ("store", "echo"):
             self.stats.unknown += 1
             what = known[0] if known else "unknown"
@@ -168,6 +182,19 @@ class Responder:
             self.stats.refused += 1
             self.stats.last_error = answer.comment
         self._answer(message, answer)
+
+    def _source_refused(self, message: Message) -> str | None:
+        """Why ``message`` is refused for where it comes from; None: it is accepted."""
+        if not self.accepted:
+            return None
+        calling = self.endpoint.stack.session.calling.strip()
+        initiator = message.command.initiator.strip()
+        if not calling and not initiator:
+            return "no source address: not accepted (link.accepted_peers)"
+        for address, what in ((calling, "calling address"), (initiator, "Initiator")):
+            if address and address not in self.accepted:
+                return f"{what} {address!r} is not accepted (link.accepted_peers)"
+        return None
 
     def _answer(self, request: Message, answer: Answer) -> None:
         stack = self.endpoint.stack

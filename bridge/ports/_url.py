@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,15 @@ from urllib.parse import parse_qsl
 
 from bridge.errors import PortURLError
 
-__all__ = ["PortURL", "flag", "parse_url", "positive_int", "seconds"]
+__all__ = [
+    "PortURL",
+    "flag",
+    "ip_networks",
+    "parse_url",
+    "positive_int",
+    "positive_seconds",
+    "seconds",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,28 @@ def seconds(text: str) -> float:
     if not value >= 0:
         raise ValueError("seconds, 0 or more")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0."""
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("seconds, above 0")
+    return value
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def ip_networks(text: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated IP addresses or networks (``127.0.0.1,10.0.0.0/24``), at least one."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise ValueError("IP addresses or networks, separated by commas")
+    try:
+        return tuple(ipaddress.ip_network(part) for part in parts)
+    except ValueError as exc:
+        raise ValueError(f"IP addresses or networks, separated by commas: {exc}") from exc
 
 
 def positive_int(text: str) -> int:

@@ -304,6 +304,10 @@ def _check(settings: Settings, failed: set[str]) -> list[str]:
         reason = _ae_problem(title)
         if reason:
             bad(key, reason)
+    for title in settings.link.accepted_peers:
+        reason = _ae_problem(title)
+        if reason:
+            bad("link.accepted_peers", reason)
     for name in (
         "connect_timeout",
         "acse_timeout",

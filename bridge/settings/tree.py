@@ -45,6 +45,9 @@ class LinkSettings:
     image, an unusual Bits Allocated), repaired, each repair logged at WARNING with its
     SOP Instance UID; false: answer it with a failure status, the scanner keeps it
     (docs/conversion.md, "Repairs"); ``--accept-repairs`` sets it."""
+    accepted_peers: tuple[str, ...] = ()
+    """Logical addresses allowed to send (calling address and Initiator); others are
+    refused with not_stored; none: every address (docs/link.md, "Accepted peers")."""
 
 
 @dataclass(frozen=True)
