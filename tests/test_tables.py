@@ -704,7 +704,7 @@ def test_every_pair_of_the_reassembly_table(pair: tuple[ReassemblyState, Reassem
 
 from bridge.acrnema.physical import WordBuffer  # noqa: E402
 from bridge.errors import PortError  # noqa: E402
-from bridge.ports.wordstream import (  # noqa: E402
+from bridge.wordstream import (  # noqa: E402
     ANNOUNCE_INTERVAL_S,
     LINE_TABLE,
     LineAction,
@@ -903,7 +903,7 @@ def test_every_machine_is_walked_and_drawn() -> None:
     import bridge.acrnema.transport
     import bridge.box.host
     import bridge.ports.ftdi_gpio
-    import bridge.ports.wordstream
+    import bridge.wordstream
 
     modules = [
         bridge.acrnema.datalink,
@@ -911,7 +911,7 @@ def test_every_machine_is_walked_and_drawn() -> None:
         bridge.acrnema.stack,
         bridge.acrnema.transport,
         bridge.box.host,
-        bridge.ports.wordstream,
+        bridge.wordstream,
         bridge.ports.ftdi_gpio,
     ]
     found = []
