@@ -472,8 +472,10 @@ def test_the_command_table_takes_the_application_section_itself() -> None:
 
 
 def test_the_docs_diagrams_are_the_generated_ones() -> None:
-    from bridge.cli_profile import diagrams
+    from bridge.cli.profile import doc_block
 
     text = (Path(__file__).parent.parent / "docs" / "link-profile.md").read_text()
     block = text.split("<!-- diagrams:start -->\n")[1].split("<!-- diagrams:end -->")[0]
-    assert block == diagrams(), "run: acrnema-bridge profile diagrams, and paste into the docs"
+    assert block == doc_block("diagrams"), (
+        "run: acrnema-bridge profile diagrams --block diagrams, and paste into the docs"
+    )
