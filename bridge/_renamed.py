@@ -5,14 +5,19 @@ Some classes were renamed so that no name means two things across the package (i
 ``Message``, ``LineState``, ``Session`` and ``Transport`` each named two classes). A
 module that renamed one keeps the old name through its ``__getattr__`` (PEP 562), which
 calls :func:`old_name`: the old name gives the very same object, and warns.
+
+Some modules moved (issue 10: pure protocol code out of ``bridge/ports/``). The old
+module stays as a stub whose ``__getattr__`` is made by :func:`moved_module`: each name
+imported from the old path is the very same object of the new module, with a warning.
 """
 
 from __future__ import annotations
 
+import importlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-__all__ = ["old_name"]
+__all__ = ["moved_module", "old_name"]
 
 
 def old_name(
@@ -28,3 +33,29 @@ def old_name(
         stacklevel=3,
     )
     return namespace[new]
+
+
+def moved_module(
+    module: str, new: str, elsewhere: Mapping[str, str] | None = None
+) -> Callable[[str], object]:
+    """The ``__getattr__`` of the stub left at the old path ``module`` of the module ``new``.
+
+    A name looked up on the stub is the same object from ``new`` (or from the module that
+    ``elsewhere`` names for it), with a DeprecationWarning naming where it lives now. Dunder
+    names are not forwarded, so tools that probe a module (``__path__``...) see the stub.
+    """
+    moved = dict(elsewhere or {})
+
+    def __getattr__(name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        target = moved.get(name, new)
+        value = getattr(importlib.import_module(target), name)
+        warnings.warn(
+            f"{module} is deprecated: {name} is now {target}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value
+
+    return __getattr__

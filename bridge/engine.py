@@ -12,7 +12,7 @@ hand, time made up), in the emulator and in the service:
 * :meth:`Engine.next_deadline` ``() -> float | None``: when ``handle_timer`` has work.
 
 :class:`WordEngine` is that shape for the engines that carry the 50-pin link's words and
-READY lines over a byte stream: the raw word stream (:mod:`bridge.ports.wordstream`) and
+READY lines over a byte stream: the raw word stream (:mod:`bridge.wordstream`) and
 the interface-box host (:mod:`bridge.box.host`). One threaded driver,
 :class:`bridge.ports.driver.EnginePort`, runs any of them over any byte stream
 (docs/ports.md, "Engines and the driver"); it understands the events below.
@@ -26,7 +26,19 @@ from typing import Protocol
 
 from bridge.acrnema.physical import WordBuffer
 
-__all__ = ["Engine", "LinkEvent", "PeerReady", "StreamGone", "WordEngine", "WordsArrived"]
+__all__ = [
+    "MAX_RECV_WORDS",
+    "Engine",
+    "LinkEvent",
+    "PeerReady",
+    "StreamGone",
+    "WordEngine",
+    "WordsArrived",
+]
+
+MAX_RECV_WORDS = 1 << 20
+"""The most words one :meth:`bridge.ports.base.WordPort.recv` returns (memory stays
+bounded); an engine sizes what its driver queues by it."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ unchanged LINE_STATE or CREDITS report is repeated. A CONFIGURE that needs what 
 model lacks is refused by it (``BAD_PARAMETER``), as its INFO announces. The model has no
 handshake timing (its line side is a WordPort), so the peer here takes words at once.
 
-One divergence this test found is marked ``xfail(strict=True)`` below (words that
-arrive while the peer is down); it fails as soon as the two agree.
+The one divergence this test found (words that arrive while the peer is down, kept by
+the C core) was the C core's to fix: it drops them now, as the model and the protocol's
+section 6 do.
 """
 
 from __future__ import annotations
@@ -212,15 +213,12 @@ def test_what_the_model_lacks_it_refuses_as_its_info_says(libboxcore: str) -> No
     assert not BoxModel().info.capabilities & bp.Capability.ROLE_A
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this test: the C core keeps WORDS_OUT that arrive while the peer's "
-    "READY is down and hands them to the peer when it is back; the model drops them "
-    "(discarded_words), as the port rules say (nothing reaches a side that was gone)",
-)
 def test_words_sent_while_the_peer_is_down(libboxcore: str) -> None:  # noqa: F811
     """Our host never sends then (no credit while the peer is not READY), but a WORDS_OUT
-    frame already on its way when the peer drops does arrive."""
+    frame already on its way when the peer drops does arrive. Both drop it and count it
+    in ``discarded_words`` (docs/box-protocol.md, section 6: nothing reaches a side that
+    was gone); its positions count, so the CREDITS after it agree. This test found the C
+    core keeping such words and handing them to the peer once it was back."""
     v, p = words(1500)
     script = START + [
         (0.03, "peer", False),

@@ -12,7 +12,15 @@ import pytest
 
 from bridge.acrnema.physical import WordBuffer
 from bridge.ports import LinkLost, PortError, WordPort, loop_pair, open_port, read_trace
-from bridge.ports.faults import FaultInjector, FaultSpec, FaultSpecError, FaultyPort, hook
+from bridge.ports.faults import (
+    FaultInjector,
+    FaultSpec,
+    FaultSpecError,
+    FaultyPort,
+    faults_url,
+    hook,
+    split_faults_url,
+)
 from bridge.ports.loop import LoopPort
 
 MILLION = 1_000_000
@@ -339,6 +347,53 @@ def test_faults_prefix_replays_the_same_faults_as_emulate_faults() -> None:
             port.send(words(5000, seed=4))
             got.append(receive_all(peer))
     assert len(got[0]) < 5000 and np.array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("inner", ["loop://{}", "spy+loop://{}?trace={}"])
+def test_emulate_faults_opens_the_very_port_of_the_faults_prefix(
+    inner: str, tmp_path: Path
+) -> None:
+    """``--faults SPEC`` goes through the one ``faults+`` path: the same port as the URL."""
+    from bridge.cli.link import _open
+
+    ports, got = [], []
+    for index, spelling in enumerate(["url", "flag"]):
+        name = f"fp-spell-{index}"
+        url = inner.format(name, tmp_path / f"{spelling}.bin")
+        sep = "&" if "?" in url else "?"
+        if spelling == "url":
+            port = _open(f"faults+{url}{sep}flip=0.05&drop=0.05&seed=9")
+        else:
+            port = _open(url, "flip=0.05, drop=0.05,seed=9")
+        with port, open_port(f"loop://{name}") as peer:
+            port.send(words(5000, seed=4))
+            got.append(receive_all(peer))
+        ports.append(port)
+    url_port, flag_port = ports
+    assert isinstance(url_port, FaultyPort) and isinstance(flag_port, FaultyPort)
+    assert url_port.spec == flag_port.spec == FaultSpec(flip=0.05, drop=0.05, seed=9)
+    assert type(url_port.port) is type(flag_port.port)
+    assert flag_port.url == url_port.url.replace("fp-spell-0", "fp-spell-1").replace(
+        "url.bin", "flag.bin"
+    )
+    assert len(got[0]) < 5000 and np.array_equal(got[0], got[1])
+    assert url_port.stats == flag_port.stats
+
+
+def test_faults_url_is_the_inverse_of_split_faults_url() -> None:
+    url = faults_url("loop://x?duplex=1", "flip=1e+0, seed=3")
+    assert url == "faults+loop://x?duplex=1&flip=1e%2B0&seed=3"
+    assert split_faults_url(url) == ("loop://x?duplex=1", FaultSpec(flip=1.0, seed=3))
+    assert faults_url("loop://x", " , ") == "faults+loop://x"
+    with pytest.raises(FaultSpecError, match="given twice"):
+        open_port(faults_url("faults+loop://twice?flip=1", "flip=0.5"))
+
+
+def test_emulate_faults_checks_its_spec_before_it_opens_the_port() -> None:
+    from bridge.cli.link import _open
+
+    with pytest.raises(FaultSpecError, match=r"^fault 'flop=1': unknown name 'flop'"):
+        _open("bogus://x", "flop=1")
 
 
 def test_faults_prefix_composes_with_spy_on_either_side(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import ast
 import importlib
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,35 @@ def test_an_old_import_path_gives_the_same_objects_as_the_new_home(old: str) -> 
         new = importlib.import_module(home)
         assert getattr(module, name) is getattr(new, name), f"{old}.{name}"
         assert name in new.__all__, f"{home} does not export {name}"
+
+
+DEPRECATED_MOVES = [
+    # old module, its name's home now, name: the old module warns (bridge._renamed)
+    ("bridge.ports.wordstream", "bridge.wordstream", "WordStreamEngine"),
+    ("bridge.ports.wordstream", "bridge.wordstream", "encode_words"),
+    ("bridge.ports.wordstream", "bridge.wordstream", "LINE_TABLE"),
+    ("bridge.ports.wordstream", "bridge.ports.driver", "StreamWordPort"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "name"), DEPRECATED_MOVES)
+def test_a_moved_module_still_gives_its_names_with_a_deprecation_warning(
+    old: str, new: str, name: str
+) -> None:
+    stub = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated: {name} is now {new}"):
+        value = getattr(stub, name)
+    assert value is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError):
+        getattr(stub, "NoSuchName")  # noqa: B009
+    with pytest.raises(AttributeError), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        getattr(stub, "__path__")  # noqa: B009 - tools probe modules for dunders
+
+
+def test_the_old_word_stream_import_still_works() -> None:
+    with pytest.warns(DeprecationWarning, match="bridge.ports.wordstream is deprecated"):
+        from bridge.ports.wordstream import WordStreamDecoder  # noqa: F401
 
 
 def test_the_link_package_names_both_roles() -> None:

@@ -262,7 +262,9 @@ def test_echo_and_unknown_commands_are_answered(tmp_path: Path) -> None:
             assert scanner._connect() is None
             table = endpoint.stack.commands
             for field in (table.request("echo"), table.request("find"), 0x0777):
-                command = Command(field, endpoint.stack.next_message_id(), table.data_set_none)
+                command = Command(
+                    field, endpoint.stack.next_message_id(), table.params.data_set_none
+                )
                 endpoint.stack.send(Message(command), endpoint.clock())
                 deadline = time.monotonic() + 10
                 while field not in answers and time.monotonic() < deadline:

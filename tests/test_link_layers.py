@@ -16,7 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.acrnema.commands import Command, Message, decode_message, encode_message
+from bridge.acrnema.commands import (
+    Command,
+    CommandTable,
+    Message,
+    decode_message,
+    encode_message,
+)
 from bridge.acrnema.datalink import LinkProtocolError, state_diagram
 from bridge.acrnema.session import (
     SESSION_TABLE,
@@ -437,15 +443,39 @@ def test_the_layers_take_every_time_from_the_profile() -> None:
     assert stack.transport.params is profile.transport
     assert stack.session.params is profile.session
     assert stack.session.params.connect_timeout_s == 3.0
+    assert stack.commands.params is profile.application
     stack.connect("CT", "B", 0.0)
     assert stack.next_deadline() == 3.0  # the CONNECT waits for its answer
     stack.transmit(0.0)
     assert stack.next_deadline() == 0.020  # and its frame for its ACK
 
 
+def test_the_command_table_takes_the_application_section_itself() -> None:
+    section = profile_from_mapping(
+        {
+            "application": {
+                "commands": {"echo": [0x0031, 0x8031]},
+                "statuses": {"busy": 0xA701},
+                "data_set_none": 0x0111,
+                "recognition_code": "SITE 1",
+            }
+        }
+    ).application
+    table = CommandTable(section)
+    assert table.params is section
+    assert table.request("echo") == 0x0031 and table.name(0x8031) == ("echo", True)
+    assert table.status("busy") == 0xA701 and table.status_name(0xA701) == "busy"
+    request = table.make_request("echo", 4, initiator="CT", receiver="B")
+    assert request.command.data_set_type == 0x0111 and not table.has_data_set(request.command)
+    assert request.command.recognition_code == "SITE 1"
+    assert CommandTable().params is REFERENCE.application
+
+
 def test_the_docs_diagrams_are_the_generated_ones() -> None:
-    from bridge.cli_profile import diagrams
+    from bridge.cli.profile import doc_block
 
     text = (Path(__file__).parent.parent / "docs" / "link-profile.md").read_text()
     block = text.split("<!-- diagrams:start -->\n")[1].split("<!-- diagrams:end -->")[0]
-    assert block == diagrams(), "run: acrnema-bridge profile diagrams, and paste into the docs"
+    assert block == doc_block("diagrams"), (
+        "run: acrnema-bridge profile diagrams --block diagrams, and paste into the docs"
+    )

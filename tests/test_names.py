@@ -59,7 +59,7 @@ RENAMED = [
     ("bridge.box.protocol", "Message", "BoxMessage"),
     ("bridge.box.protocol", "Sender", "FrameSender"),
     ("bridge.ports.boxproto", "Frame", "BoxFrame"),
-    ("bridge.ports.wordstream", "LineState", "LineStateUnit"),
+    ("bridge.wordstream", "LineState", "LineStateUnit"),
     ("bridge.profile", "Physical", "PhysicalSection"),
     ("bridge.profile", "Datalink", "DatalinkSection"),
     ("bridge.profile", "Transport", "TransportSection"),

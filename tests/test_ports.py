@@ -50,13 +50,6 @@ from bridge.ports import loop as loop_module
 from bridge.ports.bytestream import PipeStream, pipe_pair
 from bridge.ports.driver import StreamWordPort
 from bridge.ports.spy import SpyPort, split_spy_url
-from bridge.ports.wordstream import (
-    LineStateUnit,
-    WordStreamDecoder,
-    WordStreamEngine,
-    encode_line_state,
-    encode_words,
-)
 from bridge.profile import REFERENCE
 from bridge.testing.feeding import check_feeding
 from bridge.testing.ports import (
@@ -66,6 +59,13 @@ from bridge.testing.ports import (
     same,
     wait_both,
     words,
+)
+from bridge.wordstream import (
+    LineStateUnit,
+    WordStreamDecoder,
+    WordStreamEngine,
+    encode_line_state,
+    encode_words,
 )
 
 KINDS = ["loop", "tcp", "serial", "rs485", "spy+loop", "spy+tcp", "box"]

@@ -349,10 +349,10 @@ def test_entering_quiet_starts_the_quiet_timer_once() -> None:
 
 
 def test_the_docs_diagrams_are_rendered_from_the_tables() -> None:
-    from bridge.cli_profile import diagrams
+    from bridge.cli.profile import doc_block
 
     text = (DOCS / "link-profile.md").read_text()
-    assert "<!-- diagrams:start -->\n" + diagrams() + "<!-- diagrams:end -->" in text
+    assert "<!-- diagrams:start -->\n" + doc_block("diagrams") + "<!-- diagrams:end -->" in text
     for table in (LINK_TABLE, FRAME_TABLE, SESSION_TABLE):
         assert state_diagram(table) in text
 
@@ -704,7 +704,7 @@ def test_every_pair_of_the_reassembly_table(pair: tuple[ReassemblyState, Reassem
 
 from bridge.acrnema.physical import WordBuffer  # noqa: E402
 from bridge.errors import PortError  # noqa: E402
-from bridge.ports.wordstream import (  # noqa: E402
+from bridge.wordstream import (  # noqa: E402
     ANNOUNCE_INTERVAL_S,
     LINE_TABLE,
     LineAction,
@@ -890,20 +890,15 @@ def test_the_docs_tables_are_rendered_from_the_code(
     assert block == markdown_table(table), f"paste markdown_table({table.name}) into {doc}"
 
 
-def test_every_machine_is_walked_and_drawn() -> None:
-    """Every table of the idiom in the package is walked above and shown in the docs."""
-    drawn = {id(t) for _, _, t in _DOC_TABLES} | {
-        id(LINK_TABLE),
-        id(FRAME_TABLE),
-        id(SESSION_TABLE),
-    }
+def _package_tables() -> list[Table[Any, Any, Any]]:
+    """Every table of the idiom in the package's modules that hold machines."""
     import bridge.acrnema.datalink
     import bridge.acrnema.session
     import bridge.acrnema.stack
     import bridge.acrnema.transport
     import bridge.box.host
     import bridge.ports.ftdi_gpio
-    import bridge.ports.wordstream
+    import bridge.wordstream
 
     modules = [
         bridge.acrnema.datalink,
@@ -911,7 +906,7 @@ def test_every_machine_is_walked_and_drawn() -> None:
         bridge.acrnema.stack,
         bridge.acrnema.transport,
         bridge.box.host,
-        bridge.ports.wordstream,
+        bridge.wordstream,
         bridge.ports.ftdi_gpio,
     ]
     found = []
@@ -919,4 +914,59 @@ def test_every_machine_is_walked_and_drawn() -> None:
         for value in vars(module).values():
             tables = value.values() if isinstance(value, dict) else [value]
             found += [t for t in tables if isinstance(t, Table)]
+    return found
+
+
+def test_every_machine_is_walked_and_drawn() -> None:
+    """Every table of the idiom in the package is walked above and shown in the docs."""
+    drawn = {id(t) for _, _, t in _DOC_TABLES} | {
+        id(LINK_TABLE),
+        id(FRAME_TABLE),
+        id(SESSION_TABLE),
+    }
+    found = _package_tables()
     assert found and {id(t) for t in found} == drawn
+    from bridge.cli.profile import machines
+
+    assert sorted(id(m.table) for m in machines()) == sorted(id(t) for t in found)
+
+
+def test_profile_diagrams_draws_every_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    """``acrnema-bridge profile diagrams`` draws every table, not only the link's."""
+    from bridge.cli import main
+
+    assert main(["profile", "diagrams"]) == 0
+    out = capsys.readouterr().out
+    tables = _package_tables()
+    assert len(tables) == 9
+    for table in tables:
+        assert "```mermaid\n" + state_diagram(table) + "\n```" in out, table.name
+    assert out.count("```mermaid") == len(tables)
+
+
+def _blocks() -> list[tuple[str, str]]:
+    from bridge.cli.profile import machines
+
+    return sorted({(m.block, m.doc) for m in machines()})
+
+
+@pytest.mark.parametrize(("block", "doc"), _blocks(), ids=[b for b, _ in _blocks()])
+def test_profile_diagrams_block_prints_each_generated_block_of_the_docs(
+    block: str, doc: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``profile diagrams --block NAME`` prints what the docs hold between NAME's markers."""
+    from bridge.cli import main
+
+    assert main(["profile", "diagrams", "--block", block]) == 0
+    out = capsys.readouterr().out
+    text = (DOCS / doc).read_text()
+    assert f"<!-- {block}:start -->\n{out}<!-- {block}:end -->" in text, (
+        f"run: acrnema-bridge profile diagrams --block {block}, and paste into docs/{doc}"
+    )
+
+
+def test_profile_diagrams_refuses_an_unknown_block(capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    assert main(["profile", "diagrams", "--block", "nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

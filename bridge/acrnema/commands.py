@@ -3,7 +3,8 @@
 A message is the command group, implicit VR in ascending tag order, followed by the data
 set if any [S4][S27]; the command codes, Data Set Type values and status codes come from
 the profile's ``[application]`` table (docs/link-profile.md, section 5: DICOM-compatible
-defaults, the ACR-NEMA values being unknown). The command elements we read and write:
+defaults, the ACR-NEMA values being unknown), which :class:`CommandTable` takes as its
+parameters. The command elements we read and write:
 
     (0000,0000) UL  Command Group Length       (0000,0200) AE  Initiator (retired)
     (0000,0010) SH  Recognition Code (retired) (0000,0300) AE  Receiver (retired)
@@ -22,10 +23,10 @@ Decoding never trusts a length: a malformed command group raises
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from bridge.acrnema.datalink import LinkProtocolError
+from bridge.profile import REFERENCE, ApplicationSection
 
 __all__ = [
     "Command",
@@ -78,45 +79,46 @@ class Message:
     data: bytes = b""
 
 
-@dataclass(frozen=True)
 class CommandTable:
-    """Names and codes of the profile's commands, statuses and Data Set Types."""
+    """The profile's ``[application]`` section read as a table of names and codes.
 
-    commands: Mapping[str, tuple[int, int]]
-    statuses: Mapping[str, int]
-    data_set_none: int = 0x0101
-    data_set_identifier: int = 0x0102
-    data_set_present: int = 0x0000
-    recognition_code: str = "ACR-NEMA 2.0"
-    _names: dict[int, tuple[str, bool]] = field(default_factory=dict, init=False, repr=False)
+    It takes the section itself as its parameters (:attr:`params`), as the other layers
+    take theirs, so each code has one definition: the profile's. What it adds is the
+    lookup from a code back to its command name.
+    """
 
-    def __post_init__(self) -> None:
-        for name, (request, response) in self.commands.items():
+    def __init__(self, params: ApplicationSection = REFERENCE.application) -> None:
+        self.params = params
+        self._names: dict[int, tuple[str, bool]] = {}
+        for name, (request, response) in params.commands.items():
             self._names[request] = (name, False)
             if response:
                 self._names[response] = (name, True)
+
+    def __repr__(self) -> str:
+        return f"CommandTable({self.params!r})"
 
     def name(self, code: int) -> tuple[str, bool] | None:
         """The command name of ``code`` and whether it is a response; None if unknown."""
         return self._names.get(code)
 
     def request(self, name: str) -> int:
-        return self.commands[name][0]
+        return self.params.commands[name][0]
 
     def response(self, name: str) -> int:
-        return self.commands[name][1]
+        return self.params.commands[name][1]
 
     def status(self, name: str) -> int:
-        return self.statuses[name]
+        return self.params.statuses[name]
 
     def status_name(self, code: int) -> str:
-        for name, value in self.statuses.items():
+        for name, value in self.params.statuses.items():
             if value == code:
                 return name
         return f"status {code:04X}H"
 
     def has_data_set(self, command: Command) -> bool:
-        return command.data_set_type != self.data_set_none
+        return command.data_set_type != self.params.data_set_none
 
     def make_request(
         self, name: str, message_id: int, *, initiator: str, receiver: str, data: bytes = b""
@@ -125,10 +127,10 @@ class CommandTable:
         command = Command(
             self.request(name),
             message_id,
-            self.data_set_present if data else self.data_set_none,
+            self.params.data_set_present if data else self.params.data_set_none,
             initiator=initiator,
             receiver=receiver,
-            recognition_code=self.recognition_code,
+            recognition_code=self.params.recognition_code,
         )
         return Message(command, data)
 
@@ -139,12 +141,12 @@ class CommandTable:
         command = Command(
             code or request.field | 0x8000,
             request.message_id,
-            self.data_set_none,
+            self.params.data_set_none,
             responded_to=request.message_id,
             status=status,
             initiator=request.receiver,
             receiver=request.initiator,
-            recognition_code=self.recognition_code,
+            recognition_code=self.params.recognition_code,
             error_comment=comment[:64],
         )
         return Message(command)

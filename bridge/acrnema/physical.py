@@ -27,6 +27,7 @@ __all__ = [
     "ParityLine",
     "WordBuffer",
     "Words",
+    "as_buffer",
     "bad_parity",
     "bytes_from_words",
     "parity_bits",
@@ -52,6 +53,15 @@ class WordBuffer(NamedTuple):
 
     words: Words
     parity: ParityLine
+
+
+def as_buffer(buffer: WordBuffer) -> WordBuffer:
+    """``buffer`` with the dtypes every port uses (uint16 words, uint8 parity of 0/1)."""
+    words = np.asarray(buffer.words, dtype=np.uint16).reshape(-1)
+    parity = np.asarray(buffer.parity, dtype=np.uint8).reshape(-1)
+    if len(words) != len(parity):
+        raise ValueError(f"{len(words)} words but {len(parity)} parity bits")
+    return WordBuffer(words, parity)
 
 
 def _dtype(byte_order: str) -> str:

@@ -178,15 +178,7 @@ class LinkStack:
 
     def __init__(self, profile: Profile = REFERENCE) -> None:
         self.profile = profile
-        a = profile.application
-        self.commands = CommandTable(
-            commands=a.commands,
-            statuses=a.statuses,
-            data_set_none=a.data_set_none,
-            data_set_identifier=a.data_set_identifier,
-            data_set_present=a.data_set_present,
-            recognition_code=a.recognition_code,
-        )
+        self.commands = CommandTable(profile.application)
         self._order = profile.physical.binary_byte_order
         self.state = StackState.DOWN  # (DOWN, reset()) builds the layers
         self.reset()

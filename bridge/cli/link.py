@@ -76,7 +76,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "this end's port, in both directions: a comma-separated list of flip=RATE (a bit "
             "flipped per word), drop=RATE (words lost), stall=SECONDS (this side stops "
             "answering once, after at=WORDS words), disconnect=AFTER_WORDS (the link breaks "
-            "once), seed=N; for example --faults flip=1e-4,seed=7."
+            "once), seed=N; for example --faults flip=1e-4,seed=7, which opens the same port "
+            "as --port faults+URL?flip=1e-4&seed=7."
         ),
     )
     emu.add_argument("--port", required=True, metavar="URL", help="the link port")
@@ -104,14 +105,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _open(url: str, faults: str | None = None, profile: Profile | None = None) -> WordPort:
-    """The port of ``url`` with ``--faults`` applied; ``profile`` (--profile) goes to the
-    ports that are configured from one (``box+``, ``ftdi-gpio://``), the others ignore it."""
+    """The port of ``url`` with ``--faults`` applied, which is ``url`` under the ``faults+``
+    prefix with the spec's items (one path to the port); ``profile`` (--profile) goes to
+    the ports that are configured from one (``box+``, ``ftdi-gpio://``), the others ignore
+    it."""
     from bridge.ports import open_port
-    from bridge.ports.faults import FaultSpec, FaultyPort
+    from bridge.ports.faults import faults_url
 
-    spec = FaultSpec.parse(faults) if faults else None
-    port = open_port(url, profile=profile)
-    return FaultyPort(port, spec) if spec is not None else port
+    return open_port(faults_url(url, faults) if faults else url, profile=profile)
 
 
 def _run_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""The link profile commands of ``acrnema-bridge``: ``profile show`` and ``profile check``.
+"""The link profile commands of ``acrnema-bridge``: ``profile show``, ``check``, ``diagrams``.
 
 Part of the command line (see :mod:`bridge.cli`): :func:`add_commands` adds the
 arguments to the top-level subparsers, each action with its handler. The profile itself
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bridge.acrnema.table import Table, markdown_table, state_diagram
 from bridge.errors import ConfigError
 from bridge.profile import Profile, ProfileError, load_profile, to_toml
 from bridge.settings import Settings
 
-__all__ = ["add_commands", "diagrams"]
+__all__ = ["Machine", "add_commands", "diagrams", "doc_block", "machines"]
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,32 +49,136 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     check.add_argument("file", type=Path, help="profile file")
     check.set_defaults(handler=_check)
-    actions.add_parser(
+    draw = actions.add_parser(
         "diagrams",
-        help="print the state diagrams of the link layers (Mermaid), from their tables",
-        description="Print the state diagrams of docs/link-profile.md, generated from the state "
-        "tables in the code (data link: link and frame; session).",
-    ).set_defaults(handler=_diagrams)
+        help="print the state diagram (Mermaid) of every protocol machine, from its table",
+        description="Print the state diagram of every protocol machine, generated from its "
+        "state table in the code: the data link (link and frame), session, transport "
+        "reassembly and link stack, the interface-box host, the raw word stream's line "
+        "state, and each side of the ftdi-gpio bus. --block NAME prints instead the "
+        "generated block NAME of the docs, as the docs show it (between <!-- NAME:start --> "
+        "and <!-- NAME:end -->), to paste after a change of a table.",
+    )
+    draw.add_argument(
+        "--block",
+        choices=sorted(_BLOCKS),
+        metavar="NAME",
+        help="one generated block of the docs: "
+        + ", ".join(f"{block} ({doc})" for block, doc in _BLOCKS.items()),
+    )
+    draw.set_defaults(handler=_diagrams)
 
 
-def diagrams() -> str:
-    """The Markdown block of docs/link-profile.md with every state diagram, generated."""
-    from bridge.acrnema.datalink import FRAME_TABLE, LINK_TABLE, state_diagram
+@dataclass(frozen=True)
+class Machine:
+    """One protocol machine: its table, and the generated block of the docs that shows it.
+
+    The machines of the ``diagrams`` block are drawn there as Mermaid diagrams; every
+    other block holds one machine as a Markdown table (:func:`markdown_table`)."""
+
+    title: str
+    table: Table[Any, Any, Any]
+    doc: str  # the file of docs/ that shows it
+    block: str  # its block there: <!-- block:start --> ... <!-- block:end -->
+
+
+_BLOCKS = {
+    "diagrams": "link-profile.md",
+    "reassembly-table": "link-profile.md",
+    "stack-table": "link-profile.md",
+    "host-table": "box-protocol.md",
+    "line-table": "ports.md",
+    "bus-table-a": "ftdi-gpio.md",
+    "bus-table-b": "ftdi-gpio.md",
+}
+"""The generated blocks of the docs -> the file of docs/ that holds each."""
+_MERMAID_BLOCKS = {"diagrams"}
+
+
+def machines() -> list[Machine]:
+    """Every state table of the package (the one idiom of :mod:`bridge.acrnema.table`),
+    each with the block of the docs that shows it; the one list the command, the docs
+    and the tests use."""
+    from bridge.acrnema.datalink import FRAME_TABLE, LINK_TABLE
     from bridge.acrnema.session import SESSION_TABLE
+    from bridge.acrnema.stack import STACK_TABLE
+    from bridge.acrnema.transport import REASSEMBLY_TABLE
+    from bridge.box.host import HOST_TABLE
+    from bridge.ports.ftdi_gpio import BUS_TABLES
+    from bridge.wordstream import LINE_TABLE
 
-    parts = [
-        ("Data link, the link as a whole (`datalink.LINK_TABLE`)", LINK_TABLE),
-        ("Data link, each DATA frame in the sender's window (`datalink.FRAME_TABLE`)", FRAME_TABLE),
-        ("Session (`session.SESSION_TABLE`)", SESSION_TABLE),
+    link = "link-profile.md"
+    return [
+        Machine(
+            "Data link, the link as a whole (`datalink.LINK_TABLE`)", LINK_TABLE, link, "diagrams"
+        ),
+        Machine(
+            "Data link, each DATA frame in the sender's window (`datalink.FRAME_TABLE`)",
+            FRAME_TABLE,
+            link,
+            "diagrams",
+        ),
+        Machine("Session (`session.SESSION_TABLE`)", SESSION_TABLE, link, "diagrams"),
+        Machine(
+            "Transport reassembly (`transport.REASSEMBLY_TABLE`)",
+            REASSEMBLY_TABLE,
+            link,
+            "reassembly-table",
+        ),
+        Machine("The link stack (`stack.STACK_TABLE`)", STACK_TABLE, link, "stack-table"),
+        Machine(
+            "Interface-box host start-up (`box.host.HOST_TABLE`)",
+            HOST_TABLE,
+            "box-protocol.md",
+            "host-table",
+        ),
+        Machine(
+            "Raw word stream line state (`wordstream.LINE_TABLE`)",
+            LINE_TABLE,
+            "ports.md",
+            "line-table",
+        ),
+        Machine(
+            'ftdi-gpio bus direction, side A (`ftdi_gpio.BUS_TABLES["a"]`)',
+            BUS_TABLES["a"],
+            "ftdi-gpio.md",
+            "bus-table-a",
+        ),
+        Machine(
+            'ftdi-gpio bus direction, side B (`ftdi_gpio.BUS_TABLES["b"]`)',
+            BUS_TABLES["b"],
+            "ftdi-gpio.md",
+            "bus-table-b",
+        ),
     ]
+
+
+def _mermaid(chosen: list[Machine]) -> str:
     out = []
-    for title, table in parts:
-        out += [f"#### {title}", "", "```mermaid", state_diagram(table), "```", ""]  # type: ignore[arg-type]
+    for machine in chosen:
+        out += [f"#### {machine.title}", "", "```mermaid", state_diagram(machine.table), "```", ""]
     return "\n".join(out)
 
 
+def diagrams() -> str:
+    """The state diagram (Mermaid, in Markdown) of every machine of :func:`machines`."""
+    return _mermaid(machines())
+
+
+def doc_block(block: str) -> str:
+    """The generated text of the docs' block ``block`` (what goes between its markers):
+    the Mermaid diagrams of its machines, or its machine's Markdown table."""
+    if block not in _BLOCKS:
+        raise KeyError(f"no generated block {block!r}; known: {', '.join(sorted(_BLOCKS))}")
+    chosen = [m for m in machines() if m.block == block]
+    if block in _MERMAID_BLOCKS:
+        return _mermaid(chosen)
+    (machine,) = chosen
+    return markdown_table(machine.table)
+
+
 def _diagrams(args: argparse.Namespace, settings: Settings | None) -> int:
-    sys.stdout.write(diagrams())
+    sys.stdout.write(doc_block(args.block) if args.block else diagrams())
     return 0
 
 

@@ -200,7 +200,7 @@ class Responder:
         stack = self.endpoint.stack
         if not stack.session.is_open:
             return  # the connection went while the handler ran: the scanner keeps its image
-        code = self.table.statuses.get(
+        code = self.table.params.statuses.get(
             answer.status, self.table.status(LinkStatus.CANNOT_UNDERSTAND)
         )
         stack.send(

@@ -1,4 +1,8 @@
-"""Small helpers on :class:`~bridge.acrnema.physical.WordBuffer` shared by the ports."""
+"""Small helpers on :class:`~bridge.acrnema.physical.WordBuffer` shared by the ports.
+
+:func:`as_buffer` is defined beside :class:`~bridge.acrnema.physical.WordBuffer` (the pure
+raw word stream engine uses it too) and given here as before.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections import deque
 
 import numpy as np
 
-from bridge.acrnema.physical import WordBuffer
+from bridge.acrnema.physical import WordBuffer, as_buffer
 
 __all__ = ["WordQueue", "as_buffer", "empty_buffer", "join_buffers"]
 
@@ -14,15 +18,6 @@ __all__ = ["WordQueue", "as_buffer", "empty_buffer", "join_buffers"]
 def empty_buffer() -> WordBuffer:
     """A buffer with no words."""
     return WordBuffer(np.zeros(0, dtype=np.uint16), np.zeros(0, dtype=np.uint8))
-
-
-def as_buffer(buffer: WordBuffer) -> WordBuffer:
-    """``buffer`` with the dtypes every port uses (uint16 words, uint8 parity of 0/1)."""
-    words = np.asarray(buffer.words, dtype=np.uint16).reshape(-1)
-    parity = np.asarray(buffer.parity, dtype=np.uint8).reshape(-1)
-    if len(words) != len(parity):
-        raise ValueError(f"{len(words)} words but {len(parity)} parity bits")
-    return WordBuffer(words, parity)
 
 
 def join_buffers(buffers: list[WordBuffer]) -> WordBuffer:

@@ -10,7 +10,7 @@ Two kinds of port give that:
 * a *word link* carries words and parity bits directly (``loop://``, later the
   interface box and the FTDI GPIO port);
 * a *byte stream* (``tcp://``, ``serial://``, a pty) carries them in the *raw word
-  stream* encoding of :mod:`bridge.ports.wordstream`, which :class:`WordPort`
+  stream* encoding of :mod:`bridge.wordstream`, which :class:`WordPort`
   implementations over byte streams use.
 
 Rules every implementation keeps (tests/test_ports.py checks them over every port):
@@ -23,7 +23,8 @@ Rules every implementation keeps (tests/test_ports.py checks them over every por
   call raises :class:`LinkLost`. A peer that takes nothing for a while (a stream port's
   ``write_timeout``, 5 s by default) counts as gone;
 * :meth:`WordPort.recv` returns the words that arrived, in order, as one
-  :class:`~bridge.acrnema.physical.WordBuffer` of at most :data:`MAX_RECV_WORDS` words,
+  :class:`~bridge.acrnema.physical.WordBuffer` of at most :data:`MAX_RECV_WORDS` words
+  (defined in :mod:`bridge.engine`, which the engines share),
   waiting at most ``timeout`` seconds, and an empty buffer when nothing came; it raises
   :class:`LinkLost` once when the peer drops READY or the connection is lost, and then
   again on each call until the peer is READY again (and while this side's READY is
@@ -48,12 +49,10 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 
 from bridge.acrnema.physical import WordBuffer
+from bridge.engine import MAX_RECV_WORDS
 from bridge.errors import LinkLost, PortError, PortUnavailableError
 
 __all__ = ["MAX_RECV_WORDS", "LinkLost", "PortError", "PortUnavailableError", "WordPort"]
-
-MAX_RECV_WORDS = 1 << 20
-"""The most words one :meth:`WordPort.recv` returns (memory stays bounded)."""
 
 
 def __getattr__(name: str) -> type[LinkLost]:

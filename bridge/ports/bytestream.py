@@ -3,7 +3,7 @@
 A :class:`ByteStream` is raw bytes in and out, one connection at a time, with no
 encoding and no thread. Two kinds of port are built on one:
 
-* :class:`bridge.ports.wordstream.StreamWordPort` carries the raw word stream over it
+* :class:`bridge.ports.driver.StreamWordPort` carries the raw word stream over it
   (``serial://``, ``rs485://``, ``ftdi://``, ``tcp://``, ``tcp-listen://``, ``pty://``);
 * :class:`bridge.ports.box.BoxPort` speaks the interface-box protocol over it
   (``box+serial://`` and the others, docs/box-protocol.md).

@@ -1,7 +1,7 @@
 """The one threaded driver: any word engine over any byte stream, lifecycle written once.
 
 A :class:`~bridge.engine.WordEngine` (the raw word stream of
-:mod:`bridge.ports.wordstream`, the interface-box host of :mod:`bridge.box.host`, or a
+:mod:`bridge.wordstream`, the interface-box host of :mod:`bridge.box.host`, or a
 plug-in's) knows a protocol and nothing of I/O. A
 :class:`~bridge.ports.bytestream.ByteStream` (a device, a TCP connection or listener, a
 pty, an in-process pipe) moves bytes and knows no protocol. :class:`EnginePort` joins the
@@ -48,7 +48,7 @@ from bridge.engine import PeerReady, StreamGone, WordEngine, WordsArrived
 from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
 from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, WordPort
 from bridge.ports.bytestream import ByteStream
-from bridge.ports.wordstream import WordStreamEngine
+from bridge.wordstream import WordStreamEngine
 
 __all__ = ["RETRY_S", "EnginePort", "StreamWordPort"]
 
@@ -473,7 +473,7 @@ class EnginePort(WordPort):
 
 
 class StreamWordPort(EnginePort):
-    """The raw word stream (:mod:`bridge.ports.wordstream`) over a byte stream.
+    """The raw word stream (:mod:`bridge.wordstream`) over a byte stream.
 
     What ``tcp://``, ``tcp-listen://``, ``serial://``, ``rs485://``, ``ftdi://`` and
     ``pty://`` open. The stream's public attributes are the port's too (``address`` of a

@@ -35,7 +35,8 @@ drops and stall as a ``loop://`` hook (a hook cannot drop READY, so no disconnec
 ``faults+URL?flip=1e-4&seed=3`` (:func:`open_faults`, a prefix of
 :func:`bridge.ports.open_port`) opens any port as a :class:`FaultyPort`: the query items
 named as above make the spec, the other items stay with the inner URL, so it composes
-with ``spy+`` and ``box+`` on either side.
+with ``spy+`` and ``box+`` on either side. ``emulate --faults SPEC`` opens the same URL
+(:func:`faults_url`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ __all__ = [
     "FaultSpec",
     "FaultSpecError",
     "FaultyPort",
+    "faults_url",
     "hook",
     "open_faults",
     "split_faults_url",
@@ -394,6 +396,26 @@ def split_faults_url(url: str) -> tuple[str, FaultSpec]:
     except FaultSpecError as exc:
         raise FaultSpecError(f"{url}: {exc}") from None
     return base, spec
+
+
+def faults_url(url: str, spec: str) -> str:
+    """The ``faults+`` URL that breaks ``url`` as ``spec`` (``flip=1e-4,seed=7``) says.
+
+    ``emulate --faults SPEC`` opens this URL, so the option and the prefix are one path
+    to one port. ``spec`` is checked first (a :class:`FaultSpecError` names its item);
+    its items join the URL's query, after the items already there. The inverse of
+    :func:`split_faults_url`.
+    """
+    FaultSpec.parse(spec)
+    items = []
+    for raw in spec.split(","):
+        name, _, value = raw.partition("=")
+        if name.strip():
+            items.append((name.strip(), value.strip()))
+    query = urlencode(items)
+    if not query:
+        return "faults+" + url
+    return f"faults+{url}{'&' if '?' in url else '?'}{query}"
 
 
 def open_faults(url: str, opener: Callable[[str], WordPort]) -> FaultyPort:

@@ -7,7 +7,7 @@ does. :attr:`PtyPort.device` is the slave's path (logged at WARNING when opened,
 operator can find it). The port keeps the slave open itself, in raw mode, so the pty
 lives until this port closes, whoever opens and closes the slave in between; the peer is
 found through the raw word stream's line-state units
-(:mod:`bridge.ports.wordstream`), not through the pty's hang-up. :class:`PtyStream` is
+(:mod:`bridge.wordstream`), not through the pty's hang-up. :class:`PtyStream` is
 the same pty as a plain byte stream (an emulated interface box serves the box protocol on
 it, :mod:`bridge.emulator.box`). Not on Windows.
 """

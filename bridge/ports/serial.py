@@ -10,7 +10,7 @@ switch direction in hardware) is used in plain mode after a warning in the log.
 (``pyftdi.serialext``), for example ``ftdi://ftdi:232h/1?baud=3000000``; it cannot be
 tested without the hardware beyond the missing-library error.
 
-All three carry the *raw word stream* of :mod:`bridge.ports.wordstream`; the same
+All three carry the *raw word stream* of :mod:`bridge.wordstream`; the same
 devices opened as ``box+serial://``, ``box+rs485://`` or ``box+ftdi://`` speak the
 interface-box protocol instead (:mod:`bridge.ports.box`), which unlike the raw word
 stream survives a lost byte. :class:`SerialStream` is the device as a plain byte stream,

@@ -131,6 +131,8 @@ static void pop_passed_bounds(box_t *b)
         memmove(b->bounds, b->bounds + 1, --b->n_bounds * sizeof b->bounds[0]);
 }
 
+static int peer_ready_in(const box_t *b, uint32_t lines);
+
 static void words_out(box_t *b, const box_words_t *w)
 {
     uint32_t offset = w->offset, end = w->offset + w->count;
@@ -145,6 +147,15 @@ static void words_out(box_t *b, const box_words_t *w)
         report(b, BOX_ERR_LOST_WORDS, 0, b->out_recv, offset);
         b->stats[BOX_STAT_LOST_WORDS] += (uint32_t)d;
         out_skip_to(b, offset);
+    }
+    if (!(b->ready && peer_ready_in(b, b->plat->lines_read(b->plat->ctx)))) {
+        /* A READY is down (a frame already on its way when the peer dropped): no line is
+         * driven toward a side that is gone, so these words are dropped as the queued
+         * ones were (docs/box-protocol.md, section 6); their positions still count. The
+         * lines are read now: words that come before the next poll find them as they are. */
+        b->stats[BOX_STAT_DISCARDED_WORDS] += n - i;
+        out_skip_to(b, end);
+        return;
     }
     room = BOX_OUT_WORDS - out_queued(b);
     take = n - i < room ? n - i : room;
@@ -337,10 +348,17 @@ static int peer_line(const box_t *b)
     return b->cfg.role == BOX_ROLE_A ? BOX_LINE_BREQ : BOX_LINE_DIR;
 }
 
-static int peer_ready(const box_t *b)
+/* The peer's READY in the line levels `lines`. */
+static int peer_ready_in(const box_t *b, uint32_t lines)
 {
     int line = b->cfg.role == BOX_ROLE_A ? BOX_LINE_READY_B : BOX_LINE_READY_A;
-    return (b->lines >> line) & 1u;
+    return (lines >> line) & 1u;
+}
+
+/* The peer's READY as the last poll read it. */
+static int peer_ready(const box_t *b)
+{
+    return peer_ready_in(b, b->lines);
 }
 
 static void set_own_line(box_t *b, int on)

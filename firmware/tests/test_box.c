@@ -821,6 +821,47 @@ static void test_peer_gone(void)
     boxsim_free(s);
 }
 
+/* WORDS_OUT that arrive while the peer's READY is down (a frame already on its way when
+ * it dropped) are dropped and counted in discarded_words, as the queued words are when
+ * it drops: nothing reaches a side that was gone (docs/box-protocol.md, section 6). Their
+ * positions still count, so the host's next words follow them without a gap. */
+static void check_words_while_peer_gone(int duplex)
+{
+    boxsim_t *s = ready_box(duplex, BOX_ROLE_B);
+    static uint16_t w[40], got[40];
+    static uint8_t p[40], gotp[40];
+    const box_msg_t *c;
+
+    fill(w, p, 40, 6);
+    boxsim_set_peer_lines(s, 0);
+    step(s, 1);
+    send_words(s, 0, w, p, 20, 1);
+    step(s, 1);
+    CHECK_EQ(boxsim_stat(s, BOX_STAT_DISCARDED_WORDS), 20);
+    step(s, 200000); /* CREDITS come at most 100 ms after a change */
+    c = host_last(BOX_BOX_CREDITS);
+    CHECK(c && c->u.credits.received == 20);
+    boxsim_set_peer_lines(s, 1u << BOX_LINE_READY_A);
+    step(s, 10);
+    step(s, 10);
+    send_words(s, 20, w + 20, p + 20, 5, 1);
+    step(s, 1);
+    CHECK(host_error(BOX_ERR_LOST_WORDS) == NULL);
+    CHECK_EQ(boxsim_stat(s, BOX_STAT_DISCARDED_WORDS), 20);
+    if (duplex) { /* (role B would first have to win the bus: test_role_b_arbitration) */
+        CHECK_EQ(take_all(s, got, gotp, 40), 5); /* none of those that came while it was gone */
+        CHECK_EQ(got[0], w[20]);
+        CHECK_EQ(got[4], w[24]);
+    }
+    boxsim_free(s);
+}
+
+static void test_words_while_peer_gone(void)
+{
+    check_words_while_peer_gone(1);
+    check_words_while_peer_gone(0);
+}
+
 static void test_bad_frames(void)
 {
     boxsim_t *s = boxsim_new();
@@ -952,6 +993,7 @@ int main(void)
     RUN(test_role_b_arbitration);
     RUN(test_role_a_handover);
     RUN(test_peer_gone);
+    RUN(test_words_while_peer_gone);
     RUN(test_bad_frames);
     RUN(test_lost_words);
     RUN(test_reset);
