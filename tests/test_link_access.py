@@ -233,14 +233,14 @@ def _store_answers(
             "store": Command(
                 table.request("store"),
                 endpoint.stack.next_message_id(),
-                table.data_set_present,
+                table.params.data_set_present,
                 initiator=initiator,
                 receiver="ACRNEMA_BRIDGE",
             ),
             "echo": Command(
                 table.request("echo"),
                 endpoint.stack.next_message_id(),
-                table.data_set_none,
+                table.params.data_set_none,
                 initiator=initiator,
             ),
         }
