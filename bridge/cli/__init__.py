@@ -22,8 +22,10 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from bridge import __version__
@@ -81,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging(args, settings.logging)
     try:
-        status: int = args.handler(args, settings)
+        with _crashes_logged():
+            status: int = args.handler(args, settings)
         return status
     except PortURLError as exc:  # a usage error, named by its URL: no "configuration:"
         print(f"acrnema-bridge: {exc}", file=sys.stderr)
@@ -95,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("acrnema-bridge: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: one ERROR record of the log (JSON in JSON mode), exit 1
+        log.critical("internal error, please report it", exc_info=True)
+        return 1
 
 
 def _config_error(exc: ConfigError) -> None:
@@ -124,6 +130,33 @@ def _setup_logging(args: argparse.Namespace, settings: LoggingSettings) -> None:
     if args.verbose < 2 and settings.level != "debug":
         # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
         logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+@contextmanager
+def _crashes_logged() -> Iterator[None]:
+    """While a command runs, a thread that dies of an uncaught exception is an ERROR
+    record of the log (naming the thread, with the traceback in the record, one JSON line
+    in JSON mode), never Python's raw traceback on stderr; the previous hook comes back
+    when the command returns."""
+    previous = threading.excepthook
+
+    def hook(crash: threading.ExceptHookArgs) -> None:
+        if crash.exc_type is SystemExit:
+            return
+        name = crash.thread.name if crash.thread is not None else "?"
+        log.error(
+            "thread %s crashed: %s: %s",
+            name,
+            crash.exc_type.__name__,
+            crash.exc_value,
+            exc_info=(crash.exc_type, crash.exc_value, crash.exc_traceback),  # type: ignore[arg-type]
+        )
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 class _JsonFormatter(logging.Formatter):
