@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import peers
 import pytest
+
+from bridge.spool.store import Spool
+from bridge.testing.phantom import phantom_images
 
 # The child runs the real command line; the one thing the test changes is that each
 # forwarding worker's body raises at once, as a bug in it would: an exception that no code
@@ -164,3 +170,84 @@ def test_an_uncaught_error_in_the_main_thread_is_one_json_record(tmp_path: Path)
     [bug] = [r for r in records if "internal error" in str(r["message"])]
     assert bug["level"] == "CRITICAL" and "ZeroDivisionError" in str(bug["exception"])
     assert done.returncode == 1, done.stderr
+
+
+# ------------------------------------------------------------ a full spool disk, end to end
+
+RESERVE = 64 << 20  # what the spool keeps free for its database (Spool reserve_bytes)
+IMAGE = 512  # 512 x 512 CT slices: about 0.5 MiB each once converted
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:g} s")
+        time.sleep(0.2)
+
+
+def test_a_full_spool_disk_and_a_pacs_down_end_with_every_acknowledged_image_delivered(
+    tmp_path: Path, loopback_shim: Path
+) -> None:
+    """A real tmpfs as the spool, filled by another writer while the scanner sends and
+    the PACS is down: the scanner hears failure for each image that could not be spooled
+    and success only for spooled ones; then the space is freed and the PACS started, the
+    scanner resends what it kept, and every image acknowledged arrives at the PACS, with
+    the same service process running throughout."""
+    with peers.tmpfs(tmp_path / "disk", "72m") as disk:
+        spool_dir = disk / "spool"
+        port, pacs_port = peers.free_port(), peers.free_port()
+        dest = f"STORESCP@127.0.0.1:{pacs_port}"
+        images = phantom_images(8, rows=IMAGE)
+        with peers.bridge_service(
+            port, "--spool", str(spool_dir), "--dest", dest, "--backoff-cap", "1"
+        ) as service:
+            with peers.scanner_on(port, response_timeout=60.0) as scanner:
+                first = scanner.send(images[:2])  # the PACS is down: spooled, waiting
+                assert all(r.ok for r in first), [r.errors for r in first]
+                # another writer fills the disk: room left for about two more images
+                filler = disk / "filler"
+                free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+                fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, free - RESERVE - int(2.5 * (1 << 20)))
+                finally:
+                    os.close(fd)
+                second = scanner.send(images[2:])
+                stored = [r for r in second if r.ok]
+                refused = [i for i, r in zip(images[2:], second, strict=True) if not r.ok]
+                assert stored and refused, [(r.ok, r.errors) for r in second]
+                for result in second:
+                    if not result.ok:  # told the truth: out of resources, with the reason
+                        # (the link's error comment holds the start of the reason only)
+                        assert any("A700" in e and "spool" in e for e in result.errors), (
+                            result.errors
+                        )
+                assert service.poll() is None, "the service died on a full disk"
+                filler.unlink()  # the space comes back
+                pacs = peers.start_storescp(tmp_path / "pacs", loopback_shim, port=pacs_port)
+                try:
+                    third = scanner.send(refused)  # what the scanner kept, sent again
+                    assert all(r.ok for r in third), [r.errors for r in third]
+                    acknowledged = len(first) + len(stored) + len(third)
+                    assert acknowledged == len(images)
+                    _wait_for(
+                        lambda: len(pacs.received()) >= acknowledged, "delivery of every image"
+                    )
+                finally:
+                    pacs.stop()
+            assert service.poll() is None, "the service was restarted or died"
+            service.send_signal(signal.SIGTERM)
+            _, err = service.communicate(timeout=60)
+        assert service.returncode == 0, err
+        assert "Traceback" not in err
+        spool = Spool(spool_dir)
+        try:
+            rows = spool.deliveries(destination=dest)
+        finally:
+            spool.close()
+    # one spool object per acknowledged image, none for a refused attempt; each one
+    # delivered and at the PACS
+    assert len(rows) == acknowledged
+    assert {r.state for r in rows} == {"done"}
+    assert {r.sop_instance_uid for r in rows} == set(pacs.received())
