@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn, cast
 
 from bridge import __version__
 from bridge.cli import common, config, convert, forward, link, profile
@@ -38,8 +39,16 @@ __all__ = ["main"]
 log = logging.getLogger("bridge.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line: what is wrong and where the help is
+    (instead of the usage block above it); the subcommands' parsers are of this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="acrnema-bridge",
         description=(
             "Bridge between ACR-NEMA 2.0 (1988) equipment and files and DICOM networks. "
@@ -59,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         help="log lines on stderr as text or as one JSON object each "
         "(default: [logging] format of the config, else text)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = cast(  # each command's parser is a _Parser, built by the modules as any parser
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
 
     convert.add_commands(sub)
     forward.add_commands(sub)
