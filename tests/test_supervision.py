@@ -21,7 +21,9 @@ from pathlib import Path
 
 import peers
 import pytest
+from hostile_peer import HostilePeer, Mode
 
+from bridge.forward.runner import STOP_GRACE_S
 from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
 
@@ -251,3 +253,92 @@ def test_a_full_spool_disk_and_a_pacs_down_end_with_every_acknowledged_image_del
     assert len(rows) == acknowledged
     assert {r.state for r in rows} == {"done"}
     assert {r.sop_instance_uid for r in rows} == set(pacs.received())
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def _sc_folder(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for n in range(count):
+        peers.write_secondary_capture(folder / f"sc{n}.dcm")
+    return folder
+
+
+def _wait_in(log: Path, text: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while text not in log.read_text(errors="replace"):
+        assert process.poll() is None, log.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"no {text!r} in: {log.read_text(errors='replace')}"
+        time.sleep(0.05)
+
+
+def test_sighup_never_stops_forward(tmp_path: Path) -> None:
+    """SIGHUP is logged and ignored by `forward` as by `run`; SIGTERM still stops it."""
+    spool = tmp_path / "spool"
+    source = _sc_folder(tmp_path / "src", 1)
+    add = [sys.executable, "-m", "bridge.cli", "spool", "add", str(source), "--spool", str(spool)]
+    assert subprocess.run(add, capture_output=True, timeout=60).returncode == 0
+    dest = f"DOWN@127.0.0.1:{peers.free_port()}"  # nobody there: forward keeps retrying
+    log = tmp_path / "forward.log"
+    with log.open("w") as sink:
+        forward = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "-v", "forward", "--spool", str(spool)]
+            + ["--dest", dest, "--backoff-cap", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            text=True,
+        )
+    try:
+        _wait_in(log, dest, forward)  # its forwarder runs: the handlers are in place
+        forward.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert forward.poll() is None, "SIGHUP stopped forward"
+        forward.send_signal(signal.SIGTERM)
+        forward.wait(timeout=60)
+    finally:
+        if forward.poll() is None:
+            forward.kill()
+            forward.wait()
+    err = log.read_text()
+    assert forward.returncode == 0, err
+    assert "SIGHUP ignored" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", [Mode.SILENT_AFTER_HEADER, Mode.TRICKLE], ids=lambda m: m.value)
+def test_sigterm_ends_send_within_seconds_with_a_hung_pacs(tmp_path: Path, mode: Mode) -> None:
+    """`send` to a PACS that hangs in the middle of an exchange stops on SIGTERM within
+    seconds (the forwarder's stop grace), the objects left ready in the spool."""
+    source = _sc_folder(tmp_path / "src", 3)
+    spool = tmp_path / "spool"
+    with HostilePeer(mode, interval=0.3, lifetime=60) as pacs:
+        send = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "send", str(source), "--spool", str(spool)]
+            + ["--dest", pacs.address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not pacs.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pacs.requests, "send never reached the PACS"
+            time.sleep(0.5)  # well into the hung exchange
+            asked = time.monotonic()
+            send.send_signal(signal.SIGTERM)
+            _, err = send.communicate(timeout=60)
+            took = time.monotonic() - asked
+        finally:
+            if send.poll() is None:
+                send.kill()
+                send.communicate()
+    assert took < 2 * STOP_GRACE_S + 5, f"send took {took:.1f} s to stop: {err}"
+    assert "SIGTERM: stopping" in err and "Traceback" not in err
+    assert send.returncode == 1, err  # the objects are still to be delivered
+    left = Spool(spool)
+    try:
+        counts = left.counts(pacs.address)
+    finally:
+        left.close()
+    assert counts["in_flight"] == 0 and counts["ready"] == 3, counts
