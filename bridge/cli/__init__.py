@@ -22,9 +22,12 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn, cast
 
 from bridge import __version__
 from bridge.cli import common, config, convert, forward, link, profile
@@ -36,8 +39,16 @@ __all__ = ["main"]
 log = logging.getLogger("bridge.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line: what is wrong and where the help is
+    (instead of the usage block above it); the subcommands' parsers are of this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="acrnema-bridge",
         description=(
             "Bridge between ACR-NEMA 2.0 (1988) equipment and files and DICOM networks. "
@@ -57,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
         help="log lines on stderr as text or as one JSON object each "
         "(default: [logging] format of the config, else text)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = cast(  # each command's parser is a _Parser, built by the modules as any parser
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
 
     convert.add_commands(sub)
     forward.add_commands(sub)
@@ -81,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging(args, settings.logging)
     try:
-        status: int = args.handler(args, settings)
+        with _crashes_logged():
+            status: int = args.handler(args, settings)
         return status
     except PortURLError as exc:  # a usage error, named by its URL: no "configuration:"
         print(f"acrnema-bridge: {exc}", file=sys.stderr)
@@ -95,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("acrnema-bridge: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: one ERROR record of the log (JSON in JSON mode), exit 1
+        log.critical("internal error, please report it", exc_info=True)
+        return 1
 
 
 def _config_error(exc: ConfigError) -> None:
@@ -124,6 +142,33 @@ def _setup_logging(args: argparse.Namespace, settings: LoggingSettings) -> None:
     if args.verbose < 2 and settings.level != "debug":
         # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
         logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+@contextmanager
+def _crashes_logged() -> Iterator[None]:
+    """While a command runs, a thread that dies of an uncaught exception is an ERROR
+    record of the log (naming the thread, with the traceback in the record, one JSON line
+    in JSON mode), never Python's raw traceback on stderr; the previous hook comes back
+    when the command returns."""
+    previous = threading.excepthook
+
+    def hook(crash: threading.ExceptHookArgs) -> None:
+        if crash.exc_type is SystemExit:
+            return
+        name = crash.thread.name if crash.thread is not None else "?"
+        log.error(
+            "thread %s crashed: %s: %s",
+            name,
+            crash.exc_type.__name__,
+            crash.exc_value,
+            exc_info=(crash.exc_type, crash.exc_value, crash.exc_traceback),  # type: ignore[arg-type]
+        )
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 class _JsonFormatter(logging.Formatter):

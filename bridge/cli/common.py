@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,15 +32,18 @@ __all__ = [
     "FLAGS",
     "build_destinations",
     "check_destinations",
+    "days",
     "forward_options",
     "link_options",
     "load_settings",
     "open_spool",
     "retry_policy",
+    "seconds",
     "spool_option",
     "stop_on_signals",
     "tls_files",
     "tls_settings",
+    "whole",
 ]
 
 
@@ -250,16 +254,49 @@ def build_destinations(settings: Settings, *, required: bool = True) -> list[Des
     return out
 
 
-def check_destinations(destinations: list[Destination]) -> None:
-    """Fail early on settings that would only fail inside a forwarder thread (TLS files)."""
+def check_destinations(destinations: list[Destination], *, resolve: bool = False) -> None:
+    """Fail early on settings that would only fail inside a forwarder thread (TLS files).
+
+    ``resolve``: a host name that does not resolve is a usage error too (``send``,
+    ``forward``, ``echo``: "cannot resolve HOST"); the service (``run``) does not ask, so
+    a name server that is down at start-up does not stop the link."""
     from bridge.forward.status import ForwardError
 
     for destination in destinations:
         if destination.tls is not None:
+            tls = destination.tls
+            for key, flag, path in (
+                ("ca_file", "--tls-ca", tls.ca_file),
+                ("cert_file", "--tls-cert", tls.cert_file),
+                ("key_file", "--tls-key", tls.key_file),
+            ):
+                if path is not None and not Path(path).is_file():
+                    raise ConfigError(
+                        f"destination {destination.name}: TLS {key} {path}: no such file "
+                        f"(give an existing PEM file: {flag}, or {key} in its tls table)"
+                    )
             try:
-                destination.tls.context()
+                tls.context()
             except ForwardError as exc:
                 raise ConfigError(f"destination {destination.name}: {exc}") from exc
+        if resolve:
+            _resolve(destination.name, destination.host, destination.port)
+
+
+def _resolve(name: str, host: str, port: int) -> None:
+    """A usage error (one line) if ``host`` has no address; an IP address asks nobody."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"destination {name}: cannot resolve {host} ({exc.strerror}): "
+            "check the host name, or give the IP address"
+        ) from exc
+    except (UnicodeError, ValueError) as exc:  # not a host name at all (an empty label)
+        raise ConfigError(
+            f"destination {name}: cannot resolve {host} (not a valid host name): "
+            "check the host name, or give the IP address"
+        ) from exc
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -306,3 +343,42 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if in_main:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+def whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` (to ``high``); anything else is a
+    usage error naming the value and the range (exit 2, one line)."""
+    wanted = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r}: give {wanted}")
+        return value
+
+    return convert
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a number of seconds above 0 (a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
+
+
+def days(text: str) -> float:
+    """An argparse ``type``: a number of days, 0 or more (a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days, 0 or more")
+    return value

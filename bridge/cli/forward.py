@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING
 from bridge.cli.common import (
     build_destinations,
     check_destinations,
+    days,
     forward_options,
     open_spool,
     retry_policy,
+    seconds,
     spool_option,
     stop_on_signals,
     tls_files,
     tls_settings,
+    whole,
 )
 from bridge.errors import ConfigError
 from bridge.settings import Settings
@@ -89,7 +92,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         description="Remove the files of delivered objects older than the retention period.",
     )
     purge.add_argument(
-        "--older-than", type=float, metavar="DAYS", help="instead of the configured retention"
+        "--older-than", type=days, metavar="DAYS", help="instead of the configured retention"
     )
     purge.add_argument(
         "--failed", action="store_true", help="also remove quarantined objects (they are lost)"
@@ -157,7 +160,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     forward.add_argument(
         "--until-empty", action="store_true", help="stop once every object is delivered"
     )
-    forward.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
+    forward.add_argument(
+        "--timeout", type=seconds, metavar="S", help="stop after this many seconds"
+    )
     spool_option(forward)
     forward.set_defaults(handler=_forward_command, reads_settings=True)
 
@@ -168,14 +173,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     forward_options(send, required=False)
-    send.add_argument("--timeout", type=float, metavar="S", help="stop after this many seconds")
+    send.add_argument("--timeout", type=seconds, metavar="S", help="stop after this many seconds")
     spool_option(send)
     send.set_defaults(handler=_send, reads_settings=True)
 
     ech = sub.add_parser("echo", help="C-ECHO a DICOM node and print the round trip")
     ech.add_argument("dest", metavar="AE@HOST:PORT")
     ech.add_argument("--calling-ae", metavar="AE", help="our AE title (default ACRNEMA_BRIDGE)")
-    ech.add_argument("--count", type=int, default=1, metavar="N", help="echo N times (default 1)")
+    ech.add_argument(
+        "--count", type=whole(1), default=1, metavar="N", help="echo N times (default 1)"
+    )
     ech.add_argument("--tls-ca", type=Path, metavar="FILE")
     ech.add_argument("--tls-cert", type=Path, metavar="FILE")
     ech.add_argument("--tls-key", type=Path, metavar="FILE")
@@ -218,11 +225,7 @@ def _add(spool: Spool, paths: list[Path]) -> int:
     from bridge.batch import iter_inputs
     from bridge.ingest import IngestResult, ingest_file
 
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        print(
-            f"acrnema-bridge: error: no such file or folder: {', '.join(missing)}", file=sys.stderr
-        )
+    if _missing(paths):
         return 2
     counts = {"spooled": 0, "skipped": 0, "failed": 0}
     objects = 0
@@ -250,6 +253,16 @@ def _add(spool: Spool, paths: list[Path]) -> int:
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+def _missing(paths: list[Path]) -> bool:
+    """Say which of ``paths`` do not exist (a usage error: one line), if any."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(
+            f"acrnema-bridge: error: no such file or folder: {', '.join(missing)}", file=sys.stderr
+        )
+    return bool(missing)
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -428,7 +441,7 @@ def _purge(spool: Spool, args: argparse.Namespace) -> int:
 
 
 def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
-    check_destinations(build_destinations(settings))  # usage errors before any spooling
+    check_destinations(build_destinations(settings), resolve=True)  # usage errors first
     spool = open_spool(settings, owner="acrnema-bridge forward")  # refused if owned
     try:
         return _forward(spool, args, settings, until_empty=args.until_empty, progress=False)
@@ -437,7 +450,9 @@ def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
-    check_destinations(build_destinations(settings))  # usage errors before any spooling
+    check_destinations(build_destinations(settings), resolve=True)  # usage errors first,
+    if _missing(args.paths):  # before the spool is created
+        return 2
     spool = open_spool(settings, owner="acrnema-bridge send", create=True)  # refused if owned
     try:
         status = _add(spool, args.paths)
@@ -459,8 +474,8 @@ def _echo(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"{args.dest!r}: {exc}") from exc
-    check_destinations([destination])  # unusable TLS files: a usage error, exit 2
-    for _ in range(max(1, args.count)):
+    check_destinations([destination], resolve=True)  # TLS files, the host: usage errors
+    for _ in range(args.count):
         rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
         print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
     return 0

@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.cli.common import forward_options, link_options, spool_option, stop_on_signals
+from bridge.cli.common import (
+    forward_options,
+    link_options,
+    seconds,
+    spool_option,
+    stop_on_signals,
+    whole,
+)
 from bridge.errors import ConfigError
 from bridge.settings import Settings
 
@@ -84,22 +91,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     emu.add_argument("--role", choices=["scanner", "receiver"], default="scanner")
     source = emu.add_mutually_exclusive_group()
     source.add_argument("--images", nargs="+", type=Path, metavar="PATH", help="images to send")
-    source.add_argument("--phantom", type=int, metavar="N", help="send N generated slices")
+    source.add_argument("--phantom", type=whole(1), metavar="N", help="send N generated slices")
     emu.add_argument("--modality", choices=["CT", "MR"], default="CT", help="phantom modality")
-    emu.add_argument("--size", type=int, default=512, help="phantom matrix size (default 512)")
+    emu.add_argument(
+        "--size", type=whole(1, 4096), default=512, help="phantom matrix size, 1 to 4096 (512)"
+    )
     emu.add_argument("--faults", metavar="SPEC", help="fault injection (see above)")
     emu.add_argument(
         "--profile", type=Path, metavar="FILE", help="link profile (default: the reference)"
     )
-    emu.add_argument("--attempts", type=int, default=3, help="tries per image (default 3)")
+    emu.add_argument("--attempts", type=whole(1), default=3, help="tries per image (default 3)")
     emu.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for each response"
+        "--timeout", type=seconds, default=60.0, help="seconds to wait for each response"
     )
     emu.add_argument("--ae-title", default="SCANNER", help="our logical address")
     emu.add_argument("--called", default="ACRNEMA_BRIDGE", help="the other end's address")
     emu.add_argument("--out", type=Path, metavar="DIR", help="receiver: where to write images")
     emu.add_argument(
-        "--count", type=int, metavar="N", help="receiver: stop after N images (default: never)"
+        "--count", type=whole(1), metavar="N", help="receiver: stop after N images (default: never)"
     )
     emu.set_defaults(handler=_emulate_command)
 
@@ -131,13 +140,13 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
-    from bridge.ports.registry import check_scheme
+    from bridge.ports.registry import check_url
     from bridge.service import Bridge
     from bridge.spool.store import Spool, SpoolPathError
 
     url = settings.link.port
     assert url is not None  # _run_command checked it
-    check_scheme(url)  # a usage error before the spool is touched
+    check_url(url)  # scheme, options and values: a usage error before the spool is touched
     destinations = build_destinations(settings, required=False)
     check_destinations(destinations)
     spool_path = settings.spool.path

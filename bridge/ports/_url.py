@@ -1,9 +1,17 @@
-"""Port URLs: ``scheme://location?name=value&...``, with options checked once."""
+"""Port URLs: ``scheme://location?name=value&...``, with options checked once.
+
+Every factory of ours reads its URL with :func:`parse_url` before it opens anything, so a
+URL can be checked whole without opening it: under :func:`check_only`, :func:`parse_url`
+stops the factory once the options and their values are good
+(:func:`bridge.ports.registry.check_url`; a command checks its port that way before it
+creates a spool or opens a port).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -12,6 +20,7 @@ from bridge.errors import PortURLError
 
 __all__ = [
     "PortURL",
+    "check_only",
     "flag",
     "ip_networks",
     "parse_url",
@@ -19,6 +28,31 @@ __all__ = [
     "positive_seconds",
     "seconds",
 ]
+
+_checking: ContextVar[bool] = ContextVar("checking", default=False)
+
+
+class _Checked(Exception):
+    """Raised by :func:`parse_url` inside :func:`check_only`: the URL is good, stop.
+
+    A signal, not an error (no :class:`~bridge.errors.BridgeError`, so no factory takes it
+    for a failure); it never leaves this module."""
+
+
+def check_only(factory: Callable[[str], object], url: str) -> bool:
+    """Run ``factory(url)`` only as far as its :func:`parse_url`: the URL's options and
+    their values are checked (a bad one raises :class:`PortURLError`) and nothing opens.
+
+    False if the factory returned without reading its URL with :func:`parse_url` (then
+    it opened something: a bug for our factories, the caller says so)."""
+    token = _checking.set(True)
+    try:
+        factory(url)
+    except _Checked:
+        return True
+    finally:
+        _checking.reset(token)
+    return False
 
 
 @dataclass(frozen=True)
@@ -39,19 +73,27 @@ def parse_url(url: str, scheme: str, options: Mapping[str, Callable[[str], Any]]
     location, _, query = rest.partition("?")
     values: dict[str, Any] = {}
     for name, text in parse_qsl(query, keep_blank_values=True):
+        if not options:
+            raise PortURLError(f"{url}: {scheme}:// takes no options")
         if name not in options:
-            known = ", ".join(options) or "none"
+            known = ", ".join(options)
             raise PortURLError(f"{url}: unknown option {name!r} (known: {known})")
         try:
             values[name] = options[name](text)
         except ValueError as exc:
             raise PortURLError(f"{url}: option {name}={text!r}: {exc}") from exc
-    return PortURL(url, scheme, location, values)
+    parsed = PortURL(url, scheme, location, values)
+    if _checking.get():
+        raise _Checked(url)
+    return parsed
 
 
 def seconds(text: str) -> float:
     """A non-negative number of seconds."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("seconds, 0 or more") from None
     if not value >= 0:
         raise ValueError("seconds, 0 or more")
     return value
@@ -80,7 +122,10 @@ def ip_networks(text: str) -> tuple[IPNetwork, ...]:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("a whole number above 0") from None
     if value <= 0:
         raise ValueError("a whole number above 0")
     return value

@@ -197,11 +197,11 @@ def split_box_url(url: str) -> tuple[str, dict[str, Any]]:
         try:
             options[name] = _OPTIONS[name](text)
         except ValueError as exc:
-            raise PortError(f"{url}: option {name}={text!r}: {exc}") from exc
+            raise PortURLError(f"{url}: option {name}={text!r}: {exc}") from exc
     if sep and kept:
         base += "?" + urlencode(kept)
     if not base or "://" not in base:
-        raise PortError(f"{url}: give the byte stream, as in box+serial:///dev/ttyACM0")
+        raise PortURLError(f"{url}: give the byte stream, as in box+serial:///dev/ttyACM0")
     return base, options
 
 

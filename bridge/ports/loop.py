@@ -25,11 +25,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.errors import PortURLError
 from bridge.ports._buffers import WordQueue, as_buffer, empty_buffer
+from bridge.ports._url import parse_url
 from bridge.ports.base import MAX_RECV_WORDS, LinkLost, PortError, WordPort
 
 __all__ = ["MAX_IN_TRANSIT", "Hook", "LoopPort", "active_names", "loop_pair", "open_loop"]
@@ -218,12 +217,7 @@ def _open_end(name: str, hook: Hook | None, *, new: bool = False) -> LoopPort:
 
 def open_loop(url: str, hook: Hook | None = None) -> LoopPort:
     """Open ``loop://NAME``: end A the first time, end B the second."""
-    parts = urlsplit(url)
-    if parts.scheme != "loop":
-        raise PortError(f"{url}: not a loop:// URL")
-    if parts.query:
-        raise PortURLError(f"{url}: loop:// takes no options")
-    name = parts.netloc + parts.path
+    name = parse_url(url, "loop", {}).location  # checked whole before anything opens
     if not name:
         raise PortError(f"{url}: give a name, as in loop://demo")
     return _open_end(name, hook)

@@ -46,6 +46,7 @@ __all__ = [
     "PREFIXES",
     "available_schemes",
     "check_scheme",
+    "check_url",
     "open_byte_stream",
     "open_port",
 ]
@@ -163,6 +164,43 @@ def check_scheme(url: str) -> str:
         known = ", ".join(f"{name}://" for name in available_schemes())
         prefixes = " and ".join(PREFIXES)
         raise PortURLError(f"{url}: unknown port; known: {known}, and {prefixes} before them")
+    return scheme
+
+
+def check_url(url: str) -> str:
+    """Check the whole of ``url`` and open nothing: each prefix's own items (``spy+``'s
+    trace, ``faults+``'s spec, ``box+``'s options), the scheme, and, for our schemes, every
+    option and its value; returns the scheme. :class:`PortURLError` names what is wrong.
+
+    A command checks its port URL with it before it creates a spool or opens a port. Our
+    factories read their URL with :func:`bridge.ports._url.parse_url` first, which stops
+    them there (:func:`bridge.ports._url.check_only`); a plug-in's scheme is checked by
+    name only (its options when it opens). The location (a host, a device) is checked
+    when the port opens.
+    """
+    from bridge.ports._url import check_only
+    from bridge.ports.box import split_box_url
+    from bridge.ports.faults import split_faults_url
+    from bridge.ports.spy import split_spy_url
+
+    inner, stream = url, False
+    while True:
+        if inner.startswith("spy+"):
+            inner = split_spy_url(inner)[0]
+        elif inner.startswith("faults+"):
+            inner = split_faults_url(inner)[0]
+        elif inner.startswith("box+"):
+            inner, stream = split_box_url(inner)[0], True
+        else:
+            break
+    scheme = check_scheme(inner)
+    target = _table()[scheme]
+    # ours: each reads its URL with parse_url first (a plug-in's: checked when it opens)
+    if target.startswith("bridge.") and not check_only(_factory(scheme, target), inner):
+        raise PortError(f"{url}: {target} opened a port while being checked")  # a bug
+    if stream and target in BUILTIN.values() and scheme not in BYTE_STREAMS:
+        known = ", ".join(f"{name}://" for name in BYTE_STREAMS)
+        raise PortURLError(f"{url}: {scheme}:// is not a byte stream; known: {known}")
     return scheme
 
 

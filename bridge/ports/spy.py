@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from bridge.acrnema.physical import WordBuffer
-from bridge.errors import PortIOError
+from bridge.errors import PortIOError, PortURLError
 from bridge.ports._buffers import as_buffer
 from bridge.ports.base import LinkLost, PortError, WordPort
 
@@ -200,7 +200,7 @@ def split_spy_url(url: str) -> tuple[str, str | None]:
     if sep and kept:
         base += "?" + urlencode(kept)
     if not base:
-        raise PortError(f"{url}: give the port to trace, as in spy+loop://demo")
+        raise PortURLError(f"{url}: give the port to trace, as in spy+loop://demo")
     return base, trace
 
 
