@@ -272,8 +272,9 @@ def check_destinations(destinations: list[Destination], *, resolve: bool = False
             ):
                 if path is not None and not Path(path).is_file():
                     raise ConfigError(
-                        f"destination {destination.name}: TLS {key} {path}: no such file "
-                        f"(give an existing PEM file: {flag}, or {key} in its tls table)"
+                        f"destination {destination.name}: TLS settings unusable: tls.{key} {path}: "
+                        f"cannot read: no such file (give an existing PEM file: {flag}, "
+                        f"or {key} in its tls table)"
                     )
             try:
                 tls.context()
