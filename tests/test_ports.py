@@ -782,14 +782,14 @@ def test_wordstream_invalid_units_are_dropped_and_counted() -> None:
     assert events[1] == LineStateUnit(ready=False, sees_ready=True)
 
 
-def test_wordstream_speed_is_well_above_the_link() -> None:
+def test_wordstream_decodes_large_buffers_whole() -> None:
+    # the rate is measured by `python -m bridge.wordstream` (docs/ports.md), not held here
     buffer = words(1 << 18)
     decoder = WordStreamDecoder()
-    start = time.perf_counter()
-    for _ in range(10):
-        decoder.feed(encode_words(buffer))
-    rate = 2 * (1 << 18) * 10 / (time.perf_counter() - start) / 1e6
-    assert rate > 20, f"{rate:.0f} MB/s"  # the module docstring gives the real figure
+    for _ in range(3):
+        events = decoder.feed(encode_words(buffer))
+        assert len(events) == 1 and same(events[0], buffer)  # type: ignore[arg-type]
+    assert decoder.invalid == 0
 
 
 def test_stream_port_is_the_base_of_the_byte_stream_ports(tmp_path: Path) -> None:
