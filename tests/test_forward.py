@@ -331,9 +331,11 @@ class FlakySpool(Spool):
         self._maybe_fail("claim")
         return super().claim(destination, now=now, limit=limit)
 
-    def done(self, jobs: Sequence[Job], *, note: str | None = None) -> None:
+    def done(
+        self, jobs: Sequence[Job], *, note: str | None = None, unlink: bool = True
+    ) -> list[Path]:
         self._maybe_fail("done")
-        super().done(jobs, note=note)
+        return super().done(jobs, note=note, unlink=unlink)
 
 
 def test_spool_errors_do_not_end_a_worker(

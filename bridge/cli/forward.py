@@ -89,7 +89,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     purge = spool_sub.add_parser(
         "purge",
         help="remove delivered objects past retention",
-        description="Remove the files of delivered objects older than the retention period.",
+        description=(
+            "Remove the files of delivered objects older than the retention period, delete "
+            "the history rows of objects delivered before it (quarantined ones stay listed) "
+            "and give the database's free space back to the file system (the first purge "
+            "of a spool made by an older version rewrites it once with VACUUM)."
+        ),
     )
     purge.add_argument(
         "--older-than", type=days, metavar="DAYS", help="instead of the configured retention"
@@ -334,9 +339,15 @@ def _forward(
 
 
 def _list(spool: Spool, args: argparse.Namespace) -> int:
-    rows = spool.deliveries(state=args.state, destination=args.dest)
+    # streamed: one row at a time, so a spool with years of history lists in flat memory
+    rows = spool.each_delivery(state=args.state, destination=args.dest)
+    count = 0
     if args.json:
-        print(json.dumps([r.__dict__ for r in rows], indent=2))
+        sys.stdout.write("[")
+        for r in rows:
+            sys.stdout.write(("," if count else "") + "\n  " + json.dumps(r.__dict__))
+            count += 1
+        sys.stdout.write("\n]\n" if count else "]\n")
         return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.received))
@@ -345,7 +356,8 @@ def _list(spool: Spool, args: argparse.Namespace) -> int:
             f"{r.object_id:6d} {r.state:9} {r.attempts:3d} {r.destination}  "
             f"{r.modality or '-':3} {when}  {r.sop_instance_uid}{error}"
         )
-    print(f"{len(rows)} deliveries", file=sys.stderr)
+        count += 1
+    print(f"{count} deliveries", file=sys.stderr)
     return 0
 
 

@@ -31,8 +31,10 @@ fails if they change; at run time the Sender then falls back to ``send_c_store``
   pynetdicom could not decode (its action AA-8) puts nothing on the DIMSE queue;
 * ``Association.acceptor.maximum_length``: the peer's Maximum Length Received;
 * ``Association._handle_no_response()``: what ``send_c_store`` does on a timeout;
-* ``DULServiceProvider._run_loop_delay``: the DUL loop's idle sleep, shortened while a
-  batch is sent (:func:`pause`).
+* ``Association.dul.socket``: the association's socket object; when it is the bridge's
+  :class:`~bridge.forward.tcp.TunedAssociationSocket`, its ``wait_for_data`` is set
+  while a batch is sent (:func:`pause`), so the DUL thread waits for the responses in
+  ``poll`` instead of polling for them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.errors import NoResponse
+from bridge.forward.tcp import TunedAssociationSocket
 
 __all__ = [
     "DEFAULT_MAX_PDU",
@@ -158,7 +161,6 @@ def hook_problems(assoc: Any | None = None) -> list[str]:
             "dimse.msg_queue",
             "acse.is_aborted",
             "dul.socket.socket",
-            "dul._run_loop_delay",
             "dimse_timeout",
             "network_timeout",
             "acceptor.maximum_length",
@@ -288,32 +290,33 @@ def send_store(
     return exchange(assoc, request, message_id)
 
 
-_FAST_POLL = 0.0001  # seconds: the DUL loop's idle sleep while a batch is being sent
+_WAIT_FOR_DATA = 0.02  # seconds: the DUL thread's longest wait for data while paused
 _ABORT_POLL = 0.2  # seconds: how often a wait for a response looks for an abort
 
 
 def pause(assoc: Any) -> None:
-    """Pause the association's reactor (as ``send_c_store`` does), and poll the socket
-    faster, until :func:`resume`: the responses stay on the DIMSE queue for us.
+    """Pause the association's reactor (as ``send_c_store`` does) until :func:`resume`:
+    the responses stay on the DIMSE queue for us. Pausing once per batch instead of once
+    per object saves the reactor's 1 ms poll each time.
 
-    Pausing once per batch instead of once per object saves the reactor's 1 ms poll, and
-    the faster DUL poll the 1 ms it may take to notice each response.
+    The DUL thread is made quiet too: with the bridge's socket it waits in ``poll`` for
+    the next response (up to :data:`_WAIT_FOR_DATA` at a time, so that it still sees
+    its own queue) instead of polling every millisecond, so it wakes when a response
+    arrives and otherwise leaves the interpreter to the thread that sends.
     """
     if not assoc._reactor_checkpoint.is_set() and assoc._is_paused:
         return
     assoc._reactor_checkpoint.clear()
     while not assoc._is_paused:
         time.sleep(0.0001)
-    dul = assoc.dul
-    if not hasattr(dul, "_bridge_delay"):
-        dul._bridge_delay = dul._run_loop_delay
-        dul._run_loop_delay = _FAST_POLL
+    sock = assoc.dul.socket
+    if isinstance(sock, TunedAssociationSocket):
+        sock.wait_for_data = _WAIT_FOR_DATA
 
 
 def resume(assoc: Any) -> None:
     """Undo :func:`pause` (harmless when not paused)."""
-    dul = assoc.dul
-    if hasattr(dul, "_bridge_delay"):
-        dul._run_loop_delay = dul._bridge_delay
-        del dul._bridge_delay
+    sock = assoc.dul.socket
+    if isinstance(sock, TunedAssociationSocket):
+        sock.wait_for_data = 0.0
     assoc._reactor_checkpoint.set()

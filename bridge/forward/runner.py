@@ -37,11 +37,13 @@ release blocked on a peer. The objects not sent go back to ``ready``, due at onc
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bridge.errors import ForwarderFailed
 from bridge.forward.scu import Destination, Item, Sender
@@ -56,6 +58,9 @@ STOP_GRACE_S = 2.0
 """Seconds a stopping worker may finish the exchange in hand before its connection is
 shut down; :meth:`Forwarder.run` waits as long again for the workers to end."""
 _POLL_S = 0.1  # how often run() looks at its stop event, deadline and workers
+HOUSEKEEPING_S = 3600.0
+"""Seconds between two runs of :meth:`Spool.housekeeping` while forwarding (it also runs
+once at the start): files and history of delivered objects past retention go."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ class Forwarder:
         self._rng = random.Random()
         self._halt = threading.Event()
         self._senders: dict[str, Sender] = {}
+        self._unlinker: _Unlinker | None = None
 
     def run(
         self,
@@ -175,8 +181,41 @@ class Forwarder:
         """
         self.spool.recover()
         self.spool.register(d.name for d in self.destinations)
+        self._housekeeping()
         self._halt.clear()
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._unlinker = _Unlinker(self.spool)
+        try:
+            self._run_workers(stop, until_empty, timeout, deadline)
+        finally:
+            unlinker, self._unlinker = self._unlinker, None
+            unlinker.close()
+        if self.fatal is not None:
+            raise ForwarderFailed(self.fatal_destination or "?", self.fatal) from self.fatal
+        return self.summary
+
+    def _housekeeping(self) -> None:
+        """:meth:`Spool.housekeeping`; a failure is logged, forwarding goes on."""
+        try:
+            removed, pruned = self.spool.housekeeping()
+        except Exception as exc:
+            log.error("spool housekeeping failed (tried again later): %s", exc)
+            return
+        if removed or pruned:
+            log.info(
+                "spool housekeeping: %d files and the history of %d objects past retention removed",
+                removed,
+                pruned,
+            )
+
+    def _run_workers(
+        self,
+        stop: threading.Event,
+        until_empty: bool,
+        timeout: float | None,
+        deadline: float | None,
+    ) -> None:
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_S
         workers = [
             threading.Thread(
                 target=self._serve,
@@ -198,12 +237,12 @@ class Forwarder:
                 why = f"forwarding to {self.fatal_destination} failed"
             if why:
                 break
+            if time.monotonic() >= next_housekeeping:
+                self._housekeeping()
+                next_housekeeping = time.monotonic() + HOUSEKEEPING_S
             stop.wait(_POLL_S)
         if why:
             self._stop_workers(workers, why)
-        if self.fatal is not None:
-            raise ForwarderFailed(self.fatal_destination or "?", self.fatal) from self.fatal
-        return self.summary
 
     def _stop_workers(self, workers: list[threading.Thread], why: str) -> None:
         """Halt the workers: no new work, then shut their connections down."""
@@ -420,7 +459,13 @@ class Forwarder:
         while owed:
             record = owed[0]
             if record.kind in ("done", "skip"):
-                self.spool.done(list(record.jobs), note=record.reason)
+                # one commit for the batch; its files go on the unlinker's thread
+                freed = self.spool.done(list(record.jobs), note=record.reason, unlink=False)
+                unlinker = self._unlinker
+                if unlinker is None:
+                    self.spool.unlink(freed)
+                else:
+                    unlinker.put(freed)
                 if record.kind == "done":
                     self._count(self.summary.delivered, name, len(record.jobs))
             elif record.kind == "retry":
@@ -432,6 +477,34 @@ class Forwarder:
                 self.spool.fail(job, record.reason or "")
                 self._count(self.summary.quarantined, name)
             owed.pop(0)
+
+
+class _Unlinker:
+    """Removes the files of delivered objects on a thread of its own, so that a worker
+    goes back to sending right after its batch's one commit. Their rows already say
+    removed: after a crash, :meth:`Spool.recover` removes whatever was left."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._queue: queue.SimpleQueue[list[Path] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="forward-unlink", daemon=True)
+        self._thread.start()
+
+    def put(self, files: list[Path]) -> None:
+        if files:
+            self._queue.put(files)
+
+    def close(self) -> None:
+        """Remove what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (files := self._queue.get()) is not None:
+            try:
+                self.spool.unlink(files)
+            except OSError as exc:  # the next start's recovery removes them
+                log.error("cannot remove delivered files (left to recovery): %s", exc)
 
 
 def _join(threads: list[threading.Thread], timeout: float) -> bool:

@@ -797,6 +797,7 @@ class Sender:
         self._known: dict[str, list[str]] = {}  # SOP Class -> other transfer syntaxes seen
         self._message_id = 0
         self._prepared: tuple[Path, int, bytes] | None = None
+        self._hooks_checked: Any = None  # the association fastpath.hook_problems passed
         self._last_used = time.monotonic()
         self._listening = False
         self.associations_opened = 0
@@ -998,10 +999,16 @@ class Sender:
         return self._message_id
 
     def _fast_ok(self) -> bool:
+        """Whether the fast path can be used: pynetdicom's internals are checked once per
+        association (not per object), the first time it is used."""
+        if self._hooks_checked is self._assoc:
+            return True
         problems = fastpath.hook_problems(self._assoc)
         if problems:
             LOGGER.warning("fast send path off (pynetdicom changed): %s", "; ".join(problems))
             type(self).fast_send = False
+        else:
+            self._hooks_checked = self._assoc
         return not problems
 
     def _request(self, item: Item, context_id: int) -> tuple[int, bytes]:

@@ -66,6 +66,13 @@ changes):
    closes the connection (``close()`` and the state machine's abort actions call it);
    it is overridden so that the close happens even when the shutdown fails.
 6. ``Association.network_timeout`` (public) holds the AE's network timeout.
+7. ``AssociationSocket.ready`` (public property) is how the DUL thread's loop
+   (``DULServiceProvider._is_transport_event``) asks whether a PDU is waiting; it
+   answers at once, so the loop polls. :attr:`TunedAssociationSocket.wait_for_data`
+   makes it wait for data instead, for as long as the fast path has a batch on the
+   wire (:mod:`bridge.forward.fastpath`): the DUL thread then sleeps in ``poll`` and
+   wakes when a response arrives, instead of polling and competing for the
+   interpreter lock with the thread that sends.
 
 The storage commitment listener in :mod:`bridge.forward.scu` is an acceptor and keeps
 pynetdicom's own sockets: it receives one small request per batch.
@@ -149,8 +156,23 @@ class TunedAssociationSocket(AssociationSocket):
     """Names the peer in log lines and in :attr:`failure` (the destination's name)."""
     failure: str | None = None
     """The first problem the reads found (deadline, size, garbage), for the Sender."""
+    wait_for_data: float = 0.0
+    """Seconds :attr:`ready` waits for data to arrive (0: it answers at once, as
+    pynetdicom's does). Set while a batch is on the wire (module docstring, item 7)."""
     _interrupted: bool = False
     _header_next: bool = True  # pynetdicom reads a 6-byte header, then the body
+
+    @property
+    def ready(self) -> bool:
+        """Whether data is waiting; first waits up to :attr:`wait_for_data` for some."""
+        wait = self.wait_for_data
+        sock = self.socket
+        if wait > 0 and sock is not None and not isinstance(sock, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):  # the original reports them
+                poller = select.poll()
+                poller.register(sock, select.POLLIN | select.POLLPRI)
+                poller.poll(math.ceil(wait * 1000))
+        return bool(super().ready)
 
     def _limit(self) -> float:
         value = self.assoc.network_timeout
@@ -308,6 +330,13 @@ def hook_problems() -> list[str]:
     expect(AssociationSocket, "_shutdown_socket", ["self"])
     if not isinstance(inspect.getattr_static(AssociationSocket, "tls_args", None), property):
         problems.append("AssociationSocket.tls_args is not a property")
+    if not isinstance(inspect.getattr_static(AssociationSocket, "ready", None), property):
+        problems.append("AssociationSocket.ready is not a property")
+    uses(
+        DULServiceProvider._is_transport_event,
+        "DULServiceProvider._is_transport_event",
+        "self.socket.ready",
+    )
     uses(AE.associate, "ApplicationEntity.associate", "self._create_socket(")
     uses(
         DULServiceProvider._read_pdu_data,

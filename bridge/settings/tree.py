@@ -56,6 +56,8 @@ class SpoolSettings:
 
     path: Path = Path("spool")
     retention_days: float = field(default=0.0, metadata=_DAYS)
+    """Days a delivered object's file (for re-sending) and its history rows are kept;
+    0: the file goes at once, the rows at the next housekeeping (docs/forwarding.md)."""
 
 
 @dataclass(frozen=True)

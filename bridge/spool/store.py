@@ -110,6 +110,8 @@ LOCK_NAME = "owner.lock"
 LOST_FOUND = "lost+found"
 _OBJECT_NAME = re.compile(r"objects/([0-9a-f]{2})/([0-9]+)\.dcm")
 _LOW_SPACE = 1 << 20  # below this, a database I/O error is taken for a full disk
+_CHUNK = 500  # ids per IN (...) list, well below SQLite's limit on bound parameters
+_PRUNE_CHUNK = 5000  # history rows deleted per commit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -140,7 +142,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated REAL NOT NULL,
     PRIMARY KEY (object_id, destination)
 );
-CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries (destination, state, next_attempt);
+DROP INDEX IF EXISTS deliveries_queue;
+CREATE INDEX IF NOT EXISTS deliveries_claim
+    ON deliveries (destination, state, next_attempt, object_id);
 """
 
 
@@ -199,6 +203,11 @@ class RebuildReport:
     """Names the old database files were moved to (never deleted)."""
     old_database: str
     """``readable``, ``missing``, or why the old database could not be read."""
+
+
+def _object_file(object_id: int) -> str:
+    """Where the object ``object_id`` is stored, relative to the spool folder."""
+    return f"objects/{object_id % 256:02x}/{object_id}.dcm"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -473,6 +482,8 @@ class Spool:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.root / "spool.db", timeout=30.0, isolation_level=None)
+            # before anything creates the file: a new spool can give freed pages back
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -915,7 +926,7 @@ class Spool:
                     ),
                 )
                 object_id = int(cursor.lastrowid or 0)
-                relative = f"objects/{object_id % 256:02x}/{object_id}.dcm"
+                relative = _object_file(object_id)
                 target = self.root / relative
                 _private_dir(target.parent)
                 try:
@@ -1045,14 +1056,24 @@ class Spool:
             for row in rows
         ]
 
-    def done(self, jobs: Sequence[Job], *, note: str | None = None) -> None:
-        """Mark deliveries done; remove files whose every delivery is done.
+    def done(
+        self, jobs: Sequence[Job], *, note: str | None = None, unlink: bool = True
+    ) -> list[Path]:
+        """Mark deliveries done, in one transaction; free files whose every delivery is done.
+
+        One commit (one fsync) for the whole batch, whatever its size: the forwarder calls
+        it once per batch, after every response of the batch has arrived. Objects whose
+        every delivery is now done lose their file (retention permitting) in the same
+        commit; the files themselves are removed after it, here, or by the caller when
+        ``unlink`` is False (the forwarder does it off its send path). Returns those
+        files. A crash between the commit and the removal leaves files whose row says
+        removed: :meth:`recover` removes them.
 
         Like :meth:`fail` and :meth:`retry`, it changes only rows still ``in_flight``:
         a worker whose claim a recovery took back cannot overwrite the row.
         """
         if not jobs:
-            return
+            return []
         now = time.time()
         with self._transaction() as db:
             db.executemany(
@@ -1060,8 +1081,18 @@ class Spool:
                 "updated = ? WHERE object_id = ? AND destination = ? AND state = 'in_flight'",
                 [(note, now, j.object_id, j.destination) for j in jobs],
             )
-        if self.retention_days <= 0:
-            self._remove_delivered([j.object_id for j in jobs])
+            freed = []
+            if self.retention_days <= 0:
+                freed = self._free_delivered(db, [j.object_id for j in jobs])
+        if unlink:
+            self.unlink(freed)
+        return freed
+
+    def unlink(self, files: Iterable[Path]) -> None:
+        """Remove object files whose rows already say removed (from :meth:`done`)."""
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def retry(self, job: Job, reason: str, next_attempt: float, *, lost: bool = False) -> None:
         """A transient failure: back to ``ready``, not before ``next_attempt``.
@@ -1088,29 +1119,115 @@ class Spool:
                 (reason, time.time(), job.object_id, job.destination),
             )
 
-    def _remove_delivered(self, object_ids: Iterable[int], older_than: float | None = None) -> int:
-        """Remove the files of objects whose every delivery is done; return how many."""
-        removed = 0
+    def _free_delivered(
+        self,
+        db: sqlite3.Connection,
+        object_ids: Iterable[int] | None,
+        older_than: float | None = None,
+    ) -> list[Path]:
+        """In ``db``'s open transaction: mark removed the files of objects (of
+        ``object_ids``, or all) whose every delivery is done, received before
+        ``older_than`` if given; return those files, to unlink once committed."""
+        query = (
+            "SELECT o.id, o.file FROM objects o WHERE o.file IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM deliveries d WHERE d.object_id = o.id) "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.object_id = o.id "
+            "AND d.state != 'done')"
+        )
+        params: list[object] = []
+        if older_than is not None:
+            query += " AND o.received <= ?"
+            params.append(older_than)
+        rows: list[sqlite3.Row] = []
+        if object_ids is None:
+            rows = db.execute(query, params).fetchall()
+        else:
+            ids = sorted(set(object_ids))
+            for at in range(0, len(ids), _CHUNK):
+                chunk = ids[at : at + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows += db.execute(f"{query} AND o.id IN ({marks})", params + chunk).fetchall()
+        db.executemany("UPDATE objects SET file = NULL WHERE id = ?", [(r[0],) for r in rows])
+        return [self.root / r[1] for r in rows]
+
+    def _remove_delivered(
+        self, object_ids: Iterable[int] | None, older_than: float | None = None
+    ) -> int:
+        """Remove the files of objects whose every delivery is done (one commit); how many."""
+        with self._transaction() as db:
+            freed = self._free_delivered(db, object_ids, older_than)
+        self.unlink(freed)
+        return len(freed)
+
+    def prune_history(self, older_than: float) -> int:
+        """Delete the rows of delivered objects last delivered before ``older_than``.
+
+        Only objects whose file is already gone and whose every delivery is done (none
+        quarantined, none waiting) lose their rows, and never the newest object (SQLite
+        would hand its id out again, and ids name files). A file that is still on disk
+        (a removal not done yet) keeps its row until it is gone, so no file is ever left
+        that the database does not know. Deletes in chunks (one commit each), so a
+        forwarder working alongside waits at most one chunk. Returns how many objects.
+        """
         db = self._db()
-        for object_id in set(object_ids):
-            row = db.execute(
-                "SELECT o.file, o.received, "
-                "(SELECT COUNT(*) FROM deliveries d WHERE d.object_id = o.id) AS total, "
-                "(SELECT COUNT(*) FROM deliveries d WHERE d.object_id = o.id AND d.state = 'done') "
-                "AS finished FROM objects o WHERE o.id = ?",
-                (object_id,),
-            ).fetchone()
-            if row is None or row["file"] is None or row["total"] == 0:
-                continue
-            if row["finished"] != row["total"]:
-                continue
-            if older_than is not None and row["received"] > older_than:
-                continue
+        ids = [
+            r[0]
+            for r in db.execute(
+                "SELECT o.id FROM objects o WHERE o.file IS NULL "
+                "AND o.id < (SELECT MAX(id) FROM objects) "
+                "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.object_id = o.id "
+                "AND (d.state != 'done' OR d.updated > ?))",
+                (older_than,),
+            )
+        ]
+        gone = [i for i in ids if not (self.root / _object_file(i)).exists()]
+        pruned = 0
+        for at in range(0, len(gone), _PRUNE_CHUNK):
+            chunk = gone[at : at + _PRUNE_CHUNK]
             with self._transaction() as tx:
-                tx.execute("UPDATE objects SET file = NULL WHERE id = ?", (object_id,))
-            (self.root / row["file"]).unlink(missing_ok=True)
-            removed += 1
-        return removed
+                # ON DELETE CASCADE takes the object's deliveries along
+                pruned += tx.executemany(
+                    "DELETE FROM objects WHERE id = ? AND file IS NULL", [(i,) for i in chunk]
+                ).rowcount
+        return pruned
+
+    def reclaim(self, *, full: bool = False) -> int:
+        """Give the database's free pages back to the file system; return bytes freed.
+
+        A spool made by this version frees them with ``PRAGMA incremental_vacuum``, which
+        costs about what the pruning cost. A spool made before has no auto-vacuum: with
+        ``full`` (``spool purge``) it is converted once by ``VACUUM``, which rewrites the
+        whole database (it needs free space as large as the database, and deliveries
+        wait while it runs); without, nothing is done for it. Either way the WAL is then
+        checkpointed and truncated, so the file shrinks now and not at the next
+        checkpoint.
+        """
+        db = self._db()
+        path = self.root / "spool.db"
+        before = path.stat().st_size
+        try:
+            mode = db.execute("PRAGMA auto_vacuum").fetchone()[0]
+            if mode == 0 and full:
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                db.execute("VACUUM")
+            elif mode != 0:
+                # executescript steps it to the end: execute() would free one page only
+                db.executescript("PRAGMA incremental_vacuum;")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool {self.root}: {self._db_problem(exc)}") from exc
+        return max(0, before - path.stat().st_size)
+
+    def housekeeping(self, now: float | None = None) -> tuple[int, int]:
+        """What the owner does now and then: remove the files of delivered objects past
+        ``retention_days``, delete their history rows (:meth:`prune_history`) and give
+        the space back (:meth:`reclaim`). Returns (files removed, objects pruned)."""
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400
+        removed = self._remove_delivered(None, older_than=cutoff)
+        pruned = self.prune_history(cutoff)
+        if pruned:
+            self.reclaim()
+        return removed, pruned
 
     # ------------------------------------------------------------------ operator
 
@@ -1135,37 +1252,47 @@ class Spool:
     def purge(self, *, older_than_days: float | None = None, failed: bool = False) -> int:
         """Remove delivered objects past retention; with ``failed``, quarantined ones too.
 
-        Returns how many objects' files were removed. Rows stay, so ``spool list`` still
-        shows what went where.
+        Returns how many objects' files were removed. The history of delivered objects
+        past retention goes too (:meth:`prune_history`), and the space it held is given
+        back to the file system (:meth:`reclaim` with ``full``). Quarantined objects keep
+        their rows (marked purged), so ``spool list`` still says what failed and why.
         """
         days = self.retention_days if older_than_days is None else older_than_days
         cutoff = time.time() - days * 86400
-        db = self._db()
-        ids = [r[0] for r in db.execute("SELECT id FROM objects WHERE file IS NOT NULL")]
-        removed = self._remove_delivered(ids, older_than=cutoff)
+        removed = self._remove_delivered(None, older_than=cutoff)
         if failed:
-            rows = db.execute(
-                "SELECT DISTINCT o.id, o.file FROM objects o "
-                "JOIN deliveries d ON d.object_id = o.id "
-                "WHERE d.state = 'failed' AND o.file IS NOT NULL "
-                "AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.object_id = o.id "
-                "AND x.state IN ('ready', 'in_flight'))"
-            ).fetchall()
-            for row in rows:
-                with self._transaction() as tx:
-                    tx.execute("UPDATE objects SET file = NULL WHERE id = ?", (row["id"],))
-                    tx.execute(
-                        "UPDATE deliveries SET last_error = 'purged: ' || COALESCE(last_error, '') "
-                        "WHERE object_id = ? AND state = 'failed'",
-                        (row["id"],),
-                    )
-                (self.root / row["file"]).unlink(missing_ok=True)
-                removed += 1
+            with self._transaction() as tx:
+                rows = tx.execute(
+                    "SELECT DISTINCT o.id, o.file FROM objects o "
+                    "JOIN deliveries d ON d.object_id = o.id "
+                    "WHERE d.state = 'failed' AND o.file IS NOT NULL "
+                    "AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.object_id = o.id "
+                    "AND x.state IN ('ready', 'in_flight'))"
+                ).fetchall()
+                ids = [(row["id"],) for row in rows]
+                tx.executemany("UPDATE objects SET file = NULL WHERE id = ?", ids)
+                tx.executemany(
+                    "UPDATE deliveries SET last_error = 'purged: ' || COALESCE(last_error, '') "
+                    "WHERE object_id = ? AND state = 'failed'",
+                    ids,
+                )
+            self.unlink(self.root / row["file"] for row in rows)
+            removed += len(rows)
+        self.prune_history(cutoff)
+        self.reclaim(full=True)
         return removed
 
     def deliveries(
         self, *, state: str | None = None, destination: str | None = None
     ) -> list[Delivery]:
+        """Every delivery (of ``state``, of ``destination``), by object and destination."""
+        return list(self.each_delivery(state=state, destination=destination))
+
+    def each_delivery(
+        self, *, state: str | None = None, destination: str | None = None
+    ) -> Iterator[Delivery]:
+        """:meth:`deliveries`, one at a time: memory stays flat however long the history
+        (``spool list``). Holds a read transaction until exhausted or closed."""
         query = (
             "SELECT d.object_id, d.destination, d.state, d.attempts, d.next_attempt, d.last_error, "
             "o.sop_instance_uid, o.modality, o.source, o.received FROM deliveries d "
@@ -1179,10 +1306,13 @@ class Spool:
             query += " AND d.destination = ?"
             params.append(destination)
         query += " ORDER BY d.object_id, d.destination"
-        return [
-            Delivery(row[0], row[1], DeliveryState(row[2]), *row[3:])
-            for row in self._db().execute(query, params)
-        ]
+        cursor = self._db().execute(query, params)
+        try:
+            while rows := cursor.fetchmany(256):
+                for row in rows:
+                    yield Delivery(row[0], row[1], DeliveryState(row[2]), *row[3:])
+        finally:
+            cursor.close()
 
     def counts(self, destination: str | None = None) -> dict[str, int]:
         """Deliveries per state (for one destination, or all); the keys are
