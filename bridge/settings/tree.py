@@ -71,6 +71,9 @@ class ForwardSettings:
     """Where the Storage Commitment listener waits (a listen address)."""
     commitment_port: int = 0
     commitment_timeout: float = field(default=60.0, metadata=_SECONDS)
+    hold_retry: float = field(default=300.0, metadata=_SECONDS)
+    """How long a held destination (association rejected permanently, host name unknown)
+    waits between tries; its objects wait meanwhile."""
 
 
 @dataclass(frozen=True)
