@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ from pynetdicom import AE
 
 from bridge.forward.runner import Forwarder, RetryPolicy
 from bridge.forward.scu import Destination
-from bridge.spool.store import ObjectInfo, Spool
+from bridge.spool.store import Hold, ObjectInfo, Spool
 
 DEADLINE_S = 90.0  # only to catch the old behaviour: waiting for ever
 UNKNOWN_HOST = "pacs.acrnema-bridge-test.invalid"
@@ -283,3 +284,25 @@ def test_run_warns_about_registered_destinations_it_does_not_serve(
     warned = _lines(stderr, "not served by this process")
     assert len(warned) == 1, stderr
     assert warned[0].startswith("WARNING") and OLD in warned[0]
+
+
+def test_a_spool_made_before_holds_gets_the_hold_columns(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    _spool_for_old(root)
+    with sqlite3.connect(root / "spool.db") as db:  # the destinations table of before
+        for column in ("held_since", "held_reason", "held_next"):
+            db.execute(f"ALTER TABLE destinations DROP COLUMN {column}")
+    spool = Spool(root, owner="test")
+    try:
+        assert spool.hold_of(OLD) is None
+        assert spool.hold(OLD, "rejected", 2.0e9, now=1.0e9) == Hold("rejected", 1.0e9, 2.0e9)
+        assert spool.hold(OLD, "again", 3.0e9, now=2.0e9) == Hold("again", 1.0e9, 3.0e9)
+        assert spool.destination_report()[0]["held"] == {
+            "reason": "again",
+            "since": 1.0e9,
+            "next_attempt": 3.0e9,
+        }
+        spool.unhold(OLD)
+        assert spool.hold_of(OLD) is None
+    finally:
+        spool.close()
