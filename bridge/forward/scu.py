@@ -101,6 +101,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
 from bridge.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -504,8 +505,21 @@ def _request(
     ''; whether that failure is permanent, see :func:`_association_failure`).
 
     A host name that cannot be resolved raises :class:`_Lost` (no association exists).
+
+    Every A-ASSOCIATE-RJ PDU received is noted (``EVT_PDU_RECV``, unbound once the
+    request is over): a peer that sends its rejection and closes at once can have
+    pynetdicom's DUL thread handle both before the requesting thread looks, and
+    pynetdicom then takes the closed socket for a failed connection and aborts, the
+    rejection unread (DCMTK ``storescp --refuse`` on a loaded machine: 17 of 60
+    requests).
     """
     connected: list[bool] = []
+    rejections: list[A_ASSOCIATE_RJ] = []
+
+    def on_pdu(event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
     try:
         assoc = ae.associate(
             destination.host,
@@ -517,13 +531,15 @@ def _request(
             evt_handlers=[
                 (evt.EVT_N_EVENT_REPORT, _on_event_report),
                 (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
+                (evt.EVT_PDU_RECV, on_pdu),
             ],
         )
     except socket.gaierror as exc:
         raise _resolution_failure(destination, exc) from exc
+    assoc.unbind(evt.EVT_PDU_RECV, on_pdu)  # one call per PDU otherwise
     if assoc.is_established:
         return assoc, "", False
-    failure, permanent = _association_failure(assoc, destination, connected)
+    failure, permanent = _association_failure(assoc, destination, connected, rejections)
     return assoc, failure, permanent
 
 
@@ -550,21 +566,28 @@ def _resolution_failure(destination: Destination, exc: socket.gaierror) -> _Lost
 
 
 def _association_failure(
-    assoc: Any, destination: Destination, connected: list[bool]
+    assoc: Any,
+    destination: Destination,
+    connected: list[bool],
+    rejections: Sequence[A_ASSOCIATE_RJ] = (),
 ) -> tuple[str, bool]:
     """Why ``assoc`` is not established, and whether that is permanent.
 
     Permanent: a rejection that :func:`~bridge.forward.status.classify_rejection` calls
     so (rejected-permanent by the service user or ACSE, e.g. called-AE-title-not-
     recognized). Everything else (refused, unreachable, timed out, a transient
-    rejection) is worth retrying soon.
+    rejection) is worth retrying soon. ``rejections``: the A-ASSOCIATE-RJ PDUs received
+    (see :func:`_request`), for a rejection pynetdicom did not report.
     """
-    if assoc.is_rejected:
-        rsp = assoc.acceptor.primitive
+    if assoc.is_rejected or rejections:
         try:
-            rejection = classify_rejection(
-                int(rsp.result), int(rsp.result_source), int(rsp.diagnostic)
-            )
+            if assoc.is_rejected:
+                rsp = assoc.acceptor.primitive
+                fields = (rsp.result, rsp.result_source, rsp.diagnostic)
+            else:
+                pdu = rejections[0]
+                fields = (pdu.result, pdu.source, pdu.reason_diagnostic)
+            rejection = classify_rejection(*(int(f) for f in fields))
         except Exception:  # a malformed rejection: keep the fact, lose the detail
             return f"association rejected by {destination.name} (no reason given)", False
         return f"association rejected by {destination.name} ({rejection.text})", rejection.permanent
