@@ -133,7 +133,8 @@ CREATE TABLE IF NOT EXISTS destinations (
     added REAL NOT NULL,
     held_since REAL,
     held_reason TEXT,
-    held_next REAL
+    held_next REAL,
+    last_success REAL
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     object_id INTEGER NOT NULL REFERENCES objects (id) ON DELETE CASCADE,
@@ -153,6 +154,8 @@ CREATE INDEX IF NOT EXISTS deliveries_claim
 
 
 _HOLD_COLUMNS = (("held_since", "REAL"), ("held_reason", "TEXT"), ("held_next", "REAL"))
+# a destination's latest delivery, kept here because pruning deletes the rows it came from
+_DESTINATION_COLUMNS = (*_HOLD_COLUMNS, ("last_success", "REAL"))
 
 
 @dataclass(frozen=True)
@@ -448,7 +451,7 @@ class Spool:
             if "lost" not in columns:  # a spool made before the column existed
                 db.execute("ALTER TABLE deliveries ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
             held = {row[1] for row in db.execute("PRAGMA table_info(destinations)")}
-            for column, kind in _HOLD_COLUMNS:  # a spool made before destinations were held
+            for column, kind in _DESTINATION_COLUMNS:  # a spool made before these columns
                 if column not in held:
                     db.execute(f"ALTER TABLE destinations ADD COLUMN {column} {kind}")
         except OSError as exc:
@@ -836,7 +839,8 @@ class Spool:
     def destination_report(self) -> list[dict[str, object]]:
         """Every registered destination: its counts per state, last success and last error.
 
-        ``last_success`` is the time of its latest delivery done; ``last_error`` the time
+        ``last_success`` is the time of its latest delivery done (kept on the destination,
+        so pruned history does not lose it); ``last_error`` the time
         and text of the latest delivery that recorded an error (None: never); ``held``
         its :class:`Hold` as a dict (``reason``, ``since``, ``next_attempt``) or None.
         """
@@ -844,9 +848,13 @@ class Spool:
         report: list[dict[str, object]] = []
         for name in self.destinations():
             done = db.execute(
-                "SELECT MAX(updated) FROM deliveries WHERE destination = ? AND state = 'done'",
-                (name,),
+                "SELECT last_success FROM destinations WHERE name = ?", (name,)
             ).fetchone()[0]
+            if done is None:  # a spool made before the column: its rows, while they last
+                done = db.execute(
+                    "SELECT MAX(updated) FROM deliveries WHERE destination = ? AND state = 'done'",
+                    (name,),
+                ).fetchone()[0]
             error = db.execute(
                 "SELECT updated, last_error FROM deliveries WHERE destination = ? "
                 "AND last_error IS NOT NULL AND state != 'done' "
@@ -1140,6 +1148,10 @@ class Spool:
                 "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = ?, "
                 "updated = ? WHERE object_id = ? AND destination = ? AND state = 'in_flight'",
                 [(note, now, j.object_id, j.destination) for j in jobs],
+            )
+            db.executemany(
+                "UPDATE destinations SET last_success = ? WHERE name = ?",
+                [(now, name) for name in {j.destination for j in jobs}],
             )
             freed = []
             if self.retention_days <= 0:
