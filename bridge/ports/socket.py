@@ -1,7 +1,7 @@
 """``tcp://HOST:PORT`` and ``tcp-listen://HOST:PORT``: the link over TCP.
 
 For an emulator in another process or on another bench PC (ARCHITECTURE.md). Both carry
-the raw word stream of :mod:`bridge.ports.wordstream`, with Nagle's algorithm off
+the raw word stream of :mod:`bridge.wordstream`, with Nagle's algorithm off
 (``TCP_NODELAY``), and start no thread; :class:`TcpStream` and :class:`TcpListenStream`
 are the same connections as plain byte streams (``box+tcp://`` speaks the interface-box
 protocol over one, to a box or an emulated box in another process).
