@@ -34,6 +34,7 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from bridge.errors import PortURLError
 from bridge.ports._url import IPNetwork, ip_networks, parse_url, positive_seconds, seconds
 from bridge.ports.base import PortError
 from bridge.ports.bytestream import ByteStream
@@ -60,13 +61,18 @@ _WARN_EVERY_S = 60.0  # a refused peer that retries is a WARNING once a minute
 
 
 def _host_port(url: str, location: str) -> tuple[str, int]:
+    """``HOST:PORT`` of a socket URL; a bad one is a usage error naming what to write."""
     try:
         parts = urlsplit("//" + location)
         host, port = parts.hostname, parts.port
     except ValueError as exc:
-        raise PortError(f"{url}: {exc}") from exc
+        raise PortURLError(f"{url}: {exc} (write HOST:PORT, as in tcp://127.0.0.1:5104)") from exc
     if not host or port is None or parts.path:
-        raise PortError(f"{url}: write HOST:PORT, as in tcp://127.0.0.1:5104")
+        raise PortURLError(f"{url}: write HOST:PORT, as in tcp://127.0.0.1:5104")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise PortURLError(f"{url}: {host!r} is not a host name") from None
     return host, port
 
 
@@ -144,7 +150,7 @@ class TcpStream(_SocketStream):
         self._next_try = 0.0
         try:
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise PortError(f"{url}: cannot resolve {host}: {exc}") from exc
         if not self.connect(connect_timeout):
             log.info("%s: not connected yet; waiting for the peer retries", url)
@@ -366,7 +372,12 @@ class names; the stream's ``address``, ``host`` and ``port`` are the port's)."""
 
 def open_tcp_stream(url: str) -> TcpStream:
     """The byte stream of ``tcp://HOST:PORT[?...]`` (for ``box+tcp://``)."""
-    parsed = parse_url(url, "tcp", {"connect_timeout": seconds, "write_timeout": seconds})
+    parsed = parse_url(
+        url,
+        "tcp",
+        {"connect_timeout": seconds, "write_timeout": seconds},
+        location=_host_port,
+    )
     host, port = _host_port(url, parsed.location)
     return TcpStream(
         url,
@@ -383,6 +394,7 @@ def open_tcp_listen_stream(url: str) -> TcpListenStream:
         url,
         "tcp-listen",
         {"write_timeout": seconds, "idle_timeout": positive_seconds, "allow": ip_networks},
+        location=_host_port,
     )
     host, port = _host_port(url, parsed.location)
     return TcpListenStream(
