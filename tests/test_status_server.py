@@ -24,6 +24,7 @@ from typing import Any
 import peers
 import pytest
 
+from bridge.cli import main
 from bridge.errors import ConfigError
 from bridge.forward.runner import Forwarder
 from bridge.forward.scu import Destination
@@ -154,6 +155,26 @@ def test_tls_serves_https_that_checks_against_the_certificate(tmp_path: Path, sp
         plain = server.url.replace("https:", "http:") + "/healthz"
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             fetch(plain)
+
+
+def test_status_finds_the_server_and_its_credentials_in_the_settings(
+    tmp_path: Path, spool: Spool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    options = {"cert_file": cert, "key_file": key, "token_file": token}
+    with serving(Probe(spool), **options) as server:
+        config = tmp_path / "bridge.toml"
+        config.write_text(
+            f'[status]\nlisten = "127.0.0.1:{server.port}"\ntoken_file = "{token}"\n'
+            f'cert_file = "{cert}"\nkey_file = "{key}"\n'
+        )
+        assert main(["--config", str(config), "status"]) == 0
+        assert capsys.readouterr().out.startswith(f"healthy: {server.url}/healthz")
+        token.write_text("another-token\n")  # the server still wants the first one
+        assert main(["--config", str(config), "status"]) == 1
+        assert "HTTP 401" in capsys.readouterr().err
 
 
 def test_unusable_tls_files_are_a_usage_error(tmp_path: Path, spool: Spool) -> None:

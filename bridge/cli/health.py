@@ -54,8 +54,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     request = urllib.request.Request(url, headers=_credentials(settings.status))
     context = None
     if url.startswith("https:"):
-        cafile = settings.status.cert_file
-        context = ssl.create_default_context(cafile=None if cafile is None else str(cafile))
+        context = ssl.create_default_context()  # the system's CAs ...
+        if settings.status.cert_file is not None:  # ... and the server's own certificate
+            context.load_verify_locations(cafile=settings.status.cert_file)
     try:
         with urllib.request.urlopen(request, timeout=args.timeout, context=context) as answer:
             code, body = answer.status, answer.read()
