@@ -170,6 +170,12 @@ class StatusServer:
         self._thread.start()
         try:
             started.result(_START_TIMEOUT_S)
+        except TimeoutError as exc:  # an OSError too: before the bind errors
+            self.stop()
+            raise ConfigError(
+                f"status server: not listening on {self.settings.listen} "
+                f"after {_START_TIMEOUT_S:g} s"
+            ) from exc
         except OSError as exc:
             self._end_threads()
             raise ConfigError(
