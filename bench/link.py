@@ -97,9 +97,10 @@ def service(
     images: list,  # type: ignore[type-arg]
     folder: Path,
     status: bool = False,
+    every: float = 0.1,
 ) -> tuple[float, float, list[float], int]:
     """The service run; ``status``: with its status server on 127.0.0.1, scraped
-    (``/metrics`` then ``/healthz``) every :data:`SCRAPE_S` while the images go. Returns
+    (``/metrics`` then ``/healthz``) every ``every`` seconds while the images go. Returns
     the rate, the CPU per MB, the commit latencies and the number of scrapes."""
     scanner_port, bridge_port = loop_pair()
     spool = Spool(folder / "spool")
@@ -114,7 +115,7 @@ def service(
         probe = Probe(spool, endpoint=bridge.endpoint, link_serving=bridge.serving.is_set)
         server = status_server(StatusSettings(listen="127.0.0.1:0"), probe, metrics.registry)
         server.start()
-        scraper = threading.Thread(target=_scrape, args=(server.url, stop, scrapes))
+        scraper = threading.Thread(target=_scrape, args=(server.url, stop, scrapes, every))
         scraper.start()
     scanner = Scanner(Endpoint(scanner_port))
     try:
@@ -142,13 +143,13 @@ SCRAPE_S = 0.1
 often as Prometheus's default interval of 15 s."""
 
 
-def _scrape(url: str, stop: threading.Event, count: list[int]) -> None:
+def _scrape(url: str, stop: threading.Event, count: list[int], every: float) -> None:
     while not stop.is_set():
         for route in ("/metrics", "/healthz"):
             with urllib.request.urlopen(url + route, timeout=10) as answer:
                 answer.read()
         count[0] += 1
-        stop.wait(SCRAPE_S)
+        stop.wait(every)
 
 
 def main() -> int:
@@ -165,8 +166,6 @@ def main() -> int:
         "--scrape-every", type=float, default=SCRAPE_S, metavar="S", help="with --status"
     )
     args = parser.parse_args()
-    global SCRAPE_S
-    SCRAPE_S = args.scrape_every
     cpus = {int(c) for c in args.cpus.split(",")}
     os.sched_setaffinity(0, cpus)
     images = phantom_images(args.images, rows=args.size)
@@ -186,7 +185,9 @@ def main() -> int:
         worst = max(commits) * 1000
         rows.append(("service (convert + spool)", rate, cpu, f"commit median {median:.1f} ms"))
         if args.status:
-            rate, cpu, served, scrapes = service(images, Path(tmp) / "status", status=True)
+            rate, cpu, served, scrapes = service(
+                images, Path(tmp) / "status", status=True, every=args.scrape_every
+            )
             note = f"commit median {statistics.median(served) * 1000:.1f} ms, {scrapes} scrapes"
             rows.append(("service + status server", rate, cpu, note))
     print(f"{'run':28} {'MB/s':>7} {'ratio to 8 MB/s':>16} {'CPU s/MB':>9}  note")
