@@ -159,11 +159,11 @@ class Forwarder:
         self.failed = threading.Event()
         """Set when :attr:`fatal` is: wait on it to learn that forwarding has stopped."""
         self._lock = threading.Lock()
+        self._workers: dict[str, threading.Thread] = {}  # of the current run, by destination
         self._rng = random.Random()
         self._halt = threading.Event()
         self._senders: dict[str, Sender] = {}
         self._unlinker: _Unlinker | None = None
-        self._workers: dict[str, threading.Thread] = {}  # of the current run, by destination
 
     def run(
         self,
