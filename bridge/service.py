@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bridge.acrnema.commands import Message
 from bridge.acrnema.elements import ByteOrder
@@ -48,6 +49,9 @@ from bridge.ports.base import WordPort
 from bridge.profile import REFERENCE, LinkStatus, Profile
 from bridge.spool.objects import dataset_bytes, object_info
 from bridge.spool.store import Spool, SpoolError
+
+if TYPE_CHECKING:
+    from bridge.status.metrics import LinkMetrics
 
 __all__ = ["Bridge", "BridgeStats"]
 
@@ -86,6 +90,7 @@ class Bridge:
         policy: RetryPolicy | None = None,
         accept_repairs: bool = False,
         accepted_peers: Sequence[str] = (),
+        metrics: LinkMetrics | None = None,
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
@@ -94,14 +99,33 @@ class Bridge:
         options = options or ConvertOptions(byte_order=ByteOrder(order))
         self.options = dataclasses.replace(options, accept_repairs=accept_repairs)
         self.endpoint = Endpoint(port, profile)
+        self.metrics = metrics
+        """The status server's counters (``--status-listen``); None: nothing counted."""
+        self.serving = threading.Event()
+        """Set while the link is served (:meth:`run`): the status server's ``link`` worker."""
         self.responder = Responder(
-            self.endpoint, self._store, ae_title=ae_title, accepted=accepted_peers
+            self.endpoint,
+            self._store if metrics is None else self._counted_store,
+            ae_title=ae_title,
+            accepted=accepted_peers,
         )
         self.forwarder = Forwarder(spool, self.destinations, policy=policy)
         self.stats = BridgeStats()
         self.failure: str | None = None
         """Why the service stopped on its own (forwarding failed), or None."""
         self._lock = threading.Lock()
+
+    def _counted_store(self, message: Message) -> Answer:
+        """:meth:`_store`, counted in :attr:`metrics`: stored (objects, seconds from the
+        last word to the commit) or refused (the status answered)."""
+        assert self.metrics is not None
+        images, objects = self.stats.images, self.stats.objects
+        answer = self._store(message)
+        if self.stats.images > images:
+            self.metrics.stored(self.stats.objects - objects, self.stats.commit_seconds[-1])
+        else:
+            self.metrics.refused_with(str(answer.status))
+        return answer
 
     def _store(self, message: Message) -> Answer:
         arrived = time.monotonic()
@@ -177,9 +201,11 @@ class Bridge:
                 target=self._forward, args=(forward_stop, stop), name="forwarder"
             )
             forwarder.start()
+        self.serving.set()
         try:
             self.responder.serve(stop)
         finally:
+            self.serving.clear()
             forward_stop.set()
             if forwarder is not None:
                 forwarder.join()

@@ -107,6 +107,8 @@ _DEBIAN_PACKAGES = {
     "gdcmconv": "libgdcm-tools",
     "cc": "gcc",
     "timeout": "coreutils",
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
 }
 
 

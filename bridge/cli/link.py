@@ -20,6 +20,8 @@ from bridge.cli.common import (
     link_options,
     seconds,
     spool_option,
+    status_option,
+    status_served,
     stop_on_signals,
     whole,
 )
@@ -27,6 +29,7 @@ from bridge.errors import ConfigError
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
+    from bridge.cli.common import StatusParts
     from bridge.ports.base import WordPort
     from bridge.profile import Profile
 
@@ -67,6 +70,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     link_options(run)
     spool_option(run)
     forward_options(run, required=False)
+    status_option(run)
     run.set_defaults(handler=_run_command, reads_settings=True, auto_level=logging.INFO)
 
     emu = sub.add_parser(
@@ -172,6 +176,11 @@ def _run(settings: Settings, profile: Profile) -> int:
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
         warn_unserved(spool, [])  # with destinations, the forwarder warns as it starts
     port = _open(url, profile=profile if settings.link.profile is not None else None)
+    metrics = None
+    if settings.status.listen:  # counted only for a status server
+        from bridge.status.metrics import LinkMetrics, new_registry
+
+        metrics = LinkMetrics(new_registry())
     bridge = Bridge(
         port,
         spool,
@@ -181,10 +190,23 @@ def _run(settings: Settings, profile: Profile) -> int:
         policy=policy,
         accept_repairs=settings.link.accept_repairs,
         accepted_peers=settings.link.accepted_peers,
+        metrics=metrics,
     )
+
+    def status_parts() -> StatusParts:
+        from bridge.status.probe import Probe
+
+        probe = Probe(
+            spool,
+            forwarder=bridge.forwarder if destinations else None,
+            endpoint=bridge.endpoint,
+            link_serving=bridge.serving.is_set,
+        )
+        return probe, None if metrics is None else metrics.registry
+
     log.warning("serving the link on %s; spool %s", url, spool.root)
     try:
-        with stop_on_signals() as stop:
+        with status_served(settings, status_parts), stop_on_signals() as stop:
             bridge.run(stop)
     finally:
         port.close()
