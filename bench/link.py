@@ -135,7 +135,7 @@ def service(
         spool.close()
     if not all(results):
         raise SystemExit("bench: an image failed; figures not valid")
-    return rate, cpu, bridge.stats.commit_seconds, scrapes[0]
+    return rate, cpu, list(bridge.stats.commit_seconds), scrapes[0]
 
 
 SCRAPE_S = 0.1

@@ -29,6 +29,7 @@ and sizes and times only; a repair's line names the SOP Instance UID and the rep
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -58,6 +59,10 @@ __all__ = ["Bridge", "BridgeStats"]
 log = logging.getLogger(__name__)
 
 
+COMMIT_TIMES_KEPT = 4096
+"""How many of the latest commit times :class:`BridgeStats` keeps."""
+
+
 @dataclass
 class BridgeStats:
     """What the service did with store requests."""
@@ -66,7 +71,12 @@ class BridgeStats:
     objects: int = 0
     failed: int = 0
     bytes_in: int = 0
-    commit_seconds: list[float] = field(default_factory=list)  # last word -> spool commit
+    commit_seconds: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=COMMIT_TIMES_KEPT)
+    )
+    """Seconds from each image's last word to its spool commit, the latest
+    :data:`COMMIT_TIMES_KEPT` (bounded: a service runs for years; the metrics' histogram
+    counts them all)."""
 
 
 class Bridge:
