@@ -63,7 +63,7 @@ from bridge.box.protocol import (
     position_delta,
     words_messages,
 )
-from bridge.engine import PeerReady, StreamGone, WordsArrived
+from bridge.engine import Outgoing, PeerReady, StreamGone, WordsArrived
 from bridge.errors import BoxError, BoxVersionError
 from bridge.profile import REFERENCE, PhysicalSection, Profile
 
@@ -223,7 +223,7 @@ def check_info(
         )
 
 
-class BoxHost:
+class BoxHost(Outgoing):
     """The host's side of the interface-box protocol, sans-I/O.
 
     :meth:`connect` starts a new byte stream (``00`` and HELLO go out), :meth:`receive`
@@ -248,6 +248,7 @@ class BoxHost:
     ) -> None:
         if not 1 <= window <= 1 << 30:
             raise ValueError(f"window: 1 to 2**30 words, got {window}")
+        super().__init__()
         self.name = name
         self.profile = profile
         self.configure = Configure.from_profile(profile.physical, role=role, duplex=duplex)
@@ -281,7 +282,6 @@ class BoxHost:
             "resent_requests": 0,
             "handshakes": 0,
         }
-        self._out = bytearray()
         self._decoder = BoxFrameDecoder(max_body=max_body, sender="box")
         self._seq = 0
         self._box_seq: int | None = None
@@ -341,16 +341,6 @@ class BoxHost:
     def active(self) -> bool:
         """Whether there is a session with a box (a stream, HELLO sent)."""
         return self.state is not HostState.DOWN
-
-    def data_to_send(self) -> bytes:
-        """The bytes to write now (and forget)."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self._out)
 
     def _emit(self, message: BoxMessage) -> int:
         seq = self._seq
