@@ -60,6 +60,7 @@ from bridge.box.protocol import (
     WordsOut,
     encode_frame,
     max_words_for,
+    position_add,
     position_delta,
     words_messages,
 )
@@ -95,7 +96,6 @@ DEFAULT_WINDOW = 1 << 16
 REPLY_TIMEOUT_S = 1.0
 ATTEMPTS = 3
 CREDIT_KEEPALIVE_S = 1.0  # CREDITS re-sent this often (repairs a lost one on a UART)
-_MASK = 0xFFFF_FFFF
 
 
 # --- events of the sans-I/O host ------------------------------------------------------
@@ -561,7 +561,7 @@ class BoxHost(Outgoing):
         elif d > 0:
             self.stats["gaps"] += 1
             self.stats["lost_words"] += d
-            self._consumed = (self._consumed + d) & _MASK  # those positions never come
+            self._consumed = position_add(self._consumed, d)  # those positions never come
             log.warning(
                 "%s: %d words from the link lost on the way (position %d expected, %d came)",
                 self.name,
@@ -570,7 +570,7 @@ class BoxHost(Outgoing):
                 message.offset,
             )
             self._emit(Query(MsgType.STATS))
-        end = (message.offset + n) & _MASK
+        end = position_add(message.offset, n)
         if position_delta(end, self._in_pos) > 0:
             self._in_pos = end
         over = position_delta(end, self._granted)
@@ -678,21 +678,21 @@ class BoxHost(Outgoing):
         )
         for message in messages:
             self._emit(message)
-        self._out_pos = (self._out_pos + n) & _MASK
+        self._out_pos = position_add(self._out_pos, n)
         self.stats["words_out"] += n
         return n
 
     def consumed(self, count: int, now: float) -> None:
         """``count`` words arrived are taken (or discarded): grant credit for more."""
-        self._consumed = (self._consumed + count) & _MASK
+        self._consumed = position_add(self._consumed, count)
         if not self._streams_valid or self._reset_seq is not None:
             return
-        limit = (self._consumed + self.window) & _MASK
+        limit = position_add(self._consumed, self.window)
         if position_delta(limit, self._granted) >= max(1, self.window // 4):
             self._grant(now)
 
     def _grant(self, now: float) -> None:
-        self._granted = (self._consumed + self.window) & _MASK
+        self._granted = position_add(self._consumed, self.window)
         self._credit_time = now
         self._emit(HostCredits(self._in_pos, self._granted))
 

@@ -83,6 +83,7 @@ __all__ = [
     "encode_body",
     "encode_frame",
     "max_words_for",
+    "position_add",
     "position_delta",
     "words_messages",
 ]
@@ -212,6 +213,11 @@ def _need(payload: bytes | memoryview, size: int, kind: MsgType) -> None:
             BadFrameReason.BAD_LENGTH,
             f"{kind.name}: payload of {len(payload)} bytes, at least {size} needed",
         )
+
+
+def position_add(position: int, count: int) -> int:
+    """The 32-bit stream position ``count`` words after ``position`` (it wraps to 0)."""
+    return (position + count) & 0xFFFF_FFFF
 
 
 def position_delta(a: int, b: int) -> int:
@@ -774,7 +780,7 @@ def words_messages(
     if kind is WordsOut:
         return [
             WordsOut(
-                (offset + s) & 0xFFFF_FFFF,
+                position_add(offset, s),
                 words[s : s + max_words],
                 parity[s : s + max_words],
                 boundary and s + max_words >= n,
@@ -782,7 +788,7 @@ def words_messages(
             for s in starts
         ]
     return [
-        WordsIn((offset + s) & 0xFFFF_FFFF, words[s : s + max_words], parity[s : s + max_words])
+        WordsIn(position_add(offset, s), words[s : s + max_words], parity[s : s + max_words])
         for s in starts
     ]
 
