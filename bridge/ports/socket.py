@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from bridge.errors import PortURLError
 from bridge.ports._url import IPNetwork, ip_networks, parse_url, positive_seconds, seconds
 from bridge.ports.base import PortError
-from bridge.ports.bytestream import ByteStream
+from bridge.ports.bytestream import ByteStream, ReopeningStream
 from bridge.ports.driver import StreamWordPort
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 0.2
 IDLE_TIMEOUT_S = 10.0
 """``tcp-listen://``: seconds a connection may stay silent before it gives way (docs/ports.md)."""
 _SEND_MAX = 1 << 20
@@ -137,7 +136,7 @@ class _SocketStream(ByteStream):
             sock.close()
 
 
-class TcpStream(_SocketStream):
+class TcpStream(_SocketStream, ReopeningStream):
     """``tcp://HOST:PORT`` as a byte stream: connects, and reconnects in :meth:`connect`."""
 
     def __init__(
@@ -147,7 +146,6 @@ class TcpStream(_SocketStream):
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
-        self._next_try = 0.0
         try:
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
@@ -155,23 +153,13 @@ class TcpStream(_SocketStream):
         if not self.connect(connect_timeout):
             log.info("%s: not connected yet; waiting for the peer retries", url)
 
-    def connect(self, timeout: float) -> bool:
-        if self._sock is not None:
-            return True
-        wait = self._next_try - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout))
-            if self._next_try > time.monotonic():
-                return False
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=max(timeout, 0.01))
-        except OSError as exc:
-            self._next_try = time.monotonic() + RETRY_S
-            log.debug("%s: connect: %s", self.url, exc)
-            return False
+    def _open(self, timeout: float) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=max(timeout, 0.01))
         self._use(sock)
         log.info("%s: connected", self.url)
-        return True
+
+    def _open_failed(self) -> str:
+        return "connect"
 
     def release(self) -> None:
         self.disconnect()
