@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -124,6 +124,8 @@ class Bridge:
         self.failure: str | None = None
         """Why the service stopped on its own (forwarding failed), or None."""
         self._lock = threading.Lock()
+        self._link_turned: float | None = None  # when the link loop last went round
+        self._forward_thread: threading.Thread | None = None
 
     def _counted_store(self, message: Message) -> Answer:
         """:meth:`_store`, counted in :attr:`metrics`: stored (objects, seconds from the
@@ -194,15 +196,19 @@ class Bridge:
             log.debug("message %d: %s", number, warning)
         return Answer(LinkStatus.SUCCESS)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, ready: Callable[[], None] | None = None) -> None:
         """Serve the link and forward until ``stop`` is set; returns when both ended.
 
         Forwarding is part of the promise made to the scanner. If it ends on its own (its
         thread failed, or gave up), the service stops taking images: it sets ``stop``
         itself, finishes as on a stop request, and :attr:`failure` says why, so
         ``acrnema-bridge run`` exits non-zero and its supervisor restarts it.
+
+        ``ready`` is called once the spool is recovered and the forwarder started, just
+        before the link is served (the port is open already): ``run`` tells systemd then.
         """
         self.failure = None
+        self._link_turned = None
         self.spool.recover()
         forward_stop = threading.Event()
         forwarder = None
@@ -212,13 +218,45 @@ class Bridge:
             )
             forwarder.start()
         self.serving.set()
+        self._forward_thread = forwarder
         try:
-            self.responder.serve(stop)
+            if ready is not None:
+                ready()
+            # the link loop calls `until` once a turn (at least every 50 ms when idle): its
+            # heartbeat for problem()
+            self.responder.serve(stop, until=self._turn)
         finally:
             self.serving.clear()
             forward_stop.set()
             if forwarder is not None:
                 forwarder.join()
+            self._forward_thread = self._link_turned = None  # ended on purpose: no problem
+
+    def _turn(self) -> bool:
+        self._link_turned = time.monotonic()
+        return False
+
+    def problem(self, *, stale_after: float = 60.0) -> str | None:
+        """Why the service is not doing its job now, or None when it is (the watchdog's
+        check, :class:`bridge.sdnotify.Watchdog`): forwarding failed or its thread ended,
+        or the link loop has not gone round for ``stale_after`` seconds (stuck in a store:
+        a conversion, a disk or the spool's database that does not answer). Before the
+        link is served (recovery) there is nothing to say."""
+        if self.failure is not None:
+            return self.failure
+        if self.forwarder.failed.is_set():
+            return (
+                f"forwarding to {self.forwarder.fatal_destination} failed: {self.forwarder.fatal}"
+            )
+        forwarder = self._forward_thread
+        if forwarder is not None and not forwarder.is_alive():
+            return "the forwarder thread has ended"
+        turned = self._link_turned
+        if turned is not None:
+            idle = time.monotonic() - turned
+            if idle > stale_after:
+                return f"the link loop has not gone round for {idle:.0f} s"
+        return None
 
     def _forward(self, forward_stop: threading.Event, link_stop: threading.Event) -> None:
         """The forwarder thread: a failure or an early end stops the link too."""

@@ -58,7 +58,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "converted or spooled is answered with a failure status, so the scanner keeps it. "
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
             "never half-stored (exit status 0). If forwarding fails for good, the service stops "
-            "taking images and exits with status 1, for its supervisor to restart it. Logs go to "
+            "taking images and exits with status 1, for its supervisor to restart it. Under "
+            "systemd (Type=notify, $NOTIFY_SOCKET) it reports READY=1 once the port is open "
+            "and the spool recovered, STATUS= lines, STOPPING=1, and pings the watchdog "
+            "($WATCHDOG_USEC) only while its workers are healthy (docs/operations.md). Logs go to "
             "stderr; no patient data is logged above DEBUG (-vv). Port URLs: loop://NAME, "
             "tcp://HOST:PORT, tcp-listen://HOST:PORT, serial://DEVICE, rs485://DEVICE, "
             "ftdi://DEVICE (FTDI UART), spy+URL (docs/ports.md); the interface box: "
@@ -145,6 +148,7 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
     from bridge.ports.registry import check_url
+    from bridge.sdnotify import Notifier, Watchdog
     from bridge.service import Bridge
     from bridge.spool.store import Spool, SpoolPathError
 
@@ -205,12 +209,23 @@ def _run(settings: Settings, profile: Profile) -> int:
         return probe, None if metrics is None else metrics.registry
 
     log.warning("serving the link on %s; spool %s", url, spool.root)
+    notifier = Notifier.from_environment()  # systemd's Type=notify; nothing without it
+    stale = notifier.watchdog or 60.0
+    serving = (
+        f"serving the link on {url}; spool {spool.root}; "
+        f"forwarding to {len(destinations)} destination(s)"
+    )
     try:
         with status_served(settings, status_parts), stop_on_signals() as stop:
-            bridge.run(stop)
+            watchdog = Watchdog(notifier, stop, lambda: bridge.problem(stale_after=stale))
+            try:
+                bridge.run(stop, ready=lambda: watchdog.ready(serving))
+            finally:
+                watchdog.close()
     finally:
         port.close()
         spool.close()
+        notifier.close()
     s = bridge.stats
     print(
         f"run: {s.images} images stored ({s.objects} objects), {s.failed} refused, "
