@@ -56,7 +56,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
             "never half-stored (exit status 0). If forwarding fails for good, the service stops "
             "taking images and exits with status 1, for its supervisor to restart it. Logs go to "
-            "stderr; no patient data is logged above DEBUG (-vv). Port URLs: loop://NAME, "
+            "stderr, or to --log-file (SIGHUP reopens it); no patient data is logged above "
+            "DEBUG (-vv). Port URLs: loop://NAME, "
             "tcp://HOST:PORT, tcp-listen://HOST:PORT, serial://DEVICE, rs485://DEVICE, "
             "ftdi://DEVICE (FTDI UART), spy+URL (docs/ports.md); the interface box: "
             "box+serial:///dev/ttyACM0 (or box+rs485://, box+ftdi://, box+tcp://), configured "
@@ -140,6 +141,7 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
+    from bridge.cli.logs import say
     from bridge.ports.registry import check_url
     from bridge.service import Bridge
     from bridge.spool.store import Spool, SpoolPathError
@@ -187,13 +189,12 @@ def _run(settings: Settings, profile: Profile) -> int:
         port.close()
         spool.close()
     s = bridge.stats
-    print(
+    say(
         f"run: {s.images} images stored ({s.objects} objects), {s.failed} refused, "
-        f"{bridge.responder.stats.lost} lost in transit; spool {spool_path}",
-        file=sys.stderr,
+        f"{bridge.responder.stats.lost} lost in transit; spool {spool_path}"
     )
     if bridge.failure is not None:
-        print(f"acrnema-bridge: run stopped: {bridge.failure}", file=sys.stderr)
+        say(f"acrnema-bridge: run stopped: {bridge.failure}", level=logging.ERROR)
         return 1
     return 0
 
