@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +26,11 @@ from pathlib import Path
 
 import peers
 import pytest
+from test_forward import fill_spool
 
+from bridge.forward.runner import Forwarder, RetryPolicy
+from bridge.forward.scu import Destination
+from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
 
 LEVELS = "DEBUG|INFO|WARNING|ERROR|CRITICAL"
@@ -216,6 +222,131 @@ def test_under_systemd_lines_are_plain_with_a_priority(tmp_path: Path, matching:
         assert any(line.startswith("<6>INFO ") for line in lines), lines
 
 
+# ------------------------------------------------------------------ a destination down
+
+
+def test_a_destination_down_is_one_summary_line_per_interval_not_one_per_object(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """Finding: while a destination was down, every object's every retry was a line, and
+    every association attempt a few more (pynetdicom's own): 20 objects for 12 s with
+    retries capped at 1 s made about 700 lines, a gigabyte over a weekend. Now the first
+    failure is one WARNING line (reason, objects waiting, next attempt), then one line
+    per interval (60 s) while it lasts; the count does not grow with the objects."""
+    spool = tmp_path / "spool"
+    source = tmp_path / "src"
+    source.mkdir()
+    count = 20
+    for n in range(count):
+        peers.write_secondary_capture(source / f"sc{n}.dcm")
+    add = [sys.executable, "-m", "bridge.cli", "spool", "add", str(source), "--spool", str(spool)]
+    assert subprocess.run(add, capture_output=True, timeout=60).returncode == 0
+    dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    storescp.stop()  # the PACS is down
+    forward = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "-v", "forward", "--spool", str(spool)]
+        + ["--dest", dest, "--backoff-cap", "1", "--timeout", "12"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = records(forward.stderr)
+    about = [line for line in lines if dest in line or "pynetdicom" in line]
+    assert len(about) <= 6, f"{len(about)} lines for {count} objects:\n" + "\n".join(about[:20])
+    [first] = [line for line in about if " WARNING " in line]
+    assert f"{count} objects waiting" in first and "next attempt" in first, first
+    assert "cannot connect" in first, first  # the reason
+
+
+def test_an_outage_is_one_line_per_interval_then_one_when_it_ends(
+    tmp_path: Path, loopback_shim: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PACS down for a few intervals, then started: the forwarder says it is failing,
+    then once per interval (with the tries since the last line), then that it delivers
+    again; the objects' many retries are not lines of their own."""
+    spool = Spool(tmp_path / "spool")
+    count = 15
+    uids = fill_spool(spool, tmp_path / "src", count)
+    port = peers.free_port()
+    pacs = Destination("STORESCP", "127.0.0.1", port)
+    policy = RetryPolicy(base=0.1, cap=0.3)
+    forwarder = Forwarder(spool, [pacs], policy=policy, report_every=1.0)
+    stop = threading.Event()
+    worker = threading.Thread(target=forwarder.run, args=(stop,), kwargs={"timeout": 60})
+    server = None
+    try:
+        with caplog.at_level(logging.DEBUG, logger="bridge.forward"):
+            worker.start()
+            time.sleep(3.5)  # down for three intervals and a half
+            server = peers.start_storescp(tmp_path / "pacs", loopback_shim, port=port)
+            deadline = time.monotonic() + 30
+            while spool.counts(pacs.name)["done"] < count:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.1)
+            stop.set()
+            worker.join(timeout=30)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        if server is not None:
+            server.stop()
+        spool.close()
+    assert set(server.received()) == uids
+    mine = [r for r in caplog.records if pacs.name in r.getMessage()]
+    shown = [
+        r.getMessage()
+        for r in mine
+        if r.levelno >= logging.INFO
+        and "delivered" not in r.getMessage()
+        and "association open" not in r.getMessage()
+    ]
+    retries = [r for r in mine if r.levelno == logging.DEBUG and "retry in" in r.getMessage()]
+    assert len(retries) > 3 * count  # the objects were retried many times...
+    assert "deliveries failing" in shown[0] and f"{count} objects waiting" in shown[0]
+    still = [line for line in shown if "still failing" in line]
+    assert 2 <= len(still) <= 4, shown  # ...and said so once a second
+    assert all("tries failed since the last line" in line for line in still)
+    assert "delivering again" in shown[-1], shown
+    assert len(shown) == len(still) + 2, shown
+    delivered = [r for r in mine if "delivered to" in r.getMessage()]
+    assert len(delivered) == count and all(r.levelno == logging.INFO for r in delivered)
+
+
+# ------------------------------------------------------------- one image by its UID
+
+
+def test_grep_uid_follows_one_image_from_the_link_to_the_pacs(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """Finding: the INFO lines of ``run`` named a link message number, never the image,
+    and a delivery was not logged at all: nothing followed one image to the PACS."""
+    port = peers.free_port()
+    dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    log = tmp_path / "run.log"
+    spool = str(tmp_path / "spool")
+    with service(port, "--spool", spool, "--dest", dest, before=("--log-file", str(log))) as run:
+        with peers.scanner_on(port, response_timeout=30.0) as scanner:
+            results = scanner.send(phantom_images(3, rows=64))
+        deadline = time.monotonic() + 30
+        while len(storescp.received()) < 3:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        for uid in storescp.received():
+            wait_for(log, f"{uid} delivered to {dest}")
+        stop(run)
+    assert all(r.ok for r in results)
+    content = log.read_text()
+    for uid in storescp.received():
+        trail = [line for line in content.splitlines() if uid in line]
+        stages = ["received", "converted", "spooled", f"delivered to {dest}"]
+        for stage in stages:
+            assert any(stage in line for line in trail), f"{uid}: no {stage!r} in:\n{trail}"
+        assert all(" INFO " in line for line in trail), trail
+        # in order: link message, conversion, spool, delivery
+        firsts = [next(i for i, ln in enumerate(trail) if stage in ln) for stage in stages]
+        assert firsts == sorted(firsts), trail
+
+
 # --------------------------------------------------------------------------- JSON mode
 
 
@@ -282,3 +413,28 @@ def test_json_mode_carries_library_warnings_and_python_warnings(tmp_path: Path) 
     # pynetdicom's plain ERROR lines repeat what the bridge says with the destination's
     # name; they show with -vv only
     assert "pynetdicom.acse" not in by_logger
+
+
+# ------------------------------------------------------- normal operation is not WARNING
+
+
+def test_a_scanner_ending_its_session_normally_is_info(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """Finding: every normal end of a scanner session logged "WARNING link down: the
+    peer is gone", and the start line "serving the link on ..." was a WARNING too: an
+    operator watching WARNING saw noise at every image batch."""
+    port = peers.free_port()
+    dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    with service(port, "--spool", str(tmp_path / "spool"), "--dest", dest) as run:
+        for _ in range(2):
+            with peers.scanner_on(port, response_timeout=30.0) as scanner:
+                [result] = scanner.send(phantom_images(1, rows=64))
+            assert result.ok
+            time.sleep(0.5)  # the service sees the scanner go
+        err = stop(run)
+    lines = records(err)
+    assert any("serving the link" in line and " INFO " in line for line in lines), err
+    assert any("link down" in line and " INFO " in line for line in lines), err
+    noisy = [line for line in lines if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+    assert not noisy, "\n".join(noisy)

@@ -56,7 +56,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
             "never half-stored (exit status 0). If forwarding fails for good, the service stops "
             "taking images and exits with status 1, for its supervisor to restart it. Logs go to "
-            "stderr, or to --log-file (SIGHUP reopens it); no patient data is logged above "
+            "stderr, or to --log-file (SIGHUP reopens it); each image's INFO lines name its SOP "
+            "Instance UID, from the link to each destination; no patient data is logged above "
             "DEBUG (-vv). Port URLs: loop://NAME, "
             "tcp://HOST:PORT, tcp-listen://HOST:PORT, serial://DEVICE, rs485://DEVICE, "
             "ftdi://DEVICE (FTDI UART), spy+URL (docs/ports.md); the interface box: "
@@ -181,7 +182,7 @@ def _run(settings: Settings, profile: Profile) -> int:
         accept_repairs=settings.link.accept_repairs,
         accepted_peers=settings.link.accepted_peers,
     )
-    log.warning("serving the link on %s; spool %s", url, spool.root)
+    log.info("serving the link on %s; spool %s", url, spool.root)
     try:
         with stop_on_signals() as stop:
             bridge.run(stop)

@@ -899,7 +899,7 @@ class Sender:
             reason = lost.reason
             if stopped and "forwarding stopped" not in reason:
                 reason = f"{self.destination.name}: forwarding stopped ({reason})"
-            LOGGER.warning("%s", reason)
+            LOGGER.debug("%s", reason)  # the forward loop reports it, once per interval
             self._drop(release=False, hard=lost.hard or stopped)
             in_flight = lost.in_flight and not stopped
             for index, result in enumerate(results):
