@@ -71,6 +71,7 @@ __all__ = [
     "parse_dciodvfy",
     "require_corpus",
     "require_tool",
+    "start_dcmqrscp",
     "start_orthanc",
     "start_storescp",
     "store",
@@ -96,6 +97,7 @@ _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _DEBIAN_PACKAGES = {
     "storescp": "dcmtk",
     "storescu": "dcmtk",
+    "dcmqrscp": "dcmtk",
     "dcmdump": "dcmtk",
     "dciodvfy": "dicom3tools",
     "dcdump": "dicom3tools",
@@ -561,6 +563,33 @@ def start_storescp(
         str(port),
     ]
     process = PeerProcess(argv, log=workdir / "storescp.log", shim=shim, cwd=workdir)
+    process.wait_until(lambda: _port_open(LOOPBACK, port), f"listener on port {port}")
+    return StoreSCPPeer(LOOPBACK, port, ae_title, out_dir, process)
+
+
+def start_dcmqrscp(
+    workdir: Path, shim: Path, ae_title: str = "QRSCP", *, max_associations: int = 16
+) -> StoreSCPPeer:
+    """Start DCMTK ``dcmqrscp`` on 127.0.0.1 and a free port, storing into ``workdir/db``.
+
+    Unlike ``storescp``, it checks the called AE title: a request for another title is
+    rejected (rejected-permanent, service-user, called-AE-title-not-recognized), and one
+    beyond ``max_associations`` at a time is rejected (rejected-transient,
+    service-provider presentation, local-limit-exceeded). It forks a process per
+    association (its default), which counts towards that limit; they all stop with it.
+    """
+    tool = require_tool("dcmqrscp")
+    out_dir = workdir / "db"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = workdir / "dcmqrscp.cfg"
+    config.write_text(
+        f"NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = {max_associations}\n"
+        "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+        f"AETable BEGIN\n{ae_title} {out_dir} RW (100, 100mb) ANY\nAETable END\n"
+    )
+    argv = [tool, "--verbose", "--config", str(config), "--disable-host-lookup", str(port)]
+    process = PeerProcess(argv, log=workdir / "dcmqrscp.log", shim=shim, cwd=workdir)
     process.wait_until(lambda: _port_open(LOOPBACK, port), f"listener on port {port}")
     return StoreSCPPeer(LOOPBACK, port, ae_title, out_dir, process)
 

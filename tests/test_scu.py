@@ -432,8 +432,11 @@ def test_rejected_association_is_a_retry(scripted_scp: ScriptedSCP, tmp_path: Pa
     with Sender(dest) as sender:
         results = sender.send(cts(tmp_path, 2))
     assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY]
-    assert results[0].reason.startswith(f"association rejected by {dest.name} (Rejected Perm")
-    assert "alled AE title not recognised" in results[0].reason
+    assert results[0].reason == (
+        f"association rejected by {dest.name} "
+        "(rejected-permanent, service-user: called-AE-title-not-recognized)"
+    )
+    assert all(r.hold for r in results)  # permanent: the forward loop holds the destination
     with pytest.raises(ForwardError, match="association rejected"):
         echo(dest)
 

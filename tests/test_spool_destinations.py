@@ -75,3 +75,24 @@ def test_drop_destination_ends_its_deliveries_and_frees_files(
         assert spool.counts(OLD)["ready"] == 0 and spool.counts(NEW)["ready"] == 1
     finally:
         spool.close()
+
+
+def test_last_success_outlives_the_pruned_history(tmp_path: Path) -> None:
+    # with retention_days 0 (the default) delivered history is pruned at the next
+    # housekeeping, which every forward or run start does: the destination's last
+    # success must not turn into "never" with it
+    spool = Spool(tmp_path / "spool", owner="test")
+    try:
+        spool.register([NEW])
+        for n in range(3):
+            spool.put(bytes([n]) * 64, _info(n))
+        spool.done(spool.claim(NEW, now=1e12))
+        before = {d["name"]: d for d in spool.destination_report()}[NEW]["last_success"]
+        assert before is not None
+        spool.put(b"\x09" * 64, _info(9))  # the newest object's rows are kept by design
+        _, pruned = spool.housekeeping(now=before + 1)
+        assert pruned >= 2
+        after = {d["name"]: d for d in spool.destination_report()}[NEW]["last_success"]
+        assert after == before
+    finally:
+        spool.close()

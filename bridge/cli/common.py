@@ -313,6 +313,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         max_attempts=f.max_attempts,
         max_lost=f.max_lost,
         give_up_after=f.give_up_after,
+        hold_retry=f.hold_retry,
     )
 
 

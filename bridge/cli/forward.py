@@ -111,7 +111,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         description=(
             "List every destination registered in the spool (each spooled object waits for "
             "all of them) with its deliveries per state, the time of its last delivery "
-            "done and the time and text of its last error."
+            "done, the time and text of its last error, and whether it is held (a permanent "
+            "failure such as a rejected called AE title or an unknown host name: since when, "
+            "why, and the next try)."
         ),
     )
     dests.add_argument("--json", action="store_true", help="one JSON list")
@@ -158,8 +160,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         description=(
             "Deliver every spooled object to every destination, reusing associations, retrying "
             "transient failures with exponential backoff and quarantining permanent ones. "
-            "Without --until-empty it runs until SIGINT or SIGTERM. Exit status: 0 when the "
-            "queue is empty (or on a clean stop), 1 when objects were quarantined or remain."
+            "Without --until-empty it runs until SIGINT or SIGTERM. A destination that fails "
+            "permanently (association rejected-permanent, host name unknown) is held: one "
+            "ERROR line, tried again every forward.hold_retry seconds; --until-empty then "
+            "stops serving it. Exit status: 0 when the queue is empty (or on a clean stop), "
+            "1 when objects were quarantined or remain, or a destination is held."
         ),
     )
     forward_options(forward, required=False)
@@ -175,7 +180,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     send = sub.add_parser(
         "send",
         help="spool files and deliver them now (spool add + forward --until-empty)",
-        description="Spool files or folders and deliver them, with a progress bar.",
+        description=(
+            "Spool files or folders and deliver them, with a progress bar. Exit status 1 "
+            "when an object was quarantined or remains, e.g. because a destination is held "
+            "(association rejected-permanent, host name unknown: one line names it and why)."
+        ),
     )
     send.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     forward_options(send, required=False)
@@ -331,7 +340,10 @@ def _forward(
         )
     for name, error in summary.errors.items():
         say(f"{name}: not served: {error}", level=logging.ERROR)
-    if summary.errors:
+    if until_empty:
+        for name, why in summary.held.items():
+            say(f"{name}: held, its objects wait: {why}", level=logging.WARNING)
+    if summary.errors or (until_empty and summary.held):
         return 1
     left = any(c["ready"] or c["in_flight"] or c["failed"] for c in remaining.values())
     if stop.is_set() and not until_empty:
@@ -397,10 +409,17 @@ def _destinations(spool: Spool, args: argparse.Namespace) -> int:
         assert isinstance(counts, dict)
         error = entry["last_error"]
         said = "never" if not isinstance(error, dict) else f"{_when(error['time'])} {error['text']}"
+        hold = entry["held"]
+        held = (
+            ""
+            if not isinstance(hold, dict)
+            else f"; HELD since {_when(hold['since'])}, next try {_when(hold['next_attempt'])}: "
+            f"{hold['reason']}"
+        )
         print(
             f"{entry['name']}: "
             + ", ".join(f"{state} {counts[state]}" for state in STATES)
-            + f"; last success {_when(entry['last_success'])}; last error {said}"
+            + f"; last success {_when(entry['last_success'])}; last error {said}{held}"
         )
     print(f"{len(report)} destinations", file=sys.stderr)
     return 0

@@ -170,7 +170,10 @@ def _run(settings: Settings, profile: Profile) -> int:
             raise
         raise SpoolPathError(f"{exc}; run creates a new spool only at a path it is given") from None
     if not destinations:
+        from bridge.forward.runner import warn_unserved
+
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
+        warn_unserved(spool, [])  # with destinations, the forwarder warns as it starts
     port = _open(url, profile=profile if settings.link.profile is not None else None)
     bridge = Bridge(
         port,

@@ -15,6 +15,25 @@ that destination's :class:`~bridge.forward.scu.Sender` and records each result:
 Destinations are independent: each has its own thread, association and retry clock, so
 one that is down never slows another.
 
+**Held destinations.** A delivery whose Result is marked ``hold`` (the association was
+rejected permanently, e.g. called AE title not recognized, or the host name does not
+exist: :mod:`bridge.forward.scu`) says nothing about the object: the *destination* is
+held. One ERROR line names it and the reason; the hold (reason, since, next attempt) is
+recorded in the spool's destinations table, so ``spool destinations`` shows it from any
+process; its objects wait (``ready``, never quarantined for it, whatever
+``max_attempts``) and the worker claims nothing until :attr:`RetryPolicy.hold_retry`
+has passed, then tries one batch again. Any other outcome of a try (delivered, or a
+failure that passes) ends the hold with a WARNING. With ``until_empty`` a held
+destination's worker ends at once, and :attr:`RunSummary.held` names it, so ``send``
+and ``forward --until-empty`` return instead of waiting for ever. A process starts by
+trying every destination at once, held or not (restarting is how an operator who fixed
+the cause says "now").
+
+**Unserved destinations.** :meth:`Forwarder.run` logs a WARNING for each destination
+registered in the spool that no worker of this forwarder serves
+(:func:`warn_unserved`): its objects wait for it and keep their files until a
+forwarder serves it or ``spool drop-destination`` removes it.
+
 **Logs while a destination fails.** One line per destination per interval, never one
 per object per retry (a PACS down for a weekend with thousands of objects waiting must
 not fill a disk): the first failed try is one WARNING (the reason, the objects waiting,
@@ -59,7 +78,14 @@ from bridge.forward.scu import Destination, Item, Sender
 from bridge.forward.status import Outcome, Result
 from bridge.spool.store import Job, Spool
 
-__all__ = ["STOP_GRACE_S", "Forwarder", "ForwarderFailed", "RetryPolicy", "RunSummary"]
+__all__ = [
+    "STOP_GRACE_S",
+    "Forwarder",
+    "ForwarderFailed",
+    "RetryPolicy",
+    "RunSummary",
+    "warn_unserved",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +117,9 @@ class RetryPolicy:
     ``give_up_after``: a worker whose loop keeps failing (e.g. the spool's database or
     disk) waits the same capped backoff between tries; after this many seconds without
     one success it stops the forwarder with an error (:class:`ForwarderFailed`).
+
+    ``hold_retry``: how long a held destination (a permanent failure, module docstring)
+    waits between tries.
     """
 
     base: float = 1.0
@@ -98,6 +127,7 @@ class RetryPolicy:
     max_attempts: int = 0
     max_lost: int = 3
     give_up_after: float = 300.0
+    hold_retry: float = 300.0
 
     def __post_init__(self) -> None:
         if not (self.base > 0 and self.cap > 0):
@@ -106,6 +136,8 @@ class RetryPolicy:
             raise ValueError("max_attempts and max_lost must not be negative")
         if not self.give_up_after > 0:
             raise ValueError("give_up_after must be a positive number of seconds")
+        if not self.hold_retry > 0:
+            raise ValueError("hold_retry must be a positive number of seconds")
 
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (1 for the first)."""
@@ -121,6 +153,8 @@ class RunSummary:
     retried: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    """Destinations held when the run ended (or when their worker ended), with why."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +212,7 @@ class Forwarder:
         self.report_every = report_every
         """Seconds between two summary lines of a destination whose deliveries fail."""
         self._outages: dict[str, _Outage] = {}  # each entry touched by its own worker only
+        self._holds: dict[str, _Held] = {}  # each entry touched by its own worker only
 
     def run(
         self,
@@ -197,6 +232,7 @@ class Forwarder:
         self.spool.recover()
         self.spool.register(d.name for d in self.destinations)
         self._housekeeping()
+        warn_unserved(self.spool, [d.name for d in self.destinations])
         self._halt.clear()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._unlinker = _Unlinker(self.spool)
@@ -317,6 +353,7 @@ class Forwarder:
             self._senders[name] = sender
         if self._halt.is_set():
             sender.stop()
+        self._adopt_hold(name)
         owed: list[_Record] = []  # results received but not yet recorded in the spool
         failures = 0
         failing_since = 0.0
@@ -373,6 +410,11 @@ class Forwarder:
     ) -> bool:
         """Claim and deliver one batch, or wait for work; False when done (until_empty)."""
         name = destination.name
+        held = self._holds.get(name)
+        if held is not None and time.time() < held.next_attempt:
+            sender.close_if_idle(time.monotonic())
+            self._halt.wait(min(0.5, held.next_attempt - time.time()))
+            return True
         jobs = self.spool.claim(name, now=time.time(), limit=self.batch)
         if not jobs:
             if until_empty:
@@ -393,7 +435,53 @@ class Forwarder:
                     self.on_result(name, job, result)
                 except Exception:
                     log.exception("%s: the on_result callback failed", name)
-        return True
+        if not self._halt.is_set():  # a stop says nothing about the destination
+            self._update_hold(name, [result for _, result in results])
+        return not (until_empty and name in self._holds)
+
+    # -- held destinations
+
+    def _adopt_hold(self, name: str) -> None:
+        """Take over a hold an earlier process recorded: tried at once, reported anew."""
+        try:
+            hold = self.spool.hold_of(name)
+        except Exception as exc:  # the loop's first step meets the same problem
+            log.debug("%s: cannot read its hold: %s", name, exc)
+            return
+        if hold is not None:
+            self._holds[name] = _Held(hold.reason, hold.since, time.time(), reported=False)
+
+    def _update_hold(self, name: str, results: list[Result]) -> None:
+        """Hold ``name`` when a result says so; end its hold when a try went otherwise."""
+        why = next((r.reason for r in results if r.hold), None)
+        held = self._holds.get(name)
+        if why is None:
+            if held is not None and results:
+                del self._holds[name]
+                with self._lock:
+                    self.summary.held.pop(name, None)
+                self.spool.unhold(name)
+                log.warning("%s: no longer held (held since %s)", name, _when(held.since))
+            return
+        now = time.time()
+        next_attempt = now + self.policy.hold_retry
+        since = now if held is None else held.since
+        self._holds[name] = _Held(why, since, next_attempt, reported=True)
+        with self._lock:
+            self.summary.held[name] = why
+        if held is None or not held.reported:
+            log.error(
+                "%s: held: %s; its objects wait, tried again every %g s "
+                "('spool destinations' shows it, 'spool drop-destination' removes it)",
+                name,
+                why,
+                self.policy.hold_retry,
+            )
+        else:
+            log.info("%s: still held: %s; next try in %g s", name, why, self.policy.hold_retry)
+        recorded = self.spool.hold(name, why, next_attempt, now=now)
+        if recorded is not None:
+            self._holds[name] = _Held(why, recorded.since, next_attempt, reported=True)
 
     def _deliver(
         self, destination: Destination, sender: Sender, jobs: list[Job], owed: list[_Record]
@@ -439,6 +527,15 @@ class Forwarder:
             attempts = job.attempts + 1
             lost = job.lost + (1 if result.lost else 0)
             reason = result.reason
+            if result.outcome is Outcome.RETRY and result.hold and not stopping:
+                # the destination is held, not the object: due at once, but the worker
+                # claims nothing before the hold's next try (a new process tries at once)
+                owed.append(_Record("retry", (job,), reason, now))
+                reported.append((job, result))
+                log.debug(
+                    "%s: %s waits (destination held): %s", name, job.info.sop_instance_uid, reason
+                )
+                continue
             if result.outcome is Outcome.RETRY:
                 if policy.max_lost and lost >= policy.max_lost:
                     reason = (
@@ -504,10 +601,11 @@ class Forwarder:
     def _report(self, name: str, results: list[Result]) -> None:
         """The outage lines of ``name`` (module docstring): one WARNING when its
         deliveries start failing, then one per :attr:`report_every` while they go on,
-        one when it delivers again; nothing per object."""
+        one when it delivers again; nothing per object. A held destination's tries have
+        lines of their own (:meth:`_update_hold`)."""
         if self._halt.is_set():  # a stop says nothing about the destination
             return
-        failed = [r for r in results if r.outcome is Outcome.RETRY]
+        failed = [r for r in results if r.outcome is Outcome.RETRY and not r.hold]
         outage = self._outages.get(name)
         now = time.monotonic()
         if not failed:
@@ -595,6 +693,42 @@ class _Unlinker:
                 self.spool.unlink(files)
             except OSError as exc:  # the next start's recovery removes them
                 log.error("cannot remove delivered files (left to recovery): %s", exc)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A worker's view of its destination's hold; ``reported``: its ERROR line is out."""
+
+    reason: str
+    since: float
+    next_attempt: float
+    reported: bool
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def warn_unserved(spool: Spool, served: Sequence[str]) -> list[str]:
+    """Log a WARNING for each destination registered in ``spool`` that is not ``served``.
+
+    Their objects wait for them (their files are kept) until a forwarder serves them or
+    ``spool drop-destination`` removes them. Returns their names.
+    """
+    known = set(served)
+    unserved = [name for name in spool.destinations() if name not in known]
+    for name in unserved:
+        waiting = sum(n for state, n in spool.counts(name).items() if state != "done")
+        log.warning(
+            "%s is registered in spool %s but not served by this process: its %d "
+            "deliveries wait and their files are kept; 'acrnema-bridge spool "
+            "drop-destination %s' removes it",
+            name,
+            spool.root,
+            waiting,
+            name,
+        )
+    return unserved
 
 
 def _join(threads: list[threading.Thread], timeout: float) -> bool:

@@ -48,7 +48,11 @@ negotiate, keeps one association per destination open, and turns every outcome i
   transfer syntax it refused -> FAIL; an unreadable file -> FAIL. Association refused,
   rejected or aborted, connection refused, and every timeout -> RETRY for all objects
   not yet answered; the association is dropped (aborted, and shut down if the abort
-  does not complete within a second) and reopened on the next call. The Result of the
+  does not complete within a second) and reopened on the next call. A rejection that
+  :func:`~bridge.forward.status.classify_rejection` calls permanent (e.g. called AE
+  title not recognized), or a host name the resolver says does not exist ("cannot
+  resolve HOST"), marks those RETRY results ``hold``: the forward loop then holds the
+  whole destination. The Result of the
   object that was on the wire when the association was lost or timed out is marked
   ``lost`` (the forward loop quarantines an object that keeps doing that).
 * **Stopping.** :meth:`Sender.stop` (any thread) lets no new object start; with
@@ -87,6 +91,7 @@ import io
 import ipaddress
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -101,6 +106,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
 from bridge.dicom.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -109,6 +115,7 @@ from bridge.forward.status import (
     ForwardError,
     Outcome,
     Result,
+    classify_rejection,
     classify_status,
     describe_status,
 )
@@ -139,6 +146,36 @@ _ABORT_GRACE_S = 1.0  # an abort that has not completed by then shuts the connec
 _AE_TITLE_MAX = 16
 _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
 _DESTINATION = re.compile(r"(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^@:\[\]]+):(?P<port>\d+)")
+
+
+class _QuietAssociationFailures(logging.Filter):
+    """Drops pynetdicom's ERROR lines about an association that could not be opened.
+
+    pynetdicom logs three ERROR lines for every rejection and two for every refused
+    connection; the bridge says the same once per failure with the destination's name
+    (a WARNING, or for a held destination one ERROR in all, :mod:`bridge.forward.runner`),
+    so theirs would repeat every retry. Kept when this module logs at DEBUG (``-vv``).
+    """
+
+    _SAID: Final = (
+        ("pynetdicom.acse", ("Association Rejected", "Result: Rejected ", "Reason: ")),
+        (
+            "pynetdicom.transport",
+            ("Association request failed: unable to connect", "TCP Initialisation Error: "),
+        ),
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.ERROR or LOGGER.isEnabledFor(logging.DEBUG):
+            return True
+        for name, starts in self._SAID:
+            if record.name == name and str(record.msg).startswith(starts):
+                return False
+        return True
+
+
+for _name, _ in _QuietAssociationFailures._SAID:
+    logging.getLogger(_name).addFilter(_QuietAssociationFailures())
 
 
 def _native() -> list[str | UID]:
@@ -663,41 +700,104 @@ def _request(
     destination: Destination,
     contexts: list[PresentationContext],
     tls_args: tuple[ssl.SSLContext, str] | None,
-) -> Any:
-    """Request an association; returns it (established or not) and why it failed."""
+) -> tuple[Any, str, bool]:
+    """Request an association: (the association, established or not; why it failed, or
+    ''; whether that failure is permanent, see :func:`_association_failure`).
+
+    A host name that cannot be resolved raises :class:`_Lost` (no association exists).
+
+    Every A-ASSOCIATE-RJ PDU received is noted (``EVT_PDU_RECV``, unbound once the
+    request is over): a peer that sends its rejection and closes at once can have
+    pynetdicom's DUL thread handle both before the requesting thread looks, and
+    pynetdicom then takes the closed socket for a failed connection and aborts, the
+    rejection unread (DCMTK ``storescp --refuse`` on a loaded machine: 17 of 60
+    requests).
+    """
     connected: list[bool] = []
-    assoc = ae.associate(
-        destination.host,
-        destination.port,
-        contexts=contexts,
-        ae_title=destination.ae_title,
-        max_pdu=destination.max_pdu,
-        tls_args=tls_args,
-        evt_handlers=[
-            (evt.EVT_N_EVENT_REPORT, _on_event_report),
-            (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
-        ],
+    rejections: list[A_ASSOCIATE_RJ] = []
+
+    def on_pdu(event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
+    try:
+        assoc = ae.associate(
+            destination.host,
+            destination.port,
+            contexts=contexts,
+            ae_title=destination.ae_title,
+            max_pdu=destination.max_pdu,
+            tls_args=tls_args,
+            evt_handlers=[
+                (evt.EVT_N_EVENT_REPORT, _on_event_report),
+                (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)),
+                (evt.EVT_PDU_RECV, on_pdu),
+            ],
+        )
+    except socket.gaierror as exc:
+        raise _resolution_failure(destination, exc) from exc
+    assoc.unbind(evt.EVT_PDU_RECV, on_pdu)  # one call per PDU otherwise
+    if assoc.is_established:
+        return assoc, "", False
+    failure, permanent = _association_failure(assoc, destination, connected, rejections)
+    return assoc, failure, permanent
+
+
+# getaddrinfo errors that say the name does not exist (not that the resolver is unwell)
+_UNKNOWN_NAME: Final = frozenset(
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+)
+
+
+def _resolution_failure(destination: Destination, exc: socket.gaierror) -> _Lost:
+    """pynetdicom resolves the host before it connects: why that failed, as a
+    :class:`_Lost`, permanent when the resolver says the name does not exist (a
+    temporary resolver failure, EAI_AGAIN, is retried as usual)."""
+    if exc.errno in _UNKNOWN_NAME:
+        return _Lost(
+            f"cannot connect to {destination.name}: cannot resolve {destination.host} "
+            f"({exc.strerror})",
+            permanent=True,
+        )
+    return _Lost(
+        f"cannot connect to {destination.name}: cannot resolve {destination.host} for now "
+        f"({exc.strerror})"
     )
-    failure = "" if assoc.is_established else _association_failure(assoc, destination, connected)
-    return assoc, failure
 
 
-def _association_failure(assoc: Any, destination: Destination, connected: list[bool]) -> str:
-    """Why ``assoc`` is not established, for a RETRY reason or a :class:`ForwardError`."""
-    if assoc.is_rejected:
-        rsp = assoc.acceptor.primitive
+def _association_failure(
+    assoc: Any,
+    destination: Destination,
+    connected: list[bool],
+    rejections: Sequence[A_ASSOCIATE_RJ] = (),
+) -> tuple[str, bool]:
+    """Why ``assoc`` is not established, and whether that is permanent.
+
+    Permanent: a rejection that :func:`~bridge.forward.status.classify_rejection` calls
+    so (rejected-permanent by the service user or ACSE, e.g. called-AE-title-not-
+    recognized). Everything else (refused, unreachable, timed out, a transient
+    rejection) is worth retrying soon. ``rejections``: the A-ASSOCIATE-RJ PDUs received
+    (see :func:`_request`), for a rejection pynetdicom did not report.
+    """
+    if assoc.is_rejected or rejections:
         try:
-            detail = f"{rsp.result_str}, {rsp.source_str}: {rsp.reason_str}"
+            if assoc.is_rejected:
+                rsp = assoc.acceptor.primitive
+                fields = (rsp.result, rsp.result_source, rsp.diagnostic)
+            else:
+                pdu = rejections[0]
+                fields = (pdu.result, pdu.source, pdu.reason_diagnostic)
+            rejection = classify_rejection(*(int(f) for f in fields))
         except Exception:  # a malformed rejection: keep the fact, lose the detail
-            detail = "no reason given"
-        return f"association rejected by {destination.name} ({detail})"
+            return f"association rejected by {destination.name} (no reason given)", False
+        return f"association rejected by {destination.name} ({rejection.text})", rejection.permanent
     tls = " or the TLS handshake failed" if destination.tls is not None else ""
     if connected:
         return (
             f"{destination.name} closed or aborted the connection before accepting the "
             f"association (timeout, protocol error{tls})"
-        )
-    return f"cannot connect to {destination.name} (refused, unreachable, timed out{tls})"
+        ), False
+    return f"cannot connect to {destination.name} (refused, unreachable, timed out{tls})", False
 
 
 def _key(sop_class: str, transfer_syntax: str) -> tuple[str, str]:
@@ -733,14 +833,19 @@ class _Lost(Exception):
 
     ``in_flight``: the object being sent was on the wire (its Result is marked
     ``lost``); ``hard``: the connection is unusable (the peer stopped reading, a write
-    failed), so it is shut down before the abort instead of waiting to send an A-ABORT.
+    failed), so it is shut down before the abort instead of waiting to send an A-ABORT;
+    ``permanent``: the association could not be made for a reason retrying soon cannot
+    change (the Results are marked ``hold``).
     """
 
-    def __init__(self, reason: str, *, in_flight: bool = False, hard: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, in_flight: bool = False, hard: bool = False, permanent: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.in_flight = in_flight
         self.hard = hard
+        self.permanent = permanent
 
 
 class _Unsendable(Exception):
@@ -899,13 +1004,16 @@ class Sender:
             reason = lost.reason
             if stopped and "forwarding stopped" not in reason:
                 reason = f"{self.destination.name}: forwarding stopped ({reason})"
-            LOGGER.debug("%s", reason)  # the forward loop reports it, once per interval
+            hold = lost.permanent and not stopped
+            # the forward loop reports it: a held destination once at ERROR, any other
+            # failure once per interval
+            LOGGER.debug("%s", reason)
             self._drop(release=False, hard=lost.hard or stopped)
             in_flight = lost.in_flight and not stopped
             for index, result in enumerate(results):
                 if result is None:
                     # the first unanswered object is the one that was being sent
-                    results[index] = Result(Outcome.RETRY, None, reason, lost=in_flight)
+                    results[index] = Result(Outcome.RETRY, None, reason, lost=in_flight, hold=hold)
                     in_flight = False
                 elif self.destination.commitment and result.ok:
                     why = f"stored but not committed: {reason}"
@@ -974,7 +1082,7 @@ class Sender:
             raise _Lost(f"{self.destination.name}: forwarding stopped")
         contexts, proposed = self._contexts(items)
         destination = self.destination
-        assoc, failure = _request(self._ae, destination, contexts, self._tls_args)
+        assoc, failure, permanent = _request(self._ae, destination, contexts, self._tls_args)
         self.associations_opened += 1
         self._message_id = 0
         self._prepared = None
@@ -992,7 +1100,7 @@ class Sender:
             # pynetdicom aborts when the peer accepted no context: every class refused.
             LOGGER.warning("%s accepted none of %d contexts", destination.name, len(contexts))
             return
-        raise _Lost(failure)
+        raise _Lost(failure, permanent=permanent)
 
     def _next_message_id(self) -> int:
         self._message_id = self._message_id % 0xFFFF + 1
@@ -1167,7 +1275,8 @@ class Sender:
             return self._commit(items)
         except _Lost as lost:
             self._drop(release=False)
-            return [Result(Outcome.RETRY, None, f"not committed: {lost.reason}") for _ in items]
+            reason = f"not committed: {lost.reason}"
+            return [Result(Outcome.RETRY, None, reason, hold=lost.permanent) for _ in items]
         finally:
             self._last_used = time.monotonic()
 
@@ -1319,7 +1428,12 @@ def echo(destination: Destination) -> float:
     """
     ae = _new_ae(destination)
     tls_args = None if destination.tls is None else (destination.tls.context(), destination.host)
-    assoc, failure = _request(ae, destination, [build_context(VERIFICATION, _native())], tls_args)
+    try:
+        assoc, failure, _ = _request(
+            ae, destination, [build_context(VERIFICATION, _native())], tls_args
+        )
+    except _Lost as lost:
+        raise ForwardError(f"C-ECHO: {lost.reason}") from None
     if failure:
         raise ForwardError(f"C-ECHO: {failure}")
     try:

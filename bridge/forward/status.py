@@ -63,6 +63,32 @@ Notes (decisions, not standard text):
 Outcomes that have no DIMSE status (association refused or lost, no response within
 the DIMSE timeout, a presentation context the destination refused) are built in
 :mod:`bridge.forward.scu` with ``status=None``.
+
+Association rejections (A-ASSOCIATE-RJ, PS3.8 9.3.4 and Table 9-21: Result, Source,
+Reason/Diag.) are classified by :func:`classify_rejection`, first match wins:
+
+======  ======================  =====================================  =========
+Result  Source                  Reason                                 Class
+======  ======================  =====================================  =========
+any     3 service-provider      1 temporary-congestion,                transient
+        (presentation)          2 local-limit-exceeded, reserved
+1       1 service-user          1 no-reason-given, 2 application-      permanent
+        (permanent)             context-name-not-supported, 3 calling-
+                                AE-title-not-recognized, 7 called-AE-
+                                title-not-recognized, reserved
+1       2 service-provider      1 no-reason-given, 2 protocol-         permanent
+        (ACSE)                  version-not-supported
+2       any                     any                                    transient
+other   any                     any                                    transient
+======  ======================  =====================================  =========
+
+A *permanent* rejection is one that trying again soon cannot change: the destination
+itself says so (rejected-permanent), e.g. it does not know the AE title it was called
+by. The forward loop then *holds* the destination (its objects wait, retried on a slow
+schedule) rather than retrying every object on the usual backoff for ever. Decisions:
+a presentation-related source names load, which passes, whatever the result says (DCMTK
+answers "rejected-permanent, temporary-congestion" when it cannot fork); a value outside
+the table, like every rejected-transient, is retried as before.
 """
 
 from __future__ import annotations
@@ -72,7 +98,15 @@ from dataclasses import dataclass
 
 from bridge.errors import ForwardError
 
-__all__ = ["ForwardError", "Outcome", "Result", "classify_status", "describe_status"]
+__all__ = [
+    "ForwardError",
+    "Outcome",
+    "Rejection",
+    "Result",
+    "classify_rejection",
+    "classify_status",
+    "describe_status",
+]
 
 
 class Outcome(enum.Enum):
@@ -99,6 +133,10 @@ class Result:
     status: int | None
     reason: str
     lost: bool = False
+    hold: bool = False
+    """A RETRY because the *destination* refused for a reason that trying again soon
+    cannot change (association rejected-permanent, host name unknown): the forward loop
+    holds the destination instead of retrying the object on its backoff."""
 
     @property
     def ok(self) -> bool:
@@ -162,3 +200,42 @@ def classify_status(status: int) -> Result:
         raise ValueError(f"a DIMSE status is 16 bits, not {status!r}")
     outcome, meaning = _lookup(status)
     return Result(outcome, status, f"0x{status:04X} {meaning}")
+
+
+# PS3.8 Table 9-21: (source, reason) -> the standard's name for the reason
+_RJ_SOURCES = {
+    1: "service-user",
+    2: "service-provider (ACSE)",
+    3: "service-provider (presentation)",
+}
+_RJ_REASONS = {
+    (1, 1): "no-reason-given",
+    (1, 2): "application-context-name-not-supported",
+    (1, 3): "calling-AE-title-not-recognized",
+    (1, 7): "called-AE-title-not-recognized",
+    (2, 1): "no-reason-given",
+    (2, 2): "protocol-version-not-supported",
+    (3, 1): "temporary-congestion",
+    (3, 2): "local-limit-exceeded",
+}
+_RJ_RESULTS = {1: "rejected-permanent", 2: "rejected-transient"}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An A-ASSOCIATE-RJ, classified (module docstring, second table)."""
+
+    permanent: bool
+    text: str
+    """``"rejected-permanent, service-user: called-AE-title-not-recognized"``."""
+
+
+def classify_rejection(result: int, source: int, reason: int) -> Rejection:
+    """Whether an association rejection is permanent, with its fields in PS3.8's words."""
+    text = (
+        f"{_RJ_RESULTS.get(result, f'result {result}')}, "
+        f"{_RJ_SOURCES.get(source, f'source {source}')}: "
+        f"{_RJ_REASONS.get((source, reason), f'reason {reason}')}"
+    )
+    permanent = result == 1 and source in (1, 2)
+    return Rejection(permanent, text)

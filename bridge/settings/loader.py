@@ -318,6 +318,7 @@ def _check(settings: Settings, failed: set[str]) -> list[str]:
         "backoff_base",
         "backoff_cap",
         "give_up_after",
+        "hold_retry",
     ):
         if not getattr(f, name) > 0:
             bad(f"forward.{name}", "must be a positive number of seconds")

@@ -89,6 +89,9 @@ class ForwardSettings:
     same. Logged at start and named when reports do not arrive."""
     commitment_callback_port: int = 0
     """The port the PACS is configured to send its reports to; 0: ``commitment_port``."""
+    hold_retry: float = field(default=300.0, metadata=_SECONDS)
+    """How long a held destination (association rejected permanently, host name unknown)
+    waits between tries; its objects wait meanwhile."""
 
 
 @dataclass(frozen=True)

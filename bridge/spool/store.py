@@ -82,6 +82,7 @@ __all__ = [
     "STATES",
     "Delivery",
     "DeliveryState",
+    "Hold",
     "Job",
     "ObjectInfo",
     "RebuildReport",
@@ -129,7 +130,11 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_sha ON objects (sha256);
 CREATE TABLE IF NOT EXISTS destinations (
     name TEXT PRIMARY KEY,
-    added REAL NOT NULL
+    added REAL NOT NULL,
+    held_since REAL,
+    held_reason TEXT,
+    held_next REAL,
+    last_success REAL
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     object_id INTEGER NOT NULL REFERENCES objects (id) ON DELETE CASCADE,
@@ -146,6 +151,21 @@ DROP INDEX IF EXISTS deliveries_queue;
 CREATE INDEX IF NOT EXISTS deliveries_claim
     ON deliveries (destination, state, next_attempt, object_id);
 """
+
+
+_HOLD_COLUMNS = (("held_since", "REAL"), ("held_reason", "TEXT"), ("held_next", "REAL"))
+# a destination's latest delivery, kept here because pruning deletes the rows it came from
+_DESTINATION_COLUMNS = (*_HOLD_COLUMNS, ("last_success", "REAL"))
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A destination held after a permanent failure (docs/forwarding.md, "Held
+    destinations"): why, since when, and when it is tried next (seconds since the epoch)."""
+
+    reason: str
+    since: float
+    next_attempt: float
 
 
 @dataclass(frozen=True)
@@ -430,6 +450,10 @@ class Spool:
             columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
             if "lost" not in columns:  # a spool made before the column existed
                 db.execute("ALTER TABLE deliveries ADD COLUMN lost INTEGER NOT NULL DEFAULT 0")
+            held = {row[1] for row in db.execute("PRAGMA table_info(destinations)")}
+            for column, kind in _DESTINATION_COLUMNS:  # a spool made before these columns
+                if column not in held:
+                    db.execute(f"ALTER TABLE destinations ADD COLUMN {column} {kind}")
         except OSError as exc:
             raise SpoolError(f"spool {self.root}: {_describe_os_error(exc)}") from exc
         except sqlite3.DatabaseError as exc:
@@ -815,31 +839,75 @@ class Spool:
     def destination_report(self) -> list[dict[str, object]]:
         """Every registered destination: its counts per state, last success and last error.
 
-        ``last_success`` is the time of its latest delivery done; ``last_error`` the time
-        and text of the latest delivery that recorded an error (None: never).
+        ``last_success`` is the time of its latest delivery done (kept on the destination,
+        so pruned history does not lose it); ``last_error`` the time
+        and text of the latest delivery that recorded an error (None: never); ``held``
+        its :class:`Hold` as a dict (``reason``, ``since``, ``next_attempt``) or None.
         """
         db = self._db()
         report: list[dict[str, object]] = []
         for name in self.destinations():
             done = db.execute(
-                "SELECT MAX(updated) FROM deliveries WHERE destination = ? AND state = 'done'",
-                (name,),
+                "SELECT last_success FROM destinations WHERE name = ?", (name,)
             ).fetchone()[0]
+            if done is None:  # a spool made before the column: its rows, while they last
+                done = db.execute(
+                    "SELECT MAX(updated) FROM deliveries WHERE destination = ? AND state = 'done'",
+                    (name,),
+                ).fetchone()[0]
             error = db.execute(
                 "SELECT updated, last_error FROM deliveries WHERE destination = ? "
                 "AND last_error IS NOT NULL AND state != 'done' "
                 "ORDER BY updated DESC LIMIT 1",
                 (name,),
             ).fetchone()
+            hold = self.hold_of(name)
             report.append(
                 {
                     "name": name,
                     "counts": self.counts(name),
                     "last_success": done,
                     "last_error": (None if error is None else {"time": error[0], "text": error[1]}),
+                    "held": None if hold is None else hold.__dict__,
                 }
             )
         return report
+
+    def hold(self, name: str, reason: str, next_attempt: float, *, now: float) -> Hold | None:
+        """Record ``name`` as held (a permanent failure); return the hold as recorded.
+
+        A destination already held keeps its ``since``. None if ``name`` is not
+        registered (dropped meanwhile).
+        """
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE destinations SET held_since = COALESCE(held_since, ?), held_reason = ?, "
+                "held_next = ? WHERE name = ?",
+                (now, reason, next_attempt, name),
+            )
+        return self.hold_of(name)
+
+    def unhold(self, name: str) -> None:
+        """``name`` is no longer held (it answered, or it failed in a way that passes)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE destinations SET held_since = NULL, held_reason = NULL, held_next = NULL "
+                "WHERE name = ?",
+                (name,),
+            )
+
+    def hold_of(self, name: str) -> Hold | None:
+        """The hold recorded for ``name``, if it is held."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT held_reason, held_since, held_next FROM destinations "
+                "WHERE name = ? AND held_since IS NOT NULL",
+                (name,),
+            )
+            .fetchone()
+        )
+        return None if row is None else Hold(row[0] or "", row[1], row[2] or row[1])
 
     def drop_destination(self, name: str) -> tuple[int, int]:
         """Unregister ``name``: its deliveries end; return (deliveries ended, files freed).
@@ -1080,6 +1148,10 @@ class Spool:
                 "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = ?, "
                 "updated = ? WHERE object_id = ? AND destination = ? AND state = 'in_flight'",
                 [(note, now, j.object_id, j.destination) for j in jobs],
+            )
+            db.executemany(
+                "UPDATE destinations SET last_success = ? WHERE name = ?",
+                [(now, name) for name in {j.destination for j in jobs}],
             )
             freed = []
             if self.retention_days <= 0:
