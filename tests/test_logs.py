@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import peers
 import pytest
@@ -47,16 +48,19 @@ def service(
     stderr: Path | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
     """``acrnema-bridge BEFORE... run --port tcp-listen://127.0.0.1:PORT ARGS...``; yields
-    once its link port listens; killed if still running when the block ends. With
-    ``stderr``, its stderr goes to that file (else a pipe)."""
+    once its link port listens; killed if still running when the block ends. Its stderr
+    goes to the file ``stderr``, else to a temporary one that ``communicate`` reads."""
+    argv = [sys.executable, "-m", "bridge.cli", *before, "run"]
+    argv += ["--port", f"tcp-listen://127.0.0.1:{port}", *args]
+    options: dict[str, Any] = {
+        "stdout": subprocess.DEVNULL,
+        "env": {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    }
     sink = stderr.open("w") if stderr is not None else None
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", *before, "run"]
-        + ["--port", f"tcp-listen://127.0.0.1:{port}", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=sink if sink is not None else subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    process: subprocess.Popen[str] = (
+        subprocess.Popen(argv, stderr=sink, text=True, **options)
+        if sink is not None
+        else peers.LoggedProcess(argv, **options)
     )
     try:
         deadline = time.monotonic() + 30
@@ -70,8 +74,9 @@ def service(
         if process.poll() is None:
             process.kill()
         process.communicate()
-        if sink is not None:
-            sink.close()
+        for file in (sink, getattr(process, "log", None)):
+            if file is not None:
+                file.close()
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -197,8 +202,9 @@ def test_sighup_reopens_the_log_file_of_forward_from_the_settings(tmp_path: Path
 @pytest.mark.parametrize("matching", [True, False], ids=["journal", "other-stream"])
 def test_under_systemd_lines_are_plain_with_a_priority(tmp_path: Path, matching: bool) -> None:
     """Finding: under systemd every line would carry a second timestamp. When
-    ``JOURNAL_STREAM`` names stderr's own device and inode, lines are plain, each with
-    the ``<N>`` syslog priority prefix that the journal reads; any other stream (a
+    ``JOURNAL_STREAM`` names stderr's own device and inode, lines are plain, each (the
+    command's own lines too) with the ``<N>`` syslog priority prefix that the journal
+    reads; any other stream (a
     terminal, a pipe, a file that is not the journal's) keeps its timestamps."""
     port = peers.free_port()
     err_file = tmp_path / "stderr.txt"
@@ -220,6 +226,10 @@ def test_under_systemd_lines_are_plain_with_a_priority(tmp_path: Path, matching:
             assert STAMPED.match(line), line
     if matching:
         assert any(line.startswith("<6>INFO ") for line in lines), lines
+        # the command's own lines too: the stop and the closing summary
+        text = err_file.read_text()
+        assert "\n<6>acrnema-bridge: SIGTERM: stopping\n" in text, text
+        assert "\n<6>run: 1 images stored" in text, text
 
 
 # ------------------------------------------------------------------ a destination down

@@ -70,6 +70,7 @@ class _State:
     """What :func:`setup` chose, for :func:`say` and :func:`reopen_log_file`."""
 
     json = False
+    journal = False
     file_handler: ReopeningFileHandler | None = None
 
 
@@ -79,6 +80,7 @@ _state = _State()
 def reset() -> None:
     """Forget an earlier command's choice (``main`` runs several in one test process)."""
     _state.json = False
+    _state.journal = False
     _state.file_handler = None
 
 
@@ -88,6 +90,7 @@ def setup(*, level: int, format: str, verbose: int, file: Path | None = None) ->
 
     ``verbose`` 2 (``-vv``) lets pydicom's and pynetdicom's own records through."""
     _state.json = format == "json"
+    _state.journal = journal_stream(sys.stderr)
     _state.file_handler = None
     if verbose < 2:
         # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
@@ -101,8 +104,7 @@ def setup(*, level: int, format: str, verbose: int, file: Path | None = None) ->
         formatter: logging.Formatter = _TextFormatter(TEXT_FORMAT)
     else:
         handler = logging.StreamHandler(sys.stderr)
-        journal = journal_stream(sys.stderr)
-        formatter = _JournalFormatter() if journal else _TextFormatter(TEXT_FORMAT)
+        formatter = _JournalFormatter() if _state.journal else _TextFormatter(TEXT_FORMAT)
     if _state.json:
         formatter = JsonFormatter()
     handler.setFormatter(formatter)
@@ -214,11 +216,14 @@ def reopen_log_file() -> Path | None:
 
 def say(text: str, *, level: int = logging.INFO, blank: bool = False) -> None:
     """One of the CLI's own lines on stderr (a stop, a summary, an error): as it is, or,
-    in JSON mode, a JSON object like the log records'. ``blank``: start on a fresh line
-    if stderr is a terminal (after an echoed ^C)."""
+    in JSON mode, a JSON object like the log records'; for the journal, with its syslog
+    priority. ``blank``: start on a fresh line if stderr is a terminal (after an echoed
+    ^C)."""
     if _state.json:
         entry = _entry(time.time(), logging.getLevelName(level), "bridge.cli", text)
         sys.stderr.write(json.dumps(entry) + "\n")
+    elif _state.journal:
+        sys.stderr.write(f"<{JOURNAL_PRIORITY.get(level, 6)}>{text}\n")
     else:
         fresh = blank and sys.stderr.isatty()
         sys.stderr.write(("\n" if fresh else "") + text + "\n")
