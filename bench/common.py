@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import resource
+import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["BenchError", "cpu_model", "tool_version", "work_dir"]
+__all__ = [
+    "BenchError",
+    "children_cpu",
+    "cpu_model",
+    "machine_lines",
+    "ours_command",
+    "run_in",
+    "tool_version",
+    "work_dir",
+]
 
 
 class BenchError(Exception):
@@ -45,3 +59,49 @@ def work_dir(keep: Path | None) -> Path:
         raise BenchError(f"--keep {keep}: folder is not empty")
     keep.mkdir(parents=True, exist_ok=True)
     return keep
+
+
+def run_in(keep: Path | None, bench: Callable[[Path], None]) -> int:
+    """Run ``bench`` in a work folder (:func:`work_dir`); the exit status: 0, 2 when the
+    ``--keep`` folder cannot be used, or 1 when the run fails (a :class:`BenchError`, its
+    message on stderr). The folder is removed afterwards unless it is the ``--keep`` one."""
+    try:
+        work = work_dir(keep)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    try:
+        bench(work)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept: {work}")
+    return 0
+
+
+def ours_command() -> list[str]:
+    """How to start ``acrnema-bridge`` of this interpreter (its script, or ``-m``)."""
+    script = Path(sys.executable).parent / "acrnema-bridge"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "bridge.cli"]
+
+
+def children_cpu() -> float:
+    """User + system seconds of every finished child process (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_lines(*lines: str) -> list[str]:
+    """A run's report opens with the machine, then ``lines`` (versions), then the load."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()}",
+        *lines,
+        f"load average before the runs: {load} (other work on the machine skews wall clock)",
+    ]

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BenchError, cpu_model, tool_version, work_dir
+from common import BenchError, children_cpu, machine_lines, ours_command, run_in, tool_version
 
 from bridge import __version__
 from bridge.testing.phantom import PhantomSpec, phantom_file
@@ -64,12 +62,6 @@ class Run:
         return self.files / self.seconds
 
 
-def _children_cpu() -> float:
-    """User + system seconds of every finished child process (and theirs) so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _generate(src: Path, count: int) -> list[Path]:
     """Write the phantom slices one at a time (one slice in memory at a time)."""
     src.mkdir(parents=True)
@@ -88,25 +80,18 @@ def _sample_indices(count: int) -> list[int]:
     return sorted({round(k * (count - 1) / (SAMPLE - 1)) for k in range(SAMPLE)})
 
 
-def _ours_command() -> list[str]:
-    script = Path(sys.executable).parent / "acrnema-bridge"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "bridge.cli"]
-
-
 def _run_ours(inputs: list[Path], src: Path, work: Path, sample: list[int]) -> Run:
     out, report = work / "out-acrnema-bridge", work / "report-acrnema-bridge.json"
     # --report is outside the timed tool's output and costs one small JSON write; it says
     # which output came from which input, so the same slices are validated for every tool.
-    command = [*_ours_command(), "convert", str(src), "--out", str(out), "--jobs", "2"]
+    command = [*ours_command(), "convert", str(src), "--out", str(out), "--jobs", "2"]
     command += ["--quiet", "--report", str(report)]
-    cpu, start = _children_cpu(), time.perf_counter()
+    cpu, start = children_cpu(), time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise BenchError(f"acrnema-bridge: cannot run {command[0]}: {exc}") from exc
-    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     if done.returncode != 0:
         raise BenchError(
             f"acrnema-bridge exited with status {done.returncode}: {done.stderr.strip()[-2000:]}"
@@ -143,13 +128,13 @@ def _run_peer(name: str, inputs: list[Path], work: Path, sample: list[int], work
     out = work / f"out-{name}-{mode}"
     out.mkdir()
     targets = [out / (p.stem + ".dcm") for p in inputs]
-    cpu, start = _children_cpu(), time.perf_counter()
+    cpu, start = children_cpu(), time.perf_counter()
     if workers == 1:
         failures = [_convert_one(template, s, d) for s, d in zip(inputs, targets, strict=True)]
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             failures = list(pool.map(lambda s, d: _convert_one(template, s, d), inputs, targets))
-    seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     failed = [f for f in failures if f is not None]
     if failed:
         raise BenchError(f"{name} failed on {len(failed)} of {len(inputs)} files; {failed[0]}")
@@ -173,14 +158,9 @@ def _validate(run: Run, validator: str) -> None:
 
 
 def _print_machine(peers: list[str], validator: str | None) -> None:
-    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()}")
-    print(f"python {platform.python_version()}, acrnema-bridge {__version__}")
-    if "gdcmconv" in peers:
-        print(tool_version(["gdcmconv", "--version"]))
-    if "dcmconv" in peers:
-        print(tool_version(["dcmconv", "--version"]))
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average before the runs: {load} (other work on the machine skews wall clock)")
+    versions = [tool_version([name, "--version"]) for name in peers]  # PEERS' order
+    python = f"python {platform.python_version()}, acrnema-bridge {__version__}"
+    print("\n".join(machine_lines(python, *versions)))
     print(f"validator: {validator or 'dciodvfy not installed (Debian package dicom3tools)'}")
 
 
@@ -230,6 +210,24 @@ def _print_results(runs: list[Run], sample: list[int]) -> None:
             print("dciodvfy: ours passes where every peer does not")
 
 
+def _bench(count: int, work: Path, peers: list[str], validator: str | None) -> None:
+    src = work / "acrnema"
+    print(f"generating {count} ACR-NEMA 2.0 CT slices (512x512) in {src}")
+    inputs = _generate(src, count)
+    sample = _sample_indices(count)
+    runs = []
+    print("acrnema-bridge convert --jobs 2 ...", flush=True)
+    runs.append(_run_ours(inputs, src, work, sample))
+    for name in peers:
+        for workers in (1, 2):
+            print(f"{name}, {'sequential' if workers == 1 else '2-way'} ...", flush=True)
+            runs.append(_run_peer(name, inputs, work, sample, workers))
+    if validator:
+        for run in runs:
+            _validate(run, validator)
+    _print_results(runs, sample)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=120, help="slices (default %(default)s)")
@@ -245,36 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"skipped: {name} not installed (Debian package {PEERS[name][1]})")
     validator = shutil.which("dciodvfy")
     _print_machine(peers, validator)
-    try:
-        work = work_dir(args.keep)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    try:
-        src = work / "acrnema"
-        print(f"generating {args.count} ACR-NEMA 2.0 CT slices (512x512) in {src}")
-        inputs = _generate(src, args.count)
-        sample = _sample_indices(args.count)
-        runs = []
-        print("acrnema-bridge convert --jobs 2 ...", flush=True)
-        runs.append(_run_ours(inputs, src, work, sample))
-        for name in peers:
-            for workers in (1, 2):
-                print(f"{name}, {'sequential' if workers == 1 else '2-way'} ...", flush=True)
-                runs.append(_run_peer(name, inputs, work, sample, workers))
-        if validator:
-            for run in runs:
-                _validate(run, validator)
-        _print_results(runs, sample)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept: {work}")
-    return 0
+    return run_in(args.keep, lambda work: _bench(args.count, work, peers, validator))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import contextlib
 import importlib
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -55,7 +54,7 @@ from typing import Any
 
 import pydicom
 import pynetdicom
-from common import BenchError, cpu_model, tool_version, work_dir
+from common import BenchError, children_cpu, machine_lines, ours_command, run_in, tool_version
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge import __version__
@@ -147,13 +146,6 @@ def _dcmtk(name: str) -> str:
     raise BenchError(f"{name} not found on PATH (Debian package dcmtk)")
 
 
-def _ours_command() -> list[str]:
-    script = Path(sys.executable).parent / "acrnema-bridge"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "bridge.cli"]
-
-
 def _environment(setting: Setting) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     env = {k: v for k, v in env.items() if not k.startswith("BRIDGE_")}
@@ -201,7 +193,7 @@ def _run(command: list[str], env: dict[str, str], cwd: Path, what: str) -> float
     """
     global _LAST_CPU
     os.sync()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     start = time.perf_counter()
     try:
         done = subprocess.run(
@@ -210,8 +202,7 @@ def _run(command: list[str], env: dict[str, str], cwd: Path, what: str) -> float
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BenchError(f"{what}: {exc}") from exc
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    _LAST_CPU = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    _LAST_CPU = children_cpu() - before
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()[-2000:]
         raise BenchError(f"{what} exited with status {done.returncode}:\n{output}")
@@ -248,7 +239,7 @@ def _run_ours(
     env = _environment(setting)
     work.mkdir()
     spool = work / "spool"
-    ours = _ours_command()
+    ours = ours_command()
     seconds = _run(
         [*ours, "spool", "add", str(folder), "--spool", str(spool)], env, work, "spool add"
     )
@@ -303,14 +294,11 @@ def _commit() -> str:
 
 
 def _print_machine(storescu: str) -> None:
-    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()}")
-    print(
+    versions = (
         f"python {platform.python_version()}, pydicom {pydicom.__version__}, "
         f"pynetdicom {pynetdicom.__version__}, acrnema-bridge {__version__} at {_commit()}"
     )
-    print(tool_version([storescu, "--version"]).strip("$ "))
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average before the runs: {load} (other work on the machine skews wall clock)")
+    print("\n".join(machine_lines(versions, tool_version([storescu, "--version"]).strip("$ "))))
 
 
 def _print_results(
@@ -366,6 +354,30 @@ def _print_results(
     print(f"acrnema-bridge forward with nothing to send (start-up, spool): {times} s")
 
 
+def _bench(count: int, rounds: int, settings: Sequence[Setting], storescu: str, work: Path) -> None:
+    _print_machine(storescu)
+    shim = _peers().build_loopback_shim(work)
+    folder = work / "objects"
+    print(f"generating {count} CT objects (512x512, explicit VR LE) in {folder}")
+    paths, size = _generate(folder, count)
+    runs, ingests, fixed = [], [], []
+    for round_ in range(1, rounds + 1):
+        for n, setting in enumerate(settings, 1):
+            print(f"{round_}: {setting.name}: acrnema-bridge spool add + forward", flush=True)
+            where = work / f"{round_}-{n}-ours"
+            run, ingest, empty = _run_ours(setting, folder, paths, size, where, shim)
+            run.round = round_
+            runs.append(run)
+            ingests.append(ingest)
+            fixed.append(empty)
+            print(f"{round_}: {setting.name}: storescu ...", flush=True)
+            where = work / f"{round_}-{n}-storescu"
+            peer = _run_storescu(setting, paths, size, where, shim)
+            peer.round = round_
+            runs.append(peer)
+    _print_results(runs, ingests, fixed, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=200, help="objects (default %(default)s)")
@@ -388,41 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _dcmtk("storescp")
         if shutil.which("cc") is None or shutil.which("timeout") is None:
             raise BenchError("cc and timeout are needed to confine storescp to loopback")
-        work = work_dir(args.keep)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    _print_machine(storescu)
-    try:
-        shim = _peers().build_loopback_shim(work)
-        folder = work / "objects"
-        print(f"generating {args.count} CT objects (512x512, explicit VR LE) in {folder}")
-        paths, size = _generate(folder, args.count)
-        runs, ingests, fixed = [], [], []
-        for round_ in range(1, args.rounds + 1):
-            for n, setting in enumerate(settings, 1):
-                print(f"{round_}: {setting.name}: acrnema-bridge spool add + forward", flush=True)
-                where = work / f"{round_}-{n}-ours"
-                run, ingest, empty = _run_ours(setting, folder, paths, size, where, shim)
-                run.round = round_
-                runs.append(run)
-                ingests.append(ingest)
-                fixed.append(empty)
-                print(f"{round_}: {setting.name}: storescu ...", flush=True)
-                where = work / f"{round_}-{n}-storescu"
-                peer = _run_storescu(setting, paths, size, where, shim)
-                peer.round = round_
-                runs.append(peer)
-        _print_results(runs, ingests, fixed, settings)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept: {work}")
-    return 0
+    return run_in(args.keep, lambda work: _bench(args.count, args.rounds, settings, storescu, work))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_RECV_WORDS",
     "Engine",
     "LinkEvent",
+    "Outgoing",
     "PeerReady",
     "StreamGone",
     "WordEngine",
@@ -63,6 +64,25 @@ class StreamGone:
 
 
 LinkEvent = PeerReady | WordsArrived | StreamGone
+
+
+class Outgoing:
+    """The bytes an engine queues for writing, and the two engine methods that hand them
+    out: an engine class inherits it and appends to ``self._out``."""
+
+    def __init__(self) -> None:
+        self._out = bytearray()
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write now (and forget)."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`data_to_send` has bytes."""
+        return bool(self._out)
 
 
 class Engine(Protocol):

@@ -326,6 +326,10 @@ class LinkProtocolError(ProtocolError):
     :class:`RemoteProtocolError`. ``reason`` is the message without the layer.
     """
 
+    _SIDE: ClassVar[bool | None] = None
+    """The ``remote`` of every instance of a subclass that is always one side (None: as
+    given)."""
+
     def __new__(cls, reason: str, *args: Any, **kwargs: Any) -> LinkProtocolError:
         if cls is LinkProtocolError:
             cls = RemoteLinkProtocolError if kwargs.get("remote") else LocalLinkProtocolError
@@ -340,6 +344,7 @@ class LinkProtocolError(ProtocolError):
         status: int | None = None,
     ) -> None:
         self.reason = reason
+        remote = remote if self._SIDE is None else self._SIDE
         side = "remote" if remote else "local"
         ProtocolError.__init__(
             self, f"{layer} ({side}): {reason}", layer=layer, remote=remote, status=status
@@ -349,29 +354,13 @@ class LinkProtocolError(ProtocolError):
 class LocalLinkProtocolError(LinkProtocolError, LocalProtocolError):
     """A link layer misused on this side."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        layer: str = "datalink",
-        remote: bool = False,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(reason, layer=layer, remote=False, status=status)
+    _SIDE = False
 
 
 class RemoteLinkProtocolError(LinkProtocolError, RemoteProtocolError):
     """A link layer broken by the peer."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        layer: str = "datalink",
-        remote: bool = True,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(reason, layer=layer, remote=True, status=status)
+    _SIDE = True
 
 
 class BoxProtocolError(ProtocolError, PortError, ValueError):

@@ -397,15 +397,28 @@ def _validate_physical(ph: PhysicalSection, problems: list[str]) -> None:
     _within(problems, "physical.handshake_timeout_ms", ph.handshake_timeout_ms, 0.001, 3.6e6)
 
 
+def _codes(
+    problems: list[str],
+    key: str,
+    codes: Mapping[str, int],
+    reference: Mapping[str, int],
+    high: int,
+    noun: str,
+) -> None:
+    """A table of type codes (``frame_types``, ``pdu_types``): exactly the kinds of the
+    ``reference`` table, each code in 1..``high``, no two kinds (``noun`` types) sharing a
+    code."""
+    if set(codes) != set(reference):
+        problems.append(f"{key}: exactly {', '.join(sorted(reference))}")
+    for kind, code in codes.items():
+        _within(problems, f"{key}.{kind}", code, 1, high)
+    if len(set(codes.values())) != len(codes):
+        problems.append(f"{key}: two {noun} types share a code")
+
+
 def _validate_datalink(dl: DatalinkSection, problems: list[str]) -> None:
     _within(problems, "datalink.start_word", dl.start_word, 0, 0xFFFF)
-    kinds = set(_reference_frame_types())
-    if set(dl.frame_types) != kinds:
-        problems.append(f"datalink.frame_types: exactly {', '.join(sorted(kinds))}")
-    for kind, code in dl.frame_types.items():
-        _within(problems, f"datalink.frame_types.{kind}", code, 1, 15)
-    if len(set(dl.frame_types.values())) != len(dl.frame_types):
-        problems.append("datalink.frame_types: two frame types share a code")
+    _codes(problems, "datalink.frame_types", dl.frame_types, _reference_frame_types(), 15, "frame")
     _within(problems, "datalink.sequence_bits", dl.sequence_bits, 2, 8)
     if 2 <= dl.sequence_bits <= 8:
         _within(problems, "datalink.window", dl.window, 1, 2 ** (dl.sequence_bits - 1) - 1)
@@ -433,13 +446,7 @@ def _validate_transport(tr: TransportSection, problems: list[str]) -> None:
 
 
 def _validate_session(se: SessionSection, problems: list[str]) -> None:
-    kinds = set(_reference_pdu_types())
-    if set(se.pdu_types) != kinds:
-        problems.append(f"session.pdu_types: exactly {', '.join(sorted(kinds))}")
-    for kind, code in se.pdu_types.items():
-        _within(problems, f"session.pdu_types.{kind}", code, 1, 0xFFFF)
-    if len(set(se.pdu_types.values())) != len(se.pdu_types):
-        problems.append("session.pdu_types: two PDU types share a code")
+    _codes(problems, "session.pdu_types", se.pdu_types, _reference_pdu_types(), 0xFFFF, "PDU")
     _within(problems, "session.address_length", se.address_length, 1, 64)
     for key in ("connect_timeout_s", "release_timeout_s", "abort_quiet_s", "idle_timeout_s"):
         _within(problems, f"session.{key}", getattr(se, key), 0.001, 86400)

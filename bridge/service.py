@@ -32,12 +32,14 @@ SOP Instance UID and the repair.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bridge.acrnema.commands import Message
 from bridge.acrnema.elements import ByteOrder
@@ -52,9 +54,16 @@ from bridge.profile import REFERENCE, LinkStatus, Profile
 from bridge.spool.objects import dataset_bytes, object_info
 from bridge.spool.store import Spool, SpoolError
 
+if TYPE_CHECKING:
+    from bridge.status.metrics import LinkMetrics
+
 __all__ = ["Bridge", "BridgeStats"]
 
 log = logging.getLogger(__name__)
+
+
+COMMIT_TIMES_KEPT = 4096
+"""How many of the latest commit times :class:`BridgeStats` keeps."""
 
 
 @dataclass
@@ -65,7 +74,12 @@ class BridgeStats:
     objects: int = 0
     failed: int = 0
     bytes_in: int = 0
-    commit_seconds: list[float] = field(default_factory=list)  # last word -> spool commit
+    commit_seconds: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=COMMIT_TIMES_KEPT)
+    )
+    """Seconds from each image's last word to its spool commit, the latest
+    :data:`COMMIT_TIMES_KEPT` (bounded: a service runs for years; the metrics' histogram
+    counts them all)."""
 
 
 class Bridge:
@@ -89,6 +103,7 @@ class Bridge:
         policy: RetryPolicy | None = None,
         accept_repairs: bool = False,
         accepted_peers: Sequence[str] = (),
+        metrics: LinkMetrics | None = None,
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
@@ -97,14 +112,35 @@ class Bridge:
         options = options or ConvertOptions(byte_order=ByteOrder(order))
         self.options = dataclasses.replace(options, accept_repairs=accept_repairs)
         self.endpoint = Endpoint(port, profile)
+        self.metrics = metrics
+        """The status server's counters (``--status-listen``); None: nothing counted."""
+        self.serving = threading.Event()
+        """Set while the link is served (:meth:`run`): the status server's ``link`` worker."""
         self.responder = Responder(
-            self.endpoint, self._store, ae_title=ae_title, accepted=accepted_peers
+            self.endpoint,
+            self._store if metrics is None else self._counted_store,
+            ae_title=ae_title,
+            accepted=accepted_peers,
         )
         self.forwarder = Forwarder(spool, self.destinations, policy=policy)
         self.stats = BridgeStats()
         self.failure: str | None = None
         """Why the service stopped on its own (forwarding failed), or None."""
         self._lock = threading.Lock()
+        self._link_turned: float | None = None  # when the link loop last went round
+        self._forward_thread: threading.Thread | None = None
+
+    def _counted_store(self, message: Message) -> Answer:
+        """:meth:`_store`, counted in :attr:`metrics`: stored (objects, seconds from the
+        last word to the commit) or refused (the status answered)."""
+        assert self.metrics is not None
+        images, objects = self.stats.images, self.stats.objects
+        answer = self._store(message)
+        if self.stats.images > images:
+            self.metrics.stored(self.stats.objects - objects, self.stats.commit_seconds[-1])
+        else:
+            self.metrics.refused_with(str(answer.status))
+        return answer
 
     def _store(self, message: Message) -> Answer:
         arrived = time.monotonic()
@@ -177,15 +213,19 @@ class Bridge:
             log.debug("message %d: %s", number, warning)
         return Answer(LinkStatus.SUCCESS)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, ready: Callable[[], None] | None = None) -> None:
         """Serve the link and forward until ``stop`` is set; returns when both ended.
 
         Forwarding is part of the promise made to the scanner. If it ends on its own (its
         thread failed, or gave up), the service stops taking images: it sets ``stop``
         itself, finishes as on a stop request, and :attr:`failure` says why, so
         ``acrnema-bridge run`` exits non-zero and its supervisor restarts it.
+
+        ``ready`` is called once the spool is recovered and the forwarder started, just
+        before the link is served (the port is open already): ``run`` tells systemd then.
         """
         self.failure = None
+        self._link_turned = None
         self.spool.recover()
         forward_stop = threading.Event()
         forwarder = None
@@ -194,12 +234,46 @@ class Bridge:
                 target=self._forward, args=(forward_stop, stop), name="forwarder"
             )
             forwarder.start()
+        self.serving.set()
+        self._forward_thread = forwarder
         try:
-            self.responder.serve(stop)
+            if ready is not None:
+                ready()
+            # the link loop calls `until` once a turn (at least every 50 ms when idle): its
+            # heartbeat for problem()
+            self.responder.serve(stop, until=self._turn)
         finally:
+            self.serving.clear()
             forward_stop.set()
             if forwarder is not None:
                 forwarder.join()
+            self._forward_thread = self._link_turned = None  # ended on purpose: no problem
+
+    def _turn(self) -> bool:
+        self._link_turned = time.monotonic()
+        return False
+
+    def problem(self, *, stale_after: float = 60.0) -> str | None:
+        """Why the service is not doing its job now, or None when it is (the watchdog's
+        check, :class:`bridge.sdnotify.Watchdog`): forwarding failed or its thread ended,
+        or the link loop has not gone round for ``stale_after`` seconds (stuck in a store:
+        a conversion, a disk or the spool's database that does not answer). Before the
+        link is served (recovery) there is nothing to say."""
+        if self.failure is not None:
+            return self.failure
+        if self.forwarder.failed.is_set():
+            return (
+                f"forwarding to {self.forwarder.fatal_destination} failed: {self.forwarder.fatal}"
+            )
+        forwarder = self._forward_thread
+        if forwarder is not None and not forwarder.is_alive():
+            return "the forwarder thread has ended"
+        turned = self._link_turned
+        if turned is not None:
+            idle = time.monotonic() - turned
+            if idle > stale_after:
+                return f"the link loop has not gone round for {idle:.0f} s"
+        return None
 
     def _forward(self, forward_stop: threading.Event, link_stop: threading.Event) -> None:
         """The forwarder thread: a failure or an early end stops the link too."""

@@ -53,7 +53,7 @@ import numpy as np
 from bridge._renamed import old_name
 from bridge.acrnema.physical import WordBuffer, as_buffer
 from bridge.acrnema.table import Rule, Table
-from bridge.engine import MAX_RECV_WORDS, PeerReady, WordsArrived
+from bridge.engine import MAX_RECV_WORDS, Outgoing, PeerReady, WordsArrived
 from bridge.errors import PortError
 
 __all__ = [
@@ -246,7 +246,7 @@ is not seen READY: the pairs left out cannot arise (were one looked up, it would
 :class:`~bridge.errors.PortError`)."""
 
 
-class WordStreamEngine:
+class WordStreamEngine(Outgoing):
     """The raw word stream as an engine of the one shape (:mod:`bridge.engine`), sans-I/O.
 
     It keeps the line-state rules of the module doc: a line-state unit when a stream
@@ -264,12 +264,12 @@ class WordStreamEngine:
     # the answer rule repairs that once it reads again
 
     def __init__(self, name: str = "wordstream") -> None:
+        super().__init__()
         self.name = name
         self.decoder = WordStreamDecoder()
         self.ready = True
         self.state = WordStreamState.DOWN
         self.discarded = 0
-        self._out = bytearray()
         self._last_announce = -1e9
 
     @property
@@ -325,15 +325,6 @@ class WordStreamEngine:
     def disconnect(self) -> None:
         """The stream is gone: a partial unit and unsent bytes go with it."""
         self._apply(LineInput.DISCONNECT, 0.0)
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._out)
-        self._out.clear()
-        return data
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self._out)
 
     def _line_state(self, now: float) -> None:
         self._last_announce = now

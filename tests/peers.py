@@ -108,6 +108,8 @@ _DEBIAN_PACKAGES = {
     "gdcmconv": "libgdcm-tools",
     "cc": "gcc",
     "timeout": "coreutils",
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
 }
 
 

@@ -262,6 +262,14 @@ def test_position_delta_is_serial_arithmetic() -> None:
     assert bp.position_delta(0xFFFF_FFFE, 2) == -4
 
 
+def test_position_add_wraps_and_undoes_position_delta() -> None:
+    """The host and the box model both move positions with position_add."""
+    assert bp.position_add(0xFFFF_FFFE, 4) == 2
+    assert bp.position_add(2, -4) == 0xFFFF_FFFE
+    for a, b in [(5, 3), (2, 0xFFFF_FFFE), (0xFFFF_FFFE, 2)]:
+        assert bp.position_add(b, bp.position_delta(a, b)) == a
+
+
 def test_configure_from_profile() -> None:
     ref = bp.Configure.from_profile(REFERENCE.physical)
     assert ref == bp.Configure()

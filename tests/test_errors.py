@@ -155,6 +155,15 @@ def test_link_protocol_errors_are_local_or_remote_and_carry_the_layer() -> None:
         raise remote
 
 
+def test_a_local_or_remote_link_protocol_error_is_always_its_side() -> None:
+    """The two subclasses fix ``remote`` whatever the caller passes (one shared __init__)."""
+    local = errors.LocalLinkProtocolError("misused", layer="stack", remote=True)
+    remote = errors.RemoteLinkProtocolError("broken", remote=False, status=3)
+    assert not local.remote and str(local) == "stack (local): misused"
+    assert remote.remote and str(remote) == "datalink (remote): broken" and remote.status == 3
+    assert isinstance(remote, errors.RemoteProtocolError) and remote.reason == "broken"
+
+
 def test_the_link_layers_raise_the_tree_s_protocol_errors() -> None:
     """A real misuse of a real layer: the session refuses data before it is open."""
     from bridge.acrnema.session import Session

@@ -28,12 +28,12 @@ from bridge.link.requester import Scanner
 from bridge.ports import open_port
 from bridge.ports.base import WordPort
 from bridge.ports.loop import loop_pair
-from bridge.ports.wordstream import encode_line_state
 from bridge.service import Bridge
 from bridge.settings import load
 from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
 from bridge.testing.ports import receive, same, wait_both, words
+from bridge.wordstream import encode_line_state
 
 HANG_S = 10.0  # generous: only catches a hang
 

@@ -836,3 +836,36 @@ def test_the_word_stream_engine_alone_greets_answers_announces_and_pads() -> Non
     assert events == [PeerReady(False)] and engine.down_reason() == "the peer is not READY"
     engine.disconnect()
     assert not engine.has_output and engine.next_deadline() is None
+
+
+def test_a_reopening_stream_waits_between_tries_then_connects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tcp:// and serial:// share ReopeningStream.connect: after a failed open it tries
+    again no sooner than RETRY_S later, waiting for that within its timeout, and then
+    connects (a real refused connect on 127.0.0.1, then a listener)."""
+    from bridge.ports import bytestream
+    from bridge.ports.socket import TcpStream
+
+    def refused_stream() -> tuple[TcpStream, int]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        url = f"tcp://127.0.0.1:{port}"
+        stream = TcpStream(url, "127.0.0.1", port, connect_timeout=1.0, write_timeout=1.0)
+        assert not stream.connected  # refused: nothing listens yet
+        return stream, port
+
+    monkeypatch.setattr(bytestream, "RETRY_S", 3600.0)
+    stream, port = refused_stream()
+    with socket.create_server(("127.0.0.1", port)):
+        assert not stream.connect(0.0) and not stream.connect(0.01)  # not due: no try
+        assert not stream.connected
+    stream.release()
+
+    monkeypatch.setattr(bytestream, "RETRY_S", 0.05)
+    stream, port = refused_stream()
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        assert stream.connect(30.0)  # waits until the next try is due, then connects
+        listener.accept()[0].close()
+    stream.release()

@@ -257,8 +257,8 @@ def test_profile_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "2 problem(s)" in err[0]
     assert any("datalink.retry_limit" in line for line in err[1:])
     assert any("datalink.window" in line for line in err[1:])
-    assert _run(["profile", "check", str(tmp_path / "missing.toml")]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    assert _run(["profile", "check", str(tmp_path / "missing.toml")]) == 2  # usage error
+    assert "missing.toml: no such file" in capsys.readouterr().err
 
 
 def test_profile_command_of_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,6 +25,7 @@ PURE = [
     "bridge/engine.py",
     "bridge/wordstream.py",
     "bridge/settings",
+    "bridge/status/model.py",
 ]
 """Packages and modules that must stay pure: the protocol engines (the link layers, the box
 protocol and host, the raw word stream), settings, data sets and conversion."""

@@ -233,3 +233,14 @@ def test_sighup_never_stops_the_service(tmp_path: Path) -> None:
     assert result.ok, result.errors
     assert service.returncode == 0, err
     assert "SIGHUP ignored" in err
+
+
+def test_the_service_keeps_a_bounded_number_of_commit_times() -> None:
+    # a service runs for years: one entry per image for its whole life is a leak
+    from bridge.service import COMMIT_TIMES_KEPT, BridgeStats
+
+    stats = BridgeStats()
+    for n in range(COMMIT_TIMES_KEPT + 500):
+        stats.commit_seconds.append(float(n))
+    assert len(stats.commit_seconds) == COMMIT_TIMES_KEPT
+    assert stats.commit_seconds[-1] == COMMIT_TIMES_KEPT + 499.0  # the latest are kept

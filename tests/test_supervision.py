@@ -159,7 +159,7 @@ def test_an_uncaught_error_in_the_main_thread_is_one_json_record(tmp_path: Path)
     """The same for the command's own thread: a bug there is logged, exit status 1."""
     script = CRASHING_WORKERS.replace(
         "runner.Forwarder._serve = crash",
-        "from bridge import service\nservice.Bridge.run = lambda self, stop: 1 / 0",
+        "from bridge import service\nservice.Bridge.run = lambda self, stop, **_: 1 / 0",
     )
     port = peers.free_port()
     done = subprocess.run(

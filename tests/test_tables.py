@@ -370,8 +370,8 @@ from bridge.box.host import (  # noqa: E402
     HostInput,
     HostState,
 )
-from bridge.emulator.box import BoxModel  # noqa: E402
 from bridge.engine import PeerReady, WordsArrived  # noqa: E402
+from bridge.testing.box import BoxModel  # noqa: E402
 
 
 def _shuttle(host: BoxHost, box: BoxModel, until: HostState | None = None) -> None:

@@ -47,6 +47,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ),
     ("run-profile", ["run", "--port", "loop://x", "--profile", "{tmp}/no.toml"], "no.toml"),
     ("run-max-pdu", ["run", "--port", "loop://x", "--max-pdu", "5"], "--max-pdu"),
+    ("run-listen-port", ["run", "--port", "tcp-listen://127.0.0.1:abc"], "abc"),
+    ("run-tcp-host", ["run", "--port", "tcp://bad..host:5104"], "bad..host"),
+    ("run-tcp-where", ["run", "--port", "tcp://127.0.0.1"], "HOST:PORT"),
+    ("run-box-tcp-port", ["run", "--port", "box+tcp://127.0.0.1:99999"], "99999"),
     # forward, send, echo: the PACS's name, TLS files, numbers
     ("forward-host", ["forward", "--dest", "A@bad..host:104"], "cannot resolve bad..host"),
     ("forward-timeout", ["forward", "--dest", "A@127.0.0.1:104", "--timeout", "-1"], "'-1'"),
@@ -81,6 +85,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("emulate-receiver", ["emulate", "--port", "loop://x", "--role", "receiver"], "--out"),
     ("emulate-role", ["emulate", "--port", "loop://x", "--role", "x"], "'x'"),
     ("emulate-timeout", ["emulate", "--port", "loop://x", "--timeout", "nan"], "nan"),
+    # dump and profile: a file that is not there
+    ("dump-missing", ["dump", "{tmp}/no.acr"], "no.acr"),
+    ("profile-show-missing", ["profile", "show", "{tmp}/no.toml"], "no.toml"),
+    ("profile-check-missing", ["profile", "check", "{tmp}/no.toml"], "no.toml"),
     # config and the command line itself
     ("config-missing", ["--config", "{tmp}/no.toml", "config", "show"], "no.toml"),
     ("config-key", ["--config", "{tmp}/bad.toml", "config", "show"], "bogus"),

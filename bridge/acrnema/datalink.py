@@ -270,6 +270,8 @@ class DataLink:
         self._replies: dict[tuple[FrameType, int], Words] = {}
         self.retransmissions = 0
         self.damaged_frames = 0
+        self.frames_sent = 0  # every frame put on the wire: DATA (new and resent), ACK, NAK
+        self.frames_received = 0  # every intact frame taken off the wire
 
     @property
     def failed(self) -> bool:
@@ -347,6 +349,7 @@ class DataLink:
                 self.history.append(
                     FrameRecord(now, "out", "DATA", frame.sequence, len(frame.words), note)
                 )
+        self.frames_sent += len(out)
         words = np.concatenate(out) if out else np.zeros(0, dtype=np.uint16)
         return WordBuffer(words, parity_bits(words, self.parity))
 
@@ -395,6 +398,7 @@ class DataLink:
                 if item.sequence is not None and item.kind is FrameType.DATA:
                     self._control.append((FrameType.NAK, item.sequence))
                 continue
+            self.frames_received += 1
             size = len(item.payload) // 2 + 4
             self.history.append(FrameRecord(now, "in", item.type.name, item.sequence, size))
             if item.type is FrameType.DATA:

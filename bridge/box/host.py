@@ -60,10 +60,11 @@ from bridge.box.protocol import (
     WordsOut,
     encode_frame,
     max_words_for,
+    position_add,
     position_delta,
     words_messages,
 )
-from bridge.engine import PeerReady, StreamGone, WordsArrived
+from bridge.engine import Outgoing, PeerReady, StreamGone, WordsArrived
 from bridge.errors import BoxError, BoxVersionError
 from bridge.profile import REFERENCE, PhysicalSection, Profile
 
@@ -95,7 +96,6 @@ DEFAULT_WINDOW = 1 << 16
 REPLY_TIMEOUT_S = 1.0
 ATTEMPTS = 3
 CREDIT_KEEPALIVE_S = 1.0  # CREDITS re-sent this often (repairs a lost one on a UART)
-_MASK = 0xFFFF_FFFF
 
 
 # --- events of the sans-I/O host ------------------------------------------------------
@@ -223,7 +223,7 @@ def check_info(
         )
 
 
-class BoxHost:
+class BoxHost(Outgoing):
     """The host's side of the interface-box protocol, sans-I/O.
 
     :meth:`connect` starts a new byte stream (``00`` and HELLO go out), :meth:`receive`
@@ -248,6 +248,7 @@ class BoxHost:
     ) -> None:
         if not 1 <= window <= 1 << 30:
             raise ValueError(f"window: 1 to 2**30 words, got {window}")
+        super().__init__()
         self.name = name
         self.profile = profile
         self.configure = Configure.from_profile(profile.physical, role=role, duplex=duplex)
@@ -281,7 +282,6 @@ class BoxHost:
             "resent_requests": 0,
             "handshakes": 0,
         }
-        self._out = bytearray()
         self._decoder = BoxFrameDecoder(max_body=max_body, sender="box")
         self._seq = 0
         self._box_seq: int | None = None
@@ -341,16 +341,6 @@ class BoxHost:
     def active(self) -> bool:
         """Whether there is a session with a box (a stream, HELLO sent)."""
         return self.state is not HostState.DOWN
-
-    def data_to_send(self) -> bytes:
-        """The bytes to write now (and forget)."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self._out)
 
     def _emit(self, message: BoxMessage) -> int:
         seq = self._seq
@@ -571,7 +561,7 @@ class BoxHost:
         elif d > 0:
             self.stats["gaps"] += 1
             self.stats["lost_words"] += d
-            self._consumed = (self._consumed + d) & _MASK  # those positions never come
+            self._consumed = position_add(self._consumed, d)  # those positions never come
             log.warning(
                 "%s: %d words from the link lost on the way (position %d expected, %d came)",
                 self.name,
@@ -580,7 +570,7 @@ class BoxHost:
                 message.offset,
             )
             self._emit(Query(MsgType.STATS))
-        end = (message.offset + n) & _MASK
+        end = position_add(message.offset, n)
         if position_delta(end, self._in_pos) > 0:
             self._in_pos = end
         over = position_delta(end, self._granted)
@@ -688,21 +678,21 @@ class BoxHost:
         )
         for message in messages:
             self._emit(message)
-        self._out_pos = (self._out_pos + n) & _MASK
+        self._out_pos = position_add(self._out_pos, n)
         self.stats["words_out"] += n
         return n
 
     def consumed(self, count: int, now: float) -> None:
         """``count`` words arrived are taken (or discarded): grant credit for more."""
-        self._consumed = (self._consumed + count) & _MASK
+        self._consumed = position_add(self._consumed, count)
         if not self._streams_valid or self._reset_seq is not None:
             return
-        limit = (self._consumed + self.window) & _MASK
+        limit = position_add(self._consumed, self.window)
         if position_delta(limit, self._granted) >= max(1, self.window // 4):
             self._grant(now)
 
     def _grant(self, now: float) -> None:
-        self._granted = (self._consumed + self.window) & _MASK
+        self._granted = position_add(self._consumed, self.window)
         self._credit_time = now
         self._emit(HostCredits(self._in_pos, self._granted))
 

@@ -32,7 +32,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, overload
+from typing import ClassVar, Literal, Self, overload
 
 import numpy as np
 
@@ -83,6 +83,7 @@ __all__ = [
     "encode_body",
     "encode_frame",
     "max_words_for",
+    "position_add",
     "position_delta",
     "words_messages",
 ]
@@ -212,6 +213,11 @@ def _need(payload: bytes | memoryview, size: int, kind: MsgType) -> None:
             BadFrameReason.BAD_LENGTH,
             f"{kind.name}: payload of {len(payload)} bytes, at least {size} needed",
         )
+
+
+def position_add(position: int, count: int) -> int:
+    """The 32-bit stream position ``count`` words after ``position`` (it wraps to 0)."""
+    return (position + count) & 0xFFFF_FFFF
 
 
 def position_delta(a: int, b: int) -> int:
@@ -509,37 +515,36 @@ _CREDITS = struct.Struct("<II")
 
 
 @dataclass(frozen=True)
-class HostCredits:
-    """Host to box: WORDS_IN may go up to (not including) stream position ``limit``."""
+class _Credits:
+    """The two credit messages: one layout, a type code each."""
 
-    TYPE: ClassVar[MsgType] = MsgType.HOST_CREDITS
-    received: int  # the next WORDS_IN position the host expects
+    TYPE: ClassVar[MsgType]
+    received: int  # the next position of the other side's words this side expects
     limit: int
 
     def payload(self) -> bytes:
         return _CREDITS.pack(_u32(self.received, "received"), _u32(self.limit, "limit"))
 
     @classmethod
-    def parse(cls, p: bytes | memoryview) -> HostCredits:
+    def parse(cls, p: bytes | memoryview) -> Self:
         _need(p, _CREDITS.size, cls.TYPE)
         return cls(*_CREDITS.unpack_from(p))
 
 
 @dataclass(frozen=True)
-class BoxCredits:
-    """Box to host: WORDS_OUT may go up to (not including) stream position ``limit``."""
+class HostCredits(_Credits):
+    """Host to box: WORDS_IN may go up to (not including) stream position ``limit``;
+    ``received`` is the next WORDS_IN position the host expects."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HOST_CREDITS
+
+
+@dataclass(frozen=True)
+class BoxCredits(_Credits):
+    """Box to host: WORDS_OUT may go up to (not including) stream position ``limit``;
+    ``received`` is the next WORDS_OUT position the box expects."""
 
     TYPE: ClassVar[MsgType] = MsgType.BOX_CREDITS
-    received: int  # the next WORDS_OUT position the box expects
-    limit: int
-
-    def payload(self) -> bytes:
-        return _CREDITS.pack(_u32(self.received, "received"), _u32(self.limit, "limit"))
-
-    @classmethod
-    def parse(cls, p: bytes | memoryview) -> BoxCredits:
-        _need(p, _CREDITS.size, cls.TYPE)
-        return cls(*_CREDITS.unpack_from(p))
 
 
 @dataclass(frozen=True)
@@ -775,7 +780,7 @@ def words_messages(
     if kind is WordsOut:
         return [
             WordsOut(
-                (offset + s) & 0xFFFF_FFFF,
+                position_add(offset, s),
                 words[s : s + max_words],
                 parity[s : s + max_words],
                 boundary and s + max_words >= n,
@@ -783,7 +788,7 @@ def words_messages(
             for s in starts
         ]
     return [
-        WordsIn((offset + s) & 0xFFFF_FFFF, words[s : s + max_words], parity[s : s + max_words])
+        WordsIn(position_add(offset, s), words[s : s + max_words], parity[s : s + max_words])
         for s in starts
     ]
 

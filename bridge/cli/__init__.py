@@ -8,6 +8,7 @@ install logging handlers. Exit status: 0 success, 1 some input failed, 2 usage e
 * :mod:`bridge.cli.config`: ``config show``, ``config check``;
 * :mod:`bridge.cli.profile`: ``profile show``, ``check``, ``diagrams``;
 * :mod:`bridge.cli.link`: ``run``, ``emulate``;
+* :mod:`bridge.cli.health`: ``status`` (a running service's ``/healthz``);
 * :mod:`bridge.cli.common`: the helpers they share (settings, destinations, signals);
 * :mod:`bridge.cli.logs`: where the log lines go and how they look.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from bridge import __version__
-from bridge.cli import common, config, convert, forward, link, logs, profile
+from bridge.cli import common, config, convert, forward, health, link, logs, profile
 from bridge.errors import BridgeError, ConfigError, PortURLError
 from bridge.settings import LoggingSettings
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     config.add_commands(sub)
     profile.add_commands(sub)
     link.add_commands(sub)
+    health.add_commands(sub)
     convert.add_demo(sub)
     return parser
 

@@ -24,8 +24,13 @@ from bridge.settings import load as load_settings_from
 from bridge.spool.store import Spool
 
 if TYPE_CHECKING:  # the network stack is imported by the commands that use it
+    from prometheus_client import CollectorRegistry
+
     from bridge.forward.runner import RetryPolicy
     from bridge.forward.scu import Destination, TlsSettings
+    from bridge.status.probe import Probe
+
+    StatusParts = tuple[Probe, CollectorRegistry | None]
 
 __all__ = [
     "FLAGS",
@@ -39,6 +44,8 @@ __all__ = [
     "retry_policy",
     "seconds",
     "spool_option",
+    "status_option",
+    "status_served",
     "stop_on_signals",
     "tls_files",
     "tls_settings",
@@ -136,6 +143,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "ae_title": ("link.ae_title", "--ae-title"),
     "log_format": ("logging.format", "--log-format"),
     "accept_repairs": ("link.accept_repairs", "--accept-repairs"),
+    "status_listen": ("status.listen", "--status-listen"),
     "log_file": ("logging.file", "--log-file"),
 }
 """Attribute of the parsed arguments -> (settings key, flag): the flag layer of the settings."""
@@ -351,6 +359,38 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if in_main:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+def status_option(parser: argparse.ArgumentParser) -> None:
+    """``--status-listen``: the flag of ``[status] listen`` (``run``, ``forward``)."""
+    parser.add_argument(
+        "--status-listen",
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 127.0.0.1:8104 "
+        "(default: [status] listen of the config, else no status server); an address outside "
+        "loopback needs credentials and TLS from [status] (docs/operations.md)",
+    )
+
+
+@contextmanager
+def status_served(settings: Settings, make: Callable[[], StatusParts]) -> Iterator[None]:
+    """While the block runs, the status server of ``[status]``, if ``listen`` is set.
+
+    ``make`` returns the probe and the registry (called only when the server is on); a
+    server that cannot start is a usage error (exit 2, one line)."""
+    if not settings.status.listen:
+        yield
+        return
+    from bridge.status.server import status_server
+
+    probe, registry = make()
+    server = status_server(settings.status, probe, registry)
+    server.start()
+    logging.getLogger("bridge.cli").warning("status server on %s", server.url)
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -384,6 +384,10 @@ def _write_json(path: Path, payload: object) -> None:
 def _dump(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.acrnema.dump import dump_file
 
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:  # a usage error, before anything is printed
+        print(f"acrnema-bridge dump: error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
     status = 0
     for path in args.paths:
         try:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,16 +27,19 @@ from bridge.cli.common import (
     retry_policy,
     seconds,
     spool_option,
+    status_option,
+    status_served,
     stop_on_signals,
     tls_files,
     tls_settings,
     whole,
 )
 from bridge.errors import ConfigError
-from bridge.settings import Settings
+from bridge.settings import Settings, StatusSettings
 from bridge.spool.store import STATES, Job, Spool, SpoolError
 
 if TYPE_CHECKING:
+    from bridge.cli.common import StatusParts
     from bridge.forward.status import Result
 
 __all__ = ["add_commands"]
@@ -175,6 +179,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--timeout", type=seconds, metavar="S", help="stop after this many seconds"
     )
     spool_option(forward)
+    status_option(forward)
     forward.set_defaults(handler=_forward_command, reads_settings=True)
 
     send = sub.add_parser(
@@ -315,6 +320,7 @@ def _forward(
     *,
     until_empty: bool,
     progress: bool,
+    status: bool = False,
 ) -> int:
     from bridge.cli.logs import say
     from bridge.forward.runner import Forwarder
@@ -326,7 +332,14 @@ def _forward(
     total = sum(spool.counts(n)["ready"] + spool.counts(n)["in_flight"] for n in names)
     reporter = _Progress(total) if progress else None
     forwarder = Forwarder(spool, destinations, policy=policy, on_result=reporter)
-    with stop_on_signals() as stop:
+
+    def status_parts() -> StatusParts:
+        from bridge.status.probe import Probe
+
+        return Probe(spool, forwarder=forwarder), None
+
+    served = settings if status else replace(settings, status=StatusSettings())
+    with status_served(served, status_parts), stop_on_signals() as stop:
         summary = forwarder.run(stop, until_empty=until_empty, timeout=args.timeout)
     if reporter is not None and reporter.enabled:
         sys.stderr.write("\n")
@@ -476,7 +489,9 @@ def _forward_command(args: argparse.Namespace, settings: Settings) -> int:
     check_destinations(build_destinations(settings), resolve=True)  # usage errors first
     spool = open_spool(settings, owner="acrnema-bridge forward")  # refused if owned
     try:
-        return _forward(spool, args, settings, until_empty=args.until_empty, progress=False)
+        return _forward(
+            spool, args, settings, until_empty=args.until_empty, progress=False, status=True
+        )
     finally:
         spool.close()
 

@@ -20,6 +20,8 @@ from bridge.cli.common import (
     link_options,
     seconds,
     spool_option,
+    status_option,
+    status_served,
     stop_on_signals,
     whole,
 )
@@ -27,6 +29,7 @@ from bridge.errors import ConfigError
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
+    from bridge.cli.common import StatusParts
     from bridge.ports.base import WordPort
     from bridge.profile import Profile
 
@@ -55,7 +58,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "converted or spooled is answered with a failure status, so the scanner keeps it. "
             "SIGTERM or Ctrl-C stops cleanly: a message still arriving is finished or refused, "
             "never half-stored (exit status 0). If forwarding fails for good, the service stops "
-            "taking images and exits with status 1, for its supervisor to restart it. Logs go to "
+            "taking images and exits with status 1, for its supervisor to restart it. Under "
+            "systemd (Type=notify, $NOTIFY_SOCKET) it reports READY=1 once the port is open "
+            "and the spool recovered, STATUS= lines, STOPPING=1, and pings the watchdog "
+            "($WATCHDOG_USEC) only while its workers are healthy (docs/operations.md). Logs go to "
             "stderr, or to --log-file (SIGHUP reopens it); each image's INFO lines name its SOP "
             "Instance UID, from the link to each destination; no patient data is logged above "
             "DEBUG (-vv). Port URLs: loop://NAME, "
@@ -69,6 +75,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     link_options(run)
     spool_option(run)
     forward_options(run, required=False)
+    status_option(run)
     run.set_defaults(handler=_run_command, reads_settings=True, auto_level=logging.INFO)
 
     emu = sub.add_parser(
@@ -144,6 +151,7 @@ def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
     from bridge.cli.logs import say
     from bridge.ports.registry import check_url
+    from bridge.sdnotify import Notifier, Watchdog
     from bridge.service import Bridge
     from bridge.spool.store import Spool, SpoolPathError
 
@@ -175,6 +183,11 @@ def _run(settings: Settings, profile: Profile) -> int:
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
         warn_unserved(spool, [])  # with destinations, the forwarder warns as it starts
     port = _open(url, profile=profile if settings.link.profile is not None else None)
+    metrics = None
+    if settings.status.listen:  # counted only for a status server
+        from bridge.status.metrics import LinkMetrics, new_registry
+
+        metrics = LinkMetrics(new_registry())
     bridge = Bridge(
         port,
         spool,
@@ -184,14 +197,38 @@ def _run(settings: Settings, profile: Profile) -> int:
         policy=policy,
         accept_repairs=settings.link.accept_repairs,
         accepted_peers=settings.link.accepted_peers,
+        metrics=metrics,
     )
+
+    def status_parts() -> StatusParts:
+        from bridge.status.probe import Probe
+
+        probe = Probe(
+            spool,
+            forwarder=bridge.forwarder if destinations else None,
+            endpoint=bridge.endpoint,
+            link_serving=bridge.serving.is_set,
+        )
+        return probe, None if metrics is None else metrics.registry
+
     log.info("serving the link on %s; spool %s", url, spool.root)
+    notifier = Notifier.from_environment()  # systemd's Type=notify; nothing without it
+    stale = notifier.watchdog or 60.0
+    serving = (
+        f"serving the link on {url}; spool {spool.root}; "
+        f"forwarding to {len(destinations)} destination(s)"
+    )
     try:
-        with stop_on_signals() as stop:
-            bridge.run(stop)
+        with status_served(settings, status_parts), stop_on_signals() as stop:
+            watchdog = Watchdog(notifier, stop, lambda: bridge.problem(stale_after=stale))
+            try:
+                bridge.run(stop, ready=lambda: watchdog.ready(serving))
+            finally:
+                watchdog.close()
     finally:
         port.close()
         spool.close()
+        notifier.close()
     s = bridge.stats
     say(
         f"run: {s.images} images stored ({s.objects} objects), {s.failed} refused, "

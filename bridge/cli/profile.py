@@ -182,6 +182,16 @@ def _diagrams(args: argparse.Namespace, settings: Settings | None) -> int:
     return 0
 
 
+def _missing(file: Path | None) -> bool:
+    """Say so (one line) when ``file`` is not there: a usage error (exit 2), not a
+    profile with problems (exit 1)."""
+    if file is None or file.is_file():
+        return False
+    what = "a folder, not a file" if file.is_dir() else "no such file"
+    print(f"acrnema-bridge profile: error: {file}: {what}", file=sys.stderr)
+    return True
+
+
 def _load(file: Path | None) -> Profile | None:
     """The profile of ``file``, or None after printing every problem."""
     try:
@@ -196,6 +206,8 @@ def _load(file: Path | None) -> Profile | None:
 
 
 def _show(args: argparse.Namespace, settings: Settings | None) -> int:
+    if _missing(args.file):
+        return 2
     profile = _load(args.file)
     if profile is None:
         return 1
@@ -204,6 +216,8 @@ def _show(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings | None) -> int:
+    if _missing(args.file):
+        return 2
     profile = _load(args.file)
     if profile is None:
         return 1

@@ -1,4 +1,4 @@
-"""Former home of the emulator pieces; its modules re-export them so that old imports work.
+"""Former home of the emulator pieces; its modules still give them, with a DeprecationWarning.
 
 Where each piece lives now (docs/architecture.md, "Moves"):
 

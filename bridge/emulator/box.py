@@ -1,27 +1,10 @@
-"""Former home of the emulated interface box: now :mod:`bridge.testing.box`; kept so that
-old imports work.
+"""Former home of the emulated interface box: now :mod:`bridge.testing.box` (deprecated).
+
+Every name still imports from here, the same object, with a :class:`DeprecationWarning`
+(:func:`bridge._renamed.moved_names`).
 """
 
-from bridge.testing.box import (
-    EMULATED_CAPABILITIES,
-    BoxCore,
-    BoxModel,
-    EmulatedBench,
-    EmulatedBox,
-    FirmwareBox,
-    FirmwareCore,
-    emulated_bench,
-    load_libboxcore,
-)
+from bridge._renamed import moved_names
+from bridge.testing import box as _home
 
-__all__ = [
-    "EMULATED_CAPABILITIES",
-    "BoxCore",
-    "BoxModel",
-    "EmulatedBench",
-    "EmulatedBox",
-    "FirmwareBox",
-    "FirmwareCore",
-    "emulated_bench",
-    "load_libboxcore",
-]
+__all__, __getattr__ = moved_names(__name__, {_home.__name__: _home.__all__})

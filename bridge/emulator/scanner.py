@@ -1,8 +1,16 @@
 """Former home of the requesting role: now :mod:`bridge.link.requester` (and
-:func:`bridge.testing.phantom.phantom_images`); kept so that old imports work.
+:func:`bridge.testing.phantom.phantom_images`) (deprecated).
+
+Every name still imports from here, the same object, with a :class:`DeprecationWarning`
+(:func:`bridge._renamed.moved_names`).
 """
 
-from bridge.link.requester import Image, ImageResult, Scanner, load_images
-from bridge.testing.phantom import phantom_images
+from bridge._renamed import moved_names
 
-__all__ = ["Image", "ImageResult", "Scanner", "load_images", "phantom_images"]
+__all__, __getattr__ = moved_names(
+    __name__,
+    {
+        "bridge.link.requester": ("Image", "ImageResult", "Scanner", "load_images"),
+        "bridge.testing.phantom": ("phantom_images",),
+    },
+)

@@ -205,6 +205,7 @@ class Forwarder:
         self.failed = threading.Event()
         """Set when :attr:`fatal` is: wait on it to learn that forwarding has stopped."""
         self._lock = threading.Lock()
+        self._workers: dict[str, threading.Thread] = {}  # of the current run, by destination
         self._rng = random.Random()
         self._halt = threading.Event()
         self._senders: dict[str, Sender] = {}
@@ -245,6 +246,29 @@ class Forwarder:
             raise ForwarderFailed(self.fatal_destination or "?", self.fatal) from self.fatal
         return self.summary
 
+    def workers_alive(self) -> dict[str, bool]:
+        """Each destination's worker (``forward-NAME``) and whether it runs now (the
+        status server); False before the run starts and after it ends."""
+        workers = self._workers
+        return {
+            f"forward-{d.name}": d.name in workers and workers[d.name].is_alive()
+            for d in self.destinations
+        }
+
+    def outcomes(self) -> dict[str, dict[str, int]]:
+        """Deliveries recorded so far per destination: ``done``, ``retry``,
+        ``quarantined`` (the status server's counters)."""
+        with self._lock:
+            s = self.summary
+            return {
+                d.name: {
+                    "done": s.delivered.get(d.name, 0),
+                    "retry": s.retried.get(d.name, 0),
+                    "quarantined": s.quarantined.get(d.name, 0),
+                }
+                for d in self.destinations
+            }
+
     def _housekeeping(self) -> None:
         """:meth:`Spool.housekeeping`; a failure is logged, forwarding goes on."""
         try:
@@ -276,6 +300,7 @@ class Forwarder:
             )
             for destination in self.destinations
         ]
+        self._workers = {d.name: w for d, w in zip(self.destinations, workers, strict=True)}
         for worker in workers:
             worker.start()
         why = ""

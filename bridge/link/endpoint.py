@@ -22,12 +22,17 @@ normally), at WARNING otherwise.
 * our data link gave up on a frame (retry limit): drop our READY for
   ``session.abort_quiet_s`` so that the peer resets too, discard whatever arrives in the
   meantime, reset, and raise READY again (docs/link-profile.md, section 1.2).
+
+For the status server (:mod:`bridge.status`), the endpoint keeps whether the link is up
+(the peer READY), since when, when words last arrived, and the frame counts of every
+stack it ran (:meth:`Endpoint.link_figures`); another thread may read them at any time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,9 +41,22 @@ from bridge.acrnema.stack import Aborted, LinkDown, LinkStack, StackEvent
 from bridge.ports import base
 from bridge.profile import REFERENCE, Profile
 
-__all__ = ["Endpoint"]
+__all__ = ["FRAME_KINDS", "Endpoint"]
 
 log = logging.getLogger("bridge.endpoint")  # the name users' log filters know
+
+FRAME_KINDS = ("sent", "received", "damaged", "retransmitted")
+"""The kinds of :meth:`Endpoint.frame_counts` (``acrnema_bridge_link_frames_total``)."""
+
+
+def _frame_counts(stack: LinkStack) -> dict[str, int]:
+    link = stack.datalink
+    return {
+        "sent": link.frames_sent,
+        "received": link.frames_received,
+        "damaged": link.damaged_frames,
+        "retransmitted": link.retransmissions,
+    }
 
 
 class Endpoint:
@@ -60,6 +78,14 @@ class Endpoint:
         self.resets = 0
         self._pending: list[StackEvent] = []  # events met by drain(), for the next poll()
         self._used = False  # words went either way since the stack last started
+        self.up = False
+        """Whether the peer was READY at the last poll (the link is up)."""
+        self.up_changed = time.monotonic()
+        """When :attr:`up` last changed (:func:`time.monotonic`); the start if never."""
+        self.last_words = 0.0
+        """When words last arrived (:func:`time.monotonic`); 0: never."""
+        self._frames_before = dict.fromkeys(FRAME_KINDS, 0)  # of the stacks reset so far
+        self._frames_lock = threading.Lock()  # a reader never sees a stack counted twice
 
     def flush(self) -> None:
         """Put on the wire whatever the stack has to send now."""
@@ -73,9 +99,12 @@ class Endpoint:
         """One turn of the loop, waiting at most ``timeout`` seconds for words."""
         events, self._pending = self._pending, []
         if not self.port.peer_ready:
+            self._set_up(False)
             if not self.port.wait_peer(timeout):
                 self._pending = events
                 return []
+        if not self.up:
+            self._set_up(True)
             if self._used:  # the peer went and came back: it starts afresh, so do we
                 return events + self._lost("the peer's READY dropped and came back")
         try:
@@ -88,6 +117,7 @@ class Endpoint:
             if len(buffer.words):
                 self._used = True
                 self.words_in += len(buffer.words)
+                self.last_words = now
                 events += self.stack.receive(buffer.words, buffer.parity, now)
             events += self.stack.handle_timer(now)
             if not self.stack.down:
@@ -104,7 +134,8 @@ class Endpoint:
         level = logging.INFO if idle and not self.stack.receiving else logging.WARNING
         log.log(level, "link down: %s", reason)
         events: list[StackEvent] = list(self.stack.session.link_lost(self.clock(), reason))
-        self.stack.reset()
+        self._reset_stack()
+        self._set_up(False)
         self._used = False
         self.resets += 1
         return [*events, LinkDown(reason)]
@@ -120,10 +151,29 @@ class Endpoint:
                 self.port.recv(min(left, 0.05))  # what arrives now belongs to the old link
             except base.LinkLost:
                 time.sleep(min(left, 0.05))
-        self.stack.reset()
+        self._reset_stack()
         self._used = False
         self.resets += 1
         self.port.set_ready(True)
+
+    def _set_up(self, up: bool) -> None:
+        if up != self.up:
+            self.up = up
+            self.up_changed = time.monotonic()
+
+    def _reset_stack(self) -> None:
+        """A fresh stack; the old one's frame counts are kept in the totals."""
+        with self._frames_lock:
+            for kind, count in _frame_counts(self.stack).items():
+                self._frames_before[kind] += count
+            self.stack.reset()
+
+    def frame_counts(self) -> dict[str, int]:
+        """Frames since the endpoint was made, by kind (:data:`FRAME_KINDS`), over every
+        stack reset; safe to call from any thread."""
+        with self._frames_lock:
+            now = _frame_counts(self.stack)
+            return {kind: self._frames_before[kind] + now[kind] for kind in FRAME_KINDS}
 
     def abort(self, reason: int) -> None:
         """Abort the connection, if any, and put the ABORT on the wire (best effort)."""

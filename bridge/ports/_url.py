@@ -65,12 +65,22 @@ class PortURL:
     options: dict[str, Any]
 
 
-def parse_url(url: str, scheme: str, options: Mapping[str, Callable[[str], Any]]) -> PortURL:
-    """Split ``url``; each option's text goes through its converter (a bad one: PortError)."""
+def parse_url(
+    url: str,
+    scheme: str,
+    options: Mapping[str, Callable[[str], Any]],
+    *,
+    location: Callable[[str, str], object] | None = None,
+) -> PortURL:
+    """Split ``url``; each option's text goes through its converter (a bad one: PortError).
+
+    ``location(url, text)`` checks the part before the options (``HOST:PORT``, say) and
+    raises :class:`PortURLError` for a bad one; it runs under :func:`check_only` too, so
+    a URL that could never open is a usage error before anything is created."""
     head, sep, rest = url.partition("://")
     if not sep or head != scheme:
         raise PortURLError(f"{url}: not a {scheme}:// URL")
-    location, _, query = rest.partition("?")
+    where, _, query = rest.partition("?")
     values: dict[str, Any] = {}
     for name, text in parse_qsl(query, keep_blank_values=True):
         if not options:
@@ -82,7 +92,9 @@ def parse_url(url: str, scheme: str, options: Mapping[str, Callable[[str], Any]]
             values[name] = options[name](text)
         except ValueError as exc:
             raise PortURLError(f"{url}: option {name}={text!r}: {exc}") from exc
-    parsed = PortURL(url, scheme, location, values)
+    if location is not None:
+        location(url, where)
+    parsed = PortURL(url, scheme, where, values)
     if _checking.get():
         raise _Checked(url)
     return parsed

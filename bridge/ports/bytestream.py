@@ -17,11 +17,15 @@ current stream is lost; the port that uses the stream wraps them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 
-__all__ = ["ByteStream", "PipeStream", "pipe_pair"]
+__all__ = ["RETRY_S", "ByteStream", "PipeStream", "ReopeningStream", "pipe_pair"]
+
+RETRY_S = 0.2
+"""Seconds after a failed open before a :class:`ReopeningStream` tries again."""
 
 
 class ByteStream(ABC):
@@ -62,6 +66,43 @@ class ByteStream(ABC):
     @abstractmethod
     def release(self) -> None:
         """Release everything (called once, when the user closes)."""
+
+
+class ReopeningStream(ByteStream):
+    """A stream that opens its own connection (a device, a TCP connection) in :meth:`connect`.
+
+    After a failed open, :meth:`connect` waits (at most its ``timeout``) until ``RETRY_S``
+    have passed before it tries again, so a port that calls it in a loop neither spins nor
+    hammers a device or host that is not there. The failure is logged at DEBUG by the
+    subclass's module logger; it is not an error (the caller keeps trying).
+    """
+
+    _next_try = 0.0
+
+    @abstractmethod
+    def _open(self, timeout: float) -> None:
+        """Open the connection within ``timeout``; OSError or ValueError when it cannot."""
+
+    def _open_failed(self) -> str:
+        """What failed, for the DEBUG record of a failed open (``"connect"``...)."""
+        return "open"
+
+    def connect(self, timeout: float) -> bool:
+        if self.connected:
+            return True
+        wait = self._next_try - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            if self._next_try > time.monotonic():
+                return False
+        try:
+            self._open(timeout)
+        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+            self._next_try = time.monotonic() + RETRY_S
+            log = logging.getLogger(type(self).__module__)
+            log.debug("%s: %s: %s", self.url, self._open_failed(), exc)
+            return False
+        return True
 
 
 class _Pipe:

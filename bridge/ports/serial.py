@@ -37,7 +37,7 @@ from typing import Any
 
 from bridge.ports._url import flag, parse_url, positive_int, seconds
 from bridge.ports.base import PortError, PortUnavailableError
-from bridge.ports.bytestream import ByteStream
+from bridge.ports.bytestream import ReopeningStream
 from bridge.ports.driver import StreamWordPort
 
 __all__ = [
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BAUD = 115200
 _WRITE_MAX = 1 << 16  # pyserial copies what it is given: hand it a slice at a time
 _POLL_S = 0.002
-RETRY_S = 0.2  # a device that failed to open is tried again after this long
 _OPTIONS = {"baud": positive_int, "rtscts": flag, "write_timeout": seconds}
 
 
@@ -70,7 +69,7 @@ def _pyserial() -> ModuleType:
     return serial
 
 
-class SerialStream(ByteStream):
+class SerialStream(ReopeningStream):
     """A serial device as a byte stream (pyserial); reopened by :meth:`connect`."""
 
     def __init__(
@@ -93,7 +92,6 @@ class SerialStream(ByteStream):
         self.write_timeout = write_timeout
         self._opener = opener if opener is not None else self._serial.serial_for_url
         self._rs485_warned = False
-        self._next_try = 0.0
         self._ser: Any = None
         self._fd: int | None = None
         try:
@@ -139,21 +137,11 @@ class SerialStream(ByteStream):
     def connected(self) -> bool:
         return self._ser is not None
 
-    def connect(self, timeout: float) -> bool:
-        if self._ser is not None:
-            return True
-        wait = self._next_try - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout))
-            if self._next_try > time.monotonic():
-                return False
-        try:
-            self._open_device()
-        except (OSError, ValueError) as exc:
-            self._next_try = time.monotonic() + RETRY_S
-            log.debug("%s: reopening %s: %s", self.url, self.device, exc)
-            return False
-        return True
+    def _open(self, timeout: float) -> None:
+        self._open_device()
+
+    def _open_failed(self) -> str:
+        return f"reopening {self.device}"
 
     def read_some(self, max_bytes: int, timeout: float) -> bytes | None:
         ser = self._ser

@@ -1,7 +1,7 @@
 """``tcp://HOST:PORT`` and ``tcp-listen://HOST:PORT``: the link over TCP.
 
 For an emulator in another process or on another bench PC (ARCHITECTURE.md). Both carry
-the raw word stream of :mod:`bridge.ports.wordstream`, with Nagle's algorithm off
+the raw word stream of :mod:`bridge.wordstream`, with Nagle's algorithm off
 (``TCP_NODELAY``), and start no thread; :class:`TcpStream` and :class:`TcpListenStream`
 are the same connections as plain byte streams (``box+tcp://`` speaks the interface-box
 protocol over one, to a box or an emulated box in another process).
@@ -34,9 +34,10 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from bridge.errors import PortURLError
 from bridge.ports._url import IPNetwork, ip_networks, parse_url, positive_seconds, seconds
 from bridge.ports.base import PortError
-from bridge.ports.bytestream import ByteStream
+from bridge.ports.bytestream import ByteStream, ReopeningStream
 from bridge.ports.driver import StreamWordPort
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 0.2
 IDLE_TIMEOUT_S = 10.0
 """``tcp-listen://``: seconds a connection may stay silent before it gives way (docs/ports.md)."""
 _SEND_MAX = 1 << 20
@@ -60,13 +60,18 @@ _WARN_EVERY_S = 60.0  # a refused peer that retries is a WARNING once a minute
 
 
 def _host_port(url: str, location: str) -> tuple[str, int]:
+    """``HOST:PORT`` of a socket URL; a bad one is a usage error naming what to write."""
     try:
         parts = urlsplit("//" + location)
         host, port = parts.hostname, parts.port
     except ValueError as exc:
-        raise PortError(f"{url}: {exc}") from exc
+        raise PortURLError(f"{url}: {exc} (write HOST:PORT, as in tcp://127.0.0.1:5104)") from exc
     if not host or port is None or parts.path:
-        raise PortError(f"{url}: write HOST:PORT, as in tcp://127.0.0.1:5104")
+        raise PortURLError(f"{url}: write HOST:PORT, as in tcp://127.0.0.1:5104")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise PortURLError(f"{url}: {host!r} is not a host name") from None
     return host, port
 
 
@@ -131,7 +136,7 @@ class _SocketStream(ByteStream):
             sock.close()
 
 
-class TcpStream(_SocketStream):
+class TcpStream(_SocketStream, ReopeningStream):
     """``tcp://HOST:PORT`` as a byte stream: connects, and reconnects in :meth:`connect`."""
 
     def __init__(
@@ -141,31 +146,20 @@ class TcpStream(_SocketStream):
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
-        self._next_try = 0.0
         try:
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise PortError(f"{url}: cannot resolve {host}: {exc}") from exc
         if not self.connect(connect_timeout):
             log.info("%s: not connected yet; waiting for the peer retries", url)
 
-    def connect(self, timeout: float) -> bool:
-        if self._sock is not None:
-            return True
-        wait = self._next_try - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout))
-            if self._next_try > time.monotonic():
-                return False
-        try:
-            sock = socket.create_connection((self.host, self.port), timeout=max(timeout, 0.01))
-        except OSError as exc:
-            self._next_try = time.monotonic() + RETRY_S
-            log.debug("%s: connect: %s", self.url, exc)
-            return False
+    def _open(self, timeout: float) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=max(timeout, 0.01))
         self._use(sock)
         log.info("%s: connected", self.url)
-        return True
+
+    def _open_failed(self) -> str:
+        return "connect"
 
     def release(self) -> None:
         self.disconnect()
@@ -366,7 +360,12 @@ class names; the stream's ``address``, ``host`` and ``port`` are the port's)."""
 
 def open_tcp_stream(url: str) -> TcpStream:
     """The byte stream of ``tcp://HOST:PORT[?...]`` (for ``box+tcp://``)."""
-    parsed = parse_url(url, "tcp", {"connect_timeout": seconds, "write_timeout": seconds})
+    parsed = parse_url(
+        url,
+        "tcp",
+        {"connect_timeout": seconds, "write_timeout": seconds},
+        location=_host_port,
+    )
     host, port = _host_port(url, parsed.location)
     return TcpStream(
         url,
@@ -383,6 +382,7 @@ def open_tcp_listen_stream(url: str) -> TcpListenStream:
         url,
         "tcp-listen",
         {"write_timeout": seconds, "idle_timeout": positive_seconds, "allow": ip_networks},
+        location=_host_port,
     )
     host, port = _host_port(url, parsed.location)
     return TcpListenStream(

@@ -10,6 +10,8 @@ The tree (:mod:`bridge.settings.tree`) is frozen dataclasses, one per TOML table
     [[destination]]  ae_title, host, port, modalities, commitment, commitment_callers,
                   tls = { ca_file, cert_file, key_file, check_hostname }
     [logging]     level, format
+    [status]      listen, max_wait, max_link_down, token_file, user, password_file,
+                  cert_file, key_file, insecure           (run, forward)
 
 The loader (:func:`load`) applies one precedence, defaults < TOML file < ``BRIDGE_*``
 environment < command-line flags, records where each value came from
@@ -31,6 +33,7 @@ from bridge.settings.tree import (
     LoggingSettings,
     Settings,
     SpoolSettings,
+    StatusSettings,
     TlsFiles,
     keys,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SpoolSettings",
+    "StatusSettings",
     "TlsFiles",
     "check_file",
     "keys",

@@ -18,12 +18,13 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError, SettingsError
 from bridge.settings.tree import ARRAYS, TABLES, DestinationSettings, Settings, TlsFiles, keys
+from bridge.status.model import exposure_problem, listen_address
 
 __all__ = ["LEGACY_ENV", "SettingsError", "check_file", "load"]
 
@@ -366,7 +367,34 @@ def _check(settings: Settings, failed: set[str]) -> list[str]:
                 bad("destination", "required (the CA certificates)", f"{key}.tls.ca_file")
             if d.tls.key_file is not None and d.tls.cert_file is None:
                 bad("destination", "needs cert_file", f"{key}.tls.key_file")
+    problems += _status_problems(settings, bad)
     return problems
+
+
+def _status_problems(settings: Settings, bad: Callable[[str, str], None]) -> list[str]:
+    """The rules of ``[status]``: a listen address, and none outside loopback without
+    credentials and TLS (or ``insecure``); each problem goes through ``bad``."""
+    s = settings.status
+    for name in ("max_wait", "max_link_down"):
+        if getattr(s, name) < 0:
+            bad(f"status.{name}", "cannot be negative (0 = not checked)")
+    if bool(s.user) != (s.password_file is not None):
+        bad("status.user", "user and password_file go together (basic auth)")
+    if (s.cert_file is None) != (s.key_file is None):
+        bad("status.cert_file", "cert_file and key_file go together (TLS)")
+    if not s.listen:
+        return []
+    try:
+        host, _ = listen_address(s.listen)
+    except ValueError as exc:
+        bad("status.listen", str(exc))
+        return []
+    credentials = s.token_file is not None or s.password_file is not None
+    tls = s.cert_file is not None and s.key_file is not None
+    problem = exposure_problem(host, credentials=credentials, tls=tls, insecure=s.insecure)
+    if problem is not None:
+        bad("status.listen", problem)
+    return []
 
 
 def _ae_problem(title: str) -> str | None:

@@ -21,6 +21,7 @@ __all__ = [
     "LoggingSettings",
     "Settings",
     "SpoolSettings",
+    "StatusSettings",
     "TlsFiles",
 ]
 
@@ -151,6 +152,38 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class StatusSettings:
+    """``[status]``: the status server of ``run`` and ``forward`` (docs/operations.md).
+
+    Off unless ``listen`` is set. Any address outside loopback needs credentials
+    (``token_file``, or ``user`` and ``password_file``) and TLS (``cert_file`` and
+    ``key_file``) or ``insecure = true``; otherwise the service refuses to start."""
+
+    listen: str = ""
+    """``HOST:PORT`` to serve ``/``, ``/metrics`` and ``/healthz`` on, e.g.
+    ``127.0.0.1:8104``; empty: no status server. ``--status-listen`` sets it."""
+    max_wait: float = field(default=3600.0, metadata=_SECONDS)
+    """``/healthz`` is unhealthy when an object has waited longer than this for a
+    destination; 0: not checked."""
+    max_link_down: float = field(default=0.0, metadata=_SECONDS)
+    """``/healthz`` (``run``) is unhealthy when the link has been down (no peer READY)
+    longer than this; 0: not checked (a scanner that connects only to send)."""
+    token_file: Path | None = None
+    """A file holding the bearer token every request must carry
+    (``Authorization: Bearer TOKEN``)."""
+    user: str = ""
+    """The basic-auth user name (with ``password_file``)."""
+    password_file: Path | None = None
+    """A file holding the basic-auth password of ``user``."""
+    cert_file: Path | None = None
+    """The server's TLS certificate chain (PEM); with ``key_file``: HTTPS."""
+    key_file: Path | None = None
+    """The private key of ``cert_file`` (PEM)."""
+    insecure: bool = False
+    """Allow plain HTTP on an address outside loopback (credentials still required)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The effective settings of one process, and where each value came from.
 
@@ -163,6 +196,7 @@ class Settings:
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     destinations: tuple[DestinationSettings, ...] = ()
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
     source: str = "defaults"
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -179,6 +213,7 @@ class Settings:
             "forward": _plain(self.forward),
             "destination": [_plain(d) for d in self.destinations],
             "logging": _plain(self.logging),
+            "status": _plain(self.status),
             "origin": {key: self.origin(key) for key in keys()},
         }
 
@@ -188,9 +223,9 @@ TABLES: dict[str, type] = {
     "spool": SpoolSettings,
     "forward": ForwardSettings,
     "logging": LoggingSettings,
+    "status": StatusSettings,
 }
-"""The single tables of the file, by name. A ``[status]`` table (the status server) is one
-more entry here and one field of :class:`Settings`."""
+"""The single tables of the file, by name."""
 
 ARRAYS: dict[str, type] = {"destination": DestinationSettings}
 """The arrays of tables (``[[destination]]``)."""

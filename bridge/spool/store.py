@@ -1435,3 +1435,60 @@ class Spool:
             "oldest_waiting_s": None if oldest is None else max(0.0, time.time() - oldest),
             "destinations": per_destination,
         }
+
+    def queue_report(self, now: float | None = None) -> dict[str, dict[str, float | int | None]]:
+        """Every registered destination's queue for the status server, cheaply: deliveries
+        ``ready``, ``in_flight`` and ``failed``, and ``oldest_waiting_s`` (seconds since
+        the oldest object still ready or in flight was spooled; None: none).
+
+        Each figure is a range of the claim index (destination, state): the delivered
+        history, however long, is never read."""
+        now = time.time() if now is None else now
+        db = self._db()
+        report: dict[str, dict[str, float | int | None]] = {}
+        for name in self.destinations():
+            row: dict[str, float | int | None] = {}
+            for state in (DeliveryState.READY, DeliveryState.IN_FLIGHT, DeliveryState.FAILED):
+                row[state.value] = db.execute(
+                    "SELECT COUNT(*) FROM deliveries WHERE destination = ? AND state = ?",
+                    (name, state.value),
+                ).fetchone()[0]
+            oldest = db.execute(
+                "SELECT MIN(o.received) FROM deliveries d JOIN objects o ON o.id = d.object_id "
+                "WHERE d.destination = ? AND d.state IN ('ready', 'in_flight')",
+                (name,),
+            ).fetchone()[0]
+            row["oldest_waiting_s"] = None if oldest is None else max(0.0, now - oldest)
+            report[name] = row
+        return report
+
+    def free_bytes(self) -> int:
+        """Bytes free for this process on the spool's disk."""
+        fs = os.statvfs(self.root)
+        return fs.f_bavail * fs.f_frsize
+
+    def writable(self) -> str | None:
+        """Why the spool cannot take an object now; None: it can (``/healthz``).
+
+        Checks what :meth:`put` needs: room above the reserve, a file created in
+        ``tmp/`` (its name starts with ``healthz``; removed at once), and the database's
+        write lock (taken and given back without a change)."""
+        try:
+            free = self.free_bytes()
+            if free < self.reserve_bytes:
+                return f"{free} bytes free, below the reserve of {self.reserve_bytes}"
+            probe = self.root / "tmp" / f"healthz.{os.getpid()}.{threading.get_ident()}"
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, b"healthz")
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            return _describe_os_error(exc)
+        try:
+            with self._transaction():
+                pass
+        except SpoolError as exc:
+            return str(exc)
+        return None

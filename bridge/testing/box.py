@@ -82,6 +82,7 @@ from bridge.box.protocol import (
     WordsOut,
     encode_frame,
     max_words_for,
+    position_add,
     position_delta,
 )
 from bridge.ports._buffers import WordQueue, empty_buffer
@@ -252,7 +253,7 @@ class BoxModel:
         self.stats["discarded_words"] += self._out.clear()
 
     def _out_limit(self) -> int:
-        return (self._out_recv + self.info.out_words - len(self._out)) & _MASK
+        return position_add(self._out_recv, self.info.out_words - len(self._out))
 
     # ------------------------------------------------------------------ host side
 
@@ -369,15 +370,15 @@ class BoxModel:
         count = len(words)
         if not self.active:  # no line is driven toward a side that is gone
             self.stats["discarded_words"] += count
-            self._out_recv = (self._out_recv + count) & _MASK
+            self._out_recv = position_add(self._out_recv, count)
             return
         take = min(count, self.info.out_words - len(self._out))
         self._out.put(WordBuffer(words[:take], parity[:take]))
-        self._out_recv = (self._out_recv + take) & _MASK
+        self._out_recv = position_add(self._out_recv, take)
         if take < count:
             self._report(ErrorCode.OVERFLOW, 0, self._out_recv, count - take)
             self.stats["overflow_words"] += count - take
-            self._out_recv = (self._out_recv + count - take) & _MASK
+            self._out_recv = position_add(self._out_recv, count - take)
 
     def poll(self, now: float) -> None:
         self._now = now
@@ -430,7 +431,7 @@ class BoxModel:
             return None
         part = self._in.take(n)
         message = WordsIn(self._in_sent, part.words, part.parity)
-        self._in_sent = (self._in_sent + n) & _MASK
+        self._in_sent = position_add(self._in_sent, n)
         return message
 
     # ------------------------------------------------------------------ line side
