@@ -24,7 +24,10 @@ destination, :class:`bridge.forward.runner.Forwarder`) from the same spool, so a
 that is down never slows the link.
 
 No patient data is logged above DEBUG: INFO lines name the message ID, the object count
-and sizes and times only; a repair's line names the SOP Instance UID and the repair.
+and sizes and times, and the SOP Instance UID of each object made (on its "converted"
+and "spooled" lines; the forwarder's "delivered to" line names it too, so that ``grep
+UID`` follows an image from the link to each destination); a repair's line names the
+SOP Instance UID and the repair.
 """
 
 from __future__ import annotations
@@ -146,9 +149,23 @@ class Bridge:
         self.stats.bytes_in += len(message.data)
         try:
             result = convert(message.data, source=source, options=self.options)
-            ids = [
-                self.spool.put(dataset_bytes(ds), object_info(ds, source)) for ds in result.datasets
-            ]
+            for ds in result.datasets:
+                log.info(
+                    "%s received (%d bytes), converted: %s SOP Instance UID %s",
+                    source,
+                    len(message.data),
+                    ds.get("Modality", "?"),
+                    ds.SOPInstanceUID,
+                )
+            ids = []
+            for ds in result.datasets:
+                ids.append(self.spool.put(dataset_bytes(ds), object_info(ds, source)))
+                log.info(
+                    "message %d: SOP Instance UID %s spooled (object %d)",
+                    number,
+                    ds.SOPInstanceUID,
+                    ids[-1],
+                )
         except ImageDataError as exc:
             self.stats.failed += 1
             hint = " (run --accept-repairs stores it repaired)" if exc.repairs else ""

@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -357,6 +358,24 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+class LoggedProcess(subprocess.Popen[str]):
+    """A text-mode child whose stderr goes to a temporary file instead of a pipe (a pipe
+    holds 64 KiB: a service that logs more would block while the test is busy elsewhere);
+    :meth:`communicate` returns the file's text as stderr, as with a pipe."""
+
+    def __init__(self, argv: Sequence[str], **options: Any) -> None:
+        # closed by whoever ends the process (bridge_service), after communicate()
+        self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        super().__init__(argv, stderr=self.log, text=True, **options)
+
+    def communicate(
+        self, input: str | None = None, timeout: float | None = None
+    ) -> tuple[Any, str]:
+        out, _ = super().communicate(input, timeout)
+        self.log.seek(0)
+        return out, self.log.read()
+
+
 @contextlib.contextmanager
 def bridge_service(
     port: int, *args: str, preexec_fn: Callable[[], None] | None = None
@@ -365,14 +384,14 @@ def bridge_service(
 
     Yields once the link port listens (fails with the service's stderr if it exits
     first); the test stops it (SIGTERM, then ``communicate``) and reads its output. A
-    service still running when the block ends is killed.
+    service still running when the block ends is killed. Its stderr goes to a file
+    (:class:`LoggedProcess`), so that a service logging more than a pipe holds never
+    blocks on a line while the test waits for it.
     """
-    service = subprocess.Popen(
+    service = LoggedProcess(
         [sys.executable, "-m", "bridge.cli", "run", "--port", f"tcp-listen://{LOOPBACK}:{port}"]
         + list(args),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=preexec_fn,
     )
@@ -389,6 +408,7 @@ def bridge_service(
         if service.poll() is None:
             service.kill()
             service.communicate()
+        service.log.close()
 
 
 @contextlib.contextmanager

@@ -151,7 +151,8 @@ def test_a_thread_crash_in_text_mode_is_an_error_record(tmp_path: Path) -> None:
     crash = [n for n, line in enumerate(lines) if "worker bug" in line]
     assert crash, err
     first = lines[crash[0]]
-    assert first.startswith("ERROR bridge") and "forward-PACS@" in first, err
+    # the record's line: its timestamp, then its level and logger
+    assert first.split(" ", 1)[1].startswith("ERROR bridge") and "forward-PACS@" in first, err
 
 
 def test_an_uncaught_error_in_the_main_thread_is_one_json_record(tmp_path: Path) -> None:

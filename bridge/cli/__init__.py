@@ -9,7 +9,8 @@ install logging handlers. Exit status: 0 success, 1 some input failed, 2 usage e
 * :mod:`bridge.cli.profile`: ``profile show``, ``check``, ``diagrams``;
 * :mod:`bridge.cli.link`: ``run``, ``emulate``;
 * :mod:`bridge.cli.health`: ``status`` (a running service's ``/healthz``);
-* :mod:`bridge.cli.common`: the helpers they share (settings, destinations, signals).
+* :mod:`bridge.cli.common`: the helpers they share (settings, destinations, signals);
+* :mod:`bridge.cli.logs`: where the log lines go and how they look.
 
 Each command's parser names its handler (``set_defaults(handler=...)``), called with the
 parsed arguments and the command's settings; a parser that sets ``reads_settings`` reads
@@ -20,18 +21,15 @@ settings file never stops ``convert``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, cast
 
 from bridge import __version__
-from bridge.cli import common, config, convert, forward, health, link, profile
+from bridge.cli import common, config, convert, forward, health, link, logs, profile
 from bridge.errors import BridgeError, ConfigError, PortURLError
 from bridge.settings import LoggingSettings
 
@@ -69,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="log lines on stderr as text or as one JSON object each "
         "(default: [logging] format of the config, else text)",
     )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="write the log lines to FILE (appended to) instead of stderr; SIGHUP reopens "
+        "it, for logrotate (default: [logging] file of the config)",
+    )
     sub = cast(  # each command's parser is a _Parser, built by the modules as any parser
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
@@ -86,31 +91,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    logs.reset()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help is 0, a usage error 2
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
         settings = common.load_settings(args, file=getattr(args, "reads_settings", False))
+        _setup_logging(args, settings.logging)  # a log file that cannot be opened: exit 2
     except ConfigError as exc:
         _config_error(exc)
         return 2
-    _setup_logging(args, settings.logging)
     try:
         with _crashes_logged():
             status: int = args.handler(args, settings)
         return status
     except PortURLError as exc:  # a usage error, named by its URL: no "configuration:"
-        print(f"acrnema-bridge: {exc}", file=sys.stderr)
+        logs.say(f"acrnema-bridge: {exc}", level=logging.ERROR)
         return 2
     except ConfigError as exc:
         _config_error(exc)
         return 2
     except BridgeError as exc:
-        print(f"acrnema-bridge: {exc}", file=sys.stderr)
+        logs.say(f"acrnema-bridge: {exc}", level=logging.ERROR)
         return 1
     except KeyboardInterrupt:
-        print("acrnema-bridge: interrupted", file=sys.stderr)
+        logs.say("acrnema-bridge: interrupted", level=logging.ERROR)
         return 130
     except Exception:  # a bug: one ERROR record of the log (JSON in JSON mode), exit 1
         log.critical("internal error, please report it", exc_info=True)
@@ -121,29 +127,27 @@ def _config_error(exc: ConfigError) -> None:
     """One line for one problem; a headline and one line each for several."""
     problems = getattr(exc, "problems", None) or [str(exc)]
     if len(problems) == 1:
-        print(f"acrnema-bridge: configuration: {problems[0]}", file=sys.stderr)
+        logs.say(f"acrnema-bridge: configuration: {problems[0]}", level=logging.ERROR)
         return
-    print(f"acrnema-bridge: configuration: {len(problems)} problems:", file=sys.stderr)
+    logs.say(f"acrnema-bridge: configuration: {len(problems)} problems:", level=logging.ERROR)
     for problem in problems:
-        print(f"  {problem}", file=sys.stderr)
+        logs.say(f"  {problem}", level=logging.ERROR)
 
 
 def _setup_logging(args: argparse.Namespace, settings: LoggingSettings) -> None:
-    """Handlers on stderr: the level and format of ``[logging]``, ``-v`` lowering the level."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter()
-        if settings.format == "json"
-        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
+    """The handler of ``[logging]`` (:mod:`bridge.cli.logs`): its level, ``-v`` lowering
+    it, its format, and its file if one is set (else stderr, or the journal's lines)."""
     if settings.level == "auto":  # a service says more: run sets auto_level INFO
         base_level = getattr(args, "auto_level", logging.WARNING)
     else:
         base_level = logging.getLevelNamesMapping()[settings.level.upper()]
-    logging.basicConfig(level=base_level - 10 * min(args.verbose, 2), handlers=[handler])
-    if args.verbose < 2 and settings.level != "debug":
-        # pydicom logs every ACR-NEMA value form it meets; the converter reports them itself.
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
+    verbose = 2 if settings.level == "debug" else min(args.verbose, 2)
+    logs.setup(
+        level=base_level - 10 * min(args.verbose, 2),
+        format=settings.format,
+        verbose=verbose,
+        file=settings.file,
+    )
 
 
 @contextmanager
@@ -171,19 +175,3 @@ def _crashes_logged() -> Iterator[None]:
         yield
     finally:
         threading.excepthook = previous
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC, ISO 8601), level, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)

@@ -12,7 +12,6 @@ import argparse
 import logging
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -145,6 +144,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "log_format": ("logging.format", "--log-format"),
     "accept_repairs": ("link.accept_repairs", "--accept-repairs"),
     "status_listen": ("status.listen", "--status-listen"),
+    "log_file": ("logging.file", "--log-file"),
 }
 """Attribute of the parsed arguments -> (settings key, flag): the flag layer of the settings."""
 
@@ -329,19 +329,25 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM, for a clean stop.
 
-    SIGHUP (a closed terminal, or a supervisor asking to reopen logs) never stops the
-    service: logs go to stderr, which the supervisor owns, so there is nothing to reopen;
-    it is logged and ignored."""
+    SIGHUP (a closed terminal, or logrotate asking to reopen logs) never stops the
+    service: it reopens the log file (``--log-file``, for logrotate); when logs go to
+    stderr, which the supervisor owns, there is nothing to reopen: it is logged and
+    ignored."""
+    from bridge.cli.logs import reopen_log_file, say
+
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.getsignal(sig) for sig in signals}
 
     def handler(signum: int, frame: object) -> None:
-        print(f"\nacrnema-bridge: {signal.Signals(signum).name}: stopping", file=sys.stderr)
+        say(f"acrnema-bridge: {signal.Signals(signum).name}: stopping", blank=True)
         stop.set()
 
     def hangup(signum: int, frame: object) -> None:
-        logging.getLogger("bridge").warning("SIGHUP ignored: logs go to stderr, nothing to reopen")
+        if reopen_log_file() is None:
+            logging.getLogger("bridge").warning(
+                "SIGHUP ignored: logs go to stderr, nothing to reopen"
+            )
 
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:

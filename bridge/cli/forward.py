@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -321,6 +322,7 @@ def _forward(
     progress: bool,
     status: bool = False,
 ) -> int:
+    from bridge.cli.logs import say
     from bridge.forward.runner import Forwarder
 
     destinations = build_destinations(settings)
@@ -344,17 +346,16 @@ def _forward(
     remaining = {n: spool.counts(n) for n in names}
     for name in names:
         c = remaining[name]
-        print(
+        say(
             f"{name}: delivered {summary.delivered.get(name, 0)} now; "
             f"waiting {c['ready'] + c['in_flight']}, "
-            f"quarantined {c['failed']}, done {c['done']}",
-            file=sys.stderr,
+            f"quarantined {c['failed']}, done {c['done']}"
         )
     for name, error in summary.errors.items():
-        print(f"{name}: not served: {error}", file=sys.stderr)
+        say(f"{name}: not served: {error}", level=logging.ERROR)
     if until_empty:
         for name, why in summary.held.items():
-            print(f"{name}: held, its objects wait: {why}", file=sys.stderr)
+            say(f"{name}: held, its objects wait: {why}", level=logging.WARNING)
     if summary.errors or (until_empty and summary.held):
         return 1
     left = any(c["ready"] or c["in_flight"] or c["failed"] for c in remaining.values())

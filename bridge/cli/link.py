@@ -62,7 +62,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             "systemd (Type=notify, $NOTIFY_SOCKET) it reports READY=1 once the port is open "
             "and the spool recovered, STATUS= lines, STOPPING=1, and pings the watchdog "
             "($WATCHDOG_USEC) only while its workers are healthy (docs/operations.md). Logs go to "
-            "stderr; no patient data is logged above DEBUG (-vv). Port URLs: loop://NAME, "
+            "stderr, or to --log-file (SIGHUP reopens it); each image's INFO lines name its SOP "
+            "Instance UID, from the link to each destination; no patient data is logged above "
+            "DEBUG (-vv). Port URLs: loop://NAME, "
             "tcp://HOST:PORT, tcp-listen://HOST:PORT, serial://DEVICE, rs485://DEVICE, "
             "ftdi://DEVICE (FTDI UART), spy+URL (docs/ports.md); the interface box: "
             "box+serial:///dev/ttyACM0 (or box+rs485://, box+ftdi://, box+tcp://), configured "
@@ -147,6 +149,7 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
+    from bridge.cli.logs import say
     from bridge.ports.registry import check_url
     from bridge.sdnotify import Notifier, Watchdog
     from bridge.service import Bridge
@@ -208,7 +211,7 @@ def _run(settings: Settings, profile: Profile) -> int:
         )
         return probe, None if metrics is None else metrics.registry
 
-    log.warning("serving the link on %s; spool %s", url, spool.root)
+    log.info("serving the link on %s; spool %s", url, spool.root)
     notifier = Notifier.from_environment()  # systemd's Type=notify; nothing without it
     stale = notifier.watchdog or 60.0
     serving = (
@@ -227,13 +230,12 @@ def _run(settings: Settings, profile: Profile) -> int:
         spool.close()
         notifier.close()
     s = bridge.stats
-    print(
+    say(
         f"run: {s.images} images stored ({s.objects} objects), {s.failed} refused, "
-        f"{bridge.responder.stats.lost} lost in transit; spool {spool_path}",
-        file=sys.stderr,
+        f"{bridge.responder.stats.lost} lost in transit; spool {spool_path}"
     )
     if bridge.failure is not None:
-        print(f"acrnema-bridge: run stopped: {bridge.failure}", file=sys.stderr)
+        say(f"acrnema-bridge: run stopped: {bridge.failure}", level=logging.ERROR)
         return 1
     return 0
 

@@ -34,6 +34,15 @@ registered in the spool that no worker of this forwarder serves
 (:func:`warn_unserved`): its objects wait for it and keep their files until a
 forwarder serves it or ``spool drop-destination`` removes it.
 
+**Logs while a destination fails.** One line per destination per interval, never one
+per object per retry (a PACS down for a weekend with thousands of objects waiting must
+not fill a disk): the first failed try is one WARNING (the reason, the objects waiting,
+the next attempt); while tries keep failing, one WARNING every :data:`REPORT_EVERY_S`
+seconds says the same with the time since the first failure and the tries failed since
+the last line; the first delivery afterwards is one WARNING ("delivering again"). Each
+object's retry is at DEBUG; a quarantine is one WARNING for its object; a delivery is
+one INFO line naming the object's SOP Instance UID and the destination.
+
 **No worker dies or hangs silently.** Any exception in a worker's loop (a spool error
 such as "database is locked" or a full disk, a bug) is logged at ERROR with the
 destination, the worker waits (capped exponential backoff, :meth:`RetryPolicy.delay`)
@@ -84,6 +93,8 @@ STOP_GRACE_S = 2.0
 """Seconds a stopping worker may finish the exchange in hand before its connection is
 shut down; :meth:`Forwarder.run` waits as long again for the workers to end."""
 _POLL_S = 0.1  # how often run() looks at its stop event, deadline and workers
+REPORT_EVERY_S = 60.0
+"""Seconds between two summary lines of a destination whose deliveries keep failing."""
 HOUSEKEEPING_S = 3600.0
 """Seconds between two runs of :meth:`Spool.housekeeping` while forwarding (it also runs
 once at the start): files and history of delivered objects past retention go."""
@@ -178,6 +189,7 @@ class Forwarder:
         sender_factory: Callable[[Destination], Sender] = Sender,
         on_result: Callable[[str, Job, Result], None] | None = None,
         on_fatal: Callable[[str, BaseException], None] | None = None,
+        report_every: float = REPORT_EVERY_S,
     ) -> None:
         self.spool = spool
         self.destinations = list(destinations)
@@ -198,6 +210,9 @@ class Forwarder:
         self._halt = threading.Event()
         self._senders: dict[str, Sender] = {}
         self._unlinker: _Unlinker | None = None
+        self.report_every = report_every
+        """Seconds between two summary lines of a destination whose deliveries fail."""
+        self._outages: dict[str, _Outage] = {}  # each entry touched by its own worker only
         self._holds: dict[str, _Held] = {}  # each entry touched by its own worker only
 
     def run(
@@ -438,6 +453,7 @@ class Forwarder:
             return True
         results = self._deliver(destination, sender, jobs, owed)
         self._record(name, owed)
+        self._report(name, [result for _, result in results])
         if self.on_result is not None:
             for job, result in results:
                 try:
@@ -560,7 +576,7 @@ class Forwarder:
                     )
                     owed.append(_Record("retry", (job,), reason, now + delay, result.lost))
                     reported.append((job, result))
-                    log.info(
+                    log.debug(
                         "%s: %s retry in %.1f s%s: %s",
                         name,
                         job.info.sop_instance_uid,
@@ -590,6 +606,13 @@ class Forwarder:
                     unlinker.put(freed)
                 if record.kind == "done":
                     self._count(self.summary.delivered, name, len(record.jobs))
+                    for job in record.jobs:
+                        log.info(
+                            "SOP Instance UID %s delivered to %s (object %d)",
+                            job.info.sop_instance_uid,
+                            name,
+                            job.object_id,
+                        )
             elif record.kind == "retry":
                 [job] = record.jobs
                 self.spool.retry(job, record.reason or "", record.next_attempt, lost=record.lost)
@@ -599,6 +622,74 @@ class Forwarder:
                 self.spool.fail(job, record.reason or "")
                 self._count(self.summary.quarantined, name)
             owed.pop(0)
+
+    def _report(self, name: str, results: list[Result]) -> None:
+        """The outage lines of ``name`` (module docstring): one WARNING when its
+        deliveries start failing, then one per :attr:`report_every` while they go on,
+        one when it delivers again; nothing per object. A held destination's tries have
+        lines of their own (:meth:`_update_hold`)."""
+        if self._halt.is_set():  # a stop says nothing about the destination
+            return
+        failed = [r for r in results if r.outcome is Outcome.RETRY and not r.hold]
+        outage = self._outages.get(name)
+        now = time.monotonic()
+        if not failed:
+            if outage is not None and any(r.outcome is Outcome.DONE for r in results):
+                del self._outages[name]
+                log.warning(
+                    "%s: delivering again, after %s of failures (%d tries failed)",
+                    name,
+                    _duration(time.time() - outage.since),
+                    outage.tries,
+                )
+            return
+        reason = failed[-1].reason
+        if outage is None:
+            self._outages[name] = _Outage(time.time(), now + self.report_every)
+            self._log_waiting(name, "deliveries failing", reason)
+            return
+        outage.tries += 1
+        outage.unreported += 1
+        if now >= outage.next_line:
+            outage.next_line = now + self.report_every
+            tries, outage.unreported = outage.unreported, 0
+            what = (
+                f"still failing, for {_duration(time.time() - outage.since)} "
+                f"({tries} tries failed since the last line)"
+            )
+            self._log_waiting(name, what, reason)
+
+    def _log_waiting(self, name: str, what: str, reason: str) -> None:
+        counts = self.spool.counts(name)
+        due = self.spool.next_due(name)
+        when = "none due" if due is None else f"in {max(0.0, due - time.time()):.1f} s"
+        log.warning(
+            "%s: %s: %s; %d objects waiting, next attempt %s",
+            name,
+            what,
+            reason,
+            counts["ready"] + counts["in_flight"],
+            when,
+        )
+
+
+@dataclass
+class _Outage:
+    """A destination whose deliveries fail: since when (wall clock), the next summary
+    line (monotonic), tries failed in all and since the last line."""
+
+    since: float
+    next_line: float
+    tries: int = 1
+    unreported: int = 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class _Unlinker:

@@ -1005,8 +1005,9 @@ class Sender:
             if stopped and "forwarding stopped" not in reason:
                 reason = f"{self.destination.name}: forwarding stopped ({reason})"
             hold = lost.permanent and not stopped
-            # a permanent failure is the forward loop's to report (once, at ERROR)
-            LOGGER.log(logging.INFO if hold else logging.WARNING, "%s", reason)
+            # the forward loop reports it: a held destination once at ERROR, any other
+            # failure once per interval
+            LOGGER.debug("%s", reason)
             self._drop(release=False, hard=lost.hard or stopped)
             in_flight = lost.in_flight and not stopped
             for index, result in enumerate(results):

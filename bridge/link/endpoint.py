@@ -7,7 +7,10 @@ through :meth:`Endpoint.poll`: send what is due, wait for words until the next d
 
 Losing the link, either way, ends in the same place: a fresh stack, an
 :class:`~bridge.acrnema.session.Aborted` event for a connection that was open, and a
-:class:`~bridge.acrnema.stack.LinkDown` event with the reason.
+:class:`~bridge.acrnema.stack.LinkDown` event with the reason. It is logged at INFO
+when no connection was open or being made and no message was arriving (a scanner that
+released its connection, then dropped READY or closed the line, has ended its session
+normally), at WARNING otherwise.
 
 * the peer dropped READY or the connection went (the port raises
   :class:`bridge.ports.base.LinkLost`): reset, and wait for the peer to be READY again;
@@ -33,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from bridge.acrnema.session import SessionState
 from bridge.acrnema.stack import Aborted, LinkDown, LinkStack, StackEvent
 from bridge.ports import base
 from bridge.profile import REFERENCE, Profile
@@ -125,7 +129,10 @@ class Endpoint:
         return events
 
     def _lost(self, reason: str) -> list[StackEvent]:
-        log.warning("link down: %s", reason)
+        # between sessions a scanner going away is its normal end; during one it is not
+        idle = self.stack.session.state in (SessionState.IDLE, SessionState.QUIET)
+        level = logging.INFO if idle and not self.stack.receiving else logging.WARNING
+        log.log(level, "link down: %s", reason)
         events: list[StackEvent] = list(self.stack.session.link_lost(self.clock(), reason))
         self._reset_stack()
         self._set_up(False)

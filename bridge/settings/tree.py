@@ -141,11 +141,14 @@ class DestinationSettings:
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    """``[logging]``: the log lines on stderr (``-v`` lowers the level further)."""
+    """``[logging]``: the log lines, on stderr or in a file (``-v`` lowers the level further)."""
 
     level: str = field(default="auto", metadata={"choices": LOG_LEVELS})
     """``auto``: INFO for ``run`` (a service says more), WARNING for the other commands."""
     format: str = field(default="text", metadata={"choices": LOG_FORMATS})
+    file: Path | None = None
+    """Write the log lines to this file (appended to) instead of stderr; SIGHUP reopens
+    it, for logrotate; ``--log-file`` wins. None: stderr (the journal under systemd)."""
 
 
 @dataclass(frozen=True)
