@@ -182,53 +182,56 @@ def _run(settings: Settings, profile: Profile) -> int:
 
         log.warning("no destination: images are spooled, not forwarded (give --dest)")
         warn_unserved(spool, [])  # with destinations, the forwarder warns as it starts
-    port = _open(url, profile=profile if settings.link.profile is not None else None)
-    metrics = None
-    if settings.status.listen:  # counted only for a status server
-        from bridge.status.metrics import LinkMetrics, new_registry
+    # the signal handlers go in before the port opens: a SIGTERM once the port listens
+    # (a supervisor, a test) is a clean stop, never the default kill
+    with stop_on_signals() as stop:
+        port = _open(url, profile=profile if settings.link.profile is not None else None)
+        metrics = None
+        if settings.status.listen:  # counted only for a status server
+            from bridge.status.metrics import LinkMetrics, new_registry
 
-        metrics = LinkMetrics(new_registry())
-    bridge = Bridge(
-        port,
-        spool,
-        destinations,
-        profile=profile,
-        ae_title=settings.link.ae_title,
-        policy=policy,
-        accept_repairs=settings.link.accept_repairs,
-        accepted_peers=settings.link.accepted_peers,
-        metrics=metrics,
-    )
-
-    def status_parts() -> StatusParts:
-        from bridge.status.probe import Probe
-
-        probe = Probe(
+            metrics = LinkMetrics(new_registry())
+        bridge = Bridge(
+            port,
             spool,
-            forwarder=bridge.forwarder if destinations else None,
-            endpoint=bridge.endpoint,
-            link_serving=bridge.serving.is_set,
+            destinations,
+            profile=profile,
+            ae_title=settings.link.ae_title,
+            policy=policy,
+            accept_repairs=settings.link.accept_repairs,
+            accepted_peers=settings.link.accepted_peers,
+            metrics=metrics,
         )
-        return probe, None if metrics is None else metrics.registry
 
-    log.info("serving the link on %s; spool %s", url, spool.root)
-    notifier = Notifier.from_environment()  # systemd's Type=notify; nothing without it
-    stale = notifier.watchdog or 60.0
-    serving = (
-        f"serving the link on {url}; spool {spool.root}; "
-        f"forwarding to {len(destinations)} destination(s)"
-    )
-    try:
-        with status_served(settings, status_parts), stop_on_signals() as stop:
-            watchdog = Watchdog(notifier, stop, lambda: bridge.problem(stale_after=stale))
-            try:
-                bridge.run(stop, ready=lambda: watchdog.ready(serving))
-            finally:
-                watchdog.close()
-    finally:
-        port.close()
-        spool.close()
-        notifier.close()
+        def status_parts() -> StatusParts:
+            from bridge.status.probe import Probe
+
+            probe = Probe(
+                spool,
+                forwarder=bridge.forwarder if destinations else None,
+                endpoint=bridge.endpoint,
+                link_serving=bridge.serving.is_set,
+            )
+            return probe, None if metrics is None else metrics.registry
+
+        log.info("serving the link on %s; spool %s", url, spool.root)
+        notifier = Notifier.from_environment()  # systemd's Type=notify; nothing without it
+        stale = notifier.watchdog or 60.0
+        serving = (
+            f"serving the link on {url}; spool {spool.root}; "
+            f"forwarding to {len(destinations)} destination(s)"
+        )
+        try:
+            with status_served(settings, status_parts):
+                watchdog = Watchdog(notifier, stop, lambda: bridge.problem(stale_after=stale))
+                try:
+                    bridge.run(stop, ready=lambda: watchdog.ready(serving))
+                finally:
+                    watchdog.close()
+        finally:
+            port.close()
+            spool.close()
+            notifier.close()
     s = bridge.stats
     say(
         f"run: {s.images} images stored ({s.objects} objects), {s.failed} refused, "
