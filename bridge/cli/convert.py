@@ -41,6 +41,7 @@ from bridge.dicom.core import (
     PatientIdPolicy,
 )
 from bridge.errors import BridgeError, ConfigError
+from bridge.previews import Failure, write_previews
 from bridge.settings import Settings
 
 __all__ = ["add_commands", "add_demo"]
@@ -81,6 +82,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     conv.add_argument(
         "--report", type=Path, metavar="FILE", help="write a JSON report, one object per input"
+    )
+    conv.add_argument(
+        "--previews",
+        action="store_true",
+        help="write OUT/index.html: patients, studies and series with a thumbnail each, "
+        "counts, and the inputs that failed (docs/archival.md, 'Previews')",
     )
     conv.add_argument(
         "--byte-order",
@@ -348,6 +355,8 @@ def _finish(
                 print(f"not in DICOMDIR: {reason}", file=sys.stderr)
             if not args.quiet:
                 print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
+    if args.previews:
+        status = _write_previews(args, entries) or status
     if not args.quiet:
         outputs = sum(len(e.outputs) for e in entries if e.status is ConvertStatus.CONVERTED)
         c = counts
@@ -359,6 +368,28 @@ def _finish(
             file=sys.stderr,
         )
     return status
+
+
+def _write_previews(args: argparse.Namespace, entries: list[ReportEntry]) -> int:
+    """Write OUT/index.html (:mod:`bridge.previews`); 1 if it could not be written."""
+    failures = [
+        Failure(e.source, e.status.value, e.error or "")
+        for e in entries
+        if e.status in (ConvertStatus.FAILED, ConvertStatus.PENDING)
+    ]
+    try:
+        index, drawn, problems = write_previews(args.out, failures)
+    except OSError as exc:
+        print(
+            f"acrnema-bridge convert: {_not_written(exc, 'previews', args.out / 'index.html')}",
+            file=sys.stderr,
+        )
+        return 1
+    for problem in problems:
+        print(f"preview: {problem}", file=sys.stderr)
+    if not args.quiet:
+        print(f"previews: {index} ({drawn} series)", file=sys.stderr)
+    return 0
 
 
 def _not_written(exc: OSError, what: str, path: Path) -> str:

@@ -37,21 +37,25 @@ __all__ = ["RenderError", "render", "thumbnail_png"]
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
 
 
-def thumbnail_png(ds: Dataset, max_size: int = 128) -> bytes:
-    """The PNG bytes of a picture of ``ds`` at most ``max_size`` pixels on its longer side."""
+def thumbnail_png(ds: Dataset, max_size: int = 128, *, source: str | None = None) -> bytes:
+    """The PNG bytes of a picture of ``ds`` at most ``max_size`` pixels on its longer side.
+
+    ``source`` names the object in a :class:`RenderError` (default: its SOP Instance UID).
+    """
     if max_size < 1:
         raise ValueError(f"max_size must be at least 1, not {max_size}")
-    image = render(ds)
+    image = render(ds, source=source)
     image.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
-def render(ds: Dataset) -> Image.Image:
+def render(ds: Dataset, *, source: str | None = None) -> Image.Image:
     """A picture of ``ds`` (mode ``L`` for grey, ``RGB`` for colour) at its own size."""
+    where = source or f"instance {ds.get('SOPInstanceUID', '(no SOP Instance UID)')}"
     if "PixelData" not in ds:
-        raise RenderError("the object has no Pixel Data (7FE0,0010)")
+        raise RenderError("the object has no Pixel Data (7FE0,0010)", source=where)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     try:
         pixels = _frame(ds)
@@ -61,11 +65,13 @@ def render(ds: Dataset) -> Image.Image:
             return Image.fromarray(_to_8bit(apply_color_lut(pixels, ds)), mode="RGB")
         if pixels.ndim == 3 and pixels.shape[-1] == 3:
             return Image.fromarray(_to_8bit(pixels, int(ds.get("BitsStored", 8))), mode="RGB")
-    except RenderError:
-        raise
+    except RenderError as exc:
+        raise RenderError(exc.reason, source=where) from exc
     except Exception as exc:  # pydicom and numpy raise many kinds; the caller needs one
-        raise RenderError(f"the pixels cannot be drawn: {type(exc).__name__}: {exc}") from exc
-    raise RenderError(f"Photometric Interpretation {photometric or '(none)'} is not drawn")
+        reason = f"the pixels cannot be drawn: {type(exc).__name__}: {exc}"
+        raise RenderError(reason, source=where) from exc
+    reason = f"Photometric Interpretation {photometric or '(none)'} is not drawn"
+    raise RenderError(reason, source=where)
 
 
 def _frame(ds: Dataset) -> np.ndarray[Any, Any]:
