@@ -32,6 +32,7 @@ from bridge.batch import (
     run_batch,
     write_dicomdir,
 )
+from bridge.cluster import check_cluster_url
 from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,
@@ -76,6 +77,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=os.cpu_count() or 1,
         metavar="N",
         help="parallel worker processes (default: number of cores, %(default)s here)",
+    )
+    conv.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="convert on the Dask cluster whose scheduler is at URL (tcp://HOST:PORT) instead "
+        "of --jobs local processes; inputs and OUT must be on a file system every worker sees "
+        "under the same paths (docs/archival.md, 'A batch on a cluster')",
     )
     conv.add_argument(
         "--dicomdir", action="store_true", help="write OUT/DICOMDIR indexing the output"
@@ -249,6 +257,11 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         problem = f"{small[0]} must be at least 1"
     elif missing:
         problem = f"no such file or folder: {', '.join(missing)}"
+    elif args.cluster is not None:
+        try:
+            check_cluster_url(args.cluster)
+        except ConfigError as exc:
+            problem = str(exc)
     if not problem:
         try:
             prepare_folder(args.out)
@@ -273,15 +286,20 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     with _stop_on_signals() as stop:
         inputs = list(iter_inputs(args.paths, exclude=args.out))
-        entries = run_batch(
-            inputs,
-            args.out,
-            options=options,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-            progress=progress,
-            stop=stop,
-        )
+        try:
+            entries = run_batch(
+                inputs,
+                args.out,
+                options=options,
+                jobs=args.jobs,
+                overwrite=args.overwrite,
+                progress=progress,
+                stop=stop,
+                cluster=args.cluster,
+            )
+        except ConfigError as exc:  # the cluster cannot be reached or cannot write OUT
+            print(f"acrnema-bridge convert: error: {exc}", file=sys.stderr)
+            return 2
         progress.finish()
         status = _finish(args, entries, stop, time.monotonic() - started)
     return 128 + stop.signum if stop.signum is not None else status
