@@ -305,3 +305,21 @@ def test_an_unexpected_error_while_writing_names_the_input(
     assert entry.status is ConvertStatus.FAILED
     assert "internal error" not in str(entry.error)
     assert str(tmp_path / "ct.dcm") in str(entry.error) and "AttributeError" in str(entry.error)
+
+
+def test_one_bit_planes_each_start_on_their_own_byte(tmp_path: Path) -> None:
+    planes = (np.arange(2 * 3 * 5).reshape(2, 3, 5) % 4 == 1).astype(np.uint16)  # 15 bits each
+    elements = [
+        e
+        for e in header(modality="OT", rows=3, columns=5, geometry=False)
+        if e[0] not in (0x00280100, 0x00280101, 0x00280102)
+    ]
+    elements += [(0x00280100, "u", 1), (0x00280101, "u", 1), (0x00280102, "u", 0)]
+    elements += [(0x00280005, "u", 3), (0x00280012, "u", 2)]
+    elements += [(0x7FE00010, "b", pack_cells(planes.reshape(-1).tolist(), 1))]
+    datasets = convert(encode(elements), source="planes.acr").datasets
+    assert len(datasets) == 2
+    for index, ds in enumerate(datasets):
+        out = save(ds, tmp_path / f"p{index}.dcm")
+        assert out.BitsAllocated == 1 and len(out.PixelData) == 2
+        np.testing.assert_array_equal(out.pixel_array, planes[index])

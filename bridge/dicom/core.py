@@ -185,7 +185,7 @@ class ConvertOptions:
         becomes an output object of its own, so this also bounds the objects per input.
     ``max_pixel_bytes``
         the decoded pixel data of one input, all frames, after unpacking cells to 8 or
-        16 bits (a 1-bit input decodes to 16 times its size).
+        16 bits (a 1-bit input takes a byte a cell, 8 times its size).
     ``max_output_bytes``
         the DICOM objects made from one input, estimated before they are made (pixels,
         plus the source's header copied into every object); an input larger than this

@@ -368,10 +368,11 @@ def decode_native(
                     f"{bits_allocated}-bit cells; 1, 8, 12, 16 and 32 are known",
                 )
             )
-        cells = unpack_cells(data, bits_allocated, count)
-        if bits_allocated == 1:
-            cells = cells.astype(np.uint8)
+        if bits_allocated == 1:  # a byte a cell: 8 times the input, never 16 bits a cell
+            raw = np.frombuffer(data, dtype=np.uint8, count=needed)
+            cells = np.unpackbits(raw, bitorder="little", count=count)
         else:
+            cells = unpack_cells(data, bits_allocated, count)
             notes.append(f"unpacked {bits_allocated}-bit packed pixel cells to 16 bits")
             bits_allocated = 16
 
