@@ -312,7 +312,11 @@ def convert_file(
             entry.error = f"{source}: cannot write output: {root.strerror or root}"
         return entry
     except Exception as exc:  # a bug must cost one file, never the batch
-        entry.error = f"{source}: internal error, please report: {exc!r}"
+        # convert() names the element of any error of its own: this is the writing
+        entry.error = (
+            f"{source}: cannot write the converted objects: unexpected "
+            f"{type(exc).__name__}: {exc} (a bug: please report it)"
+        )
         return entry
     entry.status = ConvertStatus.CONVERTED
     return entry
