@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import struct
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,15 @@ import pytest
 
 from bridge.acrnema.commands import Command, Message, decode_message, encode_message
 from bridge.acrnema.datalink import LinkProtocolError
+from bridge.cli import main
 from bridge.link.endpoint import Endpoint
 from bridge.link.receiver import FolderWriter
 from bridge.link.requester import Scanner
 from bridge.link.responder import Answer, Responder
 from bridge.ports.loop import loop_pair
-from bridge.profile import REFERENCE, LinkStatus, Profile, profile_from_mapping
+from bridge.profile import REFERENCE, LinkStatus, Profile, load_profile, profile_from_mapping
+from bridge.service import Bridge
+from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
 
 ROOT = Path(__file__).parents[1]
@@ -322,3 +327,91 @@ def test_spi_commands_are_validated() -> None:
         app(cancel_answer="maybe")
     with pytest.raises(Exception, match=r"application\.length_to_end_written: expected true"):
         app(length_to_end_written="yes")
+
+
+# ---------------------------------------------------------------- the shipped profiles
+
+
+def test_the_shipped_reference_profile_is_the_built_in_one() -> None:
+    assert load_profile(PROFILES / "reference.toml") == REFERENCE
+
+
+def test_every_shipped_profile_passes_profile_check(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in PROFILES.glob("*.toml"))
+    assert len(files) >= 2
+    assert main(["profile", "check", *files]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}: ok" in out for name in files)
+
+
+def _differing_keys(path: Path) -> list[str]:
+    """The keys a profile file sets to something else than the reference (table entries
+    one by one)."""
+    data, profile = tomllib.loads(path.read_text()), load_profile(path)
+    keys = []
+    for section, table in data.items():
+        if section == "name":
+            continue
+        for key, value in table.items():
+            mine, ref = (
+                getattr(getattr(profile, section), key),
+                getattr(getattr(REFERENCE, section), key),
+            )
+            if isinstance(value, dict):
+                keys += [f"{section}.{key}.{k}" for k in value if mine[k] != ref.get(k)]
+            elif mine != ref:
+                keys.append(f"{section}.{key}")
+    return keys
+
+
+def test_every_key_of_the_philips_profile_that_differs_names_its_evidence() -> None:
+    path = PROFILES / "philips-spi-1993.toml"
+    text = path.read_text()
+    differing = _differing_keys(path)
+    assert len(differing) >= 12
+    for key in differing:
+        leaf = key.rsplit(".", 1)[-1]
+        [line] = [li for li in text.splitlines() if re.match(rf"{leaf}\s*=", li)]
+        assert re.search(r"#.*\bN\d+\b", line), f"{key}: no evidence id in {line!r}"
+
+
+def test_philips_spi_1993_emulator_round_trip(tmp_path: Path) -> None:
+    profile = load_profile(PROFILES / "philips-spi-1993.toml")
+    images = phantom_images(3, rows=64)
+    with link(profile, profile, tmp_path / "in", calling="CANPHIMR000000") as (
+        scanner,
+        responder,
+        seen,
+    ):
+        cancelled = scanner.cancel()
+        results = scanner.send(images)
+    assert cancelled == 0x0000
+    assert all(r.ok for r in results)
+    assert received(tmp_path / "in") == [image.data for image in images]
+    command = seen.messages[0].command
+    assert command.recognition_code == "ACR-NEMA 1.0" and command.length_to_end is not None
+    assert command.initiator == "CANPHIMR000000"
+    assert responder.stats.stored == 3
+
+
+def test_philips_spi_1993_to_the_bridge_service(tmp_path: Path) -> None:
+    profile = load_profile(PROFILES / "philips-spi-1993.toml")
+    scanner_port, bridge_port = loop_pair()
+    spool = Spool(tmp_path / "spool")
+    bridge = Bridge(bridge_port, spool, [], profile=profile)
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), name="spi-bridge")
+    thread.start()
+    try:
+        scanner = Scanner(Endpoint(scanner_port, profile), attempts=1, response_timeout=30.0)
+        results = scanner.send(phantom_images(2, rows=64))
+        scanner.close(timeout=2.0)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        scanner_port.close()
+        bridge_port.close()
+        spool.close()
+    assert not thread.is_alive()
+    assert all(r.ok for r in results), [r.errors for r in results]
+    assert len(list((tmp_path / "spool" / "objects").rglob("*.dcm"))) == 2
