@@ -235,9 +235,19 @@ class ApplicationSection:
     data_set_identifier: int = 0x0102  # (0000,0800): an identifier follows (find, get)
     data_set_present: int = 0x0000  # (0000,0800) we send when a data set follows
     recognition_code: str = "ACR-NEMA 2.0"  # (0000,0010) of messages we send
+    # Dialect knobs (link-profile.md, "Dialect knobs: messages"); the defaults are the
+    # reference's behaviour.
+    length_to_end_written: bool = False  # (0000,0001) Length to End in messages we send
+    length_to_end_required: bool = False  # a message without (0000,0001) is refused
+    cancel_answer: str = "cannot_understand"  # status name answering CANCEL, or "none"
+    accepted_recognition_codes: tuple[str, ...] = ()  # (0000,0010) taken; empty: any
+    station_id_length: int = 0  # (0000,0200)/(0000,0300) written padded to this; 0: as is
+    spi_commands: Mapping[str, Pair] = field(default_factory=dict)  # (0001,0018); empty: off
+    spi_recognition_code: str = "SPI Release 1 "  # (0001,0010) of SPI messages we send
+    data_set_after_reply: bool = False  # SPI: the data set follows the SEND reply
 
     def __post_init__(self) -> None:
-        _freeze(self, "commands", "statuses")
+        _freeze(self, "commands", "statuses", "spi_commands")
 
 
 @dataclass(frozen=True)
@@ -262,7 +272,7 @@ _SECTIONS: dict[str, type] = {
     "application": ApplicationSection,
 }
 # fields written in hexadecimal by to_toml (codes rather than quantities)
-_HEX = {"start_word", "crc_init", "commands", "statuses"} | {
+_HEX = {"start_word", "crc_init", "commands", "statuses", "spi_commands"} | {
     f.name for f in dataclasses.fields(ApplicationSection) if f.name.startswith("data_set_")
 }
 
@@ -274,6 +284,10 @@ class _Invalid(Exception):
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     """``value`` checked against (and converted to) the type ``hint``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(f"{where}: expected true or false, got {value!r}")
+        return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Invalid(f"{where}: expected an integer, got {value!r}")
@@ -489,6 +503,55 @@ def _validate_application(ap: ApplicationSection, problems: list[str]) -> None:
         problems.append("application.data_set_present: the data set types must differ")
     if not re.fullmatch(r"[ -~]{1,16}", ap.recognition_code):
         problems.append("application.recognition_code: 1 to 16 printable ASCII characters")
+    _validate_dialect(ap, problems)
+
+
+SPI_COMMANDS = ("gcbegin", "ready", "send", "gcend")  # the SPI group copy (evidence N3)
+
+
+def _validate_dialect(ap: ApplicationSection, problems: list[str]) -> None:
+    """The dialect knobs of ``[application]`` (link-profile.md, "Dialect knobs: messages")."""
+    if ap.cancel_answer != "none" and ap.cancel_answer not in ap.statuses:
+        problems.append(
+            f"application.cancel_answer: a status name of application.statuses or none, "
+            f"got {ap.cancel_answer!r}"
+        )
+    if ap.cancel_answer != "none" and "cancel" not in ap.commands:
+        problems.append("application.cancel_answer: application.commands has no cancel")
+    for text in ap.accepted_recognition_codes:
+        if not re.fullmatch(r"[ -~]{1,16}", text):
+            problems.append(
+                f"application.accepted_recognition_codes: {text!r} is not 1 to 16 printable "
+                "ASCII characters"
+            )
+    if ap.accepted_recognition_codes and ap.recognition_code not in (ap.accepted_recognition_codes):
+        problems.append(
+            "application.recognition_code: not among application.accepted_recognition_codes "
+            "(we would refuse our own messages)"
+        )
+    _within(problems, "application.station_id_length", ap.station_id_length, 0, 16)
+    if ap.spi_commands:
+        if set(ap.spi_commands) != set(SPI_COMMANDS):
+            problems.append(f"application.spi_commands: exactly {', '.join(SPI_COMMANDS)}")
+        seen: dict[int, str] = {}
+        for name, (request, response) in ap.spi_commands.items():
+            key = f"application.spi_commands.{name}"
+            if not 1 <= request <= 0x7FFF or response != request | 0x8000:
+                problems.append(
+                    f"{key}: request 0x0001 to 0x7FFF and response request | 0x8000, "
+                    f"got [{request:#06x}, {response:#06x}]"
+                )
+            for code in (request, response):
+                if code in seen:
+                    problems.append(f"{key}: code {code:#06x} is also {seen[code]}")
+                seen[code] = name
+        if not re.fullmatch(r"[ -~]{1,16}", ap.spi_recognition_code):
+            problems.append("application.spi_recognition_code: 1 to 16 printable ASCII characters")
+    if ap.data_set_after_reply and not ap.spi_commands:
+        problems.append(
+            "application.data_set_after_reply: needs application.spi_commands (the group end's "
+            "reply is the only answer after the data sets are stored)"
+        )
 
 
 def validate(profile: Profile) -> list[str]:

@@ -15,6 +15,16 @@ words for the wire come out of :meth:`LinkStack.transmit`, the user's calls
 (:meth:`handle_timer`, :meth:`next_deadline`). Every parameter comes from a
 :class:`~bridge.profile.Profile`: each layer takes its section of it as its parameters.
 
+The dialect knobs of ``[application]`` (docs/link-profile.md, "Dialect knobs: messages")
+act here for every user of the stack: (0000,0001) Length to End written and checked, an
+SPI group 0001 read as part of the command, and a message refused (reported as
+:class:`MessageUnreadable` with what was read, so that a request can be answered) when
+it lacks a required Length to End, carries a Recognition Code not accepted, or a station
+ID longer than ``station_id_length``. For the SPI flow where the data set follows the
+reply, :meth:`LinkStack.expect_data_object` says that the next message is a bare data
+set (reported as :class:`DataObjectArrived`), and :meth:`LinkStack.send_data_object`
+sends one.
+
 A data link failure (a frame unacknowledged ``retry_limit`` times) leaves the stack
 unusable: it reports :class:`LinkDown` and the owner of the port drops READY, waits
 ``session.abort_quiet_s``, and calls :meth:`reset` (:mod:`bridge.endpoint` does this).
@@ -61,6 +71,7 @@ __all__ = [
     "Aborted",
     "ConnectRequested",
     "Connected",
+    "DataObjectArrived",
     "LinkDown",
     "LinkStack",
     "MessageArrived",
@@ -163,7 +174,17 @@ class LinkDown:
     reason: str
 
 
-StackEvent = SessionEvent | MessageArrived | MessageUnreadable | MessageLost | LinkDown
+@dataclass(frozen=True)
+class DataObjectArrived:
+    """A data set sent after its request's reply arrived whole (after
+    :meth:`LinkStack.expect_data_object`): the bytes in the link's encoding."""
+
+    data: bytes
+
+
+StackEvent = (
+    SessionEvent | MessageArrived | MessageUnreadable | MessageLost | LinkDown | DataObjectArrived
+)
 
 
 def _swap_words(data: bytes) -> bytes:
@@ -202,6 +223,7 @@ class LinkStack:
         self.transport = Transport(self.profile.transport, physical.binary_byte_order)
         self.session = Session(self.profile.session)
         self._next_message_id = 1
+        self._objects_expected = 0  # bare data sets to come (the SPI data-after-reply flow)
 
     # ------------------------------------------------------------------ user calls
 
@@ -243,10 +265,22 @@ class LinkStack:
     def send(self, message: Message, now: float) -> None:
         """Send an application message on the open connection."""
         self._up()
-        data = encode_message(message, self._order)
+        written = self.profile.application.length_to_end_written
+        data = encode_message(message, self._order, length_to_end=written)
         if self._order == "little":
             data = _swap_words(data)
         self._put(self.session.send(data, now))
+
+    def send_data_object(self, data: bytes, now: float) -> None:
+        """Send a bare data set (link encoding) as its own message: the SPI flow in which
+        the data set follows the reply (``application.data_set_after_reply``)."""
+        self._up()
+        self._put(self.session.send(_swap_words(data) if self._order == "little" else data, now))
+
+    def expect_data_object(self) -> None:
+        """The next message to arrive is a bare data set (call it before the reply that
+        asks for it goes out); it is reported as :class:`DataObjectArrived`."""
+        self._objects_expected += 1
 
     # ------------------------------------------------------------------ the wire
 
@@ -297,10 +331,14 @@ class LinkStack:
         if isinstance(event, MessageRefused):
             head = event.first_segment
             message = None
-            if head[:2] == self._pdu_code("data"):
+            if self._objects_expected:
+                self._objects_expected -= 1
+            elif head[:2] == self._pdu_code("data"):
                 message = self._readable(head[2:])
             limit = self.profile.transport.max_message_bytes
             return [MessageUnreadable(f"message over {limit} bytes refused", message, True)]
+        if isinstance(event, (ReassemblyTimedOut, TransportError)) and self._objects_expected:
+            self._objects_expected -= 1  # that was the data set awaited
         if isinstance(event, ReassemblyTimedOut):
             return [MessageLost(f"message {event.message_id}: reassembly timed out")]
         if isinstance(event, TransportError):
@@ -313,7 +351,32 @@ class LinkStack:
     def _decode(self, data: bytes) -> Message:
         if self._order == "little":
             data = _swap_words(data)
-        return decode_message(data, self._order)
+        ap = self.profile.application
+        return decode_message(
+            data,
+            self._order,
+            spi=bool(ap.spi_commands),
+            length_to_end=ap.length_to_end_written or ap.length_to_end_required,
+        )
+
+    def _refusal(self, message: Message) -> str | None:
+        """Why the dialect knobs refuse ``message``; None: they take it."""
+        ap, command = self.profile.application, message.command
+        if ap.length_to_end_required and command.length_to_end is None:
+            return "no (0000,0001) Length to End (application.length_to_end_required)"
+        accepted = {code.strip() for code in ap.accepted_recognition_codes}
+        if accepted and command.recognition_code.strip() not in accepted:
+            return (
+                f"Recognition Code {command.recognition_code!r} is not accepted "
+                "(application.accepted_recognition_codes)"
+            )
+        for what, address in (("Initiator", command.initiator), ("Receiver", command.receiver)):
+            if ap.station_id_length and len(address) > ap.station_id_length:
+                return (
+                    f"{what} {address!r} is longer than {ap.station_id_length} characters "
+                    "(application.station_id_length)"
+                )
+        return None
 
     def _readable(self, data: bytes) -> Message | None:
         try:
@@ -322,10 +385,15 @@ class LinkStack:
             return None
 
     def _message(self, data: bytes) -> StackEvent:
+        if self._objects_expected:
+            self._objects_expected -= 1
+            return DataObjectArrived(_swap_words(data) if self._order == "little" else data)
         try:
-            return MessageArrived(self._decode(data))
+            message = self._decode(data)
         except LinkProtocolError as exc:
             return MessageUnreadable(exc.reason)
+        refusal = self._refusal(message)
+        return MessageArrived(message) if refusal is None else MessageUnreadable(refusal, message)
 
     # ------------------------------------------------------------------ time
 
