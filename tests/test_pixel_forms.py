@@ -296,7 +296,7 @@ def test_an_unexpected_error_while_writing_names_the_input(
     # A bug cannot be made on purpose from real data: the writer is made to fail instead.
     import bridge.batch
 
-    def broken(path: Path, ds: Dataset) -> None:
+    def broken(path: Path, ds: Dataset, run: str = "") -> None:
         raise AttributeError("a bug in the writer")
 
     monkeypatch.setattr(bridge.batch, "_write_atomic", broken)
