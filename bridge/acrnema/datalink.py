@@ -48,7 +48,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType, encode_frame
+from bridge.acrnema.framing import (
+    FIRST,
+    Check,
+    Frame,
+    FrameDamaged,
+    FrameDecoder,
+    FrameType,
+    encode_frame,
+)
 from bridge.acrnema.physical import ParityLine, WordBuffer, Words, parity_bits
 from bridge.acrnema.table import Rule, Table, state_diagram
 from bridge.errors import LinkProtocolError
@@ -58,6 +66,7 @@ __all__ = [
     "FRAME_TABLE",
     "LINK_TABLE",
     "DataLink",
+    "DataLost",
     "DataReceived",
     "Event",
     "FrameAction",
@@ -93,7 +102,18 @@ class LinkFailed:
     reason: str
 
 
-Event = DataReceived | LinkFailed
+@dataclass(frozen=True)
+class DataLost:
+    """With ``ack_mode = "none"``: frames were damaged or missing and are not resent.
+
+    What the sender sent since the last unit boundary is incomplete; the receiver drops
+    frames until the next one that begins a unit (:data:`~bridge.acrnema.framing.FIRST`).
+    """
+
+    reason: str
+
+
+Event = DataReceived | LinkFailed | DataLost
 
 
 @dataclass(frozen=True)
@@ -257,10 +277,21 @@ class DataLink:
         self.state = LinkState.OPEN
         self._modulo = modulo
         self._codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
+        self._check = Check(p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout)
+        self._unacked = p.ack_mode == "none"
         self._decoder = FrameDecoder(
-            p.max_payload_words, p.start_word, p.crc_init, self.parity, self._codes
+            p.max_payload_words,
+            p.start_word,
+            p.crc_init,
+            self.parity,
+            self._codes,
+            self._check,
+            p.delimiting,
+            FIRST if self._unacked else 0,
         )
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
+        self._flags: deque[int] = deque()  # ack_mode none: FIRST for each queued piece
+        self._lost = False  # ack_mode none: dropping frames until one begins a unit
         self._flight: dict[int, _Outstanding] = {}  # sequence -> frame in the window
         self._next_seq = 0
         self._expected = 0  # next sequence number the receiver delivers
@@ -311,11 +342,21 @@ class DataLink:
         size = self.params.max_payload_words * 2
         for start in range(0, len(payload), size):
             self._queue.append(payload[start : start + size])
+            if self._unacked:  # the receiver can start again at a unit's first frame
+                self._flags.append(FIRST if start == 0 else 0)
 
-    def _frame(self, kind: FrameType, sequence: int, payload: bytes = b"") -> Words:
+    def _frame(self, kind: FrameType, sequence: int, payload: bytes = b"", flags: int = 0) -> Words:
         p = self.params
         return encode_frame(
-            kind, sequence, payload, start_word=p.start_word, crc_init=p.crc_init, codes=self._codes
+            kind,
+            sequence,
+            payload,
+            start_word=p.start_word,
+            crc_init=p.crc_init,
+            codes=self._codes,
+            check=self._check,
+            delimiting=p.delimiting,
+            flags=flags,
         )
 
     def _reply(self, kind: FrameType, sequence: int) -> Words:
@@ -336,6 +377,8 @@ class DataLink:
             out.append(self._reply(kind, sequence))
             self.history.append(FrameRecord(now, "out", kind.name, sequence, len(out[-1])))
         self._control.clear()
+        if self._unacked:
+            out += self._send_unacked(now)
         while self._queue and self._span() < self.params.window:
             sequence = self._next_seq
             self._next_seq = (self._next_seq + 1) % self._modulo
@@ -352,6 +395,18 @@ class DataLink:
         self.frames_sent += len(out)
         words = np.concatenate(out) if out else np.zeros(0, dtype=np.uint16)
         return WordBuffer(words, parity_bits(words, self.parity))
+
+    def _send_unacked(self, now: float) -> list[Words]:
+        """ack_mode none: every queued piece framed and sent at once, never kept."""
+        out = []
+        while self._queue:
+            sequence = self._next_seq
+            self._next_seq = (self._next_seq + 1) % self._modulo
+            flags = self._flags.popleft()
+            out.append(self._frame(FrameType.DATA, sequence, self._queue.popleft(), flags))
+            note = "first" if flags else ""
+            self.history.append(FrameRecord(now, "out", "DATA", sequence, len(out[-1]), note))
+        return out
 
     def _span(self) -> int:
         """Frames from the oldest unacknowledged one to the next new one.
@@ -395,12 +450,18 @@ class DataLink:
                     FrameRecord(now, "in", "DAMAGED", item.sequence, 0, item.reason)
                 )
                 log.debug("damaged frame (sequence %s): %s", item.sequence, item.reason)
-                if item.sequence is not None and item.kind is FrameType.DATA:
+                if self._unacked:
+                    events += self._lose(f"damaged frame: {item.reason}")
+                elif item.sequence is not None and item.kind is FrameType.DATA:
                     self._control.append((FrameType.NAK, item.sequence))
                 continue
             self.frames_received += 1
             size = len(item.payload) // 2 + 4
             self.history.append(FrameRecord(now, "in", item.type.name, item.sequence, size))
+            if self._unacked:
+                if item.type is FrameType.DATA:
+                    events += self._on_unacked(item)
+                continue  # an ACK or NAK means nothing without acknowledgements
             if item.type is FrameType.DATA:
                 events += self._on_data(item)
             else:
@@ -426,6 +487,28 @@ class DataLink:
             delivered.append(DataReceived(self._ahead.pop(self._expected)))
             self._expected = (self._expected + 1) % self._modulo
         return delivered
+
+    def _lose(self, reason: str) -> list[Event]:
+        """ack_mode none: report a loss once, then drop frames up to a unit's first."""
+        if self._lost:
+            return []
+        self._lost = True
+        log.info("data link: %s; nothing is resent (ack_mode none)", reason)
+        return [DataLost(reason)]
+
+    def _on_unacked(self, frame: Frame) -> list[Event]:
+        """ack_mode none: deliver in sequence; a gap in the numbers is a loss."""
+        events: list[Event] = []
+        if frame.sequence != self._expected:
+            events += self._lose(
+                f"frames {self._expected} to {(frame.sequence - 1) % self._modulo} missing"
+            )
+        self._expected = (frame.sequence + 1) % self._modulo
+        if self._lost and frame.flags & FIRST:
+            self._lost = False
+        if not self._lost:
+            events.append(DataReceived(frame.payload))
+        return events
 
     # ------------------------------------------------------------------ time
 

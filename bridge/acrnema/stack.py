@@ -41,6 +41,7 @@ from bridge.acrnema.session import (
     Connected,
     ConnectRequested,
     DataIndication,
+    NoSession,
     Rejected,
     Released,
     Session,
@@ -200,7 +201,8 @@ class LinkStack:
         physical = self.profile.physical
         self.datalink = DataLink(self.profile.datalink, physical.parity)
         self.transport = Transport(self.profile.transport, physical.binary_byte_order)
-        self.session = Session(self.profile.session)
+        pdus = self.profile.session.mode == "pdus"
+        self.session = Session(self.profile.session) if pdus else NoSession(self.profile.session)
         self._next_message_id = 1
 
     # ------------------------------------------------------------------ user calls
@@ -209,7 +211,7 @@ class LinkStack:
         self._enter(StackInput.CALL)
 
     def _put(self, pdu: bytes | None) -> None:
-        if pdu is not None:
+        if pdu:  # None or b"": nothing to send (NoSession)
             self.datalink.send(self.transport.packets(pdu)[1])
 
     def connect(self, calling: str, called: str, now: float) -> None:
@@ -275,6 +277,10 @@ class LinkStack:
             if isinstance(item, dl.LinkFailed):
                 events += self._link_failed(item, now)
                 break
+            if isinstance(item, dl.DataLost):  # ack_mode none: nothing will be resent
+                self.transport.reset()
+                events.append(MessageLost(f"data link: {item.reason}"))
+                continue
             for event in self.transport.receive(item.data, now):
                 events += self._transport_event(event, now)
         return events
@@ -297,7 +303,9 @@ class LinkStack:
         if isinstance(event, MessageRefused):
             head = event.first_segment
             message = None
-            if head[:2] == self._pdu_code("data"):
+            if self.profile.session.mode == "none":
+                message = self._readable(head)
+            elif head[:2] == self._pdu_code("data"):
                 message = self._readable(head[2:])
             limit = self.profile.transport.max_message_bytes
             return [MessageUnreadable(f"message over {limit} bytes refused", message, True)]
