@@ -401,14 +401,9 @@ def _validate_physical(ph: PhysicalSection, problems: list[str]) -> None:
         problems.append("physical.active_low: a line is listed twice")
     if ph.parity not in ("odd", "even", "none"):
         problems.append(f"physical.parity: odd, even or none, got {ph.parity!r}")
-    for key in ("text_byte_order", "binary_byte_order"):
-        if getattr(ph, key) not in ("big", "little"):
-            problems.append(f"physical.{key}: big or little, got {getattr(ph, key)!r}")
-    if ph.text_byte_order != ph.binary_byte_order:
-        problems.append(
-            "physical.text_byte_order: must equal physical.binary_byte_order (mixed orders "
-            "would swap only the text values, which is not implemented)"
-        )
+    for key in ("text_byte_order", "binary_byte_order"):  # may differ (link-profile.md §8)
+        if getattr(ph, key) not in ("big", "little", "auto"):
+            problems.append(f"physical.{key}: big, little or auto, got {getattr(ph, key)!r}")
     _within(problems, "physical.setup_ns", ph.setup_ns, 1, 1_000_000)
     _within(problems, "physical.hold_ns", ph.hold_ns, 1, 1_000_000)
     _within(problems, "physical.turnaround_ns", ph.turnaround_ns, 1, 1_000_000)

@@ -22,10 +22,11 @@ import peers
 import pytest
 from pydicom import dcmread
 
+from bridge.acrnema.commands import encode_message
 from bridge.acrnema.datalink import DataLink, DataLost, DataReceived
 from bridge.acrnema.framing import Check, Frame, FrameDamaged, FrameDecoder, FrameType, crc16
 from bridge.acrnema.session import NoSession
-from bridge.acrnema.stack import LinkStack, MessageLost
+from bridge.acrnema.stack import LinkStack, MessageLost, detect_orders, from_wire, to_wire
 from bridge.errors import ProfileError
 from bridge.forward.runner import RetryPolicy
 from bridge.forward.scu import Destination
@@ -316,6 +317,67 @@ def test_without_a_session_layer_a_message_is_the_transport_message() -> None:
     assert len(reference.transmit(0.0).words) == len(out.words) + 1
 
 
+# ---------------------------------------------------------------------- byte orders
+
+ORDERS = [(t, b) for t in ("big", "little") for b in ("big", "little")]
+
+
+def _image_message(binary: str) -> Any:
+    table = LinkStack(REFERENCE).commands
+    (image,) = phantom_images(1, rows=16, byte_order=binary)
+    return table.make_request("store", 9, initiator="CT", receiver="BRIDGE", data=image.data)
+
+
+@pytest.mark.parametrize(("text", "binary"), ORDERS)
+def test_wire_encoding_round_trips_and_detects_its_orders(text: str, binary: str) -> None:
+    canon = encode_message(_image_message(binary), binary)
+    wire = to_wire(canon, text, binary, binary)
+    assert from_wire(wire, text, binary, binary) == canon
+    assert detect_orders(wire) == (text, binary)
+    # the recognition code's characters in text order; a 32-bit length in binary order
+    code = b"ACR-NEMA" if text == "big" else b"CA-RENAM"
+    assert code in wire
+    head = wire[:12]  # (0000,0000) UL: tag words, length words, value words
+    assert head[4:8] == (b"\0\0\0\x04" if binary == "big" else b"\0\x04\0\0")
+
+
+@pytest.mark.parametrize("order", ["big", "little"])
+def test_equal_orders_element_by_element_equal_the_whole_message_swap(order: str) -> None:
+    canon = encode_message(_image_message(order), order)
+    whole = canon if order == "big" else np.frombuffer(canon, "<u2").astype(">u2").tobytes()
+    assert to_wire(canon, order, order, order) == whole
+
+
+def test_mixed_orders_swap_only_the_text() -> None:
+    canon = encode_message(_image_message("big"), "big")
+    wire = to_wire(canon, "little", "big", "big")
+    differs = np.flatnonzero(np.frombuffer(wire, np.uint8) != np.frombuffer(canon, np.uint8))
+    assert len(differs) > 0
+    pixels = canon.rindex(b"\x7f\xe0\x00\x10")  # (7FE0,0010) Pixel Data onwards: words
+    assert differs.max() < pixels
+
+
+def test_a_stack_with_auto_orders_reads_each_peer_and_answers_in_its_orders() -> None:
+    auto = profile(physical={"text_byte_order": "auto", "binary_byte_order": "auto"})
+    for text, binary in ORDERS:
+        sender = profile(
+            physical={"text_byte_order": text, "binary_byte_order": binary},
+            session={"mode": "none"},
+        )
+        scanner = LinkStack(sender)
+        bridge = LinkStack(dataclasses.replace(auto, session=sender.session))
+        scanner.send(_image_message(binary), 0.0)
+        out = scanner.transmit(0.0)
+        (arrived,) = bridge.receive(out.words, out.parity, 0.0)
+        assert arrived.message.command.message_id == 9  # type: ignore[union-attr]
+        reply = bridge.commands.make_response(arrived.message.command, 0)  # type: ignore[union-attr]
+        bridge.send(reply, 0.0)
+        back = bridge.transmit(0.0)
+        events = scanner.receive(back.words, back.parity, 0.0)
+        (answer,) = [e for e in events if type(e).__name__ == "MessageArrived"]
+        assert answer.message.command.responded_to == 9  # type: ignore[union-attr]
+
+
 # ---------------------------------------------------------------------- end to end
 
 ROUND_TRIPS = {
@@ -346,6 +408,13 @@ ROUND_TRIPS = {
         },
         "session": {"mode": "none"},
     },
+    "text-little-binary-big": {
+        "physical": {"text_byte_order": "little", "binary_byte_order": "big"},
+    },
+    "text-big-binary-little": {
+        "physical": {"text_byte_order": "big", "binary_byte_order": "little"},
+        "datalink": {"crc": "sum-16"},
+    },
     "combined-little": {
         "physical": {"text_byte_order": "little", "binary_byte_order": "little"},
         "datalink": {"crc": "sum-16", "delimiting": "length_only"},
@@ -360,6 +429,24 @@ def test_an_image_arrives_pixel_exact_under_the_knobs(
     name: str, tmp_path: Path, storescp: peers.StoreSCPPeer
 ) -> None:
     custom = dataclasses.replace(profile(**ROUND_TRIPS[name]), name=name)
+    _round_trip(custom, custom, tmp_path, storescp)
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize(("text", "binary"), ORDERS)
+def test_a_bridge_with_auto_byte_orders_takes_images_in_any_orders(
+    text: str, binary: str, tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    scanner = profile(physical={"text_byte_order": text, "binary_byte_order": binary})
+    bridge = profile(physical={"text_byte_order": "auto", "binary_byte_order": "auto"})
+    _round_trip(scanner, bridge, tmp_path, storescp)
+
+
+def _round_trip(
+    custom: Profile, bridge_profile: Profile, tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """Two phantom slices from the emulated scanner (``custom``) through the bridge
+    service (``bridge_profile``) to storescp; each must arrive pixel-exact."""
     count = 2
     order = custom.physical.binary_byte_order
     images = phantom_images(count, rows=ROWS, byte_order=order)
@@ -367,7 +454,11 @@ def test_an_image_arrives_pixel_exact_under_the_knobs(
     spool = Spool(tmp_path / "spool")
     dest = Destination(storescp.ae_title, storescp.host, storescp.port)
     bridge = Bridge(
-        bridge_port, spool, [dest], policy=RetryPolicy(base=0.1, cap=0.5), profile=custom
+        bridge_port,
+        spool,
+        [dest],
+        policy=RetryPolicy(base=0.1, cap=0.5),
+        profile=bridge_profile,
     )
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,), name="bridge-knobs")
@@ -396,3 +487,4 @@ def test_an_image_arrives_pixel_exact_under_the_knobs(
             rows=ROWS, columns=ROWS, slice_index=int(ds.InstanceNumber) - 1, slices=count
         )
         assert np.array_equal(ds.pixel_array, phantom_pixels(spec))
+        assert ds.Modality == "CT"  # a text value read in the right text order ("TC" not)

@@ -209,10 +209,15 @@ class Transport:
             raise ValueError(f"max_segment_bytes {params.max_segment_bytes}: even, at least 2")
         if params.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes {params.max_message_bytes}: at least 1")
-        if binary_byte_order not in ("big", "little"):
-            raise ValueError(f"binary_byte_order {binary_byte_order!r}: big or little")
+        if binary_byte_order not in ("big", "little", "auto"):
+            raise ValueError(f"binary_byte_order {binary_byte_order!r}: big, little or auto")
         self.params = params
         self._length = ">I" if binary_byte_order == "big" else ">HH"
+        # auto: the word order of segment lengths is learnt from the first packet whose
+        # length reads within max_segment_bytes one way only; big until then
+        self._auto = binary_byte_order == "auto"
+        if self._auto:
+            self._length = ">I"
         self._next_id = 0
         self._stream = bytearray()  # received payload not yet parsed into packets
         self._partial: _Partial | None = None
@@ -226,6 +231,13 @@ class Transport:
         return struct.pack(">HH", size & 0xFFFF, size >> 16)  # low word first
 
     def _unpack_length(self, raw: bytes | bytearray) -> int:
+        if self._auto:
+            high, low = struct.unpack(">HH", raw)
+            big, little = high << 16 | low, low << 16 | high
+            limit = self.params.max_segment_bytes
+            if (big <= limit) != (little <= limit):
+                self._auto = False
+                self._length = ">I" if big <= limit else ">HH"
         if self._length == ">I":
             return int(struct.unpack(">I", raw)[0])
         low, high = struct.unpack(">HH", raw)
