@@ -82,6 +82,7 @@ PARITY_LINES = ("PARITY", "PERR")  # required unless parity is "none"
 DATALINK_CHECKS = ("crc-16/ccitt-false", "crc-16", "sum-16", "none")
 DATALINK_DELIMITINGS = ("start_word", "length_only")
 DATALINK_ACK_MODES = ("selective", "none")
+TRANSPORT_MODES = ("packets", "none")
 SESSION_MODES = ("pdus", "none")
 
 
@@ -166,6 +167,8 @@ class TransportSection:
     max_segment_bytes: int = 65536  # message bytes in one packet
     max_message_bytes: int = 512 << 20  # a longer message is refused, not reassembled
     reassembly_timeout_s: float = 30.0  # an incomplete message older than this is dropped
+    # dialect knob (link-profile.md, "Dialect knobs: data link, transport, session")
+    mode: str = "packets"  # packets | none (no packet header: the frames mark a message)
 
 
 def _reference_pdu_types() -> Mapping[str, int]:
@@ -471,6 +474,8 @@ def _validate_transport(tr: TransportSection, problems: list[str]) -> None:
             f"(15-bit segment index) of transport.max_segment_bytes"
         )
     _within(problems, "transport.reassembly_timeout_s", tr.reassembly_timeout_s, 0.001, 86400)
+    if tr.mode not in TRANSPORT_MODES:
+        problems.append(f"transport.mode: one of {', '.join(TRANSPORT_MODES)}, got {tr.mode!r}")
 
 
 def _validate_session(se: SessionSection, problems: list[str]) -> None:

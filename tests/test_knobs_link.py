@@ -83,6 +83,7 @@ def test_the_reference_profile_keeps_its_link_behaviour() -> None:
         ("datalink", "crc_xorout", -1, "datalink.crc_xorout: 0 to 65535"),
         ("datalink", "crc_refin", 1, "datalink.crc_refin: expected true or false"),
         ("session", "mode", "lines_only", "session.mode: one of"),
+        ("transport", "mode", "frames", "transport.mode: one of"),
     ],
 )
 def test_each_knob_is_validated_naming_its_key(
@@ -109,6 +110,7 @@ def test_the_knobs_round_trip_through_toml(tmp_path: Path) -> None:
             "delimiting": "length_only",
             "ack_mode": "none",
         },
+        transport={"mode": "none"},
         session={"mode": "none"},
     )
     text = to_toml(custom)
@@ -297,6 +299,65 @@ def test_a_stack_with_ack_mode_none_reports_the_lost_message() -> None:
     assert events[1].message.command.message_id == 2  # type: ignore[union-attr]
 
 
+# ---------------------------------------------------------------------- transport
+
+
+def _exchange(a: LinkStack, b: LinkStack) -> list[Any]:
+    """Words back and forth until both ends are idle; what arrived at ``b``."""
+    got: list[Any] = []
+    for _ in range(1000):
+        out = a.transmit(0.0)
+        got += b.receive(out.words, out.parity, 0.0)
+        back = b.transmit(0.0)
+        a.receive(back.words, back.parity, 0.0)
+        if a.idle and b.idle:
+            return got
+    raise AssertionError("the ends never went idle")
+
+
+def test_without_packets_the_frames_mark_where_a_message_ends() -> None:
+    custom = profile(transport={"mode": "none"}, datalink={"max_payload_words": 8})
+    sender, receiver = LinkStack(custom), LinkStack(custom)
+    for stack in (sender, receiver):
+        stack.session.state = stack.session.state.OPEN
+    big = sender.commands.make_request(
+        "store", 3, initiator="CT", receiver="BRIDGE", data=bytes(range(200))
+    )
+    sender.send(big, 0.0)
+    sender.send(sender.commands.make_request("echo", 4, initiator="CT", receiver="B"), 0.0)
+    got = _exchange(sender, receiver)
+    assert [e.message.command.message_id for e in got] == [3, 4]  # type: ignore[union-attr]
+    assert got[0].message.data == bytes(range(200))  # type: ignore[union-attr]
+    # no packet header: the frames' payload is the session PDU itself
+    reference = LinkStack(REFERENCE)
+    reference.session.state = reference.session.state.OPEN
+    reference.send(big, 0.0)
+    plain = LinkStack(custom)
+    plain.session.state = plain.session.state.OPEN
+    plain.send(big, 0.0)
+    ref_words, plain_words = reference.transmit(0.0).words, plain.transmit(0.0).words
+    data_pdu = custom.session.pdu_types["data"]
+    assert ref_words[3:5].tolist() == [0, 0x8000]  # message ID 0, segment 0 (last)
+    assert plain_words[3] == data_pdu  # the DATA PDU's type word, straight away
+
+
+def test_without_packets_an_oversized_message_is_refused_and_the_next_arrives() -> None:
+    custom = profile(
+        transport={"mode": "none", "max_segment_bytes": 64, "max_message_bytes": 256},
+        session={"mode": "none"},
+    )
+    sender, receiver = LinkStack(custom), LinkStack(custom)
+    big = sender.commands.make_request("store", 5, initiator="CT", receiver="B", data=bytes(400))
+    sender.transport.params = dataclasses.replace(custom.transport, max_message_bytes=4096)
+    sender.send(big, 0.0)
+    sender.send(sender.commands.make_request("echo", 6, initiator="CT", receiver="B"), 0.0)
+    out = sender.transmit(0.0)
+    events = receiver.receive(out.words, out.parity, 0.0)
+    assert [type(e).__name__ for e in events] == ["MessageUnreadable", "MessageArrived"]
+    assert events[0].too_large and events[0].message.command.message_id == 5  # type: ignore[union-attr]
+    assert events[1].message.command.message_id == 6  # type: ignore[union-attr]
+
+
 # ---------------------------------------------------------------------- session
 
 
@@ -395,7 +456,10 @@ ROUND_TRIPS = {
     "length-only": {"datalink": {"delimiting": "length_only"}},
     "ack-none": {"datalink": {"ack_mode": "none"}},
     "no-session": {"session": {"mode": "none"}},
+    "no-packets": {"transport": {"mode": "none"}},
+    "no-packets-no-ack": {"transport": {"mode": "none"}, "datalink": {"ack_mode": "none"}},
     "combined": {
+        "transport": {"mode": "none"},
         "datalink": {
             "delimiting": "length_only",
             "crc": "crc-16",

@@ -30,6 +30,14 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
   ``retry_limit`` retransmissions of one frame the link has failed (:class:`LinkFailed`),
   and the layer then refuses further work (:class:`LinkProtocolError`).
 
+Dialect knobs (docs/link-profile.md section 8): the frame check and delimiting are the
+framing's (:class:`~bridge.acrnema.framing.Check`); with ``ack_mode = "none"`` the
+sender sends every frame at once and keeps none, the receiver acknowledges nothing and
+reports a damaged or missing frame as :class:`DataLost`, then drops frames up to the
+next that begins a unit. Frames then carry unit marks (FIRST, LAST in header bits 8
+and 9), as they also do with ``units`` (``transport.mode = "none"``), where
+:attr:`DataReceived.last` tells the transport where a message ends.
+
 The rules are two state tables of the one idiom (:mod:`bridge.acrnema.table`),
 ``(state, input) -> Rule(action, next state, description)``, from which the docs'
 diagrams are generated (:func:`state_diagram`): :data:`LINK_TABLE` for the link as a
@@ -50,6 +58,7 @@ import numpy.typing as npt
 
 from bridge.acrnema.framing import (
     FIRST,
+    LAST,
     Check,
     Frame,
     FrameDamaged,
@@ -92,6 +101,7 @@ class DataReceived:
     """A payload that arrived in order; ``data`` is whole words (even length)."""
 
     data: bytes
+    last: bool = False  # units marked: the frame ended a unit of send() (a message)
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,7 @@ class DataLink:
 
     params: DatalinkSection = field(default_factory=DatalinkSection)
     parity: str = "odd"
+    units: bool = False  # mark where each send() begins and ends (transport.mode none)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -279,6 +290,7 @@ class DataLink:
         self._codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
         self._check = Check(p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout)
         self._unacked = p.ack_mode == "none"
+        self._marks = self._unacked or self.units  # frames carry FIRST and LAST
         self._decoder = FrameDecoder(
             p.max_payload_words,
             p.start_word,
@@ -287,15 +299,15 @@ class DataLink:
             self._codes,
             self._check,
             p.delimiting,
-            FIRST if self._unacked else 0,
+            FIRST | LAST if self._marks else 0,
         )
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
-        self._flags: deque[int] = deque()  # ack_mode none: FIRST for each queued piece
+        self._flags: deque[int] = deque()  # units marked: FIRST, LAST of each queued piece
         self._lost = False  # ack_mode none: dropping frames until one begins a unit
         self._flight: dict[int, _Outstanding] = {}  # sequence -> frame in the window
         self._next_seq = 0
         self._expected = 0  # next sequence number the receiver delivers
-        self._ahead: dict[int, bytes] = {}  # frames received beyond a gap
+        self._ahead: dict[int, tuple[bytes, int]] = {}  # frames beyond a gap, with flags
         self._control: list[tuple[FrameType, int]] = []  # ACK and NAK frames to send
         self.history: deque[FrameRecord] = deque(maxlen=HISTORY_FRAMES)
         self._replies: dict[tuple[FrameType, int], Words] = {}
@@ -340,10 +352,16 @@ class DataLink:
         """Queue payload bytes (an odd length is padded with one zero byte)."""
         self._enter(LinkInput.SEND)
         size = self.params.max_payload_words * 2
-        for start in range(0, len(payload), size):
-            self._queue.append(payload[start : start + size])
-            if self._unacked:  # the receiver can start again at a unit's first frame
-                self._flags.append(FIRST if start == 0 else 0)
+        if not self._marks:
+            for start in range(0, len(payload), size):
+                self._queue.append(payload[start : start + size])
+            return
+        # marked units: the receiver can start again at a unit's first frame (ack_mode
+        # none) and knows where a message ends (transport none); an empty unit is a frame
+        ends = range(size, len(payload) + size, size) if payload else [size]
+        for end in ends:
+            self._queue.append(payload[end - size : end])
+            self._flags.append((FIRST if end == size else 0) | (LAST if end >= len(payload) else 0))
 
     def _frame(self, kind: FrameType, sequence: int, payload: bytes = b"", flags: int = 0) -> Words:
         p = self.params
@@ -382,7 +400,8 @@ class DataLink:
         while self._queue and self._span() < self.params.window:
             sequence = self._next_seq
             self._next_seq = (self._next_seq + 1) % self._modulo
-            words = self._frame(FrameType.DATA, sequence, self._queue.popleft())
+            flags = self._flags.popleft() if self._marks else 0
+            words = self._frame(FrameType.DATA, sequence, self._queue.popleft(), flags)
             self._flight[sequence] = _Outstanding(sequence, words)
         for frame in self._flight.values():
             if frame.state is FrameState.UNSENT:
@@ -404,7 +423,7 @@ class DataLink:
             self._next_seq = (self._next_seq + 1) % self._modulo
             flags = self._flags.popleft()
             out.append(self._frame(FrameType.DATA, sequence, self._queue.popleft(), flags))
-            note = "first" if flags else ""
+            note = "first" if flags & FIRST else ""
             self.history.append(FrameRecord(now, "out", "DATA", sequence, len(out[-1]), note))
         return out
 
@@ -481,10 +500,11 @@ class DataLink:
             # is a leftover of a link that was reset; taking it could corrupt the stream
             self._control.pop()
             return []
-        self._ahead.setdefault(frame.sequence, frame.payload)
+        self._ahead.setdefault(frame.sequence, (frame.payload, frame.flags))
         delivered: list[Event] = []
         while self._expected in self._ahead:
-            delivered.append(DataReceived(self._ahead.pop(self._expected)))
+            payload, flags = self._ahead.pop(self._expected)
+            delivered.append(DataReceived(payload, bool(flags & LAST)))
             self._expected = (self._expected + 1) % self._modulo
         return delivered
 
@@ -507,7 +527,7 @@ class DataLink:
         if self._lost and frame.flags & FIRST:
             self._lost = False
         if not self._lost:
-            events.append(DataReceived(frame.payload))
+            events.append(DataReceived(frame.payload, bool(frame.flags & LAST)))
         return events
 
     # ------------------------------------------------------------------ time

@@ -42,6 +42,7 @@ from bridge.acrnema.physical import Words, bad_parity, parity_bits
 
 __all__ = [
     "FIRST",
+    "LAST",
     "Check",
     "Frame",
     "FrameDamaged",
@@ -52,7 +53,8 @@ __all__ = [
 ]
 
 HEADER_WORDS = 3
-FIRST = 0x0100  # header flag (ack_mode none only): the frame begins a unit of send()
+FIRST = 0x0100  # header flag (ack_mode none, transport none): the frame begins a unit
+LAST = 0x0200  # header flag (ack_mode none, transport none): the frame ends a unit of send()
 
 
 def _reflect16(value: int) -> int:
@@ -173,7 +175,7 @@ class Frame:
     type: FrameType
     sequence: int
     payload: bytes  # the payload words, most significant byte first
-    flags: int = 0  # header bits 8-11 (FIRST with ack_mode none, else 0)
+    flags: int = 0  # header bits 8-11 (FIRST, LAST when units are marked, else 0)
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,8 @@ def encode_frame(
     ``datalink.frame_types``); by default the reference codes, DATA 1, ACK 2, NAK 3.
     ``check`` is the trailer (by default CRC-16/CCITT-FALSE from ``crc_init``);
     ``delimiting`` ``"length_only"`` leaves out the start word; ``flags`` are header
-    bits 8-11 (zero but for :data:`FIRST` with ``ack_mode = "none"``).
+    bits 8-11 (zero but for the unit marks :data:`FIRST` and :data:`LAST`, which
+    ``ack_mode = "none"`` and ``transport.mode = "none"`` use).
     """
     if len(payload) % 2:
         payload += b"\x00"
@@ -234,7 +237,7 @@ class FrameDecoder:
     codes: Mapping[FrameType, int] | None = None  # as encode_frame()
     check: Check | None = None  # as encode_frame(); None: CRC-16/CCITT-FALSE from crc_init
     delimiting: str = "start_word"  # or "length_only": no start word (module doc)
-    flags: int = 0  # header bits 8-11 a frame may carry (FIRST with ack_mode none)
+    flags: int = 0  # header bits 8-11 a frame may carry (FIRST, LAST: unit marks)
     _words: Words = field(default_factory=lambda: np.zeros(0, dtype=np.uint16))
     _parity: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
 

@@ -15,6 +15,12 @@ words for the wire come out of :meth:`LinkStack.transmit`, the user's calls
 (:meth:`handle_timer`, :meth:`next_deadline`). Every parameter comes from a
 :class:`~bridge.profile.Profile`: each layer takes its section of it as its parameters.
 
+The dialect knobs of the profile (docs/link-profile.md section 8) choose the layers:
+:class:`~bridge.acrnema.transport.NoTransport` for ``transport.mode = "none"``,
+:class:`~bridge.acrnema.session.NoSession` for ``session.mode = "none"``; byte orders
+that differ, or ``auto``, are converted element by element (:func:`to_wire`,
+:func:`from_wire`, :func:`detect_orders`).
+
 A data link failure (a frame unacknowledged ``retry_limit`` times) leaves the stack
 unusable: it reports :class:`LinkDown` and the owner of the port drops READY, waits
 ``session.abort_quiet_s``, and calls :meth:`reset` (:mod:`bridge.endpoint` does this).
@@ -54,6 +60,7 @@ from bridge.acrnema.table import Rule, Table
 from bridge.acrnema.transport import (
     MessageReceived,
     MessageRefused,
+    NoTransport,
     ReassemblyTimedOut,
     Transport,
     TransportError,
@@ -341,8 +348,13 @@ class LinkStack:
         """Start again from nothing: new sequence numbers, no partial message, no session."""
         self._enter(StackInput.RESET)
         physical = self.profile.physical
-        self.datalink = DataLink(self.profile.datalink, physical.parity)
-        self.transport = Transport(self.profile.transport, physical.binary_byte_order)
+        packets = self.profile.transport.mode == "packets"
+        self.datalink = DataLink(self.profile.datalink, physical.parity, units=not packets)
+        self.transport = (
+            Transport(self.profile.transport, physical.binary_byte_order)
+            if packets
+            else NoTransport(self.profile.transport)
+        )
         pdus = self.profile.session.mode == "pdus"
         self.session = Session(self.profile.session) if pdus else NoSession(self.profile.session)
         self._next_message_id = 1
@@ -428,7 +440,7 @@ class LinkStack:
                 self.transport.reset()
                 events.append(MessageLost(f"data link: {item.reason}"))
                 continue
-            for event in self.transport.receive(item.data, now):
+            for event in self.transport.receive(item.data, now, item.last):
                 events += self._transport_event(event, now)
         return events
 
