@@ -15,6 +15,7 @@ against the classes)::
             SettingsError
         ConversionError
             ImageDataError
+            RenderError
         ForwardError
             ForwarderFailed
             NoResponse
@@ -87,6 +88,7 @@ __all__ = [
     "ProtocolError",
     "RemoteLinkProtocolError",
     "RemoteProtocolError",
+    "RenderError",
     "SettingsError",
     "SpoolBusyError",
     "SpoolDamagedError",
@@ -178,6 +180,15 @@ class ImageDataError(ConversionError):
 
 
 # --- forwarding ----------------------------------------------------------------------
+
+
+class RenderError(ConversionError):
+    """An object has no pixels a picture can be made of (:mod:`bridge.dicom.render`).
+
+    Raised for objects without Pixel Data, with pixel data in a form that cannot be
+    decoded here (a compression without an installed decoder), or whose pixels do not
+    match their header. A page or index shows a placeholder instead; nothing else fails.
+    """
 
 
 class ForwardError(BridgeError):
