@@ -252,7 +252,8 @@ def render_page(data: PageData) -> str:
         f"<h1>acrnema-bridge</h1>{notice}"
         f'<p>Last image received: <span id="last-image">{_when(last, data.now)}</span>. '
         f'Spool free disk: <span id="spool-free">{free}</span>. '
-        f"Page of {_when(data.now, data.now).split(' (')[0]}, reloaded every {REFRESH_S} s. "
+        f"Read at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data.now))}, "
+        f"reloaded every {REFRESH_S} s. "
         '<a href="/metrics">/metrics</a> <a href="/healthz">/healthz</a></p>'
         f"<h2>Link</h2>{_link(data)}"
         f"<h2>Destinations</h2>{_destinations(data)}"

@@ -43,16 +43,17 @@ _RATE_KINDS = ("damaged", "retransmitted")
 def render_thumbnail(path: Path) -> bytes | None:
     """The thumbnail (PNG) of the DICOM file ``path``; None if it is gone or has no
     pixels that render (logged at DEBUG: the page says so)."""
-    import pydicom
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
 
     from bridge.dicom.render import thumbnail_png
     from bridge.errors import BridgeError
 
     try:
-        return thumbnail_png(pydicom.dcmread(path))
+        return thumbnail_png(dcmread(path))
     except FileNotFoundError:
         return None
-    except (OSError, BridgeError, pydicom.errors.InvalidDicomError) as exc:
+    except (OSError, BridgeError, InvalidDicomError) as exc:
         log.debug("no thumbnail of %s: %s", path, exc)
         return None
 
