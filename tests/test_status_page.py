@@ -21,9 +21,11 @@ from pathlib import Path
 import peers
 import pytest
 from PIL import Image
+from test_forward import PRIVATE_SOP_CLASS, private_object
 from test_status_run import run_with_status
 from test_status_server import fetch, serving, wait_for
 
+from bridge.cli import main
 from bridge.ingest import ingest_file
 from bridge.spool.store import Spool
 from bridge.status.page import ACTION_HEADER, Thumbnails
@@ -150,9 +152,9 @@ def test_the_thumbnail_cache_is_bounded_and_serves_only_what_the_page_offered(
 ) -> None:
     rendered: list[Path] = []
 
-    def render(path: Path) -> bytes:
+    def render(path: Path) -> bytes | None:
         rendered.append(path)
-        return path.name.encode()
+        return None if path.name == "5.dcm" else path.name.encode()
 
     cache = Thumbnails(render, size=2, offers=3)
     assert cache.get(1) is None  # not offered: never read
@@ -165,6 +167,9 @@ def test_the_thumbnail_cache_is_bounded_and_serves_only_what_the_page_offered(
     assert len(cache) == 2  # 3 dropped (least recently used), 2 and 4 kept
     cache.get(3)
     assert len(rendered) == 4
+    cache.offer(5, tmp_path / "5.dcm")  # no picture: empty, remembered
+    assert cache.get(5) == b"" and cache.get(5) == b""
+    assert len(rendered) == 5
 
 
 class _Dom(html.parser.HTMLParser):
@@ -205,6 +210,30 @@ class _Dom(html.parser.HTMLParser):
             self.cells.setdefault(self._cell, []).append(data)
 
 
+def _reasons(page: str) -> list[list[str]]:
+    """The texts of the ``reason`` cells, one list per cell, in page order."""
+    found: list[list[str]] = []
+
+    class Cells(html.parser.HTMLParser):
+        inside = False
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "td" and ("class", "reason") in attrs:
+                self.inside = True
+                found.append([])
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "td":
+                self.inside = False
+
+        def handle_data(self, data: str) -> None:
+            if self.inside:
+                found[-1].append(data)
+
+    Cells().feed(page)
+    return found
+
+
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     """Debian's Chromium, headless, with a profile of its own (removed by the test)."""
     browser = peers.require_tool("chromium")
@@ -222,9 +251,13 @@ def test_the_page_in_headless_chromium_while_a_scanner_sends(
 ) -> None:
     monkeypatch.setenv("BRIDGE_SPOOL_RETENTION_DAYS", "1")  # keep the files: thumbnails
     dest = f"{storescp.ae_title}@127.0.0.1:{storescp.port}"
-    count = 6
+    count = 4
     shot = tmp_path / "status-page.png"
+    poison = tmp_path / "poison.dcm"  # a SOP class storescp refuses: quarantined
+    private_object(poison)
+    assert main(["spool", "add", "--spool", str(tmp_path / "spool"), str(poison)]) == 0
     with run_with_status(tmp_path, "--dest", dest) as (port, url):
+        wait_for(lambda: 'class="quarantined"' in fetch(url + "/")[1].decode(), "quarantine")
         with peers.scanner_on(port, response_timeout=30.0) as scanner:
             results = scanner.send(phantom_images(count, rows=128))
             assert all(r.ok for r in results)
@@ -232,7 +265,7 @@ def test_the_page_in_headless_chromium_while_a_scanner_sends(
             done = chromium("--dump-dom", url + "/", profile=tmp_path / "profile")
             assert done.returncode == 0, done.stderr
             shown = chromium(
-                f"--screenshot={shot}", "--window-size=1100,1120", url + "/",
+                f"--screenshot={shot}", "--window-size=1100,1200", url + "/",
                 profile=tmp_path / "profile",
             )  # fmt: skip
             assert shown.returncode == 0, shown.stderr
@@ -240,20 +273,34 @@ def test_the_page_in_headless_chromium_while_a_scanner_sends(
         # the link, the destination and its counts as the browser built them
         assert 'id="link-state">up<' in done.stdout
         assert dest in "".join(dom.text)
-        assert dom.cells["ready"] == ["0"] and dom.cells["failed"] == ["0"]
+        assert dom.cells["ready"] == ["0"] and dom.cells["failed"] == ["1"]
         assert dom.cells["in-flight"] == ["0"]
-        assert dom.cells["reason"] == ["none"]  # no error recorded
+        [error, quarantined] = ["".join(texts) for texts in _reasons(done.stdout)]
+        assert PRIVATE_SOP_CLASS in error or "SOP Class" in error, error
+        assert quarantined and quarantined in error  # the same reason, in the quarantine
+        [form] = dom.forms
+        assert form["destination"] == dest
         thumbnails = [i for i in dom.images if i.get("class") == "thumbnail"]
-        assert len(thumbnails) == count
-        for image in thumbnails:  # real pictures of the phantom: PNGs that are not flat
+        assert len(thumbnails) == count + 1  # the phantom slices and the poison object
+        pictures = []
+        for image in thumbnails:
             code, png = fetch(url + image["src"])
             assert code == 200
             with Image.open(io.BytesIO(png)) as picture:
                 assert picture.format == "PNG"
                 low, high = picture.convert("L").getextrema()
-                assert high - low > 50, (image["src"], low, high)
+                pictures.append((picture.size, high - low))
+        # real pictures of the phantom: 128x128 (its size) and far from flat; the poison
+        # object has no pixels: the small placeholder
+        assert sorted(pictures)[0][0] == (48, 48)
+        assert all(size == (128, 128) and spread > 50 for size, spread in sorted(pictures)[1:])
+        # the re-queue action, posted as the page's form posts it
+        fields = {"object_id": form["object_id"], "destination": dest}
+        code, headers, _ = post(url + "/requeue", fields, {"Origin": url})
+        assert (code, headers["Location"]) == (303, f"/?requeued={form['object_id']}&done=1")
+        wait_for(lambda: 'class="quarantined"' in fetch(url + "/")[1].decode(), "quarantined again")
     with Image.open(shot) as picture:  # the screenshot: the page drawn, thumbnails too
-        assert picture.size == (1100, 1120)
+        assert picture.size == (1100, 1200)
         assert len(picture.convert("L").getcolors(1 << 16) or []) > 20
     keep = os.environ.get("STATUS_PAGE_SCREENSHOT")
     if keep:  # how docs/images/status-page.png is made (docs/operations.md)

@@ -8,13 +8,16 @@ never as markup. No template engine: one page of a dozen tables does not need on
 f-strings keep the escaping visible at each value.
 
 :class:`Thumbnails` is the small LRU cache of the recent images' thumbnails (PNG bytes,
-rendered lazily from the spooled file by :func:`bridge.dicom.render.thumbnail_png`).
+rendered lazily from the spooled file by :func:`bridge.dicom.render.thumbnail_png`), and
+:func:`placeholder_png` the picture of an object that has none.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import html
+import io
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +34,7 @@ __all__ = [
     "QuarantinedObject",
     "RecentImage",
     "Thumbnails",
+    "placeholder_png",
     "render_page",
 ]
 
@@ -232,7 +236,8 @@ _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1em 2em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.4em; }
 table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left;
-  border-bottom: 1px solid #ddd; vertical-align: middle; }
+  border-bottom: 1px solid #ddd; vertical-align: middle; white-space: nowrap; }
+td.reason { white-space: normal; max-width: 36em; }
 .up { color: #070; font-weight: bold; } .down { color: #b00; font-weight: bold; }
 .muted { color: #888; } img.thumbnail { max-height: 64px; image-rendering: auto; }
 .notice { background: #ffd; padding: 4px; } code { font-size: 0.9em; }
@@ -263,12 +268,28 @@ def render_page(data: PageData) -> str:
     )
 
 
+@functools.cache
+def placeholder_png(size: int = 48) -> bytes:
+    """The picture shown for an object without one (no pixels that render, or its file
+    gone): a light grey square, crossed, at most ``size`` pixels a side."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (size, size), 220)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, size - 1, size - 1), outline=150)
+    draw.line((0, 0, size - 1, size - 1), fill=150)
+    draw.line((0, size - 1, size - 1, 0), fill=150)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 class Thumbnails:
     """A small LRU cache of thumbnails (PNG bytes) by object id, rendered on first use.
 
     Only objects the page offered (:meth:`offer`: recent or quarantined, with the path of
     their spooled file) can be asked for; a file gone meanwhile, or an object without
-    renderable pixels, gives None (remembered too, so it is not read again). Memory stays
+    renderable pixels, gives empty bytes (remembered too, so it is not read again). Memory stays
     bounded: at most ``size`` thumbnails and ``2 * offers`` offered paths."""
 
     def __init__(
@@ -281,7 +302,7 @@ class Thumbnails:
         self._render = render
         self._size = size
         self._offers_max = offers
-        self._cache: collections.OrderedDict[int, bytes | None] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._offers: collections.OrderedDict[int, Path] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -294,7 +315,8 @@ class Thumbnails:
                 self._offers.popitem(last=False)
 
     def get(self, object_id: int) -> bytes | None:
-        """The thumbnail of ``object_id``; None: not offered, file gone, or no pixels."""
+        """The thumbnail of ``object_id``: None if the page never offered it; empty bytes
+        if its file is gone or its pixels do not render (show :func:`placeholder_png`)."""
         with self._lock:
             if object_id in self._cache:
                 self._cache.move_to_end(object_id)
@@ -302,7 +324,7 @@ class Thumbnails:
             path = self._offers.get(object_id)
         if path is None:
             return None
-        png = self._render(path)
+        png = self._render(path) or b""
         with self._lock:
             self._cache[object_id] = png
             while len(self._cache) > self._size:

@@ -42,7 +42,7 @@ from bridge.errors import ConfigError
 from bridge.settings import StatusSettings
 from bridge.status.metrics import SnapshotCollector, new_registry, render
 from bridge.status.model import Limits, evaluate, listen_address
-from bridge.status.page import ACTION_HEADER, render_page
+from bridge.status.page import ACTION_HEADER, placeholder_png, render_page
 from bridge.status.probe import Probe
 
 __all__ = ["ROUTES", "Credentials", "StatusServer", "status_server"]
@@ -274,9 +274,10 @@ class StatusServer:
 
     async def _thumbnail(self, request: web.Request) -> web.Response:
         object_id = int(request.match_info["object_id"])
-        png = await self._query(lambda: self.probe.thumbnails.get(object_id) or b"")
-        if not png:
-            return web.Response(status=404, text="no thumbnail: file removed or no pixels\n")
+        png = await self._query(lambda: self.probe.thumbnails.get(object_id))
+        if png is None:
+            return web.Response(status=404, text="no such thumbnail on the page\n")
+        png = png or placeholder_png()  # file gone, or no pixels that render
         return web.Response(
             body=png, content_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
         )
