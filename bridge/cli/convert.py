@@ -204,6 +204,14 @@ def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--slices", type=int, default=24, help="number of slices (default %(default)s)"
     )
     demo.add_argument("--archive", action="store_true", help="the archive conversion demo")
+    demo.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the status page up this long after the summary (default %(default)s: the "
+        "demo ends at once; its URL is printed at the start)",
+    )
     demo.set_defaults(handler=_demo_command)
 
 
@@ -467,7 +475,11 @@ def _demo_link(args: argparse.Namespace) -> int:
     from bridge.link.requester import ImageResult, Scanner
     from bridge.ports.loop import loop_pair
     from bridge.service import Bridge
+    from bridge.settings import StatusSettings
     from bridge.spool.store import Spool
+    from bridge.status.metrics import LinkMetrics, new_registry
+    from bridge.status.probe import Probe
+    from bridge.status.server import status_server
     from bridge.testing.phantom import PhantomSpec, phantom_images, phantom_pixels
     from bridge.testing.store_scp import EmbeddedStore
 
@@ -481,13 +493,24 @@ def _demo_link(args: argparse.Namespace) -> int:
     with EmbeddedStore(pacs_dir) as store:
         print(f"   listening as {store.address}")
         scanner_end, bridge_end = loop_pair("demo")
-        spool = Spool(spool_dir)
-        bridge = Bridge(bridge_end, spool, [Destination.parse(store.address)])
+        spool = Spool(spool_dir, retention_days=1)  # files kept a day: the page's thumbnails
+        metrics = LinkMetrics(new_registry())
+        bridge = Bridge(bridge_end, spool, [Destination.parse(store.address)], metrics=metrics)
         stop = threading.Event()
         service = threading.Thread(target=bridge.run, args=(stop,), name="bridge")
         print(
             f"2. acrnema-bridge run --port loop://demo --dest {store.address} --spool {spool_dir}"
+            " --status-listen 127.0.0.1:0"
         )
+        probe = Probe(
+            spool,
+            forwarder=bridge.forwarder,
+            endpoint=bridge.endpoint,
+            link_serving=bridge.serving.is_set,
+        )
+        status = status_server(StatusSettings(listen="127.0.0.1:0"), probe, metrics.registry)
+        status.start()
+        print(f"   status page: {status.url}/ (metrics {status.url}/metrics)")
         service.start()
         print(f"3. acrnema-bridge emulate --port loop://demo --phantom {count}")
         images = phantom_images(count)
@@ -503,13 +526,17 @@ def _demo_link(args: argparse.Namespace) -> int:
             link_seconds = time.monotonic() - start
             scanner.close()
             arrived = store.wait_for(sum(r.ok for r in results), timeout=60)
+            elapsed = time.monotonic() - start
+            if args.linger > 0:
+                print(f"   all sent; the status page stays up {args.linger:g} s: {status.url}/")
+                time.sleep(args.linger)
         finally:
+            status.stop()
             stop.set()
             service.join()
             scanner_end.close()
             bridge_end.close()
             spool.close()
-        elapsed = time.monotonic() - start
     sent = sum(r.ok for r in results)
     payload = sum(r.size for r in results if r.ok)
     identical = 0
