@@ -47,6 +47,7 @@ from bridge.acrnema.elements import (
     format_tag,
 )
 from bridge.dicom import geometry, uids
+from bridge.dicom.deid import Deidentification, deidentify
 from bridge.dicom.pixels import Pixels, Repair, RepairKind, decode_native
 from bridge.dicom.values import fix_value, is_valid
 from bridge.errors import ConversionError, ImageDataError
@@ -189,6 +190,10 @@ class ConvertOptions:
         makes the best possible object, for archives (``convert``); False refuses the
         input with an :class:`ImageDataError` naming the repair, as the link does
         (``run`` without ``--accept-repairs``, ``convert --strict``).
+
+    ``deidentify``
+        when set, every object made is de-identified for publication (PS3.15 Annex E,
+        :mod:`bridge.dicom.deid`) after it is built; None (the default) keeps everything.
     """
 
     byte_order: ByteOrder = ByteOrder.AUTO
@@ -200,6 +205,7 @@ class ConvertOptions:
     max_elements: int = MAX_ELEMENTS
     max_values: int = MAX_VALUES
     accept_repairs: bool = True
+    deidentify: Deidentification | None = None
 
     def __post_init__(self) -> None:  # accept the plain strings of the CLI and TOML
         object.__setattr__(self, "byte_order", ByteOrder(self.byte_order))
@@ -369,6 +375,10 @@ def convert(
     try:
         with lenient():  # values are made valid here; pydicom's checks would only repeat it
             datasets = _convert(work)
+            if options.deidentify is not None:
+                for ds in datasets:  # one warning per input, not per plane
+                    notes = deidentify(ds, options.deidentify)
+                    work.notes.extend(n for n in notes if n not in work.notes)
     except ConversionError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
