@@ -58,7 +58,7 @@ def identifying(source: int = 1, modality: str = "CT", study: str = STUDY_UID) -
     elements = [
         e
         for e in header(modality=modality, patient_name=NAME, patient_id=PATIENT_ID)
-        if e[0] not in (0x00080020, 0x00200013)
+        if e[0] not in (0x00080020, 0x00200010, 0x00200013)
     ]
     elements += [
         (0x00080020, "s", STUDY_DATE),
