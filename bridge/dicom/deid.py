@@ -263,9 +263,9 @@ def deidentify(ds: Dataset, deid: Deidentification) -> list[str]:
     )
     modality = str(ds.get("Modality") or "").strip().upper()
     burned = str(ds.get("BurnedInAnnotation") or "").strip().upper() == "YES"
-    if sop_class.startswith(SECONDARY_CAPTURE_PREFIX) and not modality:
-        modality = "OT"
-    if burned or modality in BURN_IN_MODALITIES:
+    captured = sop_class.startswith(SECONDARY_CAPTURE_PREFIX)
+    modality = modality or ("OT" if captured else "")
+    if burned or captured or modality in BURN_IN_MODALITIES:
         warnings.append(f"{BURN_IN_WARNING}; check them before publishing (Modality {modality})")
     removed = _clean(ds, context)
     for tag in [e.tag for e in ds if (int(e.tag) >> 16) in context.drop_groups]:
