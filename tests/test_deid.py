@@ -19,6 +19,7 @@ import pytest
 from acrnema_writer import encode, header
 from capped import bridge_command
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from bridge.dicom.annex_e import COLUMNS, EDITION, TABLE
@@ -27,6 +28,8 @@ from bridge.dicom.deid import (
     Deidentification,
     DeidOption,
     action,
+    burned_in_modality,
+    deidentify,
     keyed_uid,
     table_actions,
 )
@@ -410,3 +413,55 @@ def test_the_api_deidentifies_through_convert_options() -> None:
     assert ds.PatientIdentityRemoved == "YES"
     assert ds.StudyInstanceUID == keyed_uid(deid, STUDY_UID)
     assert ds.PatientName == ds.PatientID and str(ds.PatientID).startswith("ANON")
+
+
+# ------------------------------------------------------- rules on a data set, directly
+
+
+def object_with(**values: object) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = "1.2.999.1"
+    ds.PatientID = PATIENT_ID
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_private_attributes_go_unless_safelisted_with_their_creator() -> None:
+    ds = object_with()
+    ds.private_block(0x0029, "ACME 1.0", create=True).add_new(0x10, "LO", "kept value")
+    ds.private_block(0x0029, "ACME 1.0").add_new(0x11, "LO", NAME)
+    ds.private_block(0x0031, "OTHER", create=True).add_new(0x10, "LO", NAME)
+    safe = Deidentification(b"k", safe_private=frozenset({("ACME 1.0", 0x10)}))
+    deidentify(ds, safe)
+    private = {int(e.tag): e.value for e in ds if e.tag.is_private}
+    assert private == {0x00290010: "ACME 1.0", 0x00291010: "kept value"}
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113111"]
+    plain = object_with()
+    plain.private_block(0x0029, "ACME 1.0", create=True).add_new(0x10, "LO", "x")
+    deidentify(plain, Deidentification(b"k"))
+    assert not [e for e in plain if e.tag.is_private]
+
+
+def test_acr_nema_leftovers_and_overlay_groups_are_removed() -> None:
+    ds = object_with(StudyDescription="kept only when cleaned")
+    ds.add_new(0x00080041, "LO", "retired: Data Set Subtype")
+    ds.add_new(0x00214000, "LT", f"an unknown public element holding {NAME}")
+    ds.add_new(0x60000010, "US", 8)  # Overlay Rows
+    ds.add_new(0x60000011, "US", 8)  # Overlay Columns
+    ds.add_new(0x60003000, "OW", b"\0" * 8)  # Overlay Data: X, so the whole group goes
+    warnings = deidentify(ds, Deidentification(b"k"))
+    assert 0x00080041 not in ds and 0x00214000 not in ds
+    assert not [e for e in ds if e.tag.group == 0x6000]
+    assert "StudyDescription" not in ds
+    assert any("removed 2 attributes" in w for w in warnings)
+
+
+def test_secondary_capture_warns_of_burned_in_text_whatever_its_modality() -> None:
+    ds = object_with(Modality="CT")
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    (warning,) = deidentify(ds, Deidentification(b"k"))
+    assert burned_in_modality(warning) == "CT"
+    assert deidentify(object_with(Modality="CT"), Deidentification(b"k")) == []

@@ -40,7 +40,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_has_tag, dictionary_is_retired
+from pydicom.datadict import get_entry
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -359,7 +359,7 @@ def _clean(ds: Dataset, ctx: _Context) -> int:
             if elem.VR == "SQ":
                 for item in elem.value or ():
                     removed += _clean(item, ctx)
-            elif not dictionary_has_tag(t) or dictionary_is_retired(t):
+            elif not _current(t):
                 if (t & 0xFFFF) != 0:  # group lengths are not information
                     removed += 1
                 del ds[tag]
@@ -368,6 +368,15 @@ def _clean(ds: Dataset, ctx: _Context) -> int:
             continue
         removed += _apply(ds, elem, _resolve(code, t, ctx), ctx)
     return removed
+
+
+def _current(tag: int) -> bool:
+    """Whether ``tag`` is a current (not retired) attribute of the DICOM dictionary,
+    repeating groups (60xx overlays) included."""
+    try:
+        return get_entry(tag)[3] != "Retired"
+    except KeyError:
+        return False
 
 
 def _resolve(code: str, tag: int, ctx: _Context) -> str:
