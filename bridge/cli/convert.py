@@ -24,6 +24,7 @@ from typing import TextIO
 
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
 from bridge.batch import (
+    INDEX_DIR,
     ConvertStatus,
     ReportEntry,
     StopRequest,
@@ -41,6 +42,7 @@ from bridge.dicom.core import (
     ConvertOptions,
     PatientIdPolicy,
 )
+from bridge.dicom.deid import Deidentification, DeidOption, burned_in_modality
 from bridge.errors import BridgeError, ConfigError
 from bridge.previews import Failure, write_previews
 from bridge.settings import Settings
@@ -165,6 +167,38 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="N",
         help="values of all elements of one input (default %(default)s)",
     )
+    deid = conv.add_argument_group(
+        "de-identification",
+        "Publish-ready copies (docs/archival.md, 'Publishing: de-identification'): the "
+        "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile. UIDs become "
+        "keyed hashes of the originals, the patient a keyed pseudonym, so the same key "
+        "keeps studies together across batches and runs; private groups are removed; "
+        "Patient Identity Removed is YES with the method codes. Pixels are not cleaned: "
+        "a WARNING names the modalities that may show burned-in names. Use an OUT of its "
+        "own: one converted without --deidentify, or with another key, is refused.",
+    )
+    deid.add_argument(
+        "--deidentify", action="store_true", help="de-identify every output (needs --deid-key)"
+    )
+    deid.add_argument(
+        "--deid-option",
+        action="extend",
+        nargs="+",
+        default=[],
+        choices=[o.value for o in DeidOption],
+        metavar="NAME",
+        help="PS3.15 E.3 options to add: longitudinal-modified-dates (dates move back by "
+        "one keyed offset per patient), longitudinal-full-dates, patient-characteristics "
+        "(sex, age, size, weight), clean-descriptors (descriptions kept, identifying "
+        "values and dates in them removed), device-identity (station, serial numbers)",
+    )
+    deid.add_argument(
+        "--deid-key",
+        type=Path,
+        metavar="FILE",
+        help="file whose bytes are the secret key (e.g. head -c 32 /dev/urandom > FILE); "
+        "keep it to convert more of the collection consistently, never publish it",
+    )
 
     dump = sub.add_parser(
         "dump",
@@ -270,11 +304,14 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
             check_cluster_url(args.cluster)
         except ConfigError as exc:
             problem = str(exc)
+    deidentification = None
     if not problem:
         try:
+            deidentification = _deidentification(args)
             prepare_folder(args.out)
             if args.report:
                 prepare_folder(args.report.parent, "folder of the report")
+            _claim_for_deidentification(args.out, deidentification)
         except ConfigError as exc:
             problem = str(exc)
     if problem:
@@ -289,6 +326,7 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         max_elements=args.max_elements,
         max_values=args.max_values,
         accept_repairs=not args.strict,
+        deidentify=deidentification,
     )
     progress = _Progress(sys.stderr, not args.quiet)
     started = time.monotonic()
@@ -311,6 +349,62 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         progress.finish()
         status = _finish(args, entries, stop, time.monotonic() - started)
     return 128 + stop.signum if stop.signum is not None else status
+
+
+_DEID_MARK = INDEX_DIR.parent / "deidentification.json"
+
+
+def _deidentification(args: argparse.Namespace) -> Deidentification | None:
+    """The de-identification the flags ask for; a :class:`ConfigError` for a usage error."""
+    if not args.deidentify:
+        if args.deid_key or args.deid_option:
+            raise ConfigError("--deid-key and --deid-option need --deidentify")
+        return None
+    if args.deid_key is None:
+        raise ConfigError("--deidentify needs --deid-key FILE (the secret key)")
+    try:
+        key = args.deid_key.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the key file {args.deid_key}: {exc.strerror or exc}"
+        ) from exc
+    if not key:
+        raise ConfigError(f"the key file {args.deid_key} is empty")
+    try:
+        return Deidentification(key, frozenset(DeidOption(o) for o in args.deid_option))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _claim_for_deidentification(out: Path, deid: Deidentification | None) -> None:
+    """Keep de-identified and identified outputs, or two keys, out of one folder.
+
+    A re-run skips inputs already converted, whatever the flags: without this a tree
+    converted without --deidentify would be "skipped" into a tree believed de-identified.
+    The mark holds a keyed fingerprint, never the key."""
+    mark = out / _DEID_MARK
+    wanted = None
+    if deid is not None:
+        options = sorted(o.value for o in deid.options)
+        wanted = {"fingerprint": deid.digest("fingerprint", "").hex()[:32], "options": options}
+    try:
+        found = json.loads(mark.read_text()) if mark.exists() else None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {mark}: {exc}") from exc
+    converted = any((out / INDEX_DIR).glob("*.json")) or any(out.glob("PT*"))
+    if found is None and wanted is not None and converted:
+        raise ConfigError(
+            f"{out} holds outputs converted without --deidentify; use an empty output folder"
+        )
+    if found is not None and found != wanted:
+        what = "without --deidentify" if wanted is None else "with another key or options"
+        raise ConfigError(
+            f"{out} holds de-identified outputs made otherwise; converting {what} "
+            "needs an output folder of its own"
+        )
+    if wanted is not None and found is None:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(json.dumps(wanted) + "\n")
 
 
 @contextmanager
@@ -356,6 +450,16 @@ def _finish(
             f"acrnema-bridge convert: stopped by {stop.reason}: "
             f"{pending} input{'' if pending == 1 else 's'} not converted; "
             "run the same command again to convert them",
+            file=sys.stderr,
+        )
+    burned = sorted(
+        {m for e in entries for w in e.warnings if (m := burned_in_modality(w)) is not None}
+    )
+    if burned:  # one line for the batch: every such input is in the report
+        print(
+            f"WARNING: de-identified objects of modality {', '.join(burned)} may show the "
+            "patient's name or other identifying text burned into the pixels; the profile "
+            "does not clean pixels: look at them before publishing",
             file=sys.stderr,
         )
     if args.report:

@@ -47,6 +47,7 @@ from bridge.acrnema.elements import (
     format_tag,
 )
 from bridge.dicom import geometry, uids
+from bridge.dicom.deid import Deidentification, deidentify
 from bridge.dicom.pixels import (
     LOSSY_SYNTAXES,
     SUBSAMPLED,
@@ -200,6 +201,10 @@ class ConvertOptions:
         makes the best possible object, for archives (``convert``); False refuses the
         input with an :class:`ImageDataError` naming the repair, as the link does
         (``run`` without ``--accept-repairs``, ``convert --strict``).
+
+    ``deidentify``
+        when set, every object made is de-identified for publication (PS3.15 Annex E,
+        :mod:`bridge.dicom.deid`) after it is built; None (the default) keeps everything.
     """
 
     byte_order: ByteOrder = ByteOrder.AUTO
@@ -211,6 +216,7 @@ class ConvertOptions:
     max_elements: int = MAX_ELEMENTS
     max_values: int = MAX_VALUES
     accept_repairs: bool = True
+    deidentify: Deidentification | None = None
 
     def __post_init__(self) -> None:  # accept the plain strings of the CLI and TOML
         object.__setattr__(self, "byte_order", ByteOrder(self.byte_order))
@@ -382,6 +388,10 @@ def convert(
     try:
         with lenient():  # values are made valid here; pydicom's checks would only repeat it
             datasets = _convert(work)
+            if options.deidentify is not None:
+                for ds in datasets:  # one warning per input, not per plane
+                    notes = deidentify(ds, options.deidentify)
+                    work.notes.extend(n for n in notes if n not in work.notes)
     except (ConversionError, MemoryError):
         raise
     except Exception as exc:
