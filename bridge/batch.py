@@ -582,9 +582,11 @@ def run_batch(
     """Convert every input; the report keeps the order of ``inputs``.
 
     With ``jobs`` > 1 the inputs go to worker processes in small chunks (a few files
-    each); each result comes back as soon as it is done. A worker that dies is replaced,
-    and the inputs it had in hand and had not finished are retried once, each alone; an
-    input whose worker dies again fails with :data:`WORKER_DIED`.
+    each); each result comes back as soon as it is done, and is placed (its outputs given
+    their final names, :class:`_Claims`) and reported to ``progress`` in input order. A
+    worker that dies is replaced, and the inputs it had in hand and had not finished are
+    retried once, each alone; an input whose worker dies again fails with
+    :data:`WORKER_DIED`.
 
     When the output file system is full, no further input is started; the inputs that
     met the full disk and those never started are ``pending`` in the result, so a run
@@ -603,10 +605,12 @@ def run_batch(
     claims = _Claims(out)
     arrived: dict[int, ReportEntry] = {}
     following = 0  # the next input to place: results are placed in input order
+    full = False  # placing an output met a full disk
 
     def place(index: int) -> None:
-        nonlocal count
+        nonlocal count, full
         entry = claims.place(arrived.pop(index))
+        full |= entry.no_space
         entries[index] = entry
         count += 1
         if progress:
@@ -623,7 +627,7 @@ def run_batch(
         while following in arrived:
             place(following)
             following += 1
-        return not entry.no_space
+        return not (entry.no_space or full)
 
     if jobs <= 1 or total <= 1:
         for index, path in enumerate(inputs):
