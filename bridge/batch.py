@@ -617,26 +617,30 @@ def run_batch(
             progress(entry, count, total)
 
     def finish(index: int, entry: ReportEntry) -> bool:
-        """Record one result; False when the batch must stop (no space left).
+        """Record one result; False when the batch must stop (no space left)."""
+        arrived[index] = entry
+        return not entry.no_space
+
+    def flush() -> bool:
+        """Place the results that are next in input order; False when the disk is full.
 
         Results are placed (:class:`_Claims`) in input order, whatever order the workers
         finish in, so duplicate UIDs are resolved the same way with any ``jobs``.
         """
         nonlocal following
-        arrived[index] = entry
         while following in arrived:
             place(following)
             following += 1
-        return not (entry.no_space or full)
+        return not full
 
     if jobs <= 1 or total <= 1:
         for index, path in enumerate(inputs):
             if stop is not None and stop.requested:
                 break
-            if not finish(index, convert_file(path, out, options, overwrite)):
+            if not finish(index, convert_file(path, out, options, overwrite)) or not flush():
                 break
     else:
-        _Pool(inputs, out, options, overwrite, jobs, finish, stop).run()
+        _Pool(inputs, out, options, overwrite, jobs, finish, stop, flush).run()
     for index in sorted(arrived):  # after an input that was never finished (pending)
         place(index)
     if stop is not None and stop.requested:
@@ -716,9 +720,10 @@ class _Pool:
         jobs: int,
         finish: Callable[[int, ReportEntry], bool],
         stop: StopRequest | None = None,
+        flush: Callable[[], bool] | None = None,
     ) -> None:
         self.inputs, self.out, self.options, self.overwrite = inputs, out, options, overwrite
-        self.jobs, self.finish, self.stop = jobs, finish, stop
+        self.jobs, self.finish, self.stop, self.flush = jobs, finish, stop, flush
         size = max(1, min(8, len(inputs) // (jobs * 8)))
         indices = list(range(len(inputs)))
         self.queue = deque(indices[i : i + size] for i in range(0, len(indices), size))
@@ -736,6 +741,9 @@ class _Pool:
                     self._wind_down()
                     return
                 self._feed()
+                # what came back is placed once the idle workers have new work
+                if self.flush is not None and not self.flush():
+                    self.stopping = True
                 busy = [w for w in self.workers if w.in_hand]
                 if not busy:
                     return
