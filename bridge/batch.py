@@ -5,11 +5,14 @@ Layout of the output folder::
     OUT/PTxxxxxx/STxxxxxx/SExxxxxx/IMxxxxxx   patient / study / series / instance
     OUT/DICOMDIR                              with --dicomdir
     OUT/.acrnema-bridge/index/<sha256>.json   which outputs each input gave (for re-runs)
+    OUT/.acrnema-bridge/instances.jsonl       which SOP Instance UIDs and paths are taken
 
 Directory and file names are DICOM File IDs (at most 8 characters of A-Z, 0-9), derived
 from the Patient ID and the UIDs, so the tree can be indexed by a DICOMDIR as it is and
 the same input always lands at the same path. Every file is written atomically: to a
-temporary file in the target folder, flushed to disk, then renamed.
+temporary file in the target folder, flushed to disk, then renamed. Workers write their
+outputs under temporary names; the batch process alone places them, in input order
+(:class:`_Claims`): different data sets never share an output, whatever their UIDs.
 
 A batch stops cleanly when asked (:class:`StopRequest`; ``convert`` asks on SIGINT and
 SIGTERM): the inputs being converted finish, no other starts, every worker process has
@@ -46,9 +49,9 @@ from pydicom.datadict import get_entry
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from bridge.dicom.core import ConvertOptions, check_input_size, convert
+from bridge.dicom.core import ConvertOptions, check_input_size, convert, reassign_instance_uid
 from bridge.dicom.pixels import Repair
-from bridge.dicom.uids import content_key
+from bridge.dicom.uids import content_key, dataset_key, derived_uid
 from bridge.errors import BridgeError, ConfigError, ConversionError
 from bridge.lenient import lenient
 
@@ -56,7 +59,9 @@ __all__ = [
     "WORKER_DIED",
     "ConvertStatus",
     "ReportEntry",
+    "Staged",
     "StopRequest",
+    "current_umask",
     "iter_inputs",
     "looks_like_dataset",
     "prepare_folder",
@@ -89,25 +94,60 @@ class ReportEntry:
     error: str | None = None
     no_space: bool = False  # stopped by a full output file system (not in the JSON)
     repairs: list[Repair] = field(default_factory=list)  # {kind, name, reason} in the JSON
+    written: int = 0  # output files this input wrote (not in the JSON): the summary's count
+    key: str = ""  # content_key of the input (not in the JSON)
+    staged: list[Staged] = field(default_factory=list)  # written, not yet placed (not in JSON)
 
     def __post_init__(self) -> None:
         self.status = ConvertStatus(self.status)  # "failed" -> ConvertStatus.FAILED
 
     def to_json(self) -> dict[str, object]:
         entry = asdict(self)
-        del entry["no_space"]
+        for internal in ("no_space", "written", "key", "staged"):
+            del entry[internal]
         return entry
 
 
-def iter_inputs(paths: Iterable[Path], exclude: Path | None = None) -> Iterator[Path]:
-    """Files named, and files under folders named (recursively, in sorted order)."""
+@dataclass(frozen=True)
+class Staged:
+    """One output a worker has written under a temporary name, for the batch to place.
+
+    The batch, not the worker, decides where it goes and whether its SOP Instance UID is
+    still free (:class:`_Claims`), in input order, so that the outcome never depends on
+    which worker finished first.
+    """
+
+    temporary: str  # .tmp-* file in the output's series folder
+    uid: str  # its SOP Instance UID
+    key: str  # uids.dataset_key of its data set
+
+
+def iter_inputs(
+    paths: Iterable[Path],
+    exclude: Path | None = None,
+    on_loop: Callable[[Path, Path], None] | None = None,
+) -> Iterator[Path]:
+    """Files named, and files under folders named (recursively, in sorted order).
+
+    Symbolic links to folders are followed. A folder met a second time (a link that
+    loops back, or two links to one folder) is not walked again: ``on_loop(path, first)``
+    is told once for each such link, with the path it was first walked as.
+    """
     skip = exclude.resolve() if exclude is not None else None
+    walked: dict[tuple[int, int], Path] = {}
     for path in paths:
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            for root, dirs, files in os.walk(path, followlinks=True):
                 here = Path(root)
                 if skip is not None and (here.resolve() == skip or skip in here.resolve().parents):
                     dirs[:] = []
+                    continue
+                info = here.stat()
+                first = walked.setdefault((info.st_dev, info.st_ino), here)
+                if first != here:
+                    dirs[:] = []
+                    if on_loop is not None:
+                        on_loop(here, first)
                     continue
                 dirs.sort()
                 for name in sorted(files):
@@ -145,21 +185,37 @@ def _file_id(prefix: str, key: str) -> str:
 
 
 def _replace_atomic(
-    path: Path,
+    path: Path, data: bytes | memoryview | Callable[[BinaryIO], None], *, sync: bool = True
+) -> None:
+    """Write ``path`` as a whole or not at all: temporary file, fsync, rename.
+
+    ``data`` is the bytes, or a function that writes them to the open file.
+    """
+    tmp = _write_temporary(path.parent, data, sync=sync)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_temporary(
+    folder: Path,
     data: bytes | memoryview | Callable[[BinaryIO], None],
     *,
     sync: bool = True,
     run: str = "",
-) -> None:
-    """Write ``path`` as a whole or not at all: temporary file, fsync, rename.
+) -> Path:
+    """A new ``.tmp-*`` file in ``folder`` holding ``data``, with the mode ``cp`` would give.
 
-    ``data`` is the bytes, or a function that writes them to the open file. The
-    temporary file's name carries the batch's ``run``, so that what a killed worker
-    leaves behind is found and removed at the end of the batch (:func:`_sweep`).
+    mkstemp makes it 0600; it gets 0666 less the umask, as any file the user makes. The
+    name carries the batch's ``run``, so that what a killed worker leaves behind is found
+    and removed at the end of the batch (:func:`_sweep`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(run), dir=path.parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(run), dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         # pydicom writes element by element: a large buffer makes that a few write()s,
         # while the pixel data, larger than the buffer, is written without a copy
         with os.fdopen(fd, "wb", buffering=_WRITE_BUFFER) as fp:
@@ -170,17 +226,10 @@ def _replace_atomic(
             fp.flush()
             if sync:
                 os.fsync(fp.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-_WRITE_BUFFER = 1 << 18
-
-
-def _write_atomic(path: Path, ds: Dataset, run: str = "") -> None:
-    _replace_atomic(path, lambda fp: ds.save_as(fp, enforce_file_format=True), run=run)
+    return Path(tmp)
 
 
 def _tmp_prefix(run: str) -> str:
@@ -190,10 +239,10 @@ def _tmp_prefix(run: str) -> str:
 def _sweep(out: Path, run: str) -> int:
     """Remove the temporary files of ``run`` left under ``out``; how many there were.
 
-    A worker killed while writing (SIGKILL, a cluster worker lost) leaves its temporary
-    file; the output itself was never renamed into place, and the input was redone or
-    is reported pending. Only this run's files are touched: another batch writing into
-    the same tree keeps its own.
+    Called when every result of the batch is placed: what is left of this run was
+    written by a worker that was killed (SIGKILL, a cluster worker lost) before its
+    result came back; its input was redone, or is reported pending. Only this run's
+    files are touched: another batch writing into the same tree keeps its own.
     """
     pattern = f"{_tmp_prefix(run)}*"
     left = [*out.glob(f"PT*/ST*/SE*/{pattern}"), *(out / INDEX_DIR).glob(pattern)]
@@ -204,26 +253,190 @@ def _sweep(out: Path, run: str) -> int:
     return len(left)
 
 
-def _place(out: Path, ds: Dataset) -> Path:
-    """The output path of one instance; a different instance already there is kept."""
-    folder = (
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting it back."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_WRITE_BUFFER = 1 << 18
+
+
+def _series_folder(out: Path, ds: Dataset) -> Path:
+    """The folder of one instance: patient / study / series File IDs."""
+    return (
         out
         / _file_id("PT", str(ds.get("PatientID") or ""))
         / _file_id("ST", str(ds.StudyInstanceUID))
         / _file_id("SE", str(ds.SeriesInstanceUID))
     )
-    uid = str(ds.SOPInstanceUID)
-    for attempt in range(64):
-        path = folder / _file_id("IM", uid if attempt == 0 else f"{uid}#{attempt}")
-        if not path.exists():
-            return path
+
+
+REGISTRY = Path(".acrnema-bridge") / "instances.jsonl"
+"""One JSON line per placed output: SOP Instance UID, data set key, path, source."""
+
+
+class _Claims:
+    """Who holds which SOP Instance UID and path in OUT: owned by the batch alone.
+
+    Workers write each output under a temporary name (:class:`Staged`); the batch places
+    the entries in input order (:func:`run_batch`), so a run with one worker or many, or
+    a second run, decides the same way (docs/conversion.md, "Duplicate SOP Instance
+    UIDs"):
+
+    * a data set whose SOP Instance UID is free takes it, and the path made from it;
+    * the same data set again (the same key: another encoding, or a copy) maps to the
+      output already there, and the entry says whose it is; nothing is written twice;
+    * a different data set with a UID already used gets a new UID derived from the old
+      one and its content, the old one kept in Original Attributes, and a warning.
+
+    What was placed is appended to :data:`REGISTRY`, so a re-run knows it too.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.uids: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> key -> (path, source)
+        self.paths: dict[str, str] = {}  # relative path -> uid
+        self.this_run: set[tuple[str, str]] = set()  # (uid, key) placed in this run
+        self.inputs: dict[str, ReportEntry] = {}  # input content key -> entry, this run
+        self.registry = out / REGISTRY
+        with contextlib.suppress(OSError):
+            for line in self.registry.read_text().splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    item = json.loads(line)
+                    self._remember(item["uid"], item["key"], item["path"], item["source"])
+
+    def _remember(self, uid: str, key: str, path: str, source: str) -> None:
+        self.uids.setdefault(uid, {})[key] = (path, source)
+        self.paths[path] = uid
+
+    def place(self, entry: ReportEntry) -> ReportEntry:
+        """Place the staged outputs of ``entry``; the entry as the report gives it."""
+        first = self.inputs.get(entry.key) if entry.key else None
+        if first is not None and first.status is ConvertStatus.CONVERTED:
+            # the same bytes again in this run (a copy under another name)
+            _discard(entry.staged)
+            entry.staged, entry.status = [], ConvertStatus.SKIPPED
+            entry.outputs, entry.written, entry.repairs = list(first.outputs), 0, []
+            entry.warnings = [f"same bytes as {first.source}, converted in this run"]
+            return entry
+        if entry.status is not ConvertStatus.CONVERTED:
+            return entry
+        placed: list[Path] = []
+        try:
+            for staged in entry.staged:
+                path, note, wrote = self._place_one(entry, staged)
+                entry.outputs.append(str(path))
+                if wrote:
+                    placed.append(path)
+                if note:
+                    entry.warnings.append(note)
+            relative = [str(Path(p).relative_to(self.out)) for p in entry.outputs]
+            payload = json.dumps({"source": entry.source, "outputs": relative}).encode()
+            _replace_atomic(self.out / INDEX_DIR / f"{entry.key}.json", payload, sync=False)
+        except (OSError, ValueError, InvalidDicomError) as exc:
+            _discard(entry.staged)
+            for path in placed:
+                path.unlink(missing_ok=True)
+            entry.outputs, entry.written, entry.staged = [], 0, []
+            if isinstance(exc, OSError) and _no_space(exc):
+                entry.status, entry.no_space = ConvertStatus.PENDING, True
+                entry.error = f"{entry.source}: not converted: no space left on {self.out}"
+            else:
+                entry.status = ConvertStatus.FAILED
+                entry.error = f"{entry.source}: cannot place output: {exc}"
+            return entry
+        entry.staged, entry.written = [], len(placed)
+        self.inputs[entry.key] = entry
+        return entry
+
+    def _place_one(self, entry: ReportEntry, staged: Staged) -> tuple[Path, str, bool]:
+        """Path, warning ("" for none) and whether it was written, for one output."""
+        temporary = Path(staged.temporary)
+        uid, note = staged.uid, ""
+        holders = self.uids.get(uid, {})
+        if staged.key not in holders and (holders or self._foreign(temporary, uid)):
+            new_uid = derived_uid("instance-again", uid, staged.key)
+            with lenient():
+                ds = dcmread(temporary)
+                reassign_instance_uid(ds, new_uid, "SOP Instance UID already used")
+                rewritten = _write_temporary(temporary.parent, _saver(ds))
+            temporary.unlink(missing_ok=True)
+            temporary = rewritten
+            others = [s for _, s in holders.values()] or ["an earlier output"]
+            note = (
+                f"SOP Instance UID {uid} already used by another data set ({others[0]}): "
+                f"given {new_uid}, the old UID kept in Original Attributes"
+            )
+            log.warning("%s: %s", entry.source, note)
+            uid, holders = new_uid, self.uids.get(new_uid, {})
+        known = holders.get(staged.key)
+        if known is not None:
+            path = self.out / known[0]
+            if (uid, staged.key) in self.this_run and known[1] != entry.source:
+                temporary.unlink(missing_ok=True)  # already written in this run
+                same = f"the same data set as {known[1]} (in another encoding): its output"
+                return path, (note + "; " if note else "") + same, False
+        else:
+            path = self._free_path(temporary.parent, uid)
+        os.replace(temporary, path)
+        relative = str(path.relative_to(self.out))
+        if known is None:
+            line = {"uid": uid, "key": staged.key, "path": relative, "source": entry.source}
+            self.registry.parent.mkdir(parents=True, exist_ok=True)
+            with self.registry.open("a") as fp:
+                fp.write(json.dumps(line) + "\n")
+        self._remember(uid, staged.key, relative, entry.source)
+        self.this_run.add((uid, staged.key))
+        return path, note, True
+
+    def _foreign(self, temporary: Path, uid: str) -> bool:
+        """Whether the file at ``uid``'s path, unknown to the registry (a tree written
+        before it existed), holds another data set with the same SOP Instance UID."""
+        path = temporary.parent / _file_id("IM", uid)
+        if str(path.relative_to(self.out)) in self.paths or not path.is_file():
+            return False
         try:
             there = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-            if str(there.get("SOPInstanceUID", "")) == uid:
-                return path
         except (InvalidDicomError, OSError, ValueError):
-            return path  # a broken leftover of ours: replace it
-    raise ConversionError(f"no free file name for instance {uid}", source=str(folder))
+            return False  # a broken leftover: replaced
+        if str(there.get("SOPInstanceUID", "")) != uid:
+            return False
+        return path.read_bytes() != temporary.read_bytes()
+
+    def _free_path(self, folder: Path, uid: str) -> Path:
+        """``uid``'s File ID in ``folder``, or the next free one when another UID hashes
+        to the same name."""
+        for attempt in range(64):
+            path = folder / _file_id("IM", uid if attempt == 0 else f"{uid}#{attempt}")
+            holder = self.paths.get(str(path.relative_to(self.out)))
+            if holder == uid:
+                return path
+            if holder is None:
+                if not path.exists():
+                    return path
+                try:
+                    there = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+                    if str(there.get("SOPInstanceUID", "")) == uid:
+                        return path
+                except (InvalidDicomError, OSError, ValueError):
+                    return path  # a broken leftover of ours: replace it
+        raise ConversionError(f"no free file name for instance {uid}", source=str(folder))
+
+
+def _saver(ds: Dataset) -> Callable[[BinaryIO], None]:
+    """A function that writes ``ds`` as a Part 10 file to the file it is given."""
+    return lambda fp: ds.save_as(fp, enforce_file_format=True)
+
+
+def _discard(staged: list[Staged]) -> None:
+    for item in staged:
+        Path(item.temporary).unlink(missing_ok=True)
 
 
 def _root_os_error(exc: OSError) -> OSError:
@@ -247,10 +460,7 @@ def convert_file(
 ) -> ReportEntry:
     """Convert one input file; never raises for a bad input.
 
-    ``run`` names the batch (:func:`run_batch` draws one per run). An input found already
-    converted by this same run (its worker died after writing it and before reporting it,
-    and the input was given to another worker) is reported ``converted``, not
-    ``skipped``: the report tells what this run did.
+    ``run`` names the batch in the temporary files' names (:func:`_sweep`).
 
     When the output file system is full the entry is ``pending`` with ``no_space`` set,
     and the outputs this attempt wrote are removed again: the tree holds whole inputs
@@ -267,15 +477,13 @@ def convert_file(
         entry.error = f"{source}: cannot read: {exc.strerror or exc}"
         return entry
     digest = content_key(data)
+    entry.key = digest
     index = out / INDEX_DIR / f"{digest}.json"
     if not overwrite and index.exists():
         try:
             previous = json.loads(index.read_text())
             outputs = [str(out / p) for p in previous["outputs"]]
             if outputs and all(Path(p).exists() for p in outputs):
-                if run and previous.get("run") == run:
-                    entry.status, entry.outputs = ConvertStatus.CONVERTED, outputs
-                    return entry
                 entry.status, entry.outputs = ConvertStatus.SKIPPED, outputs
                 entry.warnings = ["already converted (use --overwrite to convert again)"]
                 return entry
@@ -285,33 +493,34 @@ def convert_file(
         entry.status = ConvertStatus.SKIPPED
         entry.warnings = ["not an ACR-NEMA or DICOM data set"]
         return entry
+    entry.key = digest
     try:
         result = convert(data, source=str(source), options=options, key=digest)
         del data  # the datasets hold what is needed; the input can go before writing
         entry.warnings = result.warnings
         entry.repairs = result.repairs
         for ds in result.datasets:
-            path = _place(out, ds)
+            key = dataset_key(ds)
             with lenient():
-                _write_atomic(path, ds, run)
-            entry.outputs.append(str(path))
-        relative = [str(Path(p).relative_to(out)) for p in entry.outputs]
-        payload = json.dumps({"source": str(source), "outputs": relative, "run": run}).encode()
-        _replace_atomic(index, payload, sync=False, run=run)
+                temporary = _write_temporary(_series_folder(out, ds), _saver(ds), run=run)
+            entry.staged.append(Staged(str(temporary), str(ds.SOPInstanceUID), key))
     except BridgeError as exc:
-        entry.error = str(exc)
+        _discard(entry.staged)
+        entry.staged, entry.error = [], str(exc)
         return entry
     except OSError as exc:
+        _discard(entry.staged)
+        entry.staged = []
         if _no_space(exc):
-            for written in entry.outputs:
-                Path(written).unlink(missing_ok=True)
-            entry.status, entry.outputs, entry.no_space = ConvertStatus.PENDING, [], True
+            entry.status, entry.no_space = ConvertStatus.PENDING, True
             entry.error = f"{source}: not converted: no space left on {out}"
         else:
             root = _root_os_error(exc)
             entry.error = f"{source}: cannot write output: {root.strerror or root}"
         return entry
     except Exception as exc:  # a bug must cost one file, never the batch
+        _discard(entry.staged)
+        entry.staged = []
         # convert() names the element of any error of its own: this is the writing
         entry.error = (
             f"{source}: cannot write the converted objects: unexpected "
@@ -411,12 +620,14 @@ def run_batch(
 
     With ``cluster`` (a Dask scheduler's address) the inputs are converted by that
     cluster's workers instead of local processes (:mod:`bridge.cluster`); everything
-    else (report, full disk, stop) is the same.
+    else (placement, report, full disk, stop) is the same.
 
     With ``jobs`` > 1 the inputs go to worker processes in small chunks (a few files
-    each); each result comes back as soon as it is done. A worker that dies is replaced,
-    and the inputs it had in hand and had not finished are retried once, each alone; an
-    input whose worker dies again fails with :data:`WORKER_DIED`.
+    each); each result comes back as soon as it is done, and is placed (its outputs given
+    their final names, :class:`_Claims`) and reported to ``progress`` in input order. A
+    worker that dies is replaced, and the inputs it had in hand and had not finished are
+    retried once, each alone; an input whose worker dies again fails with
+    :data:`WORKER_DIED`.
 
     When the output file system is full, no further input is started; the inputs that
     met the full disk and those never started are ``pending`` in the result, so a run
@@ -429,19 +640,40 @@ def run_batch(
     :class:`ConfigError` before any input is converted (:func:`prepare_folder`).
     """
     prepare_folder(out)
-    run = uuid.uuid4().hex  # this run's name in the index (see convert_file)
+    run = uuid.uuid4().hex  # this run's name on its temporary files (see _sweep)
     total = len(inputs)
     entries: list[ReportEntry | None] = [None] * total
     count = 0
+    claims = _Claims(out)
+    arrived: dict[int, ReportEntry] = {}
+    following = 0  # the next input to place: results are placed in input order
+    full = False  # placing an output met a full disk
 
-    def finish(index: int, entry: ReportEntry) -> bool:
-        """Record one result; False when the batch must stop (no space left)."""
-        nonlocal count
+    def place(index: int) -> None:
+        nonlocal count, full
+        entry = claims.place(arrived.pop(index))
+        full |= entry.no_space
         entries[index] = entry
         count += 1
         if progress:
             progress(entry, count, total)
+
+    def finish(index: int, entry: ReportEntry) -> bool:
+        """Record one result; False when the batch must stop (no space left)."""
+        arrived[index] = entry
         return not entry.no_space
+
+    def flush() -> bool:
+        """Place the results that are next in input order; False when the disk is full.
+
+        Results are placed (:class:`_Claims`) in input order, whatever order the workers
+        finish in, so duplicate UIDs are resolved the same way with any ``jobs``.
+        """
+        nonlocal following
+        while following in arrived:
+            place(following)
+            following += 1
+        return not full
 
     if cluster is not None:
         from bridge.cluster import run_on_cluster
@@ -453,7 +685,7 @@ def run_batch(
             options,
             overwrite,
             run,
-            finish,
+            lambda index, entry: finish(index, entry) and flush(),
             stopped=lambda: stop is not None and stop.requested,
             failed_entry=lambda i, why: ReportEntry(
                 str(inputs[i]), ConvertStatus.FAILED, error=f"{inputs[i]}: {why}"
@@ -463,10 +695,13 @@ def run_batch(
         for index, path in enumerate(inputs):
             if stop is not None and stop.requested:
                 break
-            if not finish(index, convert_file(path, out, options, overwrite, run)):
+            entry = convert_file(path, out, options, overwrite, run)
+            if not finish(index, entry) or not flush():
                 break
     else:
-        _Pool(inputs, out, options, overwrite, jobs, finish, stop, run).run()
+        _Pool(inputs, out, options, overwrite, jobs, finish, stop, flush, run).run()
+    for index in sorted(arrived):  # after an input that was never finished (pending)
+        place(index)
     _sweep(out, run)
     if stop is not None and stop.requested:
         stopped = f"not converted: the batch was stopped by {stop.reason}"
@@ -547,11 +782,12 @@ class _Pool:
         jobs: int,
         finish: Callable[[int, ReportEntry], bool],
         stop: StopRequest | None = None,
+        flush: Callable[[], bool] | None = None,
         run: str = "",
     ) -> None:
         self.inputs, self.out, self.options, self.overwrite = inputs, out, options, overwrite
+        self.jobs, self.finish, self.stop, self.flush = jobs, finish, stop, flush
         self.run_id = run
-        self.jobs, self.finish, self.stop = jobs, finish, stop
         size = max(1, min(8, len(inputs) // (jobs * 8)))
         indices = list(range(len(inputs)))
         self.queue = deque(indices[i : i + size] for i in range(0, len(indices), size))
@@ -569,6 +805,9 @@ class _Pool:
                     self._wind_down()
                     return
                 self._feed()
+                # what came back is placed once the idle workers have new work
+                if self.flush is not None and not self.flush():
+                    self.stopping = True
                 busy = [w for w in self.workers if w.in_hand]
                 if not busy:
                     return

@@ -14,9 +14,10 @@ back-pressure), started with two commands (``dask scheduler``, ``dask worker``),
 nothing to install on the workers but this package.
 
 Delivery of results: a task whose worker dies is run again on another worker by the
-scheduler (its inputs are redone: the conversion writes each output atomically and
-derives every UID from the input, so a redone input gives the same files, never a
-second copy). A task whose workers keep dying (Dask's ``KilledWorker``, after its
+scheduler (its inputs are redone). Workers only write temporary files; the coordinator
+gives outputs their final names when a result comes back (``_Claims`` in
+:mod:`bridge.batch`), so a redone input is placed once, and what the dead worker had
+written is removed at the end of the batch. A task whose workers keep dying (Dask's ``KilledWorker``, after its
 allowed failures) fails its inputs with the cause. Only a bounded window of tasks is in
 flight, so a batch of a million inputs holds a few hundred futures, not a million.
 """
@@ -95,8 +96,8 @@ def run_on_cluster(
 ) -> None:
     """Convert ``inputs`` on the cluster at ``url``, calling ``finish`` per result.
 
-    ``run`` names the batch (see :func:`bridge.batch.convert_file`: a redone input is
-    reported converted, not skipped). ``finish(index, entry)`` returns False when the
+    ``run`` names the batch on its temporary files (:func:`bridge.batch.convert_file`).
+    ``finish(index, entry)`` returns False when the
     batch must stop (no space left); ``stopped()`` says a stop was requested. Either way
     the tasks not yet started are cancelled and their inputs stay unrecorded (``pending``
     in the report); tasks already running finish on their workers (their outputs are

@@ -28,6 +28,7 @@ from bridge.batch import (
     ConvertStatus,
     ReportEntry,
     StopRequest,
+    current_umask,
     iter_inputs,
     prepare_folder,
     run_batch,
@@ -331,7 +332,7 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
     progress = _Progress(sys.stderr, not args.quiet)
     started = time.monotonic()
     with _stop_on_signals() as stop:
-        inputs = list(iter_inputs(args.paths, exclude=args.out))
+        inputs = list(iter_inputs(args.paths, exclude=args.out, on_loop=_walked_already))
         try:
             entries = run_batch(
                 inputs,
@@ -405,6 +406,14 @@ def _claim_for_deidentification(out: Path, deid: Deidentification | None) -> Non
     if wanted is not None and found is None:
         mark.parent.mkdir(parents=True, exist_ok=True)
         mark.write_text(json.dumps(wanted) + "\n")
+
+
+def _walked_already(path: Path, first: Path) -> None:
+    print(
+        f"not walked again: {path}: a link to a folder already walked as {first} "
+        "(a loop, or a second link)",
+        file=sys.stderr,
+    )
 
 
 @contextmanager
@@ -488,7 +497,7 @@ def _finish(
     if args.previews:
         status = _write_previews(args, entries) or status
     if not args.quiet:
-        outputs = sum(len(e.outputs) for e in entries if e.status is ConvertStatus.CONVERTED)
+        outputs = sum(e.written for e in entries)  # files written, not outputs shared
         c = counts
         print(
             f"{len(entries)} inputs: {c[ConvertStatus.CONVERTED]} converted ({outputs} DICOM "
@@ -533,6 +542,7 @@ def _write_json(path: Path, payload: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # as cp would make it, not mkstemp's 0600
         with os.fdopen(fd, "w") as fp:
             json.dump(payload, fp, indent=2)
             fp.write("\n")

@@ -60,7 +60,7 @@ from bridge.dicom.pixels import (
     is_encapsulated,
     pack_bits,
 )
-from bridge.dicom.values import fix_value, is_valid
+from bridge.dicom.values import fix_value, is_placeholder, is_valid
 from bridge.errors import ConversionError, ImageDataError
 from bridge.lenient import lenient
 
@@ -75,6 +75,7 @@ __all__ = [
     "RepairKind",
     "check_input_size",
     "convert",
+    "reassign_instance_uid",
 ]
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -279,6 +280,7 @@ class _Work:
     repairs: list[Repair] = field(default_factory=list)
     at: int | None = None
     """The tag of the element being handled, named by an unexpected error."""
+    source_study_uid: str = ""  # the input's own Study Instance UID, "" when it has none
 
     def warn(self, text: str) -> None:
         self.notes.append(text)
@@ -288,14 +290,19 @@ class _Work:
         self.repairs.append(repair)
         self.warn(repair.reason)
 
-    def keep_original(self, element: DataElement, reason: str) -> None:
-        """Record an element's original value for the Original Attributes Sequence."""
+    def keep_original(self, element: DataElement, reason: str, *, sound: bool = True) -> None:
+        """Record an element's original value for the Original Attributes Sequence.
+
+        ``sound=False`` keeps it as bytes (Nonconforming Modified Attributes) even when
+        its form is valid: a value whose meaning is broken (degenerate geometry) must not
+        be written as an element, not even in Original Attributes.
+        """
         raw = _raw_value(element)
         element = _dictionary_vr(element)
         valid = element.VR not in STRING_VRS or all(
             is_valid(v, element.VR) for v in _texts(element)
         )
-        if valid and element.VR != "UN":
+        if sound and valid and element.VR != "UN":
             self.retired.append(element)
         else:
             self.nonconforming.append((int(element.tag), element.VR, raw))
@@ -376,13 +383,21 @@ def convert(
     """
     options = options or ConvertOptions()
     check_input_size(len(data), source=source, options=options)
-    decoded = decode(
-        data,
-        source=source,
-        byte_order=options.byte_order,
-        max_elements=options.max_elements,
-        max_values=options.max_values,
-    )
+    try:
+        decoded = decode(
+            data,
+            source=source,
+            byte_order=options.byte_order,
+            max_elements=options.max_elements,
+            max_values=options.max_values,
+        )
+    except ConversionError as exc:
+        hint = _byte_order_hint(data, source, options)
+        if hint is None:
+            raise
+        raise ConversionError(
+            f"{exc.reason}; {hint}", source=source, tag=exc.tag, offset=exc.offset
+        ) from exc
     work = _Work(source, decoded, options, key or uids.content_key(data))
     work.notes.extend(decoded.warnings)
     try:
@@ -413,6 +428,58 @@ def convert(
 
 
 _PIXEL_DATA = 0x7FE00010
+
+
+def _byte_order_hint(data: bytes, source: str, options: ConvertOptions) -> str | None:
+    """With a forced ``--byte-order`` that fails: which byte order the input reads in."""
+    if options.byte_order is ByteOrder.AUTO:
+        return None
+    try:
+        found = decode(
+            data,
+            source=source,
+            byte_order=ByteOrder.AUTO,
+            max_elements=options.max_elements,
+            max_values=options.max_values,
+        )
+    except ConversionError:
+        return None
+    order = "little" if found.syntax.little_endian else "big"
+    if order == options.byte_order.value:
+        return None
+    return f"the input reads as {order} endian: try --byte-order {order} (or auto)"
+
+
+# Elements read as integers to size the image; a value that is not one is named here,
+# before any pixel work, rather than as a bare "invalid literal for int()".
+_INTEGER_ELEMENTS = (
+    0x00280002,  # Samples per Pixel
+    0x00280005,  # Image Dimensions
+    0x00280008,  # Number of Frames
+    0x00280010,  # Rows
+    0x00280011,  # Columns
+    0x00280012,  # Planes
+    0x00280100,  # Bits Allocated
+    0x00280101,  # Bits Stored
+    0x00280102,  # High Bit
+    0x00280103,  # Pixel Representation
+)
+
+
+def _check_integers(work: _Work, src: Dataset) -> None:
+    """Refuse, naming the element, an image header value that is not an integer."""
+    for tag in _INTEGER_ELEMENTS:
+        element = src.get(tag)
+        if element is None or element.value is None or element.value == "":
+            continue
+        try:
+            int(element.value)
+        except (TypeError, ValueError):
+            raise ConversionError(
+                f"{_name(element)} {shown(element.value)} is not an integer",
+                source=work.source,
+                tag=tag,
+            ) from None
 
 
 def _is_image_class(sop_class: str) -> bool:
@@ -467,7 +534,9 @@ def _convert(work: _Work) -> list[Dataset]:
     empty = _empty_type1(src)
     _sort_elements(work, src)
     _normalise(work, work.out)
+    _drop_degenerate_geometry(work)
     out = work.out
+    _check_integers(work, src)
     pixel_frames = _pixels(work, src) if _has_pixels(src) else None
     work.at = None
     sop_class = _choose_sop_class(work) if legacy else str(src.SOPClassUID).strip()
@@ -987,19 +1056,33 @@ def _geometry(work: _Work) -> None:
         location = fix_value(str(src[0x00200050].value), "DS").value
         if location:
             out.SliceLocation = location
-    if out.get("ImagePositionPatient") and out.get("ImageOrientationPatient"):
+    # the valid DICOM element wins over its ACR-NEMA predecessor (kept in Original
+    # Attributes); a predecessor only fills the DICOM element that is missing
+    has_position = bool(out.get("ImagePositionPatient"))
+    has_orientation = bool(out.get("ImageOrientationPatient"))
+    if has_position and has_orientation:
         return
     position, orientation = src.get(0x00200030), src.get(0x00200035)
     if position is None or orientation is None:
         return
     try:
-        pos = np.array([float(str(v)) for v in position.value], dtype=float)
-        ori = np.array([float(str(v)) for v in orientation.value], dtype=float)
+        pos = np.array([float(str(v)) for v in _values(position.value)], dtype=float)
+        ori = np.array([float(str(v)) for v in _values(orientation.value)], dtype=float)
     except (TypeError, ValueError):
         work.warn("Image Position / Orientation unreadable: geometry left out")
         return
     if pos.shape != (3,) or ori.shape != (6,):
         work.warn("Image Position / Orientation have the wrong number of values")
+        return
+    usable = geometry.is_orientation(ori)
+    if not usable:  # kept as bytes: dciodvfy checks Original Attributes' values too
+        work.retired = [e for e in work.retired if int(e.tag) != 0x00200035]
+        work.nonconforming.append((0x00200035, "DS", _raw_value(orientation)))
+    if not usable and not has_orientation:
+        work.warn(
+            "Image Orientation (0020,0035) is not two orthogonal unit vectors "
+            f"({shown(list(ori))}): geometry left out"
+        )
         return
     stated_position = src.get(0x00185100)
     word = str(stated_position.value or "").strip() if stated_position is not None else ""
@@ -1013,7 +1096,7 @@ def _geometry(work: _Work) -> None:
         else []
     )
     chosen, confirmed = candidates[0], False
-    for code in candidates:
+    for code in candidates if usable else ():
         m = geometry.patient_matrix(code)
         letters = geometry.orientation_letters(np.concatenate([m @ ori[:3], m @ ori[3:]]))
         if len(stated) == 2 and [s[:1] for s in stated] == list(letters):
@@ -1022,8 +1105,10 @@ def _geometry(work: _Work) -> None:
     m = geometry.patient_matrix(chosen)
     new_pos = m @ pos
     new_ori = np.concatenate([m @ ori[:3], m @ ori[3:]])
-    out.ImagePositionPatient = [_ds(v) for v in new_pos]
-    out.ImageOrientationPatient = [_ds(v) for v in new_ori]
+    if not has_position:
+        out.ImagePositionPatient = [_ds(v) for v in new_pos]
+    if not has_orientation:
+        out.ImageOrientationPatient = [_ds(v) for v in new_ori]
     if confirmed:
         out.PatientPosition = chosen
         work.warn(
@@ -1037,15 +1122,58 @@ def _geometry(work: _Work) -> None:
         )
 
 
+def _values(value: object) -> list[object]:
+    return list(value) if isinstance(value, (list, MultiValue)) else [value]
+
+
+def _drop_degenerate_geometry(work: _Work) -> None:
+    """Image Orientation (Patient) that is not two orthogonal unit vectors is removed.
+
+    Zero vectors (a placeholder), non-unit or non-orthogonal ones would make every
+    reader's geometry wrong; the value goes to Original Attributes and, for an ACR-NEMA
+    input, the predecessor (0020,0035) may still fill it (:func:`_geometry`).
+    """
+    out = work.out
+    value = out.get("ImageOrientationPatient")
+    if "ImageOrientationPatient" not in out or value is None or value == "":
+        return
+    try:
+        ori = np.array([float(str(v)) for v in _values(value)], dtype=float)
+    except (TypeError, ValueError):
+        ori = np.zeros(0)
+    if not geometry.is_orientation(ori):
+        work.keep_original(
+            out["ImageOrientationPatient"],
+            "not two orthogonal unit vectors: removed (never written degenerate)",
+            sound=False,
+        )
+        del out.ImageOrientationPatient
+
+
 def _ds(value: float) -> str:
     fixed = fix_value(repr(float(value) + 0.0), "DS").value
     return fixed if fixed is not None else "0"
 
 
+def _usable(ds: Dataset, keyword: str) -> str:
+    """The value of ``keyword``, or "" when it is absent or a placeholder ("Unknown")."""
+    value = str(ds.get(keyword) or "")
+    return "" if is_placeholder(value) else value
+
+
 def _study_key(work: _Work) -> tuple[str, ...]:
+    """What tells the input's study: its own Study Instance UID, else who and when.
+
+    The source's Study Instance UID is the study, whatever else is missing, so that the
+    slices of one study get one generated Patient ID. Without one, placeholders count as
+    absent, and an input that says nothing of its study is a study of its own (splitting
+    is safer than merging).
+    """
     out = work.out
-    who = str(out.get("PatientID") or "") or str(out.get("PatientName") or "")
-    study = (who, str(out.get("StudyID") or ""), str(out.get("StudyDate") or ""))
+    if work.source_study_uid:
+        return ("study-uid", work.source_study_uid)
+    who = _usable(out, "PatientID") or _usable(out, "PatientName")
+    study = (who, _usable(out, "StudyID"), str(out.get("StudyDate") or ""))
     if not any(study):
         return ("source", work.key)
     if not study[2] and not study[1]:
@@ -1056,8 +1184,13 @@ def _study_key(work: _Work) -> tuple[str, ...]:
 def _identity(work: _Work) -> None:
     """Patient ID, Study / Series / Frame of Reference UIDs."""
     out, options = work.out, work.options
+    work.source_study_uid = str(out.get("StudyInstanceUID") or "")
+    for keyword in ("PatientID", "StudyID"):  # both are generated when absent
+        if out.get(keyword) and is_placeholder(str(out.get(keyword))):
+            work.keep_original(out[keyword], "a placeholder, not an identity: generated anew")
+            setattr(out, keyword, None)
     if not out.get("PatientID") and options.patient_id is not PatientIdPolicy.NONE:
-        name = str(out.get("PatientName") or "")
+        name = _usable(out, "PatientName")
         birth = str(out.get("PatientBirthDate") or "")
         if options.patient_id is PatientIdPolicy.SOURCE:
             basis: tuple[str, ...] = ("source", work.key)
@@ -1110,8 +1243,16 @@ def _repair_structure(work: _Work) -> None:
             continue
         for upper in levels[:i]:
             if out.get(upper) and str(out.get(lower)) == str(out.get(upper)):
-                work.keep_original(out[lower], f"same UID as {upper}: made anew")
-                out[lower].value = uids.derived_uid(lower, work.key, str(out.get(upper)))
+                original = out[lower]  # a copy is changed: the original is kept as it was
+                work.keep_original(original, f"same UID as {upper}: made anew")
+                # from the data set's own instance UID when it has one, so that the same
+                # data set in another encoding gets the same new UID
+                basis = str(out.get("SOPInstanceUID") or "") if lower != "SOPInstanceUID" else ""
+                out[lower] = DataElement(
+                    original.tag,
+                    original.VR,
+                    uids.derived_uid(lower, basis or work.key, str(out.get(upper))),
+                )
                 break
     if "ImageType" in out and out.ImageType and not isinstance(out.ImageType, (list, MultiValue)):
         words = str(out.ImageType).split()
@@ -1339,6 +1480,27 @@ def _original_attributes(work: _Work) -> Iterable[Dataset]:
         value.NonconformingDataElementValue = raw
         entry.NonconformingModifiedAttributesSequence = Sequence([value])
         yield entry
+
+
+def reassign_instance_uid(ds: Dataset, uid: str, reason: str) -> None:
+    """Give ``ds`` the SOP Instance UID ``uid``, its old one kept in Original Attributes.
+
+    For a batch that meets a second, different data set with a SOP Instance UID already
+    used (docs/conversion.md, "Duplicate SOP Instance UIDs"): the old UID is a valid
+    value, wrong only in being shared, so it goes to an item with reason CORRECT.
+    """
+    old = Dataset()
+    old.SOPInstanceUID = ds.SOPInstanceUID
+    entry = Dataset()
+    entry.AttributeModificationDateTime = RULES_DATE
+    entry.ModifyingSystem = MODIFYING_SYSTEM
+    entry.SourceOfPreviousValues = fix_value(reason, "LO").value
+    entry.ReasonForTheAttributeModification = "CORRECT"
+    entry.ModifiedAttributesSequence = Sequence([old])
+    items = list(ds.get("OriginalAttributesSequence") or [])
+    ds.OriginalAttributesSequence = Sequence([*items, entry])
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(uid)
 
 
 def _file_meta(ds: Dataset) -> FileMetaDataset:

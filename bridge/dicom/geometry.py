@@ -29,7 +29,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POSITIONS", "orientation_letters", "patient_matrix", "posture_candidates"]
+__all__ = [
+    "POSITIONS",
+    "is_orientation",
+    "orientation_letters",
+    "patient_matrix",
+    "posture_candidates",
+]
 
 _HF = {
     "S": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
@@ -78,3 +84,22 @@ def orientation_letters(orientation: np.ndarray) -> tuple[str, str]:
         axis = int(np.argmax(np.abs(vector)))
         out.append(letters[axis][1 if vector[axis] > 0 else 0])
     return out[0], out[1]
+
+
+TOLERANCE = 1e-3
+"""How far from unit length and from orthogonal the row and column cosines may be: the
+six-digit decimals of the era (0.707107) are well within it."""
+
+
+def is_orientation(values: np.ndarray) -> bool:
+    """Whether six direction cosines are two orthogonal unit vectors.
+
+    All zeros (a placeholder some equipment wrote), a non-unit vector or two vectors that
+    are not orthogonal are not an orientation, and are never written (docs/conversion.md,
+    "Geometry").
+    """
+    if values.shape != (6,) or not np.all(np.isfinite(values)):
+        return False
+    row, column = values[:3], values[3:]
+    unit = all(abs(float(np.linalg.norm(v)) - 1.0) <= TOLERANCE for v in (row, column))
+    return unit and abs(float(row @ column)) <= TOLERANCE

@@ -26,6 +26,7 @@ __all__ = [
     "fix_tm",
     "fix_ui",
     "fix_value",
+    "is_placeholder",
     "is_valid",
 ]
 
@@ -246,3 +247,24 @@ def fix_value(text: str, vr: str) -> Fix:
     if fixer is not None:
         return fixer(text)
     return fix_text(text, vr)
+
+
+PLACEHOLDERS = frozenset(
+    {"UNKNOWN", "UNK", "ANONYMOUS", "ANONYMIZED", "ANONYMISED", "NONE", "NULL", "N/A", "NA"}
+)
+"""Words that equipment and tools wrote where an identifying value was not known
+(docs/conversion.md, "Placeholders"), compared in upper case, with the ``^`` and spaces
+of a name removed."""
+
+
+def is_placeholder(text: str) -> bool:
+    """Whether an identifying value (Patient ID or Name, Study ID) only stands for "unknown".
+
+    Empty values, values of only ``0``, ``-``, ``?``, ``.``, ``^``, ``=`` and spaces, and the
+    words of :data:`PLACEHOLDERS` count as absent: two inputs that share one say nothing
+    about being the same patient or study.
+    """
+    value = text.split("\x00", 1)[0].upper()
+    if not value.strip(" 0-?.^="):
+        return True
+    return " ".join(value.replace("^", " ").split()) in PLACEHOLDERS
