@@ -84,7 +84,9 @@ def _tree(out: Path) -> dict[str, bytes | str]:
     for p in sorted(out.rglob("*")):
         if not p.is_file() or p.name == "DICOMDIR" or p.name.startswith(".tmp"):
             continue
-        if ".acrnema-bridge" in p.parts:  # the resume index: it also names the run
+        if ".acrnema-bridge" in p.parts and p.suffix == ".jsonl":  # the instance registry
+            tree[str(p.relative_to(out))] = "\n".join(sorted(p.read_text().splitlines()))
+        elif ".acrnema-bridge" in p.parts and p.parent.name == "index":  # the resume index
             tree[str(p.relative_to(out))] = json.dumps(json.loads(p.read_text())["outputs"])
         else:
             tree[str(p.relative_to(out))] = p.read_bytes()

@@ -296,10 +296,10 @@ def test_an_unexpected_error_while_writing_names_the_input(
     # A bug cannot be made on purpose from real data: the writer is made to fail instead.
     import bridge.batch
 
-    def broken(path: Path, ds: Dataset, run: str = "") -> None:
+    def broken(folder: Path, data: object, *, sync: bool = True, run: str = "") -> Path:
         raise AttributeError("a bug in the writer")
 
-    monkeypatch.setattr(bridge.batch, "_write_atomic", broken)
+    monkeypatch.setattr(bridge.batch, "_write_temporary", broken)
     (tmp_path / "ct.dcm").write_bytes(headerless(source("CT_small.dcm")))
     entry = convert_file(tmp_path / "ct.dcm", tmp_path / "out", ConvertOptions(), False)
     assert entry.status is ConvertStatus.FAILED
