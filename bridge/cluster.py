@@ -18,8 +18,9 @@ scheduler (its inputs are redone). Workers only write temporary files; the coord
 gives outputs their final names when a result comes back (``_Claims`` in
 :mod:`bridge.batch`), so a redone input is placed once, and what the dead worker had
 written is removed at the end of the batch. A task whose workers keep dying (Dask's
-``KilledWorker``, after its allowed failures) fails its inputs with the cause. Only a bounded window of tasks is in
-flight, so a batch of a million inputs holds a few hundred futures, not a million.
+``KilledWorker``, after its allowed failures) fails its inputs with the cause. Only a
+bounded window of tasks is in flight, so a batch of a million inputs holds a few hundred
+futures, not a million.
 """
 
 from __future__ import annotations
