@@ -640,6 +640,7 @@ def run_batch(
     :class:`ConfigError` before any input is converted (:func:`prepare_folder`).
     """
     prepare_folder(out)
+    out = out.absolute()  # workers (a cluster's too) and temporary files see one form
     run = uuid.uuid4().hex  # this run's name on its temporary files (see _sweep)
     total = len(inputs)
     entries: list[ReportEntry | None] = [None] * total

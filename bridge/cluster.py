@@ -80,8 +80,10 @@ def _convert_chunk(
 
 
 def _chunks(inputs: list[Path]) -> Iterator[list[tuple[int, Path]]]:
+    """The inputs in tasks, each path absolute: a worker's working folder is its own."""
     for start in range(0, len(inputs), CLUSTER_CHUNK):
-        yield [(i, inputs[i]) for i in range(start, min(start + CLUSTER_CHUNK, len(inputs)))]
+        end = min(start + CLUSTER_CHUNK, len(inputs))
+        yield [(i, inputs[i].absolute()) for i in range(start, end)]
 
 
 def run_on_cluster(
@@ -155,6 +157,7 @@ def run_on_cluster(
                 reason = f"{type(exc).__name__}: {exc}"
                 results = [(i, failed_entry(i, reason)) for i, _ in chunk]
             for index, entry in results:
+                entry.source = str(inputs[index])  # as given, as --jobs reports it
                 if not finish(index, entry):
                     go_on = False
             if go_on and stopped():

@@ -1,0 +1,155 @@
+"""``convert --cluster`` against ``convert --jobs 2``: the overhead of running on Dask.
+
+Usage: ``python bench/cluster.py [--count N] [--rounds R] [--keep DIR]`` (results:
+docs/benchmarks.md).
+
+Generates N 512x512 ACR-NEMA 2.0 CT slices with the project's phantom generator, starts
+Dask's own ``dask scheduler`` and two ``dask worker --nthreads 1`` processes on 127.0.0.1
+(the ``dask`` command of this interpreter's environment), then converts the same batch,
+alternating, R times each way:
+
+1. ``acrnema-bridge convert SRC --out OUT --jobs 2 --quiet`` (two local worker processes);
+2. ``acrnema-bridge convert SRC --out OUT --cluster tcp://127.0.0.1:PORT --quiet`` (the
+   two Dask workers, already running: a cluster is started once, not per batch).
+
+Each run is timed on the wall clock including the command's start-up, into a fresh OUT.
+It prints the median of each and the overhead of the cluster run (goal: at most 15 %,
+issue 14), and checks both runs wrote the same files. Exit 1 when a run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import BenchError, machine_lines, ours_command, run_in, tool_version
+
+from bridge import __version__
+from bridge.testing.phantom import PhantomSpec, phantom_file
+
+GOAL = 0.15  # the cluster may cost at most this much more wall clock than --jobs 2
+DASK = Path(sys.executable).with_name("dask")
+
+
+def _generate(src: Path, count: int) -> None:
+    src.mkdir(parents=True)
+    for i in range(count):
+        (src / f"ct{i:05d}.acr").write_bytes(phantom_file(PhantomSpec(slice_index=i, slices=count)))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for(log: Path, text: str, count: int, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while log.read_text(errors="replace").count(text) < count:
+        if time.monotonic() > deadline:
+            raise BenchError(f"no {what} after 60 s: {log.read_text(errors='replace')[-800:]}")
+        time.sleep(0.1)
+
+
+def _timed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:3])}... exited {done.returncode}: {done.stderr[-800:]}")
+    return elapsed
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.glob("PT*/ST*/SE*/IM*"))
+    files_b = sorted(p.relative_to(b) for p in b.glob("PT*/ST*/SE*/IM*"))
+    if files_a != files_b:
+        return False
+    return all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
+def bench(work: Path, count: int, rounds: int) -> None:
+    if not DASK.exists():
+        raise BenchError(f"{DASK} not found: make venv installs dask[distributed]")
+    src = work / "src"
+    _generate(src, count)
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    common = ["--no-dashboard"]
+    scheduler_log = work / "scheduler.log"
+    processes = [
+        _start(
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), *common],
+            scheduler_log,
+        )
+    ]
+    try:
+        _wait_for(scheduler_log, "Scheduler at:", 1, "scheduler")
+        for n in (1, 2):
+            processes.append(
+                _start(
+                    [str(DASK), "worker", url, "--nthreads", "1", "--host", "127.0.0.1", *common],
+                    work / f"worker{n}.log",
+                )
+            )
+        _wait_for(scheduler_log, "Register worker", 2, "two workers")
+        ours = ours_command()
+        times: dict[str, list[float]] = {"jobs": [], "cluster": []}
+        for r in range(rounds):
+            for way, extra in (("jobs", ["--jobs", "2"]), ("cluster", ["--cluster", url])):
+                out = work / f"out-{way}-{r}"
+                times[way].append(
+                    _timed([*ours, "convert", str(src), "--out", str(out), "--quiet", *extra])
+                )
+            if not _same_tree(work / f"out-jobs-{r}", work / f"out-cluster-{r}"):
+                raise BenchError("the cluster and --jobs 2 wrote different files")
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    local, remote = statistics.median(times["jobs"]), statistics.median(times["cluster"])
+    overhead = remote / local - 1
+    for line in machine_lines(
+        f"acrnema-bridge {__version__}, {tool_version([str(DASK), '--version'])}"
+    ):
+        print(line)
+    print(f"{count} slices 512x512, {rounds} rounds each, alternating")
+    print(
+        f"--jobs 2:            median {local:.2f} s  ({count / local:.0f} files/s)  "
+        f"runs {', '.join(f'{t:.2f}' for t in times['jobs'])}"
+    )
+    print(
+        f"--cluster (2 x 1 thread): median {remote:.2f} s  ({count / remote:.0f} files/s)  "
+        f"runs {', '.join(f'{t:.2f}' for t in times['cluster'])}"
+    )
+    verdict = "meets" if overhead <= GOAL else "misses"
+    print(f"cluster overhead: {overhead:+.1%} ({verdict} the goal of at most {GOAL:.0%})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000, help="slices (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs each way (default 3)")
+    parser.add_argument("--keep", type=Path, help="work in this (empty) folder and keep it")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.rounds < 1:
+        parser.error("--count and --rounds must be at least 1")
+    return run_in(args.keep, lambda work: bench(work, args.count, args.rounds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
