@@ -105,7 +105,10 @@ class SrReader:
         """Rows where a probe of ``selected`` changed (bit i = ``selected[i]``), in ns."""
         for name in selected:
             if name not in self.names:
-                raise CaptureError(f"{self.path}: no probe named {name!r}")
+                raise CaptureError(
+                    f"{self.path}: no probe named {name!r} (probes: {', '.join(self.probes)}; "
+                    "a channel map, --map, says which probe is which line)"
+                )
         src = [self.names[n] for n in selected]
         index = 0
         prev: np.uint64 | None = None

@@ -133,7 +133,7 @@ def trace_changes(
             sides.append(np.full(n, driver, np.uint8))
             early.append(np.full(n, ns, np.int64))
             flagged = np.zeros(n, bool)
-            if record.direction == "in" and ph.parity != "none":
+            if ph.parity != "none":  # the receiver checks every word it takes
                 flagged = parity_bits(record.buffer.words, ph.parity) != record.buffer.parity
             perr.append(flagged)
         if not words:

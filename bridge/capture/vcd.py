@@ -172,7 +172,10 @@ class VcdReader:
         keys: list[int] = []
         for name in selected:
             if name not in self.ids:
-                raise CaptureError(f"{self.path}: no signal named {name!r}")
+                raise CaptureError(
+                    f"{self.path}: no signal named {name!r} (probes: {', '.join(self.ids)}; "
+                    "a channel map, --map, says which probe is which line)"
+                )
             if self.widths[name] != 1:
                 raise CaptureError(f"{self.path}: signal {name!r} is {self.widths[name]} bits wide")
             ident = self.ids[name].encode("ascii")
