@@ -19,16 +19,16 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import peers
 import pydicom
 import pytest
 
 from bridge.capture.bus import Changes, WordRecovery, synthesise
-from bridge.capture.decode import decode_capture, line_changes, open_capture
+from bridge.capture.decode import line_changes, open_capture
 from bridge.cli import main
 from bridge.dicom.core import convert
 from bridge.profile import REFERENCE, ProfileError, load_profile, profile_from_mapping
 from bridge.testing.phantom import phantom_images
-import peers
 
 _names = itertools.count()
 

@@ -27,7 +27,7 @@ REQ is asserted (four-phase, strobe) or changes (two-phase).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -128,6 +128,7 @@ def synthesise(
     *,
     perr: npt.ArrayLike | None = None,
     ready: Iterable[tuple[int, bool, bool]] = (),
+    ready_after: Sequence[int] | None = None,
     timing: Timing | None = None,
     carry: BusCarry | None = None,
 ) -> Changes:
@@ -136,8 +137,10 @@ def synthesise(
     ``sides`` (0 = A, the initiator; 1 = B) no earlier than ``earliest_ns``.
 
     ``perr``: words the receiver flagged (PERR with its answer); ``ready``: (time,
-    READY_A, READY_B) events. The bus is handed over, with ``turnaround_ns`` of quiet,
-    whenever the driving side changes; DIR is asserted while A owns it, BREQ while B does.
+    READY_A, READY_B) events; ``ready_after``: for each event, how many of ``words`` come
+    before it (the event is then no earlier than the end of that word's cycle). The bus
+    is handed over, with ``turnaround_ns`` of quiet, whenever the driving side changes;
+    DIR is asserted while A owns it, BREQ while B does.
     ``carry``: the bus as a previous call left it (for a long stream synthesised in
     chunks); it is updated for the next call.
     """
@@ -157,6 +160,7 @@ def synthesise(
     # a word of the other side); as s_k = t_k - D_k, a running maximum
     carry = carry if carry is not None else BusCarry()
     initial = np.uint64(carry.state)
+    carry_free_at_entry = carry.free_ns
     switch = np.zeros(n, bool)
     switch[1:] = side[1:] != side[:-1]
     if n and carry.side is not None:
@@ -228,7 +232,16 @@ def synthesise(
     s_all = np.concatenate(rows_s)
     order = np.argsort(t_all, kind="stable")
     t_all, s_all = t_all[order], s_all[order]
+    free_before = carry_free_at_entry
     events = list(ready)
+    if ready_after is not None:
+        if len(ready_after) != len(events):
+            raise ValueError("ready_after needs one count per READY event")
+        ends = start + cycle if n else np.zeros(0, np.int64)
+        events = [
+            (max(t, int(ends[k - 1]) if k > 0 else (free_before or 0)), a, b)
+            for (t, a, b), k in zip(events, ready_after, strict=True)
+        ]
     if carry.ready is not None and len(t_all):
         events.insert(0, (int(t_all[0]), *carry.ready))
     if events:
@@ -419,26 +432,41 @@ class WordRecovery:
     def _events(
         self, times: I64, states: U64, prev: np.uint64
     ) -> tuple[I64, npt.NDArray[np.int8], npt.NDArray[np.intp]]:
-        """(time, phase index, row) of every handshake edge, in time order."""
-        before = np.concatenate([[prev], states[:-1]])
-        ev_t, ev_p, ev_r = [], [], []
+        """(time, phase index, row) of every handshake edge, in time order.
+
+        One pass per handshake line (REQ, ACK): its column, where it changes, and which
+        phase each change is; the lines' edges are merged by row (phase order within a
+        row)."""
+        per_line: dict[int, list[tuple[int, str]]] = {}
         for index, (bit, edge) in enumerate(self._bits):
-            m = np.uint64(1 << bit)
-            now, was = (states & m) != 0, (before & m) != 0
-            if edge == "up":
-                rows = np.flatnonzero(now & ~was)
-            elif edge == "down":
-                rows = np.flatnonzero(~now & was)
-            else:
-                rows = np.flatnonzero(now != was)
-            ev_t.append(times[rows])
-            ev_p.append(np.full(len(rows), index, np.int8))
-            ev_r.append(rows)
-        t = np.concatenate(ev_t)
-        p = np.concatenate(ev_p)
-        r = np.concatenate(ev_r)
-        order = np.lexsort((p, r))
-        return t[order], p[order], r[order]
+            per_line.setdefault(bit, []).append((index, edge))
+        rows_all, phase_all = [], []
+        for bit, phases in per_line.items():
+            col = ((states >> np.uint64(bit)) & np.uint64(1)).astype(np.int8)
+            first = np.int8(int(prev) >> bit & 1)
+            change = np.empty(len(col), np.int8)
+            change[0] = col[0] - first
+            np.subtract(col[1:], col[:-1], out=change[1:])
+            rows = np.flatnonzero(change)
+            rising = change[rows] > 0
+            phase = np.empty(len(rows), np.int8)
+            for index, edge in phases:
+                if edge == "up":
+                    phase[rising] = index
+                elif edge == "down":
+                    phase[~rising] = index
+                else:
+                    phase[:] = index
+            rows_all.append(rows)
+            phase_all.append(phase)
+        r = np.concatenate(rows_all)
+        p = np.concatenate(phase_all)
+        if len(rows_all) > 1:
+            # two sorted runs: a stable sort merges them in linear time; equal rows keep
+            # the lines' order, then the phase order decides
+            order = np.argsort(r * len(self._bits) + p, kind="stable")
+            r, p = r[order], p[order]
+        return times[r], p, r
 
     def _words(self, times: I64, states: U64, prev: np.uint64) -> Recovered:
         ev_t, ev_p, ev_r = self._events(times, states, prev)
@@ -569,7 +597,8 @@ class WordRecovery:
             self.minimum[i] = min(self.minimum[i], int(sel.min()))
             self.maximum[i] = max(self.maximum[i], int(sel.max()))
             small = sel[sel < HIST_NS]
-            self.hist[i] += np.bincount(small, minlength=HIST_NS)[:HIST_NS]
+            counts = np.bincount(small)
+            self.hist[i, : len(counts)] += counts
             big = sel[sel >= HIST_NS]
             if len(big):
                 self.over[i].extend(int(x) for x in big[: 10000 - len(self.over[i])])

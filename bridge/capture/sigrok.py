@@ -24,7 +24,7 @@ from bridge.errors import CaptureError
 __all__ = ["SrReader"]
 
 _RATE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-BLOCK_SAMPLES = 4 << 20
+BLOCK_SAMPLES = 1 << 18
 
 
 def _samplerate(text: str, path: str) -> float:
@@ -112,6 +112,7 @@ class SrReader:
         src = [self.names[n] for n in selected]
         index = 0
         prev: np.uint64 | None = None
+        wanted = np.uint64(sum(1 << bit for bit in src))
         ns_per = 1e9 / self.rate
         for member in self.members:
             rest = b""
@@ -132,16 +133,19 @@ class SrReader:
                     data = rest + data
                     whole = len(data) - len(data) % self.unitsize
                     rest = data[whole:]
-                    raw = _samples(data[:whole], self.unitsize)
-                    lines = np.zeros(len(raw), np.uint64)
+                    if not whole:
+                        continue
+                    raw = _samples(data[:whole], self.unitsize) & wanted
+                    before = np.empty(len(raw), np.uint64)
+                    before[0] = raw[0] ^ np.uint64(1) if prev is None else prev
+                    before[1:] = raw[:-1]
+                    rows = np.flatnonzero(raw != before)  # samples where a wanted probe moved
+                    prev = raw[-1]
+                    changed = raw[rows]
+                    lines = np.zeros(len(rows), np.uint64)
                     for i, bit in enumerate(src):
-                        lines |= ((raw >> np.uint64(bit)) & np.uint64(1)) << np.uint64(i)
-                    before = np.concatenate(
-                        [[lines[0] ^ np.uint64(1) if prev is None else prev], lines[:-1]]
-                    )
-                    rows = np.flatnonzero(lines != before)
-                    prev = lines[-1]
+                        lines |= ((changed >> np.uint64(bit)) & np.uint64(1)) << np.uint64(i)
                     times = ((index + rows) * ns_per).astype(np.int64)
                     index += len(raw)
                     if len(rows):
-                        yield Changes(times, lines[rows])
+                        yield Changes(times, lines)

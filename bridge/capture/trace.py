@@ -119,14 +119,18 @@ def trace_changes(
     for batch in _batches(path, mine, t0):
         words, parity, sides, early, perr = [], [], [], [], []
         ready: list[tuple[int, bool, bool]] = []
+        after: list[int] = []
+        count = 0
         for record in batch:
             ns = round((record.time - t0[0]) * 1e9)
             if record.direction == "line":
                 me, peer, _down = record.line_state
                 a, b = (me, peer) if mine == SIDE_A else (peer, me)
                 ready.append((ns, a, b))
+                after.append(count)
                 continue
             n = len(record.buffer.words)
+            count += n
             words.append(record.buffer.words)
             parity.append(record.buffer.parity)
             driver = mine if record.direction == "out" else 1 - mine
@@ -136,16 +140,21 @@ def trace_changes(
             if ph.parity != "none":  # the receiver checks every word it takes
                 flagged = parity_bits(record.buffer.words, ph.parity) != record.buffer.parity
             perr.append(flagged)
-        if not words:
+        if not words and not ready:
             continue
+
+        def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
         yield synthesise(
             ph,
-            np.concatenate(words),
-            np.concatenate(parity),
-            np.concatenate(sides),
-            np.concatenate(early),
-            perr=np.concatenate(perr),
+            joined(words, np.uint16),
+            joined(parity, np.uint8),
+            joined(sides, np.uint8),
+            joined(early, np.int64),
+            perr=joined(perr, np.bool_),
             ready=ready,
+            ready_after=after,
             timing=timing,
             carry=carry,
         )

@@ -27,7 +27,7 @@ from bridge.errors import CaptureError
 __all__ = ["VcdReader", "write_vcd"]
 
 _UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1, "ps": 10**-3, "fs": 10**-6}
-BLOCK = 8 << 20  # bytes read and parsed at a time
+BLOCK = 262144  # bytes read and parsed at a time (small enough to stay in cache)
 
 
 def _ident(i: int) -> str:
@@ -218,32 +218,28 @@ class VcdReader:
         state: np.uint64,
         time: int,
     ) -> tuple[Changes, np.uint64, int]:
-        arr = np.frombuffer(buf, np.uint8)
-        ws = arr <= 32
-        prev_ws = np.concatenate([[True], ws[:-1]])
-        next_ws = np.concatenate([ws[1:], [True]])
-        starts = np.flatnonzero(~ws & prev_ws)
-        ends = np.flatnonzero(~ws & next_ws) + 1
+        # buf starts at a token and ends with whitespace; 8 zero bytes of padding let
+        # every token be read as one unaligned uint64 (the ``view`` below)
+        padded = buf + bytes(8)
+        arr = np.frombuffer(padded, np.uint8)[: len(buf)]
+        view = np.ndarray((len(buf),), "<u8", padded, 0, (1,))
+        starts, ends = _tokens(arr)
         first = arr[starts]
         length = ends - starts
         # $comment ... $end in the body: drop the tokens between
         is_dollar = first == ord("$")
         if is_dollar.any():
-            keep = np.ones(len(starts), bool)
+            keep = ~is_dollar
             for i in np.flatnonzero(is_dollar):
-                word = bytes(arr[starts[i] : ends[i]])
-                if word == b"$comment":
+                if bytes(arr[starts[i] : ends[i]]) == b"$comment":
                     j = i + 1
                     while j < len(starts) and bytes(arr[starts[j] : ends[j]]) != b"$end":
                         j += 1
                     keep[i : j + 1] = False
-            keep &= ~is_dollar
             starts, ends, first, length = starts[keep], ends[keep], first[keep], length[keep]
         is_time = first == ord("#")
-        is_vec = (
-            (first == ord("b")) | (first == ord("B")) | (first == ord("r")) | (first == ord("R"))
-        )
-        # a vector's identifier is the next token: mark it, and give it the vector's value
+        is_vec = (first | 0x20 == ord("b")) | (first | 0x20 == ord("r"))
+        # a vector's identifier is the next token: it takes the vector's (last) digit
         vec_idx = np.flatnonzero(is_vec)
         if len(vec_idx) and vec_idx[-1] + 1 >= len(starts):
             at = self._offset + int(starts[vec_idx[-1]])
@@ -252,72 +248,173 @@ class VcdReader:
         id_start = starts + 1
         id_len = length - 1
         id_of_vec = vec_idx + 1
-        value_char[id_of_vec] = arr[ends[vec_idx] - 1]  # a 1-bit vector: its last digit
+        value_char[id_of_vec] = arr[ends[vec_idx] - 1]
         id_start[id_of_vec] = starts[id_of_vec]
         id_len[id_of_vec] = length[id_of_vec]
         is_change = ~is_time & ~is_vec
+        is_change[id_of_vec] = True
         is_change[vec_idx] = False
-        # timestamps: digits after '#'
+        # timestamps: the digits after '#'
         t_idx = np.flatnonzero(is_time)
-        t_len = length[t_idx] - 1
-        if len(t_idx):
-            if (t_len < 1).any() or t_len.max() > 18:
-                bad = int(starts[t_idx[np.flatnonzero((t_len < 1) | (t_len > 18))[0]]])
-                raise CaptureError(f"{self.path}: bad timestamp at byte {self._offset + bad}")
-            values = np.zeros(len(t_idx), np.int64)
-            for k in range(int(t_len.max())):
-                has = t_len > k
-                digit = arr[np.minimum(starts[t_idx] + 1 + k, len(arr) - 1)].astype(np.int64) - 48
-                if ((digit < 0) | (digit > 9))[has].any():
-                    bad = int(starts[t_idx[np.flatnonzero(has & ((digit < 0) | (digit > 9)))[0]]])
-                    raise CaptureError(f"{self.path}: bad timestamp at byte {self._offset + bad}")
-                values = np.where(has, values * 10 + digit, values)
-            back = np.flatnonzero(np.diff(np.concatenate([[time], values])) < 0)
-            if len(back):
-                at = self._offset + int(starts[t_idx[int(back[0])]])
-                raise CaptureError(f"{self.path}: time goes backwards at byte {at}")
-        else:
-            values = np.zeros(0, np.int64)
+        values = _numbers(view, starts[t_idx] + 1, length[t_idx] - 1)
+        if values is None:
+            at = self._offset + _bad_number(arr, starts[t_idx], length[t_idx])
+            raise CaptureError(f"{self.path}: bad timestamp at byte {at}")
+        back = np.flatnonzero(np.diff(np.concatenate([[time], values])) < 0)
+        if len(back):
+            at = self._offset + int(starts[t_idx[int(back[0])]])
+            raise CaptureError(f"{self.path}: time goes backwards at byte {at}")
         # the time of each change: the last timestamp before it
-        count = np.cumsum(is_time)
         c_idx = np.flatnonzero(is_change)
-        which = count[c_idx] - 1
-        c_time = np.where(which >= 0, values[np.maximum(which, 0)] if len(values) else time, time)
-        if len(c_idx) and (c_time < 0).any():
-            bad = int(starts[c_idx[np.flatnonzero(c_time < 0)[0]]])
-            raise CaptureError(
-                f"{self.path}: value change before any timestamp at byte {self._offset + bad}"
-            )
-        # identifiers as integer keys (up to 4 characters)
+        which = np.cumsum(is_time, dtype=np.int32)[c_idx] - 1
+        if len(values):
+            c_time = np.where(which >= 0, values[np.maximum(which, 0)], time)
+        else:
+            c_time = np.full(len(c_idx), time, np.int64)
+        if len(c_idx) and c_time[0] < 0:
+            at = self._offset + int(starts[c_idx[0]])
+            raise CaptureError(f"{self.path}: value change before any timestamp at byte {at}")
+        # identifiers (up to 4 characters) as integer keys, looked up among the wanted
         il = id_len[c_idx]
-        key = np.zeros(len(c_idx), np.int64)
-        for k in range(4):
-            has = il > k
-            ch = arr[np.minimum(id_start[c_idx] + k, len(arr) - 1)].astype(np.int64)
-            key = np.where(has, key | (ch << (8 * k)), key)
-        key = np.where(il > 4, -1, key)
-        pos = np.searchsorted(keys, key)
-        pos = np.minimum(pos, max(len(keys) - 1, 0))
-        known = (keys[pos] == key) if len(keys) else np.zeros(len(key), bool)
-        bit = bits[pos][known].astype(np.uint64)
-        val = (value_char[c_idx][known] == ord("1")).astype(np.uint64)
+        if len(keys) and keys.max() < 256:  # one-character identifiers: a table look-up
+            lut = np.full(256, 255, np.uint8)
+            lut[keys] = bits
+            found = lut[arr[id_start[c_idx]]]
+            known = (found != 255) & (il == 1)
+            bit = found[known]
+        else:
+            raw = view[id_start[c_idx]].astype(np.int64)
+            key = np.where(il <= 4, raw & ((np.int64(1) << (8 * np.minimum(il, 4))) - 1), -1)
+            pos = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
+            known = keys[pos] == key if len(keys) else np.zeros(len(key), bool)
+            bit = bits[pos][known].astype(np.uint8)
+        val = (value_char[c_idx][known] == ord("1")).astype(np.uint8)
         t = c_time[known].astype(np.int64)
         new_time = int(values[-1]) if len(values) else time
         if not len(t):
             return Changes.empty(), state, new_time
         # each change sets a bit; as a toggle of the running state (toggles XOR-accumulate)
-        order = np.argsort(bit, kind="stable")
+        order = np.argsort(bit, kind="stable")  # radix sort: 8-bit keys
         b_sorted, v_sorted = bit[order], val[order]
-        carry = (state >> b_sorted) & np.uint64(1)
-        same_group = np.concatenate([[False], b_sorted[1:] == b_sorted[:-1]])
-        prev_v = np.where(same_group, np.concatenate([[np.uint64(0)], v_sorted[:-1]]), carry)
-        toggle_sorted = (v_sorted != prev_v).astype(np.uint64) << b_sorted
-        toggles = np.empty_like(toggle_sorted)
-        toggles[order] = toggle_sorted
+        carry = ((state >> b_sorted.astype(np.uint64)) & np.uint64(1)).astype(np.uint8)
+        same = np.empty(len(b_sorted), bool)
+        same[0] = False
+        np.equal(b_sorted[1:], b_sorted[:-1], out=same[1:])
+        prev_v = np.where(same, np.concatenate([[0], v_sorted[:-1]]).astype(np.uint8), carry)
+        toggles = np.empty(len(t), np.uint64)
+        toggles[order] = (v_sorted != prev_v).astype(np.uint64) << b_sorted.astype(np.uint64)
         states = state ^ np.bitwise_xor.accumulate(toggles)
-        last = np.concatenate([t[1:] != t[:-1], [True]])
+        last = np.empty(len(t), bool)
+        last[-1] = True
+        np.not_equal(t[1:], t[:-1], out=last[:-1])
         times_ns = (t[last] * self.scale).astype(np.int64) if self.scale != 1 else t[last]
         return Changes(times_ns, states[last]), states[-1], new_time
+
+
+def _tokens(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Start and end of every whitespace-separated token; ``arr`` starts at a token or
+    whitespace and ends with whitespace. One token a line (what most writers do) is
+    found from the newlines alone."""
+    if not (
+        np.count_nonzero(arr == 32) or np.count_nonzero(arr == 13) or np.count_nonzero(arr == 9)
+    ):
+        nl = np.flatnonzero(arr == 10)
+        starts = np.empty(len(nl), np.intp)
+        starts[0:1] = 0
+        starts[1:] = nl[:-1] + 1
+        ends = nl
+        keep = ends > starts
+        if not keep.all():
+            starts, ends = starts[keep], ends[keep]
+        return starts, ends
+    ws = (arr <= 32).view(np.int8)
+    edges = np.flatnonzero(np.diff(ws))  # token -> space (+1) and space -> token (-1)
+    kinds = np.diff(ws)[edges] if len(edges) else np.zeros(0, np.int8)
+    starts = edges[kinds == -1] + 1
+    ends = edges[kinds == 1] + 1
+    if not ws[0]:
+        starts = np.concatenate([[0], starts])
+    return starts, ends
+
+
+_POW8 = np.uint64(10**8)
+
+
+def _swar8(chunk: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Eight ASCII digits (first in the lowest byte, already minus '0') -> their value."""
+    x = ((chunk & np.uint64(0x0F0F0F0F0F0F0F0F)) * np.uint64(2561)) >> np.uint64(8)
+    x = ((x & np.uint64(0x00FF00FF00FF00FF)) * np.uint64(6553601)) >> np.uint64(16)
+    result: npt.NDArray[np.uint64] = (
+        (x & np.uint64(0x0000FFFF0000FFFF)) * np.uint64(42949672960001)
+    ) >> np.uint64(32)
+    return result
+
+
+_KEEP = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], np.uint64)
+_SHIFT = np.array([64 - 8 * n if n else 0 for n in range(9)], np.uint64)
+
+
+def _digits(
+    view: npt.NDArray[np.uint64], at: npt.NDArray[np.intp], count: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.uint64], bool]:
+    """The value of ``count`` (0-8) digits at ``at``; and whether all were digits."""
+    raw = view[at]
+    keep = _KEEP[count]
+    # every byte 0x30-0x39: high nibble 3, and the low nibble plus 6 does not reach 0x10
+    bad = (raw ^ np.uint64(0x3030303030303030)) & np.uint64(0xF0F0F0F0F0F0F0F0)
+    bad |= ((raw & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(0x0606060606060606)) & np.uint64(
+        0x1010101010101010
+    )
+    ok = not (bad & keep).any()
+    digits = (raw & np.uint64(0x0F0F0F0F0F0F0F0F) & keep) << _SHIFT[count]
+    return _swar8(digits), ok
+
+
+def _numbers(
+    view: npt.NDArray[np.uint64], at: npt.NDArray[np.intp], count: npt.NDArray[np.intp]
+) -> npt.NDArray[np.int64] | None:
+    """Decimal numbers of 1-18 digits at ``at``; None if any is not one."""
+    if not len(at):
+        return np.zeros(0, np.int64)
+    if count.min() < 1 or count.max() > 18:
+        return None
+    low_n = np.minimum(count, 8)
+    low, ok = _digits(view, at + count - low_n, low_n)
+    if count.max() <= 8:
+        return low.astype(np.int64) if ok else None
+    # the digits before the last eight change rarely in a sorted stream of times: parse
+    # them where they differ from the previous number's, carry them forward elsewhere
+    high_n = count - low_n
+    head = view[at] & _KEEP[np.minimum(high_n, 8)]
+    new = np.empty(len(at), bool)
+    new[0] = True
+    np.not_equal(head[1:], head[:-1], out=new[1:])
+    new[1:] |= high_n[1:] != high_n[:-1]
+    first = np.flatnonzero(new)
+    hi_n = high_n[first]
+    mid_n = np.minimum(hi_n, 8)
+    mid, ok_mid = _digits(view, at[first] + hi_n - mid_n, mid_n)
+    high = mid
+    if count.max() > 16:
+        top, ok_top = _digits(view, at[first], hi_n - mid_n)
+        high = top * _POW8 + mid
+        ok = ok and ok_top
+    if not (ok and ok_mid):
+        return None
+    which = np.cumsum(new) - 1
+    value: npt.NDArray[np.int64] = (high[which] * _POW8 + low).astype(np.int64)
+    return value
+
+
+def _bad_number(
+    arr: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], lengths: npt.NDArray[np.intp]
+) -> int:
+    """Where the first malformed timestamp is (for the error message)."""
+    for s, n in zip(starts.tolist(), lengths.tolist(), strict=True):
+        text = bytes(arr[s + 1 : s + n])
+        if not (1 <= len(text) <= 18 and text.isdigit()):
+            return int(s)
+    return int(starts[0]) if len(starts) else 0
 
 
 def _key(ident: bytes) -> int:
