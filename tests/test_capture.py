@@ -409,3 +409,47 @@ def test_a_bus_without_some_lines_frees_their_pins() -> None:
     ).physical
     assert "BREQ" not in ph.bus_lines and "READY_A" not in ph.bus_lines
     assert "PERR" not in ph.bus_lines
+
+
+def test_usage_errors_exit_2_and_unreadable_inputs_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vcd = tmp_path / "bus.vcd"
+    vcd.write_text("$timescale 1 ns $end\n$enddefinitions $end\n")
+    bad_map = tmp_path / "map.toml"
+    bad_map.write_text("[channels]\nCH0 = 5\n")
+    assert (
+        main(["capture", "decode", str(vcd), "--out", str(tmp_path / "o"), "--map", str(bad_map)])
+        == 2
+    )
+    assert "channels.CH0" in capsys.readouterr().err
+    assert main(["capture", "decode", str(vcd), "--out", str(tmp_path / "o")]) == 1
+    assert "no signal named 'D0'" in capsys.readouterr().err
+    assert main(["capture", "decode", str(vcd)]) == 2  # --out is required
+    capsys.readouterr()
+    junk = tmp_path / "junk.vcd"
+    junk.write_bytes(b"$enddefinitions $end\n" + b"x" * (3 << 20))
+    assert (
+        main(
+            [
+                "capture",
+                "decode",
+                str(junk),
+                "--out",
+                str(tmp_path / "o2"),
+                "--map",
+                str(tmp_path / "m.toml"),
+            ]
+        )
+        == 2
+    )
+    capsys.readouterr()
+    lines = REFERENCE.physical.bus_lines
+    head = "".join(f"$var wire 1 {chr(33 + i)} {name} $end\n" for i, name in enumerate(lines))
+    junk.write_bytes(head.encode() + b"$enddefinitions $end\n" + b"x" * (3 << 20))
+    assert main(["capture", "decode", str(junk), "--out", str(tmp_path / "o3")]) == 1
+    assert "no whitespace in 1 MiB" in capsys.readouterr().err
+    not_trace = tmp_path / "t.bin"
+    not_trace.write_bytes(b"hello")
+    assert main(["trace", "show", str(not_trace)]) == 1
+    assert "not an acrnema-bridge trace" in capsys.readouterr().err
