@@ -24,7 +24,7 @@ import pydicom
 import pytest
 
 from bridge.capture.bus import Changes, WordRecovery, synthesise
-from bridge.capture.decode import line_changes, open_capture
+from bridge.capture.decode import line_changes, open_capture, read_words
 from bridge.cli import main
 from bridge.dicom.core import convert
 from bridge.profile import REFERENCE, ProfileError, load_profile, profile_from_mapping
@@ -132,12 +132,11 @@ def test_the_vcd_reads_in_sigrok_with_the_profiles_names_and_the_same_words(
     rising = np.flatnonzero((req[1:] == 1) & (req[:-1] == 0)) + 1
     weights = 1 << np.arange(16)
     theirs = (table[rising, :16].astype(np.int64) * weights).sum(axis=1)
-    with open_capture(vcd) as reader:
+    ours = np.concatenate([rec.words for rec in read_words(vcd)])
+    with open_capture(vcd) as reader:  # the same through the lower-level steps
         recovery = WordRecovery(REFERENCE.physical)
-        ours = np.concatenate(
-            [recovery.feed(c).words for c in line_changes(reader, REFERENCE)]
-            + [recovery.finish().words]
-        )
+        lower = [recovery.feed(c).words for c in line_changes(reader, REFERENCE)]
+        assert np.array_equal(np.concatenate([*lower, recovery.finish().words]), ours)
     assert np.array_equal(theirs, ours.astype(np.int64))
 
 
