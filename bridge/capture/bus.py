@@ -479,10 +479,10 @@ class WordRecovery:
         word's first edge, whose answer is not among them), or None."""
         ev_t, ev_p, ev_r = self._events(times, states, prev)
         keep_from: int | None = None
-        if not final and self.mode.name != "strobe" and len(ev_p) and ev_p[-1] == 0:
-            if ev_r[-1] > 0:
-                keep_from = int(ev_r[-1])
-                ev_t, ev_p, ev_r = ev_t[:-1], ev_p[:-1], ev_r[:-1]
+        unanswered = len(ev_p) and ev_p[-1] == 0 and ev_r[-1] > 0
+        if unanswered and not final and self.mode.name != "strobe":
+            keep_from = int(ev_r[-1])
+            ev_t, ev_p, ev_r = ev_t[:-1], ev_p[:-1], ev_r[:-1]
         k = len(self._bits)
         losses: list[SyncLoss] = []
         # expected phase of each event if nothing went wrong: a running count from the
