@@ -10,6 +10,7 @@ The tree (``+`` names a further base class; ``tests/test_errors.py`` checks this
 against the classes)::
 
     BridgeError
+        CaptureError
         ConfigError
             ProfileError
             SettingsError
@@ -67,6 +68,7 @@ __all__ = [
     "BoxProtocolError",
     "BoxVersionError",
     "BridgeError",
+    "CaptureError",
     "ConfigError",
     "ConversionError",
     "FaultSpecError",
@@ -404,3 +406,11 @@ class SpoolDamagedError(SpoolError):
 
 class SpoolPathError(SpoolError, ConfigError):
     """The spool path names no spool (missing, a file, a folder of other things): exit 2."""
+
+
+# --- captures ------------------------------------------------------------------------
+
+
+class CaptureError(BridgeError):
+    """A logic-analyser capture or trace that cannot be read (the message names the file
+    and the byte, sample or time): ``capture decode`` and ``trace`` exit 1."""

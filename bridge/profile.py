@@ -77,6 +77,9 @@ LINE_NAMES = (
     "SPARE",
 )
 CONTROL_LINES = ("REQ", "ACK", "DIR", "READY_A", "READY_B", "BREQ")
+OPTIONAL_LINES = ("DIR", "BREQ", "READY", "PERR")  # physical.control_lines: a subset
+HANDSHAKES = ("four-phase", "two-phase", "strobe")
+SIGNALLING = ("differential", "single_ended")
 PARITY_LINES = ("PARITY", "PERR")  # required unless parity is "none"
 # the values of the data link, transport and session dialect knobs (the first: reference)
 DATALINK_CHECKS = ("crc-16/ccitt-false", "crc-16", "sum-16", "none")
@@ -110,9 +113,30 @@ class PhysicalSection:
     hold_ns: int = 100  # data and parity held after ACK is seen
     turnaround_ns: int = 1000  # bus handed over: the new owner waits this before driving
     handshake_timeout_ms: float = 100.0  # an edge not answered within this: timeout
+    # the bus's shape (link-profile.md §1.3): handshake mode, optional lines, parity lines
+    handshake: str = "four-phase"  # four-phase | two-phase | strobe
+    control_lines: tuple[str, ...] = OPTIONAL_LINES  # of DIR, BREQ, READY, PERR
+    parity_lines: int = 1  # 1: PARITY over D0-D15; 2: PARITY over D0-D7, PARITY_HI D8-D15
+    signalling: str = "differential"  # differential | single_ended (pair: signal, return)
+    ground_pins: tuple[int, ...] = ()  # pins tied to signal ground, no line on them
 
     def __post_init__(self) -> None:
         _freeze(self, "pins")
+
+    @property
+    def bus_lines(self) -> tuple[str, ...]:
+        """The lines this bus has, in a fixed order: data, parity, handshake, control."""
+        lines = list(DATA_LINES)
+        if self.parity != "none":
+            lines += ["PARITY", "PARITY_HI"][: self.parity_lines]
+        lines += ["REQ"] if self.handshake == "strobe" else ["REQ", "ACK"]
+        for name in OPTIONAL_LINES:
+            if name in self.control_lines:
+                if name == "READY":
+                    lines += ["READY_A", "READY_B"]
+                elif name != "PERR" or self.parity != "none":
+                    lines.append(name)
+        return tuple(lines)
 
 
 def _reference_frame_types() -> Mapping[str, int]:
@@ -391,15 +415,16 @@ def _within(problems: list[str], key: str, value: float, low: float, high: float
 
 
 def _validate_physical(ph: PhysicalSection, problems: list[str]) -> None:
-    required = list(DATA_LINES) + list(CONTROL_LINES)
-    if ph.parity != "none":
-        required += PARITY_LINES
+    _validate_bus(ph, problems)
+    required = ph.bus_lines
     missing = [n for n in required if n not in ph.pins]
     if missing:
         problems.append(f"physical.pins: missing line(s) {', '.join(missing)}")
-    used: dict[int, str] = {}
+    used: dict[int, str] = {pin: "a ground pin" for pin in ph.ground_pins}
     for name, pair in ph.pins.items():
         key = f"physical.pins.{name}"
+        if name not in required and name in _OFF_BUS_IGNORED:
+            continue  # a line this bus does not have: its pins are free
         if re.fullmatch(r"D\d+", name) and name not in DATA_LINES:
             problems.append(f"{key}: the data lines are D0-D15 (16 lines)")
         if not all(1 <= p <= 50 for p in pair) or pair[0] == pair[1]:
@@ -423,6 +448,37 @@ def _validate_physical(ph: PhysicalSection, problems: list[str]) -> None:
     _within(problems, "physical.hold_ns", ph.hold_ns, 1, 1_000_000)
     _within(problems, "physical.turnaround_ns", ph.turnaround_ns, 1, 1_000_000)
     _within(problems, "physical.handshake_timeout_ms", ph.handshake_timeout_ms, 0.001, 3.6e6)
+
+
+# lines of the reference pin map that a bus without them leaves unconnected
+_OFF_BUS_IGNORED = frozenset({"SPARE", "PARITY", "PARITY_HI", "ACK", *CONTROL_LINES, "PERR"})
+
+
+def _validate_bus(ph: PhysicalSection, problems: list[str]) -> None:
+    """The bus's shape: handshake, optional lines, parity lines, signalling, grounds."""
+    if ph.handshake not in HANDSHAKES:
+        problems.append(f"physical.handshake: {', '.join(HANDSHAKES)}; got {ph.handshake!r}")
+    for name in ph.control_lines:
+        if name not in OPTIONAL_LINES:
+            problems.append(
+                f"physical.control_lines: {name!r} is not one of {', '.join(OPTIONAL_LINES)}"
+            )
+    if len(set(ph.control_lines)) != len(ph.control_lines):
+        problems.append("physical.control_lines: a line is listed twice")
+    if "DIR" not in ph.control_lines and "BREQ" not in ph.control_lines:
+        problems.append(
+            "physical.control_lines: DIR or BREQ is needed (without either, which side "
+            "drives the bus is not on the wire)"
+        )
+    if ph.parity_lines not in (1, 2):
+        problems.append(f"physical.parity_lines: 1 or 2, got {ph.parity_lines!r}")
+    if ph.signalling not in SIGNALLING:
+        problems.append(f"physical.signalling: {', '.join(SIGNALLING)}; got {ph.signalling!r}")
+    for pin in ph.ground_pins:
+        if not 1 <= pin <= 50:
+            problems.append(f"physical.ground_pins: pins 1-50, got {pin}")
+    if len(set(ph.ground_pins)) != len(ph.ground_pins):
+        problems.append("physical.ground_pins: a pin is listed twice")
 
 
 def _codes(

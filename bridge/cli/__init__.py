@@ -9,6 +9,7 @@ install logging handlers. Exit status: 0 success, 1 some input failed, 2 usage e
 * :mod:`bridge.cli.profile`: ``profile show``, ``check``, ``diagrams``;
 * :mod:`bridge.cli.link`: ``run``, ``emulate``;
 * :mod:`bridge.cli.health`: ``status`` (a running service's ``/healthz``);
+* :mod:`bridge.cli.capture`: ``trace show``, ``trace export``, ``capture decode``;
 * :mod:`bridge.cli.common`: the helpers they share (settings, destinations, signals);
 * :mod:`bridge.cli.logs`: where the log lines go and how they look.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from bridge import __version__
-from bridge.cli import common, config, convert, forward, health, link, logs, profile
+from bridge.cli import capture, common, config, convert, forward, health, link, logs, profile
 from bridge.errors import BridgeError, ConfigError, PortURLError
 from bridge.settings import LoggingSettings
 
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_commands(sub)
     link.add_commands(sub)
     health.add_commands(sub)
+    capture.add_commands(sub)
     convert.add_demo(sub)
     return parser
 

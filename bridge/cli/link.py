@@ -119,6 +119,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     emu.add_argument(
         "--count", type=whole(1), metavar="N", help="receiver: stop after N images (default: never)"
     )
+    emu.add_argument(
+        "--vcd",
+        type=Path,
+        metavar="OUT",
+        help="also write the bus as this end saw it, both directions, as a Value Change Dump "
+        "(as 'trace export' does; the scanner is side A, the receiver side B)",
+    )
     emu.set_defaults(handler=_emulate_command)
 
 
@@ -275,6 +282,7 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
         print("emulate: no images to send", file=sys.stderr)
         return 1
     port = _open(args.port, args.faults, profile if args.profile is not None else None)
+    port = _vcd_port(args, port)
     endpoint = Endpoint(port, profile)
     scanner = Scanner(
         endpoint,
@@ -303,6 +311,7 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
         scanner.close()
     finally:
         port.close()
+        _vcd_done(args, profile, "A")
     elapsed = time.monotonic() - start
     ok = sum(r.ok for r in results)
     sent = sum(r.size for r in results if r.ok)
@@ -326,6 +335,7 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
 
     assert isinstance(profile, Profile)
     port = _open(args.port, args.faults, profile if args.profile is not None else None)
+    port = _vcd_port(args, port)
     writer = FolderWriter(args.out)
     responder = Responder(Endpoint(port, profile), writer, ae_title=args.ae_title)
     limit = args.count
@@ -338,5 +348,38 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
             responder.serve(stop, until=enough)
     finally:
         port.close()
+        _vcd_done(args, profile, "B")
     print(f"emulate: received {writer.count} images into {args.out}", file=sys.stderr)
     return 0
+
+
+def _vcd_trace(args: argparse.Namespace) -> Path:
+    vcd: Path = args.vcd
+    return vcd.with_name(vcd.name + ".trace")
+
+
+def _vcd_port(args: argparse.Namespace, port: WordPort) -> WordPort:
+    """``--vcd``: the port, traced to a file next to the VCD (made into it at the end)."""
+    if args.vcd is None:
+        return port
+    from bridge.ports.spy import SpyPort
+
+    try:
+        return SpyPort(port, _vcd_trace(args))
+    except BaseException:
+        port.close()
+        raise
+
+
+def _vcd_done(args: argparse.Namespace, profile: Profile, side: str) -> None:
+    """``--vcd``: the trace of this run written as the VCD, the trace removed."""
+    if args.vcd is None:
+        return
+    from bridge.capture.trace import export_vcd
+
+    trace = _vcd_trace(args)
+    try:
+        export_vcd(trace, args.vcd, profile, side)
+    finally:
+        trace.unlink(missing_ok=True)
+    print(f"emulate: the bus written to {args.vcd}", file=sys.stderr)

@@ -1,0 +1,426 @@
+"""Value Change Dump (IEEE 1364 §18) of the bus: a writer, and a streaming reader.
+
+:func:`write_vcd` writes :class:`~bridge.capture.bus.Changes` as one 1-bit ``wire`` per
+bus line, named as the profile names it (``D0`` ... ``D15``, ``PARITY``, ``REQ``,
+``ACK``, ``DIR`` ...), at electrical level (``physical.active_low`` lines inverted),
+timescale 1 ns; GTKWave, PulseView and ``sigrok-cli -I vcd`` read it.
+
+:class:`VcdReader` reads any VCD whose signals of interest are 1-bit scalars (or 1-bit
+vectors) with identifiers of at most four characters, as logic analysers and simulators
+write them: it reads the file in blocks (memory bounded by the block size, whatever the
+file's size) and turns each block into changes with numpy, not token by token in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from bridge.capture.bus import Changes
+from bridge.errors import CaptureError
+
+__all__ = ["VcdReader", "write_vcd"]
+
+_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1, "ps": 10**-3, "fs": 10**-6}
+BLOCK = 262144  # bytes read and parsed at a time (small enough to stay in cache)
+
+
+def _ident(i: int) -> str:
+    """VCD identifier of signal ``i``: printable characters from ``!``."""
+    chars = []
+    while True:
+        chars.append(chr(33 + i % 94))
+        i //= 94
+        if not i:
+            return "".join(chars)
+
+
+def write_vcd(
+    path: str | Path,
+    names: Sequence[str],
+    levels: Iterator[Changes] | Changes,
+    *,
+    comments: Sequence[str] = (),
+    module: str = "acrnema",
+) -> int:
+    """Write ``levels`` (electrical levels, bit i = ``names[i]``) as a VCD; rows written."""
+    ids = [_ident(i) for i in range(len(names))]
+    chunks = [levels] if isinstance(levels, Changes) else levels
+    rows = 0
+    with open(path, "w", encoding="ascii", newline="\n") as out:
+        out.write("$date acrnema-bridge $end\n$version acrnema-bridge bus model $end\n")
+        for text in comments:
+            out.write(f"$comment {text} $end\n")
+        out.write(f"$timescale 1 ns $end\n$scope module {module} $end\n")
+        for ident, name in zip(ids, names, strict=True):
+            out.write(f"$var wire 1 {ident} {name} $end\n")
+        out.write("$upscope $end\n$enddefinitions $end\n")
+        prev: int | None = None
+        on = [f"1{i}\n" for i in ids]
+        off = [f"0{i}\n" for i in ids]
+        for chunk in chunks:
+            times = chunk.times.tolist()
+            states = chunk.states.tolist()
+            parts: list[str] = []
+            for t, s in zip(times, states, strict=True):
+                if prev is None:
+                    parts.append(f"#{t}\n$dumpvars\n")
+                    parts += [on[b] if s >> b & 1 else off[b] for b in range(len(ids))]
+                    parts.append("$end\n")
+                    prev = s
+                    continue
+                diff = s ^ prev
+                if not diff:
+                    continue
+                parts.append(f"#{t}\n")
+                while diff:
+                    low = diff & -diff
+                    b = low.bit_length() - 1
+                    parts.append(on[b] if s & low else off[b])
+                    diff ^= low
+                prev = s
+                rows += 1
+            out.write("".join(parts))
+    return rows
+
+
+def _timescale(text: str, path: str) -> float:
+    match = re.fullmatch(r"\s*(1|10|100)\s*(s|ms|us|ns|ps|fs)\s*", text)
+    if not match:
+        raise CaptureError(f"{path}: unsupported $timescale {text.strip()!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class VcdReader:
+    """A VCD file: its signal names (:attr:`probes`) and its changes, block by block."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        self.scale = 1.0
+        self.ids: dict[str, str] = {}  # probe name -> identifier
+        self.widths: dict[str, int] = {}
+        self._rest = b""
+        self._offset = 0
+        self._header()
+
+    @property
+    def probes(self) -> list[str]:
+        return list(self.ids)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> VcdReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _header(self) -> None:
+        text = b""
+        while b"$enddefinitions" not in text:
+            block = self._file.read(1 << 16)
+            if not block:
+                raise CaptureError(f"{self.path}: not a VCD file (no $enddefinitions)")
+            text += block
+            if len(text) > 64 << 20:
+                raise CaptureError(f"{self.path}: VCD header over 64 MiB")
+        head, _, rest = text.partition(b"$enddefinitions")
+        end = rest.find(b"$end")
+        if end < 0:
+            more = self._file.read(1 << 16)
+            rest += more
+            end = rest.find(b"$end")
+            if end < 0:
+                raise CaptureError(f"{self.path}: $enddefinitions without $end")
+        self._rest = rest[end + 4 :]
+        self._offset = len(head) + len(b"$enddefinitions") + end + 4
+        try:
+            header = head.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise CaptureError(f"{self.path}: VCD header is not ASCII ({exc})") from exc
+        ts = re.search(r"\$timescale(.*?)\$end", header, re.S)
+        if ts:
+            self.scale = _timescale(ts.group(1), self.path)
+        scopes: list[str] = []
+        for match in re.finditer(r"\$(scope|upscope|var)\b(.*?)\$end", header, re.S):
+            kind, body = match.group(1), match.group(2).split()
+            if kind == "scope":
+                scopes.append(body[1] if len(body) > 1 else "")
+            elif kind == "upscope":
+                scopes = scopes[:-1]
+            else:
+                if len(body) < 4:
+                    raise CaptureError(f"{self.path}: malformed $var {' '.join(body)!r}")
+                width, ident, name = int(body[1]), body[2], body[3]
+                if name in self.ids:
+                    name = ".".join([*scopes, name])
+                self.ids[name] = ident
+                self.widths[name] = width
+
+    def changes(self, selected: Sequence[str], block: int = BLOCK) -> Iterator[Changes]:
+        """The changes of the probes ``selected`` (bit i = ``selected[i]``), in ns."""
+        keys: list[int] = []
+        for name in selected:
+            if name not in self.ids:
+                raise CaptureError(
+                    f"{self.path}: no signal named {name!r} (probes: {', '.join(self.ids)}; "
+                    "a channel map, --map, says which probe is which line)"
+                )
+            if self.widths[name] != 1:
+                raise CaptureError(f"{self.path}: signal {name!r} is {self.widths[name]} bits wide")
+            ident = self.ids[name].encode("ascii")
+            if len(ident) > 4:
+                raise CaptureError(f"{self.path}: identifier {ident!r} over 4 characters")
+            keys.append(_key(ident))
+        if len(selected) > 64:
+            raise CaptureError(f"{self.path}: more than 64 signals selected")
+        table_keys = np.array(keys, np.int64)
+        order = np.argsort(table_keys)
+        sorted_keys, sorted_bits = table_keys[order], order
+        state = np.uint64(0)
+        time = -1
+        pending = self._rest
+        while True:
+            data = self._file.read(block)
+            buf = pending + data
+            if data:
+                cut = max(buf.rfind(b"\n"), buf.rfind(b" "))
+                if cut < 0:
+                    if len(buf) > 1 << 20:
+                        raise CaptureError(
+                            f"{self.path}: no whitespace in 1 MiB from byte {self._offset}: "
+                            "not a VCD body"
+                        )
+                    pending = buf
+                    continue
+                pending, buf = buf[cut + 1 :], buf[: cut + 1]
+            elif not buf:
+                return
+            else:
+                pending = b""
+            result, state, time = self._parse(buf, sorted_keys, sorted_bits, state, time)
+            self._offset += len(buf)
+            if len(result.times):
+                yield result
+            if not data:
+                return
+
+    def _parse(
+        self,
+        buf: bytes,
+        keys: npt.NDArray[np.int64],
+        bits: npt.NDArray[np.intp],
+        state: np.uint64,
+        time: int,
+    ) -> tuple[Changes, np.uint64, int]:
+        # buf starts at a token and ends with whitespace; 8 zero bytes of padding let
+        # every token be read as one unaligned uint64 (the ``view`` below)
+        padded = buf + bytes(8)
+        arr = np.frombuffer(padded, np.uint8)[: len(buf)]
+        view = np.ndarray((len(buf),), "<u8", padded, 0, (1,))
+        starts, ends = _tokens(arr)
+        first = arr[starts]
+        length = ends - starts
+        # $comment ... $end in the body: drop the tokens between
+        is_dollar = first == ord("$")
+        if is_dollar.any():
+            keep = ~is_dollar
+            for i in np.flatnonzero(is_dollar):
+                if bytes(arr[starts[i] : ends[i]]) == b"$comment":
+                    j = i + 1
+                    while j < len(starts) and bytes(arr[starts[j] : ends[j]]) != b"$end":
+                        j += 1
+                    keep[i : j + 1] = False
+            starts, ends, first, length = starts[keep], ends[keep], first[keep], length[keep]
+        is_time = first == ord("#")
+        is_vec = (first | 0x20 == ord("b")) | (first | 0x20 == ord("r"))
+        # a vector's identifier is the next token: it takes the vector's (last) digit
+        vec_idx = np.flatnonzero(is_vec)
+        if len(vec_idx) and vec_idx[-1] + 1 >= len(starts):
+            at = self._offset + int(starts[vec_idx[-1]])
+            raise CaptureError(f"{self.path}: value without identifier at byte {at}")
+        value_char = first.copy()
+        id_start = starts + 1
+        id_len = length - 1
+        id_of_vec = vec_idx + 1
+        value_char[id_of_vec] = arr[ends[vec_idx] - 1]
+        id_start[id_of_vec] = starts[id_of_vec]
+        id_len[id_of_vec] = length[id_of_vec]
+        is_change = ~is_time & ~is_vec
+        is_change[id_of_vec] = True
+        is_change[vec_idx] = False
+        # timestamps: the digits after '#'
+        t_idx = np.flatnonzero(is_time)
+        values = _numbers(view, starts[t_idx] + 1, length[t_idx] - 1)
+        if values is None:
+            at = self._offset + _bad_number(arr, starts[t_idx], length[t_idx])
+            raise CaptureError(f"{self.path}: bad timestamp at byte {at}")
+        back = np.flatnonzero(np.diff(np.concatenate([[time], values])) < 0)
+        if len(back):
+            at = self._offset + int(starts[t_idx[int(back[0])]])
+            raise CaptureError(f"{self.path}: time goes backwards at byte {at}")
+        # the time of each change: the last timestamp before it
+        c_idx = np.flatnonzero(is_change)
+        which = np.cumsum(is_time, dtype=np.int32)[c_idx] - 1
+        if len(values):
+            c_time = np.where(which >= 0, values[np.maximum(which, 0)], time)
+        else:
+            c_time = np.full(len(c_idx), time, np.int64)
+        if len(c_idx) and c_time[0] < 0:
+            at = self._offset + int(starts[c_idx[0]])
+            raise CaptureError(f"{self.path}: value change before any timestamp at byte {at}")
+        # identifiers (up to 4 characters) as integer keys, looked up among the wanted
+        il = id_len[c_idx]
+        if len(keys) and keys.max() < 256:  # one-character identifiers: a table look-up
+            lut = np.full(256, 255, np.uint8)
+            lut[keys] = bits
+            found = lut[arr[id_start[c_idx]]]
+            known = (found != 255) & (il == 1)
+            bit = found[known]
+        else:
+            raw = view[id_start[c_idx]].astype(np.int64)
+            key = np.where(il <= 4, raw & ((np.int64(1) << (8 * np.minimum(il, 4))) - 1), -1)
+            pos = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
+            known = keys[pos] == key if len(keys) else np.zeros(len(key), bool)
+            bit = bits[pos][known].astype(np.uint8)
+        val = (value_char[c_idx][known] == ord("1")).astype(np.uint8)
+        t = c_time[known].astype(np.int64)
+        new_time = int(values[-1]) if len(values) else time
+        if not len(t):
+            return Changes.empty(), state, new_time
+        # each change sets a bit; as a toggle of the running state (toggles XOR-accumulate)
+        order = np.argsort(bit, kind="stable")  # radix sort: 8-bit keys
+        b_sorted, v_sorted = bit[order], val[order]
+        carry = ((state >> b_sorted.astype(np.uint64)) & np.uint64(1)).astype(np.uint8)
+        same = np.empty(len(b_sorted), bool)
+        same[0] = False
+        np.equal(b_sorted[1:], b_sorted[:-1], out=same[1:])
+        prev_v = np.where(same, np.concatenate([[0], v_sorted[:-1]]).astype(np.uint8), carry)
+        toggles = np.empty(len(t), np.uint64)
+        toggles[order] = (v_sorted != prev_v).astype(np.uint64) << b_sorted.astype(np.uint64)
+        states = state ^ np.bitwise_xor.accumulate(toggles)
+        last = np.empty(len(t), bool)
+        last[-1] = True
+        np.not_equal(t[1:], t[:-1], out=last[:-1])
+        times_ns = (t[last] * self.scale).astype(np.int64) if self.scale != 1 else t[last]
+        return Changes(times_ns, states[last]), states[-1], new_time
+
+
+def _tokens(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Start and end of every whitespace-separated token; ``arr`` starts at a token or
+    whitespace and ends with whitespace. One token a line (what most writers do) is
+    found from the newlines alone."""
+    if not (
+        np.count_nonzero(arr == 32) or np.count_nonzero(arr == 13) or np.count_nonzero(arr == 9)
+    ):
+        nl = np.flatnonzero(arr == 10)
+        starts = np.empty(len(nl), np.intp)
+        starts[0:1] = 0
+        starts[1:] = nl[:-1] + 1
+        ends = nl
+        keep = ends > starts
+        if not keep.all():
+            starts, ends = starts[keep], ends[keep]
+        return starts, ends
+    ws = (arr <= 32).view(np.int8)
+    edges = np.flatnonzero(np.diff(ws))  # token -> space (+1) and space -> token (-1)
+    kinds = np.diff(ws)[edges] if len(edges) else np.zeros(0, np.int8)
+    starts = edges[kinds == -1] + 1
+    ends = edges[kinds == 1] + 1
+    if not ws[0]:
+        starts = np.concatenate([[0], starts])
+    return starts, ends
+
+
+_POW8 = np.uint64(10**8)
+
+
+def _swar8(chunk: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Eight ASCII digits (first in the lowest byte, already minus '0') -> their value."""
+    x = ((chunk & np.uint64(0x0F0F0F0F0F0F0F0F)) * np.uint64(2561)) >> np.uint64(8)
+    x = ((x & np.uint64(0x00FF00FF00FF00FF)) * np.uint64(6553601)) >> np.uint64(16)
+    result: npt.NDArray[np.uint64] = (
+        (x & np.uint64(0x0000FFFF0000FFFF)) * np.uint64(42949672960001)
+    ) >> np.uint64(32)
+    return result
+
+
+_KEEP = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], np.uint64)
+_SHIFT = np.array([64 - 8 * n if n else 0 for n in range(9)], np.uint64)
+
+
+def _digits(
+    view: npt.NDArray[np.uint64], at: npt.NDArray[np.intp], count: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.uint64], bool]:
+    """The value of ``count`` (0-8) digits at ``at``; and whether all were digits."""
+    raw = view[at]
+    keep = _KEEP[count]
+    # every byte 0x30-0x39: high nibble 3, and the low nibble plus 6 does not reach 0x10
+    bad = (raw ^ np.uint64(0x3030303030303030)) & np.uint64(0xF0F0F0F0F0F0F0F0)
+    bad |= ((raw & np.uint64(0x0F0F0F0F0F0F0F0F)) + np.uint64(0x0606060606060606)) & np.uint64(
+        0x1010101010101010
+    )
+    ok = not (bad & keep).any()
+    digits = (raw & np.uint64(0x0F0F0F0F0F0F0F0F) & keep) << _SHIFT[count]
+    return _swar8(digits), ok
+
+
+def _numbers(
+    view: npt.NDArray[np.uint64], at: npt.NDArray[np.intp], count: npt.NDArray[np.intp]
+) -> npt.NDArray[np.int64] | None:
+    """Decimal numbers of 1-18 digits at ``at``; None if any is not one."""
+    if not len(at):
+        return np.zeros(0, np.int64)
+    if count.min() < 1 or count.max() > 18:
+        return None
+    low_n = np.minimum(count, 8)
+    low, ok = _digits(view, at + count - low_n, low_n)
+    if count.max() <= 8:
+        return low.astype(np.int64) if ok else None
+    # the digits before the last eight change rarely in a sorted stream of times: parse
+    # them where they differ from the previous number's, carry them forward elsewhere
+    high_n = count - low_n
+    head = view[at] & _KEEP[np.minimum(high_n, 8)]
+    new = np.empty(len(at), bool)
+    new[0] = True
+    np.not_equal(head[1:], head[:-1], out=new[1:])
+    new[1:] |= high_n[1:] != high_n[:-1]
+    first = np.flatnonzero(new)
+    hi_n = high_n[first]
+    mid_n = np.minimum(hi_n, 8)
+    mid, ok_mid = _digits(view, at[first] + hi_n - mid_n, mid_n)
+    high = mid
+    if count.max() > 16:
+        top, ok_top = _digits(view, at[first], hi_n - mid_n)
+        high = top * _POW8 + mid
+        ok = ok and ok_top
+    if not (ok and ok_mid):
+        return None
+    which = np.cumsum(new) - 1
+    value: npt.NDArray[np.int64] = (high[which] * _POW8 + low).astype(np.int64)
+    return value
+
+
+def _bad_number(
+    arr: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], lengths: npt.NDArray[np.intp]
+) -> int:
+    """Where the first malformed timestamp is (for the error message)."""
+    for s, n in zip(starts.tolist(), lengths.tolist(), strict=True):
+        text = bytes(arr[s + 1 : s + n])
+        if not (1 <= len(text) <= 18 and text.isdigit()):
+            return int(s)
+    return int(starts[0]) if len(starts) else 0
+
+
+def _key(ident: bytes) -> int:
+    return sum(b << (8 * k) for k, b in enumerate(ident))
