@@ -29,7 +29,14 @@ from bridge.link.receiver import FolderWriter
 from bridge.link.requester import Scanner
 from bridge.link.responder import Answer, Responder
 from bridge.ports.loop import loop_pair
-from bridge.profile import REFERENCE, LinkStatus, Profile, load_profile, profile_from_mapping
+from bridge.profile import (
+    REFERENCE,
+    LinkStatus,
+    Profile,
+    load_profile,
+    profile_from_mapping,
+    to_toml,
+)
 from bridge.service import Bridge
 from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
@@ -334,6 +341,8 @@ def test_spi_commands_are_validated() -> None:
 
 def test_the_shipped_reference_profile_is_the_built_in_one() -> None:
     assert load_profile(PROFILES / "reference.toml") == REFERENCE
+    # every key written out, so a site sees each knob it may change: `profile show` itself
+    assert (PROFILES / "reference.toml").read_text() == to_toml(REFERENCE)
 
 
 def test_every_shipped_profile_passes_profile_check(capsys: pytest.CaptureFixture[str]) -> None:
