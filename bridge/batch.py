@@ -22,7 +22,6 @@ import contextlib
 import enum
 import errno
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -48,6 +47,7 @@ from pydicom.errors import InvalidDicomError
 from bridge.dicom.core import ConvertOptions, check_input_size, convert
 from bridge.dicom.pixels import Repair
 from bridge.dicom.uids import content_key
+from bridge.dicomdir import write_dicomdir
 from bridge.errors import BridgeError, ConfigError, ConversionError
 from bridge.lenient import lenient
 
@@ -649,48 +649,3 @@ def _cause(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit status {exitcode}"
-
-
-def write_dicomdir(out: Path) -> tuple[int, list[str]]:
-    """Write OUT/DICOMDIR indexing every instance under OUT.
-
-    Returns how many instances it indexes, and why others were left out. pydicom's
-    :class:`~pydicom.fileset.FileSet` builds the directory records; the files stay where
-    the converter put them (their paths are already valid File IDs). Directory records
-    need Series Number and Instance Number, which ACR-NEMA files often lack and which
-    the converter leaves empty in the instance (they are Type 2 there); such records get
-    0 and the instance's rank in its series by path (docs/conversion.md, "DICOMDIR").
-    """
-    from pydicom.filebase import DicomFileLike
-    from pydicom.fileset import FileSet
-
-    fs = FileSet()
-    fs.ID = "ACRNEMA_BRIDGE"
-    placed: dict[str, list[str]] = {}
-    left_out: list[str] = []
-    rank: dict[Path, int] = {}
-    for path in sorted(out.glob("PT*/ST*/SE*/IM*")):
-        if not path.is_file():
-            continue
-        rank[path.parent] = rank.get(path.parent, 0) + 1
-        try:
-            ds = dcmread(path, stop_before_pixels=True)
-            uid = str(ds.SOPInstanceUID)
-            if uid in placed:
-                left_out.append(f"{path}: same SOP Instance UID as {'/'.join(placed[uid])}")
-                continue
-            if not ds.get("SeriesNumber"):
-                ds.SeriesNumber = 0
-            if not ds.get("InstanceNumber"):
-                ds.InstanceNumber = rank[path.parent]
-            instance = fs.add(ds)
-        except (ValueError, KeyError, AttributeError, InvalidDicomError, OSError) as exc:
-            left_out.append(f"{path}: {exc}")
-            continue
-        placed[str(instance.SOPInstanceUID)] = list(path.relative_to(out).parts)
-    for instance in fs:
-        instance.node._record.ReferencedFileID = placed[str(instance.SOPInstanceUID)]
-    buffer = io.BytesIO()
-    fs._write_dicomdir(DicomFileLike(buffer))
-    _replace_atomic(out / "DICOMDIR", buffer.getbuffer())
-    return len(placed), left_out

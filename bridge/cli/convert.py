@@ -336,7 +336,7 @@ def _finish(
             status = 1
     if args.dicomdir:
         try:
-            count, left_out = write_dicomdir(args.out)
+            dicomdir = write_dicomdir(args.out)
         except OSError as exc:
             print(
                 f"acrnema-bridge convert: {_not_written(exc, 'DICOMDIR', args.out / 'DICOMDIR')}",
@@ -344,10 +344,14 @@ def _finish(
             )
             status = 1
         else:
-            for reason in left_out:
+            for reason in dicomdir.left_out:
                 print(f"not in DICOMDIR: {reason}", file=sys.stderr)
             if not args.quiet:
-                print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
+                print(
+                    f"DICOMDIR: {dicomdir.path} ({dicomdir.instances} instances, "
+                    f"{dicomdir.read} read)",
+                    file=sys.stderr,
+                )
     if not args.quiet:
         outputs = sum(len(e.outputs) for e in entries if e.status is ConvertStatus.CONVERTED)
         c = counts
