@@ -189,3 +189,17 @@ def test_dcmtk_and_dicom3tools_accept_the_dicomdir(tmp_path: Path) -> None:
     assert dump.returncode == 0, dump.stderr
     assert dump.stdout.count("(0004,1430) CS [IMAGE") == 5
     assert "W: " not in dump.stderr and "E: " not in dump.stderr
+
+
+@pytest.mark.peers
+def test_every_output_of_the_corpus_has_a_record(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding: a corpus file without a Study Date was left out of the DICOMDIR."""
+    out = tmp_path / "out"
+    convert(str(corpus), "--out", str(out), "--dicomdir")  # some corpus files are refused
+    assert "not in DICOMDIR" not in capsys.readouterr().err
+    assert len(outputs(out)) >= 8
+    assert indexed(out) == outputs(out)
+    result = peers.dciodvfy(out / "DICOMDIR")
+    assert result.errors == [], result.output
