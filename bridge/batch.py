@@ -47,7 +47,7 @@ from pydicom.errors import InvalidDicomError
 from bridge.dicom.core import ConvertOptions, check_input_size, convert
 from bridge.dicom.pixels import Repair
 from bridge.dicom.uids import content_key
-from bridge.dicomdir import write_dicomdir
+from bridge.dicomdir import record_values, write_dicomdir
 from bridge.errors import BridgeError, ConfigError, ConversionError
 from bridge.lenient import lenient
 
@@ -88,6 +88,8 @@ class ReportEntry:
     error: str | None = None
     no_space: bool = False  # stopped by a full output file system (not in the JSON)
     repairs: list[Repair] = field(default_factory=list)  # {kind, name, reason} in the JSON
+    # output path -> what its DICOMDIR records need (bridge.dicomdir; not in the JSON)
+    dicomdir: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = ConvertStatus(self.status)  # "failed" -> ConvertStatus.FAILED
@@ -95,6 +97,7 @@ class ReportEntry:
     def to_json(self) -> dict[str, object]:
         entry = asdict(self)
         del entry["no_space"]
+        del entry["dicomdir"]
         return entry
 
 
@@ -257,6 +260,7 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
             with lenient():
                 _write_atomic(path, ds)
             entry.outputs.append(str(path))
+            entry.dicomdir[str(path)] = record_values(ds)
         relative = [str(Path(p).relative_to(out)) for p in entry.outputs]
         payload = json.dumps({"source": str(source), "outputs": relative}).encode()
         _replace_atomic(index, payload, sync=False)

@@ -4,11 +4,11 @@ The tree ``OUT/PTxxxxxx/STxxxxxx/SExxxxxx/IMxxxxxx`` is already the PATIENT / ST
 SERIES / instance hierarchy, and its names are valid File IDs, so the directory records
 are built from the folders in sorted order, without searching: one PATIENT record per
 patient folder, one STUDY per study folder, one SERIES per series folder, one leaf record
-(IMAGE, RT STRUCTURE SET...) per file. Each file's header is read once (no pixels), and
-what the records need of it is kept in ``OUT/.acrnema-bridge/dicomdir.json`` with the
-file's size and modification time: a later run (a resume, or a batch that added files)
-reads only the files it has not seen or that changed, and gives the very DICOMDIR a build
-from nothing gives.
+(IMAGE, RT STRUCTURE SET...) per file. What the records need of a file comes from the
+batch that wrote it (:func:`record_values`), or from its header, read once (no pixels);
+it is kept in ``OUT/.acrnema-bridge/dicomdir.json`` with the file's size, modification
+time and inode: a later run (a resume, or a batch that added files) reads only the files
+it has not seen or that changed, and gives the very DICOMDIR a build from nothing gives.
 
 The file is written in explicit VR little endian with defined lengths, so every record's
 size is known before any offset is: the offsets of (0004,1400), (0004,1420), (0004,1200)
@@ -30,7 +30,7 @@ import os
 import stat as stat_module
 import struct
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from bridge.dicom import uids
 
-__all__ = ["CACHE", "FILE_SET_ID", "DicomdirResult", "write_dicomdir"]
+__all__ = ["CACHE", "FILE_SET_ID", "DicomdirResult", "record_values", "write_dicomdir"]
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,12 @@ class _Instance:
     values: dict[str, str]
 
 
-def write_dicomdir(out: Path) -> DicomdirResult:
+def write_dicomdir(out: Path, known: Mapping[str, dict[str, str]] | None = None) -> DicomdirResult:
     """Write OUT/DICOMDIR indexing every instance under OUT; linear in their number.
+
+    ``known`` maps output paths (as the batch reports them: ``str(out / FILE_ID)``) to
+    their :func:`record_values`, for the files this run wrote: those are not read again,
+    nor are files the last run recorded that have not changed since.
 
     Files that cannot be read as DICOM, and a second file with a SOP Instance UID already
     recorded, are left out, each with the reason. Raises :class:`OSError` when the
@@ -160,7 +164,9 @@ def write_dicomdir(out: Path) -> DicomdirResult:
             continue
         file_id = "/".join(path.relative_to(out).parts)
         stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-        values = _known(cache.get(file_id), stamp)
+        values = known.get(str(path)) if known else None
+        if values is None:
+            values = _known(cache.get(file_id), stamp)
         if values is None:
             read += 1
             try:
@@ -224,13 +230,21 @@ def _load_cache(path: Path) -> dict[str, dict[str, object]]:
 
 
 def _read_values(path: Path) -> dict[str, str]:
-    """The header values the records need, as strings (multiple values joined by ``\\``)."""
-    ds = dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS)
+    return record_values(dcmread(path, stop_before_pixels=True, specific_tags=_READ_TAGS))
+
+
+def record_values(ds: Dataset) -> dict[str, str]:
+    """What the DICOMDIR records of ``ds`` need: header values as strings (multiple values
+    joined by ``\\``), empty ones left out, and the transfer syntax of its file meta.
+
+    The batch calls it on each instance it writes and passes the result on
+    (``ReportEntry.dicomdir``), so that the DICOMDIR need not read the file again.
+    """
     values = {}
-    for element in ds:
-        text = _text(element.value)
+    for key in _READ:
+        text = _text(ds.get(key))
         if text:
-            values[element.keyword] = text
+            values[key] = text
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax:

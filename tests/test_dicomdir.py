@@ -124,14 +124,23 @@ def test_a_resume_updates_the_dicomdir(tmp_path: Path) -> None:
 def test_the_cli_resume_keeps_records_and_adds_new_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The batch hands over what it wrote (nothing read again); a later run reads only the
+    outputs it has never recorded; the result is what a build from nothing gives."""
     src, out = tmp_path / "src", tmp_path / "out"
     write_inputs(src, 2)
-    assert main(["convert", str(src), "--out", str(out), "--dicomdir"]) == 0
-    assert f"DICOMDIR: {out / 'DICOMDIR'} (2 instances, 2 read)" in capsys.readouterr().err
+    assert main(["convert", str(src), "--out", str(out)]) == 0  # no DICOMDIR yet
     write_inputs(src, 1, start=2, dated=False)
+    capsys.readouterr()
     assert main(["convert", str(src), "--out", str(out), "--dicomdir"]) == 0
-    assert f"DICOMDIR: {out / 'DICOMDIR'} (3 instances, 1 read)" in capsys.readouterr().err
-    assert indexed(out) == outputs(out)
+    assert f"DICOMDIR: {out / 'DICOMDIR'} (3 instances, 2 read)" in capsys.readouterr().err
+    write_inputs(src, 1, start=3)
+    assert main(["convert", str(src), "--out", str(out), "--dicomdir"]) == 0
+    assert f"DICOMDIR: {out / 'DICOMDIR'} (4 instances, 0 read)" in capsys.readouterr().err
+    assert indexed(out) == outputs(out) and len(outputs(out)) == 4
+    updated = (out / "DICOMDIR").read_bytes()
+    (out / CACHE).unlink()
+    assert write_dicomdir(out).read == 4
+    assert (out / "DICOMDIR").read_bytes() == updated
 
 
 def test_a_patient_name_in_another_character_set_reads_back(tmp_path: Path) -> None:
@@ -203,3 +212,8 @@ def test_every_output_of_the_corpus_has_a_record(
     assert indexed(out) == outputs(out)
     result = peers.dciodvfy(out / "DICOMDIR")
     assert result.errors == [], result.output
+    # the values the batch handed over are those its files give when read back
+    written = (out / "DICOMDIR").read_bytes()
+    (out / CACHE).unlink()
+    assert write_dicomdir(out).read == len(outputs(out))
+    assert (out / "DICOMDIR").read_bytes() == written

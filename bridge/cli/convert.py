@@ -336,7 +336,8 @@ def _finish(
             status = 1
     if args.dicomdir:
         try:
-            dicomdir = write_dicomdir(args.out)
+            known = {path: v for e in entries for path, v in e.dicomdir.items()}
+            dicomdir = write_dicomdir(args.out, known)
         except OSError as exc:
             print(
                 f"acrnema-bridge convert: {_not_written(exc, 'DICOMDIR', args.out / 'DICOMDIR')}",
