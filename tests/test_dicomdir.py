@@ -14,7 +14,9 @@ import peers
 import pytest
 from acrnema_writer import encode, header
 from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
+from pydicom.uid import ExplicitVRLittleEndian
 
 from bridge.cli import main
 from bridge.dicomdir import CACHE, write_dicomdir
@@ -217,3 +219,24 @@ def test_every_output_of_the_corpus_has_a_record(
     (out / CACHE).unlink()
     assert write_dicomdir(out).read == len(outputs(out))
     assert (out / "DICOMDIR").read_bytes() == written
+
+
+@pytest.mark.peers
+def test_an_rt_structure_set_gets_its_own_record_type(tmp_path: Path) -> None:
+    """A non-image object gets the record type of its class, with the keys that type needs
+    (Instance Number generated)."""
+    rt = Dataset()
+    rt.file_meta = FileMetaDataset()
+    rt.SOPClassUID = rt.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    rt.SOPInstanceUID = rt.file_meta.MediaStorageSOPInstanceUID = "2.25.1"
+    rt.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    rt.PatientID, rt.StudyInstanceUID, rt.SeriesInstanceUID = "P1", "2.25.2", "2.25.3"
+    rt.Modality, rt.StructureSetLabel = "RTSTRUCT", "TARGETS"
+    path = tmp_path / "PTAAAAAA" / "STBBBBBB" / "SECCCCCC" / "IMDDDDDD"
+    path.parent.mkdir(parents=True)
+    rt.save_as(path, enforce_file_format=True)
+    assert write_dicomdir(tmp_path).instances == 1
+    [leaf] = FileSet(tmp_path / "DICOMDIR")
+    assert leaf.DirectoryRecordType == "RT STRUCTURE SET"
+    assert leaf.StructureSetLabel == "TARGETS" and leaf.InstanceNumber == 1
+    assert peers.dciodvfy(tmp_path / "DICOMDIR").errors == []
