@@ -27,9 +27,9 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import stat as stat_module
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -465,9 +465,19 @@ def _file_set_uid(instances: Iterable[_Instance]) -> str:
 
 
 def _replace_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, fsync, rename."""
+    """Write ``path`` whole or not at all: a temporary file beside it, fsync, rename.
+
+    The temporary file is made with mode 0666, which the kernel reduces by the umask, as
+    for any file the user makes (``cp`` gives the same); mkstemp would make it 0600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    while True:
+        tmp = path.parent / f".tmp-{secrets.token_hex(8)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as fp:
             fp.write(data)
@@ -475,5 +485,5 @@ def _replace_atomic(path: Path, data: bytes) -> None:
             os.fsync(fp.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -240,3 +240,18 @@ def test_an_rt_structure_set_gets_its_own_record_type(tmp_path: Path) -> None:
     assert leaf.DirectoryRecordType == "RT STRUCTURE SET"
     assert leaf.StructureSetLabel == "TARGETS" and leaf.InstanceNumber == 1
     assert peers.dciodvfy(tmp_path / "DICOMDIR").errors == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_the_dicomdir_respects_the_umask(tmp_path: Path, umask: int) -> None:
+    """As any file the user makes (as ``cp`` does): 0666 less the umask, not 0600."""
+    write_inputs(tmp_path / "src", 1)
+    out = tmp_path / "out"
+    assert convert(str(tmp_path / "src"), "--out", str(out)) == 0
+    previous = os.umask(umask)
+    try:
+        write_dicomdir(out)
+    finally:
+        os.umask(previous)
+    assert (out / "DICOMDIR").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (out / CACHE).stat().st_mode & 0o777 == 0o666 & ~umask
