@@ -25,7 +25,6 @@ import contextlib
 import enum
 import errno
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -52,6 +51,7 @@ from pydicom.errors import InvalidDicomError
 from bridge.dicom.core import ConvertOptions, check_input_size, convert, reassign_instance_uid
 from bridge.dicom.pixels import Repair
 from bridge.dicom.uids import content_key, dataset_key, derived_uid
+from bridge.dicomdir import record_values, write_dicomdir
 from bridge.errors import BridgeError, ConfigError, ConversionError
 from bridge.lenient import lenient
 
@@ -97,13 +97,15 @@ class ReportEntry:
     written: int = 0  # output files this input wrote (not in the JSON): the summary's count
     key: str = ""  # content_key of the input (not in the JSON)
     staged: list[Staged] = field(default_factory=list)  # written, not yet placed (not in JSON)
+    # output path -> what its DICOMDIR records need (bridge.dicomdir; not in the JSON)
+    dicomdir: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = ConvertStatus(self.status)  # "failed" -> ConvertStatus.FAILED
 
     def to_json(self) -> dict[str, object]:
         entry = asdict(self)
-        for internal in ("no_space", "written", "key", "staged"):
+        for internal in ("no_space", "written", "key", "staged", "dicomdir"):
             del entry[internal]
         return entry
 
@@ -120,6 +122,7 @@ class Staged:
     temporary: str  # .tmp-* file in the output's series folder
     uid: str  # its SOP Instance UID
     key: str  # uids.dataset_key of its data set
+    values: dict[str, str] = field(default_factory=dict)  # for its DICOMDIR records
 
 
 def iter_inputs(
@@ -330,8 +333,9 @@ class _Claims:
         placed: list[Path] = []
         try:
             for staged in entry.staged:
-                path, note, wrote = self._place_one(entry, staged)
+                path, note, wrote, values = self._place_one(entry, staged)
                 entry.outputs.append(str(path))
+                entry.dicomdir[str(path)] = values
                 if wrote:
                     placed.append(path)
                 if note:
@@ -355,10 +359,12 @@ class _Claims:
         self.inputs[entry.key] = entry
         return entry
 
-    def _place_one(self, entry: ReportEntry, staged: Staged) -> tuple[Path, str, bool]:
-        """Path, warning ("" for none) and whether it was written, for one output."""
+    def _place_one(
+        self, entry: ReportEntry, staged: Staged
+    ) -> tuple[Path, str, bool, dict[str, str]]:
+        """Path, warning ("" for none), whether it was written, and its DICOMDIR values."""
         temporary = Path(staged.temporary)
-        uid, note = staged.uid, ""
+        uid, note, values = staged.uid, "", staged.values
         holders = self.uids.get(uid, {})
         if staged.key not in holders and (holders or self._foreign(temporary, uid)):
             new_uid = derived_uid("instance-again", uid, staged.key)
@@ -366,6 +372,7 @@ class _Claims:
                 ds = dcmread(temporary)
                 reassign_instance_uid(ds, new_uid, "SOP Instance UID already used")
                 rewritten = _write_temporary(temporary.parent, _saver(ds))
+            values = record_values(ds)
             temporary.unlink(missing_ok=True)
             temporary = rewritten
             others = [s for _, s in holders.values()] or ["an earlier output"]
@@ -381,7 +388,7 @@ class _Claims:
             if (uid, staged.key) in self.this_run and known[1] != entry.source:
                 temporary.unlink(missing_ok=True)  # already written in this run
                 same = f"the same data set as {known[1]} (in another encoding): its output"
-                return path, (note + "; " if note else "") + same, False
+                return path, (note + "; " if note else "") + same, False, values
         else:
             path = self._free_path(temporary.parent, uid)
         os.replace(temporary, path)
@@ -393,7 +400,7 @@ class _Claims:
                 fp.write(json.dumps(line) + "\n")
         self._remember(uid, staged.key, relative, entry.source)
         self.this_run.add((uid, staged.key))
-        return path, note, True
+        return path, note, True, values
 
     def _foreign(self, temporary: Path, uid: str) -> bool:
         """Whether the file at ``uid``'s path, unknown to the registry (a tree written
@@ -503,7 +510,9 @@ def convert_file(
             key = dataset_key(ds)
             with lenient():
                 temporary = _write_temporary(_series_folder(out, ds), _saver(ds), run=run)
-            entry.staged.append(Staged(str(temporary), str(ds.SOPInstanceUID), key))
+            entry.staged.append(
+                Staged(str(temporary), str(ds.SOPInstanceUID), key, record_values(ds))
+            )
     except BridgeError as exc:
         _discard(entry.staged)
         entry.staged, entry.error = [], str(exc)
@@ -640,7 +649,6 @@ def run_batch(
     :class:`ConfigError` before any input is converted (:func:`prepare_folder`).
     """
     prepare_folder(out)
-    out = out.absolute()  # workers (a cluster's too) and temporary files see one form
     run = uuid.uuid4().hex  # this run's name on its temporary files (see _sweep)
     total = len(inputs)
     entries: list[ReportEntry | None] = [None] * total
@@ -958,48 +966,3 @@ def _cause(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit status {exitcode}"
-
-
-def write_dicomdir(out: Path) -> tuple[int, list[str]]:
-    """Write OUT/DICOMDIR indexing every instance under OUT.
-
-    Returns how many instances it indexes, and why others were left out. pydicom's
-    :class:`~pydicom.fileset.FileSet` builds the directory records; the files stay where
-    the converter put them (their paths are already valid File IDs). Directory records
-    need Series Number and Instance Number, which ACR-NEMA files often lack and which
-    the converter leaves empty in the instance (they are Type 2 there); such records get
-    0 and the instance's rank in its series by path (docs/conversion.md, "DICOMDIR").
-    """
-    from pydicom.filebase import DicomFileLike
-    from pydicom.fileset import FileSet
-
-    fs = FileSet()
-    fs.ID = "ACRNEMA_BRIDGE"
-    placed: dict[str, list[str]] = {}
-    left_out: list[str] = []
-    rank: dict[Path, int] = {}
-    for path in sorted(out.glob("PT*/ST*/SE*/IM*")):
-        if not path.is_file():
-            continue
-        rank[path.parent] = rank.get(path.parent, 0) + 1
-        try:
-            ds = dcmread(path, stop_before_pixels=True)
-            uid = str(ds.SOPInstanceUID)
-            if uid in placed:
-                left_out.append(f"{path}: same SOP Instance UID as {'/'.join(placed[uid])}")
-                continue
-            if not ds.get("SeriesNumber"):
-                ds.SeriesNumber = 0
-            if not ds.get("InstanceNumber"):
-                ds.InstanceNumber = rank[path.parent]
-            instance = fs.add(ds)
-        except (ValueError, KeyError, AttributeError, InvalidDicomError, OSError) as exc:
-            left_out.append(f"{path}: {exc}")
-            continue
-        placed[str(instance.SOPInstanceUID)] = list(path.relative_to(out).parts)
-    for instance in fs:
-        instance.node._record.ReferencedFileID = placed[str(instance.SOPInstanceUID)]
-    buffer = io.BytesIO()
-    fs._write_dicomdir(DicomFileLike(buffer))
-    _replace_atomic(out / "DICOMDIR", buffer.getbuffer())
-    return len(placed), left_out

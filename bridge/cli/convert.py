@@ -482,7 +482,8 @@ def _finish(
             status = 1
     if args.dicomdir:
         try:
-            count, left_out = write_dicomdir(args.out)
+            known = {path: v for e in entries for path, v in e.dicomdir.items()}
+            dicomdir = write_dicomdir(args.out, known)
         except OSError as exc:
             print(
                 f"acrnema-bridge convert: {_not_written(exc, 'DICOMDIR', args.out / 'DICOMDIR')}",
@@ -490,10 +491,14 @@ def _finish(
             )
             status = 1
         else:
-            for reason in left_out:
+            for reason in dicomdir.left_out:
                 print(f"not in DICOMDIR: {reason}", file=sys.stderr)
             if not args.quiet:
-                print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
+                print(
+                    f"DICOMDIR: {dicomdir.path} ({dicomdir.instances} instances, "
+                    f"{dicomdir.read} read)",
+                    file=sys.stderr,
+                )
     if args.previews:
         status = _write_previews(args, entries) or status
     if not args.quiet:
