@@ -65,6 +65,14 @@ static void p_configure(void *ctx, const box_config_t *cfg)
         gpio_set_inover((uint)pin, inv ? GPIO_OVERRIDE_INVERT : GPIO_OVERRIDE_NORMAL);
         gpio_set_outover((uint)pin, inv ? GPIO_OVERRIDE_INVERT : GPIO_OVERRIDE_NORMAL);
     }
+    if (cfg->absent_lines & BOX_ABSENT_PERR) {
+        /* no PERR line: acr_recv's PERR side-set never reaches the pin, and acr_send's
+         * `jmp pin` reads it deasserted (whatever the unconnected receiver says) */
+        gpio_set_oeover(PIN_PERR, GPIO_OVERRIDE_LOW);
+        gpio_set_inover(PIN_PERR, GPIO_OVERRIDE_LOW);
+    } else {
+        gpio_set_oeover(PIN_PERR, GPIO_OVERRIDE_NORMAL);
+    }
     g.setup_hold = ns_to_loops(cfg->setup_ns, 127u) << 17 | ns_to_loops(cfg->hold_ns, 255u) << 24;
     g.parity = cfg->parity;
     g.recv_entry = g.off_recv + (cfg->parity == BOX_PARITY_NONE ? acr_recv_offset_start_nocheck
