@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -610,7 +611,10 @@ _SHAPES = {
     "no-DIR": {"control_lines": ["BREQ", "READY", "PERR"]},
     "no-BREQ": {"control_lines": ["DIR", "READY", "PERR"]},
     "parity-per-byte": {"parity_lines": 2, "pins": {"PARITY_HI": [49, 50]}},
+    "two-phase": {"handshake": "two-phase", "control_lines": ["DIR", "BREQ", "READY"]},
+    "strobe": {"handshake": "strobe", "control_lines": ["DIR", "BREQ", "READY"]},
     "all": {
+        "handshake": "two-phase",
         "control_lines": ["DIR"],
         "parity_lines": 2,
         "parity": "even",
@@ -644,9 +648,10 @@ def test_the_firmware_core_runs_every_bus_shape_knob_at_once(
 
 @pytest.mark.parametrize("mode", ["two-phase", "strobe"])
 @pytest.mark.parametrize("firmware", [False, True])
-def test_a_handshake_the_pio_cannot_run_is_refused_with_the_reason(
+def test_a_handshake_with_perr_is_refused_with_the_reason(
     mode: str, firmware: bool, request: pytest.FixtureRequest
 ) -> None:
+    """Two-phase and strobe have no per-word answer: PERR cannot be on such a bus."""
     if firmware:
         request.getfixturevalue("libboxcore")
     site = profile_from_mapping({"physical": {"handshake": mode}})
@@ -656,9 +661,24 @@ def test_a_handshake_the_pio_cannot_run_is_refused_with_the_reason(
         pytest.raises(BoxError) as info,
     ):
         port.wait_peer(LINK_S)
-    text = str(info.value)
-    assert f"the box refuses handshake={mode}: {mode} handshake" in text
-    assert "PIO programs run four-phase only" in text
+    assert (
+        f"the box refuses handshake={mode}: {mode}: no PERR answer; control_lines must omit PERR"
+        in str(info.value)
+    )
+
+
+def test_a_board_without_the_handshake_refuses_it() -> None:
+    board = BoxModel(capabilities=EMULATED_CAPABILITIES & ~bp.Capability.STROBE)
+    site = profile_from_mapping(
+        {"physical": {"handshake": "strobe", "control_lines": ["DIR", "BREQ", "READY"]}}
+    )
+    with box_on_pty(board) as (box, _), tempfile.TemporaryDirectory() as folder:
+        url = box.host_url() + "&profile=" + str(_profile_file(site, Path(folder)))
+        with bridge_side(url) as port, pytest.raises(BoxError) as info:
+            port.wait_peer(LINK_S)
+    assert "the box refuses handshake=strobe: strobe handshake: not on this board" in str(
+        info.value
+    )
 
 
 def _profile_file(profile: Profile, folder: Path) -> Path:

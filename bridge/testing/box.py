@@ -114,6 +114,8 @@ EMULATED_CAPABILITIES = (
     | Capability.POLARITY
     | Capability.SHAPE
     | Capability.PARITY_BYTES
+    | Capability.TWO_PHASE
+    | Capability.STROBE
 )
 _MASK = 0xFFFF_FFFF
 _ERRORS = 16  # reports queued at most (the firmware's BOX_ERRORS)
@@ -169,9 +171,16 @@ def _shape_refused(caps: Capability, c: Configure) -> tuple[int, str] | None:
     """The field and the reason why a box with ``caps`` cannot run the bus shape of ``c``
     (firmware/src/box.c ``shape_refused``: the same order, the same words)."""
     if c.handshake is Handshake.TWO_PHASE and not caps & Capability.TWO_PHASE:
-        return ConfigField.HANDSHAKE, ("two-phase handshake: the PIO programs run four-phase only")
+        return ConfigField.HANDSHAKE, "two-phase handshake: not on this board (no TWO_PHASE)"
     if c.handshake is Handshake.STROBE and not caps & Capability.STROBE:
-        return ConfigField.HANDSHAKE, ("strobe handshake: the PIO programs run four-phase only")
+        return ConfigField.HANDSHAKE, "strobe handshake: not on this board (no STROBE)"
+    if (
+        c.handshake is not Handshake.FOUR_PHASE
+        and c.parity is not Parity.NONE
+        and not c.absent_lines & Absent.PERR
+    ):
+        mode = "two-phase" if c.handshake is Handshake.TWO_PHASE else "strobe"
+        return ConfigField.HANDSHAKE, f"{mode}: no PERR answer; control_lines must omit PERR"
     if c.parity_bytes and c.parity is not Parity.NONE and not caps & Capability.PARITY_BYTES:
         return ConfigField.PARITY_LINES, (
             "two parity lines: this board has no PARITY_HI (SPARE) GPIO"

@@ -166,7 +166,7 @@ boxsim_t *boxsim_new(void)
     s->plat.line_write = p_line_write;
     box_init(&s->box, &s->plat,
              BOX_CAP_ROLE_B | BOX_CAP_ROLE_A | BOX_CAP_PERR | BOX_CAP_DUPLEX | BOX_CAP_POLARITY |
-                 BOX_CAP_PARITY_BYTES,
+                 BOX_CAP_PARITY_BYTES | BOX_CAP_TWO_PHASE | BOX_CAP_STROBE,
              "boxsim", NULL);
     return s;
 }

@@ -661,9 +661,15 @@ static const char *shape_refused(const box_t *b, const box_config_t *c, uint8_t 
 
     *field = BOX_FIELD_HANDSHAKE;
     if (c->handshake == BOX_HS_TWO_PHASE && !(caps & BOX_CAP_TWO_PHASE))
-        return "two-phase handshake: the PIO programs run four-phase only";
+        return "two-phase handshake: not on this board (no TWO_PHASE)";
     if (c->handshake == BOX_HS_STROBE && !(caps & BOX_CAP_STROBE))
-        return "strobe handshake: the PIO programs run four-phase only";
+        return "strobe handshake: not on this board (no STROBE)";
+    if (c->handshake == BOX_HS_TWO_PHASE && c->parity != BOX_PARITY_NONE &&
+        !(c->absent_lines & BOX_ABSENT_PERR))
+        return "two-phase: no PERR answer; control_lines must omit PERR";
+    if (c->handshake == BOX_HS_STROBE && c->parity != BOX_PARITY_NONE &&
+        !(c->absent_lines & BOX_ABSENT_PERR))
+        return "strobe: no PERR answer; control_lines must omit PERR";
     *field = BOX_FIELD_PARITY_LINES;
     if (c->parity_bytes && c->parity != BOX_PARITY_NONE && !(caps & BOX_CAP_PARITY_BYTES))
         return "two parity lines: this board has no PARITY_HI (SPARE) GPIO";

@@ -520,8 +520,9 @@ static void test_configure_shape(void)
     r = host_last(BOX_REPLY);
     CHECK(r && r->u.reply.status == BOX_BAD_PARAMETER &&
           r->u.reply.detail == BOX_FIELD_PARITY_LINES);
-    /* accepted: duplex, no READY, no PERR, no DIR, parity per byte */
+    /* accepted: two-phase, duplex, no READY, no PERR, no DIR, parity per byte */
     box_default_config(&c);
+    c.handshake = BOX_HS_TWO_PHASE;
     c.duplex = 1;
     c.absent_lines = BOX_ABSENT_READY | BOX_ABSENT_PERR | BOX_ABSENT_DIR;
     c.parity_bytes = 1;

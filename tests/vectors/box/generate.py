@@ -185,7 +185,7 @@ def messages() -> list[tuple[str, int, bp.BoxMessage]]:
                 3,
                 bp.Status.BAD_PARAMETER,
                 bp.ConfigField.HANDSHAKE,
-                "strobe handshake: the PIO programs run four-phase only",
+                "strobe: no PERR answer; control_lines must omit PERR",
             ),
         ),
         ("reply-unknown-field", 26, bp.Reply(bp.MsgType.CONFIGURE, 4, bp.Status.UNKNOWN_FIELD, 9)),
