@@ -641,9 +641,20 @@ def test_each_bus_shape_knob_round_trips_images_through_the_box(tmp_path: Path, 
 def test_the_firmware_core_runs_every_bus_shape_knob_at_once(
     tmp_path: Path, libboxcore: str
 ) -> None:
+    """Two-phase, no READY/BREQ/PERR, even parity on two lines, through the C core: it
+    took the shape (its READY_B is never driven while it is up) and the images arrive."""
     site = profile_from_mapping({"physical": _SHAPES["all"]})
+    seen: list[tuple[bool, int]] = []
     with emulated_bench(site, firmware=True) as bench:
-        _send_study(tmp_path, bench.bridge_url, bench.peer_port, count=1)
+        core = bench.box.core if bench.box is not None else None
+        assert isinstance(core, FirmwareCore)
+
+        def after(result: ImageResult) -> None:
+            seen.append((core.ready, core.lib.boxsim_lines(core.sim)))
+
+        _send_study(tmp_path, bench.bridge_url, bench.peer_port, count=1, after=after)
+    ready_b = 1 << bp.LINES.index("READY_B")
+    assert seen and all(ready and not lines & ready_b for ready, lines in seen)
 
 
 @pytest.mark.parametrize("mode", ["two-phase", "strobe"])
