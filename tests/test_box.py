@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,11 +52,17 @@ from bridge.ports.box import (
 )
 from bridge.ports.bytestream import PipeStream, pipe_pair
 from bridge.ports.loop import loop_pair
-from bridge.profile import REFERENCE, profile_from_mapping
+from bridge.profile import REFERENCE, Profile, profile_from_mapping, to_toml
 from bridge.service import Bridge
 from bridge.spool.store import Spool
 from bridge.testing import ports as kit
-from bridge.testing.box import BoxModel, EmulatedBox, FirmwareCore, emulated_bench
+from bridge.testing.box import (
+    EMULATED_CAPABILITIES,
+    BoxModel,
+    EmulatedBox,
+    FirmwareCore,
+    emulated_bench,
+)
 from bridge.testing.phantom import phantom_images
 from bridge.testing.store_scp import EmbeddedStore
 
@@ -594,3 +601,129 @@ def test_firmware_in_the_loop_stores_the_study(tmp_path: Path, libboxcore: str) 
 def test_firmware_box_without_the_library(tmp_path: Path) -> None:
     with pytest.raises(PortUnavailableError, match=r"make -C firmware lib"):
         FirmwareCore(str(tmp_path / "libboxcore.so"))
+
+
+# The bus-shape knobs (docs/box-protocol.md, CONFIGURE's bus-shape fields): each one an
+# image round trip through the emulated box with the knob set, or a clear refusal.
+_SHAPES = {
+    "no-READY": {"control_lines": ["DIR", "BREQ", "PERR"]},
+    "no-PERR": {"control_lines": ["DIR", "BREQ", "READY"]},
+    "no-DIR": {"control_lines": ["BREQ", "READY", "PERR"]},
+    "no-BREQ": {"control_lines": ["DIR", "READY", "PERR"]},
+    "parity-per-byte": {"parity_lines": 2, "pins": {"PARITY_HI": [49, 50]}},
+    "two-phase": {"handshake": "two-phase", "control_lines": ["DIR", "BREQ", "READY"]},
+    "strobe": {"handshake": "strobe", "control_lines": ["DIR", "BREQ", "READY"]},
+    "all": {
+        "handshake": "two-phase",
+        "control_lines": ["DIR"],
+        "parity_lines": 2,
+        "parity": "even",
+        "pins": {"PARITY_HI": [49, 50]},
+    },
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_each_bus_shape_knob_round_trips_images_through_the_box(tmp_path: Path, shape: str) -> None:
+    site = profile_from_mapping({"physical": _SHAPES[shape]})
+    assert bp.Configure.from_profile(site.physical).shape()  # the knob reaches CONFIGURE
+    with emulated_bench(site) as bench:
+        _send_study(tmp_path, bench.bridge_url, bench.peer_port, count=1)
+        assert bench.box is not None
+        assert (
+            bench.box.core.config.shape()
+            == bp.Configure.from_profile(  # type: ignore[attr-defined]
+                site.physical
+            ).shape()
+        )
+
+
+def test_the_firmware_core_runs_every_bus_shape_knob_at_once(
+    tmp_path: Path, libboxcore: str
+) -> None:
+    """Two-phase, no READY/BREQ/PERR, even parity on two lines, through the C core: it
+    took the shape (its READY_B is never driven while it is up) and the images arrive."""
+    site = profile_from_mapping({"physical": _SHAPES["all"]})
+    seen: list[tuple[bool, int]] = []
+    with emulated_bench(site, firmware=True) as bench:
+        core = bench.box.core if bench.box is not None else None
+        assert isinstance(core, FirmwareCore)
+
+        def after(result: ImageResult) -> None:
+            seen.append((core.ready, core.lib.boxsim_lines(core.sim)))
+
+        _send_study(tmp_path, bench.bridge_url, bench.peer_port, count=1, after=after)
+    ready_b = 1 << bp.LINES.index("READY_B")
+    assert seen and all(ready and not lines & ready_b for ready, lines in seen)
+
+
+@pytest.mark.parametrize("mode", ["two-phase", "strobe"])
+@pytest.mark.parametrize("firmware", [False, True])
+def test_a_handshake_with_perr_is_refused_with_the_reason(
+    mode: str, firmware: bool, request: pytest.FixtureRequest
+) -> None:
+    """Two-phase and strobe have no per-word answer: PERR cannot be on such a bus."""
+    if firmware:
+        request.getfixturevalue("libboxcore")
+    site = profile_from_mapping({"physical": {"handshake": mode}})
+    with (
+        emulated_bench(site, firmware=firmware) as bench,
+        bridge_side(bench.bridge_url) as port,
+        pytest.raises(BoxError) as info,
+    ):
+        port.wait_peer(LINK_S)
+    assert (
+        f"the box refuses handshake={mode}: {mode}: no PERR answer; control_lines must omit PERR"
+        in str(info.value)
+    )
+
+
+def test_a_board_without_the_handshake_refuses_it() -> None:
+    board = BoxModel(capabilities=EMULATED_CAPABILITIES & ~bp.Capability.STROBE)
+    site = profile_from_mapping(
+        {"physical": {"handshake": "strobe", "control_lines": ["DIR", "BREQ", "READY"]}}
+    )
+    with box_on_pty(board) as (box, _), tempfile.TemporaryDirectory() as folder:
+        url = box.host_url() + "&profile=" + str(_profile_file(site, Path(folder)))
+        with bridge_side(url) as port, pytest.raises(BoxError) as info:
+            port.wait_peer(LINK_S)
+    assert "the box refuses handshake=strobe: strobe handshake: not on this board" in str(
+        info.value
+    )
+
+
+def _profile_file(profile: Profile, folder: Path) -> Path:
+    path = folder / "profile.toml"
+    path.write_text(to_toml(profile), encoding="utf-8")
+    return path
+
+
+def _drain(model: BoxModel) -> list[bp.BoxMessage]:
+    decoder = bp.BoxFrameDecoder(sender="box")
+    out = []
+    while data := model.output(4096, 0.0):
+        out += [e.message for e in decoder.feed(data) if isinstance(e, bp.BoxFrame)]
+    return out
+
+
+def test_an_older_box_firmware_is_too_old_for_a_bus_shape(tmp_path: Path) -> None:
+    old = BoxModel(capabilities=EMULATED_CAPABILITIES & ~bp.Capability.SHAPE)
+    site = profile_from_mapping({"physical": {"handshake": "two-phase"}})
+    with box_on_pty(old) as (box, _):
+        url = box.host_url() + "&profile=" + str(_profile_file(site, tmp_path))
+        with bridge_side(url) as port, pytest.raises(BoxError) as info:
+            port.wait_peer(LINK_S)
+    assert "the box firmware is too old for handshake=two-phase" in str(info.value)
+
+
+def test_a_configure_field_the_box_does_not_know_is_refused_by_name() -> None:
+    """A newer host's field (tag 9) reaches a box that knows fields 1-3 only."""
+    model = BoxModel()
+    model.feed(bp.encode_frame(bp.Configure(duplex=True, extra=bytes([9, 1, 1])), 0), 0.0)
+    replies = [m for m in _drain(model) if isinstance(m, bp.Reply)]
+    assert replies == [
+        bp.Reply(
+            bp.MsgType.CONFIGURE, 0, bp.Status.UNKNOWN_FIELD, 9,
+            "a CONFIGURE field this firmware does not know",
+        )
+    ]  # fmt: skip

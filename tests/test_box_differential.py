@@ -229,3 +229,46 @@ def test_words_sent_while_the_peer_is_down(libboxcore: str) -> None:  # noqa: F8
         *settle(0.07),
     ]
     same_behaviour(script, libboxcore)
+
+
+def test_bus_shape_fields_get_the_same_answers(libboxcore: str) -> None:  # noqa: F811
+    """CONFIGURE's bus-shape fields (docs/box-protocol.md): every refusal (its field and
+    reason), an unknown field, then a bus without READY and PERR, two-phase and parity on
+    two lines, accepted, with the peer's READY down (it does not count) and words with a
+    bad parity both ways."""
+    shape = bp.Configure(
+        duplex=True,
+        handshake=bp.Handshake.TWO_PHASE,
+        absent_lines=bp.Absent.READY | bp.Absent.PERR,
+        parity_bytes=True,
+    )
+    v, p = words(40, 3, bad=(5,))
+    script = [
+        (0.0, "bytes", b"\0"),
+        (0.0, "send", [bp.Hello(max_body=4096)]),
+        (0.01, "send", [bp.Reset(defaults=True), bp.HostCredits(0, 1000)]),
+        (0.02, "send", [bp.Configure(handshake=bp.Handshake.STROBE)]),  # PERR on the bus
+        (0.03, "send", [bp.Configure(absent_lines=bp.Absent.BREQ)]),  # not duplex
+        (0.04, "send", [bp.Configure(extra=bytes([7, 2, 0, 0]))]),  # unknown tag 7
+        (0.05, "send", [shape, bp.LineSet(True)]),
+        (0.06, "peer", False),
+        (0.07, "send", out(0, v, p)),
+        (0.08, "take", 1000),
+        (0.09, "put", WordBuffer(*words(30, 5, bad=(2, 9)))),
+        (0.10, "send", [bp.Query(bp.MsgType.STATS)]),
+        *settle(0.10),
+    ]
+    same_behaviour(script, libboxcore)
+    replies = [
+        a
+        for record in play(BoxModel(), script)
+        if isinstance(record, tuple) and len(record) == 4
+        for a in record[2]
+        if isinstance(a, bp.Reply) and a.request == bp.MsgType.CONFIGURE
+    ]
+    assert [(r.status, r.detail) for r in replies] == [
+        (bp.Status.BAD_PARAMETER, bp.ConfigField.HANDSHAKE),
+        (bp.Status.BAD_PARAMETER, bp.ConfigField.ABSENT_LINES),
+        (bp.Status.UNKNOWN_FIELD, 7),
+        (bp.Status.OK, 0),
+    ]

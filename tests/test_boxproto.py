@@ -64,6 +64,10 @@ def message_from(case: dict[str, Any]) -> bp.BoxMessage:
         f["firmware"] = tuple(f["firmware"])
         f["pins"] = tuple(tuple(p) for p in f["pins"])
         f["capabilities"] = bp.Capability(f["capabilities"])
+    if kind is bp.MsgType.CONFIGURE:  # the bus-shape fields' types (JSON has ints, hex)
+        f["handshake"] = bp.Handshake(f["handshake"])
+        f["absent_lines"] = bp.Absent(f["absent_lines"])
+        f["extra"] = bytes.fromhex(f["extra"])
     cls = {
         bp.MsgType.HELLO: bp.Hello,
         bp.MsgType.INFO: bp.Info,

@@ -405,3 +405,156 @@ def test_bus_turns_round_with_the_drivers_off() -> None:
         (0, 2),  # DE_ANS: the box answers (ACK, PERR)
         (0, 0),  # idle: nothing driven
     ]
+
+
+# --- two-phase and strobe (physical.handshake; docs/box-protocol.md, CONFIGURE) ------
+
+
+class TwoPhaseReceiver:
+    """The peer as a two-phase receiver: a word at each change of REQ, ACK follows it."""
+
+    def __init__(self, answer_after: int = 3) -> None:
+        self.answer_after = answer_after
+        self.never_answer_after: int | None = None
+        self.ack = self.count = 0
+        self.words: list[int] = []
+        self.answers: list[int] = []  # clocks at which ACK changed
+
+    def __call__(self, state: State) -> int:
+        req = bit(state.pin_values, REQ)
+        stuck = self.never_answer_after is not None and len(self.words) >= self.never_answer_after
+        if req != self.ack and not stuck:
+            self.count += 1
+            if self.count >= self.answer_after:
+                self.words.append(state.pin_values & WORD17)
+                self.ack, self.count = req, 0
+                self.answers.append(state.clock)
+        return self.ack << ACK
+
+
+def test_two_phase_send_changes_req_once_a_word() -> None:
+    prog = program("acr_send_2ph")
+    words = [with_parity(w) for w in (0x0000, 0xFFFF, 0xA5C3, 0x1234, 0x8001)]
+    setup, hold = 6, 4
+    peer = TwoPhaseReceiver()
+    trace = run(
+        prog,
+        send_state([send_word(w, setup, hold) for w in words]),
+        peer,
+        until=lambda s: len(peer.words) == len(words) and not s.transmit_fifo,
+        **SEND_CONFIG,
+    )
+    assert peer.words == words  # each word and its PARITY line, in order
+    edges, prev_req, prev_data, data_since = [], 0, None, 0
+    for s in trace:
+        data, req = s.pin_values & WORD17, bit(s.pin_values, REQ)
+        if data != prev_data:
+            prev_data, data_since = data, s.clock
+        if req != prev_req:
+            edges.append(s.clock)
+            assert s.clock - data_since >= setup + 2, "setup time too short"
+        prev_req = req
+    assert len(edges) == len(words)  # one REQ transition a word, no return to zero
+    for edge, answer in zip(edges[1:], peer.answers, strict=False):
+        assert edge - answer >= hold + 2, "data changed before the hold time"
+
+
+def test_two_phase_send_stalls_where_the_core_times_out() -> None:
+    prog = program("acr_send_2ph")
+    words = [send_word(with_parity(w), 1, 1) for w in (0x0101, 0x0202, 0x0303)]
+    for stall, label, req in ((0, "ack_rise", 1), (1, "ack_fall", 0)):
+        peer = TwoPhaseReceiver()
+        peer.never_answer_after = stall
+        end = run(
+            prog, send_state(words), peer, until=lambda s: False, max_cycles=2000, **SEND_CONFIG
+        )[-1]
+        assert end.program_counter == prog.public_labels[label]
+        assert bit(end.pin_values, REQ) == req
+
+
+class TwoPhaseSender:
+    """The peer as a two-phase sender: data, setup, change REQ, wait for ACK to follow."""
+
+    def __init__(self, words: list[int], setup: int = 2) -> None:
+        self.words = deque(words)
+        self.setup = setup
+        self.phase, self.count, self.data, self.req = "next", 0, 0, 0
+        self.sent = 0
+
+    def __call__(self, state: State) -> int:
+        ack = bit(state.pin_values, ACK)
+        if self.phase == "next" and self.words and ack == self.req:
+            self.data, self.phase, self.count = self.words.popleft(), "setup", 0
+        elif self.phase == "setup":
+            self.count += 1
+            if self.count >= self.setup:
+                self.req, self.phase = 1 - self.req, "wait"
+        elif self.phase == "wait" and ack == self.req:
+            self.phase, self.sent = "next", self.sent + 1
+        return self.data | self.req << REQ
+
+
+def test_two_phase_receive_answers_each_change_and_throttles() -> None:
+    prog = program("acr_recv_2ph")
+    words = [with_parity(w) for w in (0x0000, 0xFFFF, 0xA5C3, 0x1234, 0x8001, 0x7FFF)]
+    peer = TwoPhaseSender(words)
+    state = recv_state(prog.public_labels["start"])
+    # the FIFO holds 4: the fifth word waits (ACK held back) until the core reads
+    trace = run(prog, state, peer, until=lambda s: False, max_cycles=3000, **RECV_CONFIG)
+    end = trace[-1]
+    assert list(end.receive_fifo) == words[:4] and peer.sent == 4
+    assert all(bit(s.pin_values, PERR) == 0 for s in trace)  # never driven
+    state = dataclasses.replace(end, receive_fifo=deque())
+    end = run(prog, state, peer, until=lambda s: peer.sent == 6, **RECV_CONFIG)[-1]
+    assert list(end.receive_fifo) == words[4:]
+    assert bit(end.pin_values, ACK) == peer.req  # ACK follows REQ
+
+
+def test_strobe_send_pulses_req_with_the_configured_timing() -> None:
+    prog = program("acr_send_strobe")
+    words = [with_parity(w) for w in (0x1111, 0x2222, 0x3333)]
+    setup, hold = 5, 7
+    rises: list[tuple[int, int]] = []
+    widths: list[int] = []
+    state = send_state([send_word(w, setup, hold) for w in words])
+    trace = run(prog, state, None, until=lambda s: False, max_cycles=200, **SEND_CONFIG)
+    prev_req, rose, prev_data, data_since = 0, 0, None, 0
+    for s in trace:
+        data, req = s.pin_values & WORD17, bit(s.pin_values, REQ)
+        if data != prev_data:
+            assert req == 0, "data changed during the strobe"
+            prev_data, data_since = data, s.clock
+        if req and not prev_req:
+            rises.append((data, s.clock - data_since))
+            rose = s.clock
+        if prev_req and not req:
+            widths.append(s.clock - rose)
+        prev_req = req
+    assert [d for d, _ in rises] == words  # no answer needed: every word goes out
+    assert all(lead >= setup + 2 for _, lead in rises)
+    assert widths == [hold + 2] * len(words)
+
+
+def test_strobe_receive_takes_a_word_at_each_rising_edge() -> None:
+    prog = program("acr_recv_strobe")
+    words = [with_parity(w) for w in (0x1111, 0xFFFF, 0x0000)]
+    schedule = deque(words)
+    current = {"data": 0, "req": 0, "t": 0}
+
+    def strobe(state: State) -> int:  # 4 cycles setup, 4 high, 4 low
+        current["t"] += 1
+        phase = current["t"] % 12
+        if phase == 1 and schedule:
+            current["data"] = schedule.popleft()
+        current["req"] = int(4 <= phase < 8)
+        return current["data"] | current["req"] << REQ
+
+    end = run(
+        prog,
+        recv_state(prog.public_labels["start"]),
+        strobe,
+        until=lambda s: len(s.receive_fifo) == 3,
+        **RECV_CONFIG,
+    )[-1]
+    assert list(end.receive_fifo) == words
+    assert bit(end.pin_values, ACK) == 0 and bit(end.pin_values, PERR) == 0

@@ -39,6 +39,7 @@ from bridge.box.protocol import (
     BoxFrameDecoder,
     BoxMessage,
     Capability,
+    ConfigField,
     Configure,
     ErrorCode,
     ErrorReport,
@@ -191,6 +192,13 @@ def check_info(
         raise BoxVersionError(
             f"{name}: {board} speaks box protocol version {info.version}; this host speaks "
             f"{PROTOCOL_VERSION} to {PROTOCOL_VERSION}: {hint}"
+        )
+    shape = configure.shape()
+    if shape and not info.capabilities & Capability.SHAPE:
+        raise BoxError(
+            f"{name}: the box firmware is too old for {', '.join(shape.values())}: "
+            f"{board} lacks capability SHAPE (it would ignore CONFIGURE's bus-shape fields); "
+            "flash newer firmware (firmware/README.md)"
         )
     need = [Capability.DUPLEX] if configure.duplex else []
     if not configure.duplex:
@@ -469,6 +477,18 @@ class BoxHost(Outgoing):
             return []
         kind = MsgType(int(reply.request))
         if reply.status is not Status.OK:
+            asked = self.configure.shape()
+            field = asked.get(ConfigField(reply.detail)) if reply.detail in (1, 2, 3) else None
+            if kind is MsgType.CONFIGURE and reply.status is Status.UNKNOWN_FIELD:
+                raise BoxError(
+                    f"{self.name}: the box firmware is too old for "
+                    f"{field or f'CONFIGURE field {reply.detail}'}: {reply.reason or 'unknown'}"
+                )
+            if kind is MsgType.CONFIGURE and reply.detail:
+                raise BoxError(
+                    f"{self.name}: the box refuses {field or f'CONFIGURE field {reply.detail}'}"
+                    f": {reply.reason or reply.status.name} (docs/box-protocol.md, CONFIGURE)"
+                )
             if kind is MsgType.CONFIGURE:
                 raise BoxError(
                     f"{self.name}: the box refused CONFIGURE ({reply.status.name}) for the "

@@ -47,6 +47,8 @@ __all__ = [
     "MAX_BODY",
     "MIN_BODY",
     "PROTOCOL_VERSION",
+    "REASON_MAX",
+    "Absent",
     "BadFrame",
     "BadFrameReason",
     "BoxCredits",
@@ -56,9 +58,11 @@ __all__ = [
     "BoxProtocolError",
     "Bus",
     "Capability",
+    "ConfigField",
     "Configure",
     "ErrorCode",
     "ErrorReport",
+    "Handshake",
     "Hello",
     "HostCredits",
     "Info",
@@ -123,6 +127,7 @@ class Status(enum.IntEnum):
     BAD_PARAMETER = 2
     BUSY = 3  # refused in the box's present state (CONFIGURE while READY is asserted)
     UNKNOWN_TYPE = 4
+    UNKNOWN_FIELD = 5  # CONFIGURE carried a field the box does not know (detail: its tag)
 
 
 class Parity(enum.IntEnum):
@@ -154,9 +159,13 @@ class Capability(enum.IntFlag):
     PERR = 4  # the box checks parity and drives PERR itself
     DUPLEX = 8  # CONFIGURE may ask for duplex (an emulated line side only)
     POLARITY = 16  # per-line active-low mask honoured
+    SHAPE = 32  # reads CONFIGURE's bus-shape fields (an older box ignores them)
+    PARITY_BYTES = 64  # PARITY_HI on the SPARE pair: parity per byte on two lines
+    TWO_PHASE = 128  # runs the two-phase handshake
+    STROBE = 256  # runs the strobe handshake
 
 
-CAPABILITIES_ALL = Capability(31)
+CAPABILITIES_ALL = Capability(511)
 _NO_CAPABILITIES = Capability(0)
 
 
@@ -307,7 +316,72 @@ class Info:
         )
 
 
-_CONFIGURE = struct.Struct("<BBHIIHHII")  # 24 bytes
+REASON_MAX = 64  # bytes of a REPLY's reason, at most
+_CONFIGURE = struct.Struct("<BBHIIHHII")  # 24 bytes, then the bus-shape fields
+
+
+class Handshake(enum.IntEnum):
+    """CONFIGURE's ``HANDSHAKE`` field: ``physical.handshake``."""
+
+    FOUR_PHASE = 0
+    TWO_PHASE = 1
+    STROBE = 2
+
+
+class ConfigField(enum.IntEnum):
+    """Tags of CONFIGURE's bus-shape fields (tag u8, length u8, value), after offset 24."""
+
+    HANDSHAKE = 1  # u8: Handshake
+    ABSENT_LINES = 2  # u8: Absent bits, the control lines the bus lacks
+    PARITY_LINES = 3  # u8: 1 or 2
+
+
+class Absent(enum.IntFlag):
+    """CONFIGURE's ``ABSENT_LINES`` bits: ``physical.control_lines`` turned round."""
+
+    DIR = 1
+    BREQ = 2
+    READY = 4  # READY_A and READY_B
+    PERR = 8
+
+
+_NO_LINES_ABSENT = Absent(0)
+
+
+class _ConfigureFieldError(BoxProtocolError):
+    """A CONFIGURE bus-shape field out of range; ``field`` is its tag (REPLY's detail)."""
+
+    def __init__(self, field: int, text: str) -> None:
+        super().__init__(BadFrameReason.BAD_VALUE, text)
+        self.field = field
+
+
+def _shape_fields(p: bytes | memoryview) -> tuple[dict[int, int], bytes]:
+    """The bus-shape fields after CONFIGURE's fixed part: known values, unknown raw."""
+    known: dict[int, int] = {}
+    unknown = bytearray()
+    i = 0
+    while i < len(p):
+        if len(p) - i < 2 or len(p) - i - 2 < p[i + 1]:
+            raise BoxProtocolError(BadFrameReason.BAD_LENGTH, "CONFIGURE: a field overruns")
+        tag, size = p[i], p[i + 1]
+        value = bytes(p[i + 2 : i + 2 + size])
+        if tag not in ConfigField.__members__.values():
+            unknown += bytes(p[i : i + 2 + size])
+        else:
+            v = value[0] if size == 1 else -1
+            ok = {
+                ConfigField.HANDSHAKE: v in (0, 1, 2),
+                ConfigField.ABSENT_LINES: 0 <= v <= 15,
+                ConfigField.PARITY_LINES: v in (1, 2),
+            }[ConfigField(tag)]
+            if not ok:
+                raise _ConfigureFieldError(
+                    tag, f"CONFIGURE: field {ConfigField(tag).name} out of range: {value.hex()}"
+                )
+            known[tag] = v
+        i += 2 + size
+    return known, bytes(unknown)
 
 
 @dataclass(frozen=True)
@@ -324,8 +398,37 @@ class Configure:
     hold_ns: int = 100
     turnaround_ns: int = 1000
     max_burst_words: int = 0  # most words sent in one bus tenure (0: no limit)
+    # the bus-shape fields (sent only when they differ from the reference bus)
+    handshake: Handshake = Handshake.FOUR_PHASE
+    absent_lines: Absent = _NO_LINES_ABSENT  # control lines the bus lacks
+    parity_bytes: bool = False  # parity per byte: PARITY on D0-D7, PARITY_HI on D8-D15
+    extra: bytes = b""  # fields this codec does not know, raw (tag, length, value)
+
+    def shape(self) -> dict[ConfigField, str]:
+        """The bus-shape fields that differ from the reference, as the profile says them."""
+        out: dict[ConfigField, str] = {}
+        if self.handshake:
+            out[ConfigField.HANDSHAKE] = (
+                f"handshake={self.handshake.name.lower().replace('_', '-')}"
+            )
+        if self.absent_lines:
+            names = "/".join(str(a.name) for a in Absent if self.absent_lines & a)
+            out[ConfigField.ABSENT_LINES] = f"control_lines without {names}"
+        if self.parity_bytes:
+            out[ConfigField.PARITY_LINES] = "parity_lines=2"
+        return out
 
     def payload(self) -> bytes:
+        shape = b""
+        if self.handshake:
+            shape += bytes([ConfigField.HANDSHAKE, 1, int(self.handshake)])
+        if self.absent_lines:
+            shape += bytes([ConfigField.ABSENT_LINES, 1, int(self.absent_lines)])
+        if self.parity_bytes:
+            shape += bytes([ConfigField.PARITY_LINES, 1, 2])
+        return self._fixed() + shape + self.extra
+
+    def _fixed(self) -> bytes:
         return _CONFIGURE.pack(
             _u8(int(self.parity), "parity"),
             _u8(int(self.role), "role"),
@@ -346,7 +449,14 @@ class Configure:
             parity, side = Parity(par), Role(role)
         except ValueError as exc:
             raise BoxProtocolError(BadFrameReason.BAD_VALUE, f"CONFIGURE: {exc}") from exc
-        return cls(parity, side, bool(flags & 1), low, timeout, setup, hold, turn, burst)
+        known, extra = _shape_fields(memoryview(p)[_CONFIGURE.size :])
+        return cls(
+            parity, side, bool(flags & 1), low, timeout, setup, hold, turn, burst,
+            Handshake(known.get(ConfigField.HANDSHAKE, 0)),
+            Absent(known.get(ConfigField.ABSENT_LINES, 0)),
+            known.get(ConfigField.PARITY_LINES, 1) == 2,
+            extra,
+        )  # fmt: skip
 
     @classmethod
     def from_profile(
@@ -361,6 +471,10 @@ class Configure:
         mask = 0
         for name in physical.active_low:
             mask |= 1 << LINES.index(name)
+        absent = Absent(0)
+        for a in Absent:
+            if a.name not in physical.control_lines:
+                absent |= a
         return cls(
             parity=Parity[physical.parity.upper()],
             role=role,
@@ -371,6 +485,9 @@ class Configure:
             hold_ns=physical.hold_ns,
             turnaround_ns=physical.turnaround_ns,
             max_burst_words=max_burst_words,
+            handshake=Handshake[physical.handshake.upper().replace("-", "_")],
+            absent_lines=absent,
+            parity_bytes=physical.parity_lines == 2 and physical.parity != "none",
         )
 
 
@@ -555,12 +672,14 @@ class Reply:
     request: int  # the request's type code
     request_seq: int
     status: Status = Status.OK
+    detail: int = 0  # UNKNOWN_FIELD, BAD_PARAMETER of CONFIGURE: the field's tag
+    reason: str = ""  # why, in ASCII (after the 4 bytes; an older box sends none)
 
     def payload(self) -> bytes:
         return bytes(
             [_u8(int(self.request), "request"), _u8(self.request_seq, "request_seq"),
-             _u8(int(self.status), "status"), 0]
-        )  # fmt: skip
+             _u8(int(self.status), "status"), _u8(self.detail, "detail")]
+        ) + self.reason.encode("ascii")[:REASON_MAX]  # fmt: skip
 
     @classmethod
     def parse(cls, p: bytes | memoryview) -> Reply:
@@ -570,7 +689,8 @@ class Reply:
             status = Status(p[2])
         except ValueError as exc:
             raise BoxProtocolError(BadFrameReason.BAD_VALUE, f"REPLY: {exc}") from exc
-        return cls(request, p[1], status)
+        reason = bytes(p[4 : 4 + REASON_MAX]).decode("ascii", "replace")
+        return cls(request, p[1], status, p[3], reason)
 
 
 _LINE_STATE = struct.Struct("<IBBH")

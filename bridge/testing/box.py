@@ -54,6 +54,7 @@ from bridge.box.protocol import (
     PROTOCOL_VERSION,
     STATS_FIELDS,
     WORDS_HEADER,
+    Absent,
     BadFrame,
     BadFrameReason,
     BoxCredits,
@@ -61,9 +62,11 @@ from bridge.box.protocol import (
     BoxMessage,
     Bus,
     Capability,
+    ConfigField,
     Configure,
     ErrorCode,
     ErrorReport,
+    Handshake,
     Hello,
     HostCredits,
     Info,
@@ -105,7 +108,15 @@ __all__ = [
 
 log = logging.getLogger("bridge.emulator.box")  # the name users' log filters know
 
-EMULATED_CAPABILITIES = Capability.DUPLEX | Capability.PERR | Capability.POLARITY
+EMULATED_CAPABILITIES = (
+    Capability.DUPLEX
+    | Capability.PERR
+    | Capability.POLARITY
+    | Capability.SHAPE
+    | Capability.PARITY_BYTES
+    | Capability.TWO_PHASE
+    | Capability.STROBE
+)
 _MASK = 0xFFFF_FFFF
 _ERRORS = 16  # reports queued at most (the firmware's BOX_ERRORS)
 _CREDIT_PERIOD_S = 0.1
@@ -151,6 +162,34 @@ def _pins(profile: Profile) -> tuple[tuple[int, int], ...]:
     pins = profile.physical.pins
     pairs = (pins.get(name, reference[name]) for name in LINES)
     return tuple((int(plus), int(minus)) for plus, minus in pairs)
+
+
+CONFIGURE_FIXED = 24  # CONFIGURE's bytes before the bus-shape fields
+
+
+def _shape_refused(caps: Capability, c: Configure) -> tuple[int, str] | None:
+    """The field and the reason why a box with ``caps`` cannot run the bus shape of ``c``
+    (firmware/src/box.c ``shape_refused``: the same order, the same words)."""
+    if c.handshake is Handshake.TWO_PHASE and not caps & Capability.TWO_PHASE:
+        return ConfigField.HANDSHAKE, "two-phase handshake: not on this board (no TWO_PHASE)"
+    if c.handshake is Handshake.STROBE and not caps & Capability.STROBE:
+        return ConfigField.HANDSHAKE, "strobe handshake: not on this board (no STROBE)"
+    if (
+        c.handshake is not Handshake.FOUR_PHASE
+        and c.parity is not Parity.NONE
+        and not c.absent_lines & Absent.PERR
+    ):
+        mode = "two-phase" if c.handshake is Handshake.TWO_PHASE else "strobe"
+        return ConfigField.HANDSHAKE, f"{mode}: no PERR answer; control_lines must omit PERR"
+    if c.parity_bytes and c.parity is not Parity.NONE and not caps & Capability.PARITY_BYTES:
+        return ConfigField.PARITY_LINES, (
+            "two parity lines: this board has no PARITY_HI (SPARE) GPIO"
+        )
+    if c.absent_lines & (Absent.DIR | Absent.BREQ) and not c.duplex:
+        return ConfigField.ABSENT_LINES, (
+            "no DIR or no BREQ: the arbiter needs both to hand the bus over"
+        )
+    return None
 
 
 class BoxModel:
@@ -219,9 +258,14 @@ class BoxModel:
         return self._ready
 
     @property
+    def peer_present(self) -> bool:
+        """The peer's READY, or always on a bus without READY lines."""
+        return self.peer_ready or bool(self.config.absent_lines & Absent.READY)
+
+    @property
     def active(self) -> bool:
         """Words flow on the line: duplex configured and both READY lines up."""
-        return self.config.duplex and self._ready and self.peer_ready
+        return self.config.duplex and self._ready and self.peer_present
 
     def counters(self) -> dict[str, int]:
         return {k: v & _MASK for k, v in self.stats.items()}
@@ -238,15 +282,18 @@ class BoxModel:
     def _snapshot(self, now: float) -> None:
         """Queue a LINE_STATE of the present levels, after the REPLYs queued before it (the
         host reads what happened in the order it happened)."""
-        self._ls_key = (self._ready, self.peer_ready, self.active)
+        self._ls_key = (self._ready, self.peer_present, self.active)
         self._ls_time = now
-        levels = (_READY_B if self._ready else 0) | (_READY_A if self.peer_ready else 0)
+        driven = self._ready and not self.config.absent_lines & Absent.READY
+        levels = (_READY_B if driven else 0) | (_READY_A if self.peer_ready else 0)
         bus = Bus.DUPLEX if self.active else Bus.IDLE
-        self._replies.append(LineState(levels, bus, self._ready, self.peer_ready, self.config.role))
+        self._replies.append(
+            LineState(levels, bus, self._ready, self.peer_present, self.config.role)
+        )
 
     def _changed(self, now: float) -> None:
         """Report the READY lines and the bus if they changed."""
-        if (self._ready, self.peer_ready, self.active) != self._ls_key:
+        if (self._ready, self.peer_present, self.active) != self._ls_key:
             self._snapshot(now)
 
     def _discard_out(self) -> None:
@@ -276,8 +323,10 @@ class BoxModel:
         self.stats["bad_frames"] += 1
         self._report(ErrorCode.BAD_FRAME, int(reason), self.stats["bad_frames"], size)
 
-    def _reply(self, request: MsgType, seq: int, status: Status = Status.OK) -> None:
-        self._replies.append(Reply(request, seq, status))
+    def _reply(
+        self, request: MsgType, seq: int, status: Status = Status.OK, detail: int = 0, why: str = ""
+    ) -> None:
+        self._replies.append(Reply(request, seq, status, detail, why))
 
     def _handle(self, message: BoxMessage, seq: int) -> None:
         if isinstance(message, WordsOut):
@@ -293,8 +342,18 @@ class BoxModel:
             self._want.update(info=True, credits=True)
             self._snapshot(self._now)
         elif isinstance(message, Configure):
+            if not self.info.capabilities & Capability.SHAPE:  # an older box: it ignores them
+                message = Configure.parse(message.payload()[:CONFIGURE_FIXED])
+            refused = _shape_refused(self.info.capabilities, message)
             if self._ready:
                 self._reply(MsgType.CONFIGURE, seq, Status.BUSY)
+            elif message.extra:
+                self._reply(
+                    MsgType.CONFIGURE, seq, Status.UNKNOWN_FIELD, message.extra[0] or 0xFF,
+                    "a CONFIGURE field this firmware does not know",
+                )  # fmt: skip
+            elif refused is not None:
+                self._reply(MsgType.CONFIGURE, seq, Status.BAD_PARAMETER, *refused)
             elif not self._config_ok(message):
                 self._reply(MsgType.CONFIGURE, seq, Status.BAD_PARAMETER)
             else:
@@ -344,7 +403,8 @@ class BoxModel:
             return False
         if c.active_low and not caps & Capability.POLARITY:
             return False
-        return not (c.parity is not Parity.NONE and not caps & Capability.PERR)
+        has_perr = not c.absent_lines & Absent.PERR
+        return not (c.parity is not Parity.NONE and has_perr and not caps & Capability.PERR)
 
     def _stream_reset(self) -> None:
         self._discard_out()
@@ -503,6 +563,7 @@ def load_libboxcore(path: str | None = None) -> ctypes.CDLL:
         ("boxsim_line_put", [p, p, p, size], size),
         ("boxsim_set_peer_lines", [p, u32], None),
         ("boxsim_lines", [p], u32),
+        ("boxsim_ready", [p], ctypes.c_int),
         ("boxsim_stat", [p, ctypes.c_int], u32),
     ):
         function = getattr(lib, name)
@@ -537,7 +598,7 @@ class FirmwareCore:
 
     @property
     def ready(self) -> bool:
-        return bool(self.lib.boxsim_lines(self.sim) & _READY_B)
+        return bool(self.lib.boxsim_ready(self.sim))  # as the host set it, driven or not
 
     def feed(self, data: bytes, now: float) -> None:
         self.lib.boxsim_host_write(self.sim, data, len(data))

@@ -1,6 +1,8 @@
 /* Interface box firmware for the RP2040 (Raspberry Pi Pico): the thin glue
  * between the portable core (firmware/src, box.h) and the chip. PIO0 runs
- * acr_send (SM0) and acr_bus (SM1); PIO1 runs acr_recv (SM0). The host link is
+ * acr_send (SM0) and acr_bus (SM1); PIO1 runs acr_recv (SM0). CONFIGURE's handshake
+ * swaps acr_send/acr_recv for acr_send_2ph/acr_recv_2ph (two-phase) or
+ * acr_send_strobe/acr_recv_strobe (strobe), with the drivers off. The host link is
  * USB CDC through TinyUSB. Build: firmware/README.md (Pico SDK).
  *
  * Everything runs in one loop on core 0: tud_task(), host bytes in, box_poll(),
@@ -16,7 +18,11 @@
 
 #include "acr_bus.pio.h"
 #include "acr_recv.pio.h"
+#include "acr_recv_2ph.pio.h"
+#include "acr_recv_strobe.pio.h"
 #include "acr_send.pio.h"
+#include "acr_send_2ph.pio.h"
+#include "acr_send_strobe.pio.h"
 #include "board.h"
 #include "box.h"
 #include "parity.h"
@@ -37,7 +43,15 @@ static struct {
     uint8_t parity;
     int drive;
     uint32_t pushed; /* words handed to acr_send since its start */
+    uint8_t handshake; /* enum box_handshake of the programs loaded */
 } g;
+
+static const pio_program_t *const send_programs[] = {
+    &acr_send_program, &acr_send_2ph_program, &acr_send_strobe_program};
+static const pio_program_t *const recv_programs[] = {
+    &acr_recv_program, &acr_recv_2ph_program, &acr_recv_strobe_program};
+
+static void load_programs(uint8_t handshake);
 
 /* line bit (enum box_line) -> GPIO, -1 where the board has no such line */
 static const int8_t line_gpio[BOX_LINES] = {
@@ -65,10 +79,24 @@ static void p_configure(void *ctx, const box_config_t *cfg)
         gpio_set_inover((uint)pin, inv ? GPIO_OVERRIDE_INVERT : GPIO_OVERRIDE_NORMAL);
         gpio_set_outover((uint)pin, inv ? GPIO_OVERRIDE_INVERT : GPIO_OVERRIDE_NORMAL);
     }
+    if (cfg->absent_lines & BOX_ABSENT_PERR) {
+        /* no PERR line: acr_recv's PERR side-set never reaches the pin, and acr_send's
+         * `jmp pin` reads it deasserted (whatever the unconnected receiver says) */
+        gpio_set_oeover(PIN_PERR, GPIO_OVERRIDE_LOW);
+        gpio_set_inover(PIN_PERR, GPIO_OVERRIDE_LOW);
+    } else {
+        gpio_set_oeover(PIN_PERR, GPIO_OVERRIDE_NORMAL);
+    }
     g.setup_hold = ns_to_loops(cfg->setup_ns, 127u) << 17 | ns_to_loops(cfg->hold_ns, 255u) << 24;
     g.parity = cfg->parity;
-    g.recv_entry = g.off_recv + (cfg->parity == BOX_PARITY_NONE ? acr_recv_offset_start_nocheck
-                                                                : acr_recv_offset_start_check);
+    load_programs(cfg->handshake);
+    if (g.handshake == BOX_HS_TWO_PHASE)
+        g.recv_entry = g.off_recv + acr_recv_2ph_offset_start;
+    else if (g.handshake == BOX_HS_STROBE)
+        g.recv_entry = g.off_recv + acr_recv_strobe_offset_start;
+    else
+        g.recv_entry = g.off_recv + (cfg->parity == BOX_PARITY_NONE ? acr_recv_offset_start_nocheck
+                                                                    : acr_recv_offset_start_check);
 }
 
 /* acr_bus: go to state `target` (an offset in the program) with these directions. */
@@ -175,16 +203,30 @@ static void p_engine_status(void *ctx, box_engine_status_t *st)
 {
     uint pc = pio_sm_get_pc(TX_PIO, SM_SEND) - g.off_send;
     uint rpc = pio_sm_get_pc(RX_PIO, SM_RECV) - g.off_recv;
-    /* at `pull` or at `jmp x--`: no word in the handshake */
-    int idle = pc == acr_send_offset_top || pc == acr_send_offset_done;
+    int idle;
     (void)ctx;
+    /* at `pull` or at `jmp x--`: no word in the handshake */
+    if (g.handshake == BOX_HS_TWO_PHASE) {
+        idle = pc == acr_send_2ph_offset_top || pc == acr_send_2ph_offset_top_odd ||
+               pc == acr_send_2ph_offset_done_rise || pc == acr_send_2ph_offset_done_fall;
+        st->tx_phase = pc == acr_send_2ph_offset_ack_rise   ? BOX_PHASE_ACK_ASSERT
+                       : pc == acr_send_2ph_offset_ack_fall ? BOX_PHASE_ACK_RELEASE
+                                                            : BOX_PHASE_NONE;
+    } else if (g.handshake == BOX_HS_STROBE) {
+        idle = pc == acr_send_strobe_offset_top || pc == acr_send_strobe_offset_done;
+        st->tx_phase = BOX_PHASE_NONE; /* nothing to wait for */
+    } else {
+        idle = pc == acr_send_offset_top || pc == acr_send_offset_done;
+        st->tx_phase = pc == acr_send_offset_ack_assert    ? BOX_PHASE_ACK_ASSERT
+                       : pc == acr_send_offset_ack_release ? BOX_PHASE_ACK_RELEASE
+                                                           : BOX_PHASE_NONE;
+    }
     st->tx_done = g.pushed - pio_sm_get_tx_fifo_level(TX_PIO, SM_SEND) - (idle ? 0u : 1u);
-    st->tx_phase = pc == acr_send_offset_ack_assert    ? BOX_PHASE_ACK_ASSERT
-                   : pc == acr_send_offset_ack_release ? BOX_PHASE_ACK_RELEASE
-                                                       : BOX_PHASE_NONE;
     if (g.drive != BOX_DRIVE_OWN)
         st->tx_phase = BOX_PHASE_NONE;
-    st->rx_phase = (g.drive == BOX_DRIVE_ANSWER &&
+    /* two-phase and strobe: a receiver waiting for REQ waits for the next word, not
+     * for an answer, so it has no phase to time out */
+    st->rx_phase = (g.drive == BOX_DRIVE_ANSWER && g.handshake == BOX_HS_FOUR_PHASE &&
                     (rpc == acr_recv_offset_good_ack || rpc == acr_recv_offset_bad_ack ||
                      rpc == acr_recv_offset_nocheck_ack))
                        ? BOX_PHASE_REQ_RELEASE
@@ -233,15 +275,7 @@ static void pio_setup(void)
     pio_gpio_init(RX_PIO, PIN_ACK); /* ACK, PERR: PIO1 (acr_recv) drives them */
     pio_gpio_init(RX_PIO, PIN_PERR);
 
-    g.off_send = pio_add_program(TX_PIO, &acr_send_program);
-    c = acr_send_program_get_default_config(g.off_send);
-    sm_config_set_out_pins(&c, PIN_D0, 17);
-    sm_config_set_sideset_pins(&c, PIN_REQ);
-    sm_config_set_jmp_pin(&c, PIN_PERR);
-    sm_config_set_out_shift(&c, true, false, 32);
-    sm_config_set_in_shift(&c, false, false, 32);
-    pio_sm_init(TX_PIO, SM_SEND, g.off_send, &c);
-
+    /* acr_bus first: the send programs, swapped by CONFIGURE, then share one free run */
     g.off_bus = pio_add_program(TX_PIO, &acr_bus_program);
     c = acr_bus_program_get_default_config(g.off_bus);
     sm_config_set_out_pins(&c, PIN_D0, BUS_PINS);
@@ -252,14 +286,52 @@ static void pio_setup(void)
     pio_sm_init(TX_PIO, SM_BUS, g.off_bus + acr_bus_offset_idle, &c);
     pio_sm_set_enabled(TX_PIO, SM_BUS, true);
 
-    g.off_recv = pio_add_program(RX_PIO, &acr_recv_program);
-    c = acr_recv_program_get_default_config(g.off_recv);
+    g.handshake = 0xFF; /* nothing loaded yet */
+    load_programs(BOX_HS_FOUR_PHASE);
+}
+
+/* Load the send and receive programs of a handshake mode in place of the others (only
+ * with the drivers off: p_configure, pio_setup). */
+static void load_programs(uint8_t handshake)
+{
+    pio_sm_config c;
+
+    if (handshake == g.handshake)
+        return;
+    if (g.handshake <= BOX_HS_STROBE) {
+        pio_sm_set_enabled(TX_PIO, SM_SEND, false);
+        pio_sm_set_enabled(RX_PIO, SM_RECV, false);
+        pio_remove_program(TX_PIO, send_programs[g.handshake], g.off_send);
+        pio_remove_program(RX_PIO, recv_programs[g.handshake], g.off_recv);
+    }
+    g.handshake = handshake;
+    g.off_send = pio_add_program(TX_PIO, send_programs[handshake]);
+    if (handshake == BOX_HS_TWO_PHASE)
+        c = acr_send_2ph_program_get_default_config(g.off_send);
+    else if (handshake == BOX_HS_STROBE)
+        c = acr_send_strobe_program_get_default_config(g.off_send);
+    else
+        c = acr_send_program_get_default_config(g.off_send);
+    sm_config_set_out_pins(&c, PIN_D0, 17);
+    sm_config_set_sideset_pins(&c, PIN_REQ);
+    sm_config_set_jmp_pin(&c, PIN_PERR);
+    sm_config_set_out_shift(&c, true, false, 32);
+    sm_config_set_in_shift(&c, false, false, 32);
+    pio_sm_init(TX_PIO, SM_SEND, g.off_send, &c);
+
+    g.off_recv = pio_add_program(RX_PIO, recv_programs[handshake]);
+    if (handshake == BOX_HS_TWO_PHASE)
+        c = acr_recv_2ph_program_get_default_config(g.off_recv);
+    else if (handshake == BOX_HS_STROBE)
+        c = acr_recv_strobe_program_get_default_config(g.off_recv);
+    else
+        c = acr_recv_program_get_default_config(g.off_recv);
     sm_config_set_in_pins(&c, PIN_D0);
     sm_config_set_sideset_pins(&c, PIN_ACK);
     sm_config_set_set_pins(&c, PIN_ACK, 2);
     sm_config_set_in_shift(&c, false, false, 32);
     sm_config_set_out_shift(&c, false, false, 32);
-    pio_sm_init(RX_PIO, SM_RECV, g.off_recv + acr_recv_offset_start_check, &c);
+    pio_sm_init(RX_PIO, SM_RECV, g.off_recv, &c);
 }
 
 static void gpio_setup(void)
@@ -297,7 +369,9 @@ int main(void)
     plat.engine_reset = p_engine_reset;
     plat.lines_read = p_lines_read;
     plat.line_write = p_line_write;
-    box_init(&box, &plat, BOX_CAP_ROLE_B | BOX_CAP_PERR | BOX_CAP_POLARITY, "acrnema-box pico",
+    box_init(&box, &plat,
+             BOX_CAP_ROLE_B | BOX_CAP_PERR | BOX_CAP_POLARITY | BOX_CAP_TWO_PHASE | BOX_CAP_STROBE,
+             "acrnema-box pico",
              NULL);
 
     for (;;) {

@@ -165,7 +165,8 @@ boxsim_t *boxsim_new(void)
     s->plat.lines_read = p_lines_read;
     s->plat.line_write = p_line_write;
     box_init(&s->box, &s->plat,
-             BOX_CAP_ROLE_B | BOX_CAP_ROLE_A | BOX_CAP_PERR | BOX_CAP_DUPLEX | BOX_CAP_POLARITY,
+             BOX_CAP_ROLE_B | BOX_CAP_ROLE_A | BOX_CAP_PERR | BOX_CAP_DUPLEX | BOX_CAP_POLARITY |
+                 BOX_CAP_PARITY_BYTES | BOX_CAP_TWO_PHASE | BOX_CAP_STROBE,
              "boxsim", NULL);
     return s;
 }
@@ -237,6 +238,11 @@ size_t boxsim_line_put(boxsim_t *sim, const uint16_t *words, const uint8_t *pari
 void boxsim_set_peer_lines(boxsim_t *sim, uint32_t levels)
 {
     sim->peer_lines = levels;
+}
+
+int boxsim_ready(boxsim_t *sim)
+{
+    return sim->box.ready;
 }
 
 uint32_t boxsim_lines(boxsim_t *sim)

@@ -41,6 +41,8 @@ BOXSIM_API size_t boxsim_line_put(boxsim_t *sim, const uint16_t *words, const ui
                                   size_t n);
 BOXSIM_API void boxsim_set_peer_lines(boxsim_t *sim, uint32_t levels);
 BOXSIM_API uint32_t boxsim_lines(boxsim_t *sim);
+/* The box's READY as the host set it (LINE_SET), driven or not (a bus without READY). */
+BOXSIM_API int boxsim_ready(boxsim_t *sim);
 /* Fault: after the next word it takes, the box sees REQ stay asserted (the peer
  * never ends the handshake) until boxsim_hold_req(sim, 0). */
 BOXSIM_API void boxsim_hold_req(boxsim_t *sim, int hold);

@@ -49,9 +49,13 @@ static void report(box_t *b, uint8_t code, uint8_t detail, uint32_t offset, uint
     e->value = value;
 }
 
-static void reply(box_t *b, uint8_t request, uint8_t seq, uint8_t status)
+/* Queue a REPLY; detail and reason (NULL: none) say which CONFIGURE field was refused
+ * and why. */
+static void reply_why(box_t *b, uint8_t request, uint8_t seq, uint8_t status, uint8_t detail,
+                      const char *reason)
 {
     box_reply_t *r;
+    size_t n = reason ? strlen(reason) : 0;
 
     if (b->n_replies == BOX_REPLIES) {
         b->stats[BOX_STAT_ERRORS_DROPPED]++;
@@ -61,6 +65,23 @@ static void reply(box_t *b, uint8_t request, uint8_t seq, uint8_t status)
     r->request = request;
     r->request_seq = seq;
     r->status = status;
+    r->detail = detail;
+    r->reason = reason;
+    r->reason_len = (uint8_t)(n < BOX_REASON_MAX ? n : BOX_REASON_MAX);
+}
+
+static void reply(box_t *b, uint8_t request, uint8_t seq, uint8_t status)
+{
+    reply_why(b, request, seq, status, 0, NULL);
+}
+
+/* This side's READY line (READY_A in role A, READY_B in role B), as the host set it;
+ * never driven on a bus without READY lines. */
+static void write_ready(box_t *b, int level)
+{
+    b->plat->line_write(b->plat->ctx,
+                        b->cfg.role == BOX_ROLE_A ? BOX_LINE_READY_A : BOX_LINE_READY_B,
+                        (b->cfg.absent_lines & BOX_ABSENT_READY) ? 0 : level);
 }
 
 /* --- words toward the line ----------------------------------------------------- */
@@ -348,10 +369,14 @@ static int peer_line(const box_t *b)
     return b->cfg.role == BOX_ROLE_A ? BOX_LINE_BREQ : BOX_LINE_DIR;
 }
 
-/* The peer's READY in the line levels `lines`. */
+/* The peer's READY in the line levels `lines` (a bus without READY lines: always). */
 static int peer_ready_in(const box_t *b, uint32_t lines)
 {
-    int line = b->cfg.role == BOX_ROLE_A ? BOX_LINE_READY_B : BOX_LINE_READY_A;
+    int line;
+
+    if (b->cfg.absent_lines & BOX_ABSENT_READY)
+        return 1;
+    line = b->cfg.role == BOX_ROLE_A ? BOX_LINE_READY_B : BOX_LINE_READY_A;
     return (lines >> line) & 1u;
 }
 
@@ -528,6 +553,8 @@ static unsigned watch_engines(box_t *b)
 
     p->engine_status(p->ctx, &st);
     while (p->tx_perr_pop(p->ctx, &index)) {
+        if (b->cfg.absent_lines & BOX_ABSENT_PERR)
+            continue; /* no PERR line on this bus: nothing the peer says */
         if (b->eng_head - index <= BOX_ENGINE_SLOTS && delta(b->eng_head, index) > 0) {
             report(b, BOX_ERR_PARITY, 1, b->eng_pos[index % BOX_ENGINE_SLOTS], 0);
             b->stats[BOX_STAT_PERR_OUT]++;
@@ -627,6 +654,32 @@ static void stream_reset(box_t *b)
     b->want_line_state = 1;
 }
 
+/* Why this box cannot run the bus shape of c (NULL: it can); *field: the tag. */
+static const char *shape_refused(const box_t *b, const box_config_t *c, uint8_t *field)
+{
+    uint32_t caps = b->info.capabilities;
+
+    *field = BOX_FIELD_HANDSHAKE;
+    if (c->handshake == BOX_HS_TWO_PHASE && !(caps & BOX_CAP_TWO_PHASE))
+        return "two-phase handshake: not on this board (no TWO_PHASE)";
+    if (c->handshake == BOX_HS_STROBE && !(caps & BOX_CAP_STROBE))
+        return "strobe handshake: not on this board (no STROBE)";
+    if (c->handshake == BOX_HS_TWO_PHASE && c->parity != BOX_PARITY_NONE &&
+        !(c->absent_lines & BOX_ABSENT_PERR))
+        return "two-phase: no PERR answer; control_lines must omit PERR";
+    if (c->handshake == BOX_HS_STROBE && c->parity != BOX_PARITY_NONE &&
+        !(c->absent_lines & BOX_ABSENT_PERR))
+        return "strobe: no PERR answer; control_lines must omit PERR";
+    *field = BOX_FIELD_PARITY_LINES;
+    if (c->parity_bytes && c->parity != BOX_PARITY_NONE && !(caps & BOX_CAP_PARITY_BYTES))
+        return "two parity lines: this board has no PARITY_HI (SPARE) GPIO";
+    *field = BOX_FIELD_ABSENT_LINES;
+    if ((c->absent_lines & (BOX_ABSENT_DIR | BOX_ABSENT_BREQ)) && !c->duplex)
+        return "no DIR or no BREQ: the arbiter needs both to hand the bus over";
+    *field = 0;
+    return NULL;
+}
+
 static int config_ok(const box_t *b, const box_config_t *c)
 {
     uint32_t caps = b->info.capabilities;
@@ -641,7 +694,8 @@ static int config_ok(const box_t *b, const box_config_t *c)
         return 0;
     if (c->active_low && !(caps & BOX_CAP_POLARITY))
         return 0;
-    if (c->parity != BOX_PARITY_NONE && !(caps & BOX_CAP_PERR))
+    if (c->parity != BOX_PARITY_NONE && !(c->absent_lines & BOX_ABSENT_PERR) &&
+        !(caps & BOX_CAP_PERR))
         return 0;
     return 1;
 }
@@ -688,7 +742,8 @@ static void handle(box_t *b, uint8_t type, uint8_t seq, const uint8_t *payload, 
     }
     err = box_payload_decode(type, payload, len, &m);
     if (err == -BOX_BAD_VALUE && type == BOX_CONFIGURE) {
-        reply(b, type, seq, BOX_BAD_PARAMETER);
+        reply_why(b, type, seq, BOX_BAD_PARAMETER, m.u.configure.bad_field,
+                  m.u.configure.bad_field ? "a bus-shape field out of range" : NULL);
         return;
     }
     if (err < 0) {
@@ -711,9 +766,16 @@ static void handle(box_t *b, uint8_t type, uint8_t seq, const uint8_t *payload, 
         b->want_credits = 1;
         b->want_line_state = 1;
         break;
-    case BOX_CONFIGURE:
+    case BOX_CONFIGURE: {
+        const char *why;
+        uint8_t field;
         if (b->ready)
             reply(b, type, seq, BOX_BUSY);
+        else if (m.u.configure.unknown_field)
+            reply_why(b, type, seq, BOX_UNKNOWN_FIELD, m.u.configure.unknown_field,
+                      "a CONFIGURE field this firmware does not know");
+        else if ((why = shape_refused(b, &m.u.configure, &field)) != NULL)
+            reply_why(b, type, seq, BOX_BAD_PARAMETER, field, why);
         else if (!config_ok(b, &m.u.configure))
             reply(b, type, seq, BOX_BAD_PARAMETER);
         else {
@@ -721,13 +783,13 @@ static void handle(box_t *b, uint8_t type, uint8_t seq, const uint8_t *payload, 
             reply(b, type, seq, BOX_OK);
         }
         break;
+    }
     case BOX_RESET:
         stream_reset(b);
         if (m.u.reset_defaults) {
             box_config_t c;
             b->ready = 0;
-            b->plat->line_write(b->plat->ctx,
-                                b->cfg.role == BOX_ROLE_A ? BOX_LINE_READY_A : BOX_LINE_READY_B, 0);
+            write_ready(b, 0);
             box_default_config(&c);
             configure(b, &c);
         }
@@ -735,9 +797,7 @@ static void handle(box_t *b, uint8_t type, uint8_t seq, const uint8_t *payload, 
         break;
     case BOX_LINE_SET:
         b->ready = m.u.line_set_ready;
-        b->plat->line_write(b->plat->ctx,
-                            b->cfg.role == BOX_ROLE_A ? BOX_LINE_READY_A : BOX_LINE_READY_B,
-                            b->ready);
+        write_ready(b, b->ready);
         reply(b, type, seq, BOX_OK);
         break;
     case BOX_QUERY:
@@ -924,7 +984,7 @@ void box_init(box_t *b, const box_platform_t *plat, uint32_t capabilities, const
     b->info.firmware[0] = BOX_FW_MAJOR;
     b->info.firmware[1] = BOX_FW_MINOR;
     b->info.firmware[2] = BOX_FW_PATCH;
-    b->info.capabilities = capabilities;
+    b->info.capabilities = capabilities | BOX_CAP_SHAPE; /* this core reads them */
     b->info.out_words = BOX_OUT_WORDS;
     b->info.in_words = BOX_IN_WORDS;
     b->info.max_body = BOX_MAX_BODY;

@@ -54,6 +54,64 @@ static long encode_words(const box_words_t *w, uint8_t *out, size_t cap)
     return (long)size;
 }
 
+/* CONFIGURE's bus-shape fields that differ from the reference; -1 never (the caller
+ * leaves room: 9 bytes at most), so the result is their length or 0. */
+static size_t encode_shape(const box_config_t *c, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    if (c->handshake && n + 3 <= cap) {
+        out[n++] = BOX_FIELD_HANDSHAKE;
+        out[n++] = 1;
+        out[n++] = c->handshake;
+    }
+    if (c->absent_lines && n + 3 <= cap) {
+        out[n++] = BOX_FIELD_ABSENT_LINES;
+        out[n++] = 1;
+        out[n++] = c->absent_lines;
+    }
+    if (c->parity_bytes && n + 3 <= cap) {
+        out[n++] = BOX_FIELD_PARITY_LINES;
+        out[n++] = 1;
+        out[n++] = 2;
+    }
+    return n;
+}
+
+/* The bus-shape fields of a CONFIGURE payload (p[0..len) after the fixed part). */
+static int decode_shape(box_config_t *c, const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        uint8_t tag, size, v;
+        if (len - i < 2 || len - i - 2 < p[i + 1])
+            return -BOX_BAD_LENGTH;
+        tag = p[i];
+        size = p[i + 1];
+        v = size ? p[i + 2] : 0;
+        i += 2u + size;
+        if (tag < BOX_FIELD_HANDSHAKE || tag > BOX_FIELD_PARITY_LINES) {
+            if (!c->unknown_field)
+                c->unknown_field = tag ? tag : 0xFF;
+            continue;
+        }
+        if (size != 1 || (tag == BOX_FIELD_HANDSHAKE && v > BOX_HS_STROBE) ||
+            (tag == BOX_FIELD_ABSENT_LINES && (v & ~BOX_ABSENT_ALL)) ||
+            (tag == BOX_FIELD_PARITY_LINES && v != 1 && v != 2)) {
+            c->bad_field = tag;
+            return -BOX_BAD_VALUE;
+        }
+        if (tag == BOX_FIELD_HANDSHAKE)
+            c->handshake = v;
+        else if (tag == BOX_FIELD_ABSENT_LINES)
+            c->absent_lines = v;
+        else
+            c->parity_bytes = v == 2;
+    }
+    return 0;
+}
+
 long box_payload_encode(const box_msg_t *m, uint8_t *out, size_t cap)
 {
     size_t i;
@@ -96,7 +154,7 @@ long box_payload_encode(const box_msg_t *m, uint8_t *out, size_t cap)
         put_u16(out + 14, c->hold_ns);
         put_u32(out + 16, c->turnaround_ns);
         put_u32(out + 20, c->max_burst_words);
-        return 24;
+        return (long)(BOX_CONFIG_FIXED + encode_shape(c, out + BOX_CONFIG_FIXED, cap - 24));
     }
     case BOX_RESET:
         if (cap < 1)
@@ -124,14 +182,18 @@ long box_payload_encode(const box_msg_t *m, uint8_t *out, size_t cap)
         put_u32(out, m->u.credits.received);
         put_u32(out + 4, m->u.credits.limit);
         return 8;
-    case BOX_REPLY:
-        if (cap < 4)
+    case BOX_REPLY: {
+        size_t r = m->u.reply.reason ? m->u.reply.reason_len : 0;
+        if (cap < 4 + r)
             return -1;
         out[0] = m->u.reply.request;
         out[1] = m->u.reply.request_seq;
         out[2] = m->u.reply.status;
-        out[3] = 0;
-        return 4;
+        out[3] = m->u.reply.detail;
+        if (r)
+            memcpy(out + 4, m->u.reply.reason, r);
+        return (long)(4 + r);
+    }
     case BOX_LINE_STATE: {
         const box_line_state_t *s = &m->u.line_state;
         if (cap < 8)
@@ -214,7 +276,7 @@ int box_payload_decode(uint8_t type, const uint8_t *p, size_t len, box_msg_t *m)
         c->max_burst_words = get_u32(p + 20);
         if (c->parity > 2 || c->role > 1)
             return -BOX_BAD_VALUE;
-        return 0;
+        return decode_shape(c, p + BOX_CONFIG_FIXED, len - BOX_CONFIG_FIXED);
     }
     case BOX_RESET:
         NEED(1);
@@ -251,7 +313,12 @@ int box_payload_decode(uint8_t type, const uint8_t *p, size_t len, box_msg_t *m)
         m->u.reply.request = p[0];
         m->u.reply.request_seq = p[1];
         m->u.reply.status = p[2];
-        return p[2] > BOX_UNKNOWN_TYPE ? -BOX_BAD_VALUE : 0;
+        m->u.reply.detail = p[3];
+        if (len > 4) {
+            m->u.reply.reason = (const char *)(p + 4);
+            m->u.reply.reason_len = (uint8_t)(len - 4 < BOX_REASON_MAX ? len - 4 : BOX_REASON_MAX);
+        }
+        return p[2] > BOX_UNKNOWN_FIELD ? -BOX_BAD_VALUE : 0;
     case BOX_LINE_STATE:
         NEED(8);
         m->u.line_state.levels = get_u32(p);

@@ -47,7 +47,8 @@ enum box_status {
     BOX_UNSUPPORTED_VERSION = 1,
     BOX_BAD_PARAMETER = 2,
     BOX_BUSY = 3,
-    BOX_UNKNOWN_TYPE = 4
+    BOX_UNKNOWN_TYPE = 4,
+    BOX_UNKNOWN_FIELD = 5 /* CONFIGURE carried a field this firmware does not know */
 };
 
 enum box_role { BOX_ROLE_B = 0, BOX_ROLE_A = 1 };
@@ -65,7 +66,29 @@ enum box_capability {
     BOX_CAP_ROLE_A = 2,
     BOX_CAP_PERR = 4,
     BOX_CAP_DUPLEX = 8,
-    BOX_CAP_POLARITY = 16
+    BOX_CAP_POLARITY = 16,
+    BOX_CAP_SHAPE = 32,        /* reads CONFIGURE's bus-shape fields (offset 24 on) */
+    BOX_CAP_PARITY_BYTES = 64, /* PARITY_HI on the SPARE pair: parity per byte, two lines */
+    BOX_CAP_TWO_PHASE = 128,   /* runs the two-phase (transition) handshake */
+    BOX_CAP_STROBE = 256       /* runs the strobe handshake */
+};
+
+/* CONFIGURE's bus-shape fields (docs/box-protocol.md, "CONFIGURE"): after the 24 fixed
+ * bytes, zero or more of tag u8, length u8, value. Sent only when they differ from
+ * the reference (four-phase, all control lines, one parity line). */
+#define BOX_CONFIG_FIXED 24u
+enum box_config_field {
+    BOX_FIELD_HANDSHAKE = 1,    /* u8: enum box_handshake */
+    BOX_FIELD_ABSENT_LINES = 2, /* u8: BOX_ABSENT_* bits: control lines the bus lacks */
+    BOX_FIELD_PARITY_LINES = 3  /* u8: 1 (PARITY over D0-D15) or 2 (per byte) */
+};
+enum box_handshake { BOX_HS_FOUR_PHASE = 0, BOX_HS_TWO_PHASE = 1, BOX_HS_STROBE = 2 };
+enum {
+    BOX_ABSENT_DIR = 1,
+    BOX_ABSENT_BREQ = 2,
+    BOX_ABSENT_READY = 4, /* READY_A and READY_B */
+    BOX_ABSENT_PERR = 8,
+    BOX_ABSENT_ALL = 15
 };
 
 enum box_error_code {
@@ -150,6 +173,13 @@ typedef struct box_config {
     uint16_t setup_ns, hold_ns;
     uint32_t turnaround_ns;
     uint32_t max_burst_words;
+    /* the bus-shape fields; all 0 = the reference bus */
+    uint8_t handshake;    /* enum box_handshake */
+    uint8_t absent_lines; /* BOX_ABSENT_* bits */
+    uint8_t parity_bytes; /* 1: parity per byte, PARITY (D0-D7) and PARITY_HI (D8-D15) */
+    /* decoding only: the tag of the first field not known (unknown_field) or out of
+     * range (bad_field; box_payload_decode then returns -BOX_BAD_VALUE); 0: none */
+    uint8_t unknown_field, bad_field;
 } box_config_t;
 
 /* WORDS_OUT / WORDS_IN. For encoding, words and parity (one byte 0/1 a word) point
@@ -170,7 +200,11 @@ typedef struct {
 
 typedef struct {
     uint8_t request, request_seq, status;
+    uint8_t detail;     /* UNKNOWN_FIELD, BAD_PARAMETER of CONFIGURE: the field's tag */
+    const char *reason; /* NULL, or reason_len ASCII bytes: why (after the 4 bytes) */
+    uint8_t reason_len;
 } box_reply_t;
+#define BOX_REASON_MAX 64u
 
 typedef struct {
     uint32_t levels;

@@ -455,6 +455,102 @@ static void test_configure(void)
     boxsim_free(s);
 }
 
+/* CONFIGURE's bus-shape fields: what the box refuses (with the field and a reason), a
+ * field it does not know, and what each accepted one does: no READY lines (the peer
+ * counts as present, the box's READY is never driven), no PERR (a PERR the peer
+ * cannot send is ignored), parity per byte (accepted on a board with PARITY_HI). */
+static void test_configure_shape(void)
+{
+    boxsim_t *s = boxsim_new();
+    box_config_t c;
+    box_msg_t m;
+    const box_msg_t *r;
+    static uint8_t body[64];
+    size_t n;
+    uint16_t w[2] = {0x1234, 0x0001}, got[2];
+    uint8_t p[2], gotp[2];
+
+    host_reset();
+    send_simple(s, BOX_HELLO, 0);
+    step(s, 1);
+    r = host_last(BOX_INFO);
+    CHECK(r && (r->u.info.capabilities & BOX_CAP_SHAPE));
+    box_default_config(&c);
+    c.handshake = BOX_HS_TWO_PHASE;
+    send_config(s, &c);
+    step(s, 1);
+    r = host_last(BOX_REPLY);
+    CHECK(r && r->u.reply.status == BOX_BAD_PARAMETER);
+    CHECK(r && r->u.reply.detail == BOX_FIELD_HANDSHAKE && r->u.reply.reason_len > 10);
+    CHECK(r && memcmp(r->u.reply.reason, "two-phase", 9) == 0);
+    c.handshake = BOX_HS_STROBE;
+    send_config(s, &c);
+    step(s, 1);
+    r = host_last(BOX_REPLY);
+    CHECK(r && r->u.reply.status == BOX_BAD_PARAMETER && r->u.reply.detail == BOX_FIELD_HANDSHAKE);
+    box_default_config(&c);
+    c.absent_lines = BOX_ABSENT_BREQ; /* a real bus: the arbiter needs it */
+    send_config(s, &c);
+    step(s, 1);
+    r = host_last(BOX_REPLY);
+    CHECK(r && r->u.reply.status == BOX_BAD_PARAMETER &&
+          r->u.reply.detail == BOX_FIELD_ABSENT_LINES);
+    /* a field this firmware does not know (tag 9): UNKNOWN_FIELD naming it */
+    memset(&m, 0, sizeof m);
+    m.type = BOX_CONFIGURE;
+    box_default_config(&m.u.configure);
+    n = (size_t)box_payload_encode(&m, body + 2, sizeof body - 6);
+    CHECK_EQ(n, BOX_CONFIG_FIXED);
+    body[2 + n] = 9;
+    body[3 + n] = 1;
+    body[4 + n] = 1;
+    n = box_body_finish(body, BOX_CONFIGURE, H->seq++, n + 3);
+    n = box_wire_from_body(body, n, H->wire);
+    CHECK_EQ(boxsim_host_write(s, H->wire, n), n);
+    step(s, 1);
+    r = host_last(BOX_REPLY);
+    CHECK(r && r->u.reply.status == BOX_UNKNOWN_FIELD && r->u.reply.detail == 9);
+    /* a known field out of range: BAD_PARAMETER naming it */
+    body[2 + BOX_CONFIG_FIXED] = BOX_FIELD_PARITY_LINES;
+    body[4 + BOX_CONFIG_FIXED] = 3;
+    n = box_body_finish(body, BOX_CONFIGURE, H->seq++, BOX_CONFIG_FIXED + 3);
+    n = box_wire_from_body(body, n, H->wire);
+    CHECK_EQ(boxsim_host_write(s, H->wire, n), n);
+    step(s, 1);
+    r = host_last(BOX_REPLY);
+    CHECK(r && r->u.reply.status == BOX_BAD_PARAMETER &&
+          r->u.reply.detail == BOX_FIELD_PARITY_LINES);
+    /* accepted: two-phase, duplex, no READY, no PERR, no DIR, parity per byte */
+    box_default_config(&c);
+    c.handshake = BOX_HS_TWO_PHASE;
+    c.duplex = 1;
+    c.absent_lines = BOX_ABSENT_READY | BOX_ABSENT_PERR | BOX_ABSENT_DIR;
+    c.parity_bytes = 1;
+    send_config(s, &c);
+    step(s, 1);
+    r = host_last(BOX_REPLY);
+    CHECK(r && r->u.reply.status == BOX_OK);
+    send_simple(s, BOX_LINE_SET, 1);
+    step(s, 1);
+    step(s, 1);
+    CHECK(!(boxsim_lines(s) >> BOX_LINE_READY_B & 1u)); /* not driven */
+    r = host_last(BOX_LINE_STATE);
+    CHECK(r && r->u.line_state.peer_ready && r->u.line_state.bus == BOX_BUS_DUPLEX);
+    send_credits(s, 100);
+    p[0] = parity_line(w[0], BOX_PARITY_ODD);
+    p[1] = (uint8_t)(parity_line(w[1], BOX_PARITY_ODD) ^ 1u); /* bad */
+    send_words(s, 0, w, p, 2, 1);
+    step(s, 1);
+    CHECK_EQ(take_all(s, got, gotp, 2), 2);
+    step(s, 1);
+    CHECK_EQ(boxsim_stat(s, BOX_STAT_PERR_OUT), 0); /* no PERR line: nothing to hear */
+    CHECK_EQ(put_all(s, w, p, 2), 2);
+    step(s, 1);
+    CHECK_EQ(boxsim_stat(s, BOX_STAT_PERR_IN), 1); /* still checked and reported */
+    CHECK_EQ(H->n_words, 2);
+    boxsim_free(s);
+}
+
 static void test_duplex_datalink_roundtrip(void)
 {
     boxsim_t *s = ready_box(1, BOX_ROLE_B);
@@ -984,6 +1080,7 @@ int main(void)
     RUN(test_datalink_parity);
     RUN(test_hello_info);
     RUN(test_configure);
+    RUN(test_configure_shape);
     RUN(test_duplex_datalink_roundtrip);
     RUN(test_throttle_without_credit);
     RUN(test_out_credits_and_overflow);

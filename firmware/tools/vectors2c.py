@@ -64,7 +64,8 @@ def message_init(out: Out, kind: str, code: int, f: dict[str, Any]) -> str:
         u = (
             f".configure = {{{f['parity']}, {f['role']}, {b('duplex')}, {f['active_low']}u, "
             f"{f['handshake_timeout_us']}u, {f['setup_ns']}, {f['hold_ns']}, "
-            f"{f['turnaround_ns']}u, {f['max_burst_words']}u}}"
+            f"{f['turnaround_ns']}u, {f['max_burst_words']}u, {f['handshake']}, "
+            f"{f['absent_lines']}, {b('parity_bytes')}, 0, 0}}"
         )
     elif kind == "RESET":
         u = f".reset_defaults = {b('defaults')}"
@@ -82,7 +83,11 @@ def message_init(out: Out, kind: str, code: int, f: dict[str, Any]) -> str:
     elif kind in ("HOST_CREDITS", "BOX_CREDITS"):
         u = f".credits = {{{f['received']}u, {f['limit']}u}}"
     elif kind == "REPLY":
-        u = f".reply = {{{f['request']}, {f['request_seq']}, {f['status']}}}"
+        reason = f["reason"]
+        u = (
+            f".reply = {{{f['request']}, {f['request_seq']}, {f['status']}, {f['detail']}, "
+            f"{c_string(reason) if reason else 'NULL'}, {len(reason)}}}"
+        )
     elif kind == "LINE_STATE":
         u = (
             f".line_state = {{{f['levels']}u, {f['bus']}, {b('ready')}, {b('peer_ready')}, "

@@ -94,6 +94,8 @@ def _fields(message: bp.BoxMessage) -> dict[str, Any]:
             out[name] = int(value)
         elif isinstance(value, tuple):
             out[name] = [list(v) if isinstance(v, tuple) else v for v in value]
+        elif isinstance(value, bytes):
+            out[name] = value.hex()
         else:
             out[name] = value
     return out
@@ -150,6 +152,17 @@ def messages() -> list[tuple[str, int, bp.BoxMessage]]:
                 max_burst_words=1400,
             ),
         ),
+        (
+            "configure-bus-shape",
+            24,
+            bp.Configure(
+                parity=bp.Parity.EVEN,
+                duplex=True,
+                handshake=bp.Handshake.TWO_PHASE,
+                absent_lines=bp.Absent.READY | bp.Absent.PERR,
+                parity_bytes=True,
+            ),
+        ),
         ("reset", 4, bp.Reset()),
         ("reset-defaults", 5, bp.Reset(defaults=True)),
         ("line-set-ready", 6, bp.LineSet(ready=True)),
@@ -164,6 +177,18 @@ def messages() -> list[tuple[str, int, bp.BoxMessage]]:
         ("box-credits-wrap", 15, bp.BoxCredits(received=0xFFFF_FF00, limit=0x3F00)),
         ("reply-ok", 16, bp.Reply(bp.MsgType.CONFIGURE, 2, bp.Status.OK)),
         ("reply-busy", 17, bp.Reply(bp.MsgType.CONFIGURE, 200, bp.Status.BUSY)),
+        (
+            "reply-field-refused",
+            25,
+            bp.Reply(
+                bp.MsgType.CONFIGURE,
+                3,
+                bp.Status.BAD_PARAMETER,
+                bp.ConfigField.HANDSHAKE,
+                "strobe: no PERR answer; control_lines must omit PERR",
+            ),
+        ),
+        ("reply-unknown-field", 26, bp.Reply(bp.MsgType.CONFIGURE, 4, bp.Status.UNKNOWN_FIELD, 9)),
         (
             "line-state",
             18,
