@@ -110,6 +110,7 @@ _DEBIAN_PACKAGES = {
     "timeout": "coreutils",
     "promtool": "prometheus",
     "prometheus": "prometheus",
+    "sigrok-cli": "sigrok-cli",
 }
 
 
