@@ -51,6 +51,7 @@ VARIANTS = {
     "strobe": {"handshake": "strobe"},
     "breq-perr": {"control_lines": ["BREQ", "PERR"]},
     "dir-only-even": {"control_lines": ["DIR"], "parity": "even"},
+    "little-endian": {"text_byte_order": "little", "binary_byte_order": "little"},
     "two-parity-lines-active-low": {
         "parity_lines": 2,
         "parity": "even",
@@ -146,7 +147,9 @@ def _known_sequence(profile: Profile) -> Bus:
     error, one by its check word, one sent twice), B's ACKs and NAKs, and B's one-frame
     reply, ACKed by A."""
     bus = Bus(profile)
-    _, packets = Transport(TransportSection(max_segment_bytes=40)).packets(bytes(range(1, 101)))
+    order = profile.physical.binary_byte_order
+    transport = Transport(TransportSection(max_segment_bytes=40), order)
+    _, packets = transport.packets(bytes(range(1, 101)))
     chunks = [packets[i : i + 26] for i in range(0, len(packets), 26)]
     assert len(chunks) == 5
     bus.frame("A", FrameType.DATA, 0, chunks[0])
@@ -164,7 +167,7 @@ def _known_sequence(profile: Profile) -> Bus:
     bus.frame("B", FrameType.ACK, 2)
     bus.frame("B", FrameType.ACK, 3)
     bus.frame("B", FrameType.ACK, 4)
-    _, reply = Transport().packets(b"reply!")
+    _, reply = Transport(binary_byte_order=order).packets(b"reply!")
     bus.frame("B", FrameType.DATA, 0, reply)
     bus.frame("A", FrameType.ACK, 0)
     bus.sent.packets = [
@@ -189,9 +192,10 @@ def _sigrok(capture: Path, profile: Profile, rows: str) -> list[str]:
     bus += [f"handshake={ph.handshake}", f"parity={ph.parity}"]
     if ph.active_low:
         bus.append("active_low=" + "/".join(ph.active_low))
+    frames = f"acrnema_frames:binary_byte_order={ph.binary_byte_order}"
     fmt = [] if capture.suffix == ".sr" else ["-I", "vcd:compress=400"]
     done = subprocess.run(
-        [tool, "-i", str(capture), *fmt, "-P", ":".join(bus) + ",acrnema_frames", "-A", rows],
+        [tool, "-i", str(capture), *fmt, "-P", ":".join(bus) + "," + frames, "-A", rows],
         capture_output=True,
         text=True,
         timeout=300,

@@ -338,6 +338,17 @@ class Decoder(srd.Decoder):
                         ],
                     )
                 message = (mid, ss, 0, 0)
+            if index != message[3]:
+                # a segment out of order: the message is lost (the bridge drops it too)
+                self._ann(
+                    ss,
+                    es,
+                    ANN_WARNING,
+                    [f"{name}: message {mid} segment {index} out of order", "Out of order"],
+                )
+                side.message = None
+                del stream[:total]
+                continue
             message = (mid, message[1], message[2] + size, message[3] + 1)
             if last:
                 self._ann(
