@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -340,3 +341,23 @@ def test_an_emulator_capture_is_annotated_as_the_bridge_decodes_it(tmp_path: Pat
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     messages = [f for f in frames if re.fullmatch(r"[AB]: message \d+, .*", f)]
     assert len(messages) == report["message_count"] > 0
+
+
+def test_an_unreadable_header_and_a_segment_out_of_order_are_reported(tmp_path: Path) -> None:
+    profile = _profile("reference")
+    bus = Bus(profile)
+    bus.frame("A", FrameType.DATA, 0, struct.pack(">HHI", 5, 0, 4) + b"abcd")
+    bus.frame("A", FrameType.DATA, 1, struct.pack(">HHI", 5, 0x8002, 2) + b"xy")
+    bus.frame("A", FrameType.DATA, 2, struct.pack(">HHI", 6, 0x8000, 2) + b"ok")
+    bus.words[-8] |= 0x0100  # the last frame's header (of 9 words): bits 8-11 must be 0
+    vcd = tmp_path / "bus.vcd"
+    bus.write(vcd)
+    rows = _rows(_sigrok(vcd, profile, "acrnema_frames=frames:packets:warnings"), "acrnema_frames")
+    assert rows == [
+        "A: DATA seq 0, 6 words",
+        "A: message 5 segment 0, 4 bytes",
+        "A: DATA seq 1, 5 words",
+        "A: message 5 segment 2 (last), 2 bytes",
+        "A: message 5 segment 2 out of order",
+        "A: DAMAGED: unreadable frame header",
+    ]
