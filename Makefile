@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/acrnema-bridge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench hwtests
-	$(BIN)/ruff format --check bridge tests bench hwtests
+	$(BIN)/ruff check bridge tests bench hwtests sigrok
+	$(BIN)/ruff format --check bridge tests bench hwtests sigrok
 	$(BIN)/mypy
 
 firmware: $(STAMP)

@@ -1,0 +1,363 @@
+"""The sigrok protocol decoders (sigrok/decoders/acrnema_bus, acrnema_frames) in sigrok-cli.
+
+Debian's real ``sigrok-cli`` runs our decoders (``SIGROKDECODE_DIR``) on VCDs of the bus
+that the project's own writer draws: a known sequence of frames both ways, with a
+parity error and a bad check word injected, for every handshake mode, the control-line
+subsets and two parity lines with active-low lines; and the VCD of a real emulator run.
+The words, frames, packets and messages sigrok annotates must be the ones sent (and the
+ones the bridge's own capture decoder finds); a ``.sr`` file that sigrok-cli makes from
+the VCD must decode the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import peers
+import pytest
+
+from bridge.acrnema.framing import FrameDecoder, FrameType, encode_frame
+from bridge.acrnema.physical import parity_bits
+from bridge.acrnema.transport import Transport
+from bridge.capture.bus import Changes, WordRecovery, electrical, synthesise
+from bridge.capture.decode import line_changes, open_capture
+from bridge.capture.vcd import write_vcd
+from bridge.cli import main
+from bridge.profile import Profile, TransportSection, load_profile, profile_from_mapping
+
+pytestmark = pytest.mark.peers
+
+DECODERS = Path(__file__).resolve().parent.parent / "sigrok" / "decoders"
+CHANNEL_IDS = {f"D{i}": f"d{i}" for i in range(16)} | {
+    "REQ": "req",
+    "ACK": "ack",
+    "PARITY": "par",
+    "PARITY_HI": "par_hi",
+    "DIR": "dir",
+    "BREQ": "breq",
+    "PERR": "perr",
+}
+
+VARIANTS = {
+    "reference": {},
+    "two-phase": {"handshake": "two-phase"},
+    "strobe": {"handshake": "strobe"},
+    "breq-perr": {"control_lines": ["BREQ", "PERR"]},
+    "dir-only-even": {"control_lines": ["DIR"], "parity": "even"},
+    "little-endian": {"text_byte_order": "little", "binary_byte_order": "little"},
+    "two-parity-lines-active-low": {
+        "parity_lines": 2,
+        "parity": "even",
+        "active_low": ["REQ", "D3", "PARITY_HI", "DIR"],
+        "pins": {"PARITY_HI": [49, 50]},
+    },
+}
+
+
+def _profile(variant: str) -> Profile:
+    return profile_from_mapping({"physical": VARIANTS[variant]}, source=variant)
+
+
+@dataclass
+class Sent:
+    """What went on the bus: words (side, word, parity good, PERR) and frame annotations."""
+
+    words: list[tuple[str, int, bool, bool]]
+    frames: list[str]
+    packets: list[str]
+    messages: list[str]
+
+
+class Bus:
+    """Frames put on the bus one after the other, with faults injected on request."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.ph = profile.physical
+        self.words: list[int] = []
+        self.sides: list[int] = []
+        self.good: list[bool] = []
+        self.sent = Sent([], [], [], [])
+
+    def frame(
+        self,
+        side: str,
+        kind: FrameType,
+        seq: int,
+        payload: bytes = b"",
+        *,
+        bad_parity_at: int | None = None,
+        bad_check: bool = False,
+        note: str = "",
+    ) -> None:
+        words = encode_frame(kind, seq, payload).astype(int).tolist()
+        if bad_check:
+            words[-1] ^= 0x0101
+        assert 0xA5C3 not in words[1:], "the test's frames must not hold a second start word"
+        good = [True] * len(words)
+        if bad_parity_at is not None:
+            good[bad_parity_at] = False
+        self.words += words
+        self.sides += [0 if side == "A" else 1] * len(words)
+        self.good += good
+        perr = "PERR" in self.ph.control_lines
+        self.sent.words += [(side, w, g, perr and not g) for w, g in zip(words, good, strict=True)]
+        header = f"{kind.name} seq {seq}"
+        if bad_parity_at is not None:
+            self.sent.frames.append(
+                f"{side}: DAMAGED {header}: parity error in word {bad_parity_at}"
+            )
+        elif bad_check:
+            self.sent.frames.append(f"{side}: DAMAGED {header}: CRC mismatch")
+        else:
+            size = f", {len(words) - 4} words" if kind == FrameType.DATA else ""
+            self.sent.frames.append(f"{side}: {header}{size}{note}")
+
+    def write(self, path: Path) -> None:
+        words = np.array(self.words, np.uint16)
+        parity = parity_bits(words, self.ph.parity) ^ ~np.array(self.good) & 1
+        bus = synthesise(
+            self.ph,
+            words,
+            parity.astype(np.uint8),
+            self.sides,
+            np.arange(len(words), dtype=np.int64) * 10,
+            perr=~np.array(self.good),
+        )
+        write_vcd(path, self.ph.bus_lines, Changes(bus.times, electrical(self.ph, bus.states)))
+        _idle_after(path, int(bus.times[-1]))
+
+
+def _idle_after(path: Path, last_ns: int) -> None:
+    """The capture goes on for a microsecond after the last edge, as a real one does:
+    sigrok's VCD input draws a change only once a later timestamp follows it, and
+    write_vcd ends at the last change (in strobe mode, the last word's end)."""
+    with path.open("a") as out:
+        out.write(f"#{last_ns + 1000}\n")
+
+
+def _known_sequence(profile: Profile) -> Bus:
+    """A message A -> B in three segments over DATA frames (one damaged by a parity
+    error, one by its check word, one sent twice), B's ACKs and NAKs, and B's one-frame
+    reply, ACKed by A."""
+    bus = Bus(profile)
+    order = profile.physical.binary_byte_order
+    transport = Transport(TransportSection(max_segment_bytes=40), order)
+    _, packets = transport.packets(bytes(range(1, 101)))
+    chunks = [packets[i : i + 26] for i in range(0, len(packets), 26)]
+    assert len(chunks) == 5
+    bus.frame("A", FrameType.DATA, 0, chunks[0])
+    bus.frame("B", FrameType.ACK, 0)
+    bus.frame("A", FrameType.DATA, 1, chunks[1], bad_parity_at=5)
+    bus.frame("B", FrameType.NAK, 1)
+    bus.frame("A", FrameType.DATA, 1, chunks[1])
+    bus.frame("B", FrameType.ACK, 1)
+    bus.frame("A", FrameType.DATA, 2, chunks[2], bad_check=True)
+    bus.frame("B", FrameType.NAK, 2)
+    bus.frame("A", FrameType.DATA, 2, chunks[2])
+    bus.frame("A", FrameType.DATA, 2, chunks[2], note=" (again)")
+    bus.frame("A", FrameType.DATA, 3, chunks[3])
+    bus.frame("A", FrameType.DATA, 4, chunks[4])
+    bus.frame("B", FrameType.ACK, 2)
+    bus.frame("B", FrameType.ACK, 3)
+    bus.frame("B", FrameType.ACK, 4)
+    _, reply = Transport(binary_byte_order=order).packets(b"reply!")
+    bus.frame("B", FrameType.DATA, 0, reply)
+    bus.frame("A", FrameType.ACK, 0)
+    bus.sent.packets = [
+        "A: message 0 segment 0, 40 bytes",
+        "A: message 0 segment 1, 40 bytes",
+        "A: message 0 segment 2 (last), 20 bytes",
+        "B: message 0 segment 0 (last), 6 bytes",
+    ]
+    bus.sent.messages = [
+        "A: message 0, 100 bytes in 3 segment(s)",
+        "B: message 0, 6 bytes in 1 segment(s)",
+    ]
+    return bus
+
+
+def _sigrok(capture: Path, profile: Profile, rows: str) -> list[str]:
+    """sigrok-cli with both decoders stacked on ``capture``: the annotation lines."""
+    tool = peers.require_tool("sigrok-cli")
+    ph = profile.physical
+    bus = ["acrnema_bus"]
+    bus += [f"{CHANNEL_IDS[line]}={line}" for line in ph.bus_lines if line in CHANNEL_IDS]
+    bus += [f"handshake={ph.handshake}", f"parity={ph.parity}"]
+    if ph.active_low:
+        bus.append("active_low=" + "/".join(ph.active_low))
+    frames = f"acrnema_frames:binary_byte_order={ph.binary_byte_order}"
+    fmt = [] if capture.suffix == ".sr" else ["-I", "vcd:compress=400"]
+    done = subprocess.run(
+        [tool, "-i", str(capture), *fmt, "-P", ":".join(bus) + "," + frames, "-A", rows],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"SIGROKDECODE_DIR": str(DECODERS)},
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return done.stdout.splitlines()
+
+
+def _rows(lines: list[str], decoder: str) -> list[str]:
+    prefix = f"{decoder}-1: "
+    return [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+
+
+def _word_text(side: str, word: int, good: bool, perr: bool) -> str:
+    return f"{side}: {word:04X}" + ("" if good else " PARITY ERROR") + (" PERR" if perr else "")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_decoders_annotate_the_words_and_frames_sent(tmp_path: Path, variant: str) -> None:
+    profile = _profile(variant)
+    bus = _known_sequence(profile)
+    vcd = tmp_path / "bus.vcd"
+    bus.write(vcd)
+    lines = _sigrok(vcd, profile, "acrnema_bus=words,acrnema_frames=frames:packets:messages")
+    assert _rows(lines, "acrnema_bus") == [_word_text(*w) for w in bus.sent.words]
+    frames = _rows(lines, "acrnema_frames")
+    assert [f for f in frames if " seq " in f] == bus.sent.frames
+    assert [f for f in frames if " segment " in f and "segment(s)" not in f] == bus.sent.packets
+    assert [f for f in frames if "segment(s)" in f] == bus.sent.messages
+
+
+def test_the_frames_agree_with_the_bridges_frame_decoder() -> None:
+    """The expected frames of the known sequence are what the bridge's decoder finds."""
+    profile = _profile("reference")
+    bus = _known_sequence(profile)
+    words = np.array(bus.words, np.uint16)
+    parity = parity_bits(words, "odd") ^ ~np.array(bus.good) & 1
+    found = []
+    for side, code in (("A", 0), ("B", 1)):
+        pick = np.array(bus.sides) == code
+        for event in FrameDecoder().feed(words[pick], parity[pick]):
+            found.append((side, type(event).__name__, getattr(event, "reason", "")))
+    expected = [
+        (f[0], "FrameDamaged" if "DAMAGED" in f else "Frame", f.split(": ")[-1])
+        for f in bus.sent.frames
+        if "DAMAGED" in f
+    ]
+    assert [f for f in found if f[1] == "FrameDamaged"] == expected
+    assert sum(f[1] == "Frame" for f in found) == len(bus.sent.frames) - len(expected)
+
+
+def test_phases_and_sync_losses_are_annotated(tmp_path: Path) -> None:
+    """Each four-phase cycle's phases are annotated, and a REQ pulse with no ACK (a word
+    not answered) is a sync loss that does not cost the next word."""
+    profile = _profile("reference")
+    ph = profile.physical
+    words = np.array([0x1234, 0xBEEF, 0x0042], np.uint16)
+    bus = synthesise(ph, words, parity_bits(words, "odd"), [0, 0, 0], [0, 0, 0])
+    states = bus.states.copy()
+    ack = np.uint64(1 << ph.bus_lines.index("ACK"))
+    # the second word's cycle: rows 5-9 (data, REQ up, ACK up, REQ down, ACK down)
+    states[6:9] &= ~ack
+    vcd = tmp_path / "bus.vcd"
+    write_vcd(vcd, ph.bus_lines, Changes(bus.times, electrical(ph, states)))
+    rows = _rows(_sigrok(vcd, profile, "acrnema_bus"), "acrnema_bus")
+    assert rows[:4] == [
+        "REQ up -> ACK up",
+        "A: 1234",
+        "ACK up -> REQ down",
+        "REQ down -> ACK down",
+    ]
+    assert "Sync lost: REQ down while waiting for ACK up" in rows
+    assert "Word BEEF not answered" in rows
+    assert [r for r in rows if r.startswith("A: ")] == ["A: 1234", "A: 0042"]
+
+
+def test_a_sigrok_session_file_decodes_the_same(tmp_path: Path) -> None:
+    profile = _profile("two-parity-lines-active-low")
+    bus = _known_sequence(profile)
+    vcd, sr = tmp_path / "bus.vcd", tmp_path / "bus.sr"
+    bus.write(vcd)
+    tool = peers.require_tool("sigrok-cli")
+    subprocess.run(
+        [tool, "-i", str(vcd), "-I", "vcd:compress=400", "-o", str(sr)], check=True, timeout=120
+    )
+    rows = "acrnema_bus=words,acrnema_frames=frames:packets:messages"
+    from_vcd = _sigrok(vcd, profile, rows)
+    assert len(_rows(from_vcd, "acrnema_bus")) == len(bus.sent.words)
+    assert _sigrok(sr, profile, rows) == from_vcd
+
+
+def test_an_emulator_capture_is_annotated_as_the_bridge_decodes_it(tmp_path: Path) -> None:
+    """emulate --vcd (scanner -> receiver over loop://, one phantom slice): sigrok's words
+    are those of the bridge's own capture decoder, both sides; its frames those of the
+    bridge's frame decoder; and it annotates every message capture decode finds."""
+    profile_path = tmp_path / "profile.toml"
+    profile_path.write_text("")
+    vcd = tmp_path / "bus.vcd"
+    url = "loop://sigrok-decoder"
+    codes: list[int] = []
+    receiver = threading.Thread(
+        target=lambda: codes.append(
+            main(
+                ["emulate", "--port", url, "--role", "receiver", "--count", "1"]
+                + ["--out", str(tmp_path / "rx")]
+            )
+        )
+    )
+    receiver.start()
+    try:
+        scanner = main(
+            ["emulate", "--port", url, "--phantom", "1", "--size", "16", "--vcd", str(vcd)]
+        )
+    finally:
+        receiver.join(60)
+    assert scanner == 0 and codes == [0]
+    profile = load_profile(profile_path)
+    lines = _sigrok(vcd, profile, "acrnema_bus=words,acrnema_frames=frames:messages")
+
+    with open_capture(vcd) as reader:
+        recovery = WordRecovery(profile.physical)
+        parts = [recovery.feed(c) for c in line_changes(reader, profile)] + [recovery.finish()]
+    words = np.concatenate([p.words for p in parts])
+    sides = np.concatenate([p.sides for p in parts])
+    ok = np.concatenate([p.parity for p in parts]) == parity_bits(words, "odd")
+    ours = [
+        _word_text("AB"[s], int(w), bool(g), False)
+        for w, s, g in zip(words.tolist(), sides.tolist(), ok.tolist(), strict=True)
+    ]
+    assert len(ours) > 500
+    assert _rows(lines, "acrnema_bus") == ours
+
+    frames = _rows(lines, "acrnema_frames")
+    for code, side in enumerate("AB"):
+        pick = sides == code
+        events = FrameDecoder().feed(words[pick])
+        theirs = [f for f in frames if f.startswith(f"{side}: ") and " seq " in f]
+        assert len(theirs) == len(events) > 0
+        assert all("DAMAGED" not in f for f in theirs)
+    assert main(["capture", "decode", str(vcd), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    messages = [f for f in frames if re.fullmatch(r"[AB]: message \d+, .*", f)]
+    assert len(messages) == report["message_count"] > 0
+
+
+def test_an_unreadable_header_and_a_segment_out_of_order_are_reported(tmp_path: Path) -> None:
+    profile = _profile("reference")
+    bus = Bus(profile)
+    bus.frame("A", FrameType.DATA, 0, struct.pack(">HHI", 5, 0, 4) + b"abcd")
+    bus.frame("A", FrameType.DATA, 1, struct.pack(">HHI", 5, 0x8002, 2) + b"xy")
+    bus.frame("A", FrameType.DATA, 2, struct.pack(">HHI", 6, 0x8000, 2) + b"ok")
+    bus.words[-8] |= 0x0100  # the last frame's header (of 9 words): bits 8-11 must be 0
+    vcd = tmp_path / "bus.vcd"
+    bus.write(vcd)
+    rows = _rows(_sigrok(vcd, profile, "acrnema_frames=frames:packets:warnings"), "acrnema_frames")
+    assert rows == [
+        "A: DATA seq 0, 6 words",
+        "A: message 5 segment 0, 4 bytes",
+        "A: DATA seq 1, 5 words",
+        "A: message 5 segment 2 (last), 2 bytes",
+        "A: message 5 segment 2 out of order",
+        "A: DAMAGED: unreadable frame header",
+    ]
