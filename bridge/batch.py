@@ -302,7 +302,7 @@ class _Claims:
     """
 
     def __init__(self, out: Path) -> None:
-        self.out = out
+        self.out = out.absolute()  # the workers' temporary files have absolute paths
         self.uids: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> key -> (path, source)
         self.paths: dict[str, str] = {}  # relative path -> uid
         self.this_run: set[tuple[str, str]] = set()  # (uid, key) placed in this run

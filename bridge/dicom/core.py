@@ -135,6 +135,8 @@ _TYPE3_SEQUENCES = [
     "ProcedureCodeSequence",
     "AnatomicRegionSequence",
 ]
+_TYPE2_IN_DOCUMENTS = {"ReferencedPerformedProcedureStepSequence"}
+"""Of those, the ones Type 2 in an SR or KO Document Series (PS3.3 C.17.1, C.17.6.1)."""
 
 # ACR-NEMA retired elements that have a DICOM home; the rest go to Original Attributes.
 _RETIRED_USED = {
@@ -1061,6 +1063,7 @@ def _geometry(work: _Work) -> None:
     has_position = bool(out.get("ImagePositionPatient"))
     has_orientation = bool(out.get("ImageOrientationPatient"))
     if has_position and has_orientation:
+        _set_aside_degenerate(work, src.get(0x00200035))
         return
     position, orientation = src.get(0x00200030), src.get(0x00200035)
     if position is None or orientation is None:
@@ -1124,6 +1127,22 @@ def _geometry(work: _Work) -> None:
 
 def _values(value: object) -> list[object]:
     return list(value) if isinstance(value, (list, MultiValue)) else [value]
+
+
+def _set_aside_degenerate(work: _Work, orientation: DataElement | None) -> None:
+    """An ACR-NEMA Image Orientation (0020,0035) that is not two orthogonal unit vectors
+    (XMedCon writes zeros beside a valid (0020,0037)) goes to Original Attributes as
+    bytes, never as an element: dciodvfy checks Original Attributes' values too."""
+    if orientation is None:
+        return
+    try:
+        ori = np.array([float(str(v)) for v in _values(orientation.value)], dtype=float)
+    except (TypeError, ValueError):
+        return  # not numbers: keep_original already set it aside as bytes
+    if ori.shape == (6,) and geometry.is_orientation(ori):
+        return
+    work.retired = [e for e in work.retired if int(e.tag) != 0x00200035]
+    work.nonconforming.append((0x00200035, "DS", _raw_value(orientation)))
 
 
 def _drop_degenerate_geometry(work: _Work) -> None:
@@ -1273,6 +1292,8 @@ def _repair_structure(work: _Work) -> None:
         )
         del out.PatientPosition
     for keyword in _TYPE3_SEQUENCES:
+        if keyword in _TYPE2_IN_DOCUMENTS and str(out.get("Modality") or "") in ("SR", "KO"):
+            continue  # Type 2 in the SR and Key Object Document Series modules
         if keyword in out and out[keyword].VR == "SQ" and len(out[keyword].value) == 0:
             del out[keyword]
             work.warn(f"empty {keyword} removed")
@@ -1291,6 +1312,10 @@ def _complete_iod(work: _Work, sop_class: str, legacy: bool) -> None:
         type2 = [
             k for k in type2 if k not in ("Laterality", "PatientOrientation", "InstanceNumber")
         ]
+    if "SharedFunctionalGroupsSequence" in out:
+        # an enhanced multi-frame object (a Segmentation) says laterality per frame (Frame
+        # Anatomy); an empty Laterality there is "present when condition unsatisfied"
+        type2 = [k for k in type2 if k != "Laterality"]
     if out.get("BodyPartExamined"):
         # Laterality is Type 2C on a paired body part; with a body part named, an empty
         # Laterality would claim a paired part, so it is left out.

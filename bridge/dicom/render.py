@@ -19,8 +19,12 @@ decodes baseline JPEG and JPEG 2000). Whatever fails, the caller gets one
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import math
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,35 @@ from bridge.errors import RenderError
 __all__ = ["RenderError", "render", "thumbnail_png"]
 
 _GREY = frozenset({"MONOCHROME1", "MONOCHROME2"})
+
+
+class _QuietWhileDrawing(logging.Filter):
+    """Drops pydicom's decoder log records in a thread while it draws a picture.
+
+    pydicom logs each decoder that fails at ERROR, with its traceback, and then raises;
+    the raise reaches the caller as one :class:`RenderError` line, so the log record is
+    only noise (a traceback on the terminal of ``convert --previews``). Other threads,
+    and pydicom outside drawing, log as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "drawing", False)
+
+    @contextlib.contextmanager
+    def drawing(self) -> Iterator[None]:
+        self.local.drawing = True
+        try:
+            yield
+        finally:
+            self.local.drawing = False
+
+
+_QUIET = _QuietWhileDrawing()
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_QUIET)
 
 
 def thumbnail_png(ds: Dataset, max_size: int = 128, *, source: str | None = None) -> bytes:
@@ -58,7 +91,8 @@ def render(ds: Dataset, *, source: str | None = None) -> Image.Image:
         raise RenderError("the object has no Pixel Data (7FE0,0010)", source=where)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     try:
-        pixels = _frame(ds)
+        with _QUIET.drawing():
+            pixels = _frame(ds)
         if photometric in _GREY or (not photometric and pixels.ndim == 2):
             return Image.fromarray(_grey(pixels, ds, invert=photometric == "MONOCHROME1"))
         if photometric == "PALETTE COLOR":
