@@ -31,6 +31,10 @@ from test_forward import fill_spool
 
 from bridge.forward.runner import Forwarder, RetryPolicy
 from bridge.forward.scu import Destination
+from bridge.link.endpoint import Endpoint
+from bridge.link.requester import Scanner
+from bridge.ports import open_port
+from bridge.profile import Profile, profile_from_mapping, to_toml
 from bridge.spool.store import Spool
 from bridge.testing.phantom import phantom_images
 
@@ -46,14 +50,17 @@ def service(
     before: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     stderr: Path | None = None,
+    stdout: Path | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
     """``acrnema-bridge BEFORE... run --port tcp-listen://127.0.0.1:PORT ARGS...``; yields
     once its link port listens; killed if still running when the block ends. Its stderr
-    goes to the file ``stderr``, else to a temporary one that ``communicate`` reads."""
+    goes to the file ``stderr``, else to a temporary one that ``communicate`` reads; its
+    stdout to the file ``stdout``, else nowhere."""
     argv = [sys.executable, "-m", "bridge.cli", *before, "run"]
     argv += ["--port", f"tcp-listen://127.0.0.1:{port}", *args]
+    out = stdout.open("w") if stdout is not None else None
     options: dict[str, Any] = {
-        "stdout": subprocess.DEVNULL,
+        "stdout": out if out is not None else subprocess.DEVNULL,
         "env": {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     }
     sink = stderr.open("w") if stderr is not None else None
@@ -74,7 +81,7 @@ def service(
         if process.poll() is None:
             process.kill()
         process.communicate()
-        for file in (sink, getattr(process, "log", None)):
+        for file in (sink, out, getattr(process, "log", None)):
             if file is not None:
                 file.close()
 
@@ -425,20 +432,131 @@ def test_json_mode_carries_library_warnings_and_python_warnings(tmp_path: Path) 
     assert "pynetdicom.acse" not in by_logger
 
 
+def _only_json(what: str, text: str) -> list[dict[str, Any]]:
+    """The JSON values of ``text``, one a line (objects; a ``--json`` list's items); a line
+    that is not one fails the test."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            pytest.fail(f"{what}: not a JSON line: {line!r}")
+        items = entry if isinstance(entry, list) else [entry]
+        assert all(isinstance(e, dict) for e in items), f"{what}: not JSON objects: {line!r}"
+        entries += items
+    return entries
+
+
+def _cli_json(*args: str, status: int = 0) -> list[dict[str, Any]]:
+    """``acrnema-bridge --log-format json ARGS...``: its lines, stdout's then stderr's,
+    each of which must be a JSON object; the exit status must be ``status``."""
+    argv = [sys.executable, "-m", "bridge.cli", "--log-format", "json", *args]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    what = " ".join(args)
+    assert done.returncode == status, f"{what}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+    return _only_json(f"{what} (stdout)", done.stdout) + _only_json(f"{what} (stderr)", done.stderr)
+
+
+def test_json_mode_every_command_of_a_service_or_cron_writes_only_json(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """Finding: in JSON mode only ``run``'s stderr was JSON; ``emulate``, ``send``,
+    ``spool ...``, ``status`` and ``echo`` wrote plain lines (results, progress, counts)
+    and ``--json`` documents spread over several lines, so a log shipper reading a cron
+    job's or a service's output choked on them. Every command that runs under a service
+    manager or cron, its results on stdout and its messages on stderr, writes JSON
+    objects, one a line, in JSON mode (usage errors too)."""
+    port, status_port = peers.free_port(), peers.free_port()
+    url = f"http://127.0.0.1:{status_port}"
+    dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    spool = str(tmp_path / "spool")
+    listen = ("--status-listen", f"127.0.0.1:{status_port}")
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    json_mode = ("--log-format", "json")
+    seen: dict[str, list[dict[str, Any]]] = {}
+    with service(
+        port, "--spool", spool, "--dest", dest, *listen, before=json_mode, stdout=out, stderr=err
+    ) as run:
+        link = f"tcp://127.0.0.1:{port}"
+        seen["emulate"] = _cli_json("emulate", "--port", link, "--phantom", "2", "--size", "64")
+        deadline = time.monotonic() + 30
+        while len(storescp.received()) < 2:
+            assert time.monotonic() < deadline, "2 objects at the PACS"
+            time.sleep(0.1)
+        seen["status"] = _cli_json("status", "--url", url)
+        seen["status --json"] = _cli_json("status", "--url", url, "--json")
+        for action in ("stats", "list", "destinations"):
+            seen[action] = _cli_json("spool", action, "--spool", spool)
+            seen[action + " --json"] = _cli_json("spool", action, "--spool", spool, "--json")
+        seen["retry"] = _cli_json("spool", "retry", "--spool", spool)
+        seen["purge"] = _cli_json("spool", "purge", "--spool", spool)
+        seen["echo"] = _cli_json("echo", dest)
+        run.send_signal(signal.SIGTERM)
+        run.communicate(timeout=60)
+        assert run.returncode == 0, err.read_text()
+    seen["run"] = _only_json("run (stdout)", out.read_text()) + _only_json(
+        "run (stderr)", err.read_text()
+    )
+    files = [str(p) for p in storescp.received().values()]
+    other = str(tmp_path / "other")
+    seen["send"] = _cli_json("send", *files, "--spool", other, "--dest", dest)
+    seen["add"] = _cli_json("spool", "add", *files, "--spool", str(tmp_path / "third"))
+    seen["forward"] = _cli_json("forward", "--until-empty", "--spool", other, "--dest", dest)
+    seen["drop"] = _cli_json("spool", "drop-destination", dest, "--yes", "--spool", other)
+    seen["rebuild"] = _cli_json("spool", "rebuild", "--spool", other, "--dest", dest)
+    seen["no server"] = _cli_json("status", "--url", url, status=1)
+    seen["usage"] = _cli_json("echo", dest, "--count", "0", status=2)
+    # the results are there, as JSON: the counts, the health, the deliveries
+    assert any("2 of 2 images stored" in str(e.get("message")) for e in seen["emulate"])
+    assert any(e.get("status") == "healthy" for e in seen["status"]), seen["status"]
+    assert any(e.get("status") == "healthy" for e in seen["status --json"])
+    assert any(e.get("objects") == 2 for e in seen["stats --json"]), seen["stats --json"]
+    listed = [e for e in seen["list"] if e.get("sop_instance_uid")]
+    assert len(listed) == 2, seen["list"]
+    assert any("success" in str(e.get("message")) for e in seen["echo"])
+    assert any("--count" in str(e.get("message")) for e in seen["usage"])
+
+
 # ------------------------------------------------------- normal operation is not WARNING
 
 
+@contextlib.contextmanager
+def _scanner(port: int, profile: Profile) -> Iterator[Scanner]:
+    """An emulated scanner speaking ``profile`` to the service's link port."""
+    link = open_port(f"tcp://127.0.0.1:{port}")
+    try:
+        scanner = Scanner(Endpoint(link, profile), attempts=1, response_timeout=30.0)
+        yield scanner
+        scanner.close(timeout=2.0)
+    finally:
+        link.close()
+
+
+@pytest.mark.parametrize("session", ["pdus", "none"])
 def test_a_scanner_ending_its_session_normally_is_info(
-    tmp_path: Path, storescp: peers.StoreSCPPeer
+    tmp_path: Path, storescp: peers.StoreSCPPeer, session: str
 ) -> None:
     """Finding: every normal end of a scanner session logged "WARNING link down: the
     peer is gone", and the start line "serving the link on ..." was a WARNING too: an
-    operator watching WARNING saw noise at every image batch."""
+    operator watching WARNING saw noise at every image batch. Finding (after
+    ``session.mode = "none"`` came): with no session layer the session never leaves OPEN,
+    so every scanner going away between images was a WARNING again; it is INFO unless
+    part of a message had arrived. Finding: the start line "status server on URL" was a
+    WARNING too (so that ``forward``, quiet below WARNING, showed it); it is the CLI's own
+    line now, at INFO, shown whatever the level."""
     port = peers.free_port()
     dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
-    with service(port, "--spool", str(tmp_path / "spool"), "--dest", dest) as run:
+    profile = profile_from_mapping({"name": f"session-{session}", "session": {"mode": session}})
+    profile_file = tmp_path / "profile.toml"
+    profile_file.write_text(to_toml(profile))
+    spool = str(tmp_path / "spool")
+    listen = f"127.0.0.1:{peers.free_port()}"
+    options = ("--spool", spool, "--dest", dest, "--profile", str(profile_file))
+    with service(port, *options, "--status-listen", listen) as run:
         for _ in range(2):
-            with peers.scanner_on(port, response_timeout=30.0) as scanner:
+            with _scanner(port, profile) as scanner:
                 [result] = scanner.send(phantom_images(1, rows=64))
             assert result.ok
             time.sleep(0.5)  # the service sees the scanner go
@@ -446,5 +564,6 @@ def test_a_scanner_ending_its_session_normally_is_info(
     lines = records(err)
     assert any("serving the link" in line and " INFO " in line for line in lines), err
     assert any("link down" in line and " INFO " in line for line in lines), err
+    assert f"status server on http://{listen}" in err, err
     noisy = [line for line in lines if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
     assert not noisy, "\n".join(noisy)

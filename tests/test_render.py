@@ -124,3 +124,54 @@ def test_pixels_shorter_than_the_header_give_a_render_error():
     ds.PixelData = ds.PixelData[:20]
     with pytest.raises(RenderError, match="cannot be drawn"):
         thumbnail_png(ds)
+
+
+def _lanczos(grey: np.ndarray, size: int = 128) -> np.ndarray:
+    image = Image.fromarray(grey)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image).astype(int)
+
+
+def _noisy_ct(rows: int = 1024, columns: int = 768) -> np.ndarray:
+    """A 12-bit slice: a disc of soft tissue in air, with noise (every value drawn)."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[:rows, :columns]
+    disc = (y - rows / 2) ** 2 + (x - columns / 2) ** 2 < (rows / 3) ** 2
+    pixels = np.where(disc, 1040.0, 24.0) + rng.normal(0, 60, (rows, columns))
+    return np.clip(np.rint(pixels), 0, 4095).astype(np.uint16)
+
+
+def test_a_large_image_s_thumbnail_is_the_one_drawn_pixel_by_pixel():
+    """The thumbnail of a large slice (drawn through a table of its values, then shrunk)
+    shows what transforming every pixel and shrinking the whole picture shows: the
+    window of PS3.3 C.11.2.1.2 after the rescale, computed here pixel by pixel."""
+    pixels = _noisy_ct()
+    ds = _grey_dataset(
+        pixels, RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=40, WindowWidth=400
+    )
+    hu = pixels.astype(float) - 1024
+    expected = np.clip(np.rint(((hu - 39.5) / 399 + 0.5) * 255), 0, 255).astype(np.uint8)
+    assert (np.asarray(render(ds)) == expected).all()
+    got = np.asarray(_decoded(thumbnail_png(ds))).astype(int)
+    want = _lanczos(expected)
+    assert got.shape == want.shape == (128, 96)
+    assert np.abs(got - want).max() <= 1
+
+
+def test_a_stretch_counts_only_the_values_the_image_holds():
+    """Without a window the picture spans the image's own values: a Modality LUT that
+    maps values the image does not hold (here every odd one) far away changes nothing."""
+    pixels = (_noisy_ct(256, 256) // 2 * 2).astype(np.uint16)  # even values only
+    lut = np.arange(4096, dtype=np.uint16)
+    lut[1::2] = 65535  # odd stored values: far above anything the image holds
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.ModalityLUTType = "US"
+    item.LUTData = lut.tolist()
+    ds = _grey_dataset(pixels, "MONOCHROME1", ModalityLUTSequence=[item])
+    low, high = float(pixels.min()), float(pixels.max())
+    stretched = np.rint((pixels - low) * (255.0 / (high - low)))
+    expected = (255 - stretched).astype(np.uint8)
+    assert (np.asarray(render(ds)) == expected).all()
+    got = np.asarray(_decoded(thumbnail_png(ds))).astype(int)
+    assert np.abs(got - _lanczos(expected)).max() <= 1

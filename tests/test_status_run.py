@@ -18,6 +18,7 @@ from pathlib import Path
 
 import peers
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_status_server import fetch, health, wait_for
 
 from bridge.cli import main
@@ -193,3 +194,76 @@ def test_status_without_a_server_exits_1_in_one_line_and_usage_errors_2(
     assert "give --url" in capsys.readouterr().err
     assert main(["status", "--url", "ftp://127.0.0.1:1"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+ISSUE_METRICS = {
+    "acrnema_bridge_images_received": ("counter", set()),
+    "acrnema_bridge_images_refused": ("counter", {"reason"}),
+    "acrnema_bridge_objects_spooled": ("counter", set()),
+    "acrnema_bridge_deliveries": ("counter", {"destination", "outcome"}),
+    "acrnema_bridge_queue_objects": ("gauge", {"destination", "state"}),
+    "acrnema_bridge_oldest_waiting_seconds": ("gauge", {"destination"}),
+    "acrnema_bridge_link_up": ("gauge", set()),
+    "acrnema_bridge_link_frames": ("counter", {"kind"}),
+    "acrnema_bridge_worker_up": ("gauge", {"worker"}),
+    "acrnema_bridge_spool_free_bytes": ("gauge", set()),
+    "acrnema_bridge_commit_seconds": ("histogram", set()),
+}
+"""Issue 12, item 2: every metric it lists, its type and the names of its labels."""
+
+
+def _rates(page: str) -> dict[str, float]:
+    """The link's frames per minute as the page shows them."""
+    return {k: float(v) for k, v in re.findall(r"(damaged|retransmitted) ([\d.]+)/min", page)}
+
+
+def test_damaged_frames_and_retransmissions_show_per_minute_and_in_the_metrics(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """The emulated scanner's port flips bits both ways (``emulate --faults``): the
+    service sees damaged frames and resends its own; the page shows both per minute
+    (not 0.0/min) and ``/metrics`` counts them, in a scrape that has every metric of
+    issue 12, item 2, with its type and label names. The service's own frames are short
+    (a response, an ACK), so it resends few: 40 images at 2e-3 flips a word gave 5 to 7
+    (with other seeds too), where 6 images gave 0 to 2."""
+    dest = f"{storescp.ae_title}@127.0.0.1:{storescp.port}"
+    with run_with_status(tmp_path, "--dest", dest) as (port, url):
+        assert _rates(fetch(url + "/")[1].decode()) == {"damaged": 0.0, "retransmitted": 0.0}
+        emulate = subprocess.run(
+            [sys.executable, "-m", "bridge.cli", "emulate", "--port", f"tcp://127.0.0.1:{port}"]
+            + ["--phantom", "40", "--size", "64", "--faults", "flip=2e-3,seed=4"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert emulate.returncode == 0, emulate.stderr
+        text = fetch(url + "/metrics")[1].decode()
+        damaged = _value(text, 'acrnema_bridge_link_frames_total{kind="damaged"}')
+        resent = _value(text, 'acrnema_bridge_link_frames_total{kind="retransmitted"}')
+        assert damaged > 0 and resent > 0, text
+        rates = _rates(fetch(url + "/")[1].decode())
+        assert rates["damaged"] > 0 and rates["retransmitted"] > 0, rates
+        wait_for(lambda: len(storescp.received()) == 40, "40 objects at the PACS")
+        text = fetch(url + "/metrics")[1].decode()
+    _promtool_accepts(text)
+    found = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, (kind, labels) in ISSUE_METRICS.items():
+        assert name in found, f"{name} not in the scrape"
+        family = found[name]
+        assert family.type == kind, (name, family.type)
+        samples = [s for s in family.samples if not s.name.endswith(("_bucket", "_created"))]
+        seen = {frozenset(s.labels) for s in samples}
+        if name != "acrnema_bridge_images_refused":  # no image refused: no sample yet
+            assert seen == {frozenset(labels)}, (name, seen)
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in found.values()
+        for s in f.samples
+    }
+    for outcome in ("done", "retry", "quarantined"):
+        key = ("acrnema_bridge_deliveries_total", (("destination", dest), ("outcome", outcome)))
+        assert key in values, key
+    for state in ("ready", "in_flight", "failed"):
+        assert ("acrnema_bridge_queue_objects", (("destination", dest), ("state", state))) in values
+    for kind in ("sent", "received", "damaged", "retransmitted"):
+        assert ("acrnema_bridge_link_frames_total", (("kind", kind),)) in values

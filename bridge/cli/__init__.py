@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +45,10 @@ class _Parser(argparse.ArgumentParser):
     (instead of the usage block above it); the subcommands' parsers are of this class."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = f"{self.prog}: error: {message} (see {self.prog} --help)"
+        if logs.usage_error(text, sys.argv[1:] if _argv is None else _argv):
+            self.exit(2)
+        self.exit(2, text + "\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,9 +95,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_argv: list[str] | None = None
+"""The arguments ``main`` parses (None: ``sys.argv``), for a usage error's format."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _argv
     parser = _parser()
     logs.reset()
+    _argv = None if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help is 0, a usage error 2

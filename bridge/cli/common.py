@@ -386,8 +386,7 @@ def status_served(settings: Settings, make: Callable[[], StatusParts]) -> Iterat
 
     probe, registry = make()
     server = status_server(settings.status, probe, registry)
-    server.start()
-    logging.getLogger("bridge.cli").warning("status server on %s", server.url)
+    server.start()  # it logs its URL at INFO: a normal start is no WARNING
     try:
         yield
     finally:

@@ -34,6 +34,7 @@ from bridge.cli.common import (
     tls_settings,
     whole,
 )
+from bridge.cli.logs import document, json_mode, output, say
 from bridge.errors import ConfigError
 from bridge.settings import Settings, StatusSettings
 from bridge.spool.store import STATES, Job, Spool, SpoolError
@@ -216,7 +217,7 @@ class _Progress:
         self.delivered = 0
         self.failed = 0
         self.lock = threading.Lock()
-        self.enabled = sys.stderr.isatty()
+        self.enabled = sys.stderr.isatty() and not json_mode()
         self.start = time.monotonic()
 
     def __call__(self, destination: str, job: Job, result: Result) -> None:
@@ -227,10 +228,11 @@ class _Progress:
                 self.delivered += 1
             elif result.outcome is Outcome.FAIL:
                 self.failed += 1
-                print(
-                    f"\nquarantined for {destination}: "
+                say(
+                    f"quarantined for {destination}: "
                     f"{job.info.source or job.info.sop_instance_uid}: {result.reason}",
-                    file=sys.stderr,
+                    level=logging.WARNING,
+                    blank=self.enabled,
                 )
             if self.enabled:
                 rate = self.delivered / max(time.monotonic() - self.start, 1e-6)
@@ -259,19 +261,18 @@ def _add(spool: Spool, paths: list[Path]) -> int:
         objects += len(result.object_ids) - len(result.already)
         if result.status == "failed":
             failures.append(result.error or str(path))
-            print(f"failed: {result.error}", file=sys.stderr)
+            say(f"failed: {result.error}", level=logging.ERROR)
         elif result.already and result.status == "skipped":
             ids = ", ".join(str(n) for n in result.already)
-            print(f"skipped: {path}: already in the spool (object {ids})", file=sys.stderr)
-    print(
+            say(f"skipped: {path}: already in the spool (object {ids})")
+    say(
         f"{counts['spooled']} files spooled ({objects} objects), {counts['skipped']} skipped, "
-        f"{counts['failed']} failed -> {spool.root}",
-        file=sys.stderr,
+        f"{counts['failed']} failed -> {spool.root}"
     )
     if len(failures) > 1:
-        print("failed files:", file=sys.stderr)
+        say("failed files:", level=logging.ERROR)
         for failure in failures:
-            print(f"  {failure}", file=sys.stderr)
+            say(f"  {failure}", level=logging.ERROR)
     return 1 if counts["failed"] else 0
 
 
@@ -279,8 +280,9 @@ def _missing(paths: list[Path]) -> bool:
     """Say which of ``paths`` do not exist (a usage error: one line), if any."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(
-            f"acrnema-bridge: error: no such file or folder: {', '.join(missing)}", file=sys.stderr
+        say(
+            f"acrnema-bridge: error: no such file or folder: {', '.join(missing)}",
+            level=logging.ERROR,
         )
     return bool(missing)
 
@@ -298,17 +300,13 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     )
     spool.close()
     aside = ", ".join(report.set_aside) or "nothing"
-    print(
-        f"spool rebuild: old database {report.old_database}; set aside: {aside}",
-        file=sys.stderr,
-    )
+    say(f"spool rebuild: old database {report.old_database}; set aside: {aside}")
     for name, reason in report.unreadable:
-        print(f"spool rebuild: cannot read {name}: {reason}", file=sys.stderr)
-    print(
+        say(f"spool rebuild: cannot read {name}: {reason}", level=logging.ERROR)
+    say(
         f"spool rebuild: {report.objects} objects re-indexed, {len(report.unreadable)} "
         f"unreadable (in {spool.root / 'lost+found'}); deliveries ready for: "
-        f"{', '.join(report.destinations) or 'no destination (give --dest)'}",
-        file=sys.stderr,
+        f"{', '.join(report.destinations) or 'no destination (give --dest)'}"
     )
     return 1 if report.unreadable else 0
 
@@ -322,7 +320,6 @@ def _forward(
     progress: bool,
     status: bool = False,
 ) -> int:
-    from bridge.cli.logs import say
     from bridge.forward.runner import Forwarder
 
     destinations = build_destinations(settings)
@@ -368,41 +365,48 @@ def _list(spool: Spool, args: argparse.Namespace) -> int:
     # streamed: one row at a time, so a spool with years of history lists in flat memory
     rows = spool.each_delivery(state=args.state, destination=args.dest)
     count = 0
-    if args.json:
+    if args.json:  # in JSON mode, the array on one line
+        indent = "" if json_mode() else "\n  "
         sys.stdout.write("[")
         for r in rows:
-            sys.stdout.write(("," if count else "") + "\n  " + json.dumps(r.__dict__))
+            sys.stdout.write(("," if count else "") + indent + json.dumps(r.__dict__))
             count += 1
-        sys.stdout.write("\n]\n" if count else "]\n")
+        sys.stdout.write(("\n]\n" if indent else "]\n") if count else "]\n")
         return 0
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.received))
         error = f"  {r.last_error}" if r.last_error else ""
-        print(
+        output(
             f"{r.object_id:6d} {r.state:9} {r.attempts:3d} {r.destination}  "
-            f"{r.modality or '-':3} {when}  {r.sop_instance_uid}{error}"
+            f"{r.modality or '-':3} {when}  {r.sop_instance_uid}{error}",
+            **r.__dict__,
         )
         count += 1
-    print(f"{count} deliveries", file=sys.stderr)
+    say(f"{count} deliveries")
     return 0
 
 
 def _stats(spool: Spool, args: argparse.Namespace) -> int:
     stats = spool.stats()
     if args.json:
-        print(json.dumps(stats, indent=2))
+        document(stats)
         return 0
-    print(
+    output(
         f"spool {spool.root}: {stats['objects']} objects, "
-        f"{stats['stored']} stored ({stats['bytes']} bytes)"
+        f"{stats['stored']} stored ({stats['bytes']} bytes)",
+        **{k: v for k, v in stats.items() if k != "destinations"},
     )
     oldest = stats["oldest_waiting_s"]
     if oldest is not None:
-        print(f"oldest waiting: {oldest:.0f} s")
+        output(f"oldest waiting: {oldest:.0f} s", oldest_waiting_s=oldest)
     per = stats["destinations"]
     assert isinstance(per, dict)
     for name, counts in sorted(per.items()):
-        print(f"  {name}: " + ", ".join(f"{state} {counts[state]}" for state in STATES))
+        output(
+            f"  {name}: " + ", ".join(f"{state} {counts[state]}" for state in STATES),
+            destination=name,
+            **counts,
+        )
     return 0
 
 
@@ -415,7 +419,7 @@ def _when(t: object) -> str:
 def _destinations(spool: Spool, args: argparse.Namespace) -> int:
     report = spool.destination_report()
     if args.json:
-        print(json.dumps(report, indent=2))
+        document(report)
         return 0
     for entry in report:
         counts = entry["counts"]
@@ -429,12 +433,13 @@ def _destinations(spool: Spool, args: argparse.Namespace) -> int:
             else f"; HELD since {_when(hold['since'])}, next try {_when(hold['next_attempt'])}: "
             f"{hold['reason']}"
         )
-        print(
+        output(
             f"{entry['name']}: "
             + ", ".join(f"{state} {counts[state]}" for state in STATES)
-            + f"; last success {_when(entry['last_success'])}; last error {said}{held}"
+            + f"; last success {_when(entry['last_success'])}; last error {said}{held}",
+            **entry,
         )
-    print(f"{len(report)} destinations", file=sys.stderr)
+    say(f"{len(report)} destinations")
     return 0
 
 
@@ -448,10 +453,10 @@ def _drop_destination(spool: Spool, args: argparse.Namespace) -> int:
         waiting = sum(v for k, v in spool.counts(args.name).items() if k != "done")
         answer = input(f"drop {args.name} ({waiting} deliveries not done end)? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            print("nothing dropped", file=sys.stderr)
+            say("nothing dropped")
             return 1
     ended, freed = spool.drop_destination(args.name)
-    print(f"{args.name} dropped: {ended} deliveries ended, {freed} files freed", file=sys.stderr)
+    say(f"{args.name} dropped: {ended} deliveries ended, {freed} files freed")
     return 0
 
 
@@ -475,13 +480,13 @@ def _with_spool(
 
 
 def _retry(spool: Spool, args: argparse.Namespace) -> int:
-    print(f"{spool.retry_failed(args.dest)} deliveries back to ready", file=sys.stderr)
+    say(f"{spool.retry_failed(args.dest)} deliveries back to ready")
     return 0
 
 
 def _purge(spool: Spool, args: argparse.Namespace) -> int:
     removed = spool.purge(older_than_days=args.older_than, failed=args.failed)
-    print(f"{removed} objects removed", file=sys.stderr)
+    say(f"{removed} objects removed")
     return 0
 
 
@@ -524,5 +529,9 @@ def _echo(args: argparse.Namespace, settings: Settings) -> int:
     check_destinations([destination], resolve=True)  # TLS files, the host: usage errors
     for _ in range(args.count):
         rtt = echo(destination)  # a failure raises ForwardError: exit 1 with the reason
-        print(f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms")
+        output(
+            f"C-ECHO {destination.name}: success, round trip {rtt * 1000:.1f} ms",
+            destination=destination.name,
+            round_trip_s=rtt,
+        )
     return 0

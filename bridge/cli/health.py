@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import ssl
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from bridge.cli.common import seconds
+from bridge.cli.logs import document, output, say
 from bridge.errors import ConfigError
 from bridge.settings import Settings, StatusSettings
 
@@ -64,20 +65,20 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         code, body = exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        print(f"acrnema-bridge status: {url}: no answer: {reason}", file=sys.stderr)
+        say(f"acrnema-bridge status: {url}: no answer: {reason}", level=logging.ERROR)
         return 1
     try:
         health = json.loads(body) if code in (200, 503) else None
     except ValueError:
         health = None
     if not isinstance(health, dict) or not isinstance(health.get("checks"), dict):
-        print(
+        say(
             f"acrnema-bridge status: {url}: answered HTTP {code}, not a health report",
-            file=sys.stderr,
+            level=logging.ERROR,
         )
         return 1
     if args.json:
-        print(json.dumps(health, indent=2))
+        document(health)
     else:
         _print(url, health)
     return 0 if code == 200 and health.get("status") == "healthy" else 1
@@ -112,7 +113,8 @@ def _credentials(settings: StatusSettings) -> dict[str, str]:
 
 
 def _print(url: str, health: dict[str, Any]) -> None:
-    print(f"{health.get('status', '?')}: {url}")
+    output(f"{health.get('status', '?')}: {url}", status=health.get("status"), url=url)
     for name, check in health["checks"].items():
         if isinstance(check, dict):
-            print(f"  {name:8} {check.get('state', '?'):8} {check.get('detail', '')}")
+            state, detail = check.get("state", "?"), check.get("detail", "")
+            output(f"  {name:8} {state:8} {detail}", check=name, state=state, detail=detail)

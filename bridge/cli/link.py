@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from bridge.cli.common import (
     stop_on_signals,
     whole,
 )
+from bridge.cli.logs import say
 from bridge.errors import ConfigError
 from bridge.settings import Settings
 
@@ -156,7 +156,6 @@ def _emulate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(settings: Settings, profile: Profile) -> int:
     from bridge.cli.common import build_destinations, check_destinations, retry_policy
-    from bridge.cli.logs import say
     from bridge.ports.registry import check_url
     from bridge.sdnotify import Notifier, Watchdog
     from bridge.service import Bridge
@@ -271,7 +270,7 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
         for item in load_images(args.images, byte_order=order):
             if isinstance(item, ConversionError):
                 unreadable += 1
-                print(f"emulate: skipped {item}", file=sys.stderr)
+                say(f"emulate: skipped {item}", level=logging.WARNING)
             else:
                 images.append(item)
     else:
@@ -279,7 +278,7 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
             args.phantom or 10, modality=args.modality, rows=args.size, byte_order=order
         )
     if not images:
-        print("emulate: no images to send", file=sys.stderr)
+        say("emulate: no images to send", level=logging.ERROR)
         return 1
     port = _open(args.port, args.faults, profile if args.profile is not None else None)
     port = _vcd_port(args, port)
@@ -297,13 +296,13 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
     def progress(r: ImageResult) -> None:
         done[0] += 1
         state = "stored" if r.ok else "FAILED"
-        print(
+        say(
             f"[{done[0]}/{total}] {r.name}: {state} after {r.attempts} attempt(s), "
             f"{r.seconds:.2f} s",
-            file=sys.stderr,
+            level=logging.INFO if r.ok else logging.ERROR,
         )
         for error in r.errors:
-            print(f"    {error}", file=sys.stderr)
+            say(f"    {error}", level=logging.WARNING)
 
     start = time.monotonic()
     try:
@@ -315,15 +314,14 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
     elapsed = time.monotonic() - start
     ok = sum(r.ok for r in results)
     sent = sum(r.size for r in results if r.ok)
-    print(
+    say(
         f"emulate: {ok} of {total} images stored, {total - ok} failed, {unreadable} unreadable; "
         f"{sent / 1e6:.1f} MB in {elapsed:.2f} s ({sent / max(elapsed, 1e-9) / 1e6:.2f} MB/s); "
-        f"link resets {endpoint.resets}",
-        file=sys.stderr,
+        f"link resets {endpoint.resets}"
     )
     stats = getattr(port, "stats", None)
     if stats:
-        print(f"emulate: faults injected: {stats}", file=sys.stderr)
+        say(f"emulate: faults injected: {stats}")
     return 0 if ok == total and not unreadable else 1
 
 
@@ -349,7 +347,7 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
     finally:
         port.close()
         _vcd_done(args, profile, "B")
-    print(f"emulate: received {writer.count} images into {args.out}", file=sys.stderr)
+    say(f"emulate: received {writer.count} images into {args.out}")
     return 0
 
 
@@ -382,4 +380,4 @@ def _vcd_done(args: argparse.Namespace, profile: Profile, side: str) -> None:
         export_vcd(trace, args.vcd, profile, side)
     finally:
         trace.unlink(missing_ok=True)
-    print(f"emulate: the bus written to {args.vcd}", file=sys.stderr)
+    say(f"emulate: the bus written to {args.vcd}")

@@ -17,8 +17,13 @@ installs the one handler a command writes through, chosen once at start-up:
   file or the other, never lost between them;
 * **JSON** (``--log-format json`` / ``[logging] format = "json"``): one object a line,
   ``time`` (UTC), ``level``, ``logger``, ``message`` and ``exception`` when there is one,
-  on stderr or in the file; the CLI's own lines (the stop, the closing summary, errors)
-  are JSON objects too (:func:`say`), so every line a service writes parses.
+  on stderr or in the file; the CLI's own lines (the stop, the closing summary, errors,
+  progress) are JSON objects too (:func:`say`), and so are the results on stdout (an
+  echo's round trip, ``spool list`` rows, ``status``: :func:`output`, with the values as
+  fields; a ``--json`` answer on one line: :func:`document`), so every line a service or
+  a cron job writes parses. A usage error (exit 2) is a JSON line too when the format
+  is asked for by ``--log-format json`` or ``BRIDGE_LOGGING_FORMAT=json`` (the settings
+  file is not read yet then).
 
 Libraries log through the same handler: pydicom's and pynetdicom's loggers propagate to
 the root, and Python warnings (``warnings.warn``, which pydicom uses) are captured into
@@ -46,11 +51,15 @@ __all__ = [
     "JOURNAL_PRIORITY",
     "JsonFormatter",
     "ReopeningFileHandler",
+    "document",
     "journal_stream",
+    "json_mode",
+    "output",
     "reopen_log_file",
     "reset",
     "say",
     "setup",
+    "usage_error",
 ]
 
 log = logging.getLogger("bridge.cli")
@@ -228,3 +237,44 @@ def say(text: str, *, level: int = logging.INFO, blank: bool = False) -> None:
         fresh = blank and sys.stderr.isatty()
         sys.stderr.write(("\n" if fresh else "") + text + "\n")
     sys.stderr.flush()
+
+
+def json_mode() -> bool:
+    """Whether the command writes JSON lines (``--log-format json``)."""
+    return _state.json
+
+
+def output(text: str, **fields: object) -> None:
+    """One line of a command's result on stdout (an echo's round trip, a ``spool list``
+    row): as it is, or, in JSON mode, a JSON object like the log records' with
+    ``fields`` added (the values a program wants, not only the sentence)."""
+    if _state.json:
+        entry: dict[str, object] = {
+            **_entry(time.time(), "INFO", "bridge.cli", text),
+            **fields,
+        }
+        text = json.dumps(entry)
+    sys.stdout.write(text + "\n")
+
+
+def document(data: object) -> None:
+    """A ``--json`` answer on stdout: indented for a reader, or on one line in JSON mode
+    (one line, one object: what a log shipper reads)."""
+    sys.stdout.write(json.dumps(data, indent=None if _state.json else 2) + "\n")
+
+
+def usage_error(text: str, argv: list[str]) -> bool:
+    """Say a usage error found before the settings are read as a JSON line, if ``argv``
+    (``--log-format json``) or ``BRIDGE_LOGGING_FORMAT`` asks for JSON; else False (the
+    caller writes it as text)."""
+    wanted = os.environ.get("BRIDGE_LOGGING_FORMAT", "")
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            wanted = argv[i + 1]
+        elif arg.startswith("--log-format="):
+            wanted = arg.partition("=")[2]
+    if wanted != "json":
+        return False
+    _state.json = True
+    say(text, level=logging.ERROR)
+    return True

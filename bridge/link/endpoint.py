@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bridge.acrnema.session import SessionState
+from bridge.acrnema.session import NoSession, SessionState
 from bridge.acrnema.stack import Aborted, LinkDown, LinkStack, StackEvent
 from bridge.ports import base
 from bridge.profile import REFERENCE, Profile
@@ -129,8 +129,16 @@ class Endpoint:
         return events
 
     def _lost(self, reason: str) -> list[StackEvent]:
-        # between sessions a scanner going away is its normal end; during one it is not
-        idle = self.stack.session.state in (SessionState.IDLE, SessionState.QUIET)
+        # between sessions a scanner going away is its normal end; during one it is not.
+        # With no session layer (session.mode "none") there are no sessions, and no
+        # RELEASE waits for the last acknowledgement: a scanner that drops READY right
+        # after acknowledging its last response may well overtake that frame. Between
+        # messages (nothing half received) is then its normal end.
+        session = self.stack.session
+        if isinstance(session, NoSession):
+            idle = True
+        else:
+            idle = session.state in (SessionState.IDLE, SessionState.QUIET)
         level = logging.INFO if idle and not self.stack.receiving else logging.WARNING
         log.log(level, "link down: %s", reason)
         events: list[StackEvent] = list(self.stack.session.link_lost(self.clock(), reason))
