@@ -26,7 +26,7 @@ from pydicom import dcmread
 
 from bridge.acrnema.commands import encode_message
 from bridge.acrnema.datalink import DataLink, DataLost, DataReceived
-from bridge.acrnema.framing import Check, Frame, FrameDamaged, FrameDecoder, FrameType, crc16
+from bridge.acrnema.framing import CheckWord, Frame, FrameDamaged, FrameDecoder, FrameType, crc16
 from bridge.acrnema.session import NoSession
 from bridge.acrnema.stack import LinkStack, MessageLost, detect_orders, from_wire, to_wire
 from bridge.errors import ProfileError
@@ -156,8 +156,8 @@ def _bitwise(data: bytes, poly: int, init: int, refin: bool, refout: bool, xorou
 
 def test_the_reference_check_is_crc_hqx() -> None:
     data = bytes(range(256)) * 4
-    assert Check()(data) == binascii.crc_hqx(data, 0xFFFF)
-    assert Check("crc-16", 0xFFFF)(data) == binascii.crc_hqx(data, 0xFFFF)
+    assert CheckWord()(data) == binascii.crc_hqx(data, 0xFFFF)
+    assert CheckWord("crc-16", 0xFFFF)(data) == binascii.crc_hqx(data, 0xFFFF)
 
 
 def test_the_generic_crc_is_fast_enough_for_a_slice() -> None:

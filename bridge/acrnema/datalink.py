@@ -31,7 +31,7 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
   and the layer then refuses further work (:class:`LinkProtocolError`).
 
 Dialect knobs (docs/link-profile.md section 8): the frame check and delimiting are the
-framing's (:class:`~bridge.acrnema.framing.Check`); with ``ack_mode = "none"`` the
+framing's (:class:`~bridge.acrnema.framing.CheckWord`); with ``ack_mode = "none"`` the
 sender sends every frame at once and keeps none, the receiver acknowledges nothing and
 reports a damaged or missing frame as :class:`DataLost`, then drops frames up to the
 next that begins a unit. Frames then carry unit marks (FIRST, LAST in header bits 8
@@ -59,7 +59,7 @@ import numpy.typing as npt
 from bridge.acrnema.framing import (
     FIRST,
     LAST,
-    Check,
+    CheckWord,
     Frame,
     FrameDamaged,
     FrameDecoder,
@@ -288,7 +288,9 @@ class DataLink:
         self.state = LinkState.OPEN
         self._modulo = modulo
         self._codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
-        self._check = Check(p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout)
+        self._check = CheckWord(
+            p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout
+        )
         self._unacked = p.ack_mode == "none"
         self._marks = self._unacked or self.units  # frames carry FIRST and LAST
         self._decoder = FrameDecoder(

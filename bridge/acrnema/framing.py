@@ -11,7 +11,7 @@ our choice (docs/link-profile.md, section 2)::
                   each word taken most significant byte first
 
 The frame check and the delimiting are dialect knobs of the profile (``datalink.crc``,
-``datalink.delimiting``; docs/link-profile.md, "Dialect knobs"): :class:`Check` is the
+``datalink.delimiting``; docs/link-profile.md, "Dialect knobs"): :class:`CheckWord` is the
 trailer (CRC-16/CCITT-FALSE, any CRC-16 by its polynomial, init, reflections and final
 XOR, an additive 16-bit sum, or none), and with ``delimiting = "length_only"`` a frame
 has no start word: it begins where the previous one ended, and after damage the decoder
@@ -44,7 +44,7 @@ from bridge.acrnema.physical import Words, bad_parity, parity_bits
 __all__ = [
     "FIRST",
     "LAST",
-    "Check",
+    "CheckWord",
     "Frame",
     "FrameDamaged",
     "FrameDecoder",
@@ -133,7 +133,7 @@ def _plain_crc(data: bytes, poly: int, crc: int) -> int:
 
 
 @dataclass(frozen=True)
-class Check:
+class CheckWord:
     """The frame's trailer: ``kind`` is a ``datalink.crc`` value of the profile.
 
     ``crc-16/ccitt-false`` (the reference: ``binascii.crc_hqx`` from ``init``),
@@ -199,7 +199,7 @@ def encode_frame(
     start_word: int = 0xA5C3,
     crc_init: int = 0xFFFF,
     codes: Mapping[FrameType, int] | None = None,
-    check: Check | None = None,
+    check: CheckWord | None = None,
     delimiting: str = "start_word",
     flags: int = 0,
 ) -> Words:
@@ -214,7 +214,7 @@ def encode_frame(
     """
     if len(payload) % 2:
         payload += b"\x00"
-    check = check or Check(init=crc_init)
+    check = check or CheckWord(init=crc_init)
     code = int(kind) if codes is None else codes[kind]
     head = code << 12 | flags | (sequence & 0xFF)
     covered = struct.pack(">HH", head, len(payload) // 2) + payload
@@ -239,7 +239,7 @@ class FrameDecoder:
     crc_init: int = 0xFFFF
     parity: str = "odd"
     codes: Mapping[FrameType, int] | None = None  # as encode_frame()
-    check: Check | None = None  # as encode_frame(); None: CRC-16/CCITT-FALSE from crc_init
+    check: CheckWord | None = None  # as encode_frame(); None: CRC-16/CCITT-FALSE from crc_init
     delimiting: str = "start_word"  # or "length_only": no start word (module doc)
     flags: int = 0  # header bits 8-11 a frame may carry (FIRST, LAST: unit marks)
     _words: Words = field(default_factory=lambda: np.zeros(0, dtype=np.uint16))
@@ -248,7 +248,7 @@ class FrameDecoder:
     def __post_init__(self) -> None:
         codes = self.codes or {kind: int(kind) for kind in FrameType}
         self._kinds = {code: kind for kind, code in codes.items()}
-        self._check = self.check or Check(init=self.crc_init)
+        self._check = self.check or CheckWord(init=self.crc_init)
         if self.delimiting not in ("start_word", "length_only"):
             raise ValueError(f"delimiting {self.delimiting!r}: start_word or length_only")
         self._hunting = False  # length_only: sliding after damage, reported once
