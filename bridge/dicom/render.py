@@ -27,10 +27,10 @@ decodes baseline JPEG and JPEG 2000). Whatever fails, the caller gets one
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import logging
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,18 +59,19 @@ class _QuietWhileDrawing(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.local = threading.local()
+        # a context variable: each thread (and task) has its own value, no thread module
+        self.active = contextvars.ContextVar("acrnema_bridge_drawing", default=False)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(self.local, "drawing", False)
+        return not self.active.get()
 
     @contextlib.contextmanager
     def drawing(self) -> Iterator[None]:
-        self.local.drawing = True
+        token = self.active.set(True)
         try:
             yield
         finally:
-            self.local.drawing = False
+            self.active.reset(token)
 
 
 _QUIET = _QuietWhileDrawing()
