@@ -150,7 +150,7 @@ def _link(data: PageData) -> str:
         + _row("state", f'<span class="{state}" id="link-state">{state}</span> for {since}')
         + _row("peer", _e(data.peer or "none"))
         + _row("last word", last_word)
-        + _row("damaged, resent", rates)
+        + _row("link errors", rates)
         + _row("frames since the start", frames or "none")
         + "</table>"
     )
