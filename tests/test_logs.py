@@ -203,6 +203,125 @@ def test_sighup_reopens_the_log_file_of_forward_from_the_settings(tmp_path: Path
     assert "stopping" in log.read_text()
 
 
+def _spool_files(spool: Path, source: Path, count: int) -> list[str]:
+    """Write ``count`` Secondary Captures into ``source`` and ``spool add`` them; their
+    SOP Instance UIDs."""
+    source.mkdir()
+    uids = [
+        str(peers.write_secondary_capture(source / f"sc{n}.dcm").SOPInstanceUID)
+        for n in range(count)
+    ]
+    add = [sys.executable, "-m", "bridge.cli", "spool", "add", str(source), "--spool", str(spool)]
+    assert subprocess.run(add, capture_output=True, timeout=60).returncode == 0
+    return uids
+
+
+def _lines(text: str, log_format: str) -> list[str]:
+    """The lines of a log file; in JSON mode each must be one JSON object (its message)."""
+    if log_format == "text":
+        return text.splitlines()
+    return [str(json.loads(line)["message"]) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_with_a_log_file_run_writes_its_own_lines_there_across_a_rotation(
+    tmp_path: Path, storescp: peers.StoreSCPPeer, log_format: str
+) -> None:
+    """Finding: with ``--log-file`` the log records went to the file but the command's own
+    lines (the stop, the closing summary) still went to stderr. Now everything ``run``
+    logs is in the file, and logrotate's move-then-SIGHUP loses or doubles no line:
+    each image's lines are in the old file or the new one, once; the stop and the summary,
+    said after the rotation, once in the new file; nothing on stderr or stdout."""
+    port = peers.free_port()
+    dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    log, rotated = tmp_path / "run.log", tmp_path / "run.log.1"
+    err_file, out_file = tmp_path / "stderr.txt", tmp_path / "stdout.txt"
+    before = ("--log-file", str(log), "--log-format", log_format)
+    args = ("--spool", str(tmp_path / "spool"), "--dest", dest)
+    images = phantom_images(5, rows=64)  # five slices, five SOP Instance UIDs
+    with service(port, *args, before=before, stderr=err_file, stdout=out_file) as run:
+        with peers.scanner_on(port, response_timeout=30.0) as scanner:
+            first = scanner.send(images[:2])
+        wait_for(log, "message 2 stored")
+        log.rename(rotated)
+        run.send_signal(signal.SIGHUP)
+        wait_for(log, "reopened")
+        with peers.scanner_on(port, response_timeout=30.0) as scanner:
+            second = scanner.send(images[2:])
+        deadline = time.monotonic() + 30
+        while len(storescp.received()) < 5:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        for uid in storescp.received():  # its line in the old file or the new one
+            while f"{uid} delivered" not in rotated.read_text() + log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        stop(run)
+    assert all(r.ok for r in first + second)
+    assert err_file.read_text() == "", "stderr although --log-file was given"
+    assert out_file.read_text() == ""
+    old = _lines(rotated.read_text(), log_format)
+    new = _lines(log.read_text(), log_format)
+    for uid in storescp.received():
+        said = [line for line in old + new if uid in line and "delivered to" in line]
+        assert len(said) == 1, (uid, said)
+    assert sum("stored: 1 object" in line for line in old) == 2, old
+    assert sum("stored: 1 object" in line for line in new) == 3, new
+    assert sum("message 3 stored" in line for line in new) == 1, new
+    for text in ("SIGTERM: stopping", "run: 5 images stored"):
+        assert sum(text in line for line in new) == 1, (text, new)
+        assert not any(text in line for line in old), (text, old)
+    if log_format == "text":
+        assert all(STAMPED.match(line) for line in new), new
+
+
+def test_with_a_log_file_forward_writes_its_own_lines_there_across_a_rotation(
+    tmp_path: Path, storescp: peers.StoreSCPPeer
+) -> None:
+    """``forward`` with ``[logging] file``: the deliveries before logrotate's rename are in
+    the old file, those after it (objects spooled meanwhile) in the new one, each once;
+    the stop line and the per-destination summary in the new file; stderr stays empty."""
+    spool = tmp_path / "spool"
+    early = _spool_files(spool, tmp_path / "src1", 3)
+    dest = f"{storescp.ae_title}@{storescp.host}:{storescp.port}"
+    log, rotated = tmp_path / "forward.log", tmp_path / "forward.log.1"
+    err_file = tmp_path / "stderr.txt"
+    with err_file.open("w") as sink:
+        forward = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "-v", "forward", "--spool", str(spool)]
+            + ["--dest", dest],
+            stdout=sink,
+            stderr=sink,
+            text=True,
+            env={**os.environ, "BRIDGE_LOGGING_FILE": str(log), "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            for uid in early:
+                wait_for(log, f"{uid} delivered")
+            log.rename(rotated)
+            forward.send_signal(signal.SIGHUP)
+            wait_for(log, "reopened")
+            late = _spool_files(spool, tmp_path / "src2", 2)
+            for uid in late:
+                wait_for(log, f"{uid} delivered")
+            forward.send_signal(signal.SIGTERM)
+            forward.communicate(timeout=60)
+        finally:
+            if forward.poll() is None:
+                forward.kill()
+                forward.communicate()
+    assert forward.returncode == 0
+    assert err_file.read_text() == "", "stderr although [logging] file was given"
+    old, new = rotated.read_text().splitlines(), log.read_text().splitlines()
+    for uid in early + late:
+        said = [line for line in old + new if uid in line and "delivered to" in line]
+        assert len(said) == 1, (uid, said)
+        assert all(uid not in line for line in (new if uid in early else old)), uid
+    for text in ("SIGTERM: stopping", f"{dest}: delivered 5 now"):
+        assert sum(text in line for line in new) == 1, (text, new)
+    assert all(STAMPED.match(line) for line in new), new
+
+
 # ---------------------------------------------------------------------------- journal
 
 
@@ -237,6 +356,39 @@ def test_under_systemd_lines_are_plain_with_a_priority(tmp_path: Path, matching:
         text = err_file.read_text()
         assert "\n<6>acrnema-bridge: SIGTERM: stopping\n" in text, text
         assert "\n<6>run: 1 images stored" in text, text
+
+
+def test_under_systemd_json_lines_carry_the_priority_too(tmp_path: Path) -> None:
+    """Finding: in JSON mode under systemd the lines had no ``<N>`` prefix, so the journal
+    filed them all at its default priority (info) and ``journalctl -p err`` could not pick
+    the errors out. Now each JSON line, the command's own too, starts with the priority of
+    its level, which the journal strips (``SyslogLevelPrefix=``, on by default) and keeps
+    as the entry's PRIORITY; what follows is the JSON object."""
+    port = peers.free_port()
+    err_file = tmp_path / "stderr.txt"
+    err_file.touch()
+    st = err_file.stat()
+    env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    json_mode = ("--log-format", "json")
+    spool = str(tmp_path / "spool")
+    with service(port, "--spool", spool, env=env, stderr=err_file, before=json_mode) as run:
+        with peers.scanner_on(port, response_timeout=30.0) as scanner:
+            [result] = scanner.send(phantom_images(1, rows=64))
+        stop(run)
+    assert result.ok
+    levels = {f"<{n}>": name for name, n in (("DEBUG", 7), ("INFO", 6), ("WARNING", 4))}
+    levels |= {"<3>": "ERROR", "<2>": "CRITICAL"}
+    messages = []
+    lines = err_file.read_text().splitlines()
+    assert lines
+    for line in lines:
+        match = re.match(r"^(<[0-7]>)(\{.*)$", line)
+        assert match, f"no priority prefix: {line!r}"
+        entry = json.loads(match.group(2))
+        assert entry["level"] == levels[match.group(1)], line
+        messages.append(entry["message"])
+    assert "acrnema-bridge: SIGTERM: stopping" in messages, messages
+    assert any(m.startswith("run: 1 images stored") for m in messages), messages
 
 
 # ------------------------------------------------------------------ a destination down

@@ -18,6 +18,8 @@ from bridge.errors import SettingsError
 from bridge.settings import keys, load
 from bridge.status.metrics import LinkMetrics, SnapshotCollector, new_registry, render
 from bridge.status.model import (
+    FrameHistory,
+    FrameWindow,
     Limits,
     LinkFigures,
     QueueFigures,
@@ -27,6 +29,7 @@ from bridge.status.model import (
     is_loopback,
     listen_address,
 )
+from bridge.status.page import _frame_window
 
 PACS = "PACS@127.0.0.1:104"
 
@@ -238,3 +241,55 @@ def test_two_services_in_one_process_keep_their_own_metrics() -> None:
     first.stored(1, 0.01)
     assert b"images_received_total 1.0" in render(first.registry)
     assert b"images_received_total 0.0" in render(second.registry)
+
+
+# ------------------------------------------------- damaged frames and retransmissions
+
+
+def test_the_first_minute_counts_frames_over_the_time_there_was_not_a_rate() -> None:
+    """Finding: 290 damaged frames between two reads a second apart in the first minute
+    showed as "damaged 17400.0/min". Now, before a minute has passed, the window is the
+    time since the start and the page gives counts over it."""
+    history = FrameHistory(100.0, {"damaged": 0, "retransmitted": 0, "sent": 0})
+    history.add(101.0, {"damaged": 10, "retransmitted": 1})
+    history.add(112.0, {"damaged": 300, "retransmitted": 12})
+    window = history.window()
+    assert window == FrameWindow(12.0, {"damaged": 300, "retransmitted": 12})
+    assert not window.full
+    assert "in the last 12 s" in _frame_window(window)
+    assert "damaged 300, retransmitted 12" in _frame_window(window)
+    assert "/min" not in _frame_window(window)
+
+
+def test_after_a_minute_the_rate_is_per_minute_over_the_last_minute() -> None:
+    """Reads every 5 s (the page's reload) for five minutes, 10 damaged frames and one
+    retransmission between reads: the window is the last minute (up to the next read),
+    120 damaged and 12 retransmitted a minute, whatever came before it."""
+    history = FrameHistory(0.0, {})
+    history.add(1.0, {"damaged": 5000, "retransmitted": 400})  # a bad first second
+    damaged, resent = 5000, 400
+    for t in range(5, 301, 5):
+        damaged, resent = damaged + 10, resent + 1
+        history.add(float(t), {"damaged": damaged, "retransmitted": resent})
+    window = history.window()
+    assert window.full and 60.0 <= window.seconds < 65.0, window
+    assert window.per_minute("damaged") == pytest.approx(120.0 * 60 / window.seconds)
+    assert window.counts == {"damaged": 120, "retransmitted": 12}, window
+    text = _frame_window(window)
+    assert text == "damaged 120.0/min, retransmitted 12.0/min over the last 60 s", text
+
+
+def test_reads_far_apart_say_the_window_they_span() -> None:
+    """Nobody read for an hour: the rate is over that hour, and the page says so; reads
+    many times a second are merged, so the history stays small."""
+    history = FrameHistory(0.0, {"damaged": 0})
+    history.add(3600.0, {"damaged": 600})
+    window = history.window()
+    assert window.seconds == 3600.0 and window.per_minute("damaged") == 10.0
+    assert _frame_window(window).endswith("over the last 60 min")
+    for n in range(10_000):  # 100 reads a second for 100 s, a frame damaged each time
+        history.add(3600.0 + n * 0.01, {"damaged": 600 + n})
+    assert len(history._reads) <= 62  # a read a second (merge_s) over the last minute
+    window = history.window()
+    assert window.full and 60.0 <= window.seconds < 61.0, window
+    assert window.per_minute("damaged") == pytest.approx(6000.0)

@@ -9,12 +9,13 @@ installs the one handler a command writes through, chosen once at start-up:
 * **the journal**: when systemd runs the service, ``JOURNAL_STREAM`` holds the device and
   inode of the stream it gave as stderr; if they are stderr's own, the journal adds its
   own timestamp, so the line is plain, with the ``<N>`` syslog priority prefix the
-  journal reads (``journalctl -p warning`` then works); a stderr redirected elsewhere
-  (``2>file``) keeps its timestamps;
+  journal reads (``journalctl -p warning`` then works), JSON lines too; a stderr
+  redirected elsewhere (``2>file``) keeps its timestamps;
 * **a file** (``--log-file FILE`` or ``[logging] file``), timestamped as text, appended
   to, and reopened on SIGHUP (:func:`reopen_log_file`): logrotate renames the file and
   sends SIGHUP, and the next line starts the new file; a line is written whole to one
-  file or the other, never lost between them;
+  file or the other, never lost between them; the CLI's own lines (:func:`say`) go
+  there too, and stderr stays empty;
 * **JSON** (``--log-format json`` / ``[logging] format = "json"``): one object a line,
   ``time`` (UTC), ``level``, ``logger``, ``message`` and ``exception`` when there is one,
   on stderr or in the file; the CLI's own lines (the stop, the closing summary, errors,
@@ -115,7 +116,7 @@ def setup(*, level: int, format: str, verbose: int, file: Path | None = None) ->
         handler = logging.StreamHandler(sys.stderr)
         formatter = _JournalFormatter() if _state.journal else _TextFormatter(TEXT_FORMAT)
     if _state.json:
-        formatter = JsonFormatter()
+        formatter = JsonFormatter(priority=_state.journal and file is None)
     handler.setFormatter(formatter)
     if verbose < 2:
         handler.addFilter(_quiet_pynetdicom)
@@ -162,13 +163,21 @@ class _JournalFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC, ISO 8601), level, logger, message."""
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message; for the
+    journal (``priority``), after the ``<N>`` syslog priority prefix, which the journal
+    takes off and keeps as the entry's priority (a traceback is a field, so a record is
+    one line and one prefix)."""
+
+    def __init__(self, *, priority: bool = False) -> None:
+        super().__init__()
+        self.priority = priority
 
     def format(self, record: logging.LogRecord) -> str:
         entry = _entry(record.created, record.levelname, record.name, record.getMessage())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        prefix = f"<{JOURNAL_PRIORITY.get(record.levelno, 6)}>" if self.priority else ""
+        return prefix + json.dumps(entry)
 
 
 def _entry(created: float, level: str, logger: str, message: str) -> dict[str, str]:
@@ -224,13 +233,19 @@ def reopen_log_file() -> Path | None:
 
 
 def say(text: str, *, level: int = logging.INFO, blank: bool = False) -> None:
-    """One of the CLI's own lines on stderr (a stop, a summary, an error): as it is, or,
-    in JSON mode, a JSON object like the log records'; for the journal, with its syslog
-    priority. ``blank``: start on a fresh line if stderr is a terminal (after an echoed
-    ^C)."""
+    """One of the CLI's own lines (a stop, a summary, an error): in the log file if there
+    is one, as a record of ``bridge.cli`` (timestamped, or JSON), whatever the level
+    the log is set to; else on stderr: as it is, or, in JSON mode, a JSON object like
+    the log records'; for the journal, with its syslog priority. ``blank``: start on a
+    fresh line if stderr is a terminal (after an echoed ^C)."""
+    handler = _state.file_handler
+    if handler is not None:  # the file's lock and formatter, so a rotation splits no line
+        handler.handle(logging.LogRecord("bridge.cli", level, __file__, 0, text, None, None))
+        return
     if _state.json:
         entry = _entry(time.time(), logging.getLevelName(level), "bridge.cli", text)
-        sys.stderr.write(json.dumps(entry) + "\n")
+        prefix = f"<{JOURNAL_PRIORITY.get(level, 6)}>" if _state.journal else ""
+        sys.stderr.write(prefix + json.dumps(entry) + "\n")
     elif _state.journal:
         sys.stderr.write(f"<{JOURNAL_PRIORITY.get(level, 6)}>{text}\n")
     else:

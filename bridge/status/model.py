@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "RATE_KINDS",
+    "RATE_WINDOW_S",
     "Check",
+    "FrameHistory",
+    "FrameWindow",
     "Health",
     "Limits",
     "LinkFigures",
@@ -36,6 +40,9 @@ __all__ = [
 ]
 
 OK, FAILING, OFF = "ok", "failing", "off"
+RATE_WINDOW_S = 60.0
+"""The window of the page's damaged and retransmitted frames: the last minute."""
+RATE_KINDS = ("damaged", "retransmitted")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,58 @@ class LinkFigures:
     """``sent``, ``received``, ``damaged``, ``retransmitted``: totals since the start."""
     last_word_s: float | None = None
     """Seconds since the last words arrived; None: none yet."""
+
+
+@dataclass(frozen=True)
+class FrameWindow:
+    """Damaged and retransmitted frames counted over the ``seconds`` that end now.
+
+    Shorter than :data:`RATE_WINDOW_S` only in the service's first minute: the page then
+    says the counts over the time there was (``300 in the last 12 s``), not a rate per
+    minute drawn from a few seconds (300 in 1 s is not 18,000 a minute)."""
+
+    seconds: float
+    counts: Mapping[str, int]
+
+    @property
+    def full(self) -> bool:
+        """Whether the window spans a minute at least (a rate per minute means something)."""
+        return self.seconds >= RATE_WINDOW_S
+
+    def per_minute(self, kind: str) -> float:
+        """``kind``'s frames a minute over the window."""
+        return self.counts.get(kind, 0) * 60.0 / max(self.seconds, 1e-9)
+
+
+class FrameHistory:
+    """The link's frame totals read at some moments (the page's and ``/metrics``' reads),
+    enough of them to count the frames of the last minute.
+
+    Starts with the totals at the service's start (``start``, ``counts``); keeps the
+    newest read at least :data:`RATE_WINDOW_S` old and every read after it, so the window
+    is a minute and the time to the next read (the page reloads every few seconds), or
+    less in the first minute. Reads within ``merge_s`` of the one before replace it, which
+    bounds the history however often it is read. Pure: times come in as numbers."""
+
+    def __init__(self, start: float, counts: Mapping[str, int], *, merge_s: float = 1.0) -> None:
+        self._reads: list[tuple[float, dict[str, int]]] = [(start, dict(counts))]
+        self.merge_s = merge_s
+
+    def add(self, now: float, counts: Mapping[str, int]) -> None:
+        """Record the totals read at ``now`` (seconds, monotonic)."""
+        reads = self._reads
+        if len(reads) > 1 and now - reads[-2][0] < self.merge_s:
+            reads[-1] = (now, dict(counts))
+        else:
+            reads.append((now, dict(counts)))
+        while len(reads) > 2 and now - reads[1][0] >= RATE_WINDOW_S:
+            del reads[0]  # the reads before the newest one a minute old
+
+    def window(self) -> FrameWindow:
+        """Damaged and retransmitted frames from the oldest read kept to the newest."""
+        (then, before), (now, latest) = self._reads[0], self._reads[-1]
+        counts = {k: max(0, latest.get(k, 0) - before.get(k, 0)) for k in RATE_KINDS}
+        return FrameWindow(max(0.0, now - then), counts)
 
 
 @dataclass(frozen=True)

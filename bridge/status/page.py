@@ -20,11 +20,11 @@ import html
 import io
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.status.model import QueueFigures, Snapshot
+from bridge.status.model import RATE_KINDS, FrameWindow, QueueFigures, Snapshot
 
 __all__ = [
     "ACTION_HEADER",
@@ -94,8 +94,8 @@ class PageData:
     quarantined: Sequence[QuarantinedObject] = ()
     peer: str = ""
     """The link's port and the calling address of its connection, if any."""
-    per_minute: Mapping[str, float] = field(default_factory=dict)
-    """``damaged`` and ``retransmitted`` frames per minute, over the last minute."""
+    frames: FrameWindow | None = None
+    """Damaged and retransmitted frames over the last minute (less in the first one)."""
     notice: str = ""
     """A line above the tables (the outcome of an action)."""
 
@@ -143,19 +143,31 @@ def _link(data: PageData) -> str:
     state = "up" if link.up else "down"
     since = _ago(link.since_s)
     last_word = "never" if link.last_word_s is None else f"{_ago(link.last_word_s)} ago"
-    rates = ", ".join(
-        f"{kind} {data.per_minute.get(kind, 0.0):.1f}/min" for kind in ("damaged", "retransmitted")
-    )
+    rates = _frame_window(data.frames)
     frames = ", ".join(f"{_e(k)} {_e(v)}" for k, v in link.frames.items())
     return (
         "<table>"
         + _row("state", f'<span class="{state}" id="link-state">{state}</span> for {since}')
         + _row("peer", _e(data.peer or "none"))
         + _row("last word", last_word)
-        + _row("frames per minute", rates)
+        + _row("link errors", rates)
         + _row("frames since the start", frames or "none")
         + "</table>"
     )
+
+
+def _frame_window(window: FrameWindow | None) -> str:
+    """``damaged 300, retransmitted 12 in the last 12 s`` in the first minute, then
+    ``damaged 4.0/min, retransmitted 0.5/min over the last 63 s``: counts over the time
+    there was, never a minute's rate drawn from a few seconds."""
+    if window is None:
+        return "not read yet"
+    span = _ago(window.seconds)
+    if not window.full:
+        counts = ", ".join(f"{k} {window.counts.get(k, 0)}" for k in RATE_KINDS)
+        return f"{counts} in the last {span}"
+    rates = ", ".join(f"{k} {window.per_minute(k):.1f}/min" for k in RATE_KINDS)
+    return f"{rates} over the last {span}"
 
 
 def _destinations(data: PageData) -> str:

@@ -9,14 +9,13 @@ database connection (:meth:`close` ends it on that thread).
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.status.model import LinkFigures, QueueFigures, Snapshot
+from bridge.status.model import FrameHistory, FrameWindow, LinkFigures, QueueFigures, Snapshot
 from bridge.status.page import (
     DestinationRow,
     PageData,
@@ -36,8 +35,6 @@ log = logging.getLogger(__name__)
 
 RECENT_IMAGES = 12
 """How many recent images (and quarantined deliveries) the status page lists."""
-_RATE_WINDOW_S = 60.0
-_RATE_KINDS = ("damaged", "retransmitted")
 
 
 def render_thumbnail(path: Path) -> bytes | None:
@@ -76,9 +73,9 @@ class Probe:
         self.endpoint = endpoint
         self.link_serving = link_serving
         self.thumbnails = Thumbnails(render_thumbnail)
-        # (monotonic time, frame counts) of the latest reads, for the rates per minute
-        self._frames: collections.deque[tuple[float, dict[str, int]]] = collections.deque(
-            maxlen=256
+        # the frame totals at the start and at each read, for the last minute's counts
+        self._frames = (
+            None if endpoint is None else FrameHistory(time.monotonic(), endpoint.frame_counts())
         )
 
     def snapshot(self, *, check_spool: bool = False) -> Snapshot:
@@ -116,7 +113,8 @@ class Probe:
         now = time.monotonic()
         last = endpoint.last_words
         frames = endpoint.frame_counts()
-        self._frames.append((now, frames))
+        if self._frames is not None:
+            self._frames.add(now, frames)
         return LinkFigures(
             up=endpoint.up,
             since_s=max(0.0, now - endpoint.up_changed),
@@ -124,17 +122,10 @@ class Probe:
             last_word_s=None if not last else max(0.0, now - last),
         )
 
-    def per_minute(self) -> dict[str, float]:
-        """Damaged and retransmitted frames per minute: the change since the newest read
-        at least a minute old (the oldest read, within the first minute of reads)."""
-        if len(self._frames) < 2:
-            return dict.fromkeys(_RATE_KINDS, 0.0)
-        now, latest = self._frames[-1]
-        while len(self._frames) > 2 and now - self._frames[1][0] >= _RATE_WINDOW_S:
-            self._frames.popleft()  # the reads before the newest one a minute old
-        then, before = self._frames[0]
-        minutes = max(now - then, 1.0) / 60.0
-        return {k: max(0, latest.get(k, 0) - before.get(k, 0)) / minutes for k in _RATE_KINDS}
+    def frame_window(self) -> FrameWindow | None:
+        """Damaged and retransmitted frames over the last minute (over the time since the
+        start, in the first minute), as of the latest read; None without a link."""
+        return None if self._frames is None else self._frames.window()
 
     def page(self, notice: str = "") -> PageData:
         """What the status page shows now (the thumbnails it offers become askable)."""
@@ -188,7 +179,7 @@ class Probe:
             recent=recent,
             quarantined=quarantined,
             peer=self._peer(),
-            per_minute=self.per_minute() if self.endpoint is not None else {},
+            frames=self.frame_window(),
             notice=notice,
         )
 
