@@ -1,7 +1,7 @@
 """Benchmark: payload MB/s through the whole link stack, as a ratio to 8 MB/s.
 
 Usage: ``.venv/bin/python bench/link.py [--images 20] [--size 512] [--cpus 0]
-[--status [--scrape-every 0.1]]``
+[--status [--scrape-every 0.1] [--page]]``
 
 No peer tool speaks the 50-pin link, so the reference figure is the design rate cited for
 ACR-NEMA interfaces, 8 MB/s (shared/reference/acrnema-standard.md [S17]); the goal is a
@@ -18,7 +18,9 @@ the other:
    its spool commit;
 4. with ``--status``: the service again with its status server on 127.0.0.1 (metrics
    counted, ``/metrics`` and ``/healthz`` scraped every 0.1 s, ``--scrape-every``, by a
-   thread of this process, on the same core), to show what serving them costs the link.
+   thread of this process, on the same core), to show what serving them costs the link;
+   with ``--page`` the status page ``/`` too, and each thumbnail it shows once (as a
+   browser, which keeps them), drawn from the spooled files.
 
 Each image is a 512x512 (``--size``) 12-bit CT phantom slice, about 512 KiB; the scanner
 waits for each answer before the next image, as the scanners did. Payload is the data set
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -98,6 +101,7 @@ def service(
     folder: Path,
     status: bool = False,
     every: float = 0.1,
+    page: bool = False,
 ) -> tuple[float, float, list[float], int]:
     """The service run; ``status``: with its status server on 127.0.0.1, scraped
     (``/metrics`` then ``/healthz``) every ``every`` seconds while the images go. Returns
@@ -115,7 +119,7 @@ def service(
         probe = Probe(spool, endpoint=bridge.endpoint, link_serving=bridge.serving.is_set)
         server = status_server(StatusSettings(listen="127.0.0.1:0"), probe, metrics.registry)
         server.start()
-        scraper = threading.Thread(target=_scrape, args=(server.url, stop, scrapes, every))
+        scraper = threading.Thread(target=_scrape, args=(server.url, stop, scrapes, every, page))
         scraper.start()
     scanner = Scanner(Endpoint(scanner_port))
     try:
@@ -143,11 +147,19 @@ SCRAPE_S = 0.1
 often as Prometheus's default interval of 15 s."""
 
 
-def _scrape(url: str, stop: threading.Event, count: list[int], every: float) -> None:
+def _scrape(
+    url: str, stop: threading.Event, count: list[int], every: float, page: bool = False
+) -> None:
+    seen: set[bytes] = set()
     while not stop.is_set():
-        for route in ("/metrics", "/healthz"):
+        for route in ("/metrics", "/healthz", *(("/",) if page else ())):
             with urllib.request.urlopen(url + route, timeout=10) as answer:
-                answer.read()
+                body = answer.read()
+            for src in re.findall(rb'src="(/thumbnail/\d+\.png)"', body) if route == "/" else ():
+                if src not in seen:  # a browser fetches each thumbnail once and keeps it
+                    seen.add(src)
+                    with urllib.request.urlopen(url + src.decode(), timeout=10) as answer:
+                        answer.read()
         count[0] += 1
         stop.wait(every)
 
@@ -164,6 +176,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--scrape-every", type=float, default=SCRAPE_S, metavar="S", help="with --status"
+    )
+    parser.add_argument(
+        "--page", action="store_true", help="with --status: fetch the status page / too"
     )
     args = parser.parse_args()
     cpus = {int(c) for c in args.cpus.split(",")}
@@ -186,10 +201,11 @@ def main() -> int:
         rows.append(("service (convert + spool)", rate, cpu, f"commit median {median:.1f} ms"))
         if args.status:
             rate, cpu, served, scrapes = service(
-                images, Path(tmp) / "status", status=True, every=args.scrape_every
+                images, Path(tmp) / "status", status=True, every=args.scrape_every, page=args.page
             )
             note = f"commit median {statistics.median(served) * 1000:.1f} ms, {scrapes} scrapes"
-            rows.append(("service + status server", rate, cpu, note))
+            label = "service + status page" if args.page else "service + status server"
+            rows.append((label, rate, cpu, note))
     print(f"{'run':28} {'MB/s':>7} {'ratio to 8 MB/s':>16} {'CPU s/MB':>9}  note")
     for label, rate, cpu, note in rows:
         print(f"{label:28} {rate / 1e6:7.2f} {rate / DESIGN_RATE:16.2f} {cpu:9.3f}  {note}")

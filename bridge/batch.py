@@ -33,6 +33,7 @@ import signal
 import struct
 import tempfile
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -144,14 +145,20 @@ def _file_id(prefix: str, key: str) -> str:
 
 
 def _replace_atomic(
-    path: Path, data: bytes | memoryview | Callable[[BinaryIO], None], *, sync: bool = True
+    path: Path,
+    data: bytes | memoryview | Callable[[BinaryIO], None],
+    *,
+    sync: bool = True,
+    run: str = "",
 ) -> None:
     """Write ``path`` as a whole or not at all: temporary file, fsync, rename.
 
-    ``data`` is the bytes, or a function that writes them to the open file.
+    ``data`` is the bytes, or a function that writes them to the open file. The
+    temporary file's name carries the batch's ``run``, so that what a killed worker
+    leaves behind is found and removed at the end of the batch (:func:`_sweep`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(run), dir=path.parent)
     try:
         # pydicom writes element by element: a large buffer makes that a few write()s,
         # while the pixel data, larger than the buffer, is written without a copy
@@ -172,8 +179,29 @@ def _replace_atomic(
 _WRITE_BUFFER = 1 << 18
 
 
-def _write_atomic(path: Path, ds: Dataset) -> None:
-    _replace_atomic(path, lambda fp: ds.save_as(fp, enforce_file_format=True))
+def _write_atomic(path: Path, ds: Dataset, run: str = "") -> None:
+    _replace_atomic(path, lambda fp: ds.save_as(fp, enforce_file_format=True), run=run)
+
+
+def _tmp_prefix(run: str) -> str:
+    return f".tmp-{run[:16]}-" if run else ".tmp-"
+
+
+def _sweep(out: Path, run: str) -> int:
+    """Remove the temporary files of ``run`` left under ``out``; how many there were.
+
+    A worker killed while writing (SIGKILL, a cluster worker lost) leaves its temporary
+    file; the output itself was never renamed into place, and the input was redone or
+    is reported pending. Only this run's files are touched: another batch writing into
+    the same tree keeps its own.
+    """
+    pattern = f"{_tmp_prefix(run)}*"
+    left = [*out.glob(f"PT*/ST*/SE*/{pattern}"), *(out / INDEX_DIR).glob(pattern)]
+    for path in left:
+        path.unlink(missing_ok=True)
+    if left:
+        log.info("removed %d temporary files of killed workers under %s", len(left), out)
+    return len(left)
 
 
 def _place(out: Path, ds: Dataset) -> Path:
@@ -214,8 +242,15 @@ def _no_space(exc: OSError) -> bool:
     return _root_os_error(exc).errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bool) -> ReportEntry:
+def convert_file(
+    source: Path, out: Path, options: ConvertOptions, overwrite: bool, run: str = ""
+) -> ReportEntry:
     """Convert one input file; never raises for a bad input.
+
+    ``run`` names the batch (:func:`run_batch` draws one per run). An input found already
+    converted by this same run (its worker died after writing it and before reporting it,
+    and the input was given to another worker) is reported ``converted``, not
+    ``skipped``: the report tells what this run did.
 
     When the output file system is full the entry is ``pending`` with ``no_space`` set,
     and the outputs this attempt wrote are removed again: the tree holds whole inputs
@@ -238,6 +273,9 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
             previous = json.loads(index.read_text())
             outputs = [str(out / p) for p in previous["outputs"]]
             if outputs and all(Path(p).exists() for p in outputs):
+                if run and previous.get("run") == run:
+                    entry.status, entry.outputs = ConvertStatus.CONVERTED, outputs
+                    return entry
                 entry.status, entry.outputs = ConvertStatus.SKIPPED, outputs
                 entry.warnings = ["already converted (use --overwrite to convert again)"]
                 return entry
@@ -255,11 +293,11 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
         for ds in result.datasets:
             path = _place(out, ds)
             with lenient():
-                _write_atomic(path, ds)
+                _write_atomic(path, ds, run)
             entry.outputs.append(str(path))
         relative = [str(Path(p).relative_to(out)) for p in entry.outputs]
-        payload = json.dumps({"source": str(source), "outputs": relative}).encode()
-        _replace_atomic(index, payload, sync=False)
+        payload = json.dumps({"source": str(source), "outputs": relative, "run": run}).encode()
+        _replace_atomic(index, payload, sync=False, run=run)
     except BridgeError as exc:
         entry.error = str(exc)
         return entry
@@ -274,7 +312,11 @@ def convert_file(source: Path, out: Path, options: ConvertOptions, overwrite: bo
             entry.error = f"{source}: cannot write output: {root.strerror or root}"
         return entry
     except Exception as exc:  # a bug must cost one file, never the batch
-        entry.error = f"{source}: internal error, please report: {exc!r}"
+        # convert() names the element of any error of its own: this is the writing
+        entry.error = (
+            f"{source}: cannot write the converted objects: unexpected "
+            f"{type(exc).__name__}: {exc} (a bug: please report it)"
+        )
         return entry
     entry.status = ConvertStatus.CONVERTED
     return entry
@@ -363,8 +405,13 @@ def run_batch(
     overwrite: bool = False,
     progress: Callable[[ReportEntry, int, int], None] | None = None,
     stop: StopRequest | None = None,
+    cluster: str | None = None,
 ) -> list[ReportEntry]:
     """Convert every input; the report keeps the order of ``inputs``.
+
+    With ``cluster`` (a Dask scheduler's address) the inputs are converted by that
+    cluster's workers instead of local processes (:mod:`bridge.cluster`); everything
+    else (report, full disk, stop) is the same.
 
     With ``jobs`` > 1 the inputs go to worker processes in small chunks (a few files
     each); each result comes back as soon as it is done. A worker that dies is replaced,
@@ -382,6 +429,7 @@ def run_batch(
     :class:`ConfigError` before any input is converted (:func:`prepare_folder`).
     """
     prepare_folder(out)
+    run = uuid.uuid4().hex  # this run's name in the index (see convert_file)
     total = len(inputs)
     entries: list[ReportEntry | None] = [None] * total
     count = 0
@@ -395,14 +443,31 @@ def run_batch(
             progress(entry, count, total)
         return not entry.no_space
 
-    if jobs <= 1 or total <= 1:
+    if cluster is not None:
+        from bridge.cluster import run_on_cluster
+
+        run_on_cluster(
+            cluster,
+            inputs,
+            out,
+            options,
+            overwrite,
+            run,
+            finish,
+            stopped=lambda: stop is not None and stop.requested,
+            failed_entry=lambda i, why: ReportEntry(
+                str(inputs[i]), ConvertStatus.FAILED, error=f"{inputs[i]}: {why}"
+            ),
+        )
+    elif jobs <= 1 or total <= 1:
         for index, path in enumerate(inputs):
             if stop is not None and stop.requested:
                 break
-            if not finish(index, convert_file(path, out, options, overwrite)):
+            if not finish(index, convert_file(path, out, options, overwrite, run)):
                 break
     else:
-        _Pool(inputs, out, options, overwrite, jobs, finish, stop).run()
+        _Pool(inputs, out, options, overwrite, jobs, finish, stop, run).run()
+    _sweep(out, run)
     if stop is not None and stop.requested:
         stopped = f"not converted: the batch was stopped by {stop.reason}"
     else:
@@ -422,7 +487,9 @@ _PARENT_CHECK_S = 1.0  # how often an idle worker checks that the batch is still
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _worker(conn: Connection, out: Path, options: ConvertOptions, overwrite: bool) -> None:
+def _worker(
+    conn: Connection, out: Path, options: ConvertOptions, overwrite: bool, run: str
+) -> None:
     """A worker process: convert the chunks it is sent, one result message per input.
 
     SIGTERM (from the parent stopping the batch, or sent to the whole process group)
@@ -454,7 +521,7 @@ def _worker(conn: Connection, out: Path, options: ConvertOptions, overwrite: boo
         for index, path in chunk:
             if stopping:
                 return
-            conn.send((index, convert_file(path, out, options, overwrite)))
+            conn.send((index, convert_file(path, out, options, overwrite, run)))
 
 
 @dataclass
@@ -480,8 +547,10 @@ class _Pool:
         jobs: int,
         finish: Callable[[int, ReportEntry], bool],
         stop: StopRequest | None = None,
+        run: str = "",
     ) -> None:
         self.inputs, self.out, self.options, self.overwrite = inputs, out, options, overwrite
+        self.run_id = run
         self.jobs, self.finish, self.stop = jobs, finish, stop
         size = max(1, min(8, len(inputs) // (jobs * 8)))
         indices = list(range(len(inputs)))
@@ -549,7 +618,7 @@ class _Pool:
         parent_end, child_end = self.context.Pipe()
         process = self.context.Process(
             target=_worker,
-            args=(child_end, self.out, self.options, self.overwrite),
+            args=(child_end, self.out, self.options, self.overwrite, self.run_id),
             name="acrnema-bridge convert worker",
             daemon=True,
         )

@@ -16,6 +16,7 @@ against the classes)::
             SettingsError
         ConversionError
             ImageDataError
+            RenderError
         ForwardError
             ForwarderFailed
             NoResponse
@@ -89,6 +90,7 @@ __all__ = [
     "ProtocolError",
     "RemoteLinkProtocolError",
     "RemoteProtocolError",
+    "RenderError",
     "SettingsError",
     "SpoolBusyError",
     "SpoolDamagedError",
@@ -180,6 +182,15 @@ class ImageDataError(ConversionError):
 
 
 # --- forwarding ----------------------------------------------------------------------
+
+
+class RenderError(ConversionError):
+    """An object has no pixels a picture can be made of (:mod:`bridge.dicom.render`).
+
+    Raised for objects without Pixel Data, with pixel data in a form that cannot be
+    decoded here (a compression without an installed decoder), or whose pixels do not
+    match their header. A page or index shows a placeholder instead; nothing else fails.
+    """
 
 
 class ForwardError(BridgeError):

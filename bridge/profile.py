@@ -81,6 +81,12 @@ OPTIONAL_LINES = ("DIR", "BREQ", "READY", "PERR")  # physical.control_lines: a s
 HANDSHAKES = ("four-phase", "two-phase", "strobe")
 SIGNALLING = ("differential", "single_ended")
 PARITY_LINES = ("PARITY", "PERR")  # required unless parity is "none"
+# the values of the data link, transport and session dialect knobs (the first: reference)
+DATALINK_CHECKS = ("crc-16/ccitt-false", "crc-16", "sum-16", "none")
+DATALINK_DELIMITINGS = ("start_word", "length_only")
+DATALINK_ACK_MODES = ("selective", "none")
+TRANSPORT_MODES = ("packets", "none")
+SESSION_MODES = ("pdus", "none")
 
 
 def _freeze(obj: object, *names: str) -> None:
@@ -154,6 +160,13 @@ class DatalinkSection:
     window: int = 8  # DATA frames sent and not yet acknowledged, at most
     ack_timeout_ms: float = 50.0  # no ACK within this: send the frame again
     retry_limit: int = 8  # retransmissions of one frame before the link has failed
+    # dialect knobs (link-profile.md, "Dialect knobs: data link, transport, session")
+    delimiting: str = "start_word"  # start_word | length_only (no start word)
+    crc_poly: int = 0x1021  # crc = "crc-16": the generic CRC-16's parameters
+    crc_refin: bool = False
+    crc_refout: bool = False
+    crc_xorout: int = 0x0000
+    ack_mode: str = "selective"  # selective (ACK/NAK, window) | none (no ACK, no resend)
 
     def __post_init__(self) -> None:
         _freeze(self, "frame_types")
@@ -178,6 +191,8 @@ class TransportSection:
     max_segment_bytes: int = 65536  # message bytes in one packet
     max_message_bytes: int = 512 << 20  # a longer message is refused, not reassembled
     reassembly_timeout_s: float = 30.0  # an incomplete message older than this is dropped
+    # dialect knob (link-profile.md, "Dialect knobs: data link, transport, session")
+    mode: str = "packets"  # packets | none (no packet header: the frames mark a message)
 
 
 def _reference_pdu_types() -> Mapping[str, int]:
@@ -206,6 +221,8 @@ class SessionSection:
     release_timeout_s: float = 10.0  # RELEASE sent, no reply within this: abort
     abort_quiet_s: float = 1.0  # after an ABORT, ignore the link this long before a CONNECT
     idle_timeout_s: float = 300.0  # no traffic on a connection this long: release it
+    # dialect knob (link-profile.md, "Dialect knobs: data link, transport, session")
+    mode: str = "pdus"  # pdus | none (application messages directly on the transport)
 
     def __post_init__(self) -> None:
         _freeze(self, "pdu_types")
@@ -259,9 +276,19 @@ class ApplicationSection:
     data_set_identifier: int = 0x0102  # (0000,0800): an identifier follows (find, get)
     data_set_present: int = 0x0000  # (0000,0800) we send when a data set follows
     recognition_code: str = "ACR-NEMA 2.0"  # (0000,0010) of messages we send
+    # Dialect knobs (link-profile.md, "Dialect knobs: messages"); the defaults are the
+    # reference's behaviour.
+    length_to_end_written: bool = False  # (0000,0001) Length to End in messages we send
+    length_to_end_required: bool = False  # a message without (0000,0001) is refused
+    cancel_answer: str = "cannot_understand"  # status name answering CANCEL, or "none"
+    accepted_recognition_codes: tuple[str, ...] = ()  # (0000,0010) taken; empty: any
+    station_id_length: int = 0  # (0000,0200)/(0000,0300) written padded to this; 0: as is
+    spi_commands: Mapping[str, Pair] = field(default_factory=dict)  # (0001,0018); empty: off
+    spi_recognition_code: str = "SPI Release 1 "  # (0001,0010) of SPI messages we send
+    data_set_after_reply: bool = False  # SPI: the data set follows the SEND reply
 
     def __post_init__(self) -> None:
-        _freeze(self, "commands", "statuses")
+        _freeze(self, "commands", "statuses", "spi_commands")
 
 
 @dataclass(frozen=True)
@@ -286,9 +313,11 @@ _SECTIONS: dict[str, type] = {
     "application": ApplicationSection,
 }
 # fields written in hexadecimal by to_toml (codes rather than quantities)
-_HEX = {"start_word", "crc_init", "commands", "statuses"} | {
-    f.name for f in dataclasses.fields(ApplicationSection) if f.name.startswith("data_set_")
-}
+_HEX = (
+    {"start_word", "crc_init", "crc_poly", "crc_xorout", "commands", "statuses"}
+    | {"spi_commands"}
+    | {f.name for f in dataclasses.fields(ApplicationSection) if f.name.startswith("data_set_")}
+)
 
 
 class _Invalid(Exception):
@@ -298,6 +327,10 @@ class _Invalid(Exception):
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     """``value`` checked against (and converted to) the type ``hint``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _Invalid(f"{where}: expected true or false, got {value!r}")
+        return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Invalid(f"{where}: expected an integer, got {value!r}")
@@ -408,14 +441,9 @@ def _validate_physical(ph: PhysicalSection, problems: list[str]) -> None:
         problems.append("physical.active_low: a line is listed twice")
     if ph.parity not in ("odd", "even", "none"):
         problems.append(f"physical.parity: odd, even or none, got {ph.parity!r}")
-    for key in ("text_byte_order", "binary_byte_order"):
-        if getattr(ph, key) not in ("big", "little"):
-            problems.append(f"physical.{key}: big or little, got {getattr(ph, key)!r}")
-    if ph.text_byte_order != ph.binary_byte_order:
-        problems.append(
-            "physical.text_byte_order: must equal physical.binary_byte_order (mixed orders "
-            "would swap only the text values, which is not implemented)"
-        )
+    for key in ("text_byte_order", "binary_byte_order"):  # may differ (link-profile.md §8)
+        if getattr(ph, key) not in ("big", "little", "auto"):
+            problems.append(f"physical.{key}: big, little or auto, got {getattr(ph, key)!r}")
     _within(problems, "physical.setup_ns", ph.setup_ns, 1, 1_000_000)
     _within(problems, "physical.hold_ns", ph.hold_ns, 1, 1_000_000)
     _within(problems, "physical.turnaround_ns", ph.turnaround_ns, 1, 1_000_000)
@@ -479,11 +507,26 @@ def _validate_datalink(dl: DatalinkSection, problems: list[str]) -> None:
     if 2 <= dl.sequence_bits <= 8:
         _within(problems, "datalink.window", dl.window, 1, 2 ** (dl.sequence_bits - 1) - 1)
     _within(problems, "datalink.max_payload_words", dl.max_payload_words, 1, 0xFFFF)
-    if dl.crc != "crc-16/ccitt-false":
-        problems.append(f"datalink.crc: only crc-16/ccitt-false is implemented, got {dl.crc!r}")
+    if dl.crc not in DATALINK_CHECKS:
+        problems.append(f"datalink.crc: one of {', '.join(DATALINK_CHECKS)}, got {dl.crc!r}")
     _within(problems, "datalink.crc_init", dl.crc_init, 0, 0xFFFF)
     _within(problems, "datalink.ack_timeout_ms", dl.ack_timeout_ms, 0.001, 3.6e6)
     _within(problems, "datalink.retry_limit", dl.retry_limit, 1, 1000)
+    if dl.delimiting not in DATALINK_DELIMITINGS:
+        problems.append(
+            f"datalink.delimiting: one of {', '.join(DATALINK_DELIMITINGS)}, got {dl.delimiting!r}"
+        )
+    _within(problems, "datalink.crc_poly", dl.crc_poly, 1, 0xFFFF)
+    _within(problems, "datalink.crc_xorout", dl.crc_xorout, 0, 0xFFFF)
+    if dl.ack_mode not in DATALINK_ACK_MODES:
+        problems.append(
+            f"datalink.ack_mode: one of {', '.join(DATALINK_ACK_MODES)}, got {dl.ack_mode!r}"
+        )
+    if dl.delimiting == "length_only" and dl.crc == "none":
+        problems.append(
+            "datalink.delimiting: length_only needs a check (datalink.crc not none) to find "
+            "the frames again after damage"
+        )
 
 
 def _validate_transport(tr: TransportSection, problems: list[str]) -> None:
@@ -499,6 +542,8 @@ def _validate_transport(tr: TransportSection, problems: list[str]) -> None:
             f"(15-bit segment index) of transport.max_segment_bytes"
         )
     _within(problems, "transport.reassembly_timeout_s", tr.reassembly_timeout_s, 0.001, 86400)
+    if tr.mode not in TRANSPORT_MODES:
+        problems.append(f"transport.mode: one of {', '.join(TRANSPORT_MODES)}, got {tr.mode!r}")
 
 
 def _validate_session(se: SessionSection, problems: list[str]) -> None:
@@ -506,6 +551,8 @@ def _validate_session(se: SessionSection, problems: list[str]) -> None:
     _within(problems, "session.address_length", se.address_length, 1, 64)
     for key in ("connect_timeout_s", "release_timeout_s", "abort_quiet_s", "idle_timeout_s"):
         _within(problems, f"session.{key}", getattr(se, key), 0.001, 86400)
+    if se.mode not in SESSION_MODES:
+        problems.append(f"session.mode: one of {', '.join(SESSION_MODES)}, got {se.mode!r}")
 
 
 def _validate_application(ap: ApplicationSection, problems: list[str]) -> None:
@@ -545,6 +592,55 @@ def _validate_application(ap: ApplicationSection, problems: list[str]) -> None:
         problems.append("application.data_set_present: the data set types must differ")
     if not re.fullmatch(r"[ -~]{1,16}", ap.recognition_code):
         problems.append("application.recognition_code: 1 to 16 printable ASCII characters")
+    _validate_dialect(ap, problems)
+
+
+SPI_COMMANDS = ("gcbegin", "ready", "send", "gcend")  # the SPI group copy (evidence N3)
+
+
+def _validate_dialect(ap: ApplicationSection, problems: list[str]) -> None:
+    """The dialect knobs of ``[application]`` (link-profile.md, "Dialect knobs: messages")."""
+    if ap.cancel_answer != "none" and ap.cancel_answer not in ap.statuses:
+        problems.append(
+            f"application.cancel_answer: a status name of application.statuses or none, "
+            f"got {ap.cancel_answer!r}"
+        )
+    if ap.cancel_answer != "none" and "cancel" not in ap.commands:
+        problems.append("application.cancel_answer: application.commands has no cancel")
+    for text in ap.accepted_recognition_codes:
+        if not re.fullmatch(r"[ -~]{1,16}", text):
+            problems.append(
+                f"application.accepted_recognition_codes: {text!r} is not 1 to 16 printable "
+                "ASCII characters"
+            )
+    if ap.accepted_recognition_codes and ap.recognition_code not in (ap.accepted_recognition_codes):
+        problems.append(
+            "application.recognition_code: not among application.accepted_recognition_codes "
+            "(we would refuse our own messages)"
+        )
+    _within(problems, "application.station_id_length", ap.station_id_length, 0, 16)
+    if ap.spi_commands:
+        if set(ap.spi_commands) != set(SPI_COMMANDS):
+            problems.append(f"application.spi_commands: exactly {', '.join(SPI_COMMANDS)}")
+        seen: dict[int, str] = {}
+        for name, (request, response) in ap.spi_commands.items():
+            key = f"application.spi_commands.{name}"
+            if not 1 <= request <= 0x7FFF or response != request | 0x8000:
+                problems.append(
+                    f"{key}: request 0x0001 to 0x7FFF and response request | 0x8000, "
+                    f"got [{request:#06x}, {response:#06x}]"
+                )
+            for code in (request, response):
+                if code in seen:
+                    problems.append(f"{key}: code {code:#06x} is also {seen[code]}")
+                seen[code] = name
+        if not re.fullmatch(r"[ -~]{1,16}", ap.spi_recognition_code):
+            problems.append("application.spi_recognition_code: 1 to 16 printable ASCII characters")
+    if ap.data_set_after_reply and not ap.spi_commands:
+        problems.append(
+            "application.data_set_after_reply: needs application.spi_commands (the group end's "
+            "reply is the only answer after the data sets are stored)"
+        )
 
 
 def validate(profile: Profile) -> list[str]:

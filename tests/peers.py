@@ -65,6 +65,7 @@ __all__ = [
     "StoreResult",
     "StoreSCPPeer",
     "build_loopback_shim",
+    "chromium",
     "dciodvfy",
     "find_corpus_file",
     "free_port",
@@ -110,6 +111,9 @@ _DEBIAN_PACKAGES = {
     "timeout": "coreutils",
     "promtool": "prometheus",
     "prometheus": "prometheus",
+    "chromium": "chromium",
+    "sigrok-cli": "sigrok-cli",
+    "dcentvfy": "dicom3tools",
 }
 
 
@@ -862,3 +866,33 @@ def write_secondary_capture(path: Path, *, implicit_vr: bool = False) -> Dataset
     ds.PixelData = (np.arange(64 * 64, dtype="<u2") % 4096).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return ds
+
+
+def chromium(url: str, *args: str, timeout: float = 90.0) -> str:
+    """Debian's Chromium, headless, on ``url`` with ``args`` (``--dump-dom``...): its stdout.
+
+    No browser is downloaded: the test needs the ``chromium`` package (``.ci/run`` installs
+    it), else it is skipped, or fails under ``BRIDGE_REQUIRE_PEERS=1``. A private profile
+    folder keeps runs apart; ``--no-sandbox`` because tests may run as root.
+    """
+    tool = require_tool("chromium")
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        done = subprocess.run(
+            [
+                tool,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                *args,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise AssertionError(f"chromium exited {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,7 @@ def test_demo_runs_the_link_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert "images received by the store:    4" in out
     assert "pixel-identical to the source:   4" in out
     assert len(list((tmp_path / "pacs").glob("*.dcm"))) == 4
+    assert re.search(r"^   status page: http://127\.0\.0\.1:\d+/ ", out, re.MULTILINE), out
 
 
 # ---------------------------------------------------------- the cli/ package (issue 10)

@@ -30,6 +30,14 @@ Rules (our reconstruction, docs/link-profile.md section 2, all *chosen*):
   ``retry_limit`` retransmissions of one frame the link has failed (:class:`LinkFailed`),
   and the layer then refuses further work (:class:`LinkProtocolError`).
 
+Dialect knobs (docs/link-profile.md section 8): the frame check and delimiting are the
+framing's (:class:`~bridge.acrnema.framing.Check`); with ``ack_mode = "none"`` the
+sender sends every frame at once and keeps none, the receiver acknowledges nothing and
+reports a damaged or missing frame as :class:`DataLost`, then drops frames up to the
+next that begins a unit. Frames then carry unit marks (FIRST, LAST in header bits 8
+and 9), as they also do with ``units`` (``transport.mode = "none"``), where
+:attr:`DataReceived.last` tells the transport where a message ends.
+
 The rules are two state tables of the one idiom (:mod:`bridge.acrnema.table`),
 ``(state, input) -> Rule(action, next state, description)``, from which the docs'
 diagrams are generated (:func:`state_diagram`): :data:`LINK_TABLE` for the link as a
@@ -48,7 +56,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType, encode_frame
+from bridge.acrnema.framing import (
+    FIRST,
+    LAST,
+    Check,
+    Frame,
+    FrameDamaged,
+    FrameDecoder,
+    FrameType,
+    encode_frame,
+)
 from bridge.acrnema.physical import ParityLine, WordBuffer, Words, parity_bits
 from bridge.acrnema.table import Rule, Table, state_diagram
 from bridge.errors import LinkProtocolError
@@ -58,6 +75,7 @@ __all__ = [
     "FRAME_TABLE",
     "LINK_TABLE",
     "DataLink",
+    "DataLost",
     "DataReceived",
     "Event",
     "FrameAction",
@@ -83,6 +101,7 @@ class DataReceived:
     """A payload that arrived in order; ``data`` is whole words (even length)."""
 
     data: bytes
+    last: bool = False  # units marked: the frame ended a unit of send() (a message)
 
 
 @dataclass(frozen=True)
@@ -93,7 +112,18 @@ class LinkFailed:
     reason: str
 
 
-Event = DataReceived | LinkFailed
+@dataclass(frozen=True)
+class DataLost:
+    """With ``ack_mode = "none"``: frames were damaged or missing and are not resent.
+
+    What the sender sent since the last unit boundary is incomplete; the receiver drops
+    frames until the next one that begins a unit (:data:`~bridge.acrnema.framing.FIRST`).
+    """
+
+    reason: str
+
+
+Event = DataReceived | LinkFailed | DataLost
 
 
 @dataclass(frozen=True)
@@ -244,6 +274,7 @@ class DataLink:
 
     params: DatalinkSection = field(default_factory=DatalinkSection)
     parity: str = "odd"
+    units: bool = False  # mark where each send() begins and ends (transport.mode none)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -257,14 +288,26 @@ class DataLink:
         self.state = LinkState.OPEN
         self._modulo = modulo
         self._codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
+        self._check = Check(p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout)
+        self._unacked = p.ack_mode == "none"
+        self._marks = self._unacked or self.units  # frames carry FIRST and LAST
         self._decoder = FrameDecoder(
-            p.max_payload_words, p.start_word, p.crc_init, self.parity, self._codes
+            p.max_payload_words,
+            p.start_word,
+            p.crc_init,
+            self.parity,
+            self._codes,
+            self._check,
+            p.delimiting,
+            FIRST | LAST if self._marks else 0,
         )
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
+        self._flags: deque[int] = deque()  # units marked: FIRST, LAST of each queued piece
+        self._lost = False  # ack_mode none: dropping frames until one begins a unit
         self._flight: dict[int, _Outstanding] = {}  # sequence -> frame in the window
         self._next_seq = 0
         self._expected = 0  # next sequence number the receiver delivers
-        self._ahead: dict[int, bytes] = {}  # frames received beyond a gap
+        self._ahead: dict[int, tuple[bytes, int]] = {}  # frames beyond a gap, with flags
         self._control: list[tuple[FrameType, int]] = []  # ACK and NAK frames to send
         self.history: deque[FrameRecord] = deque(maxlen=HISTORY_FRAMES)
         self._replies: dict[tuple[FrameType, int], Words] = {}
@@ -309,13 +352,29 @@ class DataLink:
         """Queue payload bytes (an odd length is padded with one zero byte)."""
         self._enter(LinkInput.SEND)
         size = self.params.max_payload_words * 2
-        for start in range(0, len(payload), size):
-            self._queue.append(payload[start : start + size])
+        if not self._marks:
+            for start in range(0, len(payload), size):
+                self._queue.append(payload[start : start + size])
+            return
+        # marked units: the receiver can start again at a unit's first frame (ack_mode
+        # none) and knows where a message ends (transport none); an empty unit is a frame
+        ends = range(size, len(payload) + size, size) if payload else [size]
+        for end in ends:
+            self._queue.append(payload[end - size : end])
+            self._flags.append((FIRST if end == size else 0) | (LAST if end >= len(payload) else 0))
 
-    def _frame(self, kind: FrameType, sequence: int, payload: bytes = b"") -> Words:
+    def _frame(self, kind: FrameType, sequence: int, payload: bytes = b"", flags: int = 0) -> Words:
         p = self.params
         return encode_frame(
-            kind, sequence, payload, start_word=p.start_word, crc_init=p.crc_init, codes=self._codes
+            kind,
+            sequence,
+            payload,
+            start_word=p.start_word,
+            crc_init=p.crc_init,
+            codes=self._codes,
+            check=self._check,
+            delimiting=p.delimiting,
+            flags=flags,
         )
 
     def _reply(self, kind: FrameType, sequence: int) -> Words:
@@ -336,10 +395,13 @@ class DataLink:
             out.append(self._reply(kind, sequence))
             self.history.append(FrameRecord(now, "out", kind.name, sequence, len(out[-1])))
         self._control.clear()
+        if self._unacked:
+            out += self._send_unacked(now)
         while self._queue and self._span() < self.params.window:
             sequence = self._next_seq
             self._next_seq = (self._next_seq + 1) % self._modulo
-            words = self._frame(FrameType.DATA, sequence, self._queue.popleft())
+            flags = self._flags.popleft() if self._marks else 0
+            words = self._frame(FrameType.DATA, sequence, self._queue.popleft(), flags)
             self._flight[sequence] = _Outstanding(sequence, words)
         for frame in self._flight.values():
             if frame.state is FrameState.UNSENT:
@@ -352,6 +414,18 @@ class DataLink:
         self.frames_sent += len(out)
         words = np.concatenate(out) if out else np.zeros(0, dtype=np.uint16)
         return WordBuffer(words, parity_bits(words, self.parity))
+
+    def _send_unacked(self, now: float) -> list[Words]:
+        """ack_mode none: every queued piece framed and sent at once, never kept."""
+        out = []
+        while self._queue:
+            sequence = self._next_seq
+            self._next_seq = (self._next_seq + 1) % self._modulo
+            flags = self._flags.popleft()
+            out.append(self._frame(FrameType.DATA, sequence, self._queue.popleft(), flags))
+            note = "first" if flags & FIRST else ""
+            self.history.append(FrameRecord(now, "out", "DATA", sequence, len(out[-1]), note))
+        return out
 
     def _span(self) -> int:
         """Frames from the oldest unacknowledged one to the next new one.
@@ -395,12 +469,18 @@ class DataLink:
                     FrameRecord(now, "in", "DAMAGED", item.sequence, 0, item.reason)
                 )
                 log.debug("damaged frame (sequence %s): %s", item.sequence, item.reason)
-                if item.sequence is not None and item.kind is FrameType.DATA:
+                if self._unacked:
+                    events += self._lose(f"damaged frame: {item.reason}")
+                elif item.sequence is not None and item.kind is FrameType.DATA:
                     self._control.append((FrameType.NAK, item.sequence))
                 continue
             self.frames_received += 1
             size = len(item.payload) // 2 + 4
             self.history.append(FrameRecord(now, "in", item.type.name, item.sequence, size))
+            if self._unacked:
+                if item.type is FrameType.DATA:
+                    events += self._on_unacked(item)
+                continue  # an ACK or NAK means nothing without acknowledgements
             if item.type is FrameType.DATA:
                 events += self._on_data(item)
             else:
@@ -420,12 +500,35 @@ class DataLink:
             # is a leftover of a link that was reset; taking it could corrupt the stream
             self._control.pop()
             return []
-        self._ahead.setdefault(frame.sequence, frame.payload)
+        self._ahead.setdefault(frame.sequence, (frame.payload, frame.flags))
         delivered: list[Event] = []
         while self._expected in self._ahead:
-            delivered.append(DataReceived(self._ahead.pop(self._expected)))
+            payload, flags = self._ahead.pop(self._expected)
+            delivered.append(DataReceived(payload, bool(flags & LAST)))
             self._expected = (self._expected + 1) % self._modulo
         return delivered
+
+    def _lose(self, reason: str) -> list[Event]:
+        """ack_mode none: report a loss once, then drop frames up to a unit's first."""
+        if self._lost:
+            return []
+        self._lost = True
+        log.info("data link: %s; nothing is resent (ack_mode none)", reason)
+        return [DataLost(reason)]
+
+    def _on_unacked(self, frame: Frame) -> list[Event]:
+        """ack_mode none: deliver in sequence; a gap in the numbers is a loss."""
+        events: list[Event] = []
+        if frame.sequence != self._expected:
+            events += self._lose(
+                f"frames {self._expected} to {(frame.sequence - 1) % self._modulo} missing"
+            )
+        self._expected = (frame.sequence + 1) % self._modulo
+        if self._lost and frame.flags & FIRST:
+            self._lost = False
+        if not self._lost:
+            events.append(DataReceived(frame.payload, bool(frame.flags & LAST)))
+        return events
 
     # ------------------------------------------------------------------ time
 

@@ -44,6 +44,7 @@ __all__ = [
     "ConnectRequested",
     "Connected",
     "DataIndication",
+    "NoSession",
     "Rejected",
     "Released",
     "Session",
@@ -447,3 +448,55 @@ class Session:
             return [], []
         quiet = self.state is SessionState.QUIET
         return self._do(self._rule(SessionInput.QUIET_OVER if quiet else SessionInput.TIMEOUT), now)
+
+
+class NoSession(Session):
+    """``session.mode = "none"``: no session layer, messages directly on the transport.
+
+    Evidence section 4 (N3, N5, N7): real peers may carry their addresses only in the
+    command group (Initiator, Receiver) and have no connect/accept exchange at all. Then
+    every transport message is one application message; the "connection" is always
+    open, :meth:`connect` and :meth:`release` send nothing and report
+    :class:`Connected` and :class:`Released` at the next :meth:`handle_timer` (so the
+    callers' waits end), and :meth:`abort` has nothing to tell the peer. Calls return
+    ``b""`` for "no PDU"; the stack sends only non-empty ones.
+    """
+
+    def __init__(self, params: SessionSection) -> None:
+        super().__init__(params)
+        self.state = SessionState.OPEN
+        self._pending: list[SessionEvent] = []
+
+    def connect(self, calling: str, called: str, now: float) -> bytes:
+        self.calling, self.called = calling, called
+        self._pending.append(Connected(called))
+        return b""
+
+    def accept(self, now: float) -> bytes:
+        return b""
+
+    def reject(self, reason: int, now: float) -> bytes:
+        return b""
+
+    def send(self, message: bytes, now: float) -> bytes:
+        return message
+
+    def release(self, now: float) -> bytes:
+        self._pending.append(Released())
+        return b""
+
+    def abort(self, reason: int, now: float) -> bytes | None:
+        return None
+
+    def link_lost(self, now: float, reason: str = "the link went down") -> list[SessionEvent]:
+        return [Aborted(3, remote=False, detail=reason)]
+
+    def receive(self, message: bytes, now: float) -> tuple[list[SessionEvent], list[bytes]]:
+        return [DataIndication(message)], []
+
+    def next_deadline(self) -> float | None:
+        return float("-inf") if self._pending else None
+
+    def handle_timer(self, now: float) -> tuple[list[SessionEvent], list[bytes]]:
+        events, self._pending = self._pending, []
+        return events, []

@@ -15,6 +15,22 @@ words for the wire come out of :meth:`LinkStack.transmit`, the user's calls
 (:meth:`handle_timer`, :meth:`next_deadline`). Every parameter comes from a
 :class:`~bridge.profile.Profile`: each layer takes its section of it as its parameters.
 
+The dialect knobs of ``[application]`` (docs/link-profile.md, "Dialect knobs: messages")
+act here for every user of the stack: (0000,0001) Length to End written and checked, an
+SPI group 0001 read as part of the command, and a message refused (reported as
+:class:`MessageUnreadable` with what was read, so that a request can be answered) when
+it lacks a required Length to End, carries a Recognition Code not accepted, or a station
+ID longer than ``station_id_length``. For the SPI flow where the data set follows the
+reply, :meth:`LinkStack.expect_data_object` says that the next message is a bare data
+set (reported as :class:`DataObjectArrived`), and :meth:`LinkStack.send_data_object`
+sends one.
+
+The dialect knobs of the profile (docs/link-profile.md section 8) choose the layers:
+:class:`~bridge.acrnema.transport.NoTransport` for ``transport.mode = "none"``,
+:class:`~bridge.acrnema.session.NoSession` for ``session.mode = "none"``; byte orders
+that differ, or ``auto``, are converted element by element (:func:`to_wire`,
+:func:`from_wire`, :func:`detect_orders`).
+
 A data link failure (a frame unacknowledged ``retry_limit`` times) leaves the stack
 unusable: it reports :class:`LinkDown` and the owner of the port drops READY, waits
 ``session.abort_quiet_s``, and calls :meth:`reset` (:mod:`bridge.endpoint` does this).
@@ -27,6 +43,8 @@ rules are the stack's state table, :data:`STACK_TABLE` (UP and DOWN; the one idi
 from __future__ import annotations
 
 import enum
+import logging
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,12 +53,14 @@ import numpy.typing as npt
 from bridge.acrnema import datalink as dl
 from bridge.acrnema.commands import CommandTable, Message, decode_message, encode_message
 from bridge.acrnema.datalink import DataLink, LinkProtocolError
+from bridge.acrnema.elements import vr_for
 from bridge.acrnema.physical import WordBuffer
 from bridge.acrnema.session import (
     Aborted,
     Connected,
     ConnectRequested,
     DataIndication,
+    NoSession,
     Rejected,
     Released,
     Session,
@@ -50,17 +70,21 @@ from bridge.acrnema.table import Rule, Table
 from bridge.acrnema.transport import (
     MessageReceived,
     MessageRefused,
+    NoTransport,
     ReassemblyTimedOut,
     Transport,
     TransportError,
 )
 from bridge.profile import REFERENCE, Profile
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "STACK_TABLE",
     "Aborted",
     "ConnectRequested",
     "Connected",
+    "DataObjectArrived",
     "LinkDown",
     "LinkStack",
     "MessageArrived",
@@ -72,6 +96,9 @@ __all__ = [
     "StackEvent",
     "StackInput",
     "StackState",
+    "detect_orders",
+    "from_wire",
+    "to_wire",
 ]
 
 
@@ -163,7 +190,17 @@ class LinkDown:
     reason: str
 
 
-StackEvent = SessionEvent | MessageArrived | MessageUnreadable | MessageLost | LinkDown
+@dataclass(frozen=True)
+class DataObjectArrived:
+    """A data set sent after its request's reply arrived whole (after
+    :meth:`LinkStack.expect_data_object`): the bytes in the link's encoding."""
+
+    data: bytes
+
+
+StackEvent = (
+    SessionEvent | MessageArrived | MessageUnreadable | MessageLost | LinkDown | DataObjectArrived
+)
 
 
 def _swap_words(data: bytes) -> bytes:
@@ -173,6 +210,134 @@ def _swap_words(data: bytes) -> bytes:
     return np.frombuffer(data, dtype="<u2").astype(">u2").tobytes()
 
 
+# Byte orders by kind of value (docs/link-profile.md, section 8): text values follow
+# physical.text_byte_order, numbers wider than a word physical.binary_byte_order, and
+# 16-bit numbers are one word either way. Which kind an element is comes from the data
+# dictionary (bridge.acrnema.elements.vr_for); an element it does not know is words.
+_TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+_WIDE_VRS = {"UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8, "OL": 4, "OF": 4, "OD": 8}
+_CANON_HEAD = {"big": struct.Struct(">HHI"), "little": struct.Struct("<HHI")}
+_WORDS_HEAD = struct.Struct(">HHHH")
+
+
+def _value_to_wire(value: bytes, vr: str, text: str, binary: str, canon: str) -> bytes:
+    """One value from its implicit VR encoding in ``canon`` order to wire words."""
+    if vr in _TEXT_VRS:
+        return value if text == "big" else _swap_words(value)
+    width = _WIDE_VRS.get(vr, 2)
+    whole = len(value) - len(value) % width
+    order = ">" if canon == "big" else "<"
+    numbers = np.frombuffer(value[:whole], dtype=f"{order}u{width}")
+    words = numbers.astype(f">u{width}").view(">u2").reshape(-1, width // 2)
+    if binary == "little":
+        words = words[:, ::-1]
+    rest = value[whole:]
+    return words.tobytes() + (rest if canon == "big" else _swap_words(rest))
+
+
+def _value_from_wire(value: bytes, vr: str, text: str, binary: str, canon: str) -> bytes:
+    """One value from wire words to its implicit VR encoding in ``canon`` order."""
+    if vr in _TEXT_VRS:
+        return value if text == "big" else _swap_words(value)
+    width = _WIDE_VRS.get(vr, 2)
+    whole = len(value) - len(value) % width
+    words = np.frombuffer(value[:whole], dtype=">u2").reshape(-1, width // 2)
+    if binary == "little":
+        words = words[:, ::-1]
+    numbers = np.ascontiguousarray(words).view(f">u{width}")
+    order = ">" if canon == "big" else "<"
+    rest = value[whole:]
+    return numbers.astype(f"{order}u{width}").tobytes() + (
+        rest if canon == "big" else _swap_words(rest)
+    )
+
+
+def to_wire(data: bytes, text: str, binary: str, canon: str) -> bytes:
+    """A message encoded implicit VR in ``canon`` order as the link carries it with the
+    given text and binary byte orders (element by element; the inverse of
+    :func:`from_wire`). A length past the end, or undefined, ends the walk: the rest
+    travels as words."""
+    out: list[bytes] = []
+    head, pos = _CANON_HEAD[canon], 0
+    while pos + 8 <= len(data):
+        group, element, length = head.unpack_from(data, pos)
+        if length > len(data) - pos - 8:
+            break
+        high, low = length >> 16, length & 0xFFFF
+        out.append(
+            _WORDS_HEAD.pack(group, element, *((high, low) if binary == "big" else (low, high)))
+        )
+        value = data[pos + 8 : pos + 8 + length]
+        out.append(_value_to_wire(value, vr_for(group << 16 | element), text, binary, canon))
+        pos += 8 + length
+    out.append(_value_to_wire(data[pos:], "UN", text, binary, canon))
+    return b"".join(out)
+
+
+def from_wire(data: bytes, text: str, binary: str, canon: str) -> bytes:
+    """Wire words (as bytes, most significant first) back to the implicit VR encoding in
+    ``canon`` order (the inverse of :func:`to_wire`)."""
+    out: list[bytes] = []
+    head, pos = _CANON_HEAD[canon], 0
+    while pos + 8 <= len(data):
+        group, element, first, second = _WORDS_HEAD.unpack_from(data, pos)
+        length = first << 16 | second if binary == "big" else second << 16 | first
+        if length > len(data) - pos - 8:
+            break
+        out.append(head.pack(group, element, length))
+        value = data[pos + 8 : pos + 8 + length]
+        out.append(_value_from_wire(value, vr_for(group << 16 | element), text, binary, canon))
+        pos += 8 + length
+    out.append(_value_from_wire(data[pos:], "UN", text, binary, canon))
+    return b"".join(out)
+
+
+def _command_parses(data: bytes, binary: str) -> bool:
+    """Whether ``data`` (wire words) reads as a command group with ``binary`` order:
+    group 0000 elements in ascending order, each length even and within the data."""
+    pos, previous = 0, -1
+    while pos + 8 <= len(data):
+        group, element, first, second = _WORDS_HEAD.unpack_from(data, pos)
+        if group != 0:
+            break
+        length = first << 16 | second if binary == "big" else second << 16 | first
+        if element <= previous or length % 2 or length > len(data) - pos - 8:
+            return False
+        previous, pos = element, pos + 8 + length
+    return previous >= 0
+
+
+_PLAINTEXT = (b"ACR-NEMA", b"SPI ")  # Recognition Codes seen (N2): known plaintext
+
+
+def detect_orders(data: bytes) -> tuple[str, str]:
+    """(text, binary) byte orders of a message as it came off the link (``auto``).
+
+    Binary: the order in which the command group's 32-bit lengths read as a valid
+    command group (group 0000, ascending elements, even lengths inside the message);
+    big when both do. Text: the Recognition Code (0000,0010), which begins "ACR-NEMA"
+    or "SPI " read one way round or the other; without one, equal to the binary order.
+    """
+    binary = (
+        "big" if _command_parses(data, "big") or not _command_parses(data, "little") else "little"
+    )
+    pos = 0
+    while pos + 8 <= len(data):
+        group, element, first, second = _WORDS_HEAD.unpack_from(data, pos)
+        length = first << 16 | second if binary == "big" else second << 16 | first
+        if group != 0 or length > len(data) - pos - 8:
+            break
+        if element == 0x0010:
+            value = data[pos + 8 : pos + 8 + length]
+            if value.startswith(_PLAINTEXT):
+                return "big", binary
+            if _swap_words(value).startswith(_PLAINTEXT):
+                return "little", binary
+            break
+        pos += 8 + length
+    return binary, binary
+
+
 class LinkStack:
     """One end of the link, all layers."""
 
@@ -180,6 +345,12 @@ class LinkStack:
         self.profile = profile
         self.commands = CommandTable(profile.application)
         self._order = profile.physical.binary_byte_order
+        self._text = profile.physical.text_byte_order
+        # equal, given orders: the whole message swapped or not (the reference path);
+        # otherwise element by element (to_wire, from_wire), "auto" detected per message
+        self._plain = self._text == self._order != "auto"
+        self._canon = "big" if self._order == "auto" else self._order  # messages up here
+        self._seen = ("big", "big")  # auto: the orders the peer last used, ours to answer in
         self.state = StackState.DOWN  # (DOWN, reset()) builds the layers
         self.reset()
 
@@ -198,10 +369,17 @@ class LinkStack:
         """Start again from nothing: new sequence numbers, no partial message, no session."""
         self._enter(StackInput.RESET)
         physical = self.profile.physical
-        self.datalink = DataLink(self.profile.datalink, physical.parity)
-        self.transport = Transport(self.profile.transport, physical.binary_byte_order)
-        self.session = Session(self.profile.session)
+        packets = self.profile.transport.mode == "packets"
+        self.datalink = DataLink(self.profile.datalink, physical.parity, units=not packets)
+        self.transport = (
+            Transport(self.profile.transport, physical.binary_byte_order)
+            if packets
+            else NoTransport(self.profile.transport)
+        )
+        pdus = self.profile.session.mode == "pdus"
+        self.session = Session(self.profile.session) if pdus else NoSession(self.profile.session)
         self._next_message_id = 1
+        self._objects_expected = 0  # bare data sets to come (the SPI data-after-reply flow)
 
     # ------------------------------------------------------------------ user calls
 
@@ -209,7 +387,7 @@ class LinkStack:
         self._enter(StackInput.CALL)
 
     def _put(self, pdu: bytes | None) -> None:
-        if pdu is not None:
+        if pdu:  # None or b"": nothing to send (NoSession)
             self.datalink.send(self.transport.packets(pdu)[1])
 
     def connect(self, calling: str, called: str, now: float) -> None:
@@ -243,10 +421,27 @@ class LinkStack:
     def send(self, message: Message, now: float) -> None:
         """Send an application message on the open connection."""
         self._up()
-        data = encode_message(message, self._order)
+        written = self.profile.application.length_to_end_written
+        if not self._plain:
+            text, binary = self._orders(*self._seen)
+            canon = encode_message(message, self._canon, length_to_end=written)
+            self._put(self.session.send(to_wire(canon, text, binary, self._canon), now))
+            return
+        data = encode_message(message, self._order, length_to_end=written)
         if self._order == "little":
             data = _swap_words(data)
         self._put(self.session.send(data, now))
+
+    def send_data_object(self, data: bytes, now: float) -> None:
+        """Send a bare data set (link encoding) as its own message: the SPI flow in which
+        the data set follows the reply (``application.data_set_after_reply``)."""
+        self._up()
+        self._put(self.session.send(_swap_words(data) if self._order == "little" else data, now))
+
+    def expect_data_object(self) -> None:
+        """The next message to arrive is a bare data set (call it before the reply that
+        asks for it goes out); it is reported as :class:`DataObjectArrived`."""
+        self._objects_expected += 1
 
     # ------------------------------------------------------------------ the wire
 
@@ -275,7 +470,11 @@ class LinkStack:
             if isinstance(item, dl.LinkFailed):
                 events += self._link_failed(item, now)
                 break
-            for event in self.transport.receive(item.data, now):
+            if isinstance(item, dl.DataLost):  # ack_mode none: nothing will be resent
+                self.transport.reset()
+                events.append(MessageLost(f"data link: {item.reason}"))
+                continue
+            for event in self.transport.receive(item.data, now, item.last):
                 events += self._transport_event(event, now)
         return events
 
@@ -297,10 +496,16 @@ class LinkStack:
         if isinstance(event, MessageRefused):
             head = event.first_segment
             message = None
-            if head[:2] == self._pdu_code("data"):
+            if self._objects_expected:
+                self._objects_expected -= 1
+            elif self.profile.session.mode == "none":
+                message = self._readable(head)
+            elif head[:2] == self._pdu_code("data"):
                 message = self._readable(head[2:])
             limit = self.profile.transport.max_message_bytes
             return [MessageUnreadable(f"message over {limit} bytes refused", message, True)]
+        if isinstance(event, (ReassemblyTimedOut, TransportError)) and self._objects_expected:
+            self._objects_expected -= 1  # that was the data set awaited
         if isinstance(event, ReassemblyTimedOut):
             return [MessageLost(f"message {event.message_id}: reassembly timed out")]
         if isinstance(event, TransportError):
@@ -310,10 +515,54 @@ class LinkStack:
     def _pdu_code(self, name: str) -> bytes:
         return self.profile.session.pdu_types[name].to_bytes(2, "big")
 
+    def _orders(self, text: str, binary: str) -> tuple[str, str]:
+        """The profile's (text, binary) orders, each ``auto`` one taken from these."""
+        return (
+            text if self._text == "auto" else self._text,
+            binary if self._order == "auto" else self._order,
+        )
+
     def _decode(self, data: bytes) -> Message:
+        if not self._plain:
+            if "auto" in (self._text, self._order):
+                self._seen = self._orders(*detect_orders(data))
+                log.debug("byte orders detected: text %s, binary %s", *self._seen)
+            text, binary = self._orders(*self._seen)
+            ap = self.profile.application
+            return decode_message(
+                from_wire(data, text, binary, self._canon),
+                self._canon,
+                spi=bool(ap.spi_commands),
+                length_to_end=ap.length_to_end_written or ap.length_to_end_required,
+            )
         if self._order == "little":
             data = _swap_words(data)
-        return decode_message(data, self._order)
+        ap = self.profile.application
+        return decode_message(
+            data,
+            self._order,
+            spi=bool(ap.spi_commands),
+            length_to_end=ap.length_to_end_written or ap.length_to_end_required,
+        )
+
+    def _refusal(self, message: Message) -> str | None:
+        """Why the dialect knobs refuse ``message``; None: they take it."""
+        ap, command = self.profile.application, message.command
+        if ap.length_to_end_required and command.length_to_end is None:
+            return "no (0000,0001) Length to End (application.length_to_end_required)"
+        accepted = {code.strip() for code in ap.accepted_recognition_codes}
+        if accepted and command.recognition_code.strip() not in accepted:
+            return (
+                f"Recognition Code {command.recognition_code!r} is not accepted "
+                "(application.accepted_recognition_codes)"
+            )
+        for what, address in (("Initiator", command.initiator), ("Receiver", command.receiver)):
+            if ap.station_id_length and len(address) > ap.station_id_length:
+                return (
+                    f"{what} {address!r} is longer than {ap.station_id_length} characters "
+                    "(application.station_id_length)"
+                )
+        return None
 
     def _readable(self, data: bytes) -> Message | None:
         try:
@@ -322,10 +571,15 @@ class LinkStack:
             return None
 
     def _message(self, data: bytes) -> StackEvent:
+        if self._objects_expected:
+            self._objects_expected -= 1
+            return DataObjectArrived(_swap_words(data) if self._order == "little" else data)
         try:
-            return MessageArrived(self._decode(data))
+            message = self._decode(data)
         except LinkProtocolError as exc:
             return MessageUnreadable(exc.reason)
+        refusal = self._refusal(message)
+        return MessageArrived(message) if refusal is None else MessageUnreadable(refusal, message)
 
     # ------------------------------------------------------------------ time
 

@@ -366,7 +366,8 @@ def status_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--status-listen",
         metavar="HOST:PORT",
-        help="serve /metrics (Prometheus) and /healthz on HOST:PORT, e.g. 127.0.0.1:8104 "
+        help="serve the status page /, /metrics (Prometheus) and /healthz on HOST:PORT, e.g. "
+        "127.0.0.1:8104 "
         "(default: [status] listen of the config, else no status server); an address outside "
         "loopback needs credentials and TLS from [status] (docs/operations.md)",
     )

@@ -24,6 +24,7 @@ from typing import TextIO
 
 from bridge.acrnema.elements import MAX_ELEMENTS, MAX_VALUES, ByteOrder
 from bridge.batch import (
+    INDEX_DIR,
     ConvertStatus,
     ReportEntry,
     StopRequest,
@@ -32,6 +33,7 @@ from bridge.batch import (
     run_batch,
     write_dicomdir,
 )
+from bridge.cluster import check_cluster_url
 from bridge.dicom.core import (
     MAX_FRAMES,
     MAX_OUTPUT_BYTES,
@@ -40,7 +42,9 @@ from bridge.dicom.core import (
     ConvertOptions,
     PatientIdPolicy,
 )
+from bridge.dicom.deid import Deidentification, DeidOption, burned_in_modality
 from bridge.errors import BridgeError, ConfigError
+from bridge.previews import Failure, write_previews
 from bridge.settings import Settings
 
 __all__ = ["add_commands", "add_demo"]
@@ -77,10 +81,23 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="parallel worker processes (default: number of cores, %(default)s here)",
     )
     conv.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="convert on the Dask cluster whose scheduler is at URL (tcp://HOST:PORT) instead "
+        "of --jobs local processes; inputs and OUT must be on a file system every worker sees "
+        "under the same paths (docs/archival.md, 'A batch on a cluster')",
+    )
+    conv.add_argument(
         "--dicomdir", action="store_true", help="write OUT/DICOMDIR indexing the output"
     )
     conv.add_argument(
         "--report", type=Path, metavar="FILE", help="write a JSON report, one object per input"
+    )
+    conv.add_argument(
+        "--previews",
+        action="store_true",
+        help="write OUT/index.html: patients, studies and series with a thumbnail each, "
+        "counts, and the inputs that failed (docs/archival.md, 'Previews')",
     )
     conv.add_argument(
         "--byte-order",
@@ -150,6 +167,38 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="N",
         help="values of all elements of one input (default %(default)s)",
     )
+    deid = conv.add_argument_group(
+        "de-identification",
+        "Publish-ready copies (docs/archival.md, 'Publishing: de-identification'): the "
+        "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile. UIDs become "
+        "keyed hashes of the originals, the patient a keyed pseudonym, so the same key "
+        "keeps studies together across batches and runs; private groups are removed; "
+        "Patient Identity Removed is YES with the method codes. Pixels are not cleaned: "
+        "a WARNING names the modalities that may show burned-in names. Use an OUT of its "
+        "own: one converted without --deidentify, or with another key, is refused.",
+    )
+    deid.add_argument(
+        "--deidentify", action="store_true", help="de-identify every output (needs --deid-key)"
+    )
+    deid.add_argument(
+        "--deid-option",
+        action="extend",
+        nargs="+",
+        default=[],
+        choices=[o.value for o in DeidOption],
+        metavar="NAME",
+        help="PS3.15 E.3 options to add: longitudinal-modified-dates (dates move back by "
+        "one keyed offset per patient), longitudinal-full-dates, patient-characteristics "
+        "(sex, age, size, weight), clean-descriptors (descriptions kept, identifying "
+        "values and dates in them removed), device-identity (station, serial numbers)",
+    )
+    deid.add_argument(
+        "--deid-key",
+        type=Path,
+        metavar="FILE",
+        help="file whose bytes are the secret key (e.g. head -c 32 /dev/urandom > FILE); "
+        "keep it to convert more of the collection consistently, never publish it",
+    )
 
     dump = sub.add_parser(
         "dump",
@@ -189,6 +238,14 @@ def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--slices", type=int, default=24, help="number of slices (default %(default)s)"
     )
     demo.add_argument("--archive", action="store_true", help="the archive conversion demo")
+    demo.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the status page up this long after the summary (default %(default)s: the "
+        "demo ends at once; its URL is printed at the start)",
+    )
     demo.set_defaults(handler=_demo_command)
 
 
@@ -242,11 +299,19 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         problem = f"{small[0]} must be at least 1"
     elif missing:
         problem = f"no such file or folder: {', '.join(missing)}"
+    elif args.cluster is not None:
+        try:
+            check_cluster_url(args.cluster)
+        except ConfigError as exc:
+            problem = str(exc)
+    deidentification = None
     if not problem:
         try:
+            deidentification = _deidentification(args)
             prepare_folder(args.out)
             if args.report:
                 prepare_folder(args.report.parent, "folder of the report")
+            _claim_for_deidentification(args.out, deidentification)
         except ConfigError as exc:
             problem = str(exc)
     if problem:
@@ -261,23 +326,85 @@ def _convert(args: argparse.Namespace, settings: Settings) -> int:
         max_elements=args.max_elements,
         max_values=args.max_values,
         accept_repairs=not args.strict,
+        deidentify=deidentification,
     )
     progress = _Progress(sys.stderr, not args.quiet)
     started = time.monotonic()
     with _stop_on_signals() as stop:
         inputs = list(iter_inputs(args.paths, exclude=args.out))
-        entries = run_batch(
-            inputs,
-            args.out,
-            options=options,
-            jobs=args.jobs,
-            overwrite=args.overwrite,
-            progress=progress,
-            stop=stop,
-        )
+        try:
+            entries = run_batch(
+                inputs,
+                args.out,
+                options=options,
+                jobs=args.jobs,
+                overwrite=args.overwrite,
+                progress=progress,
+                stop=stop,
+                cluster=args.cluster,
+            )
+        except ConfigError as exc:  # the cluster cannot be reached or cannot write OUT
+            print(f"acrnema-bridge convert: error: {exc}", file=sys.stderr)
+            return 2
         progress.finish()
         status = _finish(args, entries, stop, time.monotonic() - started)
     return 128 + stop.signum if stop.signum is not None else status
+
+
+_DEID_MARK = INDEX_DIR.parent / "deidentification.json"
+
+
+def _deidentification(args: argparse.Namespace) -> Deidentification | None:
+    """The de-identification the flags ask for; a :class:`ConfigError` for a usage error."""
+    if not args.deidentify:
+        if args.deid_key or args.deid_option:
+            raise ConfigError("--deid-key and --deid-option need --deidentify")
+        return None
+    if args.deid_key is None:
+        raise ConfigError("--deidentify needs --deid-key FILE (the secret key)")
+    try:
+        key = args.deid_key.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the key file {args.deid_key}: {exc.strerror or exc}"
+        ) from exc
+    if not key:
+        raise ConfigError(f"the key file {args.deid_key} is empty")
+    try:
+        return Deidentification(key, frozenset(DeidOption(o) for o in args.deid_option))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _claim_for_deidentification(out: Path, deid: Deidentification | None) -> None:
+    """Keep de-identified and identified outputs, or two keys, out of one folder.
+
+    A re-run skips inputs already converted, whatever the flags: without this a tree
+    converted without --deidentify would be "skipped" into a tree believed de-identified.
+    The mark holds a keyed fingerprint, never the key."""
+    mark = out / _DEID_MARK
+    wanted = None
+    if deid is not None:
+        options = sorted(o.value for o in deid.options)
+        wanted = {"fingerprint": deid.digest("fingerprint", "").hex()[:32], "options": options}
+    try:
+        found = json.loads(mark.read_text()) if mark.exists() else None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {mark}: {exc}") from exc
+    converted = any((out / INDEX_DIR).glob("*.json")) or any(out.glob("PT*"))
+    if found is None and wanted is not None and converted:
+        raise ConfigError(
+            f"{out} holds outputs converted without --deidentify; use an empty output folder"
+        )
+    if found is not None and found != wanted:
+        what = "without --deidentify" if wanted is None else "with another key or options"
+        raise ConfigError(
+            f"{out} holds de-identified outputs made otherwise; converting {what} "
+            "needs an output folder of its own"
+        )
+    if wanted is not None and found is None:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(json.dumps(wanted) + "\n")
 
 
 @contextmanager
@@ -325,6 +452,16 @@ def _finish(
             "run the same command again to convert them",
             file=sys.stderr,
         )
+    burned = sorted(
+        {m for e in entries for w in e.warnings if (m := burned_in_modality(w)) is not None}
+    )
+    if burned:  # one line for the batch: every such input is in the report
+        print(
+            f"WARNING: de-identified objects of modality {', '.join(burned)} may show the "
+            "patient's name or other identifying text burned into the pixels; the profile "
+            "does not clean pixels: look at them before publishing",
+            file=sys.stderr,
+        )
     if args.report:
         try:
             _write_json(args.report, [e.to_json() for e in entries])
@@ -348,6 +485,8 @@ def _finish(
                 print(f"not in DICOMDIR: {reason}", file=sys.stderr)
             if not args.quiet:
                 print(f"DICOMDIR: {args.out / 'DICOMDIR'} ({count} instances)", file=sys.stderr)
+    if args.previews:
+        status = _write_previews(args, entries) or status
     if not args.quiet:
         outputs = sum(len(e.outputs) for e in entries if e.status is ConvertStatus.CONVERTED)
         c = counts
@@ -359,6 +498,28 @@ def _finish(
             file=sys.stderr,
         )
     return status
+
+
+def _write_previews(args: argparse.Namespace, entries: list[ReportEntry]) -> int:
+    """Write OUT/index.html (:mod:`bridge.previews`); 1 if it could not be written."""
+    failures = [
+        Failure(e.source, e.status.value, e.error or "")
+        for e in entries
+        if e.status in (ConvertStatus.FAILED, ConvertStatus.PENDING)
+    ]
+    try:
+        index, drawn, problems = write_previews(args.out, failures)
+    except OSError as exc:
+        print(
+            f"acrnema-bridge convert: {_not_written(exc, 'previews', args.out / 'index.html')}",
+            file=sys.stderr,
+        )
+        return 1
+    for problem in problems:
+        print(f"preview: {problem}", file=sys.stderr)
+    if not args.quiet:
+        print(f"previews: {index} ({drawn} series)", file=sys.stderr)
+    return 0
 
 
 def _not_written(exc: OSError, what: str, path: Path) -> str:
@@ -418,7 +579,11 @@ def _demo_link(args: argparse.Namespace) -> int:
     from bridge.link.requester import ImageResult, Scanner
     from bridge.ports.loop import loop_pair
     from bridge.service import Bridge
+    from bridge.settings import StatusSettings
     from bridge.spool.store import Spool
+    from bridge.status.metrics import LinkMetrics, new_registry
+    from bridge.status.probe import Probe
+    from bridge.status.server import status_server
     from bridge.testing.phantom import PhantomSpec, phantom_images, phantom_pixels
     from bridge.testing.store_scp import EmbeddedStore
 
@@ -432,13 +597,24 @@ def _demo_link(args: argparse.Namespace) -> int:
     with EmbeddedStore(pacs_dir) as store:
         print(f"   listening as {store.address}")
         scanner_end, bridge_end = loop_pair("demo")
-        spool = Spool(spool_dir)
-        bridge = Bridge(bridge_end, spool, [Destination.parse(store.address)])
+        spool = Spool(spool_dir, retention_days=1)  # files kept a day: the page's thumbnails
+        metrics = LinkMetrics(new_registry())
+        bridge = Bridge(bridge_end, spool, [Destination.parse(store.address)], metrics=metrics)
         stop = threading.Event()
         service = threading.Thread(target=bridge.run, args=(stop,), name="bridge")
         print(
             f"2. acrnema-bridge run --port loop://demo --dest {store.address} --spool {spool_dir}"
+            " --status-listen 127.0.0.1:0"
         )
+        probe = Probe(
+            spool,
+            forwarder=bridge.forwarder,
+            endpoint=bridge.endpoint,
+            link_serving=bridge.serving.is_set,
+        )
+        status = status_server(StatusSettings(listen="127.0.0.1:0"), probe, metrics.registry)
+        status.start()
+        print(f"   status page: {status.url}/ (metrics {status.url}/metrics)")
         service.start()
         print(f"3. acrnema-bridge emulate --port loop://demo --phantom {count}")
         images = phantom_images(count)
@@ -454,13 +630,17 @@ def _demo_link(args: argparse.Namespace) -> int:
             link_seconds = time.monotonic() - start
             scanner.close()
             arrived = store.wait_for(sum(r.ok for r in results), timeout=60)
+            elapsed = time.monotonic() - start
+            if args.linger > 0:
+                print(f"   all sent; the status page stays up {args.linger:g} s: {status.url}/")
+                time.sleep(args.linger)
         finally:
+            status.stop()
             stop.set()
             service.join()
             scanner_end.close()
             bridge_end.close()
             spool.close()
-        elapsed = time.monotonic() - start
     sent = sum(r.ok for r in results)
     payload = sum(r.size for r in results if r.ok)
     identical = 0

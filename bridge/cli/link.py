@@ -259,6 +259,8 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
 
     assert isinstance(profile, Profile)
     order = profile.physical.binary_byte_order
+    if order == "auto":  # a sender has nothing to detect from: the stack sends big
+        order = "big"
     if args.role == "receiver":
         if args.out is None:
             raise ConfigError("--role receiver needs --out DIR")

@@ -22,7 +22,7 @@ __all__ = ["Machine", "add_commands", "diagrams", "doc_block", "machines"]
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``profile show [FILE]`` and ``profile check FILE`` to the subparsers ``sub``."""
+    """Add ``profile show [FILE]`` and ``profile check FILE...`` to the subparsers ``sub``."""
     prof = sub.add_parser(
         "profile",
         help="show or check a link profile (docs/link-profile.md)",
@@ -44,10 +44,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     check = actions.add_parser(
         "check",
         help="validate a profile file",
-        description="Validate FILE merged over the reference profile: exit 0 and print "
-        "'ok', or exit 1 and print each problem with its key.",
+        description="Validate each FILE merged over the reference profile: exit 0 and print "
+        "'ok' for each, or exit 1 and print each problem with its key.",
     )
-    check.add_argument("file", type=Path, help="profile file")
+    check.add_argument("file", type=Path, nargs="+", help="profile file(s)")
     check.set_defaults(handler=_check)
     draw = actions.add_parser(
         "diagrams",
@@ -216,10 +216,13 @@ def _show(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings | None) -> int:
-    if _missing(args.file):
+    if any(_missing(path) for path in args.file):
         return 2
-    profile = _load(args.file)
-    if profile is None:
-        return 1
-    print(f"{args.file}: ok (profile {profile.name!r})")
-    return 0
+    worst = 0
+    for path in args.file:
+        profile = _load(path)
+        if profile is None:
+            worst = 1
+        else:
+            print(f"{path}: ok (profile {profile.name!r})")
+    return worst

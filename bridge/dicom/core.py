@@ -47,7 +47,19 @@ from bridge.acrnema.elements import (
     format_tag,
 )
 from bridge.dicom import geometry, uids
-from bridge.dicom.pixels import Pixels, Repair, RepairKind, decode_native
+from bridge.dicom.deid import Deidentification, deidentify
+from bridge.dicom.pixels import (
+    LOSSY_SYNTAXES,
+    SUBSAMPLED,
+    Compression,
+    Pixels,
+    Repair,
+    RepairKind,
+    decode_native,
+    identify_encapsulated,
+    is_encapsulated,
+    pack_bits,
+)
 from bridge.dicom.values import fix_value, is_valid
 from bridge.errors import ConversionError, ImageDataError
 from bridge.lenient import lenient
@@ -174,7 +186,7 @@ class ConvertOptions:
         becomes an output object of its own, so this also bounds the objects per input.
     ``max_pixel_bytes``
         the decoded pixel data of one input, all frames, after unpacking cells to 8 or
-        16 bits (a 1-bit input decodes to 16 times its size).
+        16 bits (a 1-bit input takes a byte a cell, 8 times its size).
     ``max_output_bytes``
         the DICOM objects made from one input, estimated before they are made (pixels,
         plus the source's header copied into every object); an input larger than this
@@ -189,6 +201,10 @@ class ConvertOptions:
         makes the best possible object, for archives (``convert``); False refuses the
         input with an :class:`ImageDataError` naming the repair, as the link does
         (``run`` without ``--accept-repairs``, ``convert --strict``).
+
+    ``deidentify``
+        when set, every object made is de-identified for publication (PS3.15 Annex E,
+        :mod:`bridge.dicom.deid`) after it is built; None (the default) keeps everything.
     """
 
     byte_order: ByteOrder = ByteOrder.AUTO
@@ -200,6 +216,7 @@ class ConvertOptions:
     max_elements: int = MAX_ELEMENTS
     max_values: int = MAX_VALUES
     accept_repairs: bool = True
+    deidentify: Deidentification | None = None
 
     def __post_init__(self) -> None:  # accept the plain strings of the CLI and TOML
         object.__setattr__(self, "byte_order", ByteOrder(self.byte_order))
@@ -260,6 +277,8 @@ class _Work:
     nonconforming: list[tuple[int, str, bytes]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     repairs: list[Repair] = field(default_factory=list)
+    at: int | None = None
+    """The tag of the element being handled, named by an unexpected error."""
 
     def warn(self, text: str) -> None:
         self.notes.append(text)
@@ -369,11 +388,18 @@ def convert(
     try:
         with lenient():  # values are made valid here; pydicom's checks would only repeat it
             datasets = _convert(work)
-    except ConversionError:
+            if options.deidentify is not None:
+                for ds in datasets:  # one warning per input, not per plane
+                    notes = deidentify(ds, options.deidentify)
+                    work.notes.extend(n for n in notes if n not in work.notes)
+    except (ConversionError, MemoryError):
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
-        # A value of an unexpected type or range deep in a malformed header.
-        raise ConversionError(f"cannot convert: {exc}", source=source) from exc
+    except Exception as exc:
+        # A value of an unexpected type or range deep in a malformed header: the input
+        # fails alone, naming the element being handled.
+        raise ConversionError(
+            f"cannot convert: {type(exc).__name__}: {exc}", source=source, tag=work.at
+        ) from exc
     changed = tuple(r for r in work.repairs if r.changes_pixels)
     if changed and not options.accept_repairs:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
@@ -398,14 +424,37 @@ def _is_image_class(sop_class: str) -> bool:
     return "Image Storage" in UID(sop_class).name
 
 
+def _storage_class(work: _Work, sop_class: str) -> None:
+    """Refuse a SOP Class UID that names no storage IOD (a query, a private class)."""
+    uid = UID(sop_class)
+    if uid.name == str(uid):
+        raise ConversionError(
+            f"SOP Class UID {shown(sop_class)} is not a standard one: no IOD known to "
+            "convert it as",
+            source=work.source,
+            tag=0x00080016,
+        )
+    if "Storage" not in uid.name:
+        raise ConversionError(
+            f"SOP Class UID {sop_class} ({uid.name}) is not a storage SOP class: "
+            "not a stored object, no IOD to convert it to",
+            source=work.source,
+            tag=0x00080016,
+        )
+
+
 def _convert(work: _Work) -> list[Dataset]:
     src = work.decoded.dataset
-    legacy = "SOPClassUID" not in src
-    meta = work.decoded.file_meta
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax is not None and syntax.is_compressed:
+    legacy = not str(src.get("SOPClassUID") or "").strip()  # empty: chosen as for ACR-NEMA
+    if not legacy:
+        _storage_class(work, str(src.SOPClassUID).strip())
+    elif 0x00080052 in src and not _has_pixels(src):
+        level = str(src[0x00080052].value or "").strip()
         raise ConversionError(
-            f"compressed transfer syntax {syntax.name} is not supported", source=work.source
+            f"a query (C-FIND identifier, Query/Retrieve Level {shown(level)}), not a stored "
+            "object: no IOD to convert it to",
+            source=work.source,
+            tag=0x00080052,
         )
     compression = str(src.get(0x00280060).value or "").strip() if 0x00280060 in src else ""
     if compression and compression.upper() != "NONE":
@@ -415,11 +464,13 @@ def _convert(work: _Work) -> list[Dataset]:
             source=work.source,
             tag=0x00280060,
         )
+    empty = _empty_type1(src)
     _sort_elements(work, src)
     _normalise(work, work.out)
     out = work.out
     pixel_frames = _pixels(work, src) if _has_pixels(src) else None
-    sop_class = _choose_sop_class(work) if legacy else str(src.SOPClassUID)
+    work.at = None
+    sop_class = _choose_sop_class(work) if legacy else str(src.SOPClassUID).strip()
     if pixel_frames is None and _is_image_class(sop_class):
         # never an image object without its image; an ACR-NEMA data set has no other home
         if not legacy:
@@ -439,10 +490,44 @@ def _convert(work: _Work) -> list[Dataset]:
     _repair_structure(work)
     _complete_iod(work, sop_class, legacy)
     _window(work)
-    if pixel_frames is None or not legacy:
+    _fill_empty_type1(work, empty)
+    if pixel_frames is None or not legacy or pixel_frames.encapsulated is not None:
         return [_instance(work, pixel_frames, None, 1)]
     frames = pixel_frames.array.shape[0]
     return [_instance(work, pixel_frames, index, frames) for index in range(frames)]
+
+
+_TYPE1_GENERATED = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "Modality",
+    "PhotometricInterpretation",
+    "SamplesPerPixel",
+    "ImageType",
+)
+"""Type 1 attributes whose value the converter generates when the source lacks one
+(docs/conversion.md, "Repairs"): an empty one in the source is replaced, and kept."""
+
+
+def _empty_type1(src: Dataset) -> list[DataElement]:
+    """The source's Type 1 elements of :data:`_TYPE1_GENERATED` that are present but empty."""
+    return [
+        src[keyword]
+        for keyword in _TYPE1_GENERATED
+        if keyword in src and (src[keyword].value is None or str(src[keyword].value).strip() == "")
+    ]
+
+
+def _fill_empty_type1(work: _Work, empty: list[DataElement]) -> None:
+    """Record each empty Type 1 value the conversion replaced in Original Attributes."""
+    for element in empty:
+        keyword = element.keyword
+        if keyword == "SOPInstanceUID" or work.out.get(keyword):
+            value = work.out.get(keyword) or "a UID derived from the content"
+            work.keep_original(element, f"empty Type 1 value: generated {shown(str(value))}")
 
 
 def _has_pixels(src: Dataset) -> bool:
@@ -471,6 +556,7 @@ def _sort_elements(work: _Work, src: Dataset) -> None:
     pixel_group = _pixel_group(src)
     for element in src:
         tag = int(element.tag)
+        work.at = tag
         group, elem = tag >> 16, tag & 0xFFFF
         if elem == 0 or tag in _STRUCTURAL:
             continue  # group lengths and Length to End: framing, recomputed by the writer
@@ -506,6 +592,7 @@ def _normalise(work: _Work, ds: Dataset) -> None:
     """Normalise every string value; repair what can be repaired, set aside the rest."""
     for element in list(ds):
         tag = int(element.tag)
+        work.at = tag
         if element.VR == "SQ":
             for item in element.value:  # items of headerless DICOM inputs: same rules
                 _normalise(work, item)
@@ -516,7 +603,7 @@ def _normalise(work: _Work, ds: Dataset) -> None:
         while texts and texts[-1].strip(" \x00") == "":
             texts.pop()  # trailing backslashes
         fixed: list[str] = []
-        broken = lossy = notable = False
+        broken = lossy = notable = assumed = False
         for text in texts:
             fix = fix_value(text, element.VR)
             if fix.value is None:
@@ -524,6 +611,7 @@ def _normalise(work: _Work, ds: Dataset) -> None:
                 break
             lossy |= fix.lossy
             notable |= fix.notable
+            assumed |= fix.assumed
             fixed.append(fix.value)
         allowed = _ENUMERATED.get(tag)
         if not broken and allowed is not None and any(v not in allowed for v in fixed if v):
@@ -536,6 +624,8 @@ def _normalise(work: _Work, ds: Dataset) -> None:
             work.keep_original(
                 element, f"value {shown(element.value)} shortened or rounded to {shown(fixed)}"
             )
+        elif assumed:
+            work.keep_original(element, f"value {shown(element.value)} repaired as {shown(fixed)}")
         elif notable:
             work.warn(
                 f"{format_tag(tag)} {_name(element)}: {shown(element.value)} rewritten as "
@@ -556,28 +646,38 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
         work.warn(
             f"pixel data read from group {group:04X} (Image Location), written to (7FE0,0010)"
         )
+    work.at = tag
     data = src[tag].value
     if not isinstance(data, bytes):
         raise ConversionError("pixel data is not native", source=work.source, tag=tag)
-    rows, columns = int(src.get("Rows", 0) or 0), int(src.get("Columns", 0) or 0)
+    raw = next((e for e in work.decoded.elements if e.tag == tag), None)
+    if raw is not None and is_encapsulated(data, raw.length):
+        return _encapsulated(work, src, tag, data)
+    meta = work.decoded.file_meta
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        raise ConversionError(
+            f"compressed transfer syntax {syntax.name} without encapsulated pixel data",
+            source=work.source,
+            tag=tag,
+        )
+    rows, columns = _header_int(work, src, 0x00280010), _header_int(work, src, 0x00280011)
     if not rows or not columns:
         raise ConversionError("Rows or Columns missing or zero", source=work.source, tag=0x00280010)
     code = work.decoded.recognition_code.upper()
     if code.startswith("ACRNEMA_LIBIDO"):
         rows, columns = columns, rows
         work.warn("LIBIDO file: Rows and Columns swapped back")
-    samples = int(src.get("SamplesPerPixel", 1) or 1)
+    samples = _header_int(work, src, 0x00280002) or 1
     frames, frames_tag = 1, tag
     dims = src.get(0x00280005)
     planes = src.get(0x00280012)
     if dims is not None and dims.value == 3 and planes is not None and planes.value:
-        frames, frames_tag = int(planes.value), 0x00280012
+        frames, frames_tag = _header_int(work, src, 0x00280012), 0x00280012
     elif "NumberOfFrames" in src and src.NumberOfFrames:
-        frames, frames_tag = int(src.NumberOfFrames), 0x00280008
-    bits_stored = src.get("BitsStored")
-    bits_allocated = src.get("BitsAllocated")
-    ba = int(bits_allocated) if bits_allocated is not None else None
-    bs = int(bits_stored) if bits_stored is not None else None
+        frames, frames_tag = _header_int(work, src, 0x00280008), 0x00280008
+    ba = _header_int(work, src, 0x00280100, None)
+    bs = _header_int(work, src, 0x00280101, None)
     if ba is None and bs is None:
         raise ConversionError(
             "neither Bits Allocated nor Bits Stored", source=work.source, tag=0x00280100
@@ -601,8 +701,8 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
             )
         )
         bs = ba
-    hb_value = src.get("HighBit")
-    hb = int(hb_value) if hb_value is not None else bs - 1
+    hb_value = _header_int(work, src, 0x00280102, None)
+    hb = hb_value if hb_value is not None else bs - 1
     if hb >= ba or hb < bs - 1:
         work.repair(
             Repair(
@@ -612,7 +712,8 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
             )
         )
         hb = bs - 1
-    pr = int(src.get("PixelRepresentation", 0) or 0)
+    pr = _header_int(work, src, 0x00280103)
+    photometric = str(work.out.get("PhotometricInterpretation") or "").strip()
     _check_size(work, tag, frames, frames_tag, rows * columns * samples, ba)
     overlay_bits = {}
     for g in range(0x6000, 0x6020, 2):
@@ -631,6 +732,7 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
             high_bit=hb,
             pixel_representation=pr,
             overlay_bits=overlay_bits,
+            photometric=photometric,
         )
     except ImageDataError as exc:
         raise ImageDataError(
@@ -648,8 +750,9 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
     out.SamplesPerPixel = samples
     if "PhotometricInterpretation" not in out or not out.PhotometricInterpretation:
         out.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
-    if samples > 1 and "PlanarConfiguration" not in out:
-        out.PlanarConfiguration = 0
+    if samples > 1 and ("PlanarConfiguration" not in out or photometric in SUBSAMPLED):
+        out.PlanarConfiguration = 0  # the only value for YBR_FULL_422 (PS3.3 C.7.6.3.1.3)
+    _planar_configuration(work, samples)
     out.BitsAllocated = pixels.bits_allocated
     out.BitsStored = pixels.bits_stored
     out.HighBit = pixels.high_bit
@@ -678,6 +781,90 @@ def _pixels(work: _Work, src: Dataset) -> Pixels:
     return pixels
 
 
+def _header_int(work: _Work, src: Dataset, tag: int, default: int | None = 0) -> int:
+    """An integer of the image header; a value that is none is an error naming its tag."""
+    element = src.get(tag)
+    if element is None or element.value is None or element.value == "":
+        return default  # type: ignore[return-value]
+    value = element.value[0] if isinstance(element.value, (list, MultiValue)) else element.value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConversionError(
+            f"{_name(element)} {shown(value)} is not a number", source=work.source, tag=tag
+        ) from None
+
+
+def _planar_configuration(work: _Work, samples: int) -> None:
+    """Planar Configuration is Type 1C, present only when Samples per Pixel > 1 (C.7.6.3)."""
+    out = work.out
+    if samples == 1 and "PlanarConfiguration" in out:
+        work.keep_original(out["PlanarConfiguration"], "not allowed with one sample a pixel")
+        del out.PlanarConfiguration
+
+
+def _encapsulated(work: _Work, src: Dataset, tag: int, items: bytes) -> Pixels:
+    """Compressed pixel data: its compression named from the fragments, kept byte for byte.
+
+    A Part 10 input's transfer syntax is used as given; a data set without one gets the
+    syntax the fragments show. Nothing is decoded, so nothing in the image can change.
+    """
+    meta = work.decoded.file_meta
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    try:
+        compression = identify_encapsulated(items)
+    except ValueError as exc:
+        if syntax is None or not syntax.is_compressed:
+            raise ConversionError(str(exc), source=work.source, tag=tag) from exc
+        compression = None
+    if syntax is not None and syntax.is_compressed:
+        name = compression.name if compression is not None else syntax.name
+        lossy = compression.lossy if compression is not None else str(syntax) in LOSSY_SYNTAXES
+        compression = Compression(str(syntax), name, items, lossy)
+    elif compression is None:  # pragma: no cover - identify_encapsulated raised above
+        raise ConversionError("compressed pixel data", source=work.source, tag=tag)
+    else:
+        work.warn(
+            f"compressed pixel data ({compression.name}) without a transfer syntax: "
+            f"written as {UID(compression.syntax).name}, fragments unchanged"
+        )
+    frames = _header_int(work, src, 0x00280012) if 0x00280012 in src else 1
+    if "SOPClassUID" not in src and frames > 1:
+        raise ConversionError(
+            f"compressed pixel data ({compression.name}) in {frames} ACR-NEMA planes: "
+            "splitting compressed planes into objects is not supported",
+            source=work.source,
+            tag=0x00280012,
+        )
+    out = work.out
+    for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit"):
+        if not out.get(keyword) and out.get(keyword) != 0:
+            raise ConversionError(
+                f"compressed pixel data ({compression.name}) without {keyword}",
+                source=work.source,
+                tag=tag,
+            )
+    samples = _header_int(work, src, 0x00280002) or 1
+    out.SamplesPerPixel = samples
+    if not out.get("PhotometricInterpretation"):
+        out.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
+    if "PixelRepresentation" not in out or out.PixelRepresentation is None:
+        out.PixelRepresentation = 0
+    _planar_configuration(work, samples)
+    if compression.lossy and not out.get("LossyImageCompression"):
+        out.LossyImageCompression = "01"
+        work.warn(f"Lossy Image Compression 01 added: the pixel data is {compression.name}")
+    return Pixels(
+        np.zeros((1, 0), dtype=np.uint8),
+        int(out.BitsAllocated),
+        int(out.BitsStored),
+        int(out.HighBit),
+        int(out.PixelRepresentation),
+        samples,
+        encapsulated=compression,
+    )
+
+
 def _check_size(work: _Work, tag: int, frames: int, frames_tag: int, cells: int, ba: int) -> None:
     """Refuse, from the header alone, an image beyond the frame, pixel or output limits.
 
@@ -694,7 +881,8 @@ def _check_size(work: _Work, tag: int, frames: int, frames_tag: int, cells: int,
             source=source,
             tag=frames_tag,
         )
-    cell_bytes = ba // 8 if ba in (8, 16, 32) else 2  # packed cells are unpacked to 16 bits
+    # packed cells are unpacked to 16 bits, 1-bit cells to one byte each
+    cell_bytes = ba // 8 if ba in (8, 16, 32) else (1 if ba == 1 else 2)
     pixel_bytes = cells * frames * cell_bytes
     if pixel_bytes > options.max_pixel_bytes:
         raise ConversionError(
@@ -1066,10 +1254,17 @@ def _window(work: _Work) -> None:
 def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int) -> Dataset:
     """One output object: plane ``index`` of a multi-plane image, or all frames (None)."""
     ds = copy.deepcopy(work.out) if frames > 1 else work.out
-    if pixels is not None:
+    if pixels is not None and pixels.encapsulated is not None:
+        ds.PixelData = pixels.encapsulated.items
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    elif pixels is not None:
         frame = pixels.array if index is None else pixels.array[index]
-        ds.PixelData = frame.astype(frame.dtype.newbyteorder("<"), copy=False).tobytes()
-        ds["PixelData"].VR = "OB" if pixels.bits_allocated == 8 else "OW"
+        if pixels.bits_allocated == 1:
+            ds.PixelData = pack_bits(frame)  # each object's bits from its own first byte
+        else:
+            ds.PixelData = frame.astype(frame.dtype.newbyteorder("<"), copy=False).tobytes()
+        ds["PixelData"].VR = "OW" if pixels.bits_allocated > 8 else "OB"
     index = index or 0
     if not ds.get("SOPInstanceUID"):
         ds.SOPInstanceUID = uids.derived_uid("instance", work.key, index)
@@ -1086,6 +1281,8 @@ def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int
         ds.ImageComments = fix_value(" / ".join(comments), "LT").value
     _provenance(work, ds)
     ds.file_meta = _file_meta(ds)
+    if pixels is not None and pixels.encapsulated is not None:
+        ds.file_meta.TransferSyntaxUID = UID(pixels.encapsulated.syntax)
     return ds
 
 

@@ -17,6 +17,7 @@ from pydicom.valuerep import format_number_as_ds
 __all__ = [
     "MAX_LENGTH",
     "Fix",
+    "fix_as",
     "fix_cs",
     "fix_da",
     "fix_ds",
@@ -62,6 +63,7 @@ class Fix:
     changed: bool = False
     lossy: bool = False  # the repair dropped information (truncation, rounding)
     notable: bool = False  # a repair worth a warning: exponent form, over-long, NUL tail
+    assumed: bool = False  # the repair supplied what the value left out (a unit): keep it
 
 
 def _strip(text: str) -> str:
@@ -102,6 +104,27 @@ def fix_tm(text: str) -> Fix:
     if frac is not None and ss:
         out += f".{frac}"
     return Fix(out, out != text)
+
+
+_AS = re.compile(r"^(\d{1,3})\s*(D|DAYS?|W|WEEKS?|M|MONTHS?|Y|YEARS?)?$")
+AGE_YEARS_WITHOUT_UNIT = 130
+"""A bare number up to this is read as years: no one is older, and ages in days, weeks or
+months were written with their unit (our choice, docs/conversion.md "Repairs")."""
+
+
+def fix_as(text: str) -> Fix:
+    """Ages: ``45``, ``45Y``, ``6 months`` become ``045Y``, ``006M``; anything else fails."""
+    value = _strip(text).upper()
+    if value == "":
+        return Fix("", value != text)
+    m = _AS.match(value)
+    if not m:
+        return Fix(None)
+    number, unit = int(m.group(1)), m.group(2)
+    if unit is None and number > AGE_YEARS_WITHOUT_UNIT:
+        return Fix(None)
+    out = f"{number:03d}{(unit or 'Y')[0]}"
+    return Fix(out, out != text, assumed=out != value)
 
 
 def _number(value: str) -> float | None:
@@ -197,7 +220,7 @@ def is_valid(text: str, vr: str) -> bool:
         return value == "" or (
             len(value) <= 12 and bool(_IS.match(value)) and -(2**31) <= int(value) < 2**31
         )
-    if vr in ("DA", "TM", "UI"):
+    if vr in ("DA", "TM", "UI", "AS"):
         fix = _FIXERS[vr](text)
         return fix.value is not None and fix.value == value
     if vr == "CS":
@@ -206,7 +229,15 @@ def is_valid(text: str, vr: str) -> bool:
     return limit is None or len(value) <= limit
 
 
-_FIXERS = {"DA": fix_da, "TM": fix_tm, "IS": fix_is, "DS": fix_ds, "CS": fix_cs, "UI": fix_ui}
+_FIXERS = {
+    "AS": fix_as,
+    "DA": fix_da,
+    "TM": fix_tm,
+    "IS": fix_is,
+    "DS": fix_ds,
+    "CS": fix_cs,
+    "UI": fix_ui,
+}
 
 
 def fix_value(text: str, vr: str) -> Fix:

@@ -9,6 +9,14 @@ each response before the next image, as 1980s equipment did. An image that fails
 failure status, the link lost, no response in time) is resent, up to ``attempts``
 times in all, on a new connection once the link is back; every failure is reported.
 
+Under a profile with ``application.spi_commands`` (docs/link-profile.md, "Dialect knobs:
+messages") the images go as one SPI group copy instead [evidence N3]: GCBEGIN with their
+number, then READY and SEND for each (the data set in the SEND request, or after its
+reply with ``application.data_set_after_reply``), then GCEND; only GCEND's success
+acknowledges them, so a failure anywhere fails (and resends) the whole group.
+:meth:`Scanner.cancel` sends CANCEL and waits for its answer when the profile says one
+comes (``application.cancel_answer``).
+
 Images come from ACR-NEMA files (:func:`load_images`: either byte order; re-encoded for
 the link when their byte order differs) or from generated CT/MR phantoms
 (:func:`bridge.testing.phantom.phantom_images`).
@@ -22,12 +30,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.acrnema.commands import Message
 from bridge.acrnema.elements import IMPLICIT_BE, IMPLICIT_LE, Syntax, decode, encode
 from bridge.acrnema.stack import (
     Aborted,
     Connected,
     LinkDown,
     MessageArrived,
+    MessageUnreadable,
     Rejected,
     Released,
     StackEvent,
@@ -116,6 +126,8 @@ class Scanner:
         self.response_timeout = response_timeout
         self.link_timeout = link_timeout
         self.table = endpoint.stack.commands
+        for address in (calling, called):  # too long for application.station_id_length: say so now
+            self.table.station(address)
 
     def _wait(self, until: Callable[[StackEvent], str | None], timeout: float) -> str | None:
         """Poll until ``until`` says something about an event (returned), or timeout."""
@@ -169,6 +181,13 @@ class Scanner:
         request = self.table.make_request(
             "store", message_id, initiator=self.calling, receiver=self.called, data=image.data
         )
+        return self._ask(request)
+
+    def _ask(self, request: Message, what: str = "store", then: bytes = b"") -> str | None:
+        """Send ``request`` and wait for its response: None on success, else why it failed
+        (``what`` names the step); ``then``: a data set to send after a success reply."""
+        stack = self.endpoint.stack
+        message_id = request.command.message_id
         stack.send(request, self.endpoint.clock())
 
         def response(event: StackEvent) -> str | None:
@@ -179,7 +198,11 @@ class Scanner:
                         return ""
                     name = self.table.status_name(command.status or 0)
                     comment = f" ({command.error_comment})" if command.error_comment else ""
-                    return f"store failed: {name} {command.status or 0:04X}H{comment}"
+                    return f"{what} failed: {name} {command.status or 0:04X}H{comment}"
+            if isinstance(event, MessageUnreadable) and event.message is not None:
+                command = event.message.command
+                if command.is_response and command.responded_to == message_id:
+                    return f"{what} response refused: {event.reason}"
             if isinstance(event, Aborted):
                 if event.reason == 3:  # the link under the connection went down
                     return f"link down: {event.detail}"
@@ -192,12 +215,65 @@ class Scanner:
         if said is None:
             self.endpoint.abort(2)
             return f"no response within {self.response_timeout:g} s"
+        if not said and then:
+            stack.send_data_object(then, self.endpoint.clock())
         return said or None
+
+    def _group_copy(self, images: list[Image]) -> str | None:
+        """One attempt at an SPI group copy of ``images``; None when GCEND succeeded."""
+        problem = self._connect()
+        if problem:
+            return problem
+        stack, after = self.endpoint.stack, self.table.params.data_set_after_reply
+
+        def step(name: str, data: bytes = b"", objects: int | None = None) -> str | None:
+            request = self.table.make_spi_request(
+                name,
+                stack.next_message_id(),
+                initiator=self.calling,
+                receiver=self.called,
+                data=b"" if after else data,
+                data_follows=after and bool(data),
+                objects=objects,
+            )
+            return self._ask(request, name, data if after else b"")
+
+        said = step("gcbegin", objects=len(images))
+        for image in images:
+            said = said or step("ready") or step("send", image.data)
+        return said or step("gcend")
+
+    def cancel(self, timeout: float = 10.0) -> int | None:
+        """Send CANCEL; the status of its answer, or None when none came within
+        ``timeout`` (or the profile says none comes: ``application.cancel_answer``)."""
+        if self._connect() is not None:
+            return None
+        stack = self.endpoint.stack
+        message_id = stack.next_message_id()
+        request = self.table.make_request(
+            "cancel", message_id, initiator=self.calling, receiver=self.called
+        )
+        stack.send(request, self.endpoint.clock())
+        if self.table.params.cancel_answer == "none":
+            self.endpoint.drain(timeout)
+            return None
+
+        def response(event: StackEvent) -> str | None:
+            if isinstance(event, MessageArrived):
+                command = event.message.command
+                if command.is_response and command.responded_to == message_id:
+                    return str(command.status or 0)
+            return None
+
+        said = self._wait(response, timeout)
+        return None if said is None else int(said)
 
     def send(
         self, images: Iterable[Image], progress: Callable[[ImageResult], None] | None = None
     ) -> list[ImageResult]:
         """Send every image; one result each, in order."""
+        if self.table.params.spi_commands:
+            return self._send_group(list(images), progress)
         results = []
         for image in images:
             result = ImageResult(image.name, len(image.data))
@@ -212,6 +288,30 @@ class Scanner:
                     log.warning("%s: attempt %d: %s", image.name, result.attempts, problem)
             result.seconds = time.monotonic() - start
             results.append(result)
+            if progress is not None:
+                progress(result)
+        return results
+
+    def _send_group(
+        self, images: list[Image], progress: Callable[[ImageResult], None] | None
+    ) -> list[ImageResult]:
+        """Every image as one SPI group copy, the whole group tried up to ``attempts`` times."""
+        results = [ImageResult(image.name, len(image.data)) for image in images]
+        start = time.monotonic()
+        attempts = 0
+        while images and attempts < self.attempts and not results[0].ok:
+            attempts += 1
+            problem = self._group_copy(images)
+            for result in results:
+                result.attempts = attempts
+                if problem is None:
+                    result.ok = True
+                else:
+                    result.errors.append(problem)
+            if problem is not None:
+                log.warning("group copy of %d: attempt %d: %s", len(images), attempts, problem)
+        for result in results:
+            result.seconds = time.monotonic() - start
             if progress is not None:
                 progress(result)
         return results

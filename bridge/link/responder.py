@@ -19,6 +19,7 @@ from bridge.acrnema.commands import Message
 from bridge.acrnema.stack import (
     Aborted,
     ConnectRequested,
+    DataObjectArrived,
     LinkDown,
     MessageArrived,
     MessageLost,
@@ -47,6 +48,16 @@ StoreHandler = Callable[[Message], Answer]
 
 
 @dataclass
+class _GroupCopy:
+    """An SPI group copy in progress (GCBEGIN answered, GCEND not yet)."""
+
+    expected: int  # data objects announced by GCBEGIN (0001,0081)
+    stored: int = 0
+    failure: Answer | None = None  # the first store that failed: GCEND answers with it
+    awaiting: Message | None = None  # a SEND answered whose data set is still to come
+
+
+@dataclass
 class ResponderStats:
     """What a :class:`Responder` has done so far."""
 
@@ -70,6 +81,17 @@ class Responder:
     image that is safe. Echo is answered with success; find, get, cancel and unknown
     command codes with ``cannot_understand`` (the code logged as it came).
 
+    The dialect knobs of the profile (docs/link-profile.md, "Dialect knobs: messages")
+    change three answers. CANCEL is answered with the status ``application.cancel_answer``
+    names (and whatever group copy was in progress is dropped), or not at all (``none``).
+    With ``application.spi_commands``, a store request carrying an SPI command in group
+    0001 is a step of a group copy: GCBEGIN opens it (with the number of data objects),
+    READY and SEND are answered with success, each data set goes to the store handler as
+    it arrives (in the SEND request, or after its reply with
+    ``application.data_set_after_reply``), and GCEND is answered with success only when
+    every announced data set was stored; otherwise with the first failure, or
+    ``not_stored``. A step out of order is answered ``cannot_understand``.
+
     ``accepted``: the logical addresses allowed to send requests (docs/link.md, "Accepted
     peers"); when given, a request whose connection's calling address or whose Initiator
     (0000,0200) is another one is answered ``not_stored``, logged at WARNING, and never
@@ -92,6 +114,7 @@ class Responder:
         self.grace = endpoint.profile.transport.reassembly_timeout_s if grace is None else grace
         self.accepted = frozenset(address.strip() for address in accepted)
         self.stats = ResponderStats()
+        self._group: _GroupCopy | None = None
 
     def serve(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> None:
         """Answer until ``stop`` is set (or ``until()`` is true).
@@ -123,10 +146,13 @@ class Responder:
             self.stats.connections += 1
         elif isinstance(event, MessageArrived):
             self._request(event.message)
+        elif isinstance(event, DataObjectArrived):
+            self._data_object(event.data)
         elif isinstance(event, MessageUnreadable):
             self.stats.refused += 1
             self.stats.last_error = event.reason
             log.warning("message refused: %s", event.reason)
+            self._object_failed(event.message, event.reason, event.too_large)
             if event.message is not None and not event.message.command.is_response:
                 status = (
                     LinkStatus.OUT_OF_RESOURCES if event.too_large else LinkStatus.CANNOT_UNDERSTAND
@@ -136,6 +162,7 @@ class Responder:
             self.stats.lost += 1
             self.stats.last_error = event.reason
             log.warning("message lost: %s", event.reason)
+            self._object_failed(None, event.reason, False)
         elif isinstance(event, LinkDown):
             self.stats.link_resets += 1
             self.stats.last_error = event.reason
@@ -156,6 +183,18 @@ class Responder:
             self.stats.last_error = refusal
             log.warning("message %d refused: %s", command.message_id, refusal)
             self._answer(message, Answer(LinkStatus.NOT_STORED, refusal))
+            return
+        params = self.table.params
+        if (
+            known is not None
+            and known[0] == "cancel"
+            and params.cancel_answer != "cannot_understand"
+        ):
+            self._cancel(message)
+            return
+        spi = params.spi_commands and command.spi_command is not None
+        if known is not None and known[0] == "store" and spi:
+            self._spi(message)
             return
         if known is None or known[0] not in ("store", "echo"):
             self.stats.unknown += 1
@@ -182,6 +221,93 @@ class Responder:
             self.stats.refused += 1
             self.stats.last_error = answer.comment
         self._answer(message, answer)
+
+    def _store(self, message: Message) -> Answer:
+        """The store handler's answer to ``message``, counted."""
+        self.stats.bytes_in += len(message.data)
+        answer = self.on_store(message)
+        if answer.status == LinkStatus.SUCCESS:
+            self.stats.stored += 1
+        else:
+            self.stats.refused += 1
+            self.stats.last_error = answer.comment
+        return answer
+
+    def _cancel(self, message: Message) -> None:
+        """CANCEL under ``application.cancel_answer``: drop any group copy, answer or not."""
+        if self._group is not None:
+            log.warning("group copy cancelled after %d data set(s) stored", self._group.stored)
+        self._group = None
+        answer = self.table.params.cancel_answer
+        log.info("cancel %d: %s", message.command.message_id, f"answered {answer}")
+        if answer != "none":
+            self._answer(message, Answer(answer))
+
+    def _spi(self, message: Message) -> None:
+        """One step of an SPI group copy (GCBEGIN, READY, SEND, GCEND: evidence N3)."""
+        command = message.command
+        spi = self.table.spi_name(command.spi_command)
+        name = None if spi is None or spi[1] else spi[0]
+        group = self._group
+        if name == "gcbegin" and group is None:
+            self._group = _GroupCopy(max(1, command.spi_objects or 1))
+            self._answer(message, Answer(LinkStatus.SUCCESS))
+        elif name == "ready" and group is not None:
+            self._answer(message, Answer(LinkStatus.SUCCESS))
+        elif name == "send" and group is not None and group.awaiting is None:
+            if self.table.params.data_set_after_reply:
+                group.awaiting = message
+                self.endpoint.stack.expect_data_object()
+                self._answer(message, Answer(LinkStatus.SUCCESS))
+            elif not message.data:
+                self._answer(
+                    message, Answer(LinkStatus.CANNOT_UNDERSTAND, "SEND without a data set")
+                )
+            else:
+                self._stored(group, self._store(message))
+                self._answer(message, group.failure or Answer(LinkStatus.SUCCESS))
+        elif name == "gcend" and group is not None and group.awaiting is None:
+            self._group = None
+            if group.failure is None and group.stored < group.expected:
+                group.failure = Answer(
+                    LinkStatus.NOT_STORED,
+                    f"{group.stored} of {group.expected} data sets stored",
+                )
+            self._answer(message, group.failure or Answer(LinkStatus.SUCCESS))
+        else:
+            what = "unknown" if spi is None else spi[0]
+            self.stats.unknown += 1
+            log.warning("SPI %s command %04XH out of order", what, command.spi_command or 0)
+            self._answer(
+                message,
+                Answer(
+                    LinkStatus.CANNOT_UNDERSTAND, f"SPI command {command.spi_command or 0:04X}H"
+                ),
+            )
+
+    def _stored(self, group: _GroupCopy, answer: Answer) -> None:
+        if answer.status == LinkStatus.SUCCESS:
+            group.stored += 1
+        elif group.failure is None:
+            group.failure = answer
+
+    def _object_failed(self, message: Message | None, reason: str, too_large: bool) -> None:
+        """A message that never arrived whole while a data set was awaited: it was that."""
+        group = self._group
+        if message is None and group is not None and group.awaiting is not None:
+            group.awaiting = None
+            status = LinkStatus.OUT_OF_RESOURCES if too_large else LinkStatus.CANNOT_UNDERSTAND
+            group.failure = group.failure or Answer(status, reason)
+
+    def _data_object(self, data: bytes) -> None:
+        """The data set of an answered SEND (``application.data_set_after_reply``)."""
+        group = self._group
+        if group is None or group.awaiting is None:
+            self.stats.refused += 1
+            log.warning("a data set nobody asked for is dropped (%d bytes)", len(data))
+            return
+        request, group.awaiting = group.awaiting, None
+        self._stored(group, self._store(Message(request.command, data)))
 
     def _source_refused(self, message: Message) -> str | None:
         """Why ``message`` is refused for where it comes from; None: it is accepted."""

@@ -69,6 +69,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bridge.errors import (
     BridgeError,
@@ -1492,3 +1493,76 @@ class Spool:
         except SpoolError as exc:
             return str(exc)
         return None
+
+    # ------------------------------------------------------------------ status page
+
+    def recent_objects(self, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` objects spooled last, newest first, for the status page: ``id``,
+        ``sop_instance_uid``, ``modality``, ``size``, ``received`` (seconds since the
+        epoch) and ``file`` (relative; None once removed). A range of the primary key."""
+        rows = self._db().execute(
+            "SELECT id, sop_instance_uid, modality, size, received, file FROM objects "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(row) for row in rows]
+
+    def quarantined(self, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` deliveries quarantined last (of every destination), newest first:
+        ``object_id``, ``destination``, ``last_error``, ``updated``, ``attempts``,
+        ``sop_instance_uid``, ``modality`` and ``file``. Ranges of the claim index."""
+        found: list[dict[str, Any]] = []
+        for name in self.destinations():
+            found += [
+                dict(row)
+                for row in self._db().execute(
+                    "SELECT d.object_id, d.destination, d.last_error, d.updated, d.attempts, "
+                    "o.sop_instance_uid, o.modality, o.file FROM deliveries d "
+                    "JOIN objects o ON o.id = d.object_id "
+                    "WHERE d.destination = ? AND d.state = 'failed' "
+                    "ORDER BY d.updated DESC LIMIT ?",
+                    (name, limit),
+                )
+            ]
+        return sorted(found, key=lambda row: row["updated"], reverse=True)[:limit]
+
+    def last_outcomes(self) -> dict[str, dict[str, Any]]:
+        """Per registered destination: ``last_success`` (time of its latest delivery
+        done; None: never), ``last_error`` and ``last_error_time`` (the latest error of
+        a delivery not done; None: none) and ``held`` (:class:`Hold` or None). Unlike
+        :meth:`destination_report` it reads only the undelivered rows."""
+        db = self._db()
+        report: dict[str, dict[str, Any]] = {}
+        for name in self.destinations():
+            success = db.execute(
+                "SELECT last_success FROM destinations WHERE name = ?", (name,)
+            ).fetchone()[0]
+            errors = [
+                db.execute(
+                    "SELECT updated, last_error FROM deliveries WHERE destination = ? "
+                    "AND state = ? AND last_error IS NOT NULL ORDER BY updated DESC LIMIT 1",
+                    (name, state.value),
+                ).fetchone()
+                for state in (DeliveryState.READY, DeliveryState.IN_FLIGHT, DeliveryState.FAILED)
+            ]
+            latest = max((e for e in errors if e is not None), key=lambda e: e[0], default=None)
+            report[name] = {
+                "last_success": success,
+                "last_error_time": None if latest is None else latest[0],
+                "last_error": None if latest is None else latest[1],
+                "held": self.hold_of(name),
+            }
+        return report
+
+    def requeue(self, object_id: int, destination: str) -> bool:
+        """Move one quarantined delivery back to ``ready`` (the status page's action);
+        False if it is not quarantined or its object's file was purged."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE deliveries SET state = 'ready', attempts = 0, lost = 0, "
+                "next_attempt = 0, updated = ? WHERE object_id = ? AND destination = ? "
+                "AND state = 'failed' "
+                "AND object_id IN (SELECT id FROM objects WHERE file IS NOT NULL)",
+                (time.time(), object_id, destination),
+            ).rowcount
+        return bool(changed)

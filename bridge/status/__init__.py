@@ -6,6 +6,8 @@
   registry per service;
 * :mod:`bridge.status.probe`: reads a snapshot from the live parts (spool, forwarder,
   link endpoint);
+* :mod:`bridge.status.page`: pure: the status page's data and its HTML (every value
+  escaped), the thumbnails' LRU cache;
 * :mod:`bridge.status.server`: the HTTP server (aiohttp, on a thread of its own), its
   credentials and TLS.
 

@@ -7,12 +7,15 @@ loop on one thread (``status-server``); every query of the service (spool, forwa
 link) runs on one more (``status-query``), with its own database connection, so the
 loop always answers and never touches the link's or the forwarder's threads.
 
-Routes: ``/`` lists the routes (the status page of issue 12 comes later), ``/metrics``
+Routes: ``/`` the status page (:mod:`bridge.status.page`), ``/thumbnail/ID.png`` the
+thumbnails it shows, ``POST /requeue`` its re-queue action, ``/metrics``
 (:mod:`bridge.status.metrics`), ``/healthz`` (:func:`bridge.status.model.evaluate`:
 200 healthy, 503 not). With credentials configured (``[status] token_file``, or
 ``user`` and ``password_file``) every route needs them: ``Authorization: Bearer TOKEN``
-or basic auth; anything else is answered 401. Requests are not logged (a scrape a
-second would fill the log).
+or basic auth; anything else is answered 401. A POST must come from the page itself
+(its ``Origin`` is the server's) or carry :data:`~bridge.status.page.ACTION_HEADER`:
+a form on another site cannot make a logged-in browser re-queue (403). Requests are not
+logged (a scrape a second would fill the log).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -38,6 +42,7 @@ from bridge.errors import ConfigError
 from bridge.settings import StatusSettings
 from bridge.status.metrics import SnapshotCollector, new_registry, render
 from bridge.status.model import Limits, evaluate, listen_address
+from bridge.status.page import ACTION_HEADER, placeholder_png, render_page
 from bridge.status.probe import Probe
 
 __all__ = ["ROUTES", "Credentials", "StatusServer", "status_server"]
@@ -45,7 +50,7 @@ __all__ = ["ROUTES", "Credentials", "StatusServer", "status_server"]
 log = logging.getLogger(__name__)
 
 ROUTES = {
-    "/": "this list",
+    "/": "the status page",
     "/metrics": "Prometheus metrics (text format)",
     "/healthz": "health checks as JSON: 200 healthy, 503 unhealthy",
 }
@@ -184,7 +189,7 @@ class StatusServer:
         except BaseException:
             self.stop()
             raise
-        log.info("status server on %s (/metrics, /healthz)", self.url)
+        log.info("status server on %s (/, /metrics, /healthz)", self.url)
 
     def stop(self) -> None:
         """Stop serving and end the server's threads (open requests are dropped)."""
@@ -222,8 +227,10 @@ class StatusServer:
             loop.close()
 
     async def _open(self) -> None:
-        app = web.Application(middlewares=[self._auth])
-        app.router.add_get("/", self._index)
+        app = web.Application(middlewares=[self._auth], client_max_size=64 << 10)
+        app.router.add_get("/", self._page)
+        app.router.add_get(r"/thumbnail/{object_id:\d{1,18}}.png", self._thumbnail)
+        app.router.add_post("/requeue", self._requeue)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -245,23 +252,50 @@ class StatusServer:
             )
         return await handler(request)
 
-    async def _query(
-        self, work: Callable[[], bytes | tuple[int, bytes]]
-    ) -> bytes | tuple[int, bytes]:
+    async def _query(self, work: Callable[[], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._queries, work)
 
-    async def _index(self, request: web.Request) -> web.Response:
-        items = "".join(
-            f'<li><a href="{path}">{path}</a>: {what}</li>' for path, what in ROUTES.items()
-        )
+    async def _page(self, request: web.Request) -> web.Response:
+        notice = ""
+        requeued = request.query.get("requeued", "")
+        if requeued.isdigit():  # only a number comes from the query: no text to forge
+            done = request.query.get("done") == "1"
+            notice = f"object {int(requeued)} " + (
+                "re-queued" if done else "not re-queued: not quarantined, or its file purged"
+            )
+        body = await self._query(lambda: render_page(self.probe.page(notice)).encode())
         return web.Response(
-            text=(
-                "<!DOCTYPE html><html><head><title>acrnema-bridge</title></head><body>"
-                f"<h1>acrnema-bridge status server</h1><ul>{items}</ul></body></html>"
-            ),
+            body=body,
             content_type="text/html",
+            charset="utf-8",
+            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
         )
+
+    async def _thumbnail(self, request: web.Request) -> web.Response:
+        object_id = int(request.match_info["object_id"])
+        png = await self._query(lambda: self.probe.thumbnails.get(object_id))
+        if png is None:
+            return web.Response(status=404, text="no such thumbnail on the page\n")
+        png = png or placeholder_png()  # file gone, or no pixels that render
+        return web.Response(
+            body=png, content_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+        )
+
+    async def _requeue(self, request: web.Request) -> web.Response:
+        if not _same_origin(request):
+            return web.Response(
+                status=403,
+                text=f"cross-site request refused: post from the page or with {ACTION_HEADER}\n",
+            )
+        form = await request.post()
+        destination = str(form.get("destination", ""))
+        try:
+            object_id = int(str(form.get("object_id", "")))
+        except ValueError:
+            return web.Response(status=400, text="give object_id and destination\n")
+        done = await self._query(lambda: self.probe.requeue(object_id, destination))
+        raise web.HTTPSeeOther(f"/?{urlencode({'requeued': object_id, 'done': int(done)})}")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = await self._query(lambda: render(self.registry))
@@ -274,6 +308,16 @@ class StatusServer:
 
         status, body = await self._query(check)
         return web.Response(status=status, body=body, content_type="application/json")
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Whether a POST comes from this server's own page (or a script that says so)."""
+    if request.headers.get(ACTION_HEADER):
+        return True  # a header no cross-site form can set (and a preflight would ask)
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is not None and origin == f"{request.scheme}://{request.host}"
 
 
 def status_server(

@@ -1,0 +1,165 @@
+"""``convert --cluster tcp://HOST:PORT``: the same batch on a Dask distributed cluster.
+
+The coordinator (the ``convert`` process) stays what it is with ``--jobs``: it walks the
+inputs, keeps the report in input order, stops on a full disk or a signal, and writes the
+report, the DICOMDIR and the previews. Only the conversion of each input moves: chunks of
+a few inputs go to the cluster's workers as tasks, each task runs
+:func:`bridge.batch.convert_file` on its inputs and returns their report entries. Inputs
+and OUT must be on a file system every worker sees under the same paths; this is checked
+on every worker before any work.
+
+Why Dask distributed: a maintained scheduler that already does what a batch over many
+machines needs (worker discovery, a task moved to another worker when its worker dies,
+back-pressure), started with two commands (``dask scheduler``, ``dask worker``), and
+nothing to install on the workers but this package.
+
+Delivery of results: a task whose worker dies is run again on another worker by the
+scheduler (its inputs are redone: the conversion writes each output atomically and
+derives every UID from the input, so a redone input gives the same files, never a
+second copy). A task whose workers keep dying (Dask's ``KilledWorker``, after its
+allowed failures) fails its inputs with the cause. Only a bounded window of tasks is in
+flight, so a batch of a million inputs holds a few hundred futures, not a million.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError
+
+__all__ = ["CLUSTER_CHUNK", "check_cluster_url", "run_on_cluster"]
+
+log = logging.getLogger("bridge.dicom.batch")  # the batch's logger: one name to filter
+
+CLUSTER_CHUNK = 8
+"""Inputs per task: large enough that scheduling costs little, small enough to balance."""
+_WINDOW_PER_THREAD = 4  # tasks in flight per worker thread
+_CONNECT_TIMEOUT_S = 10
+
+_URL = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+def check_cluster_url(url: str) -> str:
+    """``url`` when it names a scheduler (``tcp://HOST:PORT``, ``tls://...``); else ConfigError."""
+    match = _URL.match(url)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise ConfigError(
+            f"--cluster {url!r}: expected the Dask scheduler's address, tcp://HOST:PORT"
+        )
+    return url
+
+
+def _check_folder(folder: str) -> str:
+    """On a worker: that ``folder`` is there and writable, else why not (one line)."""
+    import os
+    import socket
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-cluster-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{socket.gethostname()}: cannot write {folder}: {exc.strerror or exc}"
+    return ""
+
+
+def _convert_chunk(
+    chunk: list[tuple[int, Path]], out: Path, options: Any, overwrite: bool, run: str
+) -> list[tuple[int, Any]]:
+    """On a worker: convert a chunk of inputs, one (index, ReportEntry) each."""
+    from bridge.batch import convert_file
+
+    return [(index, convert_file(path, out, options, overwrite, run)) for index, path in chunk]
+
+
+def _chunks(inputs: list[Path]) -> Iterator[list[tuple[int, Path]]]:
+    for start in range(0, len(inputs), CLUSTER_CHUNK):
+        yield [(i, inputs[i]) for i in range(start, min(start + CLUSTER_CHUNK, len(inputs)))]
+
+
+def run_on_cluster(
+    url: str,
+    inputs: list[Path],
+    out: Path,
+    options: Any,
+    overwrite: bool,
+    run: str,
+    finish: Callable[[int, Any], bool],
+    stopped: Callable[[], bool],
+    failed_entry: Callable[[int, str], Any],
+) -> None:
+    """Convert ``inputs`` on the cluster at ``url``, calling ``finish`` per result.
+
+    ``run`` names the batch (see :func:`bridge.batch.convert_file`: a redone input is
+    reported converted, not skipped). ``finish(index, entry)`` returns False when the
+    batch must stop (no space left); ``stopped()`` says a stop was requested. Either way
+    the tasks not yet started are cancelled and their inputs stay unrecorded (``pending``
+    in the report); tasks already running finish on their workers (their outputs are
+    whole, and a re-run skips them).
+    ``failed_entry(index, reason)`` makes the entry of an input whose task failed.
+    Raises :class:`ConfigError` when the scheduler cannot be reached or a worker cannot
+    write OUT: nothing is converted then.
+    """
+    import importlib
+
+    dask: Any = importlib.import_module("distributed")  # typed loosely: keep mypy strict here
+    FutureCancelledError = importlib.import_module("distributed.client").FutureCancelledError
+
+    try:
+        client: Any = dask.Client(url, timeout=f"{_CONNECT_TIMEOUT_S}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {url}: {exc}") from exc
+    try:
+        threads = sum(client.nthreads().values())
+        if threads == 0:
+            raise ConfigError(f"the Dask scheduler at {url} has no workers")
+        problems = [p for p in client.run(_check_folder, str(out)).values() if p]
+        if problems:
+            raise ConfigError(
+                f"OUT must be writable on every worker of {url}: {'; '.join(problems)}"
+            )
+        log.info("converting on %s: %d worker threads", url, threads)
+        chunks = _chunks(inputs)
+        window = max(2, threads * _WINDOW_PER_THREAD)
+        pending: Any = dask.as_completed(loop=client.loop)
+        held: dict[Any, list[tuple[int, Path]]] = {}
+
+        def submit() -> bool:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return False
+            future = client.submit(_convert_chunk, chunk, out, options, overwrite, run, pure=False)
+            held[future] = chunk
+            pending.add(future)
+            return True
+
+        while len(held) < window and submit():
+            pass
+        go_on = True
+        for future in pending:
+            chunk = held.pop(future)
+            if not go_on:
+                continue
+            try:
+                results = future.result()
+            except FutureCancelledError:
+                continue
+            except Exception as exc:  # a task's failure fails its inputs, not the batch
+                reason = f"{type(exc).__name__}: {exc}"
+                results = [(i, failed_entry(i, reason)) for i, _ in chunk]
+            for index, entry in results:
+                if not finish(index, entry):
+                    go_on = False
+            if go_on and stopped():
+                go_on = False
+            if go_on:
+                submit()
+            else:
+                client.cancel(list(held))
+    finally:
+        client.close()
