@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 
 MAX_WORDS = 200_000  # words of the capture the fit reads (the start of it)
 MAX_CANDIDATES = 50_000  # bit orders scored, at most
+MAX_REFINE = 5_000  # bit orders tried against the check word, best scored first
 U64 = npt.NDArray[np.uint64]
 
 
@@ -337,9 +338,10 @@ def _frames(u: dict[int, npt.NDArray[np.uint64]]) -> _Frames | None:
                 total += 1
                 if seen.setdefault(gap, lw) == lw and back.setdefault(lw, gap) == gap:
                     good += 1
-        if total < 2:
-            continue
+        if total < 2 or not all((words == value).any() for words in u.values()):
+            continue  # both sides send frames
         score = good / total * math.log(total + 1)
+        score *= 1 + sum(len(words) > 0 and int(words[0]) == value for words in u.values())
         if good / total > 0.9 and (best is None or score > best[0]):
             best = (score, value)
     if best is None:
@@ -396,6 +398,43 @@ def _consistent(
         bad = (col[:, None] != truth) & (mask != 0)
         ok[k] &= ~bad.any(axis=0)
     return ok
+
+
+_CODES = (b"ACR-NEMA 2.0", b"ACR-NEMA 1.0", b"ACR-NEMA")
+
+
+def _text_rows(
+    u: dict[int, npt.NDArray[np.uint64]], m: int, parity_lines: int
+) -> list[list[tuple[int, int]]]:
+    """Where the Recognition Code seems to be, as (raw word, true word) rows.
+
+    A window of words carries a text when each probe's bits over the window (its
+    signature) and each position's bits over the text are the same multiset: the bit
+    order is unknown, but not what a text looks like to each bit. Tried for each text,
+    in both byte orders; the matches of the first text and order found."""
+    for text in _CODES:
+        for order in (">u2", "<u2"):
+            target = np.frombuffer(text, order).astype(np.int64)
+            k = len(target)
+            tsig = np.zeros(m, np.int64)
+            truth = _expand(target, parity_lines)
+            for i in range(k):
+                tsig |= truth[i].astype(np.int64) << i
+            want = np.sort(tsig)
+            found: list[list[tuple[int, int]]] = []
+            for words in u.values():
+                if len(words) < k:
+                    continue
+                bits = np.stack([_bits(words, c) for c in range(m)], axis=1).astype(np.int64)
+                sig = np.zeros((len(words) - k + 1, m), np.int64)
+                for i in range(k):
+                    sig |= bits[i : len(words) - k + 1 + i] << i
+                hits = np.flatnonzero((np.sort(sig, axis=1) == want).all(axis=1))
+                for p in hits[:8].tolist():
+                    found.append([(int(words[p + i]), int(target[i])) for i in range(k)])
+            if found:
+                return found
+    return []
 
 
 def _matchings(ok: npt.NDArray[np.bool_]) -> Iterator[list[int]]:
@@ -476,9 +515,14 @@ def _crc_all_polys(data: bytes, refin: bool) -> npt.NDArray[np.uint32]:
     return reg
 
 
-def fit_check(frames: Sequence[tuple[bytes, int]]) -> tuple[dict[str, Any], str] | None:
+def fit_check(
+    frames: Sequence[tuple[bytes, int]],
+    cache: dict[tuple[bytes, bool], npt.NDArray[np.uint32]] | None = None,
+) -> tuple[dict[str, Any], str] | None:
     """The frame check of ``frames`` ((covered bytes, check word) each): a dict of
-    datalink keys and the evidence, or None when no CRC-16 or sum fits.
+    datalink keys and the evidence, or None when no CRC-16 or sum fits. ``cache`` keeps
+    the all-polynomial registers between calls (the refinement calls this for many bit
+    orders).
 
     Sums first; CRC-16: for two frames of equal length the XOR of their checks is the
     CRC (init 0, no final XOR) of the XOR of their bytes, for every polynomial at once;
@@ -502,7 +546,11 @@ def fit_check(frames: Sequence[tuple[bytes, int]]) -> tuple[dict[str, Any], str]
     xored = bytes(x ^ y for x, y in zip(a, b, strict=True))
     distinct = sorted(by_len, key=lambda n: -len(by_len[n]))
     for refin, refout in ((False, False), (True, True), (False, True), (True, False)):
-        reg = _crc_all_polys(xored, refin)
+        reg = cache.get((xored, refin)) if cache is not None else None
+        if reg is None:
+            reg = _crc_all_polys(xored, refin)
+            if cache is not None:
+                cache[xored, refin] = reg
         want = ca ^ cb
         if refout:
             want = int(f"{want:016b}"[::-1], 2)
@@ -612,9 +660,37 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
             f"length matching the distance to the next): length_only delimiting needs --map"
         )
     # ---- bit order
-    perm, bit_evidence, bit_conf, check_words = _bit_order(u, frames, lines.parity_lines)
+    ranked, count = _bit_order(u, frames, lines.parity_lines)
+    # the best scoring assignment whose frames' check words fit a check (the refinement:
+    # a wrong order among bits the constraints could not tell apart breaks the check)
+    cache: dict[tuple[bytes, bool], npt.NDArray[np.uint32]] = {}
+    chosen: (
+        tuple[int, int, int, list[int], dict[int, Any], tuple[dict[str, Any], str] | None] | None
+    ) = None
+    for rank, (score, check_words, perm) in enumerate(ranked[:MAX_REFINE]):
+        true = {s: _true_words(u[s], perm) for s in (0, 1)}
+        if not check_words:
+            chosen = (rank, score, check_words, perm, true, None)
+            break
+        found = fit_check(_covered(true, frames, check_words), cache)
+        if found is not None:
+            chosen = (rank, score, check_words, perm, true, found)
+            break
+    if chosen is None:
+        raise FitError(
+            f"{path}: of {min(len(ranked), MAX_REFINE)} bit orders agreeing with the frames' "
+            f"length fields and headers, none makes the frames' last word a 16-bit sum or a "
+            f"CRC-16 (any polynomial, init, reflection, final XOR) over header and payload"
+        )
+    rank, score, check_words, perm, true, check_found = chosen
+    runner = next((r[0] for r in ranked[rank + 1 :]), None)
+    bit_conf = "high" if check_found is not None else "medium" if score else "low"
+    bit_evidence = (
+        f"bit order: of {count} assignment(s) agreeing with the length fields and DATA headers, "
+        f"number {rank + 1} by payload plaintext score ({score}; next {runner})"
+        + (", the first whose frames' check words fit a check" if check_found else "")
+    )
     positions = _positions(lines.parity_lines)
-    true = {s: _true_words(u[s], perm) for s in (0, 1)}
     start_word = int(_true_words(np.array([frames.start_raw], np.uint64), perm)[0])
     # ---- the parity sense and inversions
     zero_parity = [(zero >> k) & 1 for k in range(m)]
@@ -679,20 +755,26 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
     )
     if lines.parity_lines:
         _find(fit, "physical.parity_lines", lines.parity_lines, lines.evidence, "high")
+    if lines.parity_lines == 2:
+        # the reference has no pins for PARITY_HI: those of a line this bus lacks
+        bus = replace(REFERENCE.physical, control_lines=("DIR",), parity_lines=2).bus_lines
+        spare = next(n for n in REFERENCE.physical.pins if n not in bus)
+        pair = REFERENCE.physical.pins[spare]
+        ph_keys["pins"] = {"PARITY_HI": pair}
+        _find(
+            fit,
+            "physical.pins",
+            {"PARITY_HI": list(pair)},
+            f"the reference has no pins for PARITY_HI: those of {spare}, not on this bus "
+            f"(a logic analyser does not see pins: check them on the connector)",
+            "low",
+        )
     _find(fit, "physical.control_lines", ["DIR"], fit.channel_notes[probes[dirp]], "medium")
     fit.cmap = ChannelMap(channels)
     # ---- data link: start word, check
     dl: dict[str, Any] = {"start_word": start_word, "delimiting": "start_word"}
     _find(fit, "datalink.start_word", start_word, frames.evidence, bit_conf)
-    covered = _covered(true, frames, check_words)
-    check_found = None
-    if check_words:
-        check_found = fit_check(covered)
-        if check_found is None:
-            raise FitError(
-                f"{path}: frames carry a check word that is no 16-bit sum and no CRC-16 "
-                f"(any polynomial, init, reflection, final XOR) over the header and payload"
-            )
+    if check_found is not None:
         keys, evidence = check_found
         dl.update(keys)
         for key, value in keys.items():
@@ -779,8 +861,9 @@ def _covered(
 
 def _bit_order(
     u: dict[int, npt.NDArray[np.uint64]], frames: _Frames, parity_lines: int
-) -> tuple[list[int], str, str, int]:
-    """(position of each raw column, evidence, confidence, check words per frame)."""
+) -> tuple[list[tuple[int, int, list[int]]], int]:
+    """The assignments (payload score, check words per frame, position of each raw
+    column) agreeing with the frames' length fields and headers, best first; how many."""
     m = 16 + parity_lines
     commands = {code for pair in REFERENCE.application.commands.values() for code in pair}
     results = []
@@ -818,6 +901,17 @@ def _bit_order(
             m,
             parity_lines,
         )
+        # the Recognition Code as known plaintext where its bit signature is found
+        for rows in _text_rows(u, m, parity_lines):
+            more = ok & _consistent(
+                np.array([r for r, _ in rows], np.uint64),
+                np.array([t for _, t in rows], np.int64),
+                np.ones((len(rows), m), np.uint8),
+                m,
+                parity_lines,
+            )
+            if more.any(axis=1).all():
+                ok = more
         if not ok.any(axis=1).all():
             continue
         payloads = _payload_rows(u, frames, check_words)
@@ -838,17 +932,15 @@ def _bit_order(
             "no assignment of the data probes to D0-D15 agrees with the frames' length "
             "fields and headers"
         )
-    results.sort(key=lambda r: -r[0])
-    top, check_words, scored, count = results[0]
-    runner = scored[1][0] if len(scored) > 1 else None
-    confidence = "high" if runner is None or top >= 2 * max(runner, 1) else "medium"
-    if top == 0:
-        confidence = "low"
-    evidence = (
-        f"bit order from {count} assignment(s) agreeing with the length fields and the DATA "
-        f"headers, scored on payload plaintext ({top} vs {runner} for the next)"
+    ranked = sorted(
+        (
+            (score, check_words, perm)
+            for _, check_words, scored, _ in results
+            for score, perm in scored
+        ),
+        key=lambda r: -r[0],
     )
-    return scored[0][1], evidence, confidence, check_words
+    return ranked, sum(r[3] for r in results)
 
 
 def _payload_rows(
@@ -868,6 +960,8 @@ def _profile(
     ph: dict[str, Any], dl: dict[str, Any], tr: dict[str, Any], se: dict[str, Any]
 ) -> Profile:
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in ph.items()}
+    if "pins" in fields:
+        fields["pins"] = {**REFERENCE.physical.pins, **fields["pins"]}
     physical = replace(REFERENCE.physical, **fields)
     datalink: DatalinkSection = replace(REFERENCE.datalink, **dl)
     return replace(
@@ -946,6 +1040,8 @@ def _value(v: Any) -> str:
         return f'"{v}"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(v)
 
 
