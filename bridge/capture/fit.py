@@ -22,8 +22,11 @@ step by step, each step narrowing the next:
    zero word's parity level; it cannot be told from an inverted parity probe, and need
    not be (both decode alike).
 5. **Frames and bit order** (:func:`_frames`, :func:`_bit_order`): the start word is
-   the frequent word two words after which the word is a function of the distance to
-   the next start word (the length field: distance - 4 with a check word, - 3 without).
+   a frequent word, sent by both sides, two words after which the word is a function of
+   the distance to the next start word (the length field: distance - 4 with a check
+   word, - 3 without). Without one (``length_only``, :func:`_walk`) the bit orders the
+   Recognition Code allows are tried until one walks each side's words as frames back
+   to back, every header a frame type, with a check that fits.
    Known plaintext then constrains which probe is which bit: the length field (the
    distance), the header (a DATA frame's sequence number counts 0, 1, 2...; the type in
    bits 12-15; bits 10-11 zero) and the parity positions. Probes and positions that the
@@ -46,8 +49,8 @@ step by step, each step narrowing the next:
 What the fit cannot tell, or did not find, it says (:attr:`Fit.unfitted`): such keys keep
 the reference value. Limits (docs/capture.md): the capture should start at the start of
 the link (the first frames numbered from 0), hold a few frames each way, and be free of
-glitches; frame type codes are the reference ones; ``length_only`` delimiting needs a
-channel map (``--map``) for the bit order.
+glitches; frame type codes are the reference ones. With ``--map`` the map's bit order
+and polarities are taken as they are.
 """
 
 from __future__ import annotations
@@ -80,13 +83,10 @@ __all__ = ["Finding", "Fit", "fit_capture", "fit_check", "fit_toml"]
 log = logging.getLogger(__name__)
 
 MAX_WORDS = 200_000  # words of the capture the fit reads (the start of it)
-MAX_CANDIDATES = 50_000  # bit orders scored, at most
-MAX_REFINE = 5_000  # bit orders tried against the check word, best scored first
+MAX_CANDIDATES = 4_000  # bit orders scored, at most
+MAX_REFINE = 2_000  # bit orders tried against the check word, best scored first
+MAX_CRC_SEARCHES = 24  # all-polynomial CRC searches per strategy (each up to ~1 s)
 U64 = npt.NDArray[np.uint64]
-
-
-class FitError(CaptureError):
-    """A capture that cannot be fitted: the message says which step failed and why."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,9 @@ def _read(path: str | Path) -> tuple[list[str], Changes]:
     with open_capture(path) as reader:
         probes = list(reader.probes)
         if not probes:
-            raise FitError(f"{path}: no probes")
+            raise CaptureError(f"{path}: no probes")
         if len(probes) > 64:
-            raise FitError(f"{path}: {len(probes)} probes; the fit reads at most 64")
+            raise CaptureError(f"{path}: {len(probes)} probes; the fit reads at most 64")
         times, states, rows = [], [], 0
         for chunk in reader.changes(probes):
             times.append(chunk.times)
@@ -131,7 +131,7 @@ def _read(path: str | Path) -> tuple[list[str], Changes]:
             if rows > 8 * MAX_WORDS:
                 break
     if not rows:
-        raise FitError(f"{path}: no changes")
+        raise CaptureError(f"{path}: no changes")
     return probes, Changes(np.concatenate(times), np.concatenate(states))
 
 
@@ -172,7 +172,7 @@ def _handshake(states: U64, nprobes: int, probes: Sequence[str]) -> _Handshake:
     edges = {i: _edges(states, i) for i in range(nprobes)}
     busy = sorted((i for i in edges if len(edges[i]) >= 4), key=lambda i: -len(edges[i]))
     if not busy:
-        raise FitError("no probe changes more than 3 times: no handshake to follow")
+        raise CaptureError("no probe changes more than 3 times: no handshake to follow")
     others_changed = np.zeros(len(states), bool)
     for x, y in itertools.permutations(busy[:6], 2):
         if not _alternate(edges[x], edges[y]):
@@ -268,7 +268,7 @@ def _classify(
             parity_lines = k
             break
     if parity_lines is None:
-        raise FitError(
+        raise CaptureError(
             f"fewer than 16 probes change between words ({sum(1 for v in paced.values() if v)}"
             f"): not a 16-bit data bus, or too short a capture"
         )
@@ -306,10 +306,38 @@ def _pack(sampled: U64, data: Sequence[int]) -> npt.NDArray[np.uint64]:
 
 @dataclass
 class _Frames:
+    """Where the frames are in each side's words. Without a start word (``length_only``)
+    a frame's "start" is the place before its header, its gap one more than its words."""
+
     starts: dict[int, npt.NDArray[np.intp]]  # side -> positions of the start word
     gaps: dict[int, npt.NDArray[np.int64]]  # side -> words to the next start (-1: last)
-    start_raw: int
+    start_raw: int | None  # None: length_only
     evidence: str
+
+
+def _walk(true: dict[int, npt.NDArray[np.uint16]], check_words: int) -> _Frames | None:
+    """Frames back to back from each side's first word (``length_only``): each header's
+    type a frame type, bits 10-11 zero, the last frame ending with the side's words."""
+    codes = set(REFERENCE.datalink.frame_types.values())
+    starts, gaps = {}, {}
+    total = 0
+    for side, words in true.items():
+        p, pos, lens = 0, [], []
+        while p + 2 <= len(words):
+            head, length = int(words[p]), int(words[p + 1])
+            size = 2 + length + check_words
+            if head >> 12 not in codes or head & 0x0C00 or p + size > len(words):
+                return None
+            pos.append(p - 1)
+            lens.append(size + 1)
+            p += size
+        if p != len(words) or not pos:
+            return None
+        starts[side] = np.array(pos, np.intp)
+        gaps[side] = np.array(lens, np.int64)
+        total += len(pos)
+    evidence = f"{total} frames back to back, each header's length reaching the next header"
+    return _Frames(starts, gaps, None, evidence)
 
 
 def _frames(u: dict[int, npt.NDArray[np.uint64]]) -> _Frames | None:
@@ -405,14 +433,17 @@ _CODES = (b"ACR-NEMA 2.0", b"ACR-NEMA 1.0", b"ACR-NEMA")
 
 def _text_rows(
     u: dict[int, npt.NDArray[np.uint64]], m: int, parity_lines: int
-) -> list[list[tuple[int, int]]]:
+) -> list[list[list[tuple[int, int]]]]:
     """Where the Recognition Code seems to be, as (raw word, true word) rows.
 
     A window of words carries a text when each probe's bits over the window (its
     signature) and each position's bits over the text are the same multiset: the bit
     order is unknown, but not what a text looks like to each bit. Tried for each text,
-    in both byte orders; the matches of the first text and order found."""
+    in both byte orders: the two orders have the same signatures (a byte swap is a bit
+    order too), so each is an alternative, its matches the rows; for the first text
+    found."""
     for text in _CODES:
+        alternatives = []
         for order in (">u2", "<u2"):
             target = np.frombuffer(text, order).astype(np.int64)
             k = len(target)
@@ -433,8 +464,33 @@ def _text_rows(
                 for p in hits[:8].tolist():
                     found.append([(int(words[p + i]), int(target[i])) for i in range(k)])
             if found:
-                return found
+                alternatives.append(found)
+        if alternatives:
+            return alternatives
     return []
+
+
+def _with_text(
+    ok: npt.NDArray[np.bool_], u: dict[int, npt.NDArray[np.uint64]], m: int, parity_lines: int
+) -> list[npt.NDArray[np.bool_]]:
+    """``ok`` narrowed by the Recognition Code, one matrix per byte order it allows
+    (``ok`` itself when the text is not found or contradicts ``ok``)."""
+    out = []
+    for alternative in _text_rows(u, m, parity_lines):
+        more = ok.copy()
+        for rows in alternative:
+            narrower = more & _consistent(
+                np.array([r for r, _ in rows], np.uint64),
+                np.array([t for _, t in rows], np.int64),
+                np.ones((len(rows), m), np.uint8),
+                m,
+                parity_lines,
+            )
+            if narrower.any(axis=1).all():
+                more = narrower
+        if more.any(axis=1).all() and (more != ok).any():
+            out.append(more)
+    return out or [ok]
 
 
 def _matchings(ok: npt.NDArray[np.bool_]) -> Iterator[list[int]]:
@@ -539,37 +595,49 @@ def fit_check(
     by_len: dict[int, list[tuple[bytes, int]]] = {}
     for f in frames:
         by_len.setdefault(len(f[0]), []).append(f)
-    pairs = [v[:2] for v in by_len.values() if len(v) >= 2]
+    pairs = sorted(
+        ((x, y) for v in by_len.values() for x, y in itertools.pairwise(v[:4]) if x[0] != y[0]),
+        key=lambda p: len(p[0][0]),
+    )[:3]
     if not pairs:
         return None
-    (a, ca), (b, cb) = min(pairs, key=lambda p: len(p[0][0]))
-    xored = bytes(x ^ y for x, y in zip(a, b, strict=True))
+    (a, ca), _ = pairs[0]
     distinct = sorted(by_len, key=lambda n: -len(by_len[n]))
+    cache = cache if cache is not None else {}
     for refin, refout in ((False, False), (True, True), (False, True), (True, False)):
-        reg = cache.get((xored, refin)) if cache is not None else None
-        if reg is None:
-            reg = _crc_all_polys(xored, refin)
-            if cache is not None:
-                cache[xored, refin] = reg
-        want = ca ^ cb
-        if refout:
-            want = int(f"{want:016b}"[::-1], 2)
-        for poly in np.flatnonzero(reg == want).tolist():
+        polys: npt.NDArray[np.bool_] | None = None
+        for (x, cx), (y, cy) in pairs:
+            xored = bytes(i ^ j for i, j in zip(x, y, strict=True))
+            reg = cache.get((xored, refin))
+            if reg is None:
+                if len(cache) >= 4 * MAX_CRC_SEARCHES:
+                    return None  # the budget is spent: this order is not tried for a CRC
+                reg = cache[xored, refin] = _crc_all_polys(xored, refin)
+            want = cx ^ cy
+            if refout:
+                want = int(f"{want:016b}"[::-1], 2)
+            hit = reg == want
+            polys = hit if polys is None else polys & hit
+        assert polys is not None
+        for poly in np.flatnonzero(polys).tolist()[:64]:
             if poly == 0:
                 continue
             # init: crc16(first, init) ^ xorout == check; with a second length, both
-            init_xor = [(init, crc16(a, poly, init, refin, refout, 0) ^ ca) for init in (0, 0xFFFF)]
+            init_xor = [(init, _crc(a, poly, init, refin, refout, 0) ^ ca) for init in (0, 0xFFFF)]
             other = [by_len[n][0] for n in distinct if n != len(a)]
             found = None
             candidates = init_xor if not other else None
             if other:
                 o, co = other[0]
                 inits = _inits(a, o, ca, co, poly, refin, refout)
-                candidates = [(i, crc16(a, poly, i, refin, refout, 0) ^ ca) for i in inits]
+                candidates = [(i, _crc(a, poly, i, refin, refout, 0) ^ ca) for i in inits]
                 # equivalent pairs: the catalogues' usual values first
                 candidates.sort(key=lambda c: (c[1] not in (0, 0xFFFF), c[0] not in (0, 0xFFFF)))
             for init, xorout in candidates or []:
-                if all(crc16(c, poly, init, refin, refout, xorout) == w for c, w in frames):
+                # a few frames bit by bit, then the link's own CRC on every frame
+                if all(
+                    _crc(c, poly, init, refin, refout, xorout) == w for c, w in frames[:8]
+                ) and all(crc16(c, poly, init, refin, refout, xorout) == w for c, w in frames):
                     found = (init, xorout)
                     break
             if found is None:
@@ -594,15 +662,39 @@ def fit_check(
     return None
 
 
+def _reflect(value: int) -> int:
+    return int(f"{value:016b}"[::-1], 2)
+
+
+def _crc(data: bytes, poly: int, init: int, refin: bool, refout: bool, xorout: int) -> int:
+    """CRC-16 bit by bit, as :func:`bridge.acrnema.framing.crc16` computes it (no table
+    to build per polynomial: the fit tries many)."""
+    if refin:
+        crc, rp = _reflect(init), _reflect(poly)
+        for byte in data:
+            crc ^= byte
+            for _ in range(8):
+                crc = (crc >> 1) ^ rp if crc & 1 else crc >> 1
+        crc = _reflect(crc)
+    else:
+        crc = init
+        for byte in data:
+            crc ^= byte << 8
+            for _ in range(8):
+                crc = ((crc << 1) ^ poly) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    if refout:
+        crc = _reflect(crc)
+    return crc ^ xorout
+
+
 def _inits(a: bytes, o: bytes, ca: int, co: int, poly: int, refin: bool, refout: bool) -> list[int]:
     """Every init for which frames ``a`` and ``o`` (of different lengths) need the same
     final XOR: crc(a, init) ^ ca == crc(o, init) ^ co, all 65,536 inits at once."""
-    from bridge.acrnema.framing import crc16
 
     # crc(m, init) = crc(m, 0) ^ T_len(init), T linear: build T from the 16 unit inits
     def table(m: bytes) -> npt.NDArray[np.uint32]:
-        base = crc16(m, poly, 0, refin, refout, 0)
-        units = [crc16(m, poly, 1 << b, refin, refout, 0) ^ base for b in range(16)]
+        base = _crc(m, poly, 0, refin, refout, 0)
+        units = [_crc(m, poly, 1 << b, refin, refout, 0) ^ base for b in range(16)]
         inits = np.arange(1 << 16, dtype=np.uint32)
         out = np.full(1 << 16, base, np.uint32)
         for b, unit in enumerate(units):
@@ -621,23 +713,25 @@ def _find(fit: Fit, key: str, value: Any, evidence: str, confidence: str) -> Non
 
 
 def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
-    """Fit a profile to the capture ``path`` (see the module doc); :class:`FitError`
-    when it cannot."""
+    """Fit a profile to the capture ``path`` (see the module doc); a
+    :class:`~bridge.errors.CaptureError` saying which step failed and why when it cannot."""
     probes, ch = _read(path)
     n = len(probes)
     states = ch.states
     hs = _handshake(states, n, probes)
     rows = hs.sample_rows[:MAX_WORDS]
     if len(rows) < 16:
-        raise FitError(f"{path}: only {len(rows)} words: too short a capture to fit")
+        raise CaptureError(f"{path}: only {len(rows)} words: too short a capture to fit")
     sampled = states[rows]
     times = ch.times[rows]
     lines = _classify(sampled, times, states, hs, n)
     if not lines.direction:
-        raise FitError(
+        raise CaptureError(
             f"{path}: no probe changes only where the bus changes hands: no DIR or BREQ line "
             f"found (the profile needs one)"
         )
+    if cmap is not None:
+        lines = _mapped_lines(lines, cmap, probes)
     # the direction line: the one with the most changes; side A drives the first word
     dirp = max(lines.direction, key=lambda i: len(_edges(states, i)))
     dcol = _bits(sampled, dirp)
@@ -646,43 +740,28 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
     raw_all = _pack(sampled, lines.data)
     by_side = {s: raw_all[sides == s] for s in (0, 1)}
     if not len(by_side[1]):
-        raise FitError(f"{path}: only one side ever drives the bus: no replies to fit from")
-    # polarity: the receiving side's commonest word is the zero word
-    zero = Counter(int(v) for v in by_side[1]).most_common(1)[0][0]
+        raise CaptureError(f"{path}: only one side ever drives the bus: no replies to fit from")
+    if cmap is None:
+        # polarity: the receiving side's commonest word is the zero word
+        zero = Counter(int(v) for v in by_side[1]).most_common(1)[0][0]
+    else:
+        zero = _mapped_zero(raw_all, lines, cmap, probes)
     u = {s: by_side[s] ^ np.uint64(zero) for s in (0, 1)}
-    frames = _frames(u)
     fit = Fit(REFERENCE, ChannelMap({}))
     ph_keys: dict[str, Any] = {"handshake": hs.mode, "parity_lines": max(lines.parity_lines, 1)}
     _find(fit, "physical.handshake", hs.mode, hs.evidence, "high")
-    if frames is None:
-        raise FitError(
-            f"{path}: no start word found (no frequent word followed, two words on, by a "
-            f"length matching the distance to the next): length_only delimiting needs --map"
-        )
-    # ---- bit order
-    ranked, count = _bit_order(u, frames, lines.parity_lines)
-    # the best scoring assignment whose frames' check words fit a check (the refinement:
-    # a wrong order among bits the constraints could not tell apart breaks the check)
-    cache: dict[tuple[bytes, bool], npt.NDArray[np.uint32]] = {}
-    chosen: (
-        tuple[int, int, int, list[int], dict[int, Any], tuple[dict[str, Any], str] | None] | None
-    ) = None
-    for rank, (score, check_words, perm) in enumerate(ranked[:MAX_REFINE]):
-        true = {s: _true_words(u[s], perm) for s in (0, 1)}
-        if not check_words:
-            chosen = (rank, score, check_words, perm, true, None)
-            break
-        found = fit_check(_covered(true, frames, check_words), cache)
-        if found is not None:
-            chosen = (rank, score, check_words, perm, true, found)
-            break
+    # ---- frames and bit order: by a start word, else frames back to back (length_only)
+    chosen, why = None, []
+    for strategy in ("start_word", "length_only"):
+        try:
+            chosen = _refine(u, m, lines.parity_lines, strategy, cmap is not None)
+        except CaptureError as exc:
+            why.append(str(exc))
+            continue
+        break
     if chosen is None:
-        raise FitError(
-            f"{path}: of {min(len(ranked), MAX_REFINE)} bit orders agreeing with the frames' "
-            f"length fields and headers, none makes the frames' last word a 16-bit sum or a "
-            f"CRC-16 (any polynomial, init, reflection, final XOR) over header and payload"
-        )
-    rank, score, check_words, perm, true, check_found = chosen
+        raise CaptureError(f"{path}: " + "; ".join(why))
+    rank, score, check_words, perm, true, check_found, frames, ranked, count = chosen
     runner = next((r[0] for r in ranked[rank + 1 :]), None)
     bit_conf = "high" if check_found is not None else "medium" if score else "low"
     bit_evidence = (
@@ -691,7 +770,11 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
         + (", the first whose frames' check words fit a check" if check_found else "")
     )
     positions = _positions(lines.parity_lines)
-    start_word = int(_true_words(np.array([frames.start_raw], np.uint64), perm)[0])
+    start_word = (
+        None
+        if frames.start_raw is None
+        else int(_true_words(np.array([frames.start_raw], np.uint64), perm)[0])
+    )
     # ---- the parity sense and inversions
     zero_parity = [(zero >> k) & 1 for k in range(m)]
     line_of = {k: positions[perm[k]] for k in range(m)}
@@ -772,8 +855,12 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
     _find(fit, "physical.control_lines", ["DIR"], fit.channel_notes[probes[dirp]], "medium")
     fit.cmap = ChannelMap(channels)
     # ---- data link: start word, check
-    dl: dict[str, Any] = {"start_word": start_word, "delimiting": "start_word"}
-    _find(fit, "datalink.start_word", start_word, frames.evidence, bit_conf)
+    if start_word is not None:
+        dl: dict[str, Any] = {"start_word": start_word, "delimiting": "start_word"}
+        _find(fit, "datalink.start_word", start_word, frames.evidence, bit_conf)
+    else:
+        dl = {"delimiting": "length_only"}
+    _find(fit, "datalink.delimiting", dl["delimiting"], frames.evidence, bit_conf)
     if check_found is not None:
         keys, evidence = check_found
         dl.update(keys)
@@ -839,6 +926,129 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
     return fit
 
 
+_Chosen = tuple[
+    int,
+    int,
+    int,
+    list[int],
+    dict[int, npt.NDArray[np.uint16]],
+    tuple[dict[str, Any], str] | None,
+    _Frames,
+    list[tuple[int, int, list[int]]],
+    int,
+]
+
+
+def _refine(
+    u: dict[int, npt.NDArray[np.uint64]], m: int, parity_lines: int, strategy: str, mapped: bool
+) -> _Chosen:
+    """The best scoring bit order whose frames' check words fit a check (a wrong order
+    among bits the constraints could not tell apart breaks the check): (rank, score,
+    check words, order, true words, check, frames, ranked orders, how many)."""
+    frames = _frames(u) if strategy == "start_word" else None
+    if strategy == "start_word" and frames is None:
+        raise CaptureError(
+            "no start word (no frequent word on both sides followed, two words on, by a "
+            "length matching the distance to the next)"
+        )
+    if mapped:
+        identity = list(range(m))
+        ranked, count = [(0, 1, identity), (0, 0, identity)], 1
+    elif frames is not None:
+        ranked, count = _bit_order(u, frames, parity_lines)
+    else:
+        ranked, count = _text_only(u, parity_lines)
+    cache: dict[tuple[bytes, bool], npt.NDArray[np.uint32]] = {}
+    for rank, (score, check_words, perm) in enumerate(ranked[:MAX_REFINE]):
+        true = {s: _true_words(u[s], perm) for s in (0, 1)}
+        found_frames = frames
+        if frames is None:  # length_only: the bit order must walk the frames
+            if not check_words:
+                continue  # length_only needs a check
+            found_frames = _walk(true, check_words)
+            if found_frames is None:
+                continue
+        assert found_frames is not None
+        found = None
+        if check_words:
+            found = fit_check(_covered(true, found_frames, check_words), cache)
+            if found is None:
+                continue
+        return rank, score, check_words, perm, true, found, found_frames, ranked, count
+    if frames is None:
+        raise CaptureError(
+            f"no bit order of {min(len(ranked), MAX_REFINE)} tried walks frames back to back "
+            f"(length_only) with a check that fits"
+        )
+    raise CaptureError(
+        f"with start word frames: of {min(len(ranked), MAX_REFINE)} bit orders agreeing with "
+        f"the frames' length fields and headers, none makes the frames' last word a 16-bit "
+        f"sum or a CRC-16 (any polynomial, init, reflection, final XOR) over header and payload"
+    )
+
+
+def _mapped_lines(lines: _Lines, cmap: ChannelMap, probes: Sequence[str]) -> _Lines:
+    """The data, parity and direction probes as the channel map names them."""
+    index = {name: i for i, name in enumerate(probes)}
+    want = [f"D{j}" for j in range(16)] + ["PARITY", "PARITY_HI"][: lines.parity_lines]
+    missing = [name for name in want if name not in cmap.lines]
+    direction = [cmap.lines[n][0] for n in ("DIR", "BREQ") if n in cmap.lines]
+    if missing or not direction:
+        raise CaptureError(
+            f"the channel map lacks line(s) {', '.join(missing or ['DIR or BREQ'])} "
+            f"that the capture shows"
+        )
+    unknown = [cmap.lines[n][0] for n in want if cmap.lines[n][0] not in index]
+    if unknown:
+        raise CaptureError(f"the channel map names probe(s) not in the capture: {unknown}")
+    return replace(
+        lines,
+        data=[index[cmap.lines[n][0]] for n in want],
+        direction=[index[p] for p in direction if p in index],
+    )
+
+
+def _mapped_zero(
+    raw: npt.NDArray[np.uint64], lines: _Lines, cmap: ChannelMap, probes: Sequence[str]
+) -> int:
+    """The raw levels of the zero word under the map: each data probe's inversion; each
+    parity probe's level for a zero word (its inversion, and 1 for odd parity)."""
+    zero = 0
+    for j in range(16):
+        zero |= int(cmap.lines[f"D{j}"][1]) << j
+    data = raw ^ np.uint64(zero)
+    xor = np.zeros(len(raw), np.uint8)
+    for j in range(16):
+        xor ^= _bits(data, j)
+    for k, name in enumerate(["PARITY", "PARITY_HI"][: lines.parity_lines]):
+        level = _bits(raw, 16 + k) ^ np.uint8(cmap.lines[name][1])
+        if k == 0 and lines.parity_lines == 2:
+            xor_k = np.zeros(len(raw), np.uint8)
+            for j in range(8):
+                xor_k ^= _bits(data, j)
+        elif k == 1:
+            xor_k = np.zeros(len(raw), np.uint8)
+            for j in range(8, 16):
+                xor_k ^= _bits(data, j)
+        else:
+            xor_k = xor
+        odd = int(np.count_nonzero(level != xor_k) > len(raw) // 2)
+        zero |= (int(cmap.lines[name][1]) ^ odd) << (16 + k)
+    return zero
+
+
+def _text_only(
+    u: dict[int, npt.NDArray[np.uint64]], parity_lines: int
+) -> tuple[list[tuple[int, int, list[int]]], int]:
+    """Bit orders from the Recognition Code alone (no start word to find frames by):
+    every assignment its signature allows, for the frame walk to test."""
+    m = 16 + parity_lines
+    alternatives = _with_text(np.ones((m, m), bool), u, m, parity_lines)
+    perms = itertools.chain.from_iterable(_matchings(alt) for alt in alternatives)
+    out = [(0, 1, perm) for perm in itertools.islice(perms, MAX_REFINE)]
+    return out, len(out)
+
+
 def _covered(
     true: dict[int, npt.NDArray[np.uint16]], frames: _Frames, check_words: int
 ) -> list[tuple[bytes, int]]:
@@ -901,23 +1111,15 @@ def _bit_order(
             m,
             parity_lines,
         )
-        # the Recognition Code as known plaintext where its bit signature is found
-        for rows in _text_rows(u, m, parity_lines):
-            more = ok & _consistent(
-                np.array([r for r, _ in rows], np.uint64),
-                np.array([t for _, t in rows], np.int64),
-                np.ones((len(rows), m), np.uint8),
-                m,
-                parity_lines,
-            )
-            if more.any(axis=1).all():
-                ok = more
         if not ok.any(axis=1).all():
             continue
         payloads = _payload_rows(u, frames, check_words)
         count = 0
         scored: list[tuple[int, list[int]]] = []
-        for perm in _matchings(ok):
+        # the Recognition Code as known plaintext where its bit signature is found
+        for perm in itertools.chain.from_iterable(
+            _matchings(alt) for alt in _with_text(ok, u, m, parity_lines)
+        ):
             count += 1
             if count > MAX_CANDIDATES:
                 break
@@ -928,7 +1130,7 @@ def _bit_order(
         scored.sort(key=lambda s: -s[0])
         results.append((scored[0][0], check_words, scored, count))
     if not results:
-        raise FitError(
+        raise CaptureError(
             "no assignment of the data probes to D0-D15 agrees with the frames' length "
             "fields and headers"
         )
@@ -1008,7 +1210,7 @@ def _upper_layers(
         score = (len(result.images), good, -len(result.problems), -r["sync_lost_count"])
         tried.append((score, p, (transport, session, text, binary)))
     if not tried:
-        raise FitError(f"{path}: no transport/session/byte order decodes the capture")
+        raise CaptureError(f"{path}: no transport/session/byte order decodes the capture")
     tried.sort(key=lambda t: t[0], reverse=True)
     (images, good, _, _), profile, (transport, session, text, binary) = tried[0]
     runner = tried[1][0] if len(tried) > 1 else None
