@@ -24,7 +24,7 @@ import pydicom
 import pytest
 
 from bridge.capture.bus import Changes, WordRecovery, synthesise
-from bridge.capture.decode import line_changes, open_capture
+from bridge.capture.decode import line_changes, open_capture, read_words
 from bridge.cli import main
 from bridge.dicom.core import convert
 from bridge.profile import REFERENCE, ProfileError, load_profile, profile_from_mapping
@@ -132,12 +132,11 @@ def test_the_vcd_reads_in_sigrok_with_the_profiles_names_and_the_same_words(
     rising = np.flatnonzero((req[1:] == 1) & (req[:-1] == 0)) + 1
     weights = 1 << np.arange(16)
     theirs = (table[rising, :16].astype(np.int64) * weights).sum(axis=1)
-    with open_capture(vcd) as reader:
+    ours = np.concatenate([rec.words for rec in read_words(vcd)])
+    with open_capture(vcd) as reader:  # the same through the lower-level steps
         recovery = WordRecovery(REFERENCE.physical)
-        ours = np.concatenate(
-            [recovery.feed(c).words for c in line_changes(reader, REFERENCE)]
-            + [recovery.finish().words]
-        )
+        lower = [recovery.feed(c).words for c in line_changes(reader, REFERENCE)]
+        assert np.array_equal(np.concatenate([*lower, recovery.finish().words]), ours)
     assert np.array_equal(theirs, ours.astype(np.int64))
 
 
@@ -409,3 +408,47 @@ def test_a_bus_without_some_lines_frees_their_pins() -> None:
     ).physical
     assert "BREQ" not in ph.bus_lines and "READY_A" not in ph.bus_lines
     assert "PERR" not in ph.bus_lines
+
+
+def test_usage_errors_exit_2_and_unreadable_inputs_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vcd = tmp_path / "bus.vcd"
+    vcd.write_text("$timescale 1 ns $end\n$enddefinitions $end\n")
+    bad_map = tmp_path / "map.toml"
+    bad_map.write_text("[channels]\nCH0 = 5\n")
+    assert (
+        main(["capture", "decode", str(vcd), "--out", str(tmp_path / "o"), "--map", str(bad_map)])
+        == 2
+    )
+    assert "channels.CH0" in capsys.readouterr().err
+    assert main(["capture", "decode", str(vcd), "--out", str(tmp_path / "o")]) == 1
+    assert "no signal named 'D0'" in capsys.readouterr().err
+    assert main(["capture", "decode", str(vcd)]) == 2  # --out is required
+    capsys.readouterr()
+    junk = tmp_path / "junk.vcd"
+    junk.write_bytes(b"$enddefinitions $end\n" + b"x" * (3 << 20))
+    assert (
+        main(
+            [
+                "capture",
+                "decode",
+                str(junk),
+                "--out",
+                str(tmp_path / "o2"),
+                "--map",
+                str(tmp_path / "m.toml"),
+            ]
+        )
+        == 2
+    )
+    capsys.readouterr()
+    lines = REFERENCE.physical.bus_lines
+    head = "".join(f"$var wire 1 {chr(33 + i)} {name} $end\n" for i, name in enumerate(lines))
+    junk.write_bytes(head.encode() + b"$enddefinitions $end\n" + b"x" * (3 << 20))
+    assert main(["capture", "decode", str(junk), "--out", str(tmp_path / "o3")]) == 1
+    assert "no whitespace in 1 MiB" in capsys.readouterr().err
+    not_trace = tmp_path / "t.bin"
+    not_trace.write_bytes(b"hello")
+    assert main(["trace", "show", str(not_trace)]) == 1
+    assert "not an acrnema-bridge trace" in capsys.readouterr().err

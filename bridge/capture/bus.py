@@ -416,12 +416,16 @@ class WordRecovery:
             cut = int(np.searchsorted(ch.times, ch.times[-1] - self.glitch_ns, "left"))
             cut = max(cut, 0)
         prev = self._prev
-        self._held = Changes(chunk.times[cut:], chunk.states[cut:])
         if cut == 0:
+            self._held = chunk
             return empty
         times, states = ch.times[:cut], ch.states[:cut]
-        self._prev = states[-1]
-        return self._words(times, states, prev)
+        result, keep_from = self._words(times, states, prev, final)
+        # a word whose answer is not in this chunk yet: its rows wait for the next one
+        cut = keep_from if keep_from is not None else cut
+        self._held = Changes(chunk.times[cut:], chunk.states[cut:])
+        self._prev = ch.states[cut - 1]
+        return result
 
     def finish(self) -> Recovered:
         """The rows still held: decide them (the end of the capture)."""
@@ -468,8 +472,17 @@ class WordRecovery:
             r, p = r[order], p[order]
         return times[r], p, r
 
-    def _words(self, times: I64, states: U64, prev: np.uint64) -> Recovered:
+    def _words(
+        self, times: I64, states: U64, prev: np.uint64, final: bool
+    ) -> tuple[Recovered, int | None]:
+        """The words of these rows; and the row from which to hold the rest back (a
+        word's first edge, whose answer is not among them), or None."""
         ev_t, ev_p, ev_r = self._events(times, states, prev)
+        keep_from: int | None = None
+        unanswered = len(ev_p) and ev_p[-1] == 0 and ev_r[-1] > 0
+        if unanswered and not final and self.mode.name != "strobe":
+            keep_from = int(ev_r[-1])
+            ev_t, ev_p, ev_r = ev_t[:-1], ev_p[:-1], ev_r[:-1]
         k = len(self._bits)
         losses: list[SyncLoss] = []
         # expected phase of each event if nothing went wrong: a running count from the
@@ -532,7 +545,7 @@ class WordRecovery:
             self.words += len(t)
             self.first_ns = int(t[0]) if self.first_ns is None else self.first_ns
             self.last_ns = int(t[-1])
-        return Recovered(t, words, parity, sides, perr, losses)
+        return Recovered(t, words, parity, sides, perr, losses), keep_from
 
     def _edge_name(self, index: int) -> str:
         line, edge = self.mode.phases[index]

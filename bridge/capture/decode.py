@@ -34,7 +34,15 @@ from bridge.capture.vcd import VcdReader
 from bridge.errors import BridgeError, CaptureError
 from bridge.profile import REFERENCE, Profile
 
-__all__ = ["DecodeResult", "decode_capture", "line_changes", "open_capture", "words_of"]
+__all__ = [
+    "DecodeResult",
+    "decode_capture",
+    "line_changes",
+    "open_capture",
+    "read_lines",
+    "read_words",
+    "words_of",
+]
 
 MAX_LISTED = 10000  # sync losses and messages listed in the report, at most
 
@@ -72,6 +80,26 @@ def words_of(
     for chunk in line_changes(reader, profile, cmap):
         yield recovery.feed(chunk)
     yield recovery.finish()
+
+
+def read_lines(
+    path: str | Path, profile: Profile = REFERENCE, cmap: ChannelMap | None = None
+) -> Iterator[Changes]:
+    """The capture file ``path`` as line changes, chunk by chunk (the file is closed when
+    the iterator is exhausted or closed)."""
+    with open_capture(path) as reader:
+        yield from line_changes(reader, profile, cmap)
+
+
+def read_words(
+    path: str | Path,
+    profile: Profile = REFERENCE,
+    cmap: ChannelMap | None = None,
+    glitch_ns: int = 0,
+) -> Iterator[Recovered]:
+    """The capture file ``path`` as words with their times, sides and parity."""
+    with open_capture(path) as reader:
+        yield from words_of(reader, profile, cmap, glitch_ns)
 
 
 @dataclass

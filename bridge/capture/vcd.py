@@ -196,6 +196,11 @@ class VcdReader:
             if data:
                 cut = max(buf.rfind(b"\n"), buf.rfind(b" "))
                 if cut < 0:
+                    if len(buf) > 1 << 20:
+                        raise CaptureError(
+                            f"{self.path}: no whitespace in 1 MiB from byte {self._offset}: "
+                            "not a VCD body"
+                        )
                     pending = buf
                     continue
                 pending, buf = buf[cut + 1 :], buf[: cut + 1]
