@@ -371,7 +371,8 @@ def profile_from_mapping(data: Mapping[str, Any], *, source: str = "<profile>") 
     merged key by key. Raises :class:`ProfileError` listing every problem.
     """
     problems: list[str] = []
-    unknown = sorted(set(data) - set(_SECTIONS) - {"name"})
+    # [channels]: the channel map a fitted profile carries (profile fit, capture decode)
+    unknown = sorted(set(data) - set(_SECTIONS) - {"name", "channels"})
     if unknown:
         problems.append(f"unknown section(s) {', '.join(unknown)}")
     sections: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from bridge.capture.bus import Changes, electrical
 from bridge.errors import ConfigError
 from bridge.profile import PhysicalSection
 
-__all__ = ["ChannelMap", "load_map", "reference_map", "to_lines"]
+__all__ = ["ChannelMap", "load_map", "profile_map", "reference_map", "to_lines"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,18 @@ def load_map(path: str | Path) -> ChannelMap:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not a TOML channel map: {exc}") from exc
     return map_from_mapping(data, str(path))
+
+
+def profile_map(path: str | Path) -> ChannelMap | None:
+    """The ``[channels]`` table a profile file carries (``profile fit`` writes one), or
+    None when it has none."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # load_profile has already said what is wrong with the file
+    if "channels" not in data:
+        return None
+    return map_from_mapping({"channels": data["channels"]}, f"{path} [channels]")
 
 
 def to_lines(levels: Changes, ph: PhysicalSection, cmap: ChannelMap) -> Changes:

@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bridge.acrnema.commands import CommandTable, Message, decode_message
-from bridge.acrnema.framing import Frame, FrameDamaged, FrameDecoder, FrameType
+from bridge.acrnema.commands import CommandTable, Message
+from bridge.acrnema.framing import FIRST, LAST, Check, Frame, FrameDamaged, FrameDecoder, FrameType
 from bridge.acrnema.physical import parity_bits
+from bridge.acrnema.stack import LinkStack
 from bridge.acrnema.transport import (
     HEADER_BYTES,
     MessageReceived,
     MessageRefused,
+    NoTransport,
     ReassemblyTimedOut,
     Transport,
     TransportError,
@@ -68,19 +70,13 @@ class Tally:
     messages: int = 0
 
 
-def _swap(data: bytes) -> bytes:
-    if len(data) % 2:
-        data += b"\x00"
-    return np.frombuffer(data, "<u2").astype(">u2").tobytes()
-
-
 @dataclass
 class _Direction:
     decoder: FrameDecoder
     transport: Transport
     tally: Tally = field(default_factory=Tally)
     expected: int = 0
-    ahead: dict[int, bytes] = field(default_factory=dict)
+    ahead: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # payload, flags
     damaged: set[int] = field(default_factory=set)
     stream: bytearray = field(default_factory=bytearray)  # packet bytes not yet shown
 
@@ -94,15 +90,34 @@ class Observer:
         self._pdu_names = {code: name for name, code in profile.session.pdu_types.items()}
         self._modulo = 1 << profile.datalink.sequence_bits
         self._dirs = {d: self._new() for d in directions}
+        # the application layer's reading of a message (byte orders, auto included): the
+        # stack's own, so that the observer reads what an end of the link would
+        self._reader = LinkStack(profile)
 
     def _new(self) -> _Direction:
         p = self.profile
         dl = p.datalink
         codes = {kind: dl.frame_types[kind.name.lower()] for kind in FrameType}
+        packets = p.transport.mode == "packets"
+        marks = dl.ack_mode == "none" or not packets  # frames carry FIRST and LAST
+        check = Check(dl.crc, dl.crc_init, dl.crc_poly, dl.crc_refin, dl.crc_refout, dl.crc_xorout)
         decoder = FrameDecoder(
-            dl.max_payload_words, dl.start_word, dl.crc_init, p.physical.parity, codes
+            dl.max_payload_words,
+            dl.start_word,
+            dl.crc_init,
+            p.physical.parity,
+            codes,
+            check,
+            dl.delimiting,
+            FIRST | LAST if marks else 0,
         )
-        return _Direction(decoder, Transport(p.transport, p.physical.binary_byte_order))
+        order = p.physical.binary_byte_order
+        transport = (
+            Transport(p.transport, "big" if order == "auto" else order)
+            if packets
+            else NoTransport(p.transport)
+        )
+        return _Direction(decoder, transport)
 
     def tally(self, direction: str) -> Tally:
         return self._dirs[direction].tally
@@ -137,7 +152,10 @@ class Observer:
             )
         out: list[Observed] = []
         # cut before each start word, so that each frame gets the time of its last word
-        cuts = np.flatnonzero(w == self.profile.datalink.start_word)
+        if self.profile.datalink.delimiting == "start_word":
+            cuts = np.flatnonzero(w == self.profile.datalink.start_word)
+        else:
+            cuts = np.zeros(0, np.intp)
         bounds = [0, *cuts[cuts > 0].tolist(), len(w)]
         for lo, hi in itertools.pairwise(bounds):
             if hi <= lo:
@@ -190,19 +208,20 @@ class Observer:
             tally.frames_good += 1
         note = " (again, after damage)" if again else ""
         out.append(Observed(now, direction, "frame", f"DATA seq {seq}, {words} words{note}"))
-        state.ahead[seq] = item.payload
+        state.ahead[seq] = (item.payload, item.flags)
         while state.expected in state.ahead:
-            payload = state.ahead.pop(state.expected)
+            payload, flags = state.ahead.pop(state.expected)
             state.expected = (state.expected + 1) % self._modulo
-            out += self._payload(direction, state, payload, now)
+            out += self._payload(direction, state, payload, now, bool(flags & LAST))
         return out
 
     def _payload(
-        self, direction: str, state: _Direction, payload: bytes, now: float
+        self, direction: str, state: _Direction, payload: bytes, now: float, ends: bool = False
     ) -> list[Observed]:
         out: list[Observed] = []
-        state.stream += payload
-        length = ">I" if self.profile.physical.binary_byte_order == "big" else ">HH"
+        if self.profile.transport.mode == "packets":
+            state.stream += payload
+        length = ">HH" if self.profile.physical.binary_byte_order == "little" else ">I"
         while len(state.stream) >= HEADER_BYTES:
             message_id, flags = struct.unpack_from(">HH", state.stream)
             if length == ">I":
@@ -227,7 +246,7 @@ class Observer:
                     f"message {message_id} segment {flags & 0x7FFF}{last}, {size} bytes",
                 )
             )
-        for event in state.transport.receive(payload, now):
+        for event in state.transport.receive(payload, now, ends):
             if isinstance(event, MessageReceived):
                 state.tally.messages += 1
                 out.append(self._pdu(direction, event.data, now))
@@ -242,6 +261,8 @@ class Observer:
         return out
 
     def _pdu(self, direction: str, data: bytes, now: float) -> Observed:
+        if self.profile.session.mode == "none":
+            return self._message(direction, data, now)
         if len(data) < 2:
             return Observed(now, direction, "sync", "session PDU shorter than its type word")
         code = struct.unpack_from(">H", data)[0]
@@ -253,9 +274,11 @@ class Observer:
             return Observed(
                 now, direction, "message", f"{name.upper()} {self._pdu_detail(name, body)}".rstrip()
             )
-        order = self.profile.physical.binary_byte_order
+        return self._message(direction, body, now)
+
+    def _message(self, direction: str, body: bytes, now: float) -> Observed:
         try:
-            message = decode_message(_swap(body) if order == "little" else body, order)
+            message = self._reader._decode(body)
         except LinkProtocolError as exc:
             return Observed(now, direction, "sync", f"unreadable message: {exc.reason}")
         return Observed(now, direction, "message", self.describe(message), message)

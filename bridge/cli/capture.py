@@ -144,11 +144,13 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _decode(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.capture.channels import load_map
+    from bridge.capture.channels import load_map, profile_map
     from bridge.capture.decode import decode_capture
 
     profile = _profile(args.profile)
     cmap = load_map(args.map) if args.map is not None else None
+    if cmap is None and args.profile is not None:
+        cmap = profile_map(args.profile)  # a fitted profile carries its channel map
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out}: not a folder")
     result = decode_capture(args.capture, args.out, profile, cmap, args.glitch_ns)

@@ -67,6 +67,37 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         + ", ".join(f"{block} ({doc})" for block, doc in _BLOCKS.items()),
     )
     draw.set_defaults(handler=_diagrams)
+    fit = actions.add_parser(
+        "fit",
+        help="infer a profile from a logic-analyser capture of the bus (no channel map needed)",
+        description=(
+            "Read a capture of the 50-pin bus (VCD or sigrok .sr; probes named anything, in "
+            "any order, some inverted) and infer what the profile must say: which probes are "
+            "REQ, ACK, DIR, the 16 data lines (bit order from known plaintext: the frames' "
+            "length fields and sequence numbers, the Recognition Code 'ACR-NEMA', command "
+            "group element numbers and command fields) and the parity line(s), each one's "
+            "polarity; the handshake mode; parity odd/even/none over the word or per byte; the "
+            "frame start word and check (16-bit sum, any CRC-16 by polynomial, init, "
+            "reflection and final XOR, or none); the acknowledgement mode; the transport and "
+            "session modes and the text and binary byte orders (by decoding with each). It "
+            "writes the profile with its channel map in [channels], each fitted key commented "
+            "with its evidence and a confidence (high, medium, low), and lists what it could "
+            "not fit (in the file and on stderr); 'capture decode CAPTURE --profile OUT' then "
+            "needs nothing else. Exit 0 when fitted, 1 when the capture cannot be fitted (the "
+            "reason on stderr), 2 for a usage error. Method and limits: docs/capture.md, "
+            "'Fitting a profile'."
+        ),
+    )
+    fit.add_argument("capture", type=Path, help="the capture (.vcd or .sr)")
+    fit.add_argument(
+        "--map",
+        type=Path,
+        metavar="MAP.toml",
+        help="a channel map, if known: taken as it is (its inversions too) instead of "
+        "inferring which probe is which line",
+    )
+    fit.add_argument("--out", type=Path, required=True, metavar="PROFILE.toml", help="write here")
+    fit.set_defaults(handler=_fit)
 
 
 @dataclass(frozen=True)
@@ -212,6 +243,32 @@ def _show(args: argparse.Namespace, settings: Settings | None) -> int:
     if profile is None:
         return 1
     sys.stdout.write(to_toml(profile))
+    return 0
+
+
+def _fit(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.capture.channels import load_map
+    from bridge.capture.fit import fit_capture, fit_toml
+
+    cmap = load_map(args.map) if args.map is not None else None
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: a folder, not a file")
+    fit = fit_capture(args.capture, cmap)
+    args.out.write_text(fit_toml(fit, str(args.capture)), encoding="utf-8")
+    sure = sum(1 for f in fit.findings if f.confidence == "high")
+    print(
+        f"profile fit: {len(fit.findings)} keys fitted ({sure} with high confidence), "
+        f"{len(fit.cmap.lines)} lines mapped; written to {args.out}",
+        file=sys.stderr,
+    )
+    for finding in fit.findings:
+        if finding.confidence != "high":
+            print(
+                f"profile fit: {finding.key}: {finding.confidence}: {finding.evidence}",
+                file=sys.stderr,
+            )
+    for line in fit.unfitted:
+        print(f"profile fit: not fitted: {line}", file=sys.stderr)
     return 0
 
 
