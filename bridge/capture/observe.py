@@ -26,7 +26,15 @@ import numpy as np
 import numpy.typing as npt
 
 from bridge.acrnema.commands import CommandTable, Message
-from bridge.acrnema.framing import FIRST, LAST, Check, Frame, FrameDamaged, FrameDecoder, FrameType
+from bridge.acrnema.framing import (
+    FIRST,
+    LAST,
+    CheckWord,
+    Frame,
+    FrameDamaged,
+    FrameDecoder,
+    FrameType,
+)
 from bridge.acrnema.physical import parity_bits
 from bridge.acrnema.stack import LinkStack
 from bridge.acrnema.transport import (
@@ -100,7 +108,9 @@ class Observer:
         codes = {kind: dl.frame_types[kind.name.lower()] for kind in FrameType}
         packets = p.transport.mode == "packets"
         marks = dl.ack_mode == "none" or not packets  # frames carry FIRST and LAST
-        check = Check(dl.crc, dl.crc_init, dl.crc_poly, dl.crc_refin, dl.crc_refout, dl.crc_xorout)
+        check = CheckWord(
+            dl.crc, dl.crc_init, dl.crc_poly, dl.crc_refin, dl.crc_refout, dl.crc_xorout
+        )
         decoder = FrameDecoder(
             dl.max_payload_words,
             dl.start_word,
