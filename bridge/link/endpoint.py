@@ -99,6 +99,8 @@ class Endpoint:
         """One turn of the loop, waiting at most ``timeout`` seconds for words."""
         events, self._pending = self._pending, []
         if not self.port.peer_ready:
+            if self.up:  # what the peer sent before it went belongs to this stack
+                return events + self._take_the_rest("the peer is gone")
             self._set_up(False)
             if not self.port.wait_peer(timeout):
                 self._pending = events
@@ -123,10 +125,24 @@ class Endpoint:
             if not self.stack.down:
                 self.flush()
         except base.LinkLost as exc:
-            return events + self._lost(f"the peer is gone: {exc}")
+            return events + self._take_the_rest(f"the peer is gone: {exc}")
         if self.stack.down:
             self._recover()
         return events
+
+    def _take_the_rest(self, reason: str) -> list[StackEvent]:
+        """The link went: feed the stack the words that came before the drop (the port
+        gives them before it reports it; the scanner's last ACK may be one), then reset."""
+        events: list[StackEvent] = []
+        try:
+            while len((buffer := self.port.recv(0.0)).words):
+                now = self.clock()
+                self.words_in += len(buffer.words)
+                self.last_words = now
+                events += self.stack.receive(buffer.words, buffer.parity, now)
+        except base.LinkLost as exc:
+            reason = f"the peer is gone: {exc}"
+        return events + self._lost(reason)
 
     def _lost(self, reason: str) -> list[StackEvent]:
         # between sessions a scanner going away is its normal end; during one it is not.
