@@ -13,7 +13,9 @@ released its connection, then dropped READY or closed the line, has ended its se
 normally), at WARNING otherwise.
 
 * the peer dropped READY or the connection went (the port raises
-  :class:`bridge.ports.base.LinkLost`): reset, and wait for the peer to be READY again;
+  :class:`bridge.ports.base.LinkLost`, or the peer is found not READY): the words it
+  sent before (the port gives them first; its last ACK may be one) go to the stack,
+  then reset, and wait for the peer to be READY again;
 * the peer was found not READY at the start of a poll and came back while we waited
   (a drop the port had not reported yet is forgotten by ``wait_peer``, as the base rules
   say): reset too if any word went either way since the stack last started, because
@@ -147,9 +149,9 @@ class Endpoint:
     def _lost(self, reason: str) -> list[StackEvent]:
         # between sessions a scanner going away is its normal end; during one it is not.
         # With no session layer (session.mode "none") there are no sessions, and no
-        # RELEASE waits for the last acknowledgement: a scanner that drops READY right
-        # after acknowledging its last response may well overtake that frame. Between
-        # messages (nothing half received) is then its normal end.
+        # RELEASE tells the end: a scanner that drops READY right after acknowledging its
+        # last response (the ACK is heard first: _take_the_rest) has ended normally.
+        # Between messages (nothing half received) is then its normal end.
         session = self.stack.session
         if isinstance(session, NoSession):
             idle = True
