@@ -252,12 +252,15 @@ def test_the_kit_names_the_check_that_fails() -> None:
 
 
 @pytest.mark.parametrize("kind", ["loop", "spy+loop"])
-def test_words_in_transit_are_discarded_on_drop(kind: str, tmp_path: Path) -> None:
+def test_words_in_transit_arrive_before_the_drop(kind: str, tmp_path: Path) -> None:
+    """Words sent before a drop come first, then the drop (tests/test_port_close_order.py)."""
     link = open_pair(kind, tmp_path)
     try:
         wait_both(link.a, link.b)
         link.a.send(words(100))
         link.a.set_ready(False)
+        got, _ = receive(link.b, 100)
+        assert same(got, words(100))
         expect_down(lambda: link.b.recv(0.1))
         link.a.set_ready(True)
         wait_both(link.a, link.b)

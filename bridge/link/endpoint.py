@@ -13,7 +13,9 @@ released its connection, then dropped READY or closed the line, has ended its se
 normally), at WARNING otherwise.
 
 * the peer dropped READY or the connection went (the port raises
-  :class:`bridge.ports.base.LinkLost`): reset, and wait for the peer to be READY again;
+  :class:`bridge.ports.base.LinkLost`, or the peer is found not READY): the words it
+  sent before (the port gives them first; its last ACK may be one) go to the stack,
+  then reset, and wait for the peer to be READY again;
 * the peer was found not READY at the start of a poll and came back while we waited
   (a drop the port had not reported yet is forgotten by ``wait_peer``, as the base rules
   say): reset too if any word went either way since the stack last started, because
@@ -99,6 +101,8 @@ class Endpoint:
         """One turn of the loop, waiting at most ``timeout`` seconds for words."""
         events, self._pending = self._pending, []
         if not self.port.peer_ready:
+            if self.up:  # what the peer sent before it went belongs to this stack
+                return events + self._take_the_rest("the peer is gone")
             self._set_up(False)
             if not self.port.wait_peer(timeout):
                 self._pending = events
@@ -123,17 +127,31 @@ class Endpoint:
             if not self.stack.down:
                 self.flush()
         except base.LinkLost as exc:
-            return events + self._lost(f"the peer is gone: {exc}")
+            return events + self._take_the_rest(f"the peer is gone: {exc}")
         if self.stack.down:
             self._recover()
         return events
 
+    def _take_the_rest(self, reason: str) -> list[StackEvent]:
+        """The link went: feed the stack the words that came before the drop (the port
+        gives them before it reports it; the scanner's last ACK may be one), then reset."""
+        events: list[StackEvent] = []
+        try:
+            while len((buffer := self.port.recv(0.0)).words):
+                now = self.clock()
+                self.words_in += len(buffer.words)
+                self.last_words = now
+                events += self.stack.receive(buffer.words, buffer.parity, now)
+        except base.LinkLost as exc:
+            reason = f"the peer is gone: {exc}"
+        return events + self._lost(reason)
+
     def _lost(self, reason: str) -> list[StackEvent]:
         # between sessions a scanner going away is its normal end; during one it is not.
         # With no session layer (session.mode "none") there are no sessions, and no
-        # RELEASE waits for the last acknowledgement: a scanner that drops READY right
-        # after acknowledging its last response may well overtake that frame. Between
-        # messages (nothing half received) is then its normal end.
+        # RELEASE tells the end: a scanner that drops READY right after acknowledging its
+        # last response (the ACK is heard first: _take_the_rest) has ended normally.
+        # Between messages (nothing half received) is then its normal end.
         session = self.stack.session
         if isinstance(session, NoSession):
             idle = True

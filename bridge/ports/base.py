@@ -30,8 +30,13 @@ Rules every implementation keeps (tests/test_ports.py checks them over every por
   again on each call until the peer is READY again (and while this side's READY is
   dropped). A drop that is over before the next call is still reported, once, by the
   next :meth:`~WordPort.recv` or :meth:`~WordPort.send`;
-* words in transit when the peer drops READY (sent by it, not yet returned by
-  :meth:`~WordPort.recv`) are discarded: nothing arrives from a side that is gone;
+* words the peer sent while both READY lines were up arrive before its drop:
+  :meth:`~WordPort.recv` returns them, in order, before it raises :class:`LinkLost` for
+  the drop, the close or the lost connection (:meth:`~WordPort.send` raises at once);
+  :meth:`~WordPort.close` and :meth:`~WordPort.set_ready` drop READY after every word
+  already sent, and nothing sent is lost by the end of the stream. Words arriving at a
+  side whose READY is down, or from a side not READY, are discarded, and so are the
+  words before a drop that :meth:`~WordPort.wait_peer` forgets;
 * :meth:`WordPort.set_ready` drives this side's READY line;
 * :meth:`WordPort.wait_peer` waits until the peer is READY (a ``tcp://`` port
   reconnects, a ``tcp-listen://`` port accepts the next connection here); a drop not

@@ -59,6 +59,11 @@ class ByteStream(ABC):
     def abort(self) -> None:  # noqa: B027 - optional: most streams need nothing here
         """Make pending reads and writes on the current stream return now (any thread)."""
 
+    def finish(self, timeout: float) -> None:  # noqa: B027 - optional, as abort
+        """End the current stream after what was written (the caller is done writing),
+        within ``timeout``: what was written must not be lost by the end of the stream.
+        Called by a port's ``close`` after its goodbye, before :meth:`abort`."""
+
     @abstractmethod
     def disconnect(self) -> None:
         """Release the current stream; :meth:`connect` may make another one."""

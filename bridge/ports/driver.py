@@ -25,7 +25,12 @@ two into a :class:`~bridge.ports.base.WordPort` and keeps its rules (module doc 
   lost). A ``send`` that gets nothing taken for the stream's ``write_timeout`` means the
   peer stopped reading: :class:`~bridge.ports.base.LinkLost`;
 * **goodbye on close**: the engine's goodbye (READY dropped) is written, within 0.2 s,
-  before the stream is released;
+  after every word sent before it, and the stream is ended so that nothing written is
+  lost (:meth:`~bridge.ports.bytestream.ByteStream.finish`: a socket half-closes and
+  drains its input, up to 0.2 s) before it is released;
+* **words before a drop**: words that arrived while both READY lines were up are
+  delivered by ``recv`` before it reports the peer's drop or the stream's end (``send``
+  raises at once: the peer is gone);
 * **errors**: ``OSError`` and ``ValueError`` from the stream (which covers
   ``serial.SerialException``) mean the stream is lost: ``LinkLost``, raised ``from`` the
   original; an engine's :class:`~bridge.ports.base.PortError` (a box that cannot serve
@@ -85,6 +90,7 @@ class EnginePort(WordPort):
         self._connected = False
         self._drop_unreported = False
         self._drop_text = ""
+        self._before_drop = 0  # words queued ahead of the unreported drop: recv gives them first
         self._down_reason = f"{self.what} on {stream.url} is not connected yet"
         self._gen = 0  # bumped each time the stream is lost
         self._released_gen = 0
@@ -155,6 +161,11 @@ class EnginePort(WordPort):
             self._pump(0.0)
             while True:
                 with self._cond:
+                    if self._before_drop:  # words the peer sent before it went: first
+                        buffer = self._queue.take(min(self._before_drop, MAX_RECV_WORDS))
+                        self._before_drop -= len(buffer.words)
+                        self.engine.consumed(len(buffer.words), time.monotonic())
+                        break
                     self._check_link()
                     if len(self._queue):
                         buffer = self._queue.take(MAX_RECV_WORDS)
@@ -204,6 +215,10 @@ class EnginePort(WordPort):
                 with self._cond:
                     if self.peer_ready:
                         self._drop_unreported = False
+                        if self._before_drop:  # the caller starts afresh: not for it now
+                            self.discarded += len(self._queue.take(self._before_drop).words)
+                            self.engine.consumed(self._before_drop, time.monotonic())
+                            self._before_drop = 0
                         return True
                 if left <= 0:
                     return False
@@ -222,6 +237,10 @@ class EnginePort(WordPort):
                 with self._cond:
                     data, gen = self.engine.data_to_send(), self._gen
                 self._write(data, gen, _GOODBYE_STALL_S, closing=True)
+                with self._cond:
+                    still = gen == self._gen and self._connected
+                if still:  # what went before the goodbye is not lost when the stream ends
+                    self.stream.finish(_GOODBYE_STALL_S)
             except LinkLost:
                 pass
             finally:
@@ -260,6 +279,8 @@ class EnginePort(WordPort):
     def _check_link(self) -> None:
         """LinkLost unless words can flow (condition held); a drop is told once."""
         self._check_open()
+        if self._before_drop:  # told by recv, after the words that came before it
+            raise LinkLost(f"{self.url}: {self._drop_text}")
         if self._drop_unreported:
             self._drop_unreported = False
             raise LinkLost(f"{self.url}: {self._drop_text}")
@@ -274,6 +295,7 @@ class EnginePort(WordPort):
     def _discard_queue(self) -> None:
         """Forget the words waiting (condition held); they count as taken."""
         count = self._queue.clear()
+        self._before_drop = 0
         self.discarded += count
         self.engine.consumed(count, time.monotonic())
 
@@ -309,6 +331,7 @@ class EnginePort(WordPort):
             self._connected = True
             self._released_gen = self._gen
             self._queue.clear()
+            self._before_drop = 0
             self.engine.connect(time.monotonic())
         log.debug("%s: stream up", self.url)
         with contextlib.suppress(LinkLost):  # lost at once: wait_peer tries again
@@ -329,7 +352,7 @@ class EnginePort(WordPort):
             if not self._drop_unreported:  # told once, even if a new stream came meanwhile
                 self._drop_unreported = True
                 self._drop_text = self._down_reason
-            self._discard_queue()
+                self._before_drop = len(self._queue)  # they came first: recv gives them
             self._cond.notify_all()
         log.log(self.lost_level, "%s: %s", self.url, self._down_reason)
         self.stream.abort()
@@ -338,6 +361,8 @@ class EnginePort(WordPort):
         """Read what arrives within ``timeout`` and act on it (read lock held)."""
         if not self._connected:
             self._reap()
+            if self._before_drop:  # words of the lost stream first, then the next one
+                return
             if not (self.stream.accept_in_recv and self._try_connect(0.0)):
                 return
             self._stream_up()
@@ -383,9 +408,10 @@ class EnginePort(WordPort):
                         log.info("%s: the peer is READY", self.url)
                     else:
                         log.info("%s: the peer dropped READY", self.url)
+                        if not self._drop_unreported:  # the words before it come first
+                            self._before_drop = len(self._queue)
                         self._drop_unreported = True
                         self._drop_text = "the peer dropped READY"
-                        self._discard_queue()
                 elif isinstance(event, StreamGone):
                     gone = event.reason
                 else:

@@ -6,10 +6,10 @@ once. The two ends may be used from different threads (one lock and condition pe
 pair); nothing here starts a thread.
 
 Each end drives its own READY line and sees the other's, as on the cable
-(docs/link-profile.md, section 1.2). When an end drops READY or closes, the words in
-transit in both directions are discarded (nothing arrives from a side that is gone) and
-the other end raises :class:`~bridge.ports.base.LinkLost` as :mod:`bridge.ports.base`
-says.
+(docs/link-profile.md, section 1.2). When an end drops READY or closes, the words on
+their way to it are discarded (it takes nothing while its READY is down); the words it
+sent before reach the other end first, which then raises
+:class:`~bridge.ports.base.LinkLost` as :mod:`bridge.ports.base` says.
 
 ``hook``: a callable ``hook(buffer, direction) -> buffer``, ``direction`` ``"a->b"`` or
 ``"b->a"``, applied to every buffer in transit (in the sending thread); it may return a
@@ -55,14 +55,18 @@ class _Link:
         self.open = [False, False]
         self.closed = [False, False]
         self.unreported_drop = [False, False]  # end i has not yet been told of a drop
+        self.before_drop = [0, 0]  # words waiting at end i that came before that drop
 
     def drop(self, side: int) -> None:
-        """End ``side``'s READY goes down (lock held): discard what is in transit."""
-        if self.ready[side] and self.open[side]:
-            self.unreported_drop[1 - side] = True
+        """End ``side``'s READY goes down (lock held): it takes nothing more, so the words
+        waiting for it are discarded; the words it sent before are delivered first."""
+        peer = 1 - side
+        if self.ready[side] and self.open[side] and not self.unreported_drop[peer]:
+            self.unreported_drop[peer] = True
+            self.before_drop[peer] = len(self.queues[peer])
         self.ready[side] = False
-        self.queues[0].clear()
-        self.queues[1].clear()
+        self.queues[side].clear()
+        self.before_drop[side] = 0
         self.cond.notify_all()
 
 
@@ -128,6 +132,12 @@ class LoopPort(WordPort):
         deadline = time.monotonic() + max(0.0, timeout)
         with link.cond:
             while True:
+                before = link.before_drop[self._side]
+                if before:  # words the peer sent before its drop: first
+                    buffer = queue.take(min(before, MAX_RECV_WORDS))
+                    link.before_drop[self._side] -= len(buffer.words)
+                    link.cond.notify_all()
+                    return buffer
                 self._check()
                 if len(queue):
                     buffer = queue.take(MAX_RECV_WORDS)
@@ -158,6 +168,9 @@ class LoopPort(WordPort):
             self._check_open()
             if seen:
                 link.unreported_drop[self._side] = False
+                if link.before_drop[self._side]:  # the caller starts afresh
+                    link.queues[self._side].take(link.before_drop[self._side])
+                    link.before_drop[self._side] = 0
             return bool(seen)
 
     def close(self) -> None:
@@ -183,6 +196,8 @@ class LoopPort(WordPort):
         """LinkLost unless both READY lines are up (lock held); a drop is told once."""
         self._check_open()
         link = self._link
+        if link.before_drop[self._side]:  # recv tells it, after the words before it
+            raise LinkLost(f"{self.url}: the peer dropped READY")
         if link.unreported_drop[self._side]:
             link.unreported_drop[self._side] = False
             raise LinkLost(f"{self.url}: the peer dropped READY")

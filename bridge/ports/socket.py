@@ -130,6 +130,29 @@ class _SocketStream(ByteStream):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    def finish(self, timeout: float) -> None:
+        """Send FIN after the data, then read and drop the peer's bytes until its end of
+        stream (or ``timeout``): a socket closed with input unread, or that gets input
+        once closed, is reset by the kernel, and a reset throws away whatever the kernel
+        had not sent yet, the last words and the goodbye among them."""
+        sock = self._sock
+        if sock is None:
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+            while True:
+                try:
+                    if not sock.recv(_SEND_MAX):
+                        return  # the peer's end of stream: it has read ours
+                    continue
+                except BlockingIOError:
+                    pass
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                select.select([sock], [], [], left)
+
     def disconnect(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
