@@ -132,15 +132,6 @@ class Bus:
             perr=~np.array(self.good),
         )
         write_vcd(path, self.ph.bus_lines, Changes(bus.times, electrical(self.ph, bus.states)))
-        _idle_after(path, int(bus.times[-1]))
-
-
-def _idle_after(path: Path, last_ns: int) -> None:
-    """The capture goes on for a microsecond after the last edge, as a real one does:
-    sigrok's VCD input draws a change only once a later timestamp follows it, and
-    write_vcd ends at the last change (in strobe mode, the last word's end)."""
-    with path.open("a") as out:
-        out.write(f"#{last_ns + 1000}\n")
 
 
 def _known_sequence(profile: Profile) -> Bus:

@@ -173,4 +173,10 @@ def export_vcd(
         Changes(c.times, electrical(ph, c.states))
         for c in trace_changes(path, profile, side, timing)
     )
-    return write_vcd(out, ph.bus_lines, levels, comments=vcd_comments(profile, timing or Timing()))
+    return write_vcd(
+        out,
+        ph.bus_lines,
+        levels,
+        comments=vcd_comments(profile, timing or Timing()),
+        idle_ns=max(ph.hold_ns, ph.turnaround_ns),
+    )
