@@ -276,19 +276,18 @@ def _with_ready(
     r_s = np.array(
         [(_mask(a) if ra else 0) | (_mask(b) if rb else 0) for _, ra, rb in ready], np.uint64
     )
-    times = np.concatenate([bus.times, r_t])
-    order = np.argsort(times, kind="stable")
-    is_bus = np.concatenate([np.ones(len(bus.times), bool), np.zeros(len(r_t), bool)])[order]
-    pos = np.arange(len(times))
-    last_bus = np.maximum.accumulate(np.where(is_bus, pos, -1))
-    last_ready = np.maximum.accumulate(np.where(~is_bus, pos, -1))
-    bus_src = np.concatenate([bus.states, np.zeros(len(r_t), np.uint64)])[order]
-    ready_src = np.concatenate([np.zeros(len(bus.times), np.uint64), r_s])[order]
+    # the READY events (few) go in among the bus rows (many) by binary search, not by
+    # sorting them all: an event follows the rows at or before its time
+    order = np.argsort(r_t, kind="stable")
+    r_t, r_s = r_t[order], r_s[order]
+    at = np.searchsorted(bus.times, r_t, side="right")
     start = np.uint64(0) if initial is None else initial
-    bus_part = np.where(last_bus >= 0, bus_src[np.maximum(last_bus, 0)], start)
-    ready_part = np.where(last_ready >= 0, ready_src[np.maximum(last_ready, 0)], np.uint64(0))
-    merged: U64 = (bus_part | ready_part).astype(np.uint64)
-    return Changes(times[order], merged)
+    seen = np.searchsorted(at, np.arange(len(bus.times)), side="right")  # events before row
+    bus_ready = np.where(seen > 0, r_s[np.maximum(seen - 1, 0)], np.uint64(0))
+    event_bus = np.concatenate([np.array([start], np.uint64), bus.states])[at]
+    times = np.insert(bus.times, at, r_t)
+    merged: U64 = np.insert(bus.states | bus_ready, at, event_bus | r_s).astype(np.uint64)
+    return Changes(times, merged)
 
 
 def electrical(ph: PhysicalSection, states: U64) -> U64:
