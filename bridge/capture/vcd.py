@@ -120,11 +120,16 @@ def _rows_text(
         return b"", last, 0
     if times.min() < 0:
         raise ValueError("write_vcd: negative time")
-    # which lines changed, row by row (row-major: lowest bit first within a row)
-    octets = diff.astype("<u8").view(np.uint8).reshape(n, 8)[:, : (nbits + 7) // 8]
+    # which lines changed, row by row (row-major: lowest bit first within a row); each
+    # row's bits padded to a power of two, so that row and bit are a shift and a mask
+    width = 8 << max((nbits + 7) // 8 - 1, 0).bit_length()  # 8, 16, 32 or 64 bits
+    octets = diff.astype("<u8").view(np.uint8).reshape(n, 8)[:, : width // 8]
     bits = np.unpackbits(octets, axis=1, bitorder="little")
     flat = np.flatnonzero(bits.view(np.bool_))
-    row, bit = np.divmod(flat, bits.shape[1])
+    shift = width.bit_length() - 1
+    row, bit = flat >> shift, (flat & (width - 1)).astype(np.uint8)
+    levels = states.astype("<u8").view(np.uint8).reshape(n, 8)[:, : width // 8]
+    value = np.unpackbits(levels, axis=1, bitorder="little").reshape(-1)[flat]
     count = np.bincount(row, minlength=n)
     digits = np.searchsorted(_POW10, times.astype(np.uint64), side="right")
     digits = np.maximum(digits, 1)
@@ -150,10 +155,10 @@ def _rows_text(
     buf[start + 1 + digits] = ord("\n")
     first = np.zeros(n, np.int64)
     np.cumsum(count[:-1], out=first[1:])
-    where = start[row] + 2 + digits[row] + 3 * (np.arange(len(row)) - first[row])
-    value = (states[row] >> bit.astype(np.uint64)) & np.uint64(1)
-    buf[where] = value.astype(np.uint8) + ord("0")
-    buf[where + 1] = bit.astype(np.uint8) + 33
+    # the j-th change (overall) of row r goes at start[r] + 2 + digits[r] + 3 (j - first[r])
+    where = (start + 2 + digits - 3 * first)[row] + 3 * np.arange(len(row))
+    buf[where] = value + ord("0")
+    buf[where + 1] = bit + 33
     buf[where + 2] = ord("\n")
     return buf.tobytes(), last, n
 
