@@ -228,10 +228,7 @@ def synthesise(
         carry.side = int(side[-1])
         carry.index += n
         carry.state = int(states[-1, -1])
-    t_all = np.concatenate(rows_t)
-    s_all = np.concatenate(rows_s)
-    order = np.argsort(t_all, kind="stable")
-    t_all, s_all = t_all[order], s_all[order]
+    t_all, s_all = _merge(rows_t, rows_s)
     free_before = carry_free_at_entry
     events = list(ready)
     if ready_after is not None:
@@ -260,6 +257,24 @@ class BusCarry:
     ready: tuple[bool, bool] | None = None  # READY_A, READY_B as last set
 
 
+def _merge(rows_t: list[I64], rows_s: list[U64]) -> tuple[I64, U64]:
+    """The words' rows (``rows_t[0]``, in time order as the cycles lay them out) with the
+    few hand-over rows (``rows_t[1]``, if any) put in time order, a hand-over after the
+    word rows at the same time (as a stable sort would put them)."""
+    t, s = rows_t[0], rows_s[0]
+    if len(t) > 1 and bool((t[1:] < t[:-1]).any()):  # not laid out in order: sort all
+        t_all, s_all = np.concatenate(rows_t), np.concatenate(rows_s)
+        order = np.argsort(t_all, kind="stable")
+        return t_all[order], s_all[order]
+    if len(rows_t) == 1:
+        return t, s
+    extra_t, extra_s = rows_t[1], rows_s[1]
+    order = np.argsort(extra_t, kind="stable")
+    extra_t, extra_s = extra_t[order], extra_s[order]
+    at = np.searchsorted(t, extra_t, side="right")
+    return np.insert(t, at, extra_t), np.insert(s, at, extra_s)
+
+
 def _with_ready(
     lines: tuple[str, ...],
     bus: Changes,
@@ -282,8 +297,9 @@ def _with_ready(
     r_t, r_s = r_t[order], r_s[order]
     at = np.searchsorted(bus.times, r_t, side="right")
     start = np.uint64(0) if initial is None else initial
-    seen = np.searchsorted(at, np.arange(len(bus.times)), side="right")  # events before row
-    bus_ready = np.where(seen > 0, r_s[np.maximum(seen - 1, 0)], np.uint64(0))
+    # each bus row carries the READY lines of the last event before it (none: 0)
+    between = np.diff(np.concatenate([[0], at, [len(bus.times)]]))
+    bus_ready = np.repeat(np.concatenate([np.zeros(1, np.uint64), r_s]), between)
     event_bus = np.concatenate([np.array([start], np.uint64), bus.states])[at]
     times = np.insert(bus.times, at, r_t)
     merged: U64 = np.insert(bus.states | bus_ready, at, event_bus | r_s).astype(np.uint64)
