@@ -97,7 +97,7 @@ def write_vcd(
 
 _ROWS = 1 << 16  # rows turned into text at a time
 _POW10 = 10 ** np.arange(19, dtype=np.uint64)
-_QUADS = np.frombuffer("".join(f"{i:04d}" for i in range(10000)).encode(), np.uint8).reshape(-1, 4)
+_QUADS32 = np.frombuffer("".join(f"{i:04d}" for i in range(10000)).encode(), "<u4")  # "dddd"
 
 
 def _rows_text(
@@ -137,21 +137,23 @@ def _rows_text(
     size = 2 + digits + 3 * count  # "#", digits, "\n", then 3 bytes a change
     start = np.zeros(n, np.int64)
     np.cumsum(size[:-1], out=start[1:])
-    buf = np.empty(int(start[-1] + size[-1]), np.uint8)
-    buf[start] = ord("#")
+    # the digits, four at a time from the right, each four one unaligned 32-bit store
+    # (``quads``, a view of ``whole`` at every byte offset); a store may reach up to three
+    # bytes before a number's first digit, into its "#" and the row before's last change
+    # (three before the first row: ``whole``'s lead), all written again below
+    whole = np.empty(3 + int(start[-1] + size[-1]), np.uint8)
+    buf = whole[3:]
+    quads = np.ndarray((len(whole) - 3,), "<u4", whole, 0, (1,))
     rest = times.copy()
-    last_digit = start + digits  # where the rightmost digit goes
-    longest = int(digits.max())
-    for group in range(0, longest, 4):  # four digits at a time, from the right
+    lowest = start + digits  # in ``whole`` (3 bytes on): where the rightmost four begin
+    for group in range(0, int(digits.max()), 4):
         rest, quad = np.divmod(rest, 10000)
-        chars = _QUADS[quad]
-        for k in range(group, min(group + 4, longest)):  # the k-th digit from the right
-            char = chars[:, 3 - (k - group)]
-            if k < shortest:
-                buf[last_digit - k] = char
-            else:  # rows with fewer digits have none here
-                has = digits > k
-                buf[(last_digit - k)[has]] = char[has]
+        if group < shortest:
+            quads[lowest - group] = _QUADS32[quad]
+        else:  # rows with no digit this far left have none here
+            has = digits > group
+            quads[(lowest - group)[has]] = _QUADS32[quad[has]]
+    buf[start] = ord("#")
     buf[start + 1 + digits] = ord("\n")
     first = np.zeros(n, np.int64)
     np.cumsum(count[:-1], out=first[1:])
