@@ -239,11 +239,10 @@ def synthesise(
             (max(t, int(ends[k - 1]) if k > 0 else (free_before or 0)), a, b)
             for (t, a, b), k in zip(events, ready_after, strict=True)
         ]
-    if carry.ready is not None and len(t_all):
-        events.insert(0, (int(t_all[0]), *carry.ready))
+    ready_before = carry.ready  # the READY lines as the previous call left them
     if events:
         carry.ready = (events[-1][1], events[-1][2])
-    return _with_ready(lines, Changes(t_all, s_all), events, initial)
+    return _with_ready(lines, Changes(t_all, s_all), events, initial, ready_before)
 
 
 @dataclass
@@ -280,13 +279,20 @@ def _with_ready(
     bus: Changes,
     ready: list[tuple[int, bool, bool]],
     initial: np.uint64 | None = None,
+    before: tuple[bool, bool] | None = None,
 ) -> Changes:
-    """``bus`` with the READY lines of the ``ready`` events merged in (if the bus has them)."""
+    """``bus`` with the READY lines of the ``ready`` events merged in (if the bus has them);
+    ``before``: the READY lines until the first event (a previous chunk's last), which
+    hold from the first row on, not as an event after the rows at its time (that would be
+    a zero-width drop of READY where a chunk begins)."""
     a, b = _bit(lines, "READY_A"), _bit(lines, "READY_B")
     if a < 0:
         return bus
+    held = np.uint64(0)
+    if before is not None:
+        held = (_mask(a) if before[0] else np.uint64(0)) | (_mask(b) if before[1] else np.uint64(0))
     if not ready:
-        return bus
+        return Changes(bus.times, bus.states | held) if held else bus
     r_t = np.array([t for t, _, _ in ready], np.int64)
     r_s = np.array(
         [(_mask(a) if ra else 0) | (_mask(b) if rb else 0) for _, ra, rb in ready], np.uint64
@@ -297,9 +303,9 @@ def _with_ready(
     r_t, r_s = r_t[order], r_s[order]
     at = np.searchsorted(bus.times, r_t, side="right")
     start = np.uint64(0) if initial is None else initial
-    # each bus row carries the READY lines of the last event before it (none: 0)
+    # each bus row carries the READY lines of the last event before it (none: ``held``)
     between = np.diff(np.concatenate([[0], at, [len(bus.times)]]))
-    bus_ready = np.repeat(np.concatenate([np.zeros(1, np.uint64), r_s]), between)
+    bus_ready = np.repeat(np.concatenate([np.array([held], np.uint64), r_s]), between)
     event_bus = np.concatenate([np.array([start], np.uint64), bus.states])[at]
     times = np.insert(bus.times, at, r_t)
     merged: U64 = np.insert(bus.states | bus_ready, at, event_bus | r_s).astype(np.uint64)
