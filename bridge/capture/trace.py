@@ -26,7 +26,7 @@ from bridge.profile import REFERENCE, Profile
 
 __all__ = ["export_vcd", "show_trace", "vcd_comments"]
 
-BATCH_WORDS = 1 << 20
+BATCH_WORDS = 1 << 17  # words synthesised at a time: about 100 MB at the peak
 
 
 def _hex(words: np.ndarray, parity: np.ndarray, good: np.ndarray, limit: int) -> str:
