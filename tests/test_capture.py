@@ -23,8 +23,10 @@ import peers
 import pydicom
 import pytest
 
-from bridge.capture.bus import Changes, WordRecovery, synthesise
+from bridge.acrnema.physical import parity_bits
+from bridge.capture.bus import BusCarry, Changes, WordRecovery, synthesise
 from bridge.capture.decode import line_changes, open_capture, read_words
+from bridge.capture.vcd import _ident, write_vcd
 from bridge.cli import main
 from bridge.dicom.core import convert
 from bridge.profile import REFERENCE, ProfileError, load_profile, profile_from_mapping
@@ -138,6 +140,38 @@ def test_the_vcd_reads_in_sigrok_with_the_profiles_names_and_the_same_words(
         lower = [recovery.feed(c).words for c in line_changes(reader, REFERENCE)]
         assert np.array_equal(np.concatenate([*lower, recovery.finish().words]), ours)
     assert np.array_equal(theirs, ours.astype(np.int64))
+
+
+def test_the_vcd_ends_with_an_idle_timestamp_after_the_last_change(tmp_path: Path) -> None:
+    """sigrok's VCD input draws a change only once a later timestamp follows it: the
+    writer ends with one (export_vcd: the profile's hold/turnaround later), so the last word of a
+    strobe bus (its REQ falling edge the last change) is not lost; readers get the
+    same changes back."""
+    ph = profile_from_mapping({"physical": {"handshake": "strobe"}}, source="t").physical
+    words = np.array([0x1234, 0xBEEF], np.uint16)
+    bus = synthesise(ph, words, np.zeros(2, np.uint8), [0, 0], [0, 0])
+    vcd = tmp_path / "bus.vcd"
+    write_vcd(vcd, ph.bus_lines, bus)
+    req = _ident(ph.bus_lines.index("REQ"))
+    *_, stamp, change, idle = vcd.read_text().splitlines()
+    assert (stamp, change) == (f"#{int(bus.times[-1])}", f"0{req}")  # the last REQ falls
+    assert idle.startswith("#") and int(idle[1:]) > bus.times[-1]
+    with open_capture(vcd) as reader:
+        back = list(reader.changes(list(ph.bus_lines)))
+    last = np.append(bus.times[1:] != bus.times[:-1], True)  # one state a time
+    assert np.array_equal(np.concatenate([c.times for c in back]), bus.times[last])
+    assert np.array_equal(np.concatenate([c.states for c in back]), bus.states[last])
+    tool = peers.require_tool("sigrok-cli")
+    done = subprocess.run(
+        [tool, "-i", str(vcd), "-I", "vcd", "-O", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = [line.split(",") for line in done.stdout.splitlines() if line[:1] in "01"]
+    req = [row[ph.bus_lines.index("REQ")] for row in rows]
+    assert "".join(req).count("10") == 2  # both strobes end inside the capture
 
 
 def test_a_sigrok_session_file_made_by_sigrok_cli_decodes(tmp_path: Path) -> None:
@@ -381,6 +415,43 @@ def test_synthesis_and_recovery_round_trip_in_chunks_for_each_mode() -> None:
         assert np.array_equal(np.concatenate([g.sides for g in got]), sides), mode
         assert np.array_equal(np.concatenate([g.parity for g in got]), par), mode
         assert not any(g.losses for g in got), mode
+
+
+def test_the_vcd_does_not_depend_on_how_the_words_are_batched(tmp_path: Path) -> None:
+    """trace export and emulate --vcd synthesise the bus a batch of records at a time
+    (memory bounded): the VCD must be the one the whole run gives at once, with no
+    zero-width READY glitch where a batch begins, and in every handshake mode."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    words = rng.integers(0, 1 << 16, n).astype(np.uint16)
+    sides = (np.arange(n) // 250 % 2).astype(np.uint8)
+    early = np.sort(rng.integers(0, 2_000_000, n)).astype(np.int64)
+    ready = [(0, True, True), (900_000, True, False), (1_000_000, True, True)]
+    after = [0, int(np.searchsorted(early, 900_000)), int(np.searchsorted(early, 1_000_000))]
+    for mode in ("four-phase", "two-phase", "strobe"):
+        ph = profile_from_mapping({"physical": {"handshake": mode}}).physical
+        par = parity_bits(words, ph.parity)
+        whole = synthesise(ph, words, par, sides, early, ready=ready, ready_after=after)
+        write_vcd(tmp_path / "whole.vcd", ph.bus_lines, whole)
+        carry = BusCarry()
+        chunks = []
+        for lo in range(0, n, 400):
+            hi = min(lo + 400, n)
+            mine = [i for i, k in enumerate(after) if lo <= k < hi or (k == n and hi == n)]
+            chunks.append(
+                synthesise(
+                    ph,
+                    words[lo:hi],
+                    par[lo:hi],
+                    sides[lo:hi],
+                    early[lo:hi],
+                    ready=[ready[i] for i in mine],
+                    ready_after=[after[i] - lo for i in mine],
+                    carry=carry,
+                )
+            )
+        write_vcd(tmp_path / "chunks.vcd", ph.bus_lines, iter(chunks))
+        assert (tmp_path / "chunks.vcd").read_text() == (tmp_path / "whole.vcd").read_text(), mode
 
 
 @pytest.mark.parametrize(

@@ -132,15 +132,6 @@ class Bus:
             perr=~np.array(self.good),
         )
         write_vcd(path, self.ph.bus_lines, Changes(bus.times, electrical(self.ph, bus.states)))
-        _idle_after(path, int(bus.times[-1]))
-
-
-def _idle_after(path: Path, last_ns: int) -> None:
-    """The capture goes on for a microsecond after the last edge, as a real one does:
-    sigrok's VCD input draws a change only once a later timestamp follows it, and
-    write_vcd ends at the last change (in strobe mode, the last word's end)."""
-    with path.open("a") as out:
-        out.write(f"#{last_ns + 1000}\n")
 
 
 def _known_sequence(profile: Profile) -> Bus:
@@ -193,7 +184,13 @@ def _sigrok(capture: Path, profile: Profile, rows: str) -> list[str]:
     bus += [f"handshake={ph.handshake}", f"parity={ph.parity}"]
     if ph.active_low:
         bus.append("active_low=" + "/".join(ph.active_low))
-    frames = f"acrnema_frames:binary_byte_order={ph.binary_byte_order}"
+    dl = profile.datalink
+    codes = "/".join(str(dl.frame_types[k]) for k in ("data", "ack", "nak"))
+    frames = (
+        f"acrnema_frames:binary_byte_order={ph.binary_byte_order}:start_word={dl.start_word:04X}"
+        f":crc_init={dl.crc_init:04X}:frame_types={codes}:sequence_bits={dl.sequence_bits}"
+        f":max_payload_words={dl.max_payload_words}"
+    )
     fmt = [] if capture.suffix == ".sr" else ["-I", "vcd:compress=400"]
     done = subprocess.run(
         [tool, "-i", str(capture), *fmt, "-P", ":".join(bus) + "," + frames, "-A", rows],
@@ -360,4 +357,199 @@ def test_an_unreadable_header_and_a_segment_out_of_order_are_reported(tmp_path: 
         "A: message 5 segment 2 (last), 2 bytes",
         "A: message 5 segment 2 out of order",
         "A: DAMAGED: unreadable frame header",
+    ]
+
+
+DIALECTS = {
+    "start-word": {"datalink": {"start_word": 0x7E81}},
+    "crc-init": {"datalink": {"crc_init": 0x1D0F}},
+    "frame-types": {"datalink": {"frame_types": {"data": 4, "ack": 9, "nak": 15}}},
+    "sequence-bits": {"datalink": {"sequence_bits": 3, "window": 3}},
+    "all-two-phase": {
+        "physical": {"handshake": "two-phase"},
+        "datalink": {
+            "start_word": 0x3C5A,
+            "crc_init": 0x0000,
+            "frame_types": {"data": 7, "ack": 1, "nak": 2},
+            "sequence_bits": 2,
+            "window": 1,
+            "max_payload_words": 64,
+        },
+    },
+    "all-strobe": {
+        "physical": {"handshake": "strobe"},
+        "datalink": {
+            "start_word": 0x0F0F,
+            "crc_init": 0x1234,
+            "frame_types": {"data": 3, "ack": 1, "nak": 2},
+            "sequence_bits": 4,
+            "window": 5,
+        },
+    },
+}
+
+
+def _toml(table: dict) -> str:
+    lines = []
+    for section, keys in table.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            if isinstance(value, dict):
+                inner = ", ".join(f"{k} = {v}" for k, v in value.items())
+                lines.append(f"{key} = {{ {inner} }}")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_an_emulator_capture_under_a_dialect_profile_is_annotated_as_sent(
+    tmp_path: Path, dialect: str
+) -> None:
+    """emulate --vcd under a non-reference start word, CRC init, frame type codes and
+    sequence number width (alone, and together with the other handshake modes): given
+    the profile's values as options, sigrok's words are those the bridge recovers, its
+    frames those the bridge's frame decoder finds (none damaged, none taken twice; with
+    narrow sequence numbers they wrap several times), and its messages those capture
+    decode finds."""
+    profile_path = tmp_path / "profile.toml"
+    profile_path.write_text(_toml(DIALECTS[dialect]))
+    profile = load_profile(profile_path)
+    vcd = tmp_path / "bus.vcd"
+    url = f"loop://sigrok-{dialect}"
+    codes: list[int] = []
+    common = ["--port", url, "--profile", str(profile_path)]
+    receiver = threading.Thread(
+        target=lambda: codes.append(
+            main(
+                ["emulate", *common, "--role", "receiver", "--count", "1"]
+                + ["--out", str(tmp_path / "rx")]
+            )
+        )
+    )
+    receiver.start()
+    try:
+        scanner = main(["emulate", *common, "--phantom", "1", "--size", "64", "--vcd", str(vcd)])
+    finally:
+        receiver.join(60)
+    assert scanner == 0 and codes == [0]
+    lines = _sigrok(vcd, profile, "acrnema_bus=words,acrnema_frames=frames:messages:warnings")
+
+    with open_capture(vcd) as reader:
+        recovery = WordRecovery(profile.physical)
+        parts = [recovery.feed(c) for c in line_changes(reader, profile)] + [recovery.finish()]
+    words = np.concatenate([p.words for p in parts])
+    sides = np.concatenate([p.sides for p in parts])
+    ours = [
+        _word_text("AB"[s], int(w), True, False)
+        for w, s in zip(words.tolist(), sides.tolist(), strict=True)
+    ]
+    assert _rows(lines, "acrnema_bus") == ours
+
+    dl = profile.datalink
+    frames = _rows(lines, "acrnema_frames")
+    assert frames and all("DAMAGED" not in f and "again" not in f for f in frames)
+    assert not [f for f in frames if "broken off" in f or "out of order" in f]
+    kinds = {FrameType.DATA: dl.frame_types["data"], FrameType.ACK: dl.frame_types["ack"]}
+    kinds[FrameType.NAK] = dl.frame_types["nak"]
+    data_frames = 0
+    for code, side in enumerate("AB"):
+        decoder = FrameDecoder(
+            max_payload_words=dl.max_payload_words,
+            start_word=dl.start_word,
+            crc_init=dl.crc_init,
+            codes=kinds,
+        )
+        events = decoder.feed(words[sides == code])
+        expected = [
+            f"{side}: {e.type.name} seq {e.sequence}"
+            + (f", {len(e.payload) // 2} words" if e.type == FrameType.DATA else "")
+            for e in events
+        ]
+        assert all(type(e).__name__ == "Frame" for e in events)
+        theirs = [f for f in frames if f.startswith(f"{side}: ") and " seq " in f]
+        assert theirs == expected
+        data_frames = max(data_frames, sum(" DATA " in f for f in theirs))
+    assert data_frames > 1 << dl.sequence_bits or dl.sequence_bits == 8  # it wraps
+    assert (
+        main(
+            [
+                "capture",
+                "decode",
+                str(vcd),
+                "--profile",
+                str(profile_path),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    messages = [f for f in frames if re.fullmatch(r"[AB]: message \d+, .*", f)]
+    assert len(messages) == report["message_count"] > 0
+
+
+def _cut(ph_variant: str, skip_rows: int, drop: tuple[int, int] | None = None) -> tuple:
+    """Three words A -> A on a ``ph_variant`` bus, the capture starting ``skip_rows`` rows
+    into the first word's cycle, with the rows ``drop`` (start, stop) of the states
+    made equal to the row before (an edge that never came)."""
+    profile = _profile(ph_variant)
+    ph = profile.physical
+    words = np.array([0x1234, 0xBEEF, 0x0042, 0x7777], np.uint16)
+    bus = synthesise(ph, words, parity_bits(words, "odd"), [0] * 4, [0] * 4)
+    states = bus.states.copy()
+    if drop is not None:
+        line, row = drop
+        states[row:] ^= np.uint64(1 << ph.bus_lines.index(line))
+    return profile, Changes(bus.times[skip_rows:], states[skip_rows:])
+
+
+@pytest.mark.parametrize(
+    ("variant", "skip", "drop", "reason", "lost"),
+    [
+        # the capture begins after the first REQ change: its ACK change comes unawaited
+        ("two-phase", 1, None, "ACK changes while waiting for REQ changes", None),
+        # the second word's ACK never changes: the third word's REQ change finds it waiting
+        ("two-phase", 0, ("ACK", 5), "REQ changes while waiting for ACK changes", "BEEF"),
+        # the capture begins inside the first strobe
+        ("strobe", 1, None, "REQ down while waiting for REQ up", None),
+    ],
+)
+def test_sync_losses_in_two_phase_and_strobe_modes(
+    tmp_path: Path,
+    variant: str,
+    skip: int,
+    drop: tuple[str, int] | None,
+    reason: str,
+    lost: str | None,
+) -> None:
+    profile, bus = _cut(variant, skip, drop)
+    ph = profile.physical
+    vcd = tmp_path / "bus.vcd"
+    write_vcd(vcd, ph.bus_lines, Changes(bus.times, electrical(ph, bus.states)))
+    rows = _rows(_sigrok(vcd, profile, "acrnema_bus"), "acrnema_bus")
+    assert f"Sync lost: {reason}" in rows
+    if lost:
+        assert f"Word {lost} not answered" in rows
+    sent = ["A: 1234", "A: BEEF", "A: 0042", "A: 7777"]
+    expected = [w for w in sent[1 if skip else 0 :] if w != f"A: {lost}"]
+    assert [r for r in rows if r.startswith("A: ")] == expected
+
+
+def test_a_message_broken_off_before_its_last_segment_is_a_warning(tmp_path: Path) -> None:
+    profile = _profile("reference")
+    bus = Bus(profile)
+    bus.frame("A", FrameType.DATA, 0, struct.pack(">HHI", 5, 0, 4) + b"abcd")
+    bus.frame("A", FrameType.DATA, 1, struct.pack(">HHI", 6, 0x8000, 2) + b"ok")
+    vcd = tmp_path / "bus.vcd"
+    bus.write(vcd)
+    rows = _rows(
+        _sigrok(vcd, profile, "acrnema_frames=packets:messages:warnings"), "acrnema_frames"
+    )
+    assert rows == [
+        "A: message 5 segment 0, 4 bytes",
+        "A: message 6 segment 0 (last), 2 bytes",
+        "A: message 5 broken off before its last segment",
+        "A: message 6, 2 bytes in 1 segment(s)",
     ]

@@ -228,10 +228,7 @@ def synthesise(
         carry.side = int(side[-1])
         carry.index += n
         carry.state = int(states[-1, -1])
-    t_all = np.concatenate(rows_t)
-    s_all = np.concatenate(rows_s)
-    order = np.argsort(t_all, kind="stable")
-    t_all, s_all = t_all[order], s_all[order]
+    t_all, s_all = _merge(rows_t, rows_s)
     free_before = carry_free_at_entry
     events = list(ready)
     if ready_after is not None:
@@ -242,11 +239,10 @@ def synthesise(
             (max(t, int(ends[k - 1]) if k > 0 else (free_before or 0)), a, b)
             for (t, a, b), k in zip(events, ready_after, strict=True)
         ]
-    if carry.ready is not None and len(t_all):
-        events.insert(0, (int(t_all[0]), *carry.ready))
+    ready_before = carry.ready  # the READY lines as the previous call left them
     if events:
         carry.ready = (events[-1][1], events[-1][2])
-    return _with_ready(lines, Changes(t_all, s_all), events, initial)
+    return _with_ready(lines, Changes(t_all, s_all), events, initial, ready_before)
 
 
 @dataclass
@@ -260,35 +256,60 @@ class BusCarry:
     ready: tuple[bool, bool] | None = None  # READY_A, READY_B as last set
 
 
+def _merge(rows_t: list[I64], rows_s: list[U64]) -> tuple[I64, U64]:
+    """The words' rows (``rows_t[0]``, in time order as the cycles lay them out) with the
+    few hand-over rows (``rows_t[1]``, if any) put in time order, a hand-over after the
+    word rows at the same time (as a stable sort would put them)."""
+    t, s = rows_t[0], rows_s[0]
+    if len(t) > 1 and bool((t[1:] < t[:-1]).any()):  # not laid out in order: sort all
+        t_all, s_all = np.concatenate(rows_t), np.concatenate(rows_s)
+        order = np.argsort(t_all, kind="stable")
+        return t_all[order], s_all[order]
+    if len(rows_t) == 1:
+        return t, s
+    extra_t, extra_s = rows_t[1], rows_s[1]
+    order = np.argsort(extra_t, kind="stable")
+    extra_t, extra_s = extra_t[order], extra_s[order]
+    at = np.searchsorted(t, extra_t, side="right")
+    return np.insert(t, at, extra_t), np.insert(s, at, extra_s)
+
+
 def _with_ready(
     lines: tuple[str, ...],
     bus: Changes,
     ready: list[tuple[int, bool, bool]],
     initial: np.uint64 | None = None,
+    before: tuple[bool, bool] | None = None,
 ) -> Changes:
-    """``bus`` with the READY lines of the ``ready`` events merged in (if the bus has them)."""
+    """``bus`` with the READY lines of the ``ready`` events merged in (if the bus has them);
+    ``before``: the READY lines until the first event (a previous chunk's last), which
+    hold from the first row on, not as an event after the rows at its time (that would be
+    a zero-width drop of READY where a chunk begins)."""
     a, b = _bit(lines, "READY_A"), _bit(lines, "READY_B")
     if a < 0:
         return bus
+    held = np.uint64(0)
+    if before is not None:
+        held = (_mask(a) if before[0] else np.uint64(0)) | (_mask(b) if before[1] else np.uint64(0))
     if not ready:
-        return bus
+        return Changes(bus.times, bus.states | held) if held else bus
     r_t = np.array([t for t, _, _ in ready], np.int64)
     r_s = np.array(
         [(_mask(a) if ra else 0) | (_mask(b) if rb else 0) for _, ra, rb in ready], np.uint64
     )
-    times = np.concatenate([bus.times, r_t])
-    order = np.argsort(times, kind="stable")
-    is_bus = np.concatenate([np.ones(len(bus.times), bool), np.zeros(len(r_t), bool)])[order]
-    pos = np.arange(len(times))
-    last_bus = np.maximum.accumulate(np.where(is_bus, pos, -1))
-    last_ready = np.maximum.accumulate(np.where(~is_bus, pos, -1))
-    bus_src = np.concatenate([bus.states, np.zeros(len(r_t), np.uint64)])[order]
-    ready_src = np.concatenate([np.zeros(len(bus.times), np.uint64), r_s])[order]
+    # the READY events (few) go in among the bus rows (many) by binary search, not by
+    # sorting them all: an event follows the rows at or before its time
+    order = np.argsort(r_t, kind="stable")
+    r_t, r_s = r_t[order], r_s[order]
+    at = np.searchsorted(bus.times, r_t, side="right")
     start = np.uint64(0) if initial is None else initial
-    bus_part = np.where(last_bus >= 0, bus_src[np.maximum(last_bus, 0)], start)
-    ready_part = np.where(last_ready >= 0, ready_src[np.maximum(last_ready, 0)], np.uint64(0))
-    merged: U64 = (bus_part | ready_part).astype(np.uint64)
-    return Changes(times[order], merged)
+    # each bus row carries the READY lines of the last event before it (none: ``held``)
+    between = np.diff(np.concatenate([[0], at, [len(bus.times)]]))
+    bus_ready = np.repeat(np.concatenate([np.array([held], np.uint64), r_s]), between)
+    event_bus = np.concatenate([np.array([start], np.uint64), bus.states])[at]
+    times = np.insert(bus.times, at, r_t)
+    merged: U64 = np.insert(bus.states | bus_ready, at, event_bus | r_s).astype(np.uint64)
+    return Changes(times, merged)
 
 
 def electrical(ph: PhysicalSection, states: U64) -> U64:

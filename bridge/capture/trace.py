@@ -26,7 +26,7 @@ from bridge.profile import REFERENCE, Profile
 
 __all__ = ["export_vcd", "show_trace", "vcd_comments"]
 
-BATCH_WORDS = 1 << 20
+BATCH_WORDS = 1 << 17  # words synthesised at a time: about 100 MB at the peak
 
 
 def _hex(words: np.ndarray, parity: np.ndarray, good: np.ndarray, limit: int) -> str:
@@ -173,4 +173,10 @@ def export_vcd(
         Changes(c.times, electrical(ph, c.states))
         for c in trace_changes(path, profile, side, timing)
     )
-    return write_vcd(out, ph.bus_lines, levels, comments=vcd_comments(profile, timing or Timing()))
+    return write_vcd(
+        out,
+        ph.bus_lines,
+        levels,
+        comments=vcd_comments(profile, timing or Timing()),
+        idle_ns=max(ph.hold_ns, ph.turnaround_ns),
+    )

@@ -47,46 +47,122 @@ def write_vcd(
     *,
     comments: Sequence[str] = (),
     module: str = "acrnema",
+    idle_ns: int = 1000,
 ) -> int:
-    """Write ``levels`` (electrical levels, bit i = ``names[i]``) as a VCD; rows written."""
+    """Write ``levels`` (electrical levels, bit i = ``names[i]``) as a VCD; rows written.
+
+    The dump ends with one more timestamp, ``idle_ns`` after the last change, with no
+    change at it: the bus idle, as a capture goes on after the last edge. Readers such
+    as sigrok's VCD input (so PulseView and ``sigrok-cli``) only draw a change once a
+    later timestamp follows it; without this one, the last edge (in strobe mode the last
+    word) would be lost. The text is built with numpy a chunk at a time (memory bounded
+    by the chunk, whatever the number of chunks), not change by change in Python.
+    """
+    if len(names) > 64:
+        raise ValueError("write_vcd: at most 64 signals (states are 64-bit)")
     ids = [_ident(i) for i in range(len(names))]
     chunks = [levels] if isinstance(levels, Changes) else levels
     rows = 0
-    with open(path, "w", encoding="ascii", newline="\n") as out:
-        out.write("$date acrnema-bridge $end\n$version acrnema-bridge bus model $end\n")
-        for text in comments:
-            out.write(f"$comment {text} $end\n")
-        out.write(f"$timescale 1 ns $end\n$scope module {module} $end\n")
-        for ident, name in zip(ids, names, strict=True):
-            out.write(f"$var wire 1 {ident} {name} $end\n")
-        out.write("$upscope $end\n$enddefinitions $end\n")
+    last: int | None = None
+    with open(path, "wb") as out:
+        head = ["$date acrnema-bridge $end\n$version acrnema-bridge bus model $end\n"]
+        head += [f"$comment {text} $end\n" for text in comments]
+        head.append(f"$timescale 1 ns $end\n$scope module {module} $end\n")
+        head += [f"$var wire 1 {i} {n} $end\n" for i, n in zip(ids, names, strict=True)]
+        head.append("$upscope $end\n$enddefinitions $end\n")
+        out.write("".join(head).encode("ascii"))
         prev: int | None = None
-        on = [f"1{i}\n" for i in ids]
-        off = [f"0{i}\n" for i in ids]
         for chunk in chunks:
-            times = chunk.times.tolist()
-            states = chunk.states.tolist()
-            parts: list[str] = []
-            for t, s in zip(times, states, strict=True):
+            for at in range(0, len(chunk.times), _ROWS):
+                times = np.asarray(chunk.times[at : at + _ROWS], np.int64)
+                states = np.asarray(chunk.states[at : at + _ROWS], np.uint64)
+                if not len(times):
+                    continue
                 if prev is None:
-                    parts.append(f"#{t}\n$dumpvars\n")
-                    parts += [on[b] if s >> b & 1 else off[b] for b in range(len(ids))]
-                    parts.append("$end\n")
-                    prev = s
-                    continue
-                diff = s ^ prev
-                if not diff:
-                    continue
-                parts.append(f"#{t}\n")
-                while diff:
-                    low = diff & -diff
-                    b = low.bit_length() - 1
-                    parts.append(on[b] if s & low else off[b])
-                    diff ^= low
-                prev = s
-                rows += 1
-            out.write("".join(parts))
+                    s0 = int(states[0])
+                    dump = [f"#{int(times[0])}\n$dumpvars\n"]
+                    dump += [f"{s0 >> b & 1}{i}\n" for b, i in enumerate(ids)]
+                    out.write(("".join(dump) + "$end\n").encode("ascii"))
+                    last = int(times[0])
+                    prev, times, states = s0, times[1:], states[1:]
+                text, prev, written = _rows_text(times, states, prev, len(ids))
+                out.write(text)
+                rows += written
+                if written:
+                    last = int(times[-1])
+        if last is not None:
+            out.write(f"#{last + max(idle_ns, 1)}\n".encode("ascii"))
     return rows
+
+
+_ROWS = 1 << 16  # rows turned into text at a time
+_POW10 = 10 ** np.arange(19, dtype=np.uint64)
+_QUADS32 = np.frombuffer("".join(f"{i:04d}" for i in range(10000)).encode(), "<u4")  # "dddd"
+
+
+def _rows_text(
+    times: npt.NDArray[np.int64], states: npt.NDArray[np.uint64], prev: int, nbits: int
+) -> tuple[bytes, int, int]:
+    """The VCD text of rows ``times``/``states`` after the state ``prev``: ``#t`` then one
+    ``<value><id>`` line per line that changed, lowest bit first (one-character ids, as
+    :func:`_ident` gives the first 94 signals). Rows that change nothing are left out.
+    Returns the text, the last state, and the rows written."""
+    if not len(times):
+        return b"", prev, 0
+    before = np.concatenate([np.array([prev], np.uint64), states[:-1]])
+    diff = states ^ before
+    keep = diff != 0
+    last = int(states[-1])
+    if not keep.all():
+        times, states, diff = times[keep], states[keep], diff[keep]
+    n = len(times)
+    if not n:
+        return b"", last, 0
+    if times.min() < 0:
+        raise ValueError("write_vcd: negative time")
+    # which lines changed, row by row (row-major: lowest bit first within a row); each
+    # row's bits padded to a power of two, so that row and bit are a shift and a mask
+    width = 8 << max((nbits + 7) // 8 - 1, 0).bit_length()  # 8, 16, 32 or 64 bits
+    octets = diff.astype("<u8").view(np.uint8).reshape(n, 8)[:, : width // 8]
+    bits = np.unpackbits(octets, axis=1, bitorder="little")
+    flat = np.flatnonzero(bits.view(np.bool_))
+    shift = width.bit_length() - 1
+    row, bit = flat >> shift, (flat & (width - 1)).astype(np.uint8)
+    levels = states.astype("<u8").view(np.uint8).reshape(n, 8)[:, : width // 8]
+    value = np.unpackbits(levels, axis=1, bitorder="little").reshape(-1)[flat]
+    count = np.bincount(row, minlength=n)
+    digits = np.searchsorted(_POW10, times.astype(np.uint64), side="right")
+    digits = np.maximum(digits, 1)
+    shortest = int(digits.min())
+    size = 2 + digits + 3 * count  # "#", digits, "\n", then 3 bytes a change
+    start = np.zeros(n, np.int64)
+    np.cumsum(size[:-1], out=start[1:])
+    # the digits, four at a time from the right, each four one unaligned 32-bit store
+    # (``quads``, a view of ``whole`` at every byte offset); a store may reach up to three
+    # bytes before a number's first digit, into its "#" and the row before's last change
+    # (three before the first row: ``whole``'s lead), all written again below
+    whole = np.empty(3 + int(start[-1] + size[-1]), np.uint8)
+    buf = whole[3:]
+    quads = np.ndarray((len(whole) - 3,), "<u4", whole, 0, (1,))
+    rest = times.copy()
+    lowest = start + digits  # in ``whole`` (3 bytes on): where the rightmost four begin
+    for group in range(0, int(digits.max()), 4):
+        rest, quad = np.divmod(rest, 10000)
+        if group < shortest:
+            quads[lowest - group] = _QUADS32[quad]
+        else:  # rows with no digit this far left have none here
+            has = digits > group
+            quads[(lowest - group)[has]] = _QUADS32[quad[has]]
+    buf[start] = ord("#")
+    buf[start + 1 + digits] = ord("\n")
+    first = np.zeros(n, np.int64)
+    np.cumsum(count[:-1], out=first[1:])
+    # the j-th change (overall) of row r goes at start[r] + 2 + digits[r] + 3 (j - first[r])
+    where = (start + 2 + digits - 3 * first)[row] + 3 * np.arange(len(row))
+    buf[where] = value + ord("0")
+    buf[where + 1] = bit + 33
+    buf[where + 2] = ord("\n")
+    return buf.tobytes(), last, n
 
 
 def _timescale(text: str, path: str) -> float:

@@ -79,8 +79,8 @@ class Decoder(srd.Decoder):
         {"id": "max_payload_words", "desc": "Largest payload (words)", "default": 256},
         {
             "id": "frame_types",
-            "desc": "Type codes of DATA, ACK, NAK (comma-separated)",
-            "default": "1,2,3",
+            "desc": "Type codes of DATA, ACK, NAK (separated by / or ,)",
+            "default": "1/2/3",
         },
         {"id": "sequence_bits", "desc": "Bits of the sequence number", "default": 8},
         {
@@ -131,12 +131,16 @@ class Decoder(srd.Decoder):
         self.start_word = _int(o["start_word"], "start_word") & 0xFFFF
         self.crc_init = _int(o["crc_init"], "crc_init") & 0xFFFF
         self.max_payload = int(o["max_payload_words"])
+        # "/" (or "+", or spaces) as well as ",": sigrok-cli's -P splits decoders at commas
+        text = str(o["frame_types"])
+        for sep in "/+ ":
+            text = text.replace(sep, ",")
         try:
-            codes = [int(c) for c in str(o["frame_types"]).split(",")]
+            codes = [int(c) for c in text.split(",") if c.strip()]
         except ValueError:
             codes = []
         if len(codes) != 3:
-            raise SetupError("frame_types: three codes (DATA, ACK, NAK), e.g. 1,2,3")
+            raise SetupError("frame_types: three codes (DATA, ACK, NAK), e.g. 1/2/3")
         self.kinds = dict(zip(codes, KINDS, strict=False))
         self.modulus = 1 << int(o["sequence_bits"])
         self.little = o["binary_byte_order"] == "little"
