@@ -649,6 +649,7 @@ def run_batch(
     :class:`ConfigError` before any input is converted (:func:`prepare_folder`).
     """
     prepare_folder(out)
+    out = out.absolute()  # a cluster's workers have working folders of their own
     run = uuid.uuid4().hex  # this run's name on its temporary files (see _sweep)
     total = len(inputs)
     entries: list[ReportEntry | None] = [None] * total

@@ -37,8 +37,10 @@ __all__ = ["CLUSTER_CHUNK", "check_cluster_url", "run_on_cluster"]
 
 log = logging.getLogger("bridge.dicom.batch")  # the batch's logger: one name to filter
 
-CLUSTER_CHUNK = 8
-"""Inputs per task: large enough that scheduling costs little, small enough to balance."""
+CLUSTER_CHUNK = (8, 64)
+"""Inputs per task, at least and at most: a batch is cut into about 16 tasks per worker
+thread, so that each task's round trip costs little next to its work, and the last tasks
+are small enough to keep every worker busy to the end (:func:`_chunk_size`)."""
 _WINDOW_PER_THREAD = 4  # tasks in flight per worker thread
 _CONNECT_TIMEOUT_S = 10
 
@@ -79,10 +81,15 @@ def _convert_chunk(
     return [(index, convert_file(path, out, options, overwrite, run)) for index, path in chunk]
 
 
-def _chunks(inputs: list[Path]) -> Iterator[list[tuple[int, Path]]]:
+def _chunk_size(inputs: int, threads: int) -> int:
+    low, high = CLUSTER_CHUNK
+    return max(low, min(high, inputs // (threads * 16)))
+
+
+def _chunks(inputs: list[Path], size: int) -> Iterator[list[tuple[int, Path]]]:
     """The inputs in tasks, each path absolute: a worker's working folder is its own."""
-    for start in range(0, len(inputs), CLUSTER_CHUNK):
-        end = min(start + CLUSTER_CHUNK, len(inputs))
+    for start in range(0, len(inputs), size):
+        end = min(start + size, len(inputs))
         yield [(i, inputs[i].absolute()) for i in range(start, end)]
 
 
@@ -112,7 +119,6 @@ def run_on_cluster(
     import importlib
 
     dask: Any = importlib.import_module("distributed")  # typed loosely: keep mypy strict here
-    FutureCancelledError = importlib.import_module("distributed.client").FutureCancelledError
 
     try:
         client: Any = dask.Client(url, timeout=f"{_CONNECT_TIMEOUT_S}s", set_as_default=False)
@@ -128,9 +134,11 @@ def run_on_cluster(
                 f"OUT must be writable on every worker of {url}: {'; '.join(problems)}"
             )
         log.info("converting on %s: %d worker threads", url, threads)
-        chunks = _chunks(inputs)
+        chunks = _chunks(inputs, _chunk_size(len(inputs), threads))
         window = max(2, threads * _WINDOW_PER_THREAD)
-        pending: Any = dask.as_completed(loop=client.loop)
+        # results are fetched by the client's own thread as each task ends, not by one
+        # blocking round trip per task from here
+        pending: Any = dask.as_completed(loop=client.loop, with_results=True, raise_errors=False)
         held: dict[Any, list[tuple[int, Path]]] = {}
 
         def submit() -> bool:
@@ -145,17 +153,16 @@ def run_on_cluster(
         while len(held) < window and submit():
             pass
         go_on = True
-        for future in pending:
+        for future, outcome in pending:
             chunk = held.pop(future)
-            if not go_on:
+            if not go_on or future.status == "cancelled":
                 continue
-            try:
-                results = future.result()
-            except FutureCancelledError:
-                continue
-            except Exception as exc:  # a task's failure fails its inputs, not the batch
-                reason = f"{type(exc).__name__}: {exc}"
+            if future.status == "error":  # a task's failure fails its inputs, not the batch
+                error = outcome[1]  # (type, exception, traceback)
+                reason = f"{type(error).__name__}: {error}"
                 results = [(i, failed_entry(i, reason)) for i, _ in chunk]
+            else:
+                results = outcome
             for index, entry in results:
                 entry.source = str(inputs[index])  # as given, as --jobs reports it
                 if not finish(index, entry):

@@ -140,7 +140,7 @@ class _Instance:
 def write_dicomdir(out: Path, known: Mapping[str, dict[str, str]] | None = None) -> DicomdirResult:
     """Write OUT/DICOMDIR indexing every instance under OUT; linear in their number.
 
-    ``known`` maps output paths (as the batch reports them: ``str(out / FILE_ID)``) to
+    ``known`` maps output paths (as the batch reports them: absolute, ``str(OUT / FILE_ID)``) to
     their :func:`record_values`, for the files this run wrote: those are not read again,
     nor are files the last run recorded that have not changed since.
 
@@ -164,7 +164,7 @@ def write_dicomdir(out: Path, known: Mapping[str, dict[str, str]] | None = None)
             continue
         file_id = "/".join(path.relative_to(out).parts)
         stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-        values = known.get(str(path)) if known else None
+        values = known.get(str(path.absolute())) if known else None
         if values is None:
             values = _known(cache.get(file_id), stamp)
         if values is None:

@@ -68,13 +68,14 @@ def cluster(tmp_path: Path, loopback_shim: Path) -> Iterator[Cluster]:
             process.stop()
 
 
-def _convert(*args: str | Path, wait: bool = True) -> subprocess.CompletedProcess[str]:
+def _convert(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bridge.cli", "convert", "--quiet", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -161,6 +162,21 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(cluster, tmp_path):
     assert not [p.name for p in files if not p.name.startswith("IM")], "a half-written file"
     assert len(files) == count, "an output was doubled or lost"
     assert "Remove worker" in cluster.scheduler.log_tail(1 << 20)
+
+
+def test_relative_paths_work_locally_and_on_the_cluster(cluster, corpus_file, tmp_path):
+    # the workers' working folder is not the command's: paths are made absolute for them
+    (tmp_path / "in").mkdir()
+    for name in ("r01", "r02"):
+        (tmp_path / "in" / corpus_file(name).name).write_bytes(corpus_file(name).read_bytes())
+    local = _convert("in", "--out", "local", "--jobs", "2", "--report", "a.json", cwd=tmp_path)
+    remote = _convert("in", "--out", "remote", "--cluster", cluster.url, "--report", "b.json",
+                      cwd=tmp_path)  # fmt: skip
+    assert (local.returncode, remote.returncode) == (0, 0), local.stderr + remote.stderr
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert [e["source"] for e in a] == [e["source"] for e in b] == sorted(e["source"] for e in a)
+    assert all(e["status"] == "converted" for e in a + b)
+    assert _tree(tmp_path / "local") == _tree(tmp_path / "remote")
 
 
 def test_usage_errors_of_cluster(tmp_path, corpus_file):

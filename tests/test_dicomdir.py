@@ -255,3 +255,14 @@ def test_the_dicomdir_respects_the_umask(tmp_path: Path, umask: int) -> None:
         os.umask(previous)
     assert (out / "DICOMDIR").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (out / CACHE).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_relative_out_reads_nothing_the_batch_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OUT given relative: the batch's outputs are still handed over, none is read again."""
+    write_inputs(tmp_path / "src", 3)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["convert", "src", "--out", "out", "--dicomdir", "--jobs", "1"]) == 0
+    assert "DICOMDIR: out/DICOMDIR (3 instances, 0 read)" in capsys.readouterr().err
