@@ -231,6 +231,24 @@ def test_words_sent_while_the_peer_is_down(libboxcore: str) -> None:  # noqa: F8
     same_behaviour(script, libboxcore)
 
 
+def test_the_peer_s_drop_waits_for_the_words_taken_before_it(libboxcore: str) -> None:  # noqa: F811
+    """Words taken from the line before the peer's READY drops go to the host before the
+    LINE_STATE that reports the drop (docs/box-protocol.md, section 6). Beyond the host's
+    credit the LINE_STATE waits for them, in both: the last LINE_STATE of the steps
+    before the credit still says the peer is READY; REPLYs and STATS do not wait."""
+    script = START + [
+        (0.03, "put", WordBuffer(*words(1500, 3))),  # 1000 within the credit, 500 wait
+        (0.04, "peer", False),
+        (0.05, "send", [bp.LineSet(True), bp.Query(bp.MsgType.STATS)]),
+        (0.06, "send", [bp.HostCredits(1000, 3000)]),  # the 500, then the drop
+        *settle(0.06),
+    ]
+    same_behaviour(script, libboxcore)
+    record = play(BoxModel(), script)
+    peer_at = {s[0]: s[3]["line"][2] for s in record if len(s) == 4 and "line" in s[3]}
+    assert peer_at[0.04] and peer_at[0.05] and not peer_at[0.06]
+
+
 def test_bus_shape_fields_get_the_same_answers(libboxcore: str) -> None:  # noqa: F811
     """CONFIGURE's bus-shape fields (docs/box-protocol.md): every refusal (its field and
     reason), an unknown field, then a bus without READY and PERR, two-phase and parity on

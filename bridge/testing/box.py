@@ -198,7 +198,9 @@ class BoxModel:
     Frames from the host are handled in order; reports go out by the firmware's priority
     (REPLY, INFO, ERROR, LINE_STATE, CREDITS, STATS, then WORDS_IN), except that a
     LINE_STATE is a snapshot taken when a READY line changes and keeps its place among the
-    REPLYs (the firmware composes it when it sends it). Words toward the line
+    REPLYs (the firmware composes it when it sends it), and that a LINE_STATE reporting
+    the peer's READY down waits for the words taken before the drop (they go first, as
+    WORDS_IN within the host's credit; docs/box-protocol.md, section 6). Words toward the line
     wait in an out ring of ``out_words`` (the credit the host gets), words from the line
     in an in ring of ``in_words`` (when it is full the box takes no more: the peer
     waits). Not thread-safe.
@@ -468,15 +470,33 @@ class BoxModel:
             self._tx_seq = (self._tx_seq + 1) & 0xFF
         return bytes(out)
 
+    def _drop_waits_for_words(self) -> bool:
+        """Whether the LINE_STATE next in line reports the peer's READY down while words
+        taken from the line before the drop still wait for the host: they go first, within
+        its credit (a host discards words that come after the drop, and the peer counts
+        them as handed over); REPLYs, INFO, ERRORs, CREDITS and STATS do not wait
+        (firmware/src/box.c ``drop_waits_for_words``)."""
+        head = self._replies[0] if self._replies else None
+        return isinstance(head, LineState) and not head.peer_ready and len(self._in) > 0
+
     def _next_message(self, now: float) -> BoxMessage | None:
         want = self._want
-        if self._replies:
+        waits = self._drop_waits_for_words()
+        if self._replies and not waits:
             return self._replies.popleft()
+        reply = next((m for m in self._replies if isinstance(m, Reply)), None)
+        if reply is not None:  # the LINE_STATE waits for the words, the REPLYs do not
+            self._replies.remove(reply)
+            return reply
         if want["info"]:
             want["info"] = False
             return self.info
         if self._errors:
             return self._errors.popleft()
+        if waits:
+            words = self._words_in()
+            if words is not None:
+                return words
         if want["credits"]:
             want["credits"] = False
             self._credit_sent = self._out_limit()
@@ -485,6 +505,10 @@ class BoxModel:
         if want["stats"]:
             want["stats"] = False
             return Stats(**self.counters())
+        return self._words_in()
+
+    def _words_in(self) -> WordsIn | None:
+        """The next WORDS_IN within the host's credit, None for none."""
         credit = position_delta(self._host_limit, self._in_sent)
         n = min(len(self._in), credit, max_words_for(self._host_max_body))
         if n <= 0:
@@ -763,6 +787,7 @@ class EmulatedBox:
     def _loop(self) -> None:
         core, line = self.core, self.line
         line_ready: bool | None = None
+        core_peer = False  # the peer's READY as the core was told it
         waiting_in: WordBuffer | None = None  # words from the line the box did not take yet
         to_host = b""  # bytes for the host, written from to_host[sent:]
         sent = 0
@@ -783,30 +808,39 @@ class EmulatedBox:
                 if core.ready != line_ready:
                     line_ready = core.ready
                     line.set_ready(line_ready)
-            core.set_peer_ready(line.peer_ready, now)
             if core.ready != line_ready:
                 line_ready = core.ready
                 line.set_ready(line_ready)
-            core.poll(now)
-            out = core.line_take(self._LINE_WORDS, now)
-            if len(out.words):
-                busy = True
-                try:
-                    line.send(out)
-                except LinkLost:
-                    core.set_peer_ready(False, now)
-            if waiting_in is None and core.ready and line.peer_ready:
+            # The words the peer sent before it dropped READY reach the core before the
+            # drop does (the line gives them first, then LinkLost): the peer's READY is
+            # read before the words are taken, and a drop is told to the core once the
+            # line has nothing more from before it and the core took what was waiting.
+            peer = line.peer_ready
+            drained = lost = False
+            if waiting_in is None and core.ready and (peer or core_peer):
                 try:
                     got = line.recv(0.0)
                 except LinkLost:
-                    core.set_peer_ready(False, now)
-                    got = empty_buffer()
+                    got, lost = empty_buffer(), True
+                drained = not len(got.words)
                 waiting_in = got if len(got.words) else None
             if waiting_in is not None:
                 taken = core.line_put(waiting_in, now)
                 busy = busy or taken > 0
                 rest = WordBuffer(waiting_in.words[taken:], waiting_in.parity[taken:])
                 waiting_in = rest if len(rest.words) else None
+            if lost and core_peer:  # a drop the line reported (the peer may be back)
+                core.set_peer_ready(core_peer := False, now)
+                core.poll(now)  # the firmware core reads its lines when polled
+            if peer != core_peer and (peer or drained or not core.ready):
+                core.set_peer_ready(core_peer := peer, now)
+            core.poll(now)
+            if peer:  # nothing is driven toward a side that is gone
+                out = core.line_take(self._LINE_WORDS, now)
+                if len(out.words):
+                    busy = True
+                    with contextlib.suppress(LinkLost):  # it went meanwhile: told next time
+                        line.send(out)
             core.poll(now)
             if sent == len(to_host):
                 to_host, sent = core.output(self._WRITE_BYTES, now), 0

@@ -890,6 +890,17 @@ static size_t words_in_frame(box_t *b, uint8_t *payload)
     return box_words_size(n);
 }
 
+/* Whether a LINE_STATE reporting the peer's READY down must wait: words the box took
+ * from the line before the drop (in the in ring, or still in the receive engine's FIFO)
+ * go to the host first, within its credit, because a host discards the words that come
+ * after the drop and the peer counts them as handed over (docs/box-protocol.md, section
+ * 6). Only the LINE_STATE waits: REPLYs, INFO, ERRORs, CREDITS and STATS do not. */
+static int drop_waits_for_words(const box_t *b)
+{
+    return b->want_line_state && !peer_ready(b) &&
+           (b->in_taken != b->in_sent || b->plat->rx_count(b->plat->ctx) > 0);
+}
+
 /* Compose the next frame by priority; 0 when there is nothing to send. */
 static int next_frame(box_t *b)
 {
@@ -911,7 +922,9 @@ static int next_frame(box_t *b)
         m.type = BOX_ERROR;
         m.u.error = b->errors[0];
         memmove(b->errors, b->errors + 1, --b->n_errors * sizeof b->errors[0]);
-    } else if (b->want_line_state) {
+    } else if (drop_waits_for_words(b) && (n = (long)words_in_frame(b, payload)) > 0) {
+        m.type = BOX_WORDS_IN; /* the words before the peer's drop, then its LINE_STATE */
+    } else if (b->want_line_state && !drop_waits_for_words(b)) {
         b->want_line_state = 0;
         m.type = BOX_LINE_STATE;
         m.u.line_state.levels = b->lines;

@@ -21,6 +21,7 @@
 typedef struct {
     box_rx_t rx;
     box_msg_t msgs[HOST_MSGS];
+    uint32_t words_before[HOST_MSGS]; /* WORDS_IN words the host had when msgs[i] came */
     int n;
     uint16_t words[HOST_WORDS];
     uint8_t parity[HOST_WORDS];
@@ -78,6 +79,7 @@ static int host_pump(boxsim_t *s)
                 }
                 H->next_offset = m.u.words.offset + m.u.words.count;
             } else if (H->n < HOST_MSGS) {
+                H->words_before[H->n] = H->n_words;
                 H->msgs[H->n++] = m;
             }
         }
@@ -917,6 +919,60 @@ static void test_peer_gone(void)
     boxsim_free(s);
 }
 
+/* The words the box took from the line before the peer's READY dropped reach the host
+ * before the LINE_STATE that reports the drop (docs/box-protocol.md, section 6): a
+ * host discards the words that come after it, and the peer counts them as handed over
+ * (the scanner's last ACK). With the host's credit the words go first in the same
+ * output; without it the LINE_STATE waits for them, REPLYs do not. */
+static void check_words_before_drop(uint32_t credit)
+{
+    boxsim_t *s = ready_box(1, BOX_ROLE_B);
+    static uint16_t w[100];
+    static uint8_t p[100];
+    size_t done = 0;
+    int i, drops = 0, guard = 0;
+
+    fill(w, p, 100, 9);
+    if (credit) {
+        send_credits(s, credit);
+        step(s, 10);
+    }
+    while (done < 100 && guard++ < 1000) { /* the box takes them; the host reads nothing */
+        done += boxsim_line_put(s, w + done, p + done, 100 - done);
+        boxsim_poll(s, H->now += 1);
+    }
+    CHECK_EQ(done, 100);
+    boxsim_set_peer_lines(s, 0); /* the scanner sent them, then dropped READY */
+    boxsim_poll(s, H->now += 1);
+    host_pump(s);
+    if (!credit) {
+        CHECK_EQ(H->n_words, 0);
+        send_simple(s, BOX_LINE_SET, 1); /* a REPLY does not wait for the words */
+        step(s, 10);
+        CHECK(host_last(BOX_REPLY) && host_last(BOX_REPLY)->u.reply.request == BOX_LINE_SET);
+        send_credits(s, 4096);
+        step(s, 10);
+    }
+    CHECK_EQ(H->n_words, 100);
+    CHECK_EQ(H->words_gaps, 0);
+    CHECK_EQ(H->words[99], w[99]);
+    for (i = 0; i < H->n; i++) {
+        const box_msg_t *m = &H->msgs[i];
+        if (m->type == BOX_LINE_STATE && !m->u.line_state.peer_ready) {
+            drops++;
+            CHECK_EQ(H->words_before[i], 100); /* every word came before it */
+        }
+    }
+    CHECK(drops > 0);
+    boxsim_free(s);
+}
+
+static void test_words_before_drop_go_first(void)
+{
+    check_words_before_drop(4096);
+    check_words_before_drop(0);
+}
+
 /* WORDS_OUT that arrive while the peer's READY is down (a frame already on its way when
  * it dropped) are dropped and counted in discarded_words, as the queued words are when
  * it drops: nothing reaches a side that was gone (docs/box-protocol.md, section 6). Their
@@ -1091,6 +1147,7 @@ int main(void)
     RUN(test_role_a_handover);
     RUN(test_peer_gone);
     RUN(test_words_while_peer_gone);
+    RUN(test_words_before_drop_go_first);
     RUN(test_bad_frames);
     RUN(test_lost_words);
     RUN(test_reset);
