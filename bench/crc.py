@@ -16,7 +16,8 @@ b. other CRC-16 families (reflected or not, other polynomials): MB/s, and the ra
 Each figure is the best of ``--repeat`` timed passes over all frames
 (``time.perf_counter``); the run is single-threaded. Before timing, every result of part
 a is compared with ``crc_hqx`` and the first frames of part b with a bit-by-bit model of
-the CRC; a difference makes the run exit with status 1.
+the CRC (tests/crc_model.py, the oracle of the tests); a difference makes the run exit
+with status 1.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # crc_model
 
 from common import machine_lines
+from crc_model import bitwise
 
 from bridge.acrnema.framing import crc16
 
@@ -57,20 +60,6 @@ OTHER_SETS = [
     ("CRC-16/UMTS", 0x8005, 0x0000, False, False, 0x0000),
     ("CRC-16/T10-DIF", 0x8BB7, 0x0000, False, False, 0x0000),
 ]
-
-
-def bitwise(data: bytes, poly: int, init: int, refin: bool, refout: bool, xorout: int) -> int:
-    """The CRC one bit at a time, straight from the Rocksoft model."""
-    crc = init
-    for byte in data:
-        if refin:
-            byte = int(f"{byte:08b}"[::-1], 2)
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ poly) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    if refout:
-        crc = int(f"{crc:016b}"[::-1], 2)
-    return crc ^ xorout
 
 
 def hqx(init: int, xorout: int) -> Callable[[bytes], int]:

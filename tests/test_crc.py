@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from crc_model import bitwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,20 +63,6 @@ CATALOGUE = [
     ("CRC-16/XMODEM", 0x1021, 0x0000, False, False, 0x0000, 0x31C3),
 ]
 IDS = [entry[0] for entry in CATALOGUE]
-
-
-def bitwise(data: bytes, poly: int, init: int, refin: bool, refout: bool, xorout: int) -> int:
-    """The CRC one bit at a time, straight from the Rocksoft model (the oracle)."""
-    crc = init
-    for byte in data:
-        if refin:
-            byte = int(f"{byte:08b}"[::-1], 2)
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ poly) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    if refout:
-        crc = int(f"{crc:016b}"[::-1], 2)
-    return crc ^ xorout
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=IDS)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import peers
 import pytest
+from crc_model import bitwise
 from pydicom import dcmread
 
 from bridge.acrnema.commands import encode_message
@@ -135,23 +136,9 @@ def test_generic_crc16_matches_the_catalogue(entry: tuple[Any, ...]) -> None:
 def test_generic_crc16_of_whole_words_equals_the_bit_by_bit_model(entry: tuple[Any, ...]) -> None:
     _, poly, init, refin, refout, xorout, _ = entry
     data = np.random.default_rng(5).integers(0, 256, 1000, dtype=np.uint8).tobytes()
-    assert crc16(data, poly, init, refin, refout, xorout) == _bitwise(
+    assert crc16(data, poly, init, refin, refout, xorout) == bitwise(
         data, poly, init, refin, refout, xorout
     )
-
-
-def _bitwise(data: bytes, poly: int, init: int, refin: bool, refout: bool, xorout: int) -> int:
-    """The CRC one bit at a time, straight from the Rocksoft model (the oracle)."""
-    crc = init
-    for byte in data:
-        if refin:
-            byte = int(f"{byte:08b}"[::-1], 2)
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ poly) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    if refout:
-        crc = int(f"{crc:016b}"[::-1], 2)
-    return crc ^ xorout
 
 
 def test_the_reference_check_is_crc_hqx() -> None:
