@@ -10,11 +10,9 @@ captures (glitches, truncation, garbage) give a report or a clear error, never a
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import subprocess
-import threading
 import zipfile
 from pathlib import Path
 
@@ -22,17 +20,14 @@ import numpy as np
 import peers
 import pydicom
 import pytest
+from emulated import emulate, emulate_vcd, sent_pixels
 
 from bridge.acrnema.physical import parity_bits
 from bridge.capture.bus import BusCarry, Changes, WordRecovery, synthesise
 from bridge.capture.decode import line_changes, open_capture, read_words
 from bridge.capture.vcd import _ident, write_vcd
 from bridge.cli import main
-from bridge.dicom.core import convert
-from bridge.profile import REFERENCE, ProfileError, load_profile, profile_from_mapping
-from bridge.testing.phantom import phantom_images
-
-_names = itertools.count()
+from bridge.profile import REFERENCE, ProfileError, profile_from_mapping
 
 VARIANTS = {
     "reference": "",
@@ -50,37 +45,11 @@ VARIANTS = {
 
 def _emulate(tmp: Path, body: str = "", *, images: int = 2, size: int = 32) -> tuple[Path, Path]:
     """Scanner -> receiver over loop://, the scanner writing --vcd; (vcd, profile)."""
-    profile = tmp / "profile.toml"
-    profile.write_text("[physical]\n" + body + "\n")
-    url = f"loop://capture-{next(_names)}"
-    vcd = tmp / "bus.vcd"
-    codes: list[int] = []
-    receiver = threading.Thread(
-        target=lambda: codes.append(
-            main(
-                ["emulate", "--port", url, "--role", "receiver", "--out", str(tmp / "rx")]
-                + ["--count", str(images), "--profile", str(profile)]
-            )
-        )
-    )
-    receiver.start()
-    try:
-        scanner = main(
-            ["emulate", "--port", url, "--phantom", str(images), "--size", str(size)]
-            + ["--profile", str(profile), "--vcd", str(vcd)]
-        )
-    finally:
-        receiver.join(30)
-    assert scanner == 0 and codes == [0]
-    return vcd, profile
+    return emulate_vcd(tmp, "[physical]\n" + body, images=images, size=size)
 
 
 def _sent_pixels(profile: Path | None, images: int = 2, size: int = 32) -> list[np.ndarray]:
-    order = load_profile(profile).physical.binary_byte_order
-    return [
-        convert(image.data, source=image.name).datasets[0].pixel_array
-        for image in phantom_images(images, rows=size, byte_order=order)
-    ]
+    return sent_pixels(profile, images=images, size=size)
 
 
 def _decode(capture: Path, out: Path, *args: str) -> tuple[int, dict]:
@@ -329,26 +298,13 @@ def test_a_corrupt_vcd_and_a_corrupt_sr_are_errors_naming_the_file_and_place(
 def test_trace_show_prints_every_layer_and_damaged_frames(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"loop://capture-{next(_names)}"
     trace = tmp_path / "t.bin"
-    codes: list[int] = []
-    receiver = threading.Thread(
-        target=lambda: codes.append(
-            main(
-                ["emulate", "--port", url, "--role", "receiver", "--out", str(tmp_path / "rx")]
-                + ["--count", "1"]
-            )
-        )
+    emulate(
+        tmp_path / "rx",
+        images=1,
+        size=64,
+        scanner_port=lambda url: f"faults+spy+{url}?trace={trace}&flip=2e-4&seed=3",
     )
-    receiver.start()
-    try:
-        scanner = main(
-            ["emulate", "--port", f"faults+spy+{url}?trace={trace}&flip=2e-4&seed=3"]
-            + ["--phantom", "1", "--size", "64"]
-        )
-    finally:
-        receiver.join(30)
-    assert scanner == 0 and codes == [0]
     capsys.readouterr()
     assert main(["trace", "show", str(trace), "--words", "2"]) == 0
     out = capsys.readouterr().out
@@ -370,23 +326,8 @@ def test_trace_show_prints_every_layer_and_damaged_frames(
 
 
 def test_a_receiver_writes_the_bus_as_side_b(tmp_path: Path) -> None:
-    url = f"loop://capture-{next(_names)}"
     vcd = tmp_path / "rx.vcd"
-    codes: list[int] = []
-    receiver = threading.Thread(
-        target=lambda: codes.append(
-            main(
-                ["emulate", "--port", url, "--role", "receiver", "--out", str(tmp_path / "rx")]
-                + ["--count", "1", "--vcd", str(vcd)]
-            )
-        )
-    )
-    receiver.start()
-    try:
-        assert main(["emulate", "--port", url, "--phantom", "1", "--size", "32"]) == 0
-    finally:
-        receiver.join(30)
-    assert codes == [0]
+    emulate(tmp_path / "rx", images=1, size=32, receiver=["--vcd", str(vcd)])
     assert not vcd.with_name(vcd.name + ".trace").exists()
     code, report = _decode(vcd, tmp_path / "out")
     assert code == 0

@@ -9,22 +9,16 @@ profile, and a capture that cannot be fitted exits 1 saying why.
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from emulated import emulate_vcd, sent_pixels
 
 from bridge.cli import main
-from bridge.dicom.core import convert
-from bridge.profile import load_profile
-from bridge.testing.phantom import phantom_images
-
-_names = itertools.count()
 
 VARIANTS = {
     "reference": "",
@@ -68,41 +62,6 @@ VARIANTS = {
 }
 
 
-def _emulate(tmp: Path, body: str, images: int = 1, size: int = 16) -> tuple[Path, Path]:
-    """Scanner -> receiver over loop://, the scanner writing --vcd; (vcd, profile)."""
-    profile = tmp / "profile.toml"
-    profile.write_text(body + "\n")
-    url = f"loop://fit-{next(_names)}"
-    vcd = tmp / "bus.vcd"
-    codes: list[int] = []
-    receiver = threading.Thread(
-        target=lambda: codes.append(
-            main(
-                ["emulate", "--port", url, "--role", "receiver", "--out", str(tmp / "rx")]
-                + ["--count", str(images), "--profile", str(profile)]
-            )
-        )
-    )
-    receiver.start()
-    try:
-        scanner = main(
-            ["emulate", "--port", url, "--phantom", str(images), "--size", str(size)]
-            + ["--profile", str(profile), "--vcd", str(vcd)]
-        )
-    finally:
-        receiver.join(30)
-    assert scanner == 0 and codes == [0]
-    return vcd, profile
-
-
-def _sent_pixels(profile: Path, images: int = 1, size: int = 16) -> list[np.ndarray]:
-    order = load_profile(profile).physical.binary_byte_order
-    return [
-        convert(image.data, source=image.name).datasets[0].pixel_array
-        for image in phantom_images(images, rows=size, byte_order=order)
-    ]
-
-
 def _scramble(vcd: Path, out: Path, seed: int) -> dict[str, tuple[str, bool]]:
     """The capture with its probes renamed P00.., in a shuffled order, about a third of
     them inverted (as a logic analyser on the - leg sees them): probe -> (line, inverted)."""
@@ -131,7 +90,7 @@ def _images(out: Path) -> list[np.ndarray]:
 def test_a_fitted_profile_alone_decodes_a_scrambled_capture_pixel_exact(
     tmp_path: Path, variant: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    vcd, profile = _emulate(tmp_path, VARIANTS[variant])
+    vcd, profile = emulate_vcd(tmp_path, VARIANTS[variant], images=1, size=16)
     scrambled = tmp_path / "probes.vcd"
     truth = _scramble(vcd, scrambled, seed=sorted(VARIANTS).index(variant))
     fitted = tmp_path / "fitted.toml"
@@ -155,7 +114,7 @@ def test_a_fitted_profile_alone_decodes_a_scrambled_capture_pixel_exact(
     out = tmp_path / "out"
     code = main(["capture", "decode", str(scrambled), "--profile", str(fitted), "--out", str(out)])
     assert code == 0
-    got, sent = _images(out), _sent_pixels(profile)
+    got, sent = _images(out), sent_pixels(profile, images=1, size=16)
     assert len(got) == len(sent)
     for a, b in zip(got, sent, strict=True):
         assert np.array_equal(a, b)
@@ -167,10 +126,10 @@ def test_a_fitted_profile_alone_decodes_a_scrambled_capture_pixel_exact(
 def test_capture_decode_honours_the_data_link_transport_and_session_knobs(
     tmp_path: Path, variant: str
 ) -> None:
-    vcd, profile = _emulate(tmp_path, VARIANTS[variant])
+    vcd, profile = emulate_vcd(tmp_path, VARIANTS[variant], images=1, size=16)
     out = tmp_path / "out"
     assert main(["capture", "decode", str(vcd), "--profile", str(profile), "--out", str(out)]) == 0
-    got, sent = _images(out), _sent_pixels(profile)
+    got, sent = _images(out), sent_pixels(profile, images=1, size=16)
     assert len(got) == len(sent) == 1 and np.array_equal(got[0], sent[0])
 
 
