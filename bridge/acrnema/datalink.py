@@ -87,6 +87,7 @@ __all__ = [
     "LinkInput",
     "LinkProtocolError",
     "LinkState",
+    "frame_decoder",
     "state_diagram",
 ]
 
@@ -267,6 +268,27 @@ class _Outstanding:
 _DONE = _Outstanding(-1, np.zeros(0, dtype=np.uint16), FrameState.DONE)
 
 
+def frame_decoder(p: DatalinkSection, parity: str, *, units: bool) -> FrameDecoder:
+    """The decoder of the frames of ``[datalink]`` ``p`` with the ``[physical]`` parity:
+    the profile's frame type codes and frame check, and, where frames carry FIRST and
+    LAST (``ack_mode`` none, or ``units``: no transport), those marks. One place, so that
+    an end of the link (:class:`DataLink`) and a passive observer of the wire
+    (:mod:`bridge.capture.observe`) read frames alike."""
+    codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
+    check = CheckWord(p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout)
+    marks = p.ack_mode == "none" or units
+    return FrameDecoder(
+        p.max_payload_words,
+        p.start_word,
+        p.crc_init,
+        parity,
+        codes,
+        check,
+        p.delimiting,
+        FIRST | LAST if marks else 0,
+    )
+
+
 @dataclass
 class DataLink:
     """One end of the data link: the profile's ``[datalink]`` section as its parameters,
@@ -287,22 +309,11 @@ class DataLink:
             raise ValueError("ack_timeout must be positive and retry_limit not negative")
         self.state = LinkState.OPEN
         self._modulo = modulo
-        self._codes = {kind: p.frame_types[kind.name.lower()] for kind in FrameType}
-        self._check = CheckWord(
-            p.crc, p.crc_init, p.crc_poly, p.crc_refin, p.crc_refout, p.crc_xorout
-        )
+        self._decoder = frame_decoder(p, self.parity, units=self.units)
+        self._codes = self._decoder.codes  # the sender frames as the receiver reads
+        self._check = self._decoder.check
         self._unacked = p.ack_mode == "none"
-        self._marks = self._unacked or self.units  # frames carry FIRST and LAST
-        self._decoder = FrameDecoder(
-            p.max_payload_words,
-            p.start_word,
-            p.crc_init,
-            self.parity,
-            self._codes,
-            self._check,
-            p.delimiting,
-            FIRST | LAST if self._marks else 0,
-        )
+        self._marks = self._decoder.flags != 0  # frames carry FIRST and LAST
         self._queue: deque[bytes] = deque()  # payload pieces not yet framed
         self._flags: deque[int] = deque()  # units marked: FIRST, LAST of each queued piece
         self._lost = False  # ack_mode none: dropping frames until one begins a unit

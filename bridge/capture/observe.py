@@ -26,10 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from bridge.acrnema.commands import CommandTable, Message
+from bridge.acrnema.datalink import frame_decoder
 from bridge.acrnema.framing import (
-    FIRST,
     LAST,
-    CheckWord,
     Frame,
     FrameDamaged,
     FrameDecoder,
@@ -104,23 +103,8 @@ class Observer:
 
     def _new(self) -> _Direction:
         p = self.profile
-        dl = p.datalink
-        codes = {kind: dl.frame_types[kind.name.lower()] for kind in FrameType}
         packets = p.transport.mode == "packets"
-        marks = dl.ack_mode == "none" or not packets  # frames carry FIRST and LAST
-        check = CheckWord(
-            dl.crc, dl.crc_init, dl.crc_poly, dl.crc_refin, dl.crc_refout, dl.crc_xorout
-        )
-        decoder = FrameDecoder(
-            dl.max_payload_words,
-            dl.start_word,
-            dl.crc_init,
-            p.physical.parity,
-            codes,
-            check,
-            dl.delimiting,
-            FIRST | LAST if marks else 0,
-        )
+        decoder = frame_decoder(p.datalink, p.physical.parity, units=not packets)
         order = p.physical.binary_byte_order
         transport = (
             Transport(p.transport, "big" if order == "auto" else order)
