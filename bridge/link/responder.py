@@ -208,19 +208,13 @@ class Responder:
             self.stats.echoes += 1
             self._answer(message, Answer(LinkStatus.SUCCESS))
             return
-        self.stats.bytes_in += len(message.data)
         if not self.table.has_data_set(command) or not message.data:
+            self.stats.bytes_in += len(message.data)
             self._answer(
                 message, Answer(LinkStatus.CANNOT_UNDERSTAND, "store request without a data set")
             )
             return
-        answer = self.on_store(message)
-        if answer.status == LinkStatus.SUCCESS:
-            self.stats.stored += 1
-        else:
-            self.stats.refused += 1
-            self.stats.last_error = answer.comment
-        self._answer(message, answer)
+        self._answer(message, self._store(message))
 
     def _store(self, message: Message) -> Answer:
         """The store handler's answer to ``message``, counted."""
