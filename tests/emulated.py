@@ -58,7 +58,7 @@ def emulate(
             + [*both, *scanner]
         )
     finally:
-        receiving.join(30)
+        receiving.join(60)
     assert sent == 0 and codes == [0]
 
 

@@ -16,13 +16,13 @@ import os
 import re
 import struct
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import peers
 import pytest
+from emulated import emulate
 
 from bridge.acrnema.framing import FrameDecoder, FrameType, encode_frame
 from bridge.acrnema.physical import parity_bits
@@ -293,24 +293,7 @@ def test_an_emulator_capture_is_annotated_as_the_bridge_decodes_it(tmp_path: Pat
     profile_path = tmp_path / "profile.toml"
     profile_path.write_text("")
     vcd = tmp_path / "bus.vcd"
-    url = "loop://sigrok-decoder"
-    codes: list[int] = []
-    receiver = threading.Thread(
-        target=lambda: codes.append(
-            main(
-                ["emulate", "--port", url, "--role", "receiver", "--count", "1"]
-                + ["--out", str(tmp_path / "rx")]
-            )
-        )
-    )
-    receiver.start()
-    try:
-        scanner = main(
-            ["emulate", "--port", url, "--phantom", "1", "--size", "16", "--vcd", str(vcd)]
-        )
-    finally:
-        receiver.join(60)
-    assert scanner == 0 and codes == [0]
+    emulate(tmp_path / "rx", images=1, size=16, scanner=["--vcd", str(vcd)])
     profile = load_profile(profile_path)
     lines = _sigrok(vcd, profile, "acrnema_bus=words,acrnema_frames=frames:messages")
 
@@ -416,23 +399,7 @@ def test_an_emulator_capture_under_a_dialect_profile_is_annotated_as_sent(
     profile_path.write_text(_toml(DIALECTS[dialect]))
     profile = load_profile(profile_path)
     vcd = tmp_path / "bus.vcd"
-    url = f"loop://sigrok-{dialect}"
-    codes: list[int] = []
-    common = ["--port", url, "--profile", str(profile_path)]
-    receiver = threading.Thread(
-        target=lambda: codes.append(
-            main(
-                ["emulate", *common, "--role", "receiver", "--count", "1"]
-                + ["--out", str(tmp_path / "rx")]
-            )
-        )
-    )
-    receiver.start()
-    try:
-        scanner = main(["emulate", *common, "--phantom", "1", "--size", "64", "--vcd", str(vcd)])
-    finally:
-        receiver.join(60)
-    assert scanner == 0 and codes == [0]
+    emulate(tmp_path / "rx", images=1, size=64, profile=profile_path, scanner=["--vcd", str(vcd)])
     lines = _sigrok(vcd, profile, "acrnema_bus=words,acrnema_frames=frames:messages:warnings")
 
     with open_capture(vcd) as reader:
