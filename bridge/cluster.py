@@ -37,10 +37,11 @@ __all__ = ["CLUSTER_CHUNK", "check_cluster_url", "run_on_cluster"]
 
 log = logging.getLogger("bridge.dicom.batch")  # the batch's logger: one name to filter
 
-CLUSTER_CHUNK = (8, 64)
-"""Inputs per task, at least and at most: a batch is cut into about 16 tasks per worker
-thread, so that each task's round trip costs little next to its work, and the last tasks
-are small enough to keep every worker busy to the end (:func:`_chunk_size`)."""
+CLUSTER_CHUNK = (4, 64)
+"""Inputs per task, at least and at most. Tasks shrink as the batch goes (guided
+scheduling, :func:`_chunks`): each takes an eighth of what is left per worker thread, so
+the first tasks are large (their round trip costs little next to their work) and the last
+ones small (no worker waits long for another to finish a large one)."""
 _WINDOW_PER_THREAD = 4  # tasks in flight per worker thread
 _CONNECT_TIMEOUT_S = 10
 
@@ -81,16 +82,15 @@ def _convert_chunk(
     return [(index, convert_file(path, out, options, overwrite, run)) for index, path in chunk]
 
 
-def _chunk_size(inputs: int, threads: int) -> int:
-    low, high = CLUSTER_CHUNK
-    return max(low, min(high, inputs // (threads * 16)))
-
-
-def _chunks(inputs: list[Path], size: int) -> Iterator[list[tuple[int, Path]]]:
+def _chunks(inputs: list[Path], threads: int) -> Iterator[list[tuple[int, Path]]]:
     """The inputs in tasks, each path absolute: a worker's working folder is its own."""
-    for start in range(0, len(inputs), size):
+    low, high = CLUSTER_CHUNK
+    start = 0
+    while start < len(inputs):
+        size = max(low, min(high, (len(inputs) - start) // (threads * 8)))
         end = min(start + size, len(inputs))
         yield [(i, inputs[i].absolute()) for i in range(start, end)]
+        start = end
 
 
 def run_on_cluster(
@@ -134,7 +134,7 @@ def run_on_cluster(
                 f"OUT must be writable on every worker of {url}: {'; '.join(problems)}"
             )
         log.info("converting on %s: %d worker threads", url, threads)
-        chunks = _chunks(inputs, _chunk_size(len(inputs), threads))
+        chunks = _chunks(inputs, threads)
         window = max(2, threads * _WINDOW_PER_THREAD)
         # results are fetched by the client's own thread as each task ends, not by one
         # blocking round trip per task from here
