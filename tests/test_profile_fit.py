@@ -43,6 +43,7 @@ VARIANTS = {
     "sum-16": '[datalink]\ncrc = "sum-16"',
     "check-none": '[datalink]\ncrc = "none"',
     "length-only": '[datalink]\ndelimiting = "length_only"',
+    "ack-none": '[datalink]\nack_mode = "none"',
     "transport-none": '[transport]\nmode = "none"',
     "session-none": '[session]\nmode = "none"',
     "combined-two-phase-little-crc-no-session": (
@@ -121,7 +122,8 @@ def test_a_fitted_profile_alone_decodes_a_scrambled_capture_pixel_exact(
 
 
 @pytest.mark.parametrize(
-    "variant", ["crc-8005-reflected", "sum-16", "length-only", "session-none", "text-little"]
+    "variant",
+    ["crc-8005-reflected", "sum-16", "length-only", "ack-none", "session-none", "text-little"],
 )
 def test_capture_decode_honours_the_data_link_transport_and_session_knobs(
     tmp_path: Path, variant: str
