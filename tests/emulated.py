@@ -9,6 +9,7 @@ slices carry.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from bridge.dicom.core import convert
 from bridge.profile import load_profile
 from bridge.testing.phantom import phantom_images
 
-__all__ = ["emulate", "emulate_vcd", "sent_pixels"]
+__all__ = ["emulate", "emulate_vcd", "glitched", "sent_pixels"]
 
 _names = itertools.count()
 
@@ -79,3 +80,31 @@ def sent_pixels(profile: Path | None, *, images: int, size: int) -> list[np.ndar
         convert(image.data, source=image.name).datasets[0].pixel_array
         for image in phantom_images(images, rows=size, byte_order=order)
     ]
+
+
+def glitched(vcd: Path, out: Path, width: int, every: int) -> int:
+    """The VCD with a pulse of ``width`` ns on REQ and on D5 after every ``every``-th
+    timestamp (in the middle of a phase); the number of glitches put in."""
+    text = vcd.read_text()
+    head, body = text.split("$enddefinitions $end\n", 1)
+    ids = dict(
+        (m.group(2), m.group(1)) for m in re.finditer(r"\$var wire 1 (\S+) (\S+) \$end", head)
+    )
+    req, d5 = ids["REQ"], ids["D5"]
+    blocks = re.split(r"(?m)^#(\d+)\n", body)
+    out_parts = [blocks[0]]
+    state = {req: "0", d5: "0"}
+    count = 0
+    for i in range(1, len(blocks), 2):
+        t, changes = int(blocks[i]), blocks[i + 1]
+        for line in changes.splitlines():
+            if line[1:] in state:
+                state[line[1:]] = line[0]
+        out_parts.append(f"#{t}\n{changes}")
+        if i // 2 % every == 7 and i + 2 < len(blocks) and int(blocks[i + 2]) - t > 2 * width + 2:
+            count += 1
+            flipped = {k: "1" if v == "0" else "0" for k, v in state.items()}
+            out_parts.append(f"#{t + 1}\n{flipped[req]}{req}\n{flipped[d5]}{d5}\n")
+            out_parts.append(f"#{t + 1 + width}\n{state[req]}{req}\n{state[d5]}{d5}\n")
+    out.write_text(head + "$enddefinitions $end\n" + "".join(out_parts))
+    return count

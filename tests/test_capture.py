@@ -20,7 +20,7 @@ import numpy as np
 import peers
 import pydicom
 import pytest
-from emulated import emulate, emulate_vcd, sent_pixels
+from emulated import emulate, emulate_vcd, glitched, sent_pixels
 
 from bridge.acrnema.physical import parity_bits
 from bridge.capture.bus import BusCarry, Changes, WordRecovery, synthesise
@@ -202,40 +202,12 @@ def test_inverted_and_renamed_probes_decode_with_a_channel_map(
     _assert_images(tmp_path / "out", _sent_pixels(profile))
 
 
-def _glitched(vcd: Path, out: Path, width: int, every: int) -> int:
-    """The VCD with a pulse of ``width`` ns on REQ and on D5 after every ``every``-th
-    timestamp (in the middle of a phase); the number of glitches put in."""
-    text = vcd.read_text()
-    head, body = text.split("$enddefinitions $end\n", 1)
-    ids = dict(
-        (m.group(2), m.group(1)) for m in re.finditer(r"\$var wire 1 (\S+) (\S+) \$end", head)
-    )
-    req, d5 = ids["REQ"], ids["D5"]
-    blocks = re.split(r"(?m)^#(\d+)\n", body)
-    out_parts = [blocks[0]]
-    state = {req: "0", d5: "0"}
-    count = 0
-    for i in range(1, len(blocks), 2):
-        t, changes = int(blocks[i]), blocks[i + 1]
-        for line in changes.splitlines():
-            if line[1:] in state:
-                state[line[1:]] = line[0]
-        out_parts.append(f"#{t}\n{changes}")
-        if i // 2 % every == 7 and i + 2 < len(blocks) and int(blocks[i + 2]) - t > 2 * width + 2:
-            count += 1
-            flipped = {k: "1" if v == "0" else "0" for k, v in state.items()}
-            out_parts.append(f"#{t + 1}\n{flipped[req]}{req}\n{flipped[d5]}{d5}\n")
-            out_parts.append(f"#{t + 1 + width}\n{state[req]}{req}\n{state[d5]}{d5}\n")
-    out.write_text(head + "$enddefinitions $end\n" + "".join(out_parts))
-    return count
-
-
 def test_glitches_shorter_than_the_width_are_ignored_and_longer_ones_lose_sync(
     tmp_path: Path,
 ) -> None:
     vcd, profile = _emulate(tmp_path)
     glitchy = tmp_path / "glitchy.vcd"
-    assert _glitched(vcd, glitchy, width=4, every=50) > 20
+    assert glitched(vcd, glitchy, width=4, every=50) > 20
     code, report = _decode(glitchy, tmp_path / "out", "--glitch-ns", "5")
     assert code == 0 and report["sync_lost_count"] == 0
     _assert_images(tmp_path / "out", _sent_pixels(profile))

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import peers
 import pydicom
 import pytest
-from emulated import emulate_vcd, sent_pixels
+from emulated import emulate_vcd, glitched, sent_pixels
 
 from bridge.cli import main
 
@@ -151,3 +153,82 @@ def test_a_capture_with_no_handshake_cannot_be_fitted_and_says_why(
 def test_profile_fit_usage_errors_exit_2(tmp_path: Path) -> None:
     assert main(["profile", "fit", str(tmp_path / "x.vcd")]) == 2  # no --out
     assert main(["profile", "fit", str(tmp_path / "x.vcd"), "--out", str(tmp_path)]) == 2
+
+
+def _fit_and_decode(
+    capture: Path, profile: Path, tmp: Path, *fit_args: str, decode_args: tuple[str, ...] = ()
+) -> dict[str, dict[str, object]]:
+    """``profile fit`` then ``capture decode`` with the fitted profile alone: the fitted
+    channel map (probe -> entry), after checking the images are the pixels sent."""
+    import tomllib
+
+    fitted = tmp / "fitted.toml"
+    assert main(["profile", "fit", str(capture), *fit_args, "--out", str(fitted)]) == 0
+    out = tmp / "out"
+    code = main(
+        ["capture", "decode", str(capture), "--profile", str(fitted), "--out", str(out)]
+        + list(decode_args)
+    )
+    assert code == 0
+    got, sent = _images(out), sent_pixels(profile, images=1, size=16)
+    assert len(got) == len(sent) == 1 and np.array_equal(got[0], sent[0])
+    channels: dict[str, dict[str, object]] = tomllib.loads(fitted.read_text())["channels"]
+    return channels
+
+
+@pytest.mark.parametrize("part", ["full", "data-and-dir"])
+def test_a_fit_given_a_channel_map_keeps_the_mapped_probes_and_decodes(
+    tmp_path: Path, part: str
+) -> None:
+    vcd, profile = emulate_vcd(tmp_path, "", images=1, size=16)
+    scrambled = tmp_path / "probes.vcd"
+    truth = _scramble(vcd, scrambled, seed=11)
+    keep = {probe: t for probe, t in truth.items() if part == "full" or t[0] != "REQ"}
+    if part != "full":
+        keep = {p: t for p, t in keep.items() if re.fullmatch(r"D\d+|PARITY|DIR", t[0])}
+    cmap = tmp_path / "map.toml"
+    cmap.write_text(
+        "[channels]\n"
+        + "".join(
+            f'{probe} = {{ line = "{line}", inverted = {str(inv).lower()} }}\n'
+            for probe, (line, inv) in keep.items()
+        )
+    )
+    channels = _fit_and_decode(scrambled, profile, tmp_path, "--map", str(cmap))
+    for probe, (line, inverted) in keep.items():
+        assert channels[probe] == {"line": line, "inverted": inverted}, (probe, line, inverted)
+
+
+def test_a_sigrok_session_file_fits(tmp_path: Path) -> None:
+    vcd, profile = emulate_vcd(tmp_path, VARIANTS["two-phase"], images=1, size=16)
+    scrambled = tmp_path / "probes.vcd"
+    truth = _scramble(vcd, scrambled, seed=3)
+    sr = tmp_path / "probes.sr"
+    tool = peers.require_tool("sigrok-cli")
+    subprocess.run(
+        [tool, "-i", str(scrambled), "-I", "vcd:compress=2000", "-o", str(sr)],
+        check=True,
+        timeout=120,
+    )
+    channels = _fit_and_decode(sr, profile, tmp_path)
+    for probe, entry in channels.items():
+        if re.fullmatch(r"D\d+|REQ|ACK", str(entry["line"])):
+            assert truth[probe][0] == entry["line"], (probe, entry, truth[probe])
+
+
+def test_a_glitchy_capture_fits_with_the_glitch_filter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vcd, profile = emulate_vcd(tmp_path, "", images=1, size=16)
+    glitchy = tmp_path / "glitchy.vcd"
+    assert glitched(vcd, glitchy, width=4, every=50) > 5
+    scrambled = tmp_path / "probes.vcd"
+    truth = _scramble(glitchy, scrambled, seed=7)
+    # no filter: the REQ glitches break the handshake; the fit says so, and names a pulse
+    raw = tmp_path / "raw.toml"
+    assert main(["profile", "fit", str(scrambled), "--glitch-ns", "0", "--out", str(raw)]) == 1
+    assert "--glitch-ns" in capsys.readouterr().err
+    channels = _fit_and_decode(scrambled, profile, tmp_path)  # the default filter, 10 ns
+    for probe, entry in channels.items():
+        if re.fullmatch(r"D\d+|REQ|ACK", str(entry["line"])):
+            assert truth[probe][0] == entry["line"], (probe, entry, truth[probe])

@@ -49,8 +49,9 @@ step by step, each step narrowing the next:
 What the fit cannot tell, or did not find, it says (:attr:`Fit.unfitted`): such keys keep
 the reference value. Limits (docs/capture.md): the capture should start at the start of
 the link (the first frames numbered from 0), hold a few frames each way, and be free of
-glitches; frame type codes are the reference ones. With ``--map`` the map's bit order
-and polarities are taken as they are.
+glitches longer than ``glitch_ns``; frame type codes are the reference ones. With
+``--map`` the map's bit order and polarities are taken as they are, and every line it
+names is kept in the fitted map.
 """
 
 from __future__ import annotations
@@ -111,6 +112,44 @@ class Fit:
 
 
 # ------------------------------------------------------------------ reading
+
+
+def _deglitch(ch: Changes, n: int, width: int) -> Changes:
+    """Each probe's changes undone within ``width`` ns taken not to have happened (the
+    level before the pulse holds), as ``capture decode --glitch-ns`` reads a line."""
+    if width <= 0 or len(ch.times) < 3 or not (np.diff(ch.times) < width).any():
+        return ch
+    states = ch.states.copy()
+    for bit in range(n):
+        rows = _edges(states, bit)
+        if len(rows) < 2:
+            continue
+        t = ch.times[rows]
+        short = np.zeros(len(rows), bool)
+        short[:-1] = (t[1:] - t[:-1]) < width
+        if not short.any():
+            continue
+        marks = np.full(len(states), -1)
+        marks[rows[~short]] = rows[~short]
+        last = np.maximum.accumulate(marks)
+        m = np.uint64(1 << bit)
+        value = (states & m) != 0
+        col = np.where(last >= 0, value[np.maximum(last, 0)], value[0])
+        states = np.where(col, states | m, states & ~m)
+    return Changes(ch.times, states)
+
+
+def _shortest_pulse(ch: Changes, probes: Sequence[str]) -> tuple[int, str] | None:
+    """The shortest time any probe held a level between two of its changes, and where."""
+    best: tuple[int, str] | None = None
+    for bit, name in enumerate(probes):
+        t = ch.times[_edges(ch.states, bit)]
+        if len(t) >= 2:
+            k = int(np.argmin(np.diff(t)))
+            width = int(t[k + 1] - t[k])
+            if best is None or width < best[0]:
+                best = (width, f"{name} at {int(t[k])} ns")
+    return best
 
 
 def _read(path: str | Path) -> tuple[list[str], Changes]:
@@ -712,10 +751,27 @@ def _find(fit: Fit, key: str, value: Any, evidence: str, confidence: str) -> Non
     fit.findings.append(Finding(key, value, evidence, confidence))
 
 
-def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
-    """Fit a profile to the capture ``path`` (see the module doc); a
-    :class:`~bridge.errors.CaptureError` saying which step failed and why when it cannot."""
-    probes, ch = _read(path)
+def fit_capture(path: str | Path, cmap: ChannelMap | None = None, glitch_ns: int = 0) -> Fit:
+    """Fit a profile to the capture ``path`` (see the module doc), each probe's pulses
+    shorter than ``glitch_ns`` taken out first; a :class:`~bridge.errors.CaptureError`
+    saying which step failed and why when it cannot (and the shortest pulse on any probe,
+    in case glitches are to blame)."""
+    probes, raw = _read(path)
+    ch = _deglitch(raw, len(probes), glitch_ns)
+    try:
+        return _fit(path, probes, ch, cmap)
+    except CaptureError as exc:
+        shortest = _shortest_pulse(ch, probes)
+        if shortest is None:
+            raise
+        raise CaptureError(
+            f"{exc} (the shortest pulse on any probe after the glitch filter of {glitch_ns} ns: "
+            f"{shortest[0]} ns, {shortest[1]}; if that is a glitch, a larger --glitch-ns "
+            f"may help)"
+        ) from exc
+
+
+def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | None) -> Fit:
     n = len(probes)
     states = ch.states
     hs = _handshake(states, n, probes)
@@ -807,6 +863,11 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None) -> Fit:
     )
     ph_keys["control_lines"] = ["DIR"]
     ph_keys["parity"] = parity
+    taken = {probe for probe, _ in channels.values()}
+    for name, (probe, inverted) in (cmap.lines if cmap is not None else {}).items():
+        if name not in channels and probe not in taken and probe in probes:
+            channels[name] = (probe, inverted)  # the map's, as given (READY, BREQ, PERR...)
+            fit.channel_notes[probe] = f"{name}: as the channel map (--map) says"
     for i in lines.direction:
         if i != dirp:
             fit.unfitted.append(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.acrnema.table import Table, markdown_table, state_diagram
+from bridge.cli.common import whole
 from bridge.errors import ConfigError
 from bridge.profile import Profile, ProfileError, load_profile, to_toml
 from bridge.settings import Settings
@@ -95,6 +96,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="MAP.toml",
         help="a channel map, if known: taken as it is (its inversions too) instead of "
         "inferring which probe is which line",
+    )
+    fit.add_argument(
+        "--glitch-ns",
+        type=whole(0, 1_000_000),
+        default=10,
+        metavar="NS",
+        help="a probe that changes back within NS is taken not to have changed (default 10, "
+        "as in 'capture decode')",
     )
     fit.add_argument("--out", type=Path, required=True, metavar="PROFILE.toml", help="write here")
     fit.set_defaults(handler=_fit)
@@ -253,7 +262,7 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
     cmap = load_map(args.map) if args.map is not None else None
     if args.out.is_dir():
         raise ConfigError(f"--out {args.out}: a folder, not a file")
-    fit = fit_capture(args.capture, cmap)
+    fit = fit_capture(args.capture, cmap, args.glitch_ns)
     args.out.write_text(fit_toml(fit, str(args.capture)), encoding="utf-8")
     sure = sum(1 for f in fit.findings if f.confidence == "high")
     print(
