@@ -16,7 +16,9 @@ Each run is timed on the wall clock including the command's start-up, into a fre
 It prints the best and the median of each, and the overhead of the cluster run from the
 best runs (goal: at most 15 %, issue 14): on a shared machine other work only ever adds
 time, so the best of several alternating runs is the figure least skewed by it. It
-checks both ways wrote the same files. Exit 1 when a run fails.
+checks both ways wrote the same files. Then it times the fixed cost: a batch of one
+input each way, and `python -c 'import distributed'` alone (best of 3). Exit 1 when a
+run fails.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def bench(work: Path, count: int, rounds: int) -> None:
         _wait_for(scheduler_log, "Register worker", 2, "two workers")
         ours = ours_command()
         times: dict[str, list[float]] = {"jobs": [], "cluster": []}
+        start: dict[str, list[float]] = {"jobs": [], "cluster": [], "import": []}
         for r in range(rounds):
             for way, extra in (("jobs", ["--jobs", "2"]), ("cluster", ["--cluster", url])):
                 out = work / f"out-{way}-{r}"
@@ -119,6 +122,14 @@ def bench(work: Path, count: int, rounds: int) -> None:
                 )
             if not _same_tree(work / f"out-jobs-{r}", work / f"out-cluster-{r}"):
                 raise BenchError("the cluster and --jobs 2 wrote different files")
+        # the fixed cost: a batch of one input each way, and importing distributed alone
+        one = next(iter(sorted(src.iterdir())))
+        for r in range(3):
+            for way, extra in (("jobs", ["--jobs", "2"]), ("cluster", ["--cluster", url])):
+                out = work / f"one-{way}-{r}"
+                start[way].append(_timed([*ours, "convert", str(one), "--out", str(out),
+                                          "--quiet", *extra]))  # fmt: skip
+            start["import"].append(_timed([sys.executable, "-c", "import distributed"]))
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
@@ -140,6 +151,11 @@ def bench(work: Path, count: int, rounds: int) -> None:
             f"{name}: best {best:.2f} s ({count / best:.0f} files/s), median {median:.2f} s; "
             f"runs {runs}"
         )
+    print(
+        f"one-input batch, best of 3: --jobs 2 {min(start['jobs']):.2f} s, --cluster "
+        f"{min(start['cluster']):.2f} s; `python -c 'import distributed'` "
+        f"{min(start['import']):.2f} s"
+    )
     verdict = "meets" if overhead <= GOAL else "misses"
     print(
         f"cluster overhead, best runs: {overhead:+.1%} ({verdict} the goal of at most "
