@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean firmware
+.PHONY: demo test lint venv clean firmware firmware-rp2040
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 firmware: $(STAMP)
 	$(MAKE) -C firmware PYTHON=$(abspath $(BIN))/python test lib cross
+
+# optional, not part of `make test`: the Pico build, with the Pico SDK (firmware/README.md)
+firmware-rp2040: $(STAMP)
+	$(MAKE) -C firmware PYTHON=$(abspath $(BIN))/python rp2040
 
 test: lint firmware
 	$(BIN)/python -m pytest
