@@ -16,6 +16,7 @@ import os
 import re
 import struct
 import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,10 @@ from bridge.acrnema.physical import parity_bits
 from bridge.acrnema.transport import Transport
 from bridge.capture.bus import Changes, WordRecovery, electrical, synthesise
 from bridge.capture.decode import line_changes, open_capture
+from bridge.capture.sigrok import SrReader
 from bridge.capture.vcd import write_vcd
 from bridge.cli import main
+from bridge.errors import CaptureError
 from bridge.profile import Profile, TransportSection, load_profile, profile_from_mapping
 
 pytestmark = pytest.mark.peers
@@ -764,3 +767,68 @@ def test_frames_of_a_link_dialect_are_annotated_as_sent(tmp_path: Path, dialect:
             found.append(f"{side}: {event.type.name} seq {event.sequence}{marks}{size}")
         sent = [re.sub(r" \((again|dropped)\)$", "", f) for f in bus.sent.frames if f[0] == side]
         assert found == sent
+
+
+@pytest.mark.parametrize("unitsize", range(1, 9))
+def test_the_session_reader_keeps_the_samples_where_a_selected_probe_changed(
+    tmp_path: Path, unitsize: int
+) -> None:
+    """bridge.capture.sigrok reads ``unitsize``-byte samples (in two chunk files, read in
+    blocks of a few samples) as the rows where a selected probe changed, probes picked in
+    any order (runs of neighbours and single ones) and one named beyond the sample (read
+    as 0), as a sample-by-sample reading says; and sigrok-cli reads the same archive."""
+    rng = np.random.default_rng(unitsize)
+    bits = 8 * unitsize
+    n = 3000
+    # slow-moving levels, so that many samples repeat the one before
+    samples = np.repeat(rng.integers(0, 1 << min(bits, 63), n // 10, dtype=np.uint64), 10)
+    samples[::7] ^= np.uint64(1)
+    raw = b"".join(int(v).to_bytes(unitsize, "little") for v in samples.tolist())
+    names = {bit: f"P{bit}" for bit in range(bits)}
+    names[bits] = "BEYOND"
+    sr = tmp_path / "cap.sr"
+    with zipfile.ZipFile(sr, "w", zipfile.ZIP_DEFLATED) as z:
+        probes = "".join(f"probe{bit + 1}={name}\n" for bit, name in names.items())
+        meta = "[global]\nsigrok version=0.5.2\n[device 1]\ncapturefile=logic-1\n"
+        z.writestr("version", "2")
+        z.writestr(
+            "metadata",
+            meta + f"total probes={len(names)}\nsamplerate=3 MHz\nunitsize={unitsize}\n" + probes,
+        )
+        cut = unitsize * 1234  # chunks of whole samples, as sigrok writes them
+        z.writestr("logic-1-1", raw[:cut])
+        z.writestr("logic-1-2", raw[cut:])
+    picked = sorted(range(bits), key=lambda b: (b % 3, b))[: min(bits, 12)] + [bits]
+    selected = [names[b] for b in picked]
+    with SrReader(sr) as reader:
+        with pytest.raises(CaptureError, match="probe"):
+            list(reader.changes(["NOT-THERE"]))
+        chunks = list(reader.changes(selected, block=97))
+    times = np.concatenate([c.times for c in chunks]).tolist()
+    states = np.concatenate([c.states for c in chunks]).tolist()
+    expected_times, expected_states, before = [], [], None
+    for index, value in enumerate(samples.tolist()):
+        state = sum(((value >> b) & 1) << i for i, b in enumerate(picked) if b < bits)
+        if state != before:
+            expected_times.append(int(index * (1e9 / 3e6)))
+            expected_states.append(state)
+        before = state
+    assert states == expected_states
+    assert times == expected_times
+    if unitsize == 3:  # sigrok's own reading of the archive: the same samples
+        tool = peers.require_tool("sigrok-cli")
+        done = subprocess.run(
+            [tool, "-i", str(sr), "-O", "bits:width=0", "-C", "P0,P1,P2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        lines = dict(
+            line.replace(" ", "").split(":", 1)
+            for line in done.stdout.splitlines()
+            if line.startswith("P")
+        )
+        for bit in range(3):
+            want = "".join(str(int(v) >> bit & 1) for v in samples.tolist())
+            assert lines[f"P{bit}"] == want
