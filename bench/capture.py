@@ -14,10 +14,13 @@ handshake, 400 ns a word). Then, pinned to core 0, one after the other:
    conversion and files, the report);
 3. sigrok-cli: ``sigrok-cli -i bus.vcd -I vcd:downsample=N -O binary`` to /dev/null, the
    same capture read by sigrok's own VCD input (no protocol decoding: sigrok has no
-   decoder for this bus), CPU seconds of the child.
+   decoder for this bus), CPU seconds of the child;
+4. the same capture as a sigrok session file (``sigrok-cli -i bus.vcd -I
+   vcd:downsample=N -o bus.sr``, not timed: 1 GHz / N samples a second), then 1 and 2
+   again on the ``.sr``.
 
-Prints words/s for 1 and 2 (goal: at least 10^6 a second on one core) and the ratio of
-sigrok-cli's time to ours (above 1: we are faster).
+Prints words/s for 1 and 2 on both files (goal: at least 10^6 a second on one core) and
+the ratio of sigrok-cli's time to ours (above 1: we are faster).
 """
 
 from __future__ import annotations
@@ -64,6 +67,22 @@ def _capture(folder: Path, images: int, size: int) -> Path:
     return vcd
 
 
+def _measure(capture: Path, out: Path, images: int) -> tuple[int, float, float, float, float]:
+    """words, then CPU and wall seconds of 1 (words) and 2 (all of capture decode)."""
+    start, wall = _cpu(), time.monotonic()
+    words = 0
+    with open_capture(capture) as reader:
+        for rec in words_of(reader, REFERENCE, glitch_ns=10):
+            words += len(rec.words)
+    t_words, w_words = _cpu() - start, time.monotonic() - wall
+    start, wall = _cpu(), time.monotonic()
+    result = decode_capture(capture, out, REFERENCE, glitch_ns=10)
+    t_all, w_all = _cpu() - start, time.monotonic() - wall
+    assert not result.problems, result.problems
+    assert len(result.images) == images
+    return words, t_words, w_words, t_all, w_all
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--images", type=int, default=4)
@@ -79,17 +98,7 @@ def main() -> None:
             shutil.copy(vcd, args.keep / vcd.name)
         os.sched_setaffinity(0, {0})
         size = vcd.stat().st_size / 1e6
-        start, wall = _cpu(), time.monotonic()
-        words = 0
-        with open_capture(vcd) as reader:
-            for rec in words_of(reader, REFERENCE, glitch_ns=10):
-                words += len(rec.words)
-        t_words, w_words = _cpu() - start, time.monotonic() - wall
-        start, wall = _cpu(), time.monotonic()
-        result = decode_capture(vcd, folder / "out", REFERENCE, glitch_ns=10)
-        t_all, w_all = _cpu() - start, time.monotonic() - wall
-        assert not result.problems, result.problems
-        assert len(result.images) == args.images
+        words, t_words, w_words, t_all, w_all = _measure(vcd, folder / "out", args.images)
         print(f"capture: {size:.1f} MB VCD, {words} words, {args.images} images")
         print(
             f"words:   {t_words:.2f} s CPU ({w_words:.2f} s wall), "
@@ -112,6 +121,24 @@ def main() -> None:
         print(
             f"sigrok-cli -I vcd:downsample={args.downsample} -O binary: {t_sigrok:.2f} s CPU; "
             f"ratio sigrok/ours (words) {t_sigrok / t_words:.1f}, (decode) {t_sigrok / t_all:.1f}"
+        )
+        sr = folder / "bus.sr"
+        subprocess.run(
+            [tool, "-i", str(vcd), "-I", f"vcd:downsample={args.downsample}", "-o", str(sr)],
+            check=True,
+        )
+        if args.keep:
+            shutil.copy(sr, args.keep / sr.name)
+        rate = 1e3 / args.downsample
+        words, t_words, w_words, t_all, w_all = _measure(sr, folder / "out-sr", args.images)
+        print(f"capture: {sr.stat().st_size / 1e6:.2f} MB .sr ({rate:g} MS/s), {words} words")
+        print(
+            f"sr words:  {t_words:.2f} s CPU ({w_words:.2f} s wall), "
+            f"{words / t_words / 1e6:.2f} M words/s"
+        )
+        print(
+            f"sr decode: {t_all:.2f} s CPU ({w_all:.2f} s wall), "
+            f"{words / t_all / 1e6:.2f} M words/s (incl. DICOM)"
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,6 +16,7 @@ import os
 import re
 import struct
 import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +25,25 @@ import peers
 import pytest
 from emulated import emulate
 
-from bridge.acrnema.framing import FrameDecoder, FrameType, encode_frame
+from bridge.acrnema.datalink import frame_decoder
+from bridge.acrnema.framing import (
+    FIRST,
+    LAST,
+    CheckWord,
+    Frame,
+    FrameDamaged,
+    FrameDecoder,
+    FrameType,
+    encode_frame,
+)
 from bridge.acrnema.physical import parity_bits
 from bridge.acrnema.transport import Transport
 from bridge.capture.bus import Changes, WordRecovery, electrical, synthesise
 from bridge.capture.decode import line_changes, open_capture
+from bridge.capture.sigrok import SrReader
 from bridge.capture.vcd import write_vcd
 from bridge.cli import main
+from bridge.errors import CaptureError
 from bridge.profile import Profile, TransportSection, load_profile, profile_from_mapping
 
 pytestmark = pytest.mark.peers
@@ -81,6 +94,7 @@ class Bus:
 
     def __init__(self, profile: Profile) -> None:
         self.ph = profile.physical
+        self.dl = profile.datalink
         self.words: list[int] = []
         self.sides: list[int] = []
         self.good: list[bool] = []
@@ -96,11 +110,29 @@ class Bus:
         bad_parity_at: int | None = None,
         bad_check: bool = False,
         note: str = "",
+        flags: int = 0,
     ) -> None:
-        words = encode_frame(kind, seq, payload).astype(int).tolist()
+        dl = self.dl
+        words = (
+            encode_frame(
+                kind,
+                seq,
+                payload,
+                start_word=dl.start_word,
+                codes={k: dl.frame_types[k.name.lower()] for k in FrameType},
+                check=CheckWord(
+                    dl.crc, dl.crc_init, dl.crc_poly, dl.crc_refin, dl.crc_refout, dl.crc_xorout
+                ),
+                delimiting=dl.delimiting,
+                flags=flags,
+            )
+            .astype(int)
+            .tolist()
+        )
         if bad_check:
             words[-1] ^= 0x0101
-        assert 0xA5C3 not in words[1:], "the test's frames must not hold a second start word"
+        if dl.delimiting == "start_word":
+            assert dl.start_word not in words[1:], "a frame must not hold a second start word"
         good = [True] * len(words)
         if bad_parity_at is not None:
             good[bad_parity_at] = False
@@ -110,6 +142,7 @@ class Bus:
         perr = "PERR" in self.ph.control_lines
         self.sent.words += [(side, w, g, perr and not g) for w, g in zip(words, good, strict=True)]
         header = f"{kind.name} seq {seq}"
+        marks = "".join(f" {n}" for bit, n in ((FIRST, "FIRST"), (LAST, "LAST")) if flags & bit)
         if bad_parity_at is not None:
             self.sent.frames.append(
                 f"{side}: DAMAGED {header}: parity error in word {bad_parity_at}"
@@ -117,8 +150,8 @@ class Bus:
         elif bad_check:
             self.sent.frames.append(f"{side}: DAMAGED {header}: CRC mismatch")
         else:
-            size = f", {len(words) - 4} words" if kind == FrameType.DATA else ""
-            self.sent.frames.append(f"{side}: {header}{size}{note}")
+            size = f", {len(payload) + 1 >> 1} words" if kind == FrameType.DATA else ""
+            self.sent.frames.append(f"{side}: {header}{marks}{size}{note}")
 
     def write(self, path: Path) -> None:
         words = np.array(self.words, np.uint16)
@@ -189,7 +222,10 @@ def _sigrok(capture: Path, profile: Profile, rows: str) -> list[str]:
     frames = (
         f"acrnema_frames:binary_byte_order={ph.binary_byte_order}:start_word={dl.start_word:04X}"
         f":crc_init={dl.crc_init:04X}:frame_types={codes}:sequence_bits={dl.sequence_bits}"
-        f":max_payload_words={dl.max_payload_words}"
+        f":max_payload_words={dl.max_payload_words}:delimiting={dl.delimiting}:crc={dl.crc}"
+        f":crc_poly={dl.crc_poly:04X}:crc_refin={str(dl.crc_refin).lower()}"
+        f":crc_refout={str(dl.crc_refout).lower()}:crc_xorout={dl.crc_xorout:04X}"
+        f":ack_mode={dl.ack_mode}:transport_mode={profile.transport.mode}"
     )
     fmt = [] if capture.suffix == ".sr" else ["-I", "vcd:compress=400"]
     done = subprocess.run(
@@ -343,6 +379,53 @@ def test_an_unreadable_header_and_a_segment_out_of_order_are_reported(tmp_path: 
     ]
 
 
+LINK_DIALECTS = {
+    "sum-16": {"datalink": {"crc": "sum-16"}},
+    "crc-16-arc": {
+        "datalink": {
+            "crc": "crc-16",
+            "crc_poly": 0x8005,
+            "crc_init": 0,
+            "crc_refin": True,
+            "crc_refout": True,
+        }
+    },
+    "crc-16-dnp": {  # every parameter away from the reference
+        "datalink": {
+            "crc": "crc-16",
+            "crc_poly": 0x3D65,
+            "crc_init": 0,
+            "crc_refin": True,
+            "crc_refout": True,
+            "crc_xorout": 0xFFFF,
+        }
+    },
+    "crc-16-genibus": {"datalink": {"crc": "crc-16", "crc_xorout": 0xFFFF}},
+    "crc-16-kermit": {
+        "datalink": {"crc": "crc-16", "crc_init": 0, "crc_refin": True, "crc_refout": True}
+    },
+    "no-check": {"datalink": {"crc": "none"}},
+    "length-only": {"datalink": {"delimiting": "length_only"}},
+    "length-only-sum-16": {"datalink": {"delimiting": "length_only", "crc": "sum-16"}},
+    "ack-none": {"datalink": {"ack_mode": "none"}},
+    "ack-none-no-check": {"datalink": {"ack_mode": "none", "crc": "none"}},
+    "transport-none": {"transport": {"mode": "none"}},
+    "all": {  # the example of docs/link-profile.md, "Dialect knobs"
+        "transport": {"mode": "none"},
+        "datalink": {
+            "delimiting": "length_only",
+            "crc": "crc-16",
+            "crc_poly": 0x8005,
+            "crc_init": 0,
+            "crc_refin": True,
+            "crc_refout": True,
+            "ack_mode": "none",
+        },
+        "session": {"mode": "none"},
+    },
+}
+
+
 DIALECTS = {
     "start-word": {"datalink": {"start_word": 0x7E81}},
     "crc-init": {"datalink": {"crc_init": 0x1D0F}},
@@ -369,6 +452,20 @@ DIALECTS = {
             "window": 5,
         },
     },
+    "sum-16-no-acks": {"datalink": {"crc": "sum-16", "ack_mode": "none"}},
+    "crc-16-dnp-no-transport": {
+        "transport": {"mode": "none"},
+        "datalink": {
+            "crc": "crc-16",
+            "crc_poly": 0x3D65,
+            "crc_init": 0,
+            "crc_refin": True,
+            "crc_refout": True,
+            "crc_xorout": 0xFFFF,
+        },
+    },
+    "no-check-two-phase": {"physical": {"handshake": "two-phase"}, "datalink": {"crc": "none"}},
+    "link-example": LINK_DIALECTS["all"],
 }
 
 
@@ -390,7 +487,9 @@ def test_an_emulator_capture_under_a_dialect_profile_is_annotated_as_sent(
     tmp_path: Path, dialect: str
 ) -> None:
     """emulate --vcd under a non-reference start word, CRC init, frame type codes and
-    sequence number width (alone, and together with the other handshake modes): given
+    sequence number width (alone, and together with the other handshake modes), and
+    under the link dialects (check words, no start word, no acknowledgements, no
+    transport: the example profile of docs/link-profile.md among them): given
     the profile's values as options, sigrok's words are those the bridge recovers, its
     frames those the bridge's frame decoder finds (none damaged, none taken twice; with
     narrow sequence numbers they wrap several times), and its messages those capture
@@ -416,22 +515,18 @@ def test_an_emulator_capture_under_a_dialect_profile_is_annotated_as_sent(
     dl = profile.datalink
     frames = _rows(lines, "acrnema_frames")
     assert frames and all("DAMAGED" not in f and "again" not in f for f in frames)
-    assert not [f for f in frames if "broken off" in f or "out of order" in f]
-    kinds = {FrameType.DATA: dl.frame_types["data"], FrameType.ACK: dl.frame_types["ack"]}
-    kinds[FrameType.NAK] = dl.frame_types["nak"]
+    assert not [f for f in frames if re.search("broken off|out of order|data lost|dropped", f)]
     data_frames = 0
+    units = profile.transport.mode == "none"
     for code, side in enumerate("AB"):
-        decoder = FrameDecoder(
-            max_payload_words=dl.max_payload_words,
-            start_word=dl.start_word,
-            crc_init=dl.crc_init,
-            codes=kinds,
-        )
+        decoder = frame_decoder(dl, profile.physical.parity, units=units)
         events = decoder.feed(words[sides == code])
         expected = [
             f"{side}: {e.type.name} seq {e.sequence}"
+            + "".join(f" {n}" for b, n in ((FIRST, "FIRST"), (LAST, "LAST")) if e.flags & b)
             + (f", {len(e.payload) // 2} words" if e.type == FrameType.DATA else "")
             for e in events
+            if isinstance(e, Frame)
         ]
         assert all(type(e).__name__ == "Frame" for e in events)
         theirs = [f for f in frames if f.startswith(f"{side}: ") and " seq " in f]
@@ -453,7 +548,7 @@ def test_an_emulator_capture_under_a_dialect_profile_is_annotated_as_sent(
         == 0
     )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    messages = [f for f in frames if re.fullmatch(r"[AB]: message \d+, .*", f)]
+    messages = [f for f in frames if re.fullmatch(r"[AB]: message( \d+)?, .*", f)]
     assert len(messages) == report["message_count"] > 0
 
 
@@ -520,3 +615,220 @@ def test_a_message_broken_off_before_its_last_segment_is_a_warning(tmp_path: Pat
         "A: message 5 broken off before its last segment",
         "A: message 6, 2 bytes in 1 segment(s)",
     ]
+
+
+def _link_sequence(profile: Profile) -> tuple[Bus, list[str]]:
+    """What the sides send under ``profile``'s data link and transport, with faults: the
+    bus, and the warnings expected (data lost, with ``ack_mode = "none"``).
+
+    Messages are cut into 26-byte frame payloads: transport packets (segments of up to
+    40 bytes), or with ``transport.mode = "none"`` the message itself; where the profile
+    marks units, a message's first frame is marked FIRST and its last LAST. With
+    acknowledgements: the known sequence (a frame damaged by parity, one by its check
+    word where there is one, both sent again, one sent twice). Without: message 0
+    whole; message 1's first frame damaged by parity (its second dropped); message 2
+    whole; message 3 after a gap in the sequence numbers; where there is a check,
+    message 4 with a bad check word and message 5 whole. Then B's one-frame reply."""
+    bus = Bus(profile)
+    dl = profile.datalink
+    order = profile.physical.binary_byte_order
+    units = profile.transport.mode == "none"
+    marks = dl.ack_mode == "none" or units
+    checked = dl.crc != "none"
+    transports = {s: Transport(TransportSection(max_segment_bytes=40), order) for s in "AB"}
+    lost: list[str] = []
+    data, ack, nak = FrameType.DATA, FrameType.ACK, FrameType.NAK
+
+    def message(side: str, text: bytes) -> tuple[int, list[tuple[bytes, int]]]:
+        """The message ID and frame payloads (with their marks) of ``text`` from
+        ``side``; its packets and the message itself go in as expected."""
+        mid, wire = transports[side].packets(text)
+        if units:
+            wire = text
+        chunks = [wire[i : i + 26] for i in range(0, len(wire), 26)]
+        if units:
+            bus.sent.messages.append(
+                f"{side}: message, {len(text)} bytes in {len(chunks)} frame(s)"
+            )
+        else:
+            sizes = [len(text[i : i + 40]) for i in range(0, len(text), 40)]
+            for index, size in enumerate(sizes):
+                tail = " (last)" if index == len(sizes) - 1 else ""
+                bus.sent.packets.append(
+                    f"{side}: message {mid} segment {index}{tail}, {size} bytes"
+                )
+            bus.sent.messages.append(
+                f"{side}: message {mid}, {len(text)} bytes in {len(sizes)} segment(s)"
+            )
+        flags = [0] * len(chunks)
+        if marks:
+            flags[0] |= FIRST
+            flags[-1] |= LAST
+        return mid, list(zip(chunks, flags, strict=True))
+
+    def forget(mid: int) -> None:
+        """Message ``mid`` (the last) is lost: nothing of it is expected."""
+        bus.sent.messages.pop()
+        bus.sent.packets = [p for p in bus.sent.packets if f"message {mid} " not in p]
+
+    _, first = message("A", bytes(range(1, 101)))
+    if dl.ack_mode == "selective":
+        (c0, f0), (c1, f1), (c2, f2), *rest = first
+        bus.frame("A", data, 0, c0, flags=f0)
+        bus.frame("B", ack, 0)
+        bus.frame("A", data, 1, c1, flags=f1, bad_parity_at=5)
+        bus.frame("B", nak, 1)
+        bus.frame("A", data, 1, c1, flags=f1)
+        bus.frame("B", ack, 1)
+        if checked:
+            bus.frame("A", data, 2, c2, flags=f2, bad_check=True)
+            bus.frame("B", nak, 2)
+        bus.frame("A", data, 2, c2, flags=f2)
+        bus.frame("A", data, 2, c2, flags=f2, note=" (again)")
+        for seq, (chunk, flags) in enumerate(rest, 3):
+            bus.frame("A", data, seq, chunk, flags=flags)
+        for seq in range(2, 3 + len(rest)):
+            bus.frame("B", ack, seq)
+    else:
+        seq = 0
+
+        def send(text: bytes, **fault: object) -> int:
+            nonlocal seq
+            mid, pieces = message("A", text)
+            for i, (chunk, flags) in enumerate(pieces):
+                extra: dict = dict(fault) if i == 0 else {}
+                if fault and i:
+                    extra["note"] = " (dropped)"
+                bus.frame("A", data, seq, chunk, flags=flags, **extra)
+                seq += 1
+            return mid
+
+        for chunk, flags in first:
+            bus.frame("A", data, seq, chunk, flags=flags)
+            seq += 1
+        forget(send(bytes(range(50, 80)), bad_parity_at=5))
+        lost.append("A: data lost: damaged frame: parity error in word 5")
+        send(bytes(range(80, 100)))
+        seq += 1  # a frame that never came
+        lost.append(f"A: data lost: frames {seq - 1} to {seq - 1} missing")
+        send(b"after the gap!")
+        if checked:
+            forget(send(b"damaged!", bad_check=True))
+            lost.append("A: data lost: damaged frame: CRC mismatch")
+            send(b"whole again!")
+    _, reply = message("B", b"reply!")
+    bus.frame("B", data, 0, reply[0][0], flags=reply[0][1])
+    if dl.ack_mode == "selective":
+        bus.frame("A", ack, 0)
+    return bus, lost
+
+
+@pytest.mark.parametrize("dialect", sorted(LINK_DIALECTS))
+def test_frames_of_a_link_dialect_are_annotated_as_sent(tmp_path: Path, dialect: str) -> None:
+    """Check words other than the reference CRC (sum-16, none, CRC-16s by polynomial,
+    init, reflections and final XOR), frames without a start word (length_only), no
+    acknowledgements (data lost, frames dropped up to the next FIRST) and no transport
+    (frames joined up to LAST), alone and together: given the profile's values as
+    options, sigrok annotates the words, frames (with their FIRST and LAST marks),
+    damage, packets, messages and losses that were sent; and the frames are the ones
+    the bridge's own frame decoder finds."""
+    profile = profile_from_mapping(LINK_DIALECTS[dialect], source=dialect)
+    bus, lost = _link_sequence(profile)
+    vcd = tmp_path / "bus.vcd"
+    bus.write(vcd)
+    lines = _sigrok(
+        vcd, profile, "acrnema_bus=words,acrnema_frames=frames:packets:messages:warnings"
+    )
+    assert _rows(lines, "acrnema_bus") == [_word_text(*w) for w in bus.sent.words]
+    rows = _rows(lines, "acrnema_frames")
+    assert [f for f in rows if " seq " in f] == bus.sent.frames
+    assert [f for f in rows if " segment " in f and "segment(s)" not in f] == bus.sent.packets
+    assert [f for f in rows if re.fullmatch(r"[AB]: message( \d+)?, .*", f)] == bus.sent.messages
+    warnings = [f for f in rows if re.search("data lost|broken off|out of order", f)]
+    assert warnings == lost
+
+    units = profile.transport.mode == "none"
+    words = np.array(bus.words, np.uint16)
+    parity = parity_bits(words, profile.physical.parity) ^ ~np.array(bus.good) & 1
+    for side, code in (("A", 0), ("B", 1)):
+        pick = np.array(bus.sides) == code
+        decoder = frame_decoder(profile.datalink, profile.physical.parity, units=units)
+        found = []
+        for event in decoder.feed(words[pick], parity[pick]):
+            if isinstance(event, FrameDamaged):
+                found.append(
+                    f"{side}: DAMAGED {event.kind.name} seq {event.sequence}: {event.reason}"
+                )
+                continue
+            marks = "".join(
+                f" {n}" for b, n in ((FIRST, "FIRST"), (LAST, "LAST")) if event.flags & b
+            )
+            size = f", {len(event.payload) // 2} words" if event.type == FrameType.DATA else ""
+            found.append(f"{side}: {event.type.name} seq {event.sequence}{marks}{size}")
+        sent = [re.sub(r" \((again|dropped)\)$", "", f) for f in bus.sent.frames if f[0] == side]
+        assert found == sent
+
+
+@pytest.mark.parametrize("unitsize", range(1, 9))
+def test_the_session_reader_keeps_the_samples_where_a_selected_probe_changed(
+    tmp_path: Path, unitsize: int
+) -> None:
+    """bridge.capture.sigrok reads ``unitsize``-byte samples (in two chunk files, read in
+    blocks of a few samples) as the rows where a selected probe changed, probes picked in
+    any order (runs of neighbours and single ones) and one named beyond the sample (read
+    as 0), as a sample-by-sample reading says; and sigrok-cli reads the same archive."""
+    rng = np.random.default_rng(unitsize)
+    bits = 8 * unitsize
+    n = 3000
+    # slow-moving levels, so that many samples repeat the one before
+    samples = np.repeat(rng.integers(0, 1 << min(bits, 63), n // 10, dtype=np.uint64), 10)
+    samples[::7] ^= np.uint64(1)
+    raw = b"".join(int(v).to_bytes(unitsize, "little") for v in samples.tolist())
+    names = {bit: f"P{bit}" for bit in range(bits)}
+    names[bits] = "BEYOND"
+    sr = tmp_path / "cap.sr"
+    with zipfile.ZipFile(sr, "w", zipfile.ZIP_DEFLATED) as z:
+        probes = "".join(f"probe{bit + 1}={name}\n" for bit, name in names.items())
+        meta = "[global]\nsigrok version=0.5.2\n[device 1]\ncapturefile=logic-1\n"
+        z.writestr("version", "2")
+        z.writestr(
+            "metadata",
+            meta + f"total probes={len(names)}\nsamplerate=3 MHz\nunitsize={unitsize}\n" + probes,
+        )
+        cut = unitsize * 1234  # chunks of whole samples, as sigrok writes them
+        z.writestr("logic-1-1", raw[:cut])
+        z.writestr("logic-1-2", raw[cut:])
+    picked = sorted(range(bits), key=lambda b: (b % 3, b))[: min(bits, 12)] + [bits]
+    selected = [names[b] for b in picked]
+    with SrReader(sr) as reader:
+        with pytest.raises(CaptureError, match="probe"):
+            list(reader.changes(["NOT-THERE"]))
+        chunks = list(reader.changes(selected, block=97))
+    times = np.concatenate([c.times for c in chunks]).tolist()
+    states = np.concatenate([c.states for c in chunks]).tolist()
+    expected_times, expected_states, before = [], [], None
+    for index, value in enumerate(samples.tolist()):
+        state = sum(((value >> b) & 1) << i for i, b in enumerate(picked) if b < bits)
+        if state != before:
+            expected_times.append(int(index * (1e9 / 3e6)))
+            expected_states.append(state)
+        before = state
+    assert states == expected_states
+    assert times == expected_times
+    if unitsize == 3:  # sigrok's own reading of the archive: the same samples
+        tool = peers.require_tool("sigrok-cli")
+        done = subprocess.run(
+            [tool, "-i", str(sr), "-O", "bits:width=0", "-C", "P0,P1,P2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        lines = dict(
+            line.replace(" ", "").split(":", 1)
+            for line in done.stdout.splitlines()
+            if line.startswith("P")
+        )
+        for bit in range(3):
+            want = "".join(str(int(v) >> bit & 1) for v in samples.tolist())
+            assert lines[f"P{bit}"] == want

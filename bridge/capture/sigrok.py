@@ -37,14 +37,36 @@ def _samplerate(text: str, path: str) -> float:
     return rate
 
 
-def _samples(data: bytes, unitsize: int) -> npt.NDArray[np.uint64]:
-    """Little-endian samples of ``unitsize`` bytes as uint64."""
-    if unitsize in (1, 2, 4, 8):
-        return np.frombuffer(data, f"<u{unitsize}").astype(np.uint64)
-    rows = np.frombuffer(data, np.uint8).reshape(-1, unitsize)
-    wide = np.zeros((len(rows), 8), np.uint8)
-    wide[:, :unitsize] = rows
-    return wide.view("<u8").reshape(-1).astype(np.uint64)
+def _samples(data: bytes, unitsize: int, wanted: int) -> npt.NDArray[np.unsignedinteger]:
+    """The ``wanted`` bits of each little-endian sample of ``unitsize`` bytes.
+
+    One strided, unaligned view of the bytes as the next wider unsigned type (a sample
+    of 3 bytes read as 4, its neighbour's first byte masked off by ``wanted``), masked
+    into an aligned array: one pass, no per-byte copy. The narrowest type that holds
+    ``wanted`` keeps the later passes over the samples small.
+    """
+    width = next(w for w in (1, 2, 4, 8) if w >= unitsize)
+    count = len(data) // unitsize
+    if width != unitsize:
+        data = data + bytes(width - unitsize)  # the last sample's view reads past its end
+    view = np.ndarray((count,), f"<u{width}", data, 0, (unitsize,))
+    narrow = next(w for w in (1, 2, 4, 8) if wanted < 1 << 8 * w and w <= width)
+    kept: npt.NDArray[np.unsignedinteger] = (view & np.array(wanted, view.dtype)).astype(
+        f"u{narrow}", copy=False
+    )
+    return kept
+
+
+def _runs(src: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(first bit in, first bit out, length) of each run of consecutive probes in ``src``
+    (``src[i]`` = the sample bit of line bit ``i``): a run moves with one shift."""
+    runs: list[tuple[int, int, int]] = []
+    for i, bit in enumerate(src):
+        if runs and runs[-1][0] + runs[-1][2] == bit and runs[-1][1] + runs[-1][2] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((bit, i, 1))
+    return runs
 
 
 class SrReader:
@@ -111,8 +133,10 @@ class SrReader:
                 )
         src = [self.names[n] for n in selected]
         index = 0
-        prev: np.uint64 | None = None
-        wanted = np.uint64(sum(1 << bit for bit in src))
+        prev: int | None = None
+        # a probe the metadata numbers beyond the sample's bits reads as 0
+        wanted = sum(1 << bit for bit in src) & ((1 << 8 * self.unitsize) - 1)
+        runs = [run for run in _runs(src) if run[0] < 8 * self.unitsize]
         ns_per = 1e9 / self.rate
         for member in self.members:
             rest = b""
@@ -130,21 +154,28 @@ class SrReader:
                                 f"{self.path}: {member} ends inside a sample (sample {index})"
                             )
                         break
-                    data = rest + data
+                    if rest:
+                        data = rest + data
                     whole = len(data) - len(data) % self.unitsize
                     rest = data[whole:]
                     if not whole:
                         continue
-                    raw = _samples(data[:whole], self.unitsize) & wanted
-                    before = np.empty(len(raw), np.uint64)
-                    before[0] = raw[0] ^ np.uint64(1) if prev is None else prev
-                    before[1:] = raw[:-1]
-                    rows = np.flatnonzero(raw != before)  # samples where a wanted probe moved
-                    prev = raw[-1]
-                    changed = raw[rows]
-                    lines = np.zeros(len(rows), np.uint64)
-                    for i, bit in enumerate(src):
-                        lines |= ((changed >> np.uint64(bit)) & np.uint64(1)) << np.uint64(i)
+                    raw = _samples(data[:whole] if rest else data, self.unitsize, wanted)
+                    # samples where a wanted probe moved (the first: against the last
+                    # sample before it; the capture's first sample always counts)
+                    rows = np.flatnonzero(raw[1:] != raw[:-1]) + 1
+                    first = int(raw[0])
+                    if prev is None or first != prev:
+                        rows = np.concatenate([[0], rows])
+                    prev = int(raw[-1])
+                    changed = raw[rows].astype(np.uint64)
+                    if runs == [(0, 0, len(src))]:  # the probes are the sample's low bits
+                        lines = changed
+                    else:
+                        lines = np.zeros(len(rows), np.uint64)
+                        for bit, to, length in runs:
+                            field = (changed >> np.uint64(bit)) & np.uint64((1 << length) - 1)
+                            lines |= field << np.uint64(to)
                     times = ((index + rows) * ns_per).astype(np.int64)
                     index += len(raw)
                     if len(rows):
