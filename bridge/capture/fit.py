@@ -69,11 +69,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bridge.acrnema.commands import Message
 from bridge.capture.bus import Changes
 from bridge.capture.channels import ChannelMap
 from bridge.errors import CaptureError
 from bridge.profile import (
     REFERENCE,
+    SPI_COMMANDS,
+    ApplicationSection,
     DatalinkSection,
     Profile,
     validate,
@@ -964,7 +967,10 @@ def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | No
         )
     # ---- transport, session, binary byte order: decode with each, keep the best
     best = _upper_layers(base, fit.cmap, path, text_order)
-    fit.profile = best[0]
+    application = _application(fit, best[0], path)
+    if application.spi_commands:  # group 0001 is no data set: decode again knowing it
+        best = _upper_layers(replace(base, application=application), fit.cmap, path, text_order)
+    fit.profile = replace(best[0], application=application)
     for key, value in best[1].items():
         _find(fit, key, value, best[2], best[3])
     fit.findings.insert(
@@ -982,7 +988,7 @@ def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | No
         "physical.active_low, pins, signalling, ground_pins: a logic analyser sees levels "
         "only; polarity is in the channel map's 'inverted'",
         "datalink.frame_types, max_payload_words, window, sequence_bits: the reference's",
-        "application keys (commands, statuses, Length to End, SPI): the reference's",
+        "application.commands (but cancel), statuses, data_set_*: the reference's",
     ]
     return fit
 
@@ -1291,6 +1297,269 @@ def _upper_layers(
     return profile, keys, evidence, confidence
 
 
+# ------------------------------------------------------------------ the application layer
+
+MAX_MESSAGES = 2_000  # messages the application fit reads (the start of the capture)
+# group 0001 is read into the command while the messages are looked at: any valid SPI
+# table does (only its presence matters to the reader); the codes are fitted from them
+_PROBE_SPI = {name: (0x7FF0 + i, 0xFFF0 + i) for i, name in enumerate(SPI_COMMANDS)}
+_Found = dict[str, tuple[Any, str, str]]  # key -> (value, evidence, confidence)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """The messages of a capture, as the application fit reads them."""
+
+    messages: list[tuple[str, Message]]  # (side, message), in order
+    unreadable: list[str]  # the side of each message no command could be read from
+    scanner: str  # the side that sends the store requests (A when none is seen)
+
+    @property
+    def receiver(self) -> str:
+        return "B" if self.scanner == "A" else "A"
+
+    def side(self, side: str) -> list[Message]:
+        return [m for d, m in self.messages if d == side]
+
+
+def _observed(profile: Profile, cmap: ChannelMap, path: str | Path) -> _Seen:
+    """The messages of the capture decoded with ``profile``, group 0001 and (0000,0001)
+    kept in each command as they came (nothing refused, no data set joined)."""
+    from bridge.capture.decode import _observe, open_capture, words_of
+    from bridge.capture.observe import Observer
+
+    probe = replace(
+        profile,
+        application=replace(
+            profile.application,
+            spi_commands=_PROBE_SPI,
+            data_set_after_reply=False,
+            length_to_end_written=False,
+            length_to_end_required=False,
+            accepted_recognition_codes=(),
+        ),
+    )
+    observer = Observer(probe)
+    messages: list[tuple[str, Message]] = []
+    unreadable: list[str] = []
+    with open_capture(path) as reader:
+        for rec in words_of(reader, probe, cmap):
+            for item in _observe(observer, rec):
+                if item.message is not None:
+                    messages.append((item.direction, item.message))
+                elif item.layer == "sync" and item.text.startswith("unreadable message"):
+                    unreadable.append(item.direction)
+            if len(messages) >= MAX_MESSAGES:
+                break
+    store = profile.application.commands["store"][0]
+    senders = Counter(d for d, m in messages if m.command.field == store)
+    scanner = senders.most_common(1)[0][0] if senders else "A"
+    return _Seen(messages, unreadable, scanner)
+
+
+def _application(fit: Fit, profile: Profile, path: str | Path) -> ApplicationSection:
+    """The ``[application]`` keys a receiver needs to talk to the capture's scanner, read
+    from its messages (module doc, step 9); the findings, and what the capture cannot
+    show, go to ``fit``. Keys not found keep the reference's value."""
+    ap = profile.application
+    try:
+        seen = _observed(profile, fit.cmap, path)
+    except CaptureError as exc:  # the layers below were fitted by decoding: unlikely
+        fit.unfitted.append(f"[application]: the messages could not be read again ({exc})")
+        return ap
+    if not seen.messages:
+        fit.unfitted.append("[application]: no message read: the reference's keys kept")
+        return ap
+    found: _Found = {}
+    _fit_recognition(seen, found, fit.unfitted)
+    _fit_length_to_end(seen, found, fit.unfitted)
+    _fit_spi(seen, ap, found, fit.unfitted)
+    _fit_cancel(seen, ap, found, fit.unfitted)
+    fit.unfitted.append(
+        "application.station_id_length: station IDs are read without their padding, so "
+        "the length they are padded to does not show"
+    )
+    keys = {key: value for key, (value, _, _) in found.items()}
+    if "commands" in keys:
+        keys["commands"] = {**ap.commands, **keys["commands"]}
+    application = replace(ap, **keys)
+    problems = validate(replace(profile, application=application))
+    if problems:  # no consistent dialect explains the capture: say so, keep the reference's
+        fit.unfitted.append("[application]: the keys read disagree: " + "; ".join(problems))
+        return ap
+    for key, (value, evidence, confidence) in found.items():
+        if isinstance(value, dict):  # command tables: written as [request, response]
+            value = {name: list(pair) for name, pair in value.items()}
+        _find(fit, f"application.{key}", value, evidence, confidence)
+    return application
+
+
+def _fit_recognition(seen: _Seen, found: _Found, unfitted: list[str]) -> None:
+    """(0000,0010) Recognition Code: what the receiving side wrote (the scanner went on
+    with it), else what the scanner writes."""
+    codes = {
+        side: Counter(m.command.recognition_code for m in seen.side(side))
+        for side in (seen.scanner, seen.receiver)
+    }
+    said = "; ".join(
+        f"side {side} ({'scanner' if side == seen.scanner else 'receiver'}) wrote "
+        + ", ".join(f'"{code}" {n} times' for code, n in c.items())
+        for side, c in codes.items()
+    )
+    written = [c for c in (codes[seen.receiver], codes[seen.scanner]) if c and "" not in c]
+    if not written:
+        unfitted.append(
+            f"application.recognition_code: not every message carries (0000,0010) ({said})"
+        )
+        return
+    code = written[0].most_common(1)[0][0]
+    alike = all(set(c) == {code} for c in codes.values())
+    found["recognition_code"] = (code, said, "high" if alike else "medium")
+    unfitted.append(
+        f"application.accepted_recognition_codes: the capture shows the codes used "
+        f"({', '.join(sorted({k for c in codes.values() for k in c}))}), not which others "
+        f"either end would refuse; kept empty (every code taken)"
+    )
+
+
+def _fit_length_to_end(seen: _Seen, found: _Found, unfitted: list[str]) -> None:
+    """(0000,0001) Length to End: written when the messages carry it; required only
+    shows as its absence (a scanner message without it)."""
+    has = {
+        side: (sum(1 for m in seen.side(side) if _has_length_to_end(m)), len(seen.side(side)))
+        for side in (seen.scanner, seen.receiver)
+    }
+    said = "; ".join(
+        f"(0000,0001) in {n} of {total} messages from side {side}"
+        f" ({'scanner' if side == seen.scanner else 'receiver'})"
+        for side, (n, total) in has.items()
+    )
+    (s_has, s_all), (r_has, r_all) = has[seen.scanner], has[seen.receiver]
+    written = bool(s_has or r_has)
+    sure = (r_has and r_has == r_all) or (not written and s_all + r_all >= 4)
+    found["length_to_end_written"] = (written, said, "high" if sure else "medium")
+    if s_has < s_all:
+        found["length_to_end_required"] = (
+            False,
+            f"{said}: requiring it would refuse the scanner's messages without it",
+            "high",
+        )
+    else:
+        unfitted.append(
+            f"application.length_to_end_required: every message from the scanner carries "
+            f"(0000,0001) ({s_has} of {s_all}); whether it refuses one without it, a "
+            f"capture cannot show: kept false (messages taken either way)"
+        )
+
+
+def _has_length_to_end(message: Message) -> bool:
+    return any(tag == 0x0000_0001 for tag, _ in message.command.other)
+
+
+def _fit_spi(seen: _Seen, ap: ApplicationSection, found: _Found, unfitted: list[str]) -> None:
+    """The SPI command group (0001,xxxx): request codes named by their place in a group
+    copy (GCBEGIN first, with (0001,0081); SEND with a data set; GCEND last; READY the
+    other), and whether SEND's data set comes after its reply."""
+    spi = [m.command for m in seen.side(seen.scanner) if m.command.spi_command is not None]
+    requests = [c for c in spi if not c.spi_command or not c.spi_command & 0x8000]
+    replies = {
+        c.spi_command for c in (m.command for m in seen.side(seen.receiver)) if c.spi_command
+    }
+    if not spi and not replies:
+        n = len(seen.messages)
+        found["data_set_after_reply"] = (
+            False,
+            f"no message of {n} carries group 0001 (SPI): the data set is in the request",
+            "high" if n >= 4 else "medium",
+        )
+        return
+    order = list(dict.fromkeys(c.spi_command for c in requests))
+    sends = [c for c in requests if c.data_set_type != ap.data_set_none]
+    roles: dict[str, int | None] = {
+        "gcbegin": next((c.spi_command for c in requests if c.spi_objects is not None), None),
+        "send": sends[0].spi_command if sends else None,
+        "gcend": requests[-1].spi_command if requests else None,
+    }
+    rest = [code for code in order if code not in roles.values()]
+    roles["ready"] = rest[0] if len(rest) == 1 else None
+    codes = ", ".join(f"{c:#06x}" for c in order)
+    if None in roles.values() or len(set(roles.values())) != 4:
+        unfitted.append(
+            f"application.spi_commands: group 0001 seen, with request codes {codes}, but "
+            f"not a whole group copy (GCBEGIN, READY, SEND, GCEND): not fitted"
+        )
+        return
+    table = {name: (code, code | 0x8000) for name, code in roles.items() if code is not None}
+    answered = all(code | 0x8000 in replies for code, _ in table.values())
+    found["spi_commands"] = (
+        {name: table[name] for name in SPI_COMMANDS},
+        f"(0001,0018) request codes in order {codes}: the first with (0001,0081) is GCBEGIN, "
+        f"the one with a data set SEND, the last GCEND, the other READY; "
+        + ("each answered with its code | 0x8000" if answered else "not every one answered"),
+        "high" if answered else "medium",
+    )
+    texts = Counter(c.spi_recognition_code for c in spi)
+    if texts:
+        text = texts.most_common(1)[0][0]
+        keep = text == ap.spi_recognition_code.strip()
+        found["spi_recognition_code"] = (
+            ap.spi_recognition_code if keep else text,
+            "(0001,0010) "
+            + ", ".join(f'"{t}" {n} times' for t, n in texts.items())
+            + (" (padded to even length)" if keep and text != ap.spi_recognition_code else ""),
+            "high" if len(texts) == 1 else "medium",
+        )
+    bare = sum(1 for c in sends if c.data_set_type != ap.data_set_none) - sum(
+        1 for m in seen.side(seen.scanner) if m.command.spi_command and m.data
+    )
+    after = seen.unreadable.count(seen.scanner)
+    found["data_set_after_reply"] = (
+        bare > 0,
+        f"{len(sends)} SEND request(s) with a data set type of data: {bare} carry none and "
+        f"{after} message(s) with no command follow from the scanner (the data sets)",
+        "high" if bare == after or not bare else "medium",
+    )
+
+
+def _fit_cancel(seen: _Seen, ap: ApplicationSection, found: _Found, unfitted: list[str]) -> None:
+    """The answer to CANCEL (0FFF): the response to it, with its status, or none."""
+    request = ap.commands["cancel"][0]
+    sent = [(i, m) for i, (d, m) in enumerate(seen.messages) if m.command.field == request]
+    if not sent:
+        unfitted.append(
+            f"application.cancel_answer, commands.cancel: no CANCEL ({request:04X}H) in the "
+            f"capture, so how it is answered does not show"
+        )
+        return
+    i, cancel = sent[0]
+    side = seen.messages[i][0]
+    later = [(d, m) for d, m in seen.messages[i + 1 :] if d != side]
+    answer = next(
+        (m for _, m in later if m.command.responded_to == cancel.command.message_id), None
+    )
+    if answer is None:
+        found["cancel_answer"] = (
+            "none",
+            f"CANCEL id {cancel.command.message_id} had no response; {len(later)} message(s) "
+            f"from the other side came after it",
+            "medium" if later else "low",
+        )
+        return
+    names = [name for name, code in ap.statuses.items() if code == answer.command.status]
+    if not names:
+        unfitted.append(
+            f"application.cancel_answer: CANCEL answered with status "
+            f"{answer.command.status or 0:#06x}, not in application.statuses"
+        )
+        return
+    evidence = (
+        f"CANCEL id {cancel.command.message_id} answered with command field "
+        f"{answer.command.field:#06x}, status {answer.command.status or 0:#06x} ({names[0]})"
+    )
+    found["cancel_answer"] = (names[0], evidence, "high")
+    found["commands"] = ({"cancel": (request, answer.command.field)}, evidence, "high")
+
+
 # ------------------------------------------------------------------ output
 
 
@@ -1323,7 +1592,7 @@ def fit_toml(fit: Fit, source: str) -> str:
     for f in fit.findings:
         if "." in f.key:
             sections.setdefault(f.key.split(".", 1)[0], []).append(f)
-    for section in ("physical", "datalink", "transport", "session"):
+    for section in ("physical", "datalink", "transport", "session", "application"):
         items = sections.get(section, [])
         if not items:
             continue

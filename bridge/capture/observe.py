@@ -13,14 +13,16 @@ Delivery follows the data link's receiver rules (docs/link-profile.md §2): DATA
 are put in order by sequence number within the window and taken once; a frame whose
 number is already taken, or which was seen damaged before, counts as retransmitted. A
 frame numbered 0 far outside the window means both ends restarted (a link reset): the
-observer restarts that direction and reports where it lost step.
+observer restarts that direction and reports where it lost step. Where the data set
+follows the reply (``application.data_set_after_reply``, the SPI flow), the bare data set
+after a SEND is reported as that SEND's message, with its data set.
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +37,7 @@ from bridge.acrnema.framing import (
     FrameType,
 )
 from bridge.acrnema.physical import parity_bits
-from bridge.acrnema.stack import LinkStack
+from bridge.acrnema.stack import LinkStack, _swap_words
 from bridge.acrnema.transport import (
     HEADER_BYTES,
     MessageReceived,
@@ -86,6 +88,7 @@ class _Direction:
     ahead: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # payload, flags
     damaged: set[int] = field(default_factory=set)
     stream: bytearray = field(default_factory=bytearray)  # packet bytes not yet shown
+    awaiting: Message | None = None  # an SPI SEND whose data set follows the reply
 
 
 class Observer:
@@ -271,10 +274,25 @@ class Observer:
         return self._message(direction, body, now)
 
     def _message(self, direction: str, body: bytes, now: float) -> Observed:
+        state = self._dirs[direction]
+        if state.awaiting is not None:
+            # the bare data set of the SEND before it (application.data_set_after_reply),
+            # read as the stack reads one; reported as that SEND with its data set
+            data = _swap_words(body) if self._reader._order == "little" else body
+            message, state.awaiting = replace(state.awaiting, data=data), None
+            return Observed(now, direction, "message", self.describe(message), message)
         try:
             message = self._reader._decode(body)
         except LinkProtocolError as exc:
             return Observed(now, direction, "sync", f"unreadable message: {exc.reason}")
+        ap, c = self.profile.application, message.command
+        if (
+            ap.data_set_after_reply
+            and c.spi_command == ap.spi_commands["send"][0]
+            and c.data_set_type != ap.data_set_none
+            and not message.data
+        ):
+            state.awaiting = message
         return Observed(now, direction, "message", self.describe(message), message)
 
     def _pdu_detail(self, name: str, body: bytes) -> str:
