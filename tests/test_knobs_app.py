@@ -295,6 +295,41 @@ def test_spi_group_copy_round_trip(tmp_path: Path, after: bool) -> None:
     assert all(m.command.spi_recognition_code == "SPI Release 1" for m in seen.messages)
 
 
+@pytest.mark.parametrize("after", [False, True], ids=["data-in-send", "data-after-reply"])
+def test_a_receiver_told_to_stop_after_n_images_answers_the_group_end_first(
+    tmp_path: Path, after: bool
+) -> None:
+    """``until`` (``emulate --role receiver --count N``) reached inside a group copy: the
+    receiver still answers GCEND, so the scanner is told its images are stored."""
+    profile = app(spi_commands=SPI, data_set_after_reply=after)
+    images = phantom_images(2, rows=32)
+    scanner_port, receiver_port = loop_pair()
+    writer = FolderWriter(tmp_path / "in")
+    responder = Responder(Endpoint(receiver_port, profile), writer)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=responder.serve,
+        args=(stop,),
+        kwargs={"until": lambda: writer.count >= len(images)},
+        name="knobs-receiver",
+    )
+    thread.start()
+    try:
+        scanner = Scanner(
+            Endpoint(scanner_port, profile), calling="SCANNER", attempts=1, response_timeout=10.0
+        )
+        results = scanner.send(images)
+        scanner.close(timeout=2.0)
+        thread.join(timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        scanner_port.close()
+        receiver_port.close()
+    assert [r.ok for r in results] == [True, True], [r.errors for r in results]
+    assert received(tmp_path / "in") == [image.data for image in images]
+
+
 def test_spi_group_end_fails_when_a_data_set_was_not_stored(tmp_path: Path) -> None:
     profile = app(spi_commands=SPI, data_set_after_reply=True)
     calls = []

@@ -122,16 +122,21 @@ class Responder:
         On ``stop`` a message that has started to arrive is finished (for at most
         ``grace`` seconds) and answered; then an open connection is aborted, so nothing
         is ever half-stored and the scanner keeps any image it was not told is stored.
+        An SPI group copy under way counts as a message arriving: its GCEND is awaited and
+        answered (within the same ``grace``), so a receiver stopped by ``until`` after the
+        last data set still tells the scanner the group was stored.
         """
         stopping_since: float | None = None
         while True:
             if stop.is_set() or (until is not None and until()):
                 now = self.endpoint.clock()
                 stopping_since = now if stopping_since is None else stopping_since
-                busy = self.endpoint.stack.receiving and not self.endpoint.stack.down
+                busy = not self.endpoint.stack.down and (
+                    self.endpoint.stack.receiving or self._group is not None
+                )
                 if not busy or now - stopping_since > self.grace:
                     if busy:
-                        log.warning("stopping: a message still arriving is refused")
+                        log.warning("stopping: a message or group copy still arriving is refused")
                     self.endpoint.abort(5)
                     self.endpoint.drain(1.0)
                     return
