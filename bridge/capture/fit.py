@@ -371,10 +371,15 @@ class _Frames:
     evidence: str
 
 
+_LONGEST_PAYLOAD = 4096  # words: a frame running past the prefix read, at most
+
+
 def _walk(true: dict[int, npt.NDArray[np.uint16]], check_words: int) -> _Frames | None:
     """Frames back to back from each side's first word (``length_only``): each header's
-    type a frame type, bits 10-11 zero, the last frame ending with the side's words."""
-    codes = set(REFERENCE.datalink.frame_types.values())
+    type a frame type, bits 10-11 zero, the last frame ending with the side's words, or
+    running past them when its payload is of a possible size (the prefix the fit reads
+    may end inside a frame)."""
+    codes = set(range(1, 16))  # any type code: the check word tells a wrong walk
     starts, gaps = {}, {}
     total = 0
     for side, words in true.items():
@@ -382,12 +387,17 @@ def _walk(true: dict[int, npt.NDArray[np.uint16]], check_words: int) -> _Frames 
         while p + 2 <= len(words):
             head, length = int(words[p]), int(words[p + 1])
             size = 2 + length + check_words
-            if head >> 12 not in codes or head & 0x0C00 or p + size > len(words):
+            if head >> 12 not in codes or head & 0x0C00:
                 return None
+            if p + size > len(words):
+                if length > _LONGEST_PAYLOAD:
+                    return None
+                p = len(words)  # the prefix ends inside this frame
+                break
             pos.append(p - 1)
             lens.append(size + 1)
             p += size
-        if p != len(words) or not pos:
+        if p + 1 < len(words) or not pos:
             return None
         starts[side] = np.array(pos, np.intp)
         gaps[side] = np.array(lens, np.int64)
@@ -1635,6 +1645,18 @@ def _link_keys(seen: Sequence[_Seen]) -> tuple[dict[str, Any], list[Finding], li
             )
     else:
         missing.append("datalink.window: nothing acknowledged, no window to see")
+    most = 2 ** (keys.get("sequence_bits", REFERENCE.datalink.sequence_bits) - 1) - 1
+    if keys.get("window", REFERENCE.datalink.window) > most:  # the numbers allow no more
+        keys["window"] = most
+        found.append(
+            Finding(
+                "datalink.window",
+                most,
+                f"chosen: the most {keys['sequence_bits']} sequence bits allow (a window "
+                f"of half the numbers, less one)",
+                "low",
+            )
+        )
     # payload size: DATA payloads cut at one length
     lengths = [f.length for f in seen if f.code == data and f.length > 0]
     cut = max(lengths)
