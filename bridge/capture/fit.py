@@ -771,6 +771,316 @@ def _inits(a: bytes, o: bytes, ca: int, co: int, poly: int, refin: bool, refout:
     return np.flatnonzero(diff == 0).tolist()[:4096]
 
 
+# ------------------------------------------------------------------ the link's own keys
+
+_HEADERS: tuple[tuple[int | None, int], ...] = ((REFERENCE.datalink.frame_types["data"], 8),)
+TIMING_MARGIN = 1.25  # fitted setup, hold, turnaround = measured x this, up to 10 ns
+TIMEOUT_FACTOR = 10  # handshake_timeout_ms at least this x the slowest answer seen
+
+
+def _header_guesses() -> tuple[tuple[int | None, int], ...]:
+    """What a DATA header is taken to say while the bit order is fitted: the reference's
+    (type code 1, sequence numbers of 8 bits) first; then any type code (its four bits
+    left out of the constraints) with 8 down to 2 sequence bits, the numbers wrapping at
+    2^bits (a wrong width contradicts the headers at the first wrap)."""
+    return _HEADERS + tuple((None, bits) for bits in range(8, 1, -1))
+
+
+def _ceil10(value: float) -> int:
+    return max(10, math.ceil(value / 10.0) * 10)
+
+
+def _spread(d: npt.NDArray[np.int64]) -> str:
+    return f"min {int(d.min())}, median {int(np.median(d))}, max {int(d.max())} ns over {len(d)}"
+
+
+def _timing(
+    ch: Changes, hs: _Handshake, data: Sequence[int], dirp: int
+) -> tuple[dict[str, Any], list[Finding], list[str]]:
+    """``physical`` timing keys from the phase durations of the prefix: (keys, findings,
+    not fitted). A tap at one point of the cable sees each edge once, so:
+
+    * setup: a data line's last change -> REQ asserted (changes in the same word only);
+    * hold: ACK asserted -> REQ released (four-phase), ACK's edge -> the next word's data
+      (two-phase), REQ's pulse (strobe); this includes the sender's seeing of ACK (one
+      hop), which cannot be told apart from its hold at one tap: an upper bound, safe;
+    * turnaround: DIR's change -> the new owner's first data change (the least: later
+      ones also wait for the new owner's own work);
+    * handshake timeout: the slowest answer (REQ edge -> ACK edge).
+
+    Setup and hold are the median x :data:`TIMING_MARGIN`, turnaround the least seen x
+    the same, rounded up to 10 ns: the bridge, when it drives, is then never faster than
+    the scanner was (an analyser's sample period and the line-to-line skew of 1980s
+    EIA-485 receivers, 10-20 ns, blur each edge), at the cost of at most a quarter of
+    the word rate in those phases."""
+    t, st = ch.times, ch.states
+    ex = _edges(st, hs.req)
+    ey = _edges(st, hs.ack) if hs.ack is not None else np.zeros(0, np.intp)
+    dmask = np.uint64(0)
+    for i in data:
+        dmask |= np.uint64(1 << i)
+    drows = np.flatnonzero(((st[1:] ^ st[:-1]) & dmask) != 0) + 1
+    hedges = np.sort(np.concatenate([ex, ey]))
+    keys: dict[str, Any] = {}
+    found: list[Finding] = []
+    missing: list[str] = []
+    # setup: the last data change before each REQ assertion, after the handshake edge before
+    asserted = hs.sample_rows[hs.sample_rows < len(t)]
+    last = np.searchsorted(drows, asserted) - 1
+    prev = np.searchsorted(hedges, asserted) - 1
+    ok = last >= 0
+    prev_row = np.where(prev >= 0, hedges[np.maximum(prev, 0)], -1)
+    ok &= drows[np.maximum(last, 0)] >= prev_row
+    setup = t[asserted[ok]] - t[drows[last[ok]]]
+    # hold
+    if hs.mode == "four-phase":
+        up, down = ey[0::2], ex[1::2]
+        k = min(len(up), len(down))
+        hold = t[down[:k]] - t[up[:k]]
+        what = "ACK asserted -> REQ released"
+    elif hs.mode == "two-phase":
+        nxt = np.searchsorted(drows, ey, "right")
+        valid = nxt < len(drows)
+        rows = drows[np.minimum(nxt, len(drows) - 1)]
+        req_next = np.searchsorted(ex, ey, "right")
+        before = np.where(req_next < len(ex), ex[np.minimum(req_next, len(ex) - 1)], len(t))
+        valid &= rows < before
+        hold = t[rows[valid]] - t[ey[valid]]
+        what = "ACK's edge -> the next word's data"
+    else:
+        k = min(len(ex[0::2]), len(ex[1::2]))
+        hold = t[ex[1::2][:k]] - t[ex[0::2][:k]]
+        what = "REQ's pulse"
+    for key, d, how in (
+        ("setup_ns", setup, "a data line's last change -> REQ asserted"),
+        ("hold_ns", hold, what if hs.mode == "strobe" else what + " (and one hop)"),
+    ):
+        if not len(d) or d.min() <= 0:
+            missing.append(f"physical.{key}: no {how} measured in the prefix read")
+            continue
+        keys[key] = _ceil10(float(np.median(d)) * TIMING_MARGIN)
+        evidence = f"{how}: {_spread(d)}; the median + {TIMING_MARGIN - 1:.0%}, up to 10 ns"
+        found.append(Finding(f"physical.{key}", keys[key], evidence, "medium"))
+    # turnaround: DIR's edge -> the first data change after it, before the next word's REQ
+    de = _edges(st, dirp)
+    nxt = np.searchsorted(drows, de, "right")
+    req_next = np.searchsorted(asserted, de, "right")
+    valid = (nxt < len(drows)) & (req_next < len(asserted))
+    rows = drows[np.minimum(nxt, max(len(drows) - 1, 0))] if len(drows) else nxt
+    valid &= rows < np.where(valid, asserted[np.minimum(req_next, len(asserted) - 1)], 0)
+    turn = t[rows[valid]] - t[de[valid]] if len(drows) else np.zeros(0, np.int64)
+    if len(turn) and turn.min() > 0:
+        keys["turnaround_ns"] = _ceil10(float(turn.min()) * TIMING_MARGIN)
+        found.append(
+            Finding(
+                "physical.turnaround_ns",
+                keys["turnaround_ns"],
+                f"DIR's change -> the new owner's first data: {_spread(turn)}; the least "
+                f"+ {TIMING_MARGIN - 1:.0%} (the others also wait for the new owner's work)",
+                "medium",
+            )
+        )
+    else:
+        missing.append("physical.turnaround_ns: no hand-over of the bus followed by data")
+    # handshake timeout: the slowest answer, TIMEOUT_FACTOR times, never below the reference
+    if len(ey):
+        if hs.mode == "four-phase":
+            pairs = [(ex[0::2], ey[0::2]), (ex[1::2], ey[1::2])]
+        else:
+            pairs = [(ex, ey)]
+        answers = np.concatenate([t[b[: min(len(a), len(b))]] - t[a[: len(b)]] for a, b in pairs])
+        slowest = float(answers.max()) / 1e6 if len(answers) else 0.0
+        timeout = max(REFERENCE.physical.handshake_timeout_ms, TIMEOUT_FACTOR * slowest)
+        keys["handshake_timeout_ms"] = float(f"{timeout:.6g}")
+        found.append(
+            Finding(
+                "physical.handshake_timeout_ms",
+                keys["handshake_timeout_ms"],
+                f"answers (REQ edge -> ACK edge): {_spread(answers)}; at least "
+                f"{TIMEOUT_FACTOR} x the slowest, never below the reference's "
+                f"{REFERENCE.physical.handshake_timeout_ms:g} ms",
+                "medium",
+            )
+        )
+    else:
+        missing.append("physical.handshake_timeout_ms: strobe mode, nothing answers an edge")
+    return keys, found, missing
+
+
+@dataclass(frozen=True)
+class _FrameSeen:
+    """A frame as the fitted bit order reads it: where, which side, its header, length."""
+
+    at: int  # index of its first word among all the words of the prefix
+    side: int
+    code: int  # type code, header bits 12-15
+    seq: int  # header bits 0-7
+    length: int  # payload words
+
+
+def _frames_seen(
+    true: dict[int, npt.NDArray[np.uint16]],
+    frames: _Frames,
+    sides: npt.NDArray[np.uint8],
+    check_words: int,
+) -> list[_FrameSeen]:
+    """Every frame of the prefix whose length field reaches the next frame (or the end)."""
+    out = []
+    for side in (0, 1):
+        where = np.flatnonzero(sides == side)
+        words = true[side]
+        for p, gap in zip(frames.starts[side], frames.gaps[side], strict=True):
+            if p + 2 >= len(words):
+                continue
+            head, length = int(words[p + 1]), int(words[p + 2])
+            if gap >= 0 and gap != 3 + length + check_words:
+                continue
+            out.append(_FrameSeen(int(where[p + 1]), side, head >> 12, head & 0xFF, length))
+    return sorted(out, key=lambda f: f.at)
+
+
+def _link_keys(seen: Sequence[_FrameSeen]) -> tuple[dict[str, Any], list[Finding], list[str]]:
+    """``datalink`` keys from the frames seen: the type codes of DATA (frames with a
+    payload) and ACK (empty frames of another code), and NAK when seen; the sequence
+    bits from the numbers' wrap; the window from the most DATA frames a side had
+    unacknowledged where it then waited for an ACK; ``max_payload_words`` from the
+    payloads cut at one length. (keys, findings, not fitted)"""
+    keys: dict[str, Any] = {}
+    found: list[Finding] = []
+    missing: list[str] = []
+    data_codes = Counter(f.code for f in seen if f.length > 0)
+    if not data_codes:
+        missing.append("datalink.frame_types, sequence_bits, window: no DATA frame read")
+        return keys, found, missing
+    data = data_codes.most_common(1)[0][0]
+    empty = Counter(f.code for f in seen if f.length == 0 and f.code != data).most_common()
+    codes = dict(REFERENCE.datalink.frame_types)
+    codes["data"] = data
+    how = [f"DATA {data}: {data_codes[data]} frames with a payload"]
+    if empty:
+        codes["ack"] = empty[0][0]
+        how.append(f"ACK {codes['ack']}: {empty[0][1]} empty frames")
+    else:
+        missing.append("datalink.frame_types.ack: no empty frame (no ACK) seen; chosen")
+    if len(empty) > 1:
+        codes["nak"] = empty[1][0]
+        how.append(f"NAK {codes['nak']}: {empty[1][1]} empty frames of a third code")
+    else:
+        missing.append(
+            "datalink.frame_types.nak: no NAK on a clean capture (a damaged frame draws "
+            "one); chosen, distinct from DATA and ACK"
+        )
+    for kind in ("ack", "nak"):  # a code chosen must not collide with one seen
+        taken = {v for k, v in codes.items() if k != kind}
+        if codes[kind] in taken:
+            codes[kind] = next(c for c in range(1, 16) if c not in taken)
+    keys["frame_types"] = codes
+    found.append(
+        Finding(
+            "datalink.frame_types",
+            codes,
+            "frames seen: " + "; ".join(how),
+            "high" if empty else "medium",
+        )
+    )
+    # sequence bits: the DATA numbers of each side wrapping to 0 after 2^bits - 1
+    top, wraps = 0, 0
+    for side in (0, 1):
+        numbers = [f.seq for f in seen if f.side == side and f.code == data]
+        top = max([top, *numbers])
+        wraps += sum(1 for a, b in itertools.pairwise(numbers) if b == 0 and a > 0 and a > b)
+    bits = top.bit_length()
+    if wraps and top + 1 == 1 << bits and 2 <= bits <= 8:
+        keys["sequence_bits"] = bits
+        found.append(
+            Finding(
+                "datalink.sequence_bits",
+                bits,
+                f"DATA frames seen numbered 0..{top}, then 0 again ({wraps} wrap(s))",
+                "high",
+            )
+        )
+    else:
+        missing.append(
+            f"datalink.sequence_bits: no wrap of the DATA numbers among the frames read "
+            f"(up to {top}: at least {max(bits, 2)} bits); the reference's "
+            f"{REFERENCE.datalink.sequence_bits} kept"
+        )
+    # window: DATA frames a side has out, and whether it waits for an ACK at the most
+    if empty:
+        ack = codes["ack"]
+        best, stalls = 0, 0
+        for side in (0, 1):
+            out: set[int] = set()
+            most, at_most = 0, list[int]()
+            for f in seen:
+                if f.side == side and f.code == data:
+                    out.add(f.seq)
+                    if len(out) > most:
+                        most, at_most = len(out), []
+                    if len(out) == most:
+                        at_most.append(f.at)
+                elif f.side != side and f.code == ack:
+                    out.discard(f.seq)
+            later = [f.at for f in seen if f.side == side and f.code == data]
+            waited = sum(1 for a in at_most if any(b > a for b in later))
+            if most > best:
+                best, stalls = most, waited
+        if stalls >= 2:
+            keys["window"] = best
+            found.append(
+                Finding(
+                    "datalink.window",
+                    best,
+                    f"frames seen: a side had {best} DATA frames unacknowledged {stalls} "
+                    f"times and sent more only after an ACK",
+                    "medium",
+                )
+            )
+        else:
+            missing.append(
+                f"datalink.window: at most {best} DATA frames seen unacknowledged, not "
+                f"often enough to tell the window; the reference's "
+                f"{REFERENCE.datalink.window} kept"
+            )
+    else:
+        missing.append("datalink.window: nothing acknowledged, no window to see")
+    most = 2 ** (keys.get("sequence_bits", REFERENCE.datalink.sequence_bits) - 1) - 1
+    if keys.get("window", REFERENCE.datalink.window) > most:  # the numbers allow no more
+        keys["window"] = most
+        found.append(
+            Finding(
+                "datalink.window",
+                most,
+                f"chosen: the most {keys['sequence_bits']} sequence bits allow (a window "
+                f"of half the numbers, less one)",
+                "low",
+            )
+        )
+    # payload size: DATA payloads cut at one length
+    lengths = [f.length for f in seen if f.code == data and f.length > 0]
+    cut = max(lengths)
+    if lengths.count(cut) >= 2 and min(lengths) < cut:
+        keys["max_payload_words"] = cut
+        found.append(
+            Finding(
+                "datalink.max_payload_words",
+                cut,
+                f"frames seen: {lengths.count(cut)} DATA payloads of {cut} words, the "
+                f"other {len(lengths) - lengths.count(cut)} shorter (messages cut at {cut})",
+                "medium",
+            )
+        )
+    else:
+        keep = max(cut, REFERENCE.datalink.max_payload_words)
+        keys["max_payload_words"] = keep
+        missing.append(
+            f"datalink.max_payload_words: the longest payload seen, {cut} words, is not "
+            f"a cut (fewer than two of that length); {keep} kept"
+        )
+    return keys, found, missing
+
+
 # ------------------------------------------------------------------ the fit
 
 
@@ -978,7 +1288,7 @@ def _fit(
         dl["crc"] = "none"
         _find(fit, "datalink.crc", "none", "the length field is the distance - 3", "high")
     # ---- frame type codes, sequence bits, window, payload size: from the frames seen
-    link, link_found, link_missing = _link_keys(_seen(true, frames, sides, check_words))
+    link, link_found, link_missing = _link_keys(_frames_seen(true, frames, sides, check_words))
     dl.update(link)
     # ---- acknowledgement: frames of no payload going back
     heads = [int(true[1][p + 1]) for p in frames.starts[1] if p + 1 < len(true[1])]
@@ -1369,316 +1679,6 @@ def _upper_layers(
     if text_order is None:
         keys["physical.text_byte_order"] = text
     return profile, keys, evidence, confidence
-
-
-# ------------------------------------------------------------------ the link's own keys
-
-_HEADERS: tuple[tuple[int | None, int], ...] = ((REFERENCE.datalink.frame_types["data"], 8),)
-TIMING_MARGIN = 1.25  # fitted setup, hold, turnaround = measured x this, up to 10 ns
-TIMEOUT_FACTOR = 10  # handshake_timeout_ms at least this x the slowest answer seen
-
-
-def _header_guesses() -> tuple[tuple[int | None, int], ...]:
-    """What a DATA header is taken to say while the bit order is fitted: the reference's
-    (type code 1, sequence numbers of 8 bits) first; then any type code (its four bits
-    left out of the constraints) with 8 down to 2 sequence bits, the numbers wrapping at
-    2^bits (a wrong width contradicts the headers at the first wrap)."""
-    return _HEADERS + tuple((None, bits) for bits in range(8, 1, -1))
-
-
-def _ceil10(value: float) -> int:
-    return max(10, math.ceil(value / 10.0) * 10)
-
-
-def _spread(d: npt.NDArray[np.int64]) -> str:
-    return f"min {int(d.min())}, median {int(np.median(d))}, max {int(d.max())} ns over {len(d)}"
-
-
-def _timing(
-    ch: Changes, hs: _Handshake, data: Sequence[int], dirp: int
-) -> tuple[dict[str, Any], list[Finding], list[str]]:
-    """``physical`` timing keys from the phase durations of the prefix: (keys, findings,
-    not fitted). A tap at one point of the cable sees each edge once, so:
-
-    * setup: a data line's last change -> REQ asserted (changes in the same word only);
-    * hold: ACK asserted -> REQ released (four-phase), ACK's edge -> the next word's data
-      (two-phase), REQ's pulse (strobe); this includes the sender's seeing of ACK (one
-      hop), which cannot be told apart from its hold at one tap: an upper bound, safe;
-    * turnaround: DIR's change -> the new owner's first data change (the least: later
-      ones also wait for the new owner's own work);
-    * handshake timeout: the slowest answer (REQ edge -> ACK edge).
-
-    Setup and hold are the median x :data:`TIMING_MARGIN`, turnaround the least seen x
-    the same, rounded up to 10 ns: the bridge, when it drives, is then never faster than
-    the scanner was (an analyser's sample period and the line-to-line skew of 1980s
-    EIA-485 receivers, 10-20 ns, blur each edge), at the cost of at most a quarter of
-    the word rate in those phases."""
-    t, st = ch.times, ch.states
-    ex = _edges(st, hs.req)
-    ey = _edges(st, hs.ack) if hs.ack is not None else np.zeros(0, np.intp)
-    dmask = np.uint64(0)
-    for i in data:
-        dmask |= np.uint64(1 << i)
-    drows = np.flatnonzero(((st[1:] ^ st[:-1]) & dmask) != 0) + 1
-    hedges = np.sort(np.concatenate([ex, ey]))
-    keys: dict[str, Any] = {}
-    found: list[Finding] = []
-    missing: list[str] = []
-    # setup: the last data change before each REQ assertion, after the handshake edge before
-    asserted = hs.sample_rows[hs.sample_rows < len(t)]
-    last = np.searchsorted(drows, asserted) - 1
-    prev = np.searchsorted(hedges, asserted) - 1
-    ok = last >= 0
-    prev_row = np.where(prev >= 0, hedges[np.maximum(prev, 0)], -1)
-    ok &= drows[np.maximum(last, 0)] >= prev_row
-    setup = t[asserted[ok]] - t[drows[last[ok]]]
-    # hold
-    if hs.mode == "four-phase":
-        up, down = ey[0::2], ex[1::2]
-        k = min(len(up), len(down))
-        hold = t[down[:k]] - t[up[:k]]
-        what = "ACK asserted -> REQ released"
-    elif hs.mode == "two-phase":
-        nxt = np.searchsorted(drows, ey, "right")
-        valid = nxt < len(drows)
-        rows = drows[np.minimum(nxt, len(drows) - 1)]
-        req_next = np.searchsorted(ex, ey, "right")
-        before = np.where(req_next < len(ex), ex[np.minimum(req_next, len(ex) - 1)], len(t))
-        valid &= rows < before
-        hold = t[rows[valid]] - t[ey[valid]]
-        what = "ACK's edge -> the next word's data"
-    else:
-        k = min(len(ex[0::2]), len(ex[1::2]))
-        hold = t[ex[1::2][:k]] - t[ex[0::2][:k]]
-        what = "REQ's pulse"
-    for key, d, how in (
-        ("setup_ns", setup, "a data line's last change -> REQ asserted"),
-        ("hold_ns", hold, what if hs.mode == "strobe" else what + " (and one hop)"),
-    ):
-        if not len(d) or d.min() <= 0:
-            missing.append(f"physical.{key}: no {how} measured in the prefix read")
-            continue
-        keys[key] = _ceil10(float(np.median(d)) * TIMING_MARGIN)
-        evidence = f"{how}: {_spread(d)}; the median + {TIMING_MARGIN - 1:.0%}, up to 10 ns"
-        found.append(Finding(f"physical.{key}", keys[key], evidence, "medium"))
-    # turnaround: DIR's edge -> the first data change after it, before the next word's REQ
-    de = _edges(st, dirp)
-    nxt = np.searchsorted(drows, de, "right")
-    req_next = np.searchsorted(asserted, de, "right")
-    valid = (nxt < len(drows)) & (req_next < len(asserted))
-    rows = drows[np.minimum(nxt, max(len(drows) - 1, 0))] if len(drows) else nxt
-    valid &= rows < np.where(valid, asserted[np.minimum(req_next, len(asserted) - 1)], 0)
-    turn = t[rows[valid]] - t[de[valid]] if len(drows) else np.zeros(0, np.int64)
-    if len(turn) and turn.min() > 0:
-        keys["turnaround_ns"] = _ceil10(float(turn.min()) * TIMING_MARGIN)
-        found.append(
-            Finding(
-                "physical.turnaround_ns",
-                keys["turnaround_ns"],
-                f"DIR's change -> the new owner's first data: {_spread(turn)}; the least "
-                f"+ {TIMING_MARGIN - 1:.0%} (the others also wait for the new owner's work)",
-                "medium",
-            )
-        )
-    else:
-        missing.append("physical.turnaround_ns: no hand-over of the bus followed by data")
-    # handshake timeout: the slowest answer, TIMEOUT_FACTOR times, never below the reference
-    if len(ey):
-        if hs.mode == "four-phase":
-            pairs = [(ex[0::2], ey[0::2]), (ex[1::2], ey[1::2])]
-        else:
-            pairs = [(ex, ey)]
-        answers = np.concatenate([t[b[: min(len(a), len(b))]] - t[a[: len(b)]] for a, b in pairs])
-        slowest = float(answers.max()) / 1e6 if len(answers) else 0.0
-        timeout = max(REFERENCE.physical.handshake_timeout_ms, TIMEOUT_FACTOR * slowest)
-        keys["handshake_timeout_ms"] = float(f"{timeout:.6g}")
-        found.append(
-            Finding(
-                "physical.handshake_timeout_ms",
-                keys["handshake_timeout_ms"],
-                f"answers (REQ edge -> ACK edge): {_spread(answers)}; at least "
-                f"{TIMEOUT_FACTOR} x the slowest, never below the reference's "
-                f"{REFERENCE.physical.handshake_timeout_ms:g} ms",
-                "medium",
-            )
-        )
-    else:
-        missing.append("physical.handshake_timeout_ms: strobe mode, nothing answers an edge")
-    return keys, found, missing
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """A frame as the fitted bit order reads it: where, which side, its header, length."""
-
-    at: int  # index of its first word among all the words of the prefix
-    side: int
-    code: int  # type code, header bits 12-15
-    seq: int  # header bits 0-7
-    length: int  # payload words
-
-
-def _seen(
-    true: dict[int, npt.NDArray[np.uint16]],
-    frames: _Frames,
-    sides: npt.NDArray[np.uint8],
-    check_words: int,
-) -> list[_Seen]:
-    """Every frame of the prefix whose length field reaches the next frame (or the end)."""
-    out = []
-    for side in (0, 1):
-        where = np.flatnonzero(sides == side)
-        words = true[side]
-        for p, gap in zip(frames.starts[side], frames.gaps[side], strict=True):
-            if p + 2 >= len(words):
-                continue
-            head, length = int(words[p + 1]), int(words[p + 2])
-            if gap >= 0 and gap != 3 + length + check_words:
-                continue
-            out.append(_Seen(int(where[p + 1]), side, head >> 12, head & 0xFF, length))
-    return sorted(out, key=lambda f: f.at)
-
-
-def _link_keys(seen: Sequence[_Seen]) -> tuple[dict[str, Any], list[Finding], list[str]]:
-    """``datalink`` keys from the frames seen: the type codes of DATA (frames with a
-    payload) and ACK (empty frames of another code), and NAK when seen; the sequence
-    bits from the numbers' wrap; the window from the most DATA frames a side had
-    unacknowledged where it then waited for an ACK; ``max_payload_words`` from the
-    payloads cut at one length. (keys, findings, not fitted)"""
-    keys: dict[str, Any] = {}
-    found: list[Finding] = []
-    missing: list[str] = []
-    data_codes = Counter(f.code for f in seen if f.length > 0)
-    if not data_codes:
-        missing.append("datalink.frame_types, sequence_bits, window: no DATA frame read")
-        return keys, found, missing
-    data = data_codes.most_common(1)[0][0]
-    empty = Counter(f.code for f in seen if f.length == 0 and f.code != data).most_common()
-    codes = dict(REFERENCE.datalink.frame_types)
-    codes["data"] = data
-    how = [f"DATA {data}: {data_codes[data]} frames with a payload"]
-    if empty:
-        codes["ack"] = empty[0][0]
-        how.append(f"ACK {codes['ack']}: {empty[0][1]} empty frames")
-    else:
-        missing.append("datalink.frame_types.ack: no empty frame (no ACK) seen; chosen")
-    if len(empty) > 1:
-        codes["nak"] = empty[1][0]
-        how.append(f"NAK {codes['nak']}: {empty[1][1]} empty frames of a third code")
-    else:
-        missing.append(
-            "datalink.frame_types.nak: no NAK on a clean capture (a damaged frame draws "
-            "one); chosen, distinct from DATA and ACK"
-        )
-    for kind in ("ack", "nak"):  # a code chosen must not collide with one seen
-        taken = {v for k, v in codes.items() if k != kind}
-        if codes[kind] in taken:
-            codes[kind] = next(c for c in range(1, 16) if c not in taken)
-    keys["frame_types"] = codes
-    found.append(
-        Finding(
-            "datalink.frame_types",
-            codes,
-            "frames seen: " + "; ".join(how),
-            "high" if empty else "medium",
-        )
-    )
-    # sequence bits: the DATA numbers of each side wrapping to 0 after 2^bits - 1
-    top, wraps = 0, 0
-    for side in (0, 1):
-        numbers = [f.seq for f in seen if f.side == side and f.code == data]
-        top = max([top, *numbers])
-        wraps += sum(1 for a, b in itertools.pairwise(numbers) if b == 0 and a > 0 and a > b)
-    bits = top.bit_length()
-    if wraps and top + 1 == 1 << bits and 2 <= bits <= 8:
-        keys["sequence_bits"] = bits
-        found.append(
-            Finding(
-                "datalink.sequence_bits",
-                bits,
-                f"DATA frames seen numbered 0..{top}, then 0 again ({wraps} wrap(s))",
-                "high",
-            )
-        )
-    else:
-        missing.append(
-            f"datalink.sequence_bits: no wrap of the DATA numbers among the frames read "
-            f"(up to {top}: at least {max(bits, 2)} bits); the reference's "
-            f"{REFERENCE.datalink.sequence_bits} kept"
-        )
-    # window: DATA frames a side has out, and whether it waits for an ACK at the most
-    if empty:
-        ack = codes["ack"]
-        best, stalls = 0, 0
-        for side in (0, 1):
-            out: set[int] = set()
-            most, at_most = 0, list[int]()
-            for f in seen:
-                if f.side == side and f.code == data:
-                    out.add(f.seq)
-                    if len(out) > most:
-                        most, at_most = len(out), []
-                    if len(out) == most:
-                        at_most.append(f.at)
-                elif f.side != side and f.code == ack:
-                    out.discard(f.seq)
-            later = [f.at for f in seen if f.side == side and f.code == data]
-            waited = sum(1 for a in at_most if any(b > a for b in later))
-            if most > best:
-                best, stalls = most, waited
-        if stalls >= 2:
-            keys["window"] = best
-            found.append(
-                Finding(
-                    "datalink.window",
-                    best,
-                    f"frames seen: a side had {best} DATA frames unacknowledged {stalls} "
-                    f"times and sent more only after an ACK",
-                    "medium",
-                )
-            )
-        else:
-            missing.append(
-                f"datalink.window: at most {best} DATA frames seen unacknowledged, not "
-                f"often enough to tell the window; the reference's "
-                f"{REFERENCE.datalink.window} kept"
-            )
-    else:
-        missing.append("datalink.window: nothing acknowledged, no window to see")
-    most = 2 ** (keys.get("sequence_bits", REFERENCE.datalink.sequence_bits) - 1) - 1
-    if keys.get("window", REFERENCE.datalink.window) > most:  # the numbers allow no more
-        keys["window"] = most
-        found.append(
-            Finding(
-                "datalink.window",
-                most,
-                f"chosen: the most {keys['sequence_bits']} sequence bits allow (a window "
-                f"of half the numbers, less one)",
-                "low",
-            )
-        )
-    # payload size: DATA payloads cut at one length
-    lengths = [f.length for f in seen if f.code == data and f.length > 0]
-    cut = max(lengths)
-    if lengths.count(cut) >= 2 and min(lengths) < cut:
-        keys["max_payload_words"] = cut
-        found.append(
-            Finding(
-                "datalink.max_payload_words",
-                cut,
-                f"frames seen: {lengths.count(cut)} DATA payloads of {cut} words, the "
-                f"other {len(lengths) - lengths.count(cut)} shorter (messages cut at {cut})",
-                "medium",
-            )
-        )
-    else:
-        keep = max(cut, REFERENCE.datalink.max_payload_words)
-        keys["max_payload_words"] = keep
-        missing.append(
-            f"datalink.max_payload_words: the longest payload seen, {cut} words, is not "
-            f"a cut (fewer than two of that length); {keep} kept"
-        )
-    return keys, found, missing
 
 
 # ------------------------------------------------------------------ output
