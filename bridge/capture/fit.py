@@ -46,10 +46,24 @@ step by step, each step narrowing the next:
    with the passive observer (:class:`~bridge.capture.observe.Observer`); the one that
    yields the most messages and converted images wins.
 
+9. **Timing** (:func:`_timing`): setup, hold and turnaround from the edges of the
+   prefix (the median, or for turnaround the least, plus :data:`TIMING_MARGIN`), the
+   handshake timeout from the slowest answer.
+10. **Frame type codes, sequence bits, window, payload size** (:func:`_link_keys`), from
+    the frames as the fitted bit order reads them: the DATA code is the type of frames
+    with a payload, ACK of empty frames; step 5 takes the DATA header to be the
+    reference's first, then any type code with 8 down to 2 sequence bits
+    (:func:`_header_guesses`); the sequence bits from the numbers' wrap, the window from
+    where a side waits for an ACK, the payload size from payloads cut at one length.
+
+Memory is bounded whatever the capture's length: steps 1-10 read the first ``max_words``
+words (:data:`MAX_WORDS`, at most :data:`ROWS_PER_WORD` rows of changes each); step 8
+decodes the whole capture streaming, as ``capture decode`` does.
+
 What the fit cannot tell, or did not find, it says (:attr:`Fit.unfitted`): such keys keep
 the reference value. Limits (docs/capture.md): the capture should start at the start of
 the link (the first frames numbered from 0), hold a few frames each way, and be free of
-glitches longer than ``glitch_ns``; frame type codes are the reference ones. With
+glitches longer than ``glitch_ns``. With
 ``--map`` the map's bit order and polarities are taken as they are, and every line it
 names is kept in the fitted map.
 """
@@ -86,7 +100,8 @@ __all__ = ["Finding", "Fit", "fit_capture", "fit_check", "fit_toml"]
 
 log = logging.getLogger(__name__)
 
-MAX_WORDS = 200_000  # words of the capture the fit reads (the start of it)
+MAX_WORDS = 50_000  # words of the capture the fit reads (the start of it; --max-words)
+ROWS_PER_WORD = 8  # rows of changes read per word of the prefix, at most (four-phase: ~5)
 MAX_CANDIDATES = 4_000  # bit orders scored, at most
 MAX_REFINE = 2_000  # bit orders tried against the check word, best scored first
 MAX_CRC_SEARCHES = 24  # all-polynomial CRC searches per strategy (each up to ~1 s)
@@ -155,8 +170,10 @@ def _shortest_pulse(ch: Changes, probes: Sequence[str]) -> tuple[int, str] | Non
     return best
 
 
-def _read(path: str | Path) -> tuple[list[str], Changes]:
-    """All probes' levels (bit i = probe i), the first :data:`MAX_WORDS`-ish rows."""
+def _read(path: str | Path, max_words: int = MAX_WORDS) -> tuple[list[str], Changes]:
+    """All probes' levels (bit i = probe i), the first ``ROWS_PER_WORD * max_words`` rows
+    (and the rest of the block that reaches them): the fit's memory is bounded by this
+    prefix, whatever the length of the capture."""
     from bridge.capture.decode import open_capture
 
     with open_capture(path) as reader:
@@ -170,7 +187,7 @@ def _read(path: str | Path) -> tuple[list[str], Changes]:
             times.append(chunk.times)
             states.append(chunk.states)
             rows += len(chunk.times)
-            if rows > 8 * MAX_WORDS:
+            if rows > ROWS_PER_WORD * max_words:
                 break
     if not rows:
         raise CaptureError(f"{path}: no changes")
@@ -357,10 +374,15 @@ class _Frames:
     evidence: str
 
 
+_LONGEST_PAYLOAD = 4096  # words: a frame running past the prefix read, at most
+
+
 def _walk(true: dict[int, npt.NDArray[np.uint16]], check_words: int) -> _Frames | None:
     """Frames back to back from each side's first word (``length_only``): each header's
-    type a frame type, bits 10-11 zero, the last frame ending with the side's words."""
-    codes = set(REFERENCE.datalink.frame_types.values())
+    type a frame type, bits 10-11 zero, the last frame ending with the side's words, or
+    running past them when its payload is of a possible size (the prefix the fit reads
+    may end inside a frame)."""
+    codes = set(range(1, 16))  # any type code: the check word tells a wrong walk
     starts, gaps = {}, {}
     total = 0
     for side, words in true.items():
@@ -368,12 +390,17 @@ def _walk(true: dict[int, npt.NDArray[np.uint16]], check_words: int) -> _Frames 
         while p + 2 <= len(words):
             head, length = int(words[p]), int(words[p + 1])
             size = 2 + length + check_words
-            if head >> 12 not in codes or head & 0x0C00 or p + size > len(words):
+            if head >> 12 not in codes or head & 0x0C00:
                 return None
+            if p + size > len(words):
+                if length > _LONGEST_PAYLOAD:
+                    return None
+                p = len(words)  # the prefix ends inside this frame
+                break
             pos.append(p - 1)
             lens.append(size + 1)
             p += size
-        if p != len(words) or not pos:
+        if p + 1 < len(words) or not pos:
             return None
         starts[side] = np.array(pos, np.intp)
         gaps[side] = np.array(lens, np.int64)
@@ -747,6 +774,316 @@ def _inits(a: bytes, o: bytes, ca: int, co: int, poly: int, refin: bool, refout:
     return np.flatnonzero(diff == 0).tolist()[:4096]
 
 
+# ------------------------------------------------------------------ the link's own keys
+
+_HEADERS: tuple[tuple[int | None, int], ...] = ((REFERENCE.datalink.frame_types["data"], 8),)
+TIMING_MARGIN = 1.25  # fitted setup, hold, turnaround = measured x this, up to 10 ns
+TIMEOUT_FACTOR = 10  # handshake_timeout_ms at least this x the slowest answer seen
+
+
+def _header_guesses() -> tuple[tuple[int | None, int], ...]:
+    """What a DATA header is taken to say while the bit order is fitted: the reference's
+    (type code 1, sequence numbers of 8 bits) first; then any type code (its four bits
+    left out of the constraints) with 8 down to 2 sequence bits, the numbers wrapping at
+    2^bits (a wrong width contradicts the headers at the first wrap)."""
+    return _HEADERS + tuple((None, bits) for bits in range(8, 1, -1))
+
+
+def _ceil10(value: float) -> int:
+    return max(10, math.ceil(value / 10.0) * 10)
+
+
+def _spread(d: npt.NDArray[np.int64]) -> str:
+    return f"min {int(d.min())}, median {int(np.median(d))}, max {int(d.max())} ns over {len(d)}"
+
+
+def _timing(
+    ch: Changes, hs: _Handshake, data: Sequence[int], dirp: int
+) -> tuple[dict[str, Any], list[Finding], list[str]]:
+    """``physical`` timing keys from the phase durations of the prefix: (keys, findings,
+    not fitted). A tap at one point of the cable sees each edge once, so:
+
+    * setup: a data line's last change -> REQ asserted (changes in the same word only);
+    * hold: ACK asserted -> REQ released (four-phase), ACK's edge -> the next word's data
+      (two-phase), REQ's pulse (strobe); this includes the sender's seeing of ACK (one
+      hop), which cannot be told apart from its hold at one tap: an upper bound, safe;
+    * turnaround: DIR's change -> the new owner's first data change (the least: later
+      ones also wait for the new owner's own work);
+    * handshake timeout: the slowest answer (REQ edge -> ACK edge).
+
+    Setup and hold are the median x :data:`TIMING_MARGIN`, turnaround the least seen x
+    the same, rounded up to 10 ns: the bridge, when it drives, is then never faster than
+    the scanner was (an analyser's sample period and the line-to-line skew of 1980s
+    EIA-485 receivers, 10-20 ns, blur each edge), at the cost of at most a quarter of
+    the word rate in those phases."""
+    t, st = ch.times, ch.states
+    ex = _edges(st, hs.req)
+    ey = _edges(st, hs.ack) if hs.ack is not None else np.zeros(0, np.intp)
+    dmask = np.uint64(0)
+    for i in data:
+        dmask |= np.uint64(1 << i)
+    drows = np.flatnonzero(((st[1:] ^ st[:-1]) & dmask) != 0) + 1
+    hedges = np.sort(np.concatenate([ex, ey]))
+    keys: dict[str, Any] = {}
+    found: list[Finding] = []
+    missing: list[str] = []
+    # setup: the last data change before each REQ assertion, after the handshake edge before
+    asserted = hs.sample_rows[hs.sample_rows < len(t)]
+    last = np.searchsorted(drows, asserted) - 1
+    prev = np.searchsorted(hedges, asserted) - 1
+    ok = last >= 0
+    prev_row = np.where(prev >= 0, hedges[np.maximum(prev, 0)], -1)
+    ok &= drows[np.maximum(last, 0)] >= prev_row
+    setup = t[asserted[ok]] - t[drows[last[ok]]]
+    # hold
+    if hs.mode == "four-phase":
+        up, down = ey[0::2], ex[1::2]
+        k = min(len(up), len(down))
+        hold = t[down[:k]] - t[up[:k]]
+        what = "ACK asserted -> REQ released"
+    elif hs.mode == "two-phase":
+        nxt = np.searchsorted(drows, ey, "right")
+        valid = nxt < len(drows)
+        rows = drows[np.minimum(nxt, len(drows) - 1)]
+        req_next = np.searchsorted(ex, ey, "right")
+        before = np.where(req_next < len(ex), ex[np.minimum(req_next, len(ex) - 1)], len(t))
+        valid &= rows < before
+        hold = t[rows[valid]] - t[ey[valid]]
+        what = "ACK's edge -> the next word's data"
+    else:
+        k = min(len(ex[0::2]), len(ex[1::2]))
+        hold = t[ex[1::2][:k]] - t[ex[0::2][:k]]
+        what = "REQ's pulse"
+    for key, d, how in (
+        ("setup_ns", setup, "a data line's last change -> REQ asserted"),
+        ("hold_ns", hold, what if hs.mode == "strobe" else what + " (and one hop)"),
+    ):
+        if not len(d) or d.min() <= 0:
+            missing.append(f"physical.{key}: no {how} measured in the prefix read")
+            continue
+        keys[key] = _ceil10(float(np.median(d)) * TIMING_MARGIN)
+        evidence = f"{how}: {_spread(d)}; the median + {TIMING_MARGIN - 1:.0%}, up to 10 ns"
+        found.append(Finding(f"physical.{key}", keys[key], evidence, "medium"))
+    # turnaround: DIR's edge -> the first data change after it, before the next word's REQ
+    de = _edges(st, dirp)
+    nxt = np.searchsorted(drows, de, "right")
+    req_next = np.searchsorted(asserted, de, "right")
+    valid = (nxt < len(drows)) & (req_next < len(asserted))
+    rows = drows[np.minimum(nxt, max(len(drows) - 1, 0))] if len(drows) else nxt
+    valid &= rows < np.where(valid, asserted[np.minimum(req_next, len(asserted) - 1)], 0)
+    turn = t[rows[valid]] - t[de[valid]] if len(drows) else np.zeros(0, np.int64)
+    if len(turn) and turn.min() > 0:
+        keys["turnaround_ns"] = _ceil10(float(turn.min()) * TIMING_MARGIN)
+        found.append(
+            Finding(
+                "physical.turnaround_ns",
+                keys["turnaround_ns"],
+                f"DIR's change -> the new owner's first data: {_spread(turn)}; the least "
+                f"+ {TIMING_MARGIN - 1:.0%} (the others also wait for the new owner's work)",
+                "medium",
+            )
+        )
+    else:
+        missing.append("physical.turnaround_ns: no hand-over of the bus followed by data")
+    # handshake timeout: the slowest answer, TIMEOUT_FACTOR times, never below the reference
+    if len(ey):
+        if hs.mode == "four-phase":
+            pairs = [(ex[0::2], ey[0::2]), (ex[1::2], ey[1::2])]
+        else:
+            pairs = [(ex, ey)]
+        answers = np.concatenate([t[b[: min(len(a), len(b))]] - t[a[: len(b)]] for a, b in pairs])
+        slowest = float(answers.max()) / 1e6 if len(answers) else 0.0
+        timeout = max(REFERENCE.physical.handshake_timeout_ms, TIMEOUT_FACTOR * slowest)
+        keys["handshake_timeout_ms"] = float(f"{timeout:.6g}")
+        found.append(
+            Finding(
+                "physical.handshake_timeout_ms",
+                keys["handshake_timeout_ms"],
+                f"answers (REQ edge -> ACK edge): {_spread(answers)}; at least "
+                f"{TIMEOUT_FACTOR} x the slowest, never below the reference's "
+                f"{REFERENCE.physical.handshake_timeout_ms:g} ms",
+                "medium",
+            )
+        )
+    else:
+        missing.append("physical.handshake_timeout_ms: strobe mode, nothing answers an edge")
+    return keys, found, missing
+
+
+@dataclass(frozen=True)
+class _FrameSeen:
+    """A frame as the fitted bit order reads it: where, which side, its header, length."""
+
+    at: int  # index of its first word among all the words of the prefix
+    side: int
+    code: int  # type code, header bits 12-15
+    seq: int  # header bits 0-7
+    length: int  # payload words
+
+
+def _frames_seen(
+    true: dict[int, npt.NDArray[np.uint16]],
+    frames: _Frames,
+    sides: npt.NDArray[np.uint8],
+    check_words: int,
+) -> list[_FrameSeen]:
+    """Every frame of the prefix whose length field reaches the next frame (or the end)."""
+    out = []
+    for side in (0, 1):
+        where = np.flatnonzero(sides == side)
+        words = true[side]
+        for p, gap in zip(frames.starts[side], frames.gaps[side], strict=True):
+            if p + 2 >= len(words):
+                continue
+            head, length = int(words[p + 1]), int(words[p + 2])
+            if gap >= 0 and gap != 3 + length + check_words:
+                continue
+            out.append(_FrameSeen(int(where[p + 1]), side, head >> 12, head & 0xFF, length))
+    return sorted(out, key=lambda f: f.at)
+
+
+def _link_keys(seen: Sequence[_FrameSeen]) -> tuple[dict[str, Any], list[Finding], list[str]]:
+    """``datalink`` keys from the frames seen: the type codes of DATA (frames with a
+    payload) and ACK (empty frames of another code), and NAK when seen; the sequence
+    bits from the numbers' wrap; the window from the most DATA frames a side had
+    unacknowledged where it then waited for an ACK; ``max_payload_words`` from the
+    payloads cut at one length. (keys, findings, not fitted)"""
+    keys: dict[str, Any] = {}
+    found: list[Finding] = []
+    missing: list[str] = []
+    data_codes = Counter(f.code for f in seen if f.length > 0)
+    if not data_codes:
+        missing.append("datalink.frame_types, sequence_bits, window: no DATA frame read")
+        return keys, found, missing
+    data = data_codes.most_common(1)[0][0]
+    empty = Counter(f.code for f in seen if f.length == 0 and f.code != data).most_common()
+    codes = dict(REFERENCE.datalink.frame_types)
+    codes["data"] = data
+    how = [f"DATA {data}: {data_codes[data]} frames with a payload"]
+    if empty:
+        codes["ack"] = empty[0][0]
+        how.append(f"ACK {codes['ack']}: {empty[0][1]} empty frames")
+    else:
+        missing.append("datalink.frame_types.ack: no empty frame (no ACK) seen; chosen")
+    if len(empty) > 1:
+        codes["nak"] = empty[1][0]
+        how.append(f"NAK {codes['nak']}: {empty[1][1]} empty frames of a third code")
+    else:
+        missing.append(
+            "datalink.frame_types.nak: no NAK on a clean capture (a damaged frame draws "
+            "one); chosen, distinct from DATA and ACK"
+        )
+    for kind in ("ack", "nak"):  # a code chosen must not collide with one seen
+        taken = {v for k, v in codes.items() if k != kind}
+        if codes[kind] in taken:
+            codes[kind] = next(c for c in range(1, 16) if c not in taken)
+    keys["frame_types"] = codes
+    found.append(
+        Finding(
+            "datalink.frame_types",
+            codes,
+            "frames seen: " + "; ".join(how),
+            "high" if empty else "medium",
+        )
+    )
+    # sequence bits: the DATA numbers of each side wrapping to 0 after 2^bits - 1
+    top, wraps = 0, 0
+    for side in (0, 1):
+        numbers = [f.seq for f in seen if f.side == side and f.code == data]
+        top = max([top, *numbers])
+        wraps += sum(1 for a, b in itertools.pairwise(numbers) if b == 0 and a > 0 and a > b)
+    bits = top.bit_length()
+    if wraps and top + 1 == 1 << bits and 2 <= bits <= 8:
+        keys["sequence_bits"] = bits
+        found.append(
+            Finding(
+                "datalink.sequence_bits",
+                bits,
+                f"DATA frames seen numbered 0..{top}, then 0 again ({wraps} wrap(s))",
+                "high",
+            )
+        )
+    else:
+        missing.append(
+            f"datalink.sequence_bits: no wrap of the DATA numbers among the frames read "
+            f"(up to {top}: at least {max(bits, 2)} bits); the reference's "
+            f"{REFERENCE.datalink.sequence_bits} kept"
+        )
+    # window: DATA frames a side has out, and whether it waits for an ACK at the most
+    if empty:
+        ack = codes["ack"]
+        best, stalls = 0, 0
+        for side in (0, 1):
+            out: set[int] = set()
+            most, at_most = 0, list[int]()
+            for f in seen:
+                if f.side == side and f.code == data:
+                    out.add(f.seq)
+                    if len(out) > most:
+                        most, at_most = len(out), []
+                    if len(out) == most:
+                        at_most.append(f.at)
+                elif f.side != side and f.code == ack:
+                    out.discard(f.seq)
+            later = [f.at for f in seen if f.side == side and f.code == data]
+            waited = sum(1 for a in at_most if any(b > a for b in later))
+            if most > best:
+                best, stalls = most, waited
+        if stalls >= 2:
+            keys["window"] = best
+            found.append(
+                Finding(
+                    "datalink.window",
+                    best,
+                    f"frames seen: a side had {best} DATA frames unacknowledged {stalls} "
+                    f"times and sent more only after an ACK",
+                    "medium",
+                )
+            )
+        else:
+            missing.append(
+                f"datalink.window: at most {best} DATA frames seen unacknowledged, not "
+                f"often enough to tell the window; the reference's "
+                f"{REFERENCE.datalink.window} kept"
+            )
+    else:
+        missing.append("datalink.window: nothing acknowledged, no window to see")
+    most = 2 ** (keys.get("sequence_bits", REFERENCE.datalink.sequence_bits) - 1) - 1
+    if keys.get("window", REFERENCE.datalink.window) > most:  # the numbers allow no more
+        keys["window"] = most
+        found.append(
+            Finding(
+                "datalink.window",
+                most,
+                f"chosen: the most {keys['sequence_bits']} sequence bits allow (a window "
+                f"of half the numbers, less one)",
+                "low",
+            )
+        )
+    # payload size: DATA payloads cut at one length
+    lengths = [f.length for f in seen if f.code == data and f.length > 0]
+    cut = max(lengths)
+    if lengths.count(cut) >= 2 and min(lengths) < cut:
+        keys["max_payload_words"] = cut
+        found.append(
+            Finding(
+                "datalink.max_payload_words",
+                cut,
+                f"frames seen: {lengths.count(cut)} DATA payloads of {cut} words, the "
+                f"other {len(lengths) - lengths.count(cut)} shorter (messages cut at {cut})",
+                "medium",
+            )
+        )
+    else:
+        keep = max(cut, REFERENCE.datalink.max_payload_words)
+        keys["max_payload_words"] = keep
+        missing.append(
+            f"datalink.max_payload_words: the longest payload seen, {cut} words, is not "
+            f"a cut (fewer than two of that length); {keep} kept"
+        )
+    return keys, found, missing
+
+
 # ------------------------------------------------------------------ the fit
 
 
@@ -754,15 +1091,25 @@ def _find(fit: Fit, key: str, value: Any, evidence: str, confidence: str) -> Non
     fit.findings.append(Finding(key, value, evidence, confidence))
 
 
-def fit_capture(path: str | Path, cmap: ChannelMap | None = None, glitch_ns: int = 0) -> Fit:
+def fit_capture(
+    path: str | Path,
+    cmap: ChannelMap | None = None,
+    glitch_ns: int = 0,
+    max_words: int = MAX_WORDS,
+) -> Fit:
     """Fit a profile to the capture ``path`` (see the module doc), each probe's pulses
     shorter than ``glitch_ns`` taken out first; a :class:`~bridge.errors.CaptureError`
     saying which step failed and why when it cannot (and the shortest pulse on any probe,
-    in case glitches are to blame)."""
-    probes, raw = _read(path)
+    in case glitches are to blame).
+
+    Memory: the lines, orders and checks are fitted on the first ``max_words`` words
+    (at most ``ROWS_PER_WORD * max_words`` rows of changes); the upper layers are then
+    chosen by decoding the whole capture, streaming, so the memory does not grow with
+    the capture's length."""
+    probes, raw = _read(path, max_words)
     ch = _deglitch(raw, len(probes), glitch_ns)
     try:
-        return _fit(path, probes, ch, cmap)
+        return _fit(path, probes, ch, cmap, max_words)
     except CaptureError as exc:
         shortest = _shortest_pulse(ch, probes)
         if shortest is None:
@@ -774,11 +1121,17 @@ def fit_capture(path: str | Path, cmap: ChannelMap | None = None, glitch_ns: int
         ) from exc
 
 
-def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | None) -> Fit:
+def _fit(
+    path: str | Path,
+    probes: list[str],
+    ch: Changes,
+    cmap: ChannelMap | None,
+    max_words: int = MAX_WORDS,
+) -> Fit:
     n = len(probes)
     states = ch.states
     hs = _handshake(states, n, probes)
-    rows = hs.sample_rows[:MAX_WORDS]
+    rows = hs.sample_rows[:max_words]
     if len(rows) < 16:
         raise CaptureError(f"{path}: only {len(rows)} words: too short a capture to fit")
     sampled = states[rows]
@@ -866,6 +1219,10 @@ def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | No
     )
     ph_keys["control_lines"] = ["DIR"]
     ph_keys["parity"] = parity
+    end = int(rows[-1]) + 1  # the timing of the words fitted, not of the rows read past them
+    prefix = Changes(ch.times[:end], ch.states[:end])
+    timing, timing_found, timing_missing = _timing(prefix, hs, lines.data, dirp)
+    ph_keys.update(timing)
     taken = {probe for probe, _ in channels.values()}
     for name, (probe, inverted) in (cmap.lines if cmap is not None else {}).items():
         if name not in channels and probe not in taken and probe in probes:
@@ -933,9 +1290,12 @@ def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | No
     else:
         dl["crc"] = "none"
         _find(fit, "datalink.crc", "none", "the length field is the distance - 3", "high")
+    # ---- frame type codes, sequence bits, window, payload size: from the frames seen
+    link, link_found, link_missing = _link_keys(_frames_seen(true, frames, sides, check_words))
+    dl.update(link)
     # ---- acknowledgement: frames of no payload going back
     heads = [int(true[1][p + 1]) for p in frames.starts[1] if p + 1 < len(true[1])]
-    ack_code = REFERENCE.datalink.frame_types["ack"]
+    ack_code = dl.get("frame_types", REFERENCE.datalink.frame_types)["ack"]
     ack_frames = sum(1 for h in heads if h >> 12 == ack_code)
     dl["ack_mode"] = "selective" if ack_frames else "none"
     _find(
@@ -982,12 +1342,13 @@ def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | No
             bit_conf,
         ),
     )
+    fit.findings += timing_found + link_found
+    fit.unfitted += timing_missing + link_missing
     fit.unfitted += [
-        "physical.setup_ns, hold_ns, turnaround_ns, handshake_timeout_ms: timing, not "
-        "needed to decode (the capture report gives the phase durations)",
-        "physical.active_low, pins, signalling, ground_pins: a logic analyser sees levels "
-        "only; polarity is in the channel map's 'inverted'",
-        "datalink.frame_types, max_payload_words, window, sequence_bits: the reference's",
+        "physical.pins, signalling, ground_pins, active_low: a logic analyser sees levels, "
+        "not pins: which pins carry a line, differential or single-ended, and which are "
+        "ground are read on the connector with a meter (docs/capture.md, phase 1: electrical "
+        "survey); polarity is in the channel map's 'inverted'",
         "application.commands (but cancel), statuses, data_set_*: the reference's",
     ]
     return fit
@@ -1009,6 +1370,28 @@ _Chosen = tuple[
 def _refine(
     u: dict[int, npt.NDArray[np.uint64]], m: int, parity_lines: int, strategy: str, mapped: bool
 ) -> _Chosen:
+    """:func:`_refine_with` for each DATA header guess in turn (the reference's first):
+    the first that fits."""
+    guesses = _header_guesses() if strategy == "start_word" and not mapped else _HEADERS[:1]
+    first: CaptureError | None = None
+    for header in guesses:
+        try:
+            return _refine_with(u, m, parity_lines, strategy, mapped, header)
+        except CaptureError as exc:
+            log.debug("fit: DATA header %s: %s", header, exc)
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _refine_with(
+    u: dict[int, npt.NDArray[np.uint64]],
+    m: int,
+    parity_lines: int,
+    strategy: str,
+    mapped: bool,
+    header: tuple[int | None, int],
+) -> _Chosen:
     """The best scoring bit order whose frames' check words fit a check (a wrong order
     among bits the constraints could not tell apart breaks the check): (rank, score,
     check words, order, true words, check, frames, ranked orders, how many)."""
@@ -1022,7 +1405,7 @@ def _refine(
         identity = list(range(m))
         ranked, count = [(0, 1, identity), (0, 0, identity)], 1
     elif frames is not None:
-        ranked, count = _bit_order(u, frames, parity_lines)
+        ranked, count = _bit_order(u, frames, parity_lines, header)
     else:
         ranked, count = _text_only(u, parity_lines)
     cache: dict[tuple[bytes, bool], npt.NDArray[np.uint32]] = {}
@@ -1137,10 +1520,15 @@ def _covered(
 
 
 def _bit_order(
-    u: dict[int, npt.NDArray[np.uint64]], frames: _Frames, parity_lines: int
+    u: dict[int, npt.NDArray[np.uint64]],
+    frames: _Frames,
+    parity_lines: int,
+    header: tuple[int | None, int] = (REFERENCE.datalink.frame_types["data"], 8),
 ) -> tuple[list[tuple[int, int, list[int]]], int]:
     """The assignments (payload score, check words per frame, position of each raw
-    column) agreeing with the frames' length fields and headers, best first; how many."""
+    column) agreeing with the frames' length fields and headers, best first; how many.
+    ``header``: the DATA type code (None: unknown, its bits not used) and the sequence
+    bits the DATA headers are taken to count with (see :func:`_header_guesses`)."""
     m = 16 + parity_lines
     commands = {code for pair in REFERENCE.application.commands.values() for code in pair}
     results = []
@@ -1161,14 +1549,16 @@ def _bit_order(
                 masks.append(full)
                 if length > 0:
                     # a DATA frame: type 1, sequence counting from 0 each way, bits 10-11 zero
-                    head = REFERENCE.datalink.frame_types["data"] << 12 | seq
+                    head = (header[0] or 0) << 12 | seq
                     mask = np.ones(m, np.uint8)
                     mask[8:10] = 0  # unit marks may be there
                     mask[16:] = 0
+                    if header[0] is None:
+                        mask[12:16] = 0
                     raws.append(words[p + 1])
                     known.append(head)
                     masks.append(mask)
-                    seq = (seq + 1) & 0xFF
+                    seq = (seq + 1) % (1 << header[1])
         if len(known) < 2:
             continue
         ok = _consistent(
@@ -1566,6 +1956,8 @@ def _fit_cancel(seen: _Seen, ap: ApplicationSection, found: _Found, unfitted: li
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, int):
         return f"{v:#06x}" if v > 9 else str(v)
     if isinstance(v, str):
@@ -1575,6 +1967,17 @@ def _value(v: Any) -> str:
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(v)
+
+
+_DECIMAL = {  # counts and times, written in decimal (codes and words in hexadecimal)
+    "setup_ns",
+    "hold_ns",
+    "turnaround_ns",
+    "handshake_timeout_ms",
+    "sequence_bits",
+    "window",
+    "max_payload_words",
+}
 
 
 def fit_toml(fit: Fit, source: str) -> str:
@@ -1604,7 +2007,8 @@ def fit_toml(fit: Fit, source: str) -> str:
                 continue
             seen.add(key)
             evidence = f.evidence.replace("\n", " ")
-            out.append(f"{key} = {_value(f.value)}  # {f.confidence}: {evidence}")
+            value = str(f.value) if key in _DECIMAL else _value(f.value)
+            out.append(f"{key} = {value}  # {f.confidence}: {evidence}")
         out.append("")
     out.append("# which probe carries which line (capture decode reads this table)")
     out.append("[channels]")

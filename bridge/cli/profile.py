@@ -105,6 +105,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="a probe that changes back within NS is taken not to have changed (default 10, "
         "as in 'capture decode')",
     )
+    fit.add_argument(
+        "--max-words",
+        type=whole(1_000, 10_000_000),
+        default=50_000,
+        metavar="N",
+        help="fit the lines, orders and checks on the first N words (default 50000; memory "
+        "grows with N, not with the capture), then decode the whole capture to choose and "
+        "check the upper layers",
+    )
     fit.add_argument("--out", type=Path, required=True, metavar="PROFILE.toml", help="write here")
     fit.set_defaults(handler=_fit)
 
@@ -262,7 +271,7 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
     cmap = load_map(args.map) if args.map is not None else None
     if args.out.is_dir():
         raise ConfigError(f"--out {args.out}: a folder, not a file")
-    fit = fit_capture(args.capture, cmap, args.glitch_ns)
+    fit = fit_capture(args.capture, cmap, args.glitch_ns, args.max_words)
     args.out.write_text(fit_toml(fit, str(args.capture)), encoding="utf-8")
     sure = sum(1 for f in fit.findings if f.confidence == "high")
     print(
