@@ -868,8 +868,22 @@ def _fit(path: str | Path, probes: list[str], ch: Changes, cmap: ChannelMap | No
         if name not in channels and probe not in taken and probe in probes:
             channels[name] = (probe, inverted)  # the map's, as given (READY, BREQ, PERR...)
             fit.channel_notes[probe] = f"{name}: as the channel map (--map) says"
+    breq = [
+        i
+        for i in lines.direction
+        if i != dirp and ((_bits(sampled, i) != dcol).all() or (_bits(sampled, i) == dcol).all())
+    ]
+    if breq and "BREQ" not in channels:
+        i = breq[0]
+        channels["BREQ"] = (probes[i], bool(_bits(sampled[:1], i)[0]))
+        fit.channel_notes[probes[i]] = (
+            f"BREQ: changes only where the bus changes hands, with DIR in every one of "
+            f"{len(sampled)} words; taken as asserted while B drives; low: the capture shows "
+            f"neither line idle, so which of the two is DIR and which BREQ cannot be told "
+            f"(either way decodes alike)"
+        )
     for i in lines.direction:
-        if i != dirp:
+        if i != dirp and i not in breq[:1]:
             fit.unfitted.append(
                 f"probe {probes[i]}: changes only where the bus changes hands (BREQ, the "
                 f"complement of DIR?): left out, DIR suffices to decode"
