@@ -111,7 +111,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     emu.add_argument("--attempts", type=whole(1), default=3, help="tries per image (default 3)")
     emu.add_argument(
-        "--timeout", type=seconds, default=60.0, help="seconds to wait for each response"
+        "--timeout",
+        type=seconds,
+        default=60.0,
+        help="scanner: seconds to wait for each response; receiver with --count: seconds to "
+        "wait for a scanner that went away to come back before giving up, exit status 1 "
+        "(default 60)",
     )
     emu.add_argument("--ae-title", default="SCANNER", help="our logical address")
     emu.add_argument("--called", default="ACRNEMA_BRIDGE", help="the other end's address")
@@ -337,9 +342,22 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
     writer = FolderWriter(args.out)
     responder = Responder(Endpoint(port, profile), writer, ae_title=args.ae_title)
     limit = args.count
+    endpoint = responder.endpoint
+    seen = [False]  # the scanner has been READY at least once
+
+    def gone() -> bool:
+        """With --count: the scanner came, went, and stayed away --timeout seconds (on
+        loop:// it can never come back; elsewhere it gave up): waiting on is a hang."""
+        seen[0] = seen[0] or endpoint.up
+        return (
+            limit is not None
+            and seen[0]
+            and not endpoint.up
+            and time.monotonic() - endpoint.up_changed > args.timeout
+        )
 
     def enough() -> bool:
-        return limit is not None and writer.count >= limit
+        return (limit is not None and writer.count >= limit) or gone()
 
     try:
         with stop_on_signals() as stop:
@@ -348,6 +366,13 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
         port.close()
         _vcd_done(args, profile, "B")
     say(f"emulate: received {writer.count} images into {args.out}")
+    if limit is not None and writer.count < limit:
+        say(
+            f"emulate: received {writer.count} of {limit} images: the scanner has been gone "
+            f"for more than {args.timeout:g} s (--timeout)",
+            level=logging.ERROR,
+        )
+        return 1
     return 0
 
 
