@@ -13,9 +13,14 @@ import itertools
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+from emulated import emulate
 
+from bridge.acrnema.physical import parity_bits
+from bridge.capture.decode import read_words
 from bridge.cli import main
+from bridge.profile import REFERENCE
 
 _names = itertools.count()
 
@@ -51,3 +56,47 @@ def test_a_receiver_with_faults_and_vcd_ends_when_its_scanner_gives_up(
     assert codes == [1]
     assert vcd.exists()
     assert "the scanner has been gone" in capsys.readouterr().err
+
+
+def _words(vcd: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The words of a reference-profile VCD: (words, sides, parity good, PERR)."""
+    got = list(read_words(vcd))
+    words = np.concatenate([r.words for r in got])
+    parity = np.concatenate([r.parity for r in got])
+    good = parity_bits(words, REFERENCE.physical.parity) == parity
+    return (
+        words,
+        np.concatenate([r.sides for r in got]),
+        good,
+        np.concatenate([r.perr for r in got]),
+    )
+
+
+@pytest.mark.parametrize("end", ["scanner", "receiver"])
+def test_the_vcd_shows_perr_with_every_word_damaged_on_the_wire(tmp_path: Path, end: str) -> None:
+    """Faults on one end's port damage words both ways; that end's --vcd shows the bus,
+    so a damaged word is there as the wire carried it (damaged) and its receiver's answer
+    carries PERR (the reference profile: PERR, driven by the receiver with ACK). The
+    scanner's VCD showed its own damaged words clean and never PERR for them. Which words
+    a seed damages depends on how the words were batched: seeds are tried until one run
+    damaged words both ways (the few words going back may escape)."""
+    mine = 0 if end == "scanner" else 1
+    for seed in range(1, 9):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        vcd = run / "bus.vcd"
+        options: dict[str, list[str]] = {"scanner": [], "receiver": []}
+        options[end] = ["--faults", f"flip=3e-3,seed={seed}", "--vcd", str(vcd)]
+        emulate(
+            run / "rx",
+            images=1,
+            size=32,
+            scanner=options["scanner"],
+            receiver=options["receiver"],
+        )
+        _, sides, good, perr = _words(vcd)
+        if (~good[sides == mine]).any() and (~good[sides != mine]).any():
+            break
+    else:
+        pytest.fail(f"in 8 runs, the {end}'s VCD never showed damage both ways")
+    assert np.array_equal(perr, ~good)  # PERR with every damaged word and no other

@@ -129,7 +129,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=Path,
         metavar="OUT",
         help="also write the bus as this end saw it, both directions, as a Value Change Dump "
-        "(as 'trace export' does; the scanner is side A, the receiver side B)",
+        "(as 'trace export' does; the scanner is side A, the receiver side B); with --faults, "
+        "the words as the wire carried them, damaged ones with their receiver's PERR",
     )
     emu.set_defaults(handler=_emulate_command)
 
@@ -382,16 +383,26 @@ def _vcd_trace(args: argparse.Namespace) -> Path:
 
 
 def _vcd_port(args: argparse.Namespace, port: WordPort) -> WordPort:
-    """``--vcd``: the port, traced to a file next to the VCD (made into it at the end)."""
+    """``--vcd``: the port, traced to a file next to the VCD (made into it at the end).
+
+    The VCD is the bus, so with fault injection (``--faults``, ``faults+``) both ways are
+    traced on the wire's side of the faults: words received as they arrive, damaged, and
+    words sent as they leave the fault layer, damaged too (their receiver answers those
+    with PERR), not as this end meant them."""
     if args.vcd is None:
         return port
-    from bridge.ports.spy import SpyPort
+    from bridge.ports.faults import FaultyPort
+    from bridge.ports.spy import SentTap, SpyPort
 
+    faulty = isinstance(port, FaultyPort)
     try:
-        return SpyPort(port, _vcd_trace(args))
+        spy = SpyPort(port, _vcd_trace(args), sent=not faulty)
     except BaseException:
         port.close()
         raise
+    if isinstance(port, FaultyPort):
+        port.port = SentTap(port.port, spy.trace)
+    return spy
 
 
 def _vcd_done(args: argparse.Namespace, profile: Profile, side: str) -> None:
