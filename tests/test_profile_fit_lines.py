@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import tomllib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
-from emulated import emulate
+from emulated import emulate, sent_pixels
+from test_profile_fit import _scramble
 
 from bridge.acrnema.physical import parity_bits
 from bridge.capture.decode import read_words
@@ -100,3 +103,80 @@ def test_the_vcd_shows_perr_with_every_word_damaged_on_the_wire(tmp_path: Path, 
     else:
         pytest.fail(f"in 8 runs, the {end}'s VCD never showed damage both ways")
     assert np.array_equal(perr, ~good)  # PERR with every damaged word and no other
+
+
+def _fit(capture: Path, tmp: Path) -> tuple[str, dict[str, dict[str, object]]]:
+    """``profile fit`` of ``capture``, then ``capture decode`` with the fitted profile
+    alone, checked pixel-exact against the reference phantom: (the TOML, its channels)."""
+    fitted = tmp / "fitted.toml"
+    assert main(["profile", "fit", str(capture), "--out", str(fitted)]) == 0
+    out = tmp / "out"
+    assert (
+        main(["capture", "decode", str(capture), "--profile", str(fitted), "--out", str(out)]) == 0
+    )
+    got = [pydicom.dcmread(p).pixel_array for p in sorted(out.glob("IMG*.dcm"))]
+    sent = sent_pixels(None, images=1, size=32)
+    assert len(got) == 1 and np.array_equal(got[0], sent[0])
+    text = fitted.read_text()
+    return text, tomllib.loads(text)["channels"]
+
+
+def _note(text: str, probe: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f'"{probe}" = '))
+
+
+def test_perr_is_fitted_from_its_pulses_on_the_damaged_words(tmp_path: Path) -> None:
+    """A capture with words damaged on the wire (faults on the scanner's port): the probe
+    pulsing within the cycle of each damaged word, and no other, is PERR."""
+    for seed in range(1, 17):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        vcd = run / "bus.vcd"
+        emulate(
+            run / "rx",
+            images=1,
+            size=32,
+            scanner=["--faults", f"flip=1e-3,seed={seed}", "--vcd", str(vcd)],
+        )
+        _, _, good, _ = _words(vcd)
+        bad = np.flatnonzero(~good)
+        # the fit reads frames from the clean start of the link: damage after a while
+        if len(bad) >= 2 and bad[0] >= 800:
+            break
+    else:
+        pytest.fail("in 16 runs, none damaged two words after a clean start")
+    scrambled = run / "probes.vcd"
+    truth = _scramble(vcd, scrambled, seed=seed)
+    text, channels = _fit(scrambled, run)
+    perr = next(probe for probe, (line, _) in truth.items() if line == "PERR")
+    assert channels[perr] == {"line": "PERR", "inverted": truth[perr][1]}
+    assert f"each of the {len(bad)} word(s) whose parity is wrong" in _note(text, perr)
+    assert "; high" in _note(text, perr)
+    assert tomllib.loads(text)["physical"]["control_lines"] == ["DIR", "BREQ", "READY", "PERR"]
+    assert f"probe {perr}:" not in text  # not listed as unidentified
+
+
+@pytest.mark.parametrize("end", ["scanner", "receiver"])
+def test_the_ready_probes_are_fitted_as_a_pair_of_unknown_order(tmp_path: Path, end: str) -> None:
+    """In the scanner's VCD both READY lines are up from the start and drop together; in
+    the receiver's, READY_A rises later and drops first (with B's last frame after it).
+    Either way the fit maps the two probes as the READY pair and says plainly that their
+    order cannot be told and that either assignment decodes."""
+    vcd = tmp_path / "bus.vcd"
+    options: dict[str, list[str]] = {"scanner": [], "receiver": []}
+    options[end] = ["--vcd", str(vcd)]
+    emulate(tmp_path / "rx", images=1, size=32, **options)
+    scrambled = tmp_path / "probes.vcd"
+    truth = _scramble(vcd, scrambled, seed=4)
+    text, channels = _fit(scrambled, tmp_path)
+    want = {probe for probe, (line, _) in truth.items() if line.startswith("READY")}
+    got = {probe for probe, entry in channels.items() if str(entry["line"]).startswith("READY")}
+    assert got == want and len(got) == 2
+    for probe in got:
+        assert channels[probe]["inverted"] == truth[probe][1]  # the asserted level is known
+        assert "cannot be told" in _note(text, probe) and "either assignment" in _note(text, probe)
+    apart = "they change apart" in _note(text, next(iter(got)))
+    assert apart == (end == "receiver")
+    head = text.split('name = "fitted"', 1)[0]
+    assert "identified as a pair" in head and "either assignment decodes" in head
+    assert tomllib.loads(text)["physical"]["control_lines"] == ["DIR", "BREQ", "READY"]
