@@ -93,7 +93,7 @@ MAX_WORDS = 200_000  # words of the capture the fit reads (the start of it)
 MAX_CANDIDATES = 4_000  # bit orders scored, at most
 MAX_REFINE = 2_000  # bit orders tried against the check word, best scored first
 MAX_CRC_SEARCHES = 24  # all-polynomial CRC searches per strategy (each up to ~1 s)
-READY_TAIL_WORDS = 16  # words at the end a READY line may have dropped before
+READY_TAIL_WORDS = 64  # words at the end a READY line may have dropped before
 U64 = npt.NDArray[np.uint64]
 
 
@@ -1181,8 +1181,8 @@ def _control_lines(
     for i in candidates:
         if i in known:
             continue
-        # the same level at every word (but the last few: a side's last frame may be on
-        # the bus after the other side closed), changing between
+        # the same level at every word (but the last few: a side's last frames, an ACK,
+        # an answer, an abort, may be on the bus after the other side closed)
         level = _col(sampled, i)[: max(1, len(rows) - READY_TAIL_WORDS)]
         if (level == level[0]).all():
             ready.append((i, int(level[0])))
