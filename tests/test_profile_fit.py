@@ -232,3 +232,16 @@ def test_a_glitchy_capture_fits_with_the_glitch_filter(
     for probe, entry in channels.items():
         if re.fullmatch(r"D\d+|REQ|ACK", str(entry["line"])):
             assert truth[probe][0] == entry["line"], (probe, entry, truth[probe])
+
+
+def test_breq_is_mapped_as_the_mirror_of_dir(tmp_path: Path) -> None:
+    """The capture shows neither direction line idle, so DIR and BREQ may come out
+    swapped (both decode alike): the two probes must be mapped as the two lines."""
+    body = '[physical]\ncontrol_lines = ["DIR", "BREQ"]'
+    vcd, profile = emulate_vcd(tmp_path, body, images=1, size=16)
+    scrambled = tmp_path / "probes.vcd"
+    truth = _scramble(vcd, scrambled, seed=5)
+    channels = _fit_and_decode(scrambled, profile, tmp_path)
+    want = {probe for probe, (line, _) in truth.items() if line in ("DIR", "BREQ")}
+    got = {probe for probe, entry in channels.items() if entry["line"] in ("DIR", "BREQ")}
+    assert got == want and len(got) == 2

@@ -45,6 +45,11 @@ step by step, each step narrowing the next:
    ``session.mode`` and the text and binary byte orders is tried by decoding the capture
    with the passive observer (:class:`~bridge.capture.observe.Observer`); the one that
    yields the most messages and converted images wins.
+9. **Control lines** (:func:`_control_lines`): of the probes that change, but not with
+   the words, the one pulsing within the cycle of each word damaged on the wire (wrong
+   parity) and of no other is PERR; two at one level at every word are the READY pair,
+   in an order edges cannot tell. Words damaged on the wire are allowed: steps 5-7 read
+   the words before the first one (:func:`_before_damage`).
 
 9. **Timing** (:func:`_timing`): setup, hold and turnaround from the edges of the
    prefix (the median, or for turnaround the least, plus :data:`TIMING_MARGIN`), the
@@ -88,6 +93,7 @@ from bridge.capture.bus import Changes
 from bridge.capture.channels import ChannelMap
 from bridge.errors import CaptureError
 from bridge.profile import (
+    OPTIONAL_LINES,
     REFERENCE,
     SPI_COMMANDS,
     ApplicationSection,
@@ -105,6 +111,7 @@ ROWS_PER_WORD = 8  # rows of changes read per word of the prefix, at most (four-
 MAX_CANDIDATES = 4_000  # bit orders scored, at most
 MAX_REFINE = 2_000  # bit orders tried against the check word, best scored first
 MAX_CRC_SEARCHES = 24  # all-polynomial CRC searches per strategy (each up to ~1 s)
+READY_TAIL_WORDS = 64  # words at the end a READY line may have dropped before
 U64 = npt.NDArray[np.uint64]
 
 
@@ -312,18 +319,23 @@ def _classify(
         across[i] = int((flips & long_gap).sum())
         changes[i] = len(_edges(states, i))
     ranked = sorted(paced, key=lambda i: -paced[i])
-    parity_lines = None
-    for k in (2, 1, 0):
+    parity_lines, off = None, 0
+    # the XOR constant over every word; failing that, over all but 1% (words damaged on
+    # the wire, which their receiver answers with PERR); failing that, no parity line
+    for tolerant, k in itertools.product((False, True), (2, 1, 0)):
         top = ranked[: 16 + k]
         if len(top) < 16 + k or min(paced[i] for i in top) < 2:
             continue
         if k == 0:
-            parity_lines = 0
-            break
+            if tolerant:
+                parity_lines = 0
+                break
+            continue
         x = np.zeros(words, np.uint8)
         for i in top:
             x ^= _col(sampled, i)
-        if (x == x[0]).all():
+        off = int(min(np.count_nonzero(x), np.count_nonzero(x == 0)))
+        if off <= (words // 100 if tolerant else 0):
             parity_lines = k
             break
     if parity_lines is None:
@@ -340,7 +352,9 @@ def _classify(
         f"{len(data)} probes change between words at the word pace (at least "
         f"{min(paced[i] for i in data)} times)"
         + (
-            f", their XOR constant over {words} words: {parity_lines} parity line(s)"
+            f", their XOR constant over {words} words"
+            + (f" but {off} (damaged on the wire)" if off else "")
+            + f": {parity_lines} parity line(s)"
             if parity_lines
             else ", no XOR of 17 constant: no parity line"
         )
@@ -1137,6 +1151,8 @@ def _fit(
     sampled = states[rows]
     times = ch.times[rows]
     lines = _classify(sampled, times, states, hs, n)
+    damaged = _parity_damage(sampled, lines.data, lines.parity_lines)
+    sampled, times = _before_damage(path, sampled, times, damaged)
     if not lines.direction:
         raise CaptureError(
             f"{path}: no probe changes only where the bus changes hands: no DIR or BREQ line "
@@ -1228,13 +1244,30 @@ def _fit(
         if name not in channels and probe not in taken and probe in probes:
             channels[name] = (probe, inverted)  # the map's, as given (READY, BREQ, PERR...)
             fit.channel_notes[probe] = f"{name}: as the channel map (--map) says"
+    breq = [
+        i
+        for i in lines.direction
+        if i != dirp and ((_bits(sampled, i) != dcol).all() or (_bits(sampled, i) == dcol).all())
+    ]
+    if breq and "BREQ" not in channels:
+        i = breq[0]
+        channels["BREQ"] = (probes[i], bool(_bits(sampled[:1], i)[0]))
+        fit.channel_notes[probes[i]] = (
+            f"BREQ: changes only where the bus changes hands, with DIR in every one of "
+            f"{len(sampled)} words; taken as asserted while B drives; low: the capture shows "
+            f"neither line idle, so which of the two is DIR and which BREQ cannot be told "
+            f"(either way decodes alike)"
+        )
+    known = _control_lines(fit, channels, ph_keys, probes, states, ch.times, rows, lines, damaged)
     for i in lines.direction:
-        if i != dirp:
+        if i != dirp and i not in breq[:1] and i not in known:
             fit.unfitted.append(
                 f"probe {probes[i]}: changes only where the bus changes hands (BREQ, the "
                 f"complement of DIR?): left out, DIR suffices to decode"
             )
     for i in lines.other:
+        if i in known:
+            continue
         fit.unfitted.append(
             f"probe {probes[i]}: changes {len(_edges(states, i))} times, not with the words "
             f"(READY or PERR?): not identified, left out of the map"
@@ -1261,7 +1294,8 @@ def _fit(
         _find(fit, "physical.parity_lines", lines.parity_lines, lines.evidence, "high")
     if lines.parity_lines == 2:
         # the reference has no pins for PARITY_HI: those of a line this bus lacks
-        bus = replace(REFERENCE.physical, control_lines=("DIR",), parity_lines=2).bus_lines
+        controls = tuple(ph_keys["control_lines"])
+        bus = replace(REFERENCE.physical, control_lines=controls, parity_lines=2).bus_lines
         spare = next(n for n in REFERENCE.physical.pins if n not in bus)
         pair = REFERENCE.physical.pins[spare]
         ph_keys["pins"] = {"PARITY_HI": pair}
@@ -1273,7 +1307,16 @@ def _fit(
             f"(a logic analyser does not see pins: check them on the connector)",
             "low",
         )
-    _find(fit, "physical.control_lines", ["DIR"], fit.channel_notes[probes[dirp]], "medium")
+    _find(
+        fit,
+        "physical.control_lines",
+        ph_keys["control_lines"],
+        "; ".join(
+            fit.channel_notes[channels["READY_A" if name == "READY" else name][0]]
+            for name in _mapped_controls(channels)
+        ),
+        "medium",
+    )
     fit.cmap = ChannelMap(channels)
     # ---- data link: start word, check
     if start_word is not None:
@@ -1435,6 +1478,131 @@ def _refine_with(
         f"the frames' length fields and headers, none makes the frames' last word a 16-bit "
         f"sum or a CRC-16 (any polynomial, init, reflection, final XOR) over header and payload"
     )
+
+
+# ------------------------------------------------------------------ control lines
+
+
+def _parity_damage(sampled: U64, data: Sequence[int], parity_lines: int) -> npt.NDArray[np.bool_]:
+    """The words damaged on the wire: the XOR of their data and parity probes is not the
+    usual one (none can be told without a parity line)."""
+    x = np.zeros(len(sampled), np.uint8)
+    if not parity_lines:
+        return x.astype(bool)
+    for i in data:
+        x ^= _bits(sampled, i)
+    usual = np.uint8(np.count_nonzero(x) * 2 > len(x))
+    return np.asarray(x != usual)
+
+
+def _before_damage(
+    path: str | Path, sampled: U64, times: npt.NDArray[np.int64], damaged: npt.NDArray[np.bool_]
+) -> tuple[U64, npt.NDArray[np.int64]]:
+    """The words before the first damaged one: the frames, bit order and check are fitted
+    from those (a damaged length field or header would contradict the others); the
+    decoding steps, and PERR, read the whole capture."""
+    bad = np.flatnonzero(damaged)
+    if not len(bad):
+        return sampled, times
+    first = int(bad[0])
+    if first < 64:
+        raise CaptureError(
+            f"{path}: word {first} is already damaged (its parity is wrong): too few clean "
+            f"words before it to fit frames from (the fit needs the clean start of a link)"
+        )
+    log.warning(
+        "fit: %d damaged words; frames fitted from the %d before the first", len(bad), first
+    )
+    return sampled[:first], times[:first]
+
+
+def _mapped_controls(channels: dict[str, tuple[str, bool]]) -> list[str]:
+    """The control lines mapped, as ``physical.control_lines`` lists them (READY: both)."""
+    pair = "READY_A" in channels and "READY_B" in channels
+    return [n for n in OPTIONAL_LINES if n in channels or (n == "READY" and pair)]
+
+
+def _control_lines(
+    fit: Fit,
+    channels: dict[str, tuple[str, bool]],
+    ph_keys: dict[str, Any],
+    probes: Sequence[str],
+    states: U64,
+    times: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.intp],
+    lines: _Lines,
+    damaged: npt.NDArray[np.bool_],
+) -> set[int]:
+    """PERR and READY_A/READY_B among the probes that change, but not with the words,
+    from their edges (docs/capture.md, "Control lines"); with BREQ (mapped before) into
+    ``physical.control_lines``. Adds each to ``channels`` with its evidence (in
+    ``fit.channel_notes``); the probe indices identified.
+
+    PERR: a probe that leaves its idle level within the cycle of every word whose parity
+    is wrong, and of no other. READY: a probe at one level through every word (the link
+    is up only while both are asserted) that changes outside them; two such make the
+    pair, whose order edges alone cannot tell (either assignment decodes alike): one
+    may drop alone (a side resetting its link) or rise later (a side starting later), but
+    neither says whose it is."""
+    known: set[int] = set()
+    if not len(rows):
+        return known
+    mapped = {p for p, _ in channels.values()}
+    candidates = [i for i in lines.other + lines.direction if probes[i] not in mapped]
+    sampled = states[rows]
+    for i in candidates:
+        col = _col(states, i)
+        idle = int(np.count_nonzero(_col(sampled, i)) * 2 > len(rows))
+        # whether the probe left its idle level within each word's cycle
+        left = np.maximum.reduceat((col != idle).astype(np.uint8), rows).astype(bool)
+        hits = int(np.count_nonzero(left & damaged))
+        if hits and hits == int(np.count_nonzero(damaged)) == int(np.count_nonzero(left)):
+            if "PERR" in channels:
+                continue
+            channels["PERR"] = (probes[i], bool(idle))
+            fit.channel_notes[probes[i]] = (
+                f"PERR: pulses within the cycle of each of the {hits} word(s) whose parity is "
+                f"wrong, and of no other of {len(rows)}; idle level {idle}; "
+                + ("high" if hits >= 2 else "medium: one damaged word only")
+            )
+            known.add(i)
+    ready = []
+    for i in candidates:
+        if i in known:
+            continue
+        # the same level at every word (but the last few: a side's last frames, an ACK,
+        # an answer, an abort, may be on the bus after the other side closed)
+        level = _col(sampled, i)[: max(1, len(rows) - READY_TAIL_WORDS)]
+        if (level == level[0]).all():
+            ready.append((i, int(level[0])))
+    if len(ready) == 2:
+        (a, level_a), (b, level_b) = ready
+        ea, eb = _edges(states, a), _edges(states, b)
+        together = len(ea) == len(eb) and bool((ea == eb).all())
+        how = (
+            f"both change at the same {len(ea)} instant(s), outside the words"
+            if together
+            else f"they change apart ({len(ea)} and {len(eb)} edges, the first at "
+            f"{int(times[ea[0]])} and {int(times[eb[0]])} ns)"
+        )
+        note = (
+            f"READY pair: {probes[a]} and {probes[b]} are at one level at every one of "
+            f"{len(rows)} words (words pass only while both READY lines are asserted) "
+            f"and {how}; low: which is READY_A and which READY_B cannot be told from this "
+            f"capture's edges; either assignment decodes alike (decoding does not read READY)"
+        )
+        channels["READY_A"] = (probes[a], not level_a)
+        channels["READY_B"] = (probes[b], not level_b)
+        fit.channel_notes[probes[a]] = "READY_A (or READY_B): " + note
+        fit.channel_notes[probes[b]] = "READY_B (or READY_A): " + note
+        fit.unfitted.append(
+            f"READY_A/READY_B order: {probes[a]} and {probes[b]} are the two READY lines, "
+            f"identified as a pair; which is which cannot be told from this capture (mapped "
+            f"in the order found); either assignment decodes alike"
+        )
+        known |= {a, b}
+    ph_keys["control_lines"] = _mapped_controls(channels)
+    return known
 
 
 def _mapped_lines(lines: _Lines, cmap: ChannelMap, probes: Sequence[str]) -> _Lines:

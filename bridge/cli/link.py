@@ -111,7 +111,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     emu.add_argument("--attempts", type=whole(1), default=3, help="tries per image (default 3)")
     emu.add_argument(
-        "--timeout", type=seconds, default=60.0, help="seconds to wait for each response"
+        "--timeout",
+        type=seconds,
+        default=60.0,
+        help="scanner: seconds to wait for each response; receiver with --count: seconds to "
+        "wait for a scanner that went away to come back before giving up, exit status 1 "
+        "(default 60)",
     )
     emu.add_argument("--ae-title", default="SCANNER", help="our logical address")
     emu.add_argument("--called", default="ACRNEMA_BRIDGE", help="the other end's address")
@@ -124,7 +129,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=Path,
         metavar="OUT",
         help="also write the bus as this end saw it, both directions, as a Value Change Dump "
-        "(as 'trace export' does; the scanner is side A, the receiver side B)",
+        "(as 'trace export' does; the scanner is side A, the receiver side B); with --faults, "
+        "the words as the wire carried them, damaged ones with their receiver's PERR",
     )
     emu.set_defaults(handler=_emulate_command)
 
@@ -337,9 +343,22 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
     writer = FolderWriter(args.out)
     responder = Responder(Endpoint(port, profile), writer, ae_title=args.ae_title)
     limit = args.count
+    endpoint = responder.endpoint
+    seen = [False]  # the scanner has been READY at least once
+
+    def gone() -> bool:
+        """With --count: the scanner came, went, and stayed away --timeout seconds (on
+        loop:// it can never come back; elsewhere it gave up): waiting on is a hang."""
+        seen[0] = seen[0] or endpoint.up
+        return (
+            limit is not None
+            and seen[0]
+            and not endpoint.up
+            and time.monotonic() - endpoint.up_changed > args.timeout
+        )
 
     def enough() -> bool:
-        return limit is not None and writer.count >= limit
+        return (limit is not None and writer.count >= limit) or gone()
 
     try:
         with stop_on_signals() as stop:
@@ -348,6 +367,13 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
         port.close()
         _vcd_done(args, profile, "B")
     say(f"emulate: received {writer.count} images into {args.out}")
+    if limit is not None and writer.count < limit:
+        say(
+            f"emulate: received {writer.count} of {limit} images: the scanner has been gone "
+            f"for more than {args.timeout:g} s (--timeout)",
+            level=logging.ERROR,
+        )
+        return 1
     return 0
 
 
@@ -357,16 +383,26 @@ def _vcd_trace(args: argparse.Namespace) -> Path:
 
 
 def _vcd_port(args: argparse.Namespace, port: WordPort) -> WordPort:
-    """``--vcd``: the port, traced to a file next to the VCD (made into it at the end)."""
+    """``--vcd``: the port, traced to a file next to the VCD (made into it at the end).
+
+    The VCD is the bus, so with fault injection (``--faults``, ``faults+``) both ways are
+    traced on the wire's side of the faults: words received as they arrive, damaged, and
+    words sent as they leave the fault layer, damaged too (their receiver answers those
+    with PERR), not as this end meant them."""
     if args.vcd is None:
         return port
-    from bridge.ports.spy import SpyPort
+    from bridge.ports.faults import FaultyPort
+    from bridge.ports.spy import SentTap, SpyPort
 
+    faulty = isinstance(port, FaultyPort)
     try:
-        return SpyPort(port, _vcd_trace(args))
+        spy = SpyPort(port, _vcd_trace(args), sent=not faulty)
     except BaseException:
         port.close()
         raise
+    if isinstance(port, FaultyPort):
+        port.port = SentTap(port.port, spy.trace)
+    return spy
 
 
 def _vcd_done(args: argparse.Namespace, profile: Profile, side: str) -> None:

@@ -45,6 +45,7 @@ from bridge.ports.base import LinkLost, PortError, WordPort
 
 __all__ = [
     "MAGIC",
+    "SentTap",
     "SpyPort",
     "TraceRecord",
     "TraceWriter",
@@ -118,10 +119,13 @@ class TraceWriter:
 class SpyPort(WordPort):
     """``port``, recording what crosses it to ``trace``."""
 
-    def __init__(self, port: WordPort, trace: str | Path, url: str | None = None) -> None:
+    def __init__(
+        self, port: WordPort, trace: str | Path, url: str | None = None, *, sent: bool = True
+    ) -> None:
         self.port = port
         self.url = url if url is not None else f"spy+{port.url}"
         self.trace = TraceWriter(trace)
+        self.sent = sent  # record the words sent (False: something below records them)
         self._ready = True
         self._line: int | None = None
         self._closed = False
@@ -135,7 +139,7 @@ class SpyPort(WordPort):
     def send(self, buffer: WordBuffer) -> None:
         buffer = as_buffer(buffer)
         self._call(lambda: self.port.send(buffer))
-        if len(buffer.words):
+        if self.sent and len(buffer.words):
             self.trace.write("out", buffer)
 
     def recv(self, timeout: float) -> WordBuffer:
@@ -182,6 +186,39 @@ class SpyPort(WordPort):
         if word != self._line:
             self._line = word
             self.trace.write("line", WordBuffer(np.array([word], np.uint16), np.zeros(1, np.uint8)))
+
+
+class SentTap(WordPort):
+    """``port``, recording only the words sent, to another port's trace: below a fault
+    layer, so that a :class:`SpyPort` above it (made with ``sent=False``) traces both ways
+    on the wire's side of the faults (``emulate --vcd``)."""
+
+    def __init__(self, port: WordPort, trace: TraceWriter) -> None:
+        self.port = port
+        self.url = port.url
+        self.trace = trace
+
+    @property
+    def peer_ready(self) -> bool:
+        return self.port.peer_ready
+
+    def send(self, buffer: WordBuffer) -> None:
+        buffer = as_buffer(buffer)
+        self.port.send(buffer)
+        if len(buffer.words):
+            self.trace.write("out", buffer)
+
+    def recv(self, timeout: float) -> WordBuffer:
+        return self.port.recv(timeout)
+
+    def set_ready(self, ready: bool) -> None:
+        self.port.set_ready(ready)
+
+    def wait_peer(self, timeout: float) -> bool:
+        return self.port.wait_peer(timeout)
+
+    def close(self) -> None:
+        self.port.close()
 
 
 def split_spy_url(url: str) -> tuple[str, str | None]:
