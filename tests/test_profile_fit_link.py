@@ -167,3 +167,17 @@ def test_a_length_only_capture_cut_inside_a_frame_by_the_prefix_still_fits(
         assert main(["profile", "fit", str(vcd), "--max-words", str(n), "--out", str(fitted)]) == 0
         assert tomllib.loads(fitted.read_text())["datalink"]["delimiting"] == "length_only"
         _decodes_back(tmp_path / str(n), vcd, fitted, profile)
+
+
+def test_the_application_fit_keeps_no_data_set(tmp_path: Path) -> None:
+    # the application keys are read from up to MAX_MESSAGES messages: were their data sets
+    # kept, the fit's memory would grow with the images up to 2,000 of them
+    from bridge.capture.channels import reference_map
+    from bridge.capture.fit import _observed
+    from bridge.profile import REFERENCE
+
+    vcd, _ = emulate_vcd(tmp_path, "", images=2, size=64)
+    seen = _observed(REFERENCE, reference_map(REFERENCE.physical), vcd)
+    stores = [m for _, m in seen.messages if m.command.field == 0x0001]
+    assert len(stores) == 2
+    assert all(len(m.data) <= 1 for _, m in seen.messages), [len(m.data) for _, m in seen.messages]

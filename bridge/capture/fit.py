@@ -1868,7 +1868,7 @@ _Found = dict[str, tuple[Any, str, str]]  # key -> (value, evidence, confidence)
 class _Seen:
     """The messages of a capture, as the application fit reads them."""
 
-    messages: list[tuple[str, Message]]  # (side, message), in order
+    messages: list[tuple[str, Message]]  # (side, message), in order; data: its first byte
     unreadable: list[str]  # the side of each message no command could be read from
     scanner: str  # the side that sends the store requests (A when none is seen)
 
@@ -1904,7 +1904,10 @@ def _observed(profile: Profile, cmap: ChannelMap, path: str | Path) -> _Seen:
         for rec in words_of(reader, probe, cmap):
             for item in _observe(observer, rec):
                 if item.message is not None:
-                    messages.append((item.direction, item.message))
+                    # only whether a data set came is read: its first byte stands for it,
+                    # so memory stays bounded by MAX_MESSAGES commands, not images
+                    kept = replace(item.message, data=item.message.data[:1])
+                    messages.append((item.direction, kept))
                 elif item.layer == "sync" and item.text.startswith("unreadable message"):
                     unreadable.append(item.direction)
             if len(messages) >= MAX_MESSAGES:
