@@ -182,6 +182,34 @@ def test_cancel_is_answered_as_the_profile_says(
     assert responder.stats.unknown == (1 if status == 0xC000 else 0)
 
 
+@pytest.mark.parametrize(
+    ("profile_text", "said"),
+    [
+        ("", "CANCEL answered with status C000H (cannot_understand)"),
+        (
+            '[application]\ncancel_answer = "success"\n[application.commands]\n'
+            "cancel = [0x0FFF, 0x8FFF]",
+            "CANCEL answered with status 0000H (success)",
+        ),
+        ('[application]\ncancel_answer = "none"', "CANCEL sent; no answer, as the profile says"),
+    ],
+    ids=["reference", "8fff-success", "none"],
+)
+def test_emulate_cancel_sends_a_cancel_first_and_says_the_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], profile_text: str, said: str
+) -> None:
+    """``emulate --cancel``: the emulated scanner sends CANCEL before its images, as the
+    1993 Philips scanner did (evidence N1), and says how it was answered."""
+    import emulated
+
+    profile = tmp_path / "profile.toml"
+    profile.write_text(profile_text + "\n")
+    emulated.emulate(tmp_path / "in", images=1, size=32, profile=profile, scanner=["--cancel"])
+    out = capsys.readouterr()
+    assert f"emulate: {said}" in out.out + out.err
+    assert len(received(tmp_path / "in")) == 1
+
+
 def test_the_cancel_answer_is_8fff_with_success(tmp_path: Path) -> None:
     profile = app(cancel_answer="success", commands={"cancel": [0x0FFF, 0x8FFF]})
     port_a, port_b = loop_pair()

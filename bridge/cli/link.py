@@ -30,6 +30,7 @@ from bridge.settings import Settings
 
 if TYPE_CHECKING:
     from bridge.cli.common import StatusParts
+    from bridge.link.requester import Scanner
     from bridge.ports.base import WordPort
     from bridge.profile import Profile
 
@@ -123,6 +124,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     emu.add_argument("--out", type=Path, metavar="DIR", help="receiver: where to write images")
     emu.add_argument(
         "--count", type=whole(1), metavar="N", help="receiver: stop after N images (default: never)"
+    )
+    emu.add_argument(
+        "--cancel",
+        action="store_true",
+        help="scanner: send a CANCEL before the images, as the 1993 Philips scanner did, and "
+        "say how it was answered (application.cancel_answer; the link goes on either way)",
     )
     emu.add_argument(
         "--vcd",
@@ -312,6 +319,8 @@ def _emulate(args: argparse.Namespace, profile: Profile) -> int:
 
     start = time.monotonic()
     try:
+        if args.cancel:
+            _cancel(scanner, profile, args.timeout)
         results = scanner.send(images, progress)
         scanner.close()
     finally:
@@ -375,6 +384,20 @@ def _receive(args: argparse.Namespace, profile: Profile) -> int:
         )
         return 1
     return 0
+
+
+def _cancel(scanner: Scanner, profile: Profile, timeout: float) -> None:
+    """``emulate --cancel``: one CANCEL, and what answered it."""
+    if profile.application.cancel_answer == "none":
+        scanner.cancel(timeout=min(timeout, 2.0))
+        say("emulate: CANCEL sent; no answer, as the profile says")
+        return
+    status = scanner.cancel(timeout=timeout)
+    if status is None:
+        say(f"emulate: CANCEL sent; no answer within {timeout:g} s", level=logging.WARNING)
+        return
+    name = scanner.table.status_name(status)
+    say(f"emulate: CANCEL answered with status {status:04X}H ({name})")
 
 
 def _vcd_trace(args: argparse.Namespace) -> Path:
