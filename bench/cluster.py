@@ -1,7 +1,7 @@
 """``convert --cluster`` against ``convert --jobs 2``: the overhead of running on Dask.
 
-Usage: ``python bench/cluster.py [--count N] [--rounds R] [--keep DIR]`` (results:
-docs/benchmarks.md).
+Usage: ``python bench/cluster.py [--count N] [--rounds R] [--worker-config FILE] [--keep DIR]``
+(results: docs/benchmarks.md).
 
 Generates N 512x512 ACR-NEMA 2.0 CT slices with the project's phantom generator, starts
 Dask's own ``dask scheduler`` and two ``dask worker --nthreads 1`` processes on 127.0.0.1
@@ -15,10 +15,17 @@ alternating, R times each way:
 Each run is timed on the wall clock including the command's start-up, into a fresh OUT.
 It prints the best and the median of each, and the overhead of the cluster run from the
 best runs (goal: at most 15 %, issue 14): on a shared machine other work only ever adds
-time, so the best of several alternating runs is the figure least skewed by it. It
-checks both ways wrote the same files. Then it times the fixed cost: a batch of one
-input each way, and `python -c 'import distributed'` alone (best of 3). Exit 1 when a
-run fails.
+time, so the best of several alternating runs is the figure least skewed by it. Beside
+the wall clock it prints the CPU seconds each way used (median): the command's with its
+own worker processes, and the Dask processes' (scheduler, nannies, workers) during the
+run; other work on the machine changes these far less than the wall clock, so they show
+where the time goes on a busy machine. It checks both ways wrote the same files. Then it
+times the fixed cost: a batch of one input each way, and `python -c 'import distributed'`
+alone (best of 3). Exit 1 when a run fails.
+
+The workers run with Dask's defaults, as ``dask worker`` starts them; ``--worker-config
+FILE`` starts them with that Dask configuration file as well (``DASK_CONFIG``), e.g. the
+one docs/archival.md suggests for conversion workers.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -56,9 +64,27 @@ def _free_port() -> int:
         return port
 
 
-def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as sink:
-        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+
+
+def _session_cpu(sessions: set[int]) -> float:
+    """User + system seconds so far of the live processes in ``sessions`` (a nanny's worker
+    process is in its nanny's session)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[3]) in sessions:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_for(log: Path, text: str, count: int, what: str) -> None:
@@ -69,13 +95,18 @@ def _wait_for(log: Path, text: str, count: int, what: str) -> None:
         time.sleep(0.1)
 
 
-def _timed(argv: list[str]) -> float:
+def _timed(argv: list[str], sessions: set[int] | None = None) -> tuple[float, float, float]:
+    """Wall seconds of ``argv``, its CPU seconds (with its children), and those of the
+    processes in ``sessions`` meanwhile."""
+    before = _session_cpu(sessions or set()), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(f"{' '.join(argv[:3])}... exited {done.returncode}: {done.stderr[-800:]}")
-    return elapsed
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after.ru_utime - before[1].ru_utime) + (after.ru_stime - before[1].ru_stime)
+    return elapsed, own, _session_cpu(sessions or set()) - before[0]
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -86,9 +117,17 @@ def _same_tree(a: Path, b: Path) -> bool:
     return all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
 
 
-def bench(work: Path, count: int, rounds: int) -> None:
+def bench(work: Path, count: int, rounds: int, worker_config: Path | None) -> None:
     if not DASK.exists():
         raise BenchError(f"{DASK} not found: make venv installs dask[distributed]")
+    header = machine_lines(
+        f"acrnema-bridge {__version__}, {tool_version([str(DASK), '--version'])}"
+    )
+    worker_env = None
+    if worker_config is not None:
+        if not worker_config.is_file():
+            raise BenchError(f"--worker-config {worker_config}: no such file")
+        worker_env = {**os.environ, "DASK_CONFIG": str(worker_config.absolute())}
     src = work / "src"
     _generate(src, count)
     port = _free_port()
@@ -108,18 +147,23 @@ def bench(work: Path, count: int, rounds: int) -> None:
                 _start(
                     [str(DASK), "worker", url, "--nthreads", "1", "--host", "127.0.0.1", *common],
                     work / f"worker{n}.log",
+                    worker_env,
                 )
             )
         _wait_for(scheduler_log, "Register worker", 2, "two workers")
         ours = ours_command()
+        sessions = {process.pid for process in processes}
         times: dict[str, list[float]] = {"jobs": [], "cluster": []}
+        cpu: dict[str, list[tuple[float, float]]] = {"jobs": [], "cluster": []}
         start: dict[str, list[float]] = {"jobs": [], "cluster": [], "import": []}
         for r in range(rounds):
             for way, extra in (("jobs", ["--jobs", "2"]), ("cluster", ["--cluster", url])):
                 out = work / f"out-{way}-{r}"
-                times[way].append(
-                    _timed([*ours, "convert", str(src), "--out", str(out), "--quiet", *extra])
+                wall, own, dask = _timed(
+                    [*ours, "convert", str(src), "--out", str(out), "--quiet", *extra], sessions
                 )
+                times[way].append(wall)
+                cpu[way].append((own, dask))
             if not _same_tree(work / f"out-jobs-{r}", work / f"out-cluster-{r}"):
                 raise BenchError("the cluster and --jobs 2 wrote different files")
         # the fixed cost: a batch of one input each way, and importing distributed alone
@@ -128,8 +172,8 @@ def bench(work: Path, count: int, rounds: int) -> None:
             for way, extra in (("jobs", ["--jobs", "2"]), ("cluster", ["--cluster", url])):
                 out = work / f"one-{way}-{r}"
                 start[way].append(_timed([*ours, "convert", str(one), "--out", str(out),
-                                          "--quiet", *extra]))  # fmt: skip
-            start["import"].append(_timed([sys.executable, "-c", "import distributed"]))
+                                          "--quiet", *extra])[0])  # fmt: skip
+            start["import"].append(_timed([sys.executable, "-c", "import distributed"])[0])
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
@@ -137,19 +181,23 @@ def bench(work: Path, count: int, rounds: int) -> None:
     best_local, best_remote = min(times["jobs"]), min(times["cluster"])
     local, remote = statistics.median(times["jobs"]), statistics.median(times["cluster"])
     overhead = best_remote / best_local - 1
-    for line in machine_lines(
-        f"acrnema-bridge {__version__}, {tool_version([str(DASK), '--version'])}"
-    ):
+    for line in header:
         print(line)
-    print(f"{count} slices 512x512, {rounds} rounds each, alternating")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average after the runs: {load}")
+    workers = "Dask's defaults" if worker_config is None else f"DASK_CONFIG={worker_config}"
+    print(f"{count} slices 512x512, {rounds} rounds each, alternating; workers: {workers}")
     for name, key, best, median in (
         ("--jobs 2", "jobs", best_local, local),
         ("--cluster (2 workers x 1 thread)", "cluster", best_remote, remote),
     ):
         runs = ", ".join(f"{t:.2f}" for t in times[key])
+        own = statistics.median(c[0] for c in cpu[key])
+        dask = statistics.median(c[1] for c in cpu[key])
         print(
             f"{name}: best {best:.2f} s ({count / best:.0f} files/s), median {median:.2f} s; "
-            f"runs {runs}"
+            f"runs {runs}; CPU s (median): command {own:.2f}, Dask processes {dask:.2f}, "
+            f"sum {own + dask:.2f}"
         )
     print(
         f"one-input batch, best of 3: --jobs 2 {min(start['jobs']):.2f} s, --cluster "
@@ -167,11 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="slices (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="runs each way (default 3)")
+    parser.add_argument(
+        "--worker-config",
+        type=Path,
+        help="start the workers with this Dask configuration file too (DASK_CONFIG)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this (empty) folder and keep it")
     args = parser.parse_args(argv)
     if args.count < 1 or args.rounds < 1:
         parser.error("--count and --rounds must be at least 1")
-    return run_in(args.keep, lambda work: bench(work, args.count, args.rounds))
+    return run_in(args.keep, lambda work: bench(work, args.count, args.rounds, args.worker_config))
 
 
 if __name__ == "__main__":
