@@ -48,6 +48,7 @@ eighth, 4 at least). At most 64, so a stopped batch or a lost worker redoes litt
 _SHARE = 2  # a task takes 1/_SHARE of what is left per worker thread
 _WINDOW_PER_THREAD = 4  # tasks in flight per worker thread
 _CONNECT_TIMEOUT_S = 10
+_TRIM = "MALLOC_TRIM_THRESHOLD_"  # set by a nanny for its worker (docs/archival.md)
 
 _URL = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
@@ -62,19 +63,37 @@ def check_cluster_url(url: str) -> str:
     return url
 
 
-def _check_folder(folder: str) -> str:
-    """On a worker: that ``folder`` is there and writable, else why not (one line)."""
+def _check_worker(folder: str, dask_worker: Any = None) -> tuple[str, str, str]:
+    """On a worker (Dask passes ``dask_worker``): (why ``folder`` is not there or not
+    writable, or ""; the worker's name; its ``MALLOC_TRIM_THRESHOLD_``, or "")."""
     import os
     import socket
     import tempfile
 
+    name = str(getattr(dask_worker, "name", "") or socket.gethostname())
+    trim = os.environ.get(_TRIM, "")
     try:
         fd, probe = tempfile.mkstemp(prefix=".tmp-cluster-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        return f"{socket.gethostname()}: cannot write {folder}: {exc.strerror or exc}"
-    return ""
+        return f"{socket.gethostname()}: cannot write {folder}: {exc.strerror or exc}", name, trim
+    return "", name, trim
+
+
+def _say_allocator(facts: list[tuple[str, str, str]]) -> None:
+    """Name the workers whose nanny set ``MALLOC_TRIM_THRESHOLD_``: with it every
+    pixel-sized buffer is an mmap, and conversion costs about 20 % more CPU."""
+    slowed = sorted(name for _, name, trim in facts if trim)
+    if slowed:  # a WARNING: INFO is not shown by convert, and this costs a site real time
+        log.warning(
+            "%d of %d workers run with %s set (%s), which makes conversion about 20 %% "
+            "slower; docs/archival.md, 'Worker settings', shows how to unset it",
+            len(slowed),
+            len(facts),
+            _TRIM,
+            ", ".join(slowed),
+        )
 
 
 def _convert_chunk(
@@ -132,12 +151,14 @@ def run_on_cluster(
         threads = sum(client.nthreads().values())
         if threads == 0:
             raise ConfigError(f"the Dask scheduler at {url} has no workers")
-        problems = [p for p in client.run(_check_folder, str(out)).values() if p]
+        facts = list(client.run(_check_worker, str(out)).values())
+        problems = [problem for problem, _, _ in facts if problem]
         if problems:
             raise ConfigError(
                 f"OUT must be writable on every worker of {url}: {'; '.join(problems)}"
             )
         log.info("converting on %s: %d worker threads", url, threads)
+        _say_allocator(facts)
         chunks = _chunks(inputs, threads)
         window = max(2, threads * _WINDOW_PER_THREAD)
         # results are fetched by the client's own thread as each task ends, not by one

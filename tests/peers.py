@@ -445,10 +445,18 @@ def _die_with_parent() -> None:
 class PeerProcess:
     """A server process confined to loopback, in its own process group, time-limited."""
 
-    def __init__(self, argv: list[str], *, log: Path, shim: Path, cwd: Path) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        log: Path,
+        shim: Path,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = argv
         self.log = log
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), env.get("LD_PRELOAD")]))
         timeout = require_tool("timeout")
         with log.open("wb") as sink:

@@ -34,7 +34,8 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path, loopback_shim: Path) -> Iterator[Cluster]:
-    """A scheduler and two one-thread workers without nannies (a killed worker stays dead)."""
+    """A scheduler and two one-thread workers without nannies (a killed worker stays dead);
+    w2 runs with the allocator setting a nanny gives its worker (MALLOC_TRIM_THRESHOLD_)."""
     if not DASK.exists():
         peers.unavailable(
             f"{DASK} not found (dask[distributed] is in the dev extra: make venv)",
@@ -60,6 +61,7 @@ def cluster(tmp_path: Path, loopback_shim: Path) -> Iterator[Cluster]:
                     log=tmp_path / f"worker{n}.log",
                     shim=loopback_shim,
                     cwd=tmp_path,
+                    env={"MALLOC_TRIM_THRESHOLD_": "65536"} if n == 2 else None,
                 )
             )  # fmt: skip
         scheduler.wait_until(lambda: running.registered() >= 2, "two registered workers")
@@ -201,3 +203,18 @@ def test_a_batch_goes_in_few_tasks_that_shrink_towards_its_end():
     low, high = CLUSTER_CHUNK
     assert max(map(len, tasks)) == high
     assert all(len(task) <= low for task in tasks[-4:]), "no worker waits on a large last task"
+
+
+def test_workers_slowed_by_the_nannys_allocator_setting_are_named(cluster, corpus_file, tmp_path):
+    # a nanny's MALLOC_TRIM_THRESHOLD_ makes conversion about 20 % slower (docs/archival.md,
+    # "Worker settings"): the command says which workers run with it and where the fix is
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "convert", str(corpus_file("r01")), "--out",
+         str(tmp_path / "out"), "--cluster", cluster.url],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [li for li in done.stderr.splitlines() if "MALLOC_TRIM_THRESHOLD_" in li]
+    assert len(lines) == 1, done.stderr
+    [line] = lines
+    assert "1 of 2 workers" in line and "w2" in line and "Worker settings" in line
