@@ -220,3 +220,10 @@ def test_capture_decode_joins_the_data_set_that_follows_the_reply(
     sent = sent_pixels(path, images=2, size=16)
     assert len(got) == len(sent) == 2
     assert all(np.array_equal(a, b) for a, b in zip(got, sent, strict=True))
+
+
+def test_a_fitted_code_pair_is_written_in_hexadecimal_both() -> None:
+    from bridge.capture.fit import _value
+
+    assert _value([0x0008, 0x8008]) == "[0x0008, 0x8008]"  # was "[8, 0x8008]"
+    assert _value([1, 2, 3]) == "[1, 2, 3]"

@@ -2134,6 +2134,9 @@ def _value(v: Any) -> str:
     if isinstance(v, str):
         return f'"{v}"'
     if isinstance(v, (list, tuple)):
+        ints = [x for x in v if isinstance(x, int) and not isinstance(x, bool)]
+        if ints and len(ints) == len(v) and max(ints) > 9:  # a code pair: all hexadecimal
+            return "[" + ", ".join(f"{x:#06x}" for x in ints) + "]"
         return "[" + ", ".join(_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
