@@ -9,6 +9,7 @@ slices carry.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from bridge.dicom.core import convert
 from bridge.profile import load_profile
 from bridge.testing.phantom import phantom_images
 
-__all__ = ["emulate", "emulate_vcd", "glitched", "sent_pixels"]
+__all__ = ["emulate", "emulate_vcd", "glitched", "scramble", "sent_pixels"]
 
 _names = itertools.count()
 
@@ -108,3 +109,23 @@ def glitched(vcd: Path, out: Path, width: int, every: int) -> int:
             out_parts.append(f"#{t + 1 + width}\n{state[req]}{req}\n{state[d5]}{d5}\n")
     out.write_text(head + "$enddefinitions $end\n" + "".join(out_parts))
     return count
+
+
+def scramble(vcd: Path, out: Path, seed: int) -> dict[str, tuple[str, bool]]:
+    """The capture with its probes renamed P00.., in a shuffled order, about a third of
+    them inverted (as a logic analyser on the - leg sees them): probe -> (line, inverted)."""
+    rnd = random.Random(seed)
+    head, body = vcd.read_text().split("$enddefinitions $end", 1)
+    found = re.findall(r"\$var wire 1 (\S+) (\S+) \$end", head)
+    order = list(range(len(found)))
+    rnd.shuffle(order)
+    inverted = {ident for ident, _ in found if rnd.random() < 0.35}
+    declared = "".join(f"$var wire 1 {found[o][0]} P{n:02d} $end\n" for n, o in enumerate(order))
+    head = re.sub(r"(\$var wire 1 \S+ \S+ \$end\s*)+", declared, head, count=1)
+    lines = []
+    for line in body.split("\n"):
+        if len(line) >= 2 and line[0] in "01" and line[1:] in inverted:
+            line = ("1" if line[0] == "0" else "0") + line[1:]
+        lines.append(line)
+    out.write_text(head + "$enddefinitions $end" + "\n".join(lines))
+    return {f"P{n:02d}": (found[o][1], found[o][0] in inverted) for n, o in enumerate(order)}

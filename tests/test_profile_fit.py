@@ -9,7 +9,6 @@ profile, and a capture that cannot be fitted exits 1 saying why.
 
 from __future__ import annotations
 
-import random
 import re
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import peers
 import pydicom
 import pytest
-from emulated import emulate_vcd, glitched, sent_pixels
+from emulated import emulate_vcd, glitched, scramble, sent_pixels
 
 from bridge.cli import main
 
@@ -65,26 +64,6 @@ VARIANTS = {
 }
 
 
-def _scramble(vcd: Path, out: Path, seed: int) -> dict[str, tuple[str, bool]]:
-    """The capture with its probes renamed P00.., in a shuffled order, about a third of
-    them inverted (as a logic analyser on the - leg sees them): probe -> (line, inverted)."""
-    rnd = random.Random(seed)
-    head, body = vcd.read_text().split("$enddefinitions $end", 1)
-    found = re.findall(r"\$var wire 1 (\S+) (\S+) \$end", head)
-    order = list(range(len(found)))
-    rnd.shuffle(order)
-    inverted = {ident for ident, _ in found if rnd.random() < 0.35}
-    declared = "".join(f"$var wire 1 {found[o][0]} P{n:02d} $end\n" for n, o in enumerate(order))
-    head = re.sub(r"(\$var wire 1 \S+ \S+ \$end\s*)+", declared, head, count=1)
-    lines = []
-    for line in body.split("\n"):
-        if len(line) >= 2 and line[0] in "01" and line[1:] in inverted:
-            line = ("1" if line[0] == "0" else "0") + line[1:]
-        lines.append(line)
-    out.write_text(head + "$enddefinitions $end" + "\n".join(lines))
-    return {f"P{n:02d}": (found[o][1], found[o][0] in inverted) for n, o in enumerate(order)}
-
-
 def _images(out: Path) -> list[np.ndarray]:
     return [pydicom.dcmread(p).pixel_array for p in sorted(out.glob("IMG*.dcm"))]
 
@@ -95,7 +74,7 @@ def test_a_fitted_profile_alone_decodes_a_scrambled_capture_pixel_exact(
 ) -> None:
     vcd, profile = emulate_vcd(tmp_path, VARIANTS[variant], images=1, size=16)
     scrambled = tmp_path / "probes.vcd"
-    truth = _scramble(vcd, scrambled, seed=sorted(VARIANTS).index(variant))
+    truth = scramble(vcd, scrambled, seed=sorted(VARIANTS).index(variant))
     fitted = tmp_path / "fitted.toml"
     assert main(["profile", "fit", str(scrambled), "--out", str(fitted)]) == 0
     err = capsys.readouterr().err
@@ -182,7 +161,7 @@ def test_a_fit_given_a_channel_map_keeps_the_mapped_probes_and_decodes(
 ) -> None:
     vcd, profile = emulate_vcd(tmp_path, "", images=1, size=16)
     scrambled = tmp_path / "probes.vcd"
-    truth = _scramble(vcd, scrambled, seed=11)
+    truth = scramble(vcd, scrambled, seed=11)
     keep = {probe: t for probe, t in truth.items() if part == "full" or t[0] != "REQ"}
     if part != "full":
         keep = {p: t for p, t in keep.items() if re.fullmatch(r"D\d+|PARITY|DIR", t[0])}
@@ -202,7 +181,7 @@ def test_a_fit_given_a_channel_map_keeps_the_mapped_probes_and_decodes(
 def test_a_sigrok_session_file_fits(tmp_path: Path) -> None:
     vcd, profile = emulate_vcd(tmp_path, VARIANTS["two-phase"], images=1, size=16)
     scrambled = tmp_path / "probes.vcd"
-    truth = _scramble(vcd, scrambled, seed=3)
+    truth = scramble(vcd, scrambled, seed=3)
     sr = tmp_path / "probes.sr"
     tool = peers.require_tool("sigrok-cli")
     subprocess.run(
@@ -223,7 +202,7 @@ def test_a_glitchy_capture_fits_with_the_glitch_filter(
     glitchy = tmp_path / "glitchy.vcd"
     assert glitched(vcd, glitchy, width=4, every=50) > 5
     scrambled = tmp_path / "probes.vcd"
-    truth = _scramble(glitchy, scrambled, seed=7)
+    truth = scramble(glitchy, scrambled, seed=7)
     # no filter: the REQ glitches break the handshake; the fit says so, and names a pulse
     raw = tmp_path / "raw.toml"
     assert main(["profile", "fit", str(scrambled), "--glitch-ns", "0", "--out", str(raw)]) == 1
@@ -240,7 +219,7 @@ def test_breq_is_mapped_as_the_mirror_of_dir(tmp_path: Path) -> None:
     body = '[physical]\ncontrol_lines = ["DIR", "BREQ"]'
     vcd, profile = emulate_vcd(tmp_path, body, images=1, size=16)
     scrambled = tmp_path / "probes.vcd"
-    truth = _scramble(vcd, scrambled, seed=5)
+    truth = scramble(vcd, scrambled, seed=5)
     channels = _fit_and_decode(scrambled, profile, tmp_path)
     want = {probe for probe, (line, _) in truth.items() if line in ("DIR", "BREQ")}
     got = {probe for probe, entry in channels.items() if entry["line"] in ("DIR", "BREQ")}

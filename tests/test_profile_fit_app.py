@@ -13,7 +13,6 @@ named in the ``# NOT FITTED:`` list (never a silent guess).
 
 from __future__ import annotations
 
-import random
 import re
 import threading
 import tomllib
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from emulated import emulate_vcd, sent_pixels
+from emulated import emulate_vcd, scramble, sent_pixels
 
 from bridge.capture.trace import export_vcd
 from bridge.cli import main
@@ -96,24 +95,6 @@ VARIANTS: dict[str, tuple[str, str]] = {
 }
 
 
-def _scramble(vcd: Path, out: Path, seed: int) -> None:
-    """The capture with its probes renamed P00.., shuffled, about a third inverted."""
-    rnd = random.Random(seed)
-    head, body = vcd.read_text().split("$enddefinitions $end", 1)
-    found = re.findall(r"\$var wire 1 (\S+) (\S+) \$end", head)
-    order = list(range(len(found)))
-    rnd.shuffle(order)
-    inverted = {ident for ident, _ in found if rnd.random() < 0.35}
-    declared = "".join(f"$var wire 1 {found[o][0]} P{n:02d} $end\n" for n, o in enumerate(order))
-    head = re.sub(r"(\$var wire 1 \S+ \S+ \$end\s*)+", declared, head, count=1)
-    lines = []
-    for line in body.split("\n"):
-        if len(line) >= 2 and line[0] in "01" and line[1:] in inverted:
-            line = ("1" if line[0] == "0" else "0") + line[1:]
-        lines.append(line)
-    out.write_text(head + "$enddefinitions $end" + "\n".join(lines))
-
-
 def _emulate_api(tmp: Path, text: str, cancel: bool) -> tuple[Path, Path]:
     """The emulated scanner sends one phantom slice (after a CANCEL if ``cancel``) to the
     emulated receiver over ``loop://``, both under the profile ``text``; the bus as the
@@ -165,7 +146,7 @@ def test_a_fit_states_the_application_keys_and_decodes_pixel_exact(
         vcd, path = _emulate_api(tmp_path, text, cancel=how == "cancel")
     truth: Profile = load_profile(path)
     scrambled = tmp_path / "probes.vcd"
-    _scramble(vcd, scrambled, seed=sorted(VARIANTS).index(variant))
+    scramble(vcd, scrambled, seed=sorted(VARIANTS).index(variant))
     fitted = tmp_path / "fitted.toml"
     assert main(["profile", "fit", str(scrambled), "--out", str(fitted)]) == 0
     out = tmp_path / "out"

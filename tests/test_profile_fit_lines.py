@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from emulated import emulate, sent_pixels
-from test_profile_fit import _scramble
+from emulated import emulate, scramble, sent_pixels
 
 from bridge.acrnema.physical import parity_bits
 from bridge.capture.decode import read_words
@@ -146,7 +145,7 @@ def test_perr_is_fitted_from_its_pulses_on_the_damaged_words(tmp_path: Path) -> 
     else:
         pytest.fail("in 16 runs, none damaged two words after a clean start")
     scrambled = run / "probes.vcd"
-    truth = _scramble(vcd, scrambled, seed=seed)
+    truth = scramble(vcd, scrambled, seed=seed)
     text, channels = _fit(scrambled, run)
     perr = next(probe for probe, (line, _) in truth.items() if line == "PERR")
     assert channels[perr] == {"line": "PERR", "inverted": truth[perr][1]}
@@ -168,7 +167,7 @@ def test_the_ready_probes_are_fitted_as_a_pair_of_unknown_order(tmp_path: Path, 
     options[end] = ["--vcd", str(vcd)]
     emulate(tmp_path / "rx", images=1, size=32, **options)
     scrambled = tmp_path / "probes.vcd"
-    truth = _scramble(vcd, scrambled, seed=4)
+    truth = scramble(vcd, scrambled, seed=4)
     text, channels = _fit(scrambled, tmp_path)
     want = {probe for probe, (line, _) in truth.items() if line.startswith("READY")}
     got = {probe for probe, entry in channels.items() if str(entry["line"]).startswith("READY")}

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from emulated import emulate_vcd, sent_pixels
-from test_profile_fit import _scramble
+from emulated import emulate_vcd, scramble, sent_pixels
 
 from bridge.capture.fit import fit_capture
 from bridge.cli import main
@@ -55,7 +54,7 @@ def _images(out: Path) -> list[np.ndarray]:
 def _fit(tmp: Path, text: str, seed: int) -> tuple[dict, str, Path, Path]:
     vcd, profile = emulate_vcd(tmp, text, images=1, size=32)
     scrambled = tmp / "probes.vcd"
-    _scramble(vcd, scrambled, seed=seed)
+    scramble(vcd, scrambled, seed=seed)
     fitted = tmp / "fitted.toml"
     assert main(["profile", "fit", str(scrambled), "--out", str(fitted)]) == 0
     body = fitted.read_text()
