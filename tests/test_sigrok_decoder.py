@@ -379,6 +379,14 @@ def test_an_unreadable_header_and_a_segment_out_of_order_are_reported(tmp_path: 
     ]
 
 
+CRC_16_DNP = {
+    "crc": "crc-16",
+    "crc_poly": 0x3D65,
+    "crc_init": 0,
+    "crc_refin": True,
+    "crc_refout": True,
+    "crc_xorout": 0xFFFF,
+}
 LINK_DIALECTS = {
     "sum-16": {"datalink": {"crc": "sum-16"}},
     "crc-16-arc": {
@@ -390,16 +398,7 @@ LINK_DIALECTS = {
             "crc_refout": True,
         }
     },
-    "crc-16-dnp": {  # every parameter away from the reference
-        "datalink": {
-            "crc": "crc-16",
-            "crc_poly": 0x3D65,
-            "crc_init": 0,
-            "crc_refin": True,
-            "crc_refout": True,
-            "crc_xorout": 0xFFFF,
-        }
-    },
+    "crc-16-dnp": {"datalink": CRC_16_DNP},  # every parameter away from the reference
     "crc-16-genibus": {"datalink": {"crc": "crc-16", "crc_xorout": 0xFFFF}},
     "crc-16-kermit": {
         "datalink": {"crc": "crc-16", "crc_init": 0, "crc_refin": True, "crc_refout": True}
@@ -455,14 +454,7 @@ DIALECTS = {
     "sum-16-no-acks": {"datalink": {"crc": "sum-16", "ack_mode": "none"}},
     "crc-16-dnp-no-transport": {
         "transport": {"mode": "none"},
-        "datalink": {
-            "crc": "crc-16",
-            "crc_poly": 0x3D65,
-            "crc_init": 0,
-            "crc_refin": True,
-            "crc_refout": True,
-            "crc_xorout": 0xFFFF,
-        },
+        "datalink": CRC_16_DNP,
     },
     "no-check-two-phase": {"physical": {"handshake": "two-phase"}, "datalink": {"crc": "none"}},
     "link-example": LINK_DIALECTS["all"],
