@@ -22,7 +22,7 @@ from emulated import emulate, scramble, sent_pixels
 from bridge.acrnema.physical import parity_bits
 from bridge.capture.decode import read_words
 from bridge.cli import main
-from bridge.profile import REFERENCE
+from bridge.profile import REFERENCE, Profile, load_profile
 
 _names = itertools.count()
 
@@ -60,12 +60,14 @@ def test_a_receiver_with_faults_and_vcd_ends_when_its_scanner_gives_up(
     assert "the scanner has been gone" in capsys.readouterr().err
 
 
-def _words(vcd: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The words of a reference-profile VCD: (words, sides, parity good, PERR)."""
-    got = list(read_words(vcd))
+def _words(
+    vcd: Path, profile: Profile = REFERENCE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The words of a VCD written under ``profile``: (words, sides, parity good, PERR)."""
+    got = list(read_words(vcd, profile))
     words = np.concatenate([r.words for r in got])
     parity = np.concatenate([r.parity for r in got])
-    good = parity_bits(words, REFERENCE.physical.parity) == parity
+    good = parity_bits(words, profile.physical.parity) == parity
     return (
         words,
         np.concatenate([r.sides for r in got]),
@@ -153,6 +155,44 @@ def test_perr_is_fitted_from_its_pulses_on_the_damaged_words(tmp_path: Path) -> 
     assert "; high" in _note(text, perr)
     assert tomllib.loads(text)["physical"]["control_lines"] == ["DIR", "BREQ", "READY", "PERR"]
     assert f"probe {perr}:" not in text  # not listed as unidentified
+
+
+def test_perr_sampled_with_the_word_is_not_taken_for_a_second_parity_line(
+    tmp_path: Path,
+) -> None:
+    """In strobe mode PERR is on the bus when a damaged word is sampled, so it keeps the
+    XOR of data, parity and itself constant, as a second parity line would: the fit took
+    it for one and then found no bit order. A parity line changes with the data; PERR,
+    a few times."""
+    profile_file = tmp_path / "strobe.toml"
+    profile_file.write_text('[physical]\nhandshake = "strobe"\n')
+    profile = load_profile(profile_file)
+    for seed in range(1, 17):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        vcd = run / "bus.vcd"
+        emulate(
+            run / "rx",
+            images=1,
+            size=32,
+            profile=profile_file,
+            scanner=["--faults", f"flip=1e-3,seed={seed}", "--vcd", str(vcd)],
+        )
+        _, _, good, perr = _words(vcd, profile)
+        bad = np.flatnonzero(~good)
+        if len(bad) >= 1 and bad[0] >= 800:
+            break
+    else:
+        pytest.fail("in 16 runs, none damaged a word after a clean start")
+    assert perr[bad].all()  # PERR is sampled with each damaged word
+    scrambled = run / "probes.vcd"
+    truth = scramble(vcd, scrambled, seed=seed)
+    text, channels = _fit(scrambled, run)
+    fitted = tomllib.loads(text)
+    assert fitted["physical"]["parity_lines"] == 1
+    assert fitted["physical"]["handshake"] == "strobe"
+    perr_probe = next(probe for probe, (line, _) in truth.items() if line == "PERR")
+    assert channels[perr_probe]["line"] == "PERR"
 
 
 @pytest.mark.parametrize("end", ["scanner", "receiver"])

@@ -310,6 +310,8 @@ def _classify(
     long_gap = gaps > 1.5 * np.median(gaps) if len(gaps) else np.zeros(0, bool)
     paced, across, changes = {}, {}, {}
     skip = {hs.req} | ({hs.ack} if hs.ack is not None else set())
+    rows = hs.sample_rows[:words]
+    rows = rows[rows > 0]
     for i in range(n):
         if i in skip:
             continue
@@ -318,6 +320,14 @@ def _classify(
         paced[i] = int((flips & ~long_gap).sum())
         across[i] = int((flips & long_gap).sum())
         changes[i] = len(_edges(states, i))
+        # data and parity are set up before the edge that samples them; a probe that
+        # changes at that very edge (PERR in strobe mode, raised with the REQ pulse of a
+        # damaged word) keeps the XOR of the data constant as a parity line would, but
+        # is not one
+        full = _col(states, i)
+        at_edge = int((full[rows] != full[rows - 1]).sum())
+        if at_edge and at_edge * 2 >= paced[i]:  # each pulse: up with the edge, down after
+            paced[i] = 0
     ranked = sorted(paced, key=lambda i: -paced[i])
     parity_lines, off = None, 0
     # the XOR constant over every word; failing that, over all but 1% (words damaged on
