@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_description, dictionary_has_tag, dictionary_VR, get_entry
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
@@ -550,9 +551,9 @@ def _swap(value: bytes, size: int) -> bytes:
     if len(value) < size:
         return value
     swapped = bytearray(value)
-    whole = len(value) - len(value) % size
-    for i in range(size):
-        swapped[i:whole:size] = value[size - 1 - i : whole : size]
+    # in place: slicing every size-th byte would copy the value once more, in pieces
+    words = np.frombuffer(swapped, dtype=f"u{size}", count=len(value) // size)
+    words.byteswap(inplace=True)
     return bytes(swapped)
 
 

@@ -28,8 +28,10 @@ import copy
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.datadict import dictionary_is_retired, dictionary_VR, get_entry
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -1429,7 +1431,7 @@ def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int
         if pixels.bits_allocated == 1:
             ds.PixelData = pack_bits(frame)  # each object's bits from its own first byte
         else:
-            ds.PixelData = frame.astype(frame.dtype.newbyteorder("<"), copy=False).tobytes()
+            ds.PixelData = _little_endian_bytes(frame)
         ds["PixelData"].VR = "OW" if pixels.bits_allocated > 8 else "OB"
     index = index or 0
     if not ds.get("SOPInstanceUID"):
@@ -1450,6 +1452,27 @@ def _instance(work: _Work, pixels: Pixels | None, index: int | None, frames: int
     if pixels is not None and pixels.encapsulated is not None:
         ds.file_meta.TransferSyntaxUID = UID(pixels.encapsulated.syntax)
     return ds
+
+
+def _little_endian_bytes(frame: npt.NDArray[Any]) -> bytes:
+    """The bytes of ``frame`` in little-endian order.
+
+    When the frame is all of a ``bytes`` object as it was read (the source's pixel data,
+    nothing changed), that object itself: a 512x512 slice's pixels are then not copied
+    once more (docs/benchmarks.md, "Cluster").
+    """
+    array = frame.astype(frame.dtype.newbyteorder("<"), copy=False)
+    base: object = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if (
+        isinstance(base, bytes)
+        and array.flags.c_contiguous
+        and array.nbytes == len(base)
+        and array.ctypes.data == np.frombuffer(base, dtype=np.uint8).ctypes.data
+    ):
+        return base
+    return array.tobytes()
 
 
 def _plane_position(work: _Work, ds: Dataset, index: int) -> None:

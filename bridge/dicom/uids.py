@@ -66,7 +66,8 @@ def _feed(digest: Any, ds: Dataset) -> None:
                 _feed(digest, item)
                 digest.update(b"]")
         elif isinstance(value, (bytes, bytearray)):
-            digest.update(len(value).to_bytes(8, "little") + bytes(value))
+            digest.update(len(value).to_bytes(8, "little"))
+            digest.update(value)  # not joined to the length: a copy of the pixel data
         else:
             text = "\\".join(map(str, value)) if isinstance(value, list) else str(value)
             digest.update(text.encode("utf-8", "surrogateescape"))
