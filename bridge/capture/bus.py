@@ -679,7 +679,7 @@ class WordRecovery:
         else:
             return
         d = t - prev_t
-        phase = self._ended[p]  # the phase that ended here
+        phase = self._ended.take(p.astype(np.intp))  # the phase that ended here
         valid = np.ones(len(d), bool)
         if self._last_event is None:
             valid[0] = False

@@ -425,7 +425,7 @@ class VcdReader:
             return None  # a vector: its value and identifier are two tokens
         lut = np.full(256, 255, np.uint8)
         lut[keys] = bits
-        bit = lut[arr[starts[c_idx] + 1]]
+        bit = lut[arr[starts[c_idx] + 1].astype(np.intp)]  # (a uint8 index is slow)
         if (bit == 255).any():
             return None
         values = _numbers(view, starts[t_idx] + 1, length[t_idx] - 1, arr)
