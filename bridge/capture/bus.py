@@ -360,6 +360,10 @@ class WordRecovery:
         self.mode = MODES[ph.handshake]
         self.glitch_ns = glitch_ns
         self._bits = [(_bit(self.lines, line), edge) for line, edge in self.mode.phases]
+        self._code_bits, self._edge_table = self._edges()
+        k = len(self._bits)
+        self._ended = np.array([(i - 1) % k for i in range(k)], np.int8)  # phase i closes i-1
+        self._pattern = np.zeros(0, np.int8)  # see _cycle
         self._held = Changes.empty()
         self._prev: np.uint64 | None = None  # the state before the held rows
         self._expect = 0  # index of the phase expected next
@@ -379,6 +383,25 @@ class WordRecovery:
         self.last_ns: int | None = None
         self._timeout_ns = int(ph.handshake_timeout_ms * 1e6)
 
+    def _edges(self) -> tuple[tuple[int, int], npt.NDArray[np.int8] | None]:
+        """The handshake lines' bits (at most two: REQ, ACK) and the phase of each
+        (lines changed, levels after) pair, indexed ``changed << 2 | levels`` (bit 0: the
+        first line, bit 1: the second); -1 where no single phase fits (both changed, or
+        an edge no phase names). No table (None) if a line is missing from the bus."""
+        lines = list(dict.fromkeys(bit for bit, _ in self._bits))
+        if len(lines) > 2 or min(lines) < 0:
+            return (0, -1), None
+        if len(lines) == 1:
+            lines.append(-1)  # none: its bit of the code stays 0
+        table = np.full(16, -1, np.int8)
+        for index, (bit, edge) in enumerate(self._bits):
+            j = lines.index(bit)
+            for levels in range(4):
+                up = bool(levels >> j & 1)
+                if edge == "toggle" or (edge == "up") == up:
+                    table[(1 << j) << 2 | levels] = index
+        return (lines[0], lines[1]), table
+
     # -- glitches
 
     def _deglitch(self, ch: Changes, prev: np.uint64) -> Changes:
@@ -388,7 +411,15 @@ class WordRecovery:
         states = ch.states.copy()
         before = np.concatenate([[prev], states[:-1]])
         changed = states ^ before
+        # a line can only glitch if it changes at both ends of a run of rows closer than
+        # w to each other (a row and the next): only those lines are looked at
+        close = np.flatnonzero(np.diff(ch.times) < w)
+        suspects = int(np.bitwise_or.reduce(changed[close])) & int(
+            np.bitwise_or.reduce(changed[close + 1])
+        )
         for bit in range(len(self.lines)):
+            if not suspects >> bit & 1:
+                continue
             m = np.uint64(1 << bit)
             rows = np.flatnonzero(changed & m)
             if len(rows) < 2:
@@ -459,9 +490,35 @@ class WordRecovery:
     ) -> tuple[I64, npt.NDArray[np.int8], npt.NDArray[np.intp]]:
         """(time, phase index, row) of every handshake edge, in time order.
 
-        One pass per handshake line (REQ, ACK): its column, where it changes, and which
-        phase each change is; the lines' edges are merged by row (phase order within a
-        row)."""
+        The handshake lines (REQ, ACK) as a two-bit code a row; the rows where it changes;
+        which phase each change is, by a table of (lines changed, levels after). Rows where
+        both lines change at once, or an edge no phase names, go the general way:
+        :meth:`_events_by_line`."""
+        table = self._edge_table
+        if table is None or not len(states):
+            return self._events_by_line(times, states, prev)
+        b0, b1 = self._code_bits
+        st = np.concatenate([np.array([prev], np.uint64), states])
+        if b1 < 0:  # one handshake line (strobe)
+            code = ((st >> np.uint64(b0)) & np.uint64(1)).astype(np.uint8)
+        elif b1 == b0 + 1:
+            code = ((st >> np.uint64(b0)) & np.uint64(3)).astype(np.uint8)
+        else:
+            code = ((st >> np.uint64(b0)) & np.uint64(1)).astype(np.uint8)
+            code |= (((st >> np.uint64(b1)) & np.uint64(1)) << np.uint64(1)).astype(np.uint8)
+        change = code[1:] ^ code[:-1]
+        rows = np.flatnonzero(change)
+        phase = table.take(((change[rows] << 2) | code[1:][rows]).astype(np.intp))
+        if (phase < 0).any():  # both lines at once, or an edge of no phase
+            return self._events_by_line(times, states, prev)
+        return times[rows], phase, rows
+
+    def _events_by_line(
+        self, times: I64, states: U64, prev: np.uint64
+    ) -> tuple[I64, npt.NDArray[np.int8], npt.NDArray[np.intp]]:
+        """:meth:`_events`, one pass per handshake line (REQ, ACK): its column, where it
+        changes, and which phase each change is; the lines' edges are merged by row (phase
+        order within a row)."""
         per_line: dict[int, list[tuple[int, str]]] = {}
         for index, (bit, edge) in enumerate(self._bits):
             per_line.setdefault(bit, []).append((index, edge))
@@ -514,7 +571,7 @@ class WordRecovery:
         pos, expect = 0, self._expect
         while pos < len(ev_p):
             span = ev_p[pos:]
-            want = (expect + np.arange(len(span))) % k
+            want = self._cycle(expect, len(span))
             bad = np.flatnonzero(span != want)
             if not len(bad):
                 good[pos:] = True
@@ -568,6 +625,14 @@ class WordRecovery:
             self.last_ns = int(t[-1])
         return Recovered(t, words, parity, sides, perr, losses), keep_from
 
+    def _cycle(self, start: int, n: int) -> npt.NDArray[np.int8]:
+        """The phases ``start``, ``start + 1``, ... (mod the phase count), ``n`` of them: a
+        view of one repeating pattern, not computed each time."""
+        k = len(self._bits)
+        if len(self._pattern) < start + n:
+            self._pattern = (np.arange(2 * (start + n) + k) % k).astype(np.int8)
+        return self._pattern[start : start + n]
+
     def _edge_name(self, index: int) -> str:
         line, edge = self.mode.phases[index]
         return f"{line} {'changing' if edge == 'toggle' else edge}"
@@ -603,8 +668,9 @@ class WordRecovery:
         losses: list[SyncLoss],
     ) -> None:
         """Durations between consecutive good edges, by the phase they close."""
-        t = ev_t[good]
-        p = ev_p[good]
+        everything = bool(good.all())
+        t = ev_t if everything else ev_t[good]
+        p = ev_p if everything else ev_p[good]
         if self._last_event is not None and len(t):
             prev_t = np.concatenate([[self._last_event], t[:-1]])
             # the first edge after a sync loss has no meaningful predecessor
@@ -613,7 +679,7 @@ class WordRecovery:
         else:
             return
         d = t - prev_t
-        phase = (p.astype(np.int64) - 1) % len(self._bits)  # the phase that ended here
+        phase = self._ended.take(p.astype(np.intp))  # the phase that ended here
         valid = np.ones(len(d), bool)
         if self._last_event is None:
             valid[0] = False
@@ -624,6 +690,42 @@ class WordRecovery:
                 + 1
             ] = False
         self._last_event = int(t[-1])
+        if not self._count_phases(d, phase, valid):
+            self._count_phases_by_phase(d, phase, valid)
+        # the answer edge of a word (phase 0 -> 1) over the timeout: the peer stalled
+        answer = valid & (phase == 0) & (d > self._timeout_ns)
+        for at in t[answer]:
+            losses.append(SyncLoss(int(at), "answer later than physical.handshake_timeout_ms"))
+
+    def _count_phases(
+        self, d: I64, phase: npt.NDArray[np.int8], valid: npt.NDArray[np.bool_]
+    ) -> bool:
+        """Count the durations ``d`` (of ``phase``, where ``valid``) in one histogram pass,
+        if all are below :data:`HIST_NS` and span under 4,096 ns (a steady handshake);
+        False (nothing counted) if not."""
+        if not valid.all():
+            d, phase = d[valid], phase[valid]
+        if not len(d):
+            return True
+        low, high = int(d.min()), int(d.max())
+        if high >= HIST_NS or high - low >= 4096:
+            return False
+        k = len(self._bits)
+        counts = np.bincount((d - low) * k + phase, minlength=(high - low + 1) * k)
+        counts = counts.reshape(-1, k)
+        self.hist[:, low : high + 1] += counts.T
+        for i in range(k):
+            seen = np.flatnonzero(counts[:, i])
+            if len(seen):
+                self.minimum[i] = min(self.minimum[i], low + int(seen[0]))
+                self.maximum[i] = max(self.maximum[i], low + int(seen[-1]))
+        return True
+
+    def _count_phases_by_phase(
+        self, d: I64, phase: npt.NDArray[np.int8], valid: npt.NDArray[np.bool_]
+    ) -> None:
+        """Count the durations ``d`` phase by phase (any range: those from
+        :data:`HIST_NS` on are kept in a list)."""
         for i in range(len(self._bits)):
             sel = d[valid & (phase == i)]
             if not len(sel):
@@ -636,10 +738,6 @@ class WordRecovery:
             big = sel[sel >= HIST_NS]
             if len(big):
                 self.over[i].extend(int(x) for x in big[: 10000 - len(self.over[i])])
-        # the answer edge of a word (phase 0 -> 1) over the timeout: the peer stalled
-        answer = valid & (phase == 0) & (d > self._timeout_ns)
-        for at in t[answer]:
-            losses.append(SyncLoss(int(at), "answer later than physical.handshake_timeout_ms"))
 
     def phase_stats(self) -> dict[str, dict[str, int | None]]:
         """min/median/max nanoseconds of each phase (median exact below ~131 us)."""
