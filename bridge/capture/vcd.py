@@ -270,7 +270,20 @@ class VcdReader:
             data = self._file.read(block)
             buf = pending + data
             if data:
-                cut = max(buf.rfind(b"\n"), buf.rfind(b" "))
+                # before the last timestamp: all the changes at one time in one block (a
+                # cut among them made a row of a state the bus never had); else, a long
+                # run at one time, at the last whitespace
+                cut = _last_time(buf, max(0, len(pending) - 2))
+                if len(buf) > 1 << 20 and max(buf.rfind(b"\n"), buf.rfind(b" ")) <= 0:
+                    raise CaptureError(
+                        f"{self.path}: no whitespace in 1 MiB from byte {self._offset}: "
+                        "not a VCD body"
+                    )
+                if cut <= 0 and len(buf) < _ONE_TIME_MAX:
+                    pending = buf  # no timestamp after the first yet: read on
+                    continue
+                if cut <= 0:
+                    cut = max(buf.rfind(b"\n"), buf.rfind(b" "))
                 if cut < 0:
                     if len(buf) > 1 << 20:
                         raise CaptureError(
@@ -457,6 +470,54 @@ class VcdReader:
         rows = states[end[last] - 1]
         times_ns = (t[last] * self.scale).astype(np.int64) if self.scale != 1 else t[last]
         return Changes(times_ns, rows), states[-1], int(values[-1])
+
+
+_ONE_TIME_MAX = 1 << 22  # bytes of changes at one time kept whole (more are cut anyway)
+
+
+def _last_time(buf: bytes, start: int = 0) -> int:
+    """Where the whitespace before the last timestamp of ``buf`` is, at ``start`` or after,
+    or -1; when the same time is written more than once in a row (``#5 ... #5``), before
+    the first of them, so that all the changes at one time stay together."""
+    at = _time_before(buf, start, len(buf))
+    if at >= 0 and at + 2 + len(_time_token(buf, at)) >= len(buf):
+        at = _time_before(buf, start, at)  # its digits may go on in the next block
+    if at < 0:
+        return -1
+    value = _time_token(buf, at)
+    while True:  # the same time earlier, even before ``start``
+        earlier = _time_before(buf, 0, at)
+        if earlier < 0 or _time_token(buf, earlier) != value:
+            return at
+        at = earlier
+
+
+def _time_before(buf: bytes, start: int, end: int) -> int:
+    """The whitespace before the last timestamp token (``#`` and a digit) between ``start``
+    and ``end``, or -1; a ``#`` identifier after a vector value (``b0101 #1``) is not one."""
+    while True:
+        hash_at = buf.rfind(b"#", start + 1, end)
+        if hash_at < 0:
+            return -1
+        at = hash_at - 1
+        if buf[at] in _SPACE and buf[hash_at + 1 : hash_at + 2].isdigit():
+            token = max(buf.rfind(c, max(0, at - 256), at) for c in (b"\n", b" ", b"\t"))
+            # no whitespace in 256 bytes before: a long vector value, whose identifier this is
+            long_value = token < 0 and at > 256
+            if not long_value and buf[token + 1 : token + 2] not in (b"b", b"B", b"r", b"R"):
+                return at
+        end = hash_at
+
+
+_SPACE = frozenset(b" \t\n\r")
+
+
+def _time_token(buf: bytes, at: int) -> bytes:
+    """The digits of the timestamp whose ``#`` is at ``at + 1``."""
+    end = at + 2
+    while end < len(buf) and buf[end : end + 1].isdigit():
+        end += 1
+    return buf[at + 2 : end]
 
 
 def _tokens(
