@@ -417,9 +417,8 @@ def _vcd_port(args: argparse.Namespace, port: WordPort) -> WordPort:
     from bridge.ports.faults import FaultyPort
     from bridge.ports.spy import SentTap, SpyPort
 
-    faulty = isinstance(port, FaultyPort)
     try:
-        spy = SpyPort(port, _vcd_trace(args), sent=not faulty)
+        spy = SpyPort(port, _vcd_trace(args), sent=not isinstance(port, FaultyPort))
     except BaseException:
         port.close()
         raise
