@@ -11,18 +11,22 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import peers
 
 from bridge.cli import main
 from bridge.dicom.core import convert
 from bridge.profile import load_profile
 from bridge.testing.phantom import phantom_images
 
-__all__ = ["emulate", "emulate_vcd", "glitched", "scramble", "sent_pixels"]
+__all__ = ["emulate", "emulate_processes", "emulate_vcd", "glitched", "scramble", "sent_pixels"]
 
 _names = itertools.count()
 
@@ -129,3 +133,44 @@ def scramble(vcd: Path, out: Path, seed: int) -> dict[str, tuple[str, bool]]:
         lines.append(line)
     out.write_text(head + "$enddefinitions $end" + "\n".join(lines))
     return {f"P{n:02d}": (found[o][1], found[o][0] in inverted) for n, o in enumerate(order)}
+
+
+def emulate_processes(
+    out: Path,
+    *,
+    images: int,
+    size: int,
+    profile: Path | None = None,
+    scanner: Sequence[str] = (),
+) -> tuple[subprocess.CompletedProcess[str], int, str]:
+    """``images`` phantom slices from an ``acrnema-bridge emulate`` scanner process to a
+    receiver process (``--count images``, writing into ``out``) over
+    ``tcp-listen://127.0.0.1``, as two operators would start them; ``scanner`` is more
+    arguments for the scanner. (The scanner's run, the receiver's exit status, its
+    stderr); the receiver is killed if it outlives the test's deadlines."""
+    port = peers.free_port()
+    cli = [sys.executable, "-m", "bridge.cli", "emulate"]
+    cli += ["--profile", str(profile)] if profile is not None else []
+    receiver = subprocess.Popen(
+        [*cli, "--role", "receiver", "--port", f"tcp-listen://127.0.0.1:{port}"]
+        + ["--out", str(out), "--count", str(images)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = subprocess.run(
+            [*cli, "--port", f"tcp://127.0.0.1:{port}", "--phantom", str(images)]
+            + ["--size", str(size), *scanner],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        _, err = receiver.communicate(timeout=60)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    return sent, receiver.returncode, err

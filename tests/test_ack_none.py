@@ -31,16 +31,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import peers
 import pytest
+from emulated import emulate_processes
 
 from bridge.acrnema.commands import Message
 from bridge.acrnema.physical import WordBuffer
@@ -148,33 +145,12 @@ def test_emulate_to_a_receiver_with_a_count_stores_every_time_with_ack_mode_none
     order, 7 runs in 8 failed)."""
     profile = tmp_path / "none.toml"
     profile.write_text('[datalink]\nack_mode = "none"\n')
-    cli = [sys.executable, "-m", "bridge.cli", "emulate", "--profile", str(profile)]
     for run in range(5):
-        port = peers.free_port()
         out = tmp_path / f"rx{run}"
-        receiver = subprocess.Popen(
-            [*cli, "--role", "receiver", "--port", f"tcp-listen://127.0.0.1:{port}"]
-            + ["--out", str(out), "--count", "1"],
-            stderr=subprocess.PIPE,
-            text=True,
+        scanner, code, err = emulate_processes(
+            out, images=1, size=64, profile=profile, scanner=["--attempts", "1", "--timeout", "20"]
         )
-        try:
-            deadline = time.monotonic() + 60
-            while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            scanner = subprocess.run(
-                [*cli, "--port", f"tcp://127.0.0.1:{port}", "--phantom", "1", "--size", "64"]
-                + ["--attempts", "1", "--timeout", "20"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            _, err = receiver.communicate(timeout=60)
-        finally:
-            if receiver.poll() is None:
-                receiver.kill()
-                receiver.wait()
         assert scanner.returncode == 0, f"run {run}: {scanner.stderr}"
         assert "1 of 1 images stored" in scanner.stderr + scanner.stdout
-        assert receiver.returncode == 0, err
+        assert code == 0, err
         assert len(list(out.glob("IMG*.acr"))) == 1

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import peers
 import pytest
 from crc_model import bitwise
+from emulated import emulate_processes
 from pydicom import dcmread
 
 from bridge.acrnema.commands import encode_message
@@ -550,32 +549,10 @@ def test_the_emulate_command_sends_its_phantom_in_the_reference_order_on_auto(
     big-endian, as the stack then sends them, and a receiver on auto stores them whole."""
     auto = tmp_path / "auto.toml"
     auto.write_text('[physical]\ntext_byte_order = "auto"\nbinary_byte_order = "auto"\n')
-    port = peers.free_port()
     out = tmp_path / "received"
-    cli = [sys.executable, "-m", "bridge.cli", "emulate", "--profile", str(auto)]
-    listen = f"tcp-listen://127.0.0.1:{port}"
-    receiver = subprocess.Popen(
-        [*cli, "--role", "receiver", "--port", listen, "--out", str(out), "--count", "1"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        scanner = subprocess.run(
-            [*cli, "--port", f"tcp://127.0.0.1:{port}", "--phantom", "1", "--size", "64"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        _, err = receiver.communicate(timeout=60)
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
+    scanner, code, err = emulate_processes(out, images=1, size=64, profile=auto)
     assert scanner.returncode == 0, scanner.stderr
-    assert receiver.returncode == 0, err
+    assert code == 0, err
     (stored,) = sorted(out.glob("IMG*.acr"))
     (sent,) = phantom_images(1, rows=64, byte_order="big")
     assert stored.read_bytes() == sent.data

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import peers
+from emulated import emulate_processes
 from pydicom import dcmread
 
 from bridge.acrnema.commands import Command, Message
@@ -330,40 +331,10 @@ def test_run_stops_cleanly_on_sigterm_and_never_half_stores(tmp_path: Path) -> N
 
 
 def test_emulate_scanner_and_receiver_commands_over_tcp(tmp_path: Path) -> None:
-    port = peers.free_port()
     out = tmp_path / "received"
-    receiver = subprocess.Popen(
-        _cli(
-            "emulate",
-            "--role",
-            "receiver",
-            "--port",
-            f"tcp-listen://127.0.0.1:{port}",
-            "--out",
-            str(out),
-            "--count",
-            "3",
-        ),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not peers._port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        scanner = subprocess.run(
-            _cli("emulate", "--port", f"tcp://127.0.0.1:{port}", "--phantom", "3", "--size", "64"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        _, err = receiver.communicate(timeout=60)
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
+    scanner, code, err = emulate_processes(out, images=3, size=64)
     assert scanner.returncode == 0, scanner.stderr
     assert "3 of 3 images stored" in scanner.stderr
-    assert receiver.returncode == 0, err
+    assert code == 0, err
     files = sorted(out.glob("IMG*.acr"))
     assert len(files) == 3
