@@ -126,26 +126,35 @@ def _note(text: str, probe: str) -> str:
     return next(line for line in text.splitlines() if line.startswith(f'"{probe}" = '))
 
 
-def test_perr_is_fitted_from_its_pulses_on_the_damaged_words(tmp_path: Path) -> None:
-    """A capture with words damaged on the wire (faults on the scanner's port): the probe
-    pulsing within the cycle of each damaged word, and no other, is PERR."""
+def _damaged_after_a_clean_start(
+    tmp: Path, profile: Path | None, *, words: int
+) -> tuple[Path, Path, int, np.ndarray, np.ndarray]:
+    """A scanner VCD with at least ``words`` words damaged on the wire (faults on its
+    port), the first after word 800 (the fit reads frames from the clean start of the
+    link): (its folder, the VCD, the seed, the damaged words, PERR per word). Which words
+    a seed damages depends on how the words were batched: seeds are tried in turn."""
     for seed in range(1, 17):
-        run = tmp_path / f"seed{seed}"
+        run = tmp / f"seed{seed}"
         run.mkdir()
         vcd = run / "bus.vcd"
         emulate(
             run / "rx",
             images=1,
             size=32,
+            profile=profile,
             scanner=["--faults", f"flip=1e-3,seed={seed}", "--vcd", str(vcd)],
         )
-        _, _, good, _ = _words(vcd)
+        _, _, good, perr = _words(vcd, REFERENCE if profile is None else load_profile(profile))
         bad = np.flatnonzero(~good)
-        # the fit reads frames from the clean start of the link: damage after a while
-        if len(bad) >= 2 and bad[0] >= 800:
-            break
-    else:
-        pytest.fail("in 16 runs, none damaged two words after a clean start")
+        if len(bad) >= words and bad[0] >= 800:
+            return run, vcd, seed, bad, perr
+    pytest.fail(f"in 16 runs, none damaged {words} word(s) after a clean start")
+
+
+def test_perr_is_fitted_from_its_pulses_on_the_damaged_words(tmp_path: Path) -> None:
+    """A capture with words damaged on the wire (faults on the scanner's port): the probe
+    pulsing within the cycle of each damaged word, and no other, is PERR."""
+    run, vcd, seed, bad, _ = _damaged_after_a_clean_start(tmp_path, None, words=2)
     scrambled = run / "probes.vcd"
     truth = scramble(vcd, scrambled, seed=seed)
     text, channels = _fit(scrambled, run)
@@ -162,28 +171,11 @@ def test_perr_sampled_with_the_word_is_not_taken_for_a_second_parity_line(
 ) -> None:
     """In strobe mode PERR is on the bus when a damaged word is sampled, so it keeps the
     XOR of data, parity and itself constant, as a second parity line would: the fit took
-    it for one and then found no bit order. A parity line changes with the data; PERR,
-    a few times."""
+    it for one and then found no bit order. Data and parity are set up before the edge
+    that samples them; PERR changes at that edge."""
     profile_file = tmp_path / "strobe.toml"
     profile_file.write_text('[physical]\nhandshake = "strobe"\n')
-    profile = load_profile(profile_file)
-    for seed in range(1, 17):
-        run = tmp_path / f"seed{seed}"
-        run.mkdir()
-        vcd = run / "bus.vcd"
-        emulate(
-            run / "rx",
-            images=1,
-            size=32,
-            profile=profile_file,
-            scanner=["--faults", f"flip=1e-3,seed={seed}", "--vcd", str(vcd)],
-        )
-        _, _, good, perr = _words(vcd, profile)
-        bad = np.flatnonzero(~good)
-        if len(bad) >= 1 and bad[0] >= 800:
-            break
-    else:
-        pytest.fail("in 16 runs, none damaged a word after a clean start")
+    run, vcd, seed, bad, perr = _damaged_after_a_clean_start(tmp_path, profile_file, words=1)
     assert perr[bad].all()  # PERR is sampled with each damaged word
     scrambled = run / "probes.vcd"
     truth = scramble(vcd, scrambled, seed=seed)

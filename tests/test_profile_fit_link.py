@@ -180,3 +180,12 @@ def test_the_application_fit_keeps_no_data_set(tmp_path: Path) -> None:
     stores = [m for _, m in seen.messages if m.command.field == 0x0001]
     assert len(stores) == 2
     assert all(len(m.data) <= 1 for _, m in seen.messages), [len(m.data) for _, m in seen.messages]
+
+
+def test_the_max_words_default_is_the_fits_own() -> None:
+    # two places hold the default: the CLI's --max-words and fit.MAX_WORDS
+    from bridge.capture.fit import MAX_WORDS
+    from bridge.cli import _parser
+
+    args = _parser().parse_args(["profile", "fit", "x.vcd", "--out", "p.toml"])
+    assert args.max_words == MAX_WORDS
